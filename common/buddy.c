@@ -1,0 +1,681 @@
+/*
+ * buddy.c - a lock-free binary buddy allocator on a word store.
+ *
+ * After the lock-free buddy heap seed (HeapCreate/HeapAlloc/HeapFree) and
+ * DESIGN.md section 4, written for what one-sided RDMA offers: 64-bit
+ * loads, CAS and FAA on aligned words (store.h). No lock, no spin-wait on
+ * another client, no kernel call.
+ *
+ * Layout of the metadata region (words of 64 bits):
+ *   [0, 8)          header: magic+version, orders, usable bytes, size
+ *   [8, 8+levels)   count[t]: free blocks at level t (a hint, kept by FAA)
+ *   then per level t (8-word aligned): the level bitmap, 2 bits per block.
+ * Level t holds the 2^t blocks of order M - t; level 0 is the whole heap.
+ * Block i of level t has state bits at word i/32, shift 2*(i%32):
+ *   00 NONE     split into halves, or inside a larger block
+ *   01 FREE     free at this order
+ *   10 ALLOC    allocated at this order
+ *   11 RESERVED the tail beyond the usable size; never handed out
+ * Buddies 2j and 2j+1 sit in one nibble of one word, so "my buddy is free:
+ * merge" and "my buddy is not free: mark myself free" are each one CAS on
+ * one word, and two buddies freed at once can never both miss the merge.
+ *
+ * Invariant: every descendant of a FREE, ALLOC or RESERVED block is NONE.
+ * Hence a client that claims a FREE block owns every bit below it, and can
+ * set those bits with FAA (adding to bits known to be 0 cannot carry into
+ * a neighbour) in one batch, without retries.
+ *
+ * alloc(order): the level of the order is t. Load the chunk of level t at
+ * this client's cursor; for a FREE bit, CAS it to ALLOC: done, in two
+ * round trips when the chunk had one. Otherwise read the counts, scan the
+ * level if its count says it has a free block, else claim a FREE block of
+ * the nearest larger order (CAS FREE->NONE) and split it down: for each
+ * level below it, FAA the right half to FREE, and at the target level the
+ * left half to ALLOC - one batch. The block is halved until it is less
+ * than twice the request, as in the seed.
+ *
+ * free(offset, order): the block must be ALLOC (else -EINVAL: a double
+ * free or a stray handle, seen by any client). While the buddy is FREE,
+ * CAS the pair to NONE and go up one level (where the parent is NONE);
+ * when it is not, CAS the block to FREE. Every step is one CAS; a failed
+ * CAS returns the current word and the step is recomputed from it.
+ *
+ * Loads are hints (an RDMA READ may race with atomics): a load that says
+ * "not mine" is confirmed by a CAS that would change nothing before any
+ * error is returned. The counts are hints too, updated after the CAS that
+ * decides, off the critical path (store post()).
+ *
+ * A stalled client holds at most the block it has claimed; it never
+ * blocks another (tests freeze clients after every word operation).
+ */
+#include "buddy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	ST_NONE = 0,
+	ST_FREE = 1,
+	ST_ALLOC = 2,
+	ST_RESERVED = 3,
+};
+
+#define STATE_MASK     3ull
+#define BLOCKS_PER_WORD 32u
+#define PAIR_MASK      0xFull
+/* The FREE (low) bit of every 2-bit state in a word. */
+#define LOW_BITS       0x5555555555555555ull
+#define MAX_CHUNK      64u
+#define HDR_MAGIC_WORD 0
+#define HDR_ORDERS_WORD 1
+#define HDR_USABLE_WORD 2
+#define HDR_SIZE_WORD  3
+
+enum { OP_ALLOC = 0, OP_FREE = 1 };
+enum { C_CALLS, C_RTS, C_LOADS, C_CAS_OK, C_CAS_FAIL, C_FAA, C_N };
+
+/* Per-operation tally, added to the client's counters once at the end. */
+struct tally {
+	uint64_t c[C_N];
+};
+
+static inline unsigned blk_shift(uint64_t i)
+{
+	return (unsigned)(2 * (i % BLOCKS_PER_WORD));
+}
+
+static inline uint64_t blk_word(const struct rmp_buddy_geom *g, unsigned t, uint64_t i)
+{
+	return g->level_word[t] + i / BLOCKS_PER_WORD;
+}
+
+static inline unsigned state_of(uint64_t w, uint64_t i)
+{
+	return (unsigned)((w >> blk_shift(i)) & STATE_MASK);
+}
+
+static inline uint64_t with_state(uint64_t w, uint64_t i, unsigned st)
+{
+	unsigned sh = blk_shift(i);
+	return (w & ~(STATE_MASK << sh)) | ((uint64_t)st << sh);
+}
+
+/* Bits whose block is FREE (01): low bit set, high bit clear. */
+static inline uint64_t free_bits(uint64_t w)
+{
+	return w & ~(w >> 1) & LOW_BITS;
+}
+
+static inline uint64_t level_words(unsigned t)
+{
+	uint64_t blocks = 1ull << t;
+	return (blocks + BLOCKS_PER_WORD - 1) / BLOCKS_PER_WORD;
+}
+
+int rmp_buddy_geom_init(struct rmp_buddy_geom *g, unsigned max_order, unsigned min_order)
+{
+	if (max_order > RMP_BUDDY_MAX_ORDER || min_order > max_order ||
+	    max_order - min_order > RMP_BUDDY_MAX_LEVELS - 1)
+		return -EINVAL;
+	memset(g, 0, sizeof(*g));
+	g->max_order = max_order;
+	g->min_order = min_order;
+	g->levels = max_order - min_order + 1;
+	g->count_word = RMP_BUDDY_HDR_WORDS;
+	uint64_t w = g->count_word + g->levels;
+	for (unsigned t = 0; t < g->levels; t++) {
+		w = (w + 7) & ~7ull; /* each level starts on a cache line */
+		g->level_word[t] = w;
+		w += level_words(t);
+	}
+	g->total_words = (w + 7) & ~7ull;
+	return 0;
+}
+
+static void fmt_mark(uint64_t *words, const struct rmp_buddy_geom *g, unsigned t, uint64_t i,
+		     uint64_t usable)
+{
+	unsigned order = g->max_order - t;
+	uint64_t lo = i << order, hi = lo + (1ull << order);
+	unsigned st;
+
+	if (hi <= usable)
+		st = ST_FREE;
+	else if (lo >= usable)
+		st = ST_RESERVED;
+	else {
+		/* Straddles the end of the usable space: split and recurse.
+		 * usable is a multiple of the minimum block, so this stops
+		 * above the last level. */
+		fmt_mark(words, g, t + 1, 2 * i, usable);
+		fmt_mark(words, g, t + 1, 2 * i + 1, usable);
+		return;
+	}
+	uint64_t *w = &words[blk_word(g, t, i)];
+	*w = with_state(*w, i, st);
+	if (st == ST_FREE)
+		words[g->count_word + t]++;
+}
+
+void rmp_buddy_format(uint64_t *words, const struct rmp_buddy_geom *g, uint64_t usable)
+{
+	uint64_t cap = 1ull << g->max_order, minb = 1ull << g->min_order;
+
+	if (usable == 0 || usable > cap)
+		usable = cap;
+	usable = (usable + minb - 1) & ~(minb - 1);
+	memset(words, 0, g->total_words * sizeof(uint64_t));
+	words[HDR_MAGIC_WORD] = RMP_BUDDY_MAGIC << 16 | RMP_BUDDY_VERSION;
+	words[HDR_ORDERS_WORD] = g->max_order | (uint64_t)g->min_order << 8 | (uint64_t)g->levels << 16;
+	words[HDR_USABLE_WORD] = usable;
+	words[HDR_SIZE_WORD] = g->total_words;
+	fmt_mark(words, g, 0, 0, usable);
+}
+
+int rmp_buddy_geom_from_header(struct rmp_buddy_geom *g, const uint64_t hdr[RMP_BUDDY_HDR_WORDS],
+			       uint64_t *usable)
+{
+	if (hdr[HDR_MAGIC_WORD] != (RMP_BUDDY_MAGIC << 16 | RMP_BUDDY_VERSION))
+		return -EPROTO;
+	unsigned maxo = hdr[HDR_ORDERS_WORD] & 0xff, mino = (hdr[HDR_ORDERS_WORD] >> 8) & 0xff;
+	int rc = rmp_buddy_geom_init(g, maxo, mino);
+	if (rc)
+		return -EPROTO;
+	if (hdr[HDR_SIZE_WORD] != g->total_words || hdr[HDR_USABLE_WORD] > (1ull << maxo))
+		return -EPROTO;
+	if (usable)
+		*usable = hdr[HDR_USABLE_WORD];
+	return 0;
+}
+
+void rmp_buddy_init(struct rmp_buddy *b, const struct rmp_buddy_geom *g, struct rmp_store *store)
+{
+	b->g = *g;
+	b->store = store;
+}
+
+void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, uint64_t client_id)
+{
+	/* Spread clients: a multiplicative hash of the id picks each one's
+	 * starting word in every level and its starting bit in a word. */
+	uint64_t h = (client_id + 1) * 0x9E3779B97F4A7C15ull;
+
+	for (unsigned t = 0; t <= RMP_BUDDY_MAX_LEVELS; t++) {
+		uint64_t start = t < b->g.levels ? (h >> 20) % level_words(t) : 0;
+		atomic_init(&ctx->cursor[t], start);
+	}
+	for (unsigned k = 0; k < 2; k++)
+		for (unsigned c = 0; c < C_N; c++)
+			atomic_init(&ctx->ctr[k][c], 0);
+	ctx->salt = (unsigned)(h >> 58) * 2; /* an even bit position: a block's low bit */
+}
+
+int rmp_buddy_order_for(const struct rmp_buddy_geom *g, uint64_t size, unsigned *order)
+{
+	if (size == 0 || size > (1ull << g->max_order))
+		return -EINVAL;
+	unsigned o = size <= 1 ? 0 : 64 - (unsigned)__builtin_clzll(size - 1);
+	*order = o < g->min_order ? g->min_order : o;
+	return 0;
+}
+
+/* --- issuing operations, with counting --------------------------------- */
+
+static int st_exec(const struct rmp_buddy *b, struct tally *tl, struct rmp_wop *ops, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (ops[i].kind == RMP_WOP_LOAD)
+			tl->c[C_LOADS]++;
+		else if (ops[i].kind == RMP_WOP_FAA)
+			tl->c[C_FAA]++;
+	}
+	tl->c[C_RTS]++;
+	int rc = b->store->ops->exec(b->store, ops, n);
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < n; i++)
+		if (ops[i].kind == RMP_WOP_CAS)
+			tl->c[ops[i].old == ops[i].arg ? C_CAS_OK : C_CAS_FAIL]++;
+	return 0;
+}
+
+static int st_post(const struct rmp_buddy *b, struct tally *tl, struct rmp_wop *ops, unsigned n)
+{
+	tl->c[C_FAA] += n;
+	return b->store->ops->post(b->store, ops, n);
+}
+
+static int st_load(const struct rmp_buddy *b, struct tally *tl, uint64_t idx, uint32_t n, uint64_t *dst)
+{
+	struct rmp_wop op;
+	rmp_wop_load(&op, idx, n, dst);
+	return st_exec(b, tl, &op, 1);
+}
+
+/* CAS word idx from expect to swap. Returns 1 on success, 0 on failure
+ * with *seen = the current value, or a negative store error. */
+static int st_cas(const struct rmp_buddy *b, struct tally *tl, uint64_t idx, uint64_t expect,
+		  uint64_t swap, uint64_t *seen)
+{
+	struct rmp_wop op;
+	rmp_wop_cas(&op, idx, expect, swap);
+	int rc = st_exec(b, tl, &op, 1);
+	if (rc)
+		return rc;
+	*seen = op.old;
+	return op.old == expect;
+}
+
+static int count_add(const struct rmp_buddy *b, struct tally *tl, unsigned t, int64_t delta)
+{
+	struct rmp_wop op;
+	rmp_wop_faa(&op, b->g.count_word + t, (uint64_t)delta);
+	return st_post(b, tl, &op, 1);
+}
+
+static void tally_flush(struct rmp_buddy_ctx *ctx, int kind, struct tally *tl)
+{
+	tl->c[C_CALLS] = 1;
+	for (unsigned c = 0; c < C_N; c++)
+		if (tl->c[c])
+			atomic_fetch_add_explicit(&ctx->ctr[kind][c], tl->c[c], memory_order_relaxed);
+}
+
+/* --- allocation -------------------------------------------------------- */
+
+/*
+ * Scan up to max_words words of level t from the client's cursor (wrapping)
+ * and claim the first FREE block found by CAS-ing it to new_state.
+ * 0 and *blk on success, -ENOMEM if none was found, or a store error.
+ */
+static int scan_claim(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
+		      unsigned t, unsigned new_state, uint64_t max_words, uint64_t *blk)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	uint64_t nw = level_words(t);
+	uint64_t start = atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed) % nw;
+	uint64_t chunk = b->store->chunk_words;
+	uint64_t buf[MAX_CHUNK];
+
+	if (chunk == 0 || chunk > MAX_CHUNK)
+		chunk = MAX_CHUNK;
+	if (max_words > nw)
+		max_words = nw;
+	for (uint64_t scanned = 0; scanned < max_words;) {
+		uint64_t w0 = (start + scanned) % nw;
+		uint64_t n = chunk;
+		if (n > nw - w0)
+			n = nw - w0;
+		if (n > max_words - scanned)
+			n = max_words - scanned;
+		int rc = st_load(b, tl, g->level_word[t] + w0, (uint32_t)n, buf);
+		if (rc)
+			return rc;
+		for (uint64_t k = 0; k < n; k++) {
+			uint64_t v = buf[k];
+			for (;;) {
+				uint64_t fb = free_bits(v);
+				if (!fb)
+					break;
+				/* Start at this client's salt bit so that clients
+				 * sharing a word try different blocks first. */
+				uint64_t hi = fb & (~0ull << ctx->salt);
+				unsigned bit = (unsigned)__builtin_ctzll(hi ? hi : fb);
+				uint64_t i = (w0 + k) * BLOCKS_PER_WORD + bit / 2;
+				uint64_t seen = 0;
+				rc = st_cas(b, tl, g->level_word[t] + w0 + k, v, with_state(v, i, new_state), &seen);
+				if (rc < 0)
+					return rc;
+				if (rc == 1) {
+					atomic_store_explicit(&ctx->cursor[t], w0 + k, memory_order_relaxed);
+					*blk = i;
+					return 0;
+				}
+				v = seen; /* lost a race: recompute from what is there now */
+			}
+		}
+		scanned += n;
+	}
+	return -ENOMEM;
+}
+
+/*
+ * We own block `blk` of level j (just CAS-ed FREE -> NONE) and everything
+ * below it. Split it down to level t: at each level the right half becomes
+ * FREE; at level t the left half becomes ALLOC. All bits touched are 0, so
+ * FAA sets them exactly; one batch, any completion order.
+ */
+static int split_down(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
+		      unsigned j, uint64_t blk, unsigned t, uint64_t *left)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	struct rmp_wop ops[RMP_BUDDY_MAX_LEVELS + 1], cnt[RMP_BUDDY_MAX_LEVELS + 2];
+	unsigned n = 0;
+	uint64_t c = blk;
+
+	for (unsigned lv = j + 1; lv <= t; lv++) {
+		c <<= 1; /* left half at level lv */
+		uint64_t add = (uint64_t)ST_FREE << blk_shift(c + 1);
+		if (lv == t)
+			add += (uint64_t)ST_ALLOC << blk_shift(c);
+		rmp_wop_faa(&ops[n], blk_word(g, lv, c), add);
+		rmp_wop_faa(&cnt[n], g->count_word + lv, 1);
+		n++;
+	}
+	int rc = st_exec(b, tl, ops, n);
+	if (rc)
+		return rc;
+	rmp_wop_faa(&cnt[n], g->count_word + j, (uint64_t)-1);
+	rc = st_post(b, tl, cnt, n + 1);
+	if (rc)
+		return rc;
+	c = blk;
+	for (unsigned lv = j + 1; lv <= t; lv++) {
+		c <<= 1;
+		atomic_store_explicit(&ctx->cursor[lv], (c + 1) / BLOCKS_PER_WORD, memory_order_relaxed);
+	}
+	*left = c;
+	return 0;
+}
+
+static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
+		    unsigned t, uint64_t *blk)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	uint64_t counts[RMP_BUDDY_MAX_LEVELS + 1];
+	int rc;
+
+	/* Fast path: a free block of this order near where we last saw one. */
+	rc = scan_claim(b, ctx, tl, t, ST_ALLOC, b->store->chunk_words, blk);
+	if (rc != -ENOMEM)
+		goto out_claimed;
+
+	/* Two passes: counts lag the CAS that decides by one posted FAA, so
+	 * a miss is worth one more look before saying ENOMEM. */
+	for (int pass = 0; pass < 2; pass++) {
+		rc = st_load(b, tl, g->count_word, t + 1, counts);
+		if (rc)
+			return rc;
+		if ((int64_t)counts[t] > 0) {
+			rc = scan_claim(b, ctx, tl, t, ST_ALLOC, UINT64_MAX, blk);
+			if (rc != -ENOMEM)
+				goto out_claimed;
+		}
+		/* The nearest larger order first: halve as little as possible. */
+		for (unsigned j = t; j-- > 0;) {
+			if ((int64_t)counts[j] <= 0)
+				continue;
+			uint64_t big;
+			rc = scan_claim(b, ctx, tl, j, ST_NONE, UINT64_MAX, &big);
+			if (rc == -ENOMEM)
+				continue;
+			if (rc)
+				return rc;
+			return split_down(b, ctx, tl, j, big, t, blk);
+		}
+	}
+	return -ENOMEM;
+
+out_claimed:
+	if (rc)
+		return rc;
+	return count_add(b, tl, t, -1);
+}
+
+int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsigned order,
+		    uint64_t *offset)
+{
+	struct tally tl = { 0 };
+	uint64_t blk;
+
+	if (order < b->g.min_order || order > b->g.max_order)
+		return -EINVAL;
+	unsigned t = b->g.max_order - order;
+	int rc = do_alloc(b, ctx, &tl, t, &blk);
+	tally_flush(ctx, OP_ALLOC, &tl);
+	if (rc)
+		return rc;
+	*offset = blk << order;
+	return 0;
+}
+
+/* --- free -------------------------------------------------------------- */
+
+static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
+		   unsigned t, uint64_t i)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	unsigned expect = ST_ALLOC; /* the freed block; its merged parents are NONE */
+	bool confirmed = false;
+	uint64_t v, seen = 0;
+	int rc;
+
+	rc = st_load(b, tl, blk_word(g, t, i), 1, &v);
+	if (rc)
+		return rc;
+	for (;;) {
+		uint64_t widx = blk_word(g, t, i);
+		if (state_of(v, i) != expect) {
+			if (!confirmed) {
+				/* A load is a hint: ask the word itself with a CAS
+				 * that changes nothing, then decide. */
+				rc = st_cas(b, tl, widx, v, v, &seen);
+				if (rc < 0)
+					return rc;
+				confirmed = true;
+				v = seen;
+				continue;
+			}
+			/* ALLOC missing: not a live block of this order. NONE
+			 * missing above a merge: the metadata is corrupt. */
+			return expect == ST_ALLOC ? -EINVAL : -EUCLEAN;
+		}
+		if (t > 0 && state_of(v, i ^ 1) == ST_FREE) {
+			/* Buddy free: take both out; the parent is ours to free. */
+			uint64_t pm = PAIR_MASK << blk_shift(i & ~1ull);
+			rc = st_cas(b, tl, widx, v, v & ~pm, &seen);
+			if (rc < 0)
+				return rc;
+			if (rc == 0) {
+				v = seen;
+				confirmed = true;
+				continue;
+			}
+			rc = count_add(b, tl, t, -1);
+			if (rc)
+				return rc;
+			t--;
+			i >>= 1;
+			expect = ST_NONE;
+			confirmed = false;
+			rc = st_load(b, tl, blk_word(g, t, i), 1, &v);
+			if (rc)
+				return rc;
+			continue;
+		}
+		rc = st_cas(b, tl, widx, v, with_state(v, i, ST_FREE), &seen);
+		if (rc < 0)
+			return rc;
+		if (rc == 1) {
+			atomic_store_explicit(&ctx->cursor[t], i / BLOCKS_PER_WORD, memory_order_relaxed);
+			return count_add(b, tl, t, 1);
+		}
+		v = seen;
+		confirmed = true;
+	}
+}
+
+int rmp_buddy_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
+		   unsigned order)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	struct tally tl = { 0 };
+
+	if (order < g->min_order || order > g->max_order || (offset >> g->max_order) != 0 ||
+	    (offset & ((1ull << order) - 1)) != 0)
+		return -EINVAL;
+	int rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order);
+	tally_flush(ctx, OP_FREE, &tl);
+	return rc;
+}
+
+int rmp_buddy_order_of(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
+		       bool authoritative, unsigned *order)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	struct rmp_wop ops[RMP_BUDDY_MAX_LEVELS + 1];
+	uint64_t vals[RMP_BUDDY_MAX_LEVELS + 1];
+	unsigned lv[RMP_BUDDY_MAX_LEVELS + 1], n = 0;
+	struct tally tl = { 0 };
+
+	if ((offset >> g->max_order) != 0 || (offset & ((1ull << g->min_order) - 1)) != 0)
+		return -EINVAL;
+	/* Candidates: every level whose blocks may start at offset. */
+	for (unsigned t = g->levels; t-- > 0;) {
+		unsigned o = g->max_order - t;
+		if (offset & ((1ull << o) - 1))
+			break;
+		uint64_t widx = blk_word(g, t, offset >> o);
+		if (authoritative)
+			rmp_wop_cas(&ops[n], widx, 0, 0); /* returns the word; changes it only if 0 */
+		else
+			rmp_wop_load(&ops[n], widx, 1, &vals[n]);
+		lv[n++] = t;
+	}
+	int rc = st_exec(b, &tl, ops, n);
+	tally_flush(ctx, OP_FREE, &tl);
+	if (rc)
+		return rc;
+	for (unsigned k = 0; k < n; k++) {
+		unsigned o = g->max_order - lv[k];
+		uint64_t v = authoritative ? ops[k].old : vals[k];
+		if (state_of(v, offset >> o) == ST_ALLOC) {
+			*order = o;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* --- the invariant walker ---------------------------------------------- */
+
+static int check_fail(struct rmp_buddy_report *r, const char *what, unsigned t, uint64_t i)
+{
+	snprintf(r->error, sizeof(r->error), "level %u block %llu: %s", t, (unsigned long long)i, what);
+	return -EUCLEAN;
+}
+
+int rmp_buddy_check(const struct rmp_buddy *b, struct rmp_buddy_report *r)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	struct tally tl = { 0 };
+	uint64_t *words;
+	uint8_t *covered = NULL, *covered_next = NULL; /* per block: inside a leaf above */
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	words = calloc(g->total_words, sizeof(uint64_t));
+	if (!words)
+		return -ENOMEM;
+	/* Read the region in bounded pieces, as a remote store would. */
+	for (uint64_t w = 0; w < g->total_words; w += 4096) {
+		uint64_t n = g->total_words - w < 4096 ? g->total_words - w : 4096;
+		rc = st_load(b, &tl, w, (uint32_t)n, words + w);
+		if (rc)
+			goto out_free_words;
+	}
+	rc = -EPROTO;
+	if (words[HDR_MAGIC_WORD] != (RMP_BUDDY_MAGIC << 16 | RMP_BUDDY_VERSION)) {
+		snprintf(r->error, sizeof(r->error), "bad magic word %#llx",
+			 (unsigned long long)words[HDR_MAGIC_WORD]);
+		goto out_free_words;
+	}
+	rc = -ENOMEM;
+	covered = calloc(1ull << (g->levels - 1), 1);
+	covered_next = calloc(1ull << (g->levels - 1), 1);
+	if (!covered || !covered_next)
+		goto out_free_maps;
+	rc = 0;
+	for (unsigned t = 0; t < g->levels && rc == 0; t++) {
+		uint64_t nb = 1ull << t, bsz = 1ull << (g->max_order - t);
+		r->counts[t] = (int64_t)words[g->count_word + t];
+		for (uint64_t i = 0; i < nb; i++) {
+			unsigned st = state_of(words[blk_word(g, t, i)], i);
+			bool inside = t > 0 && covered[i >> 1];
+			if (inside && st != ST_NONE) {
+				rc = check_fail(r, "set inside a larger block", t, i);
+				break;
+			}
+			if (!inside && st == ST_NONE && t == g->levels - 1) {
+				rc = check_fail(r, "split below the minimum block", t, i);
+				break;
+			}
+			if (!inside && st == ST_FREE && t > 0 && (i & 1) == 0 &&
+			    state_of(words[blk_word(g, t, i + 1)], i + 1) == ST_FREE) {
+				rc = check_fail(r, "it and its buddy are both free (lost merge)", t, i);
+				break;
+			}
+			covered_next[i] = inside || st != ST_NONE;
+			if (!inside) {
+				if (st == ST_FREE) {
+					r->free_bytes += bsz;
+					r->free_blocks[t]++;
+				} else if (st == ST_ALLOC)
+					r->alloc_bytes += bsz;
+				else if (st == ST_RESERVED)
+					r->reserved_bytes += bsz;
+			}
+		}
+		if (rc == 0 && r->counts[t] != (int64_t)r->free_blocks[t]) {
+			snprintf(r->error, sizeof(r->error), "level %u: count says %lld free, walk found %llu",
+				 t, (long long)r->counts[t], (unsigned long long)r->free_blocks[t]);
+			rc = -EUCLEAN;
+		}
+		uint8_t *tmp = covered;
+		covered = covered_next;
+		covered_next = tmp;
+	}
+	if (rc == 0 && r->free_bytes + r->alloc_bytes + r->reserved_bytes != 1ull << g->max_order) {
+		snprintf(r->error, sizeof(r->error), "blocks cover %llu bytes, not the capacity",
+			 (unsigned long long)(r->free_bytes + r->alloc_bytes + r->reserved_bytes));
+		rc = -EUCLEAN;
+	}
+out_free_maps:
+	free(covered);
+	free(covered_next);
+out_free_words:
+	free(words);
+	return rc;
+}
+
+void rmp_buddy_stats(const struct rmp_buddy_ctx *ctx, struct rmp_buddy_stats *out)
+{
+	struct rmp_buddy_opstats *dst[2] = { &out->alloc, &out->free };
+
+	for (unsigned k = 0; k < 2; k++) {
+		uint64_t v[C_N];
+		for (unsigned c = 0; c < C_N; c++)
+			v[c] = atomic_load_explicit(&ctx->ctr[k][c], memory_order_relaxed);
+		*dst[k] = (struct rmp_buddy_opstats){
+			.calls = v[C_CALLS], .round_trips = v[C_RTS], .loads = v[C_LOADS],
+			.cas_ok = v[C_CAS_OK], .cas_fail = v[C_CAS_FAIL], .faa = v[C_FAA],
+		};
+	}
+}
+
+void rmp_buddy_stats_add(struct rmp_buddy_stats *sum, const struct rmp_buddy_stats *s)
+{
+	struct rmp_buddy_opstats *d[2] = { &sum->alloc, &sum->free };
+	const struct rmp_buddy_opstats *a[2] = { &s->alloc, &s->free };
+
+	for (unsigned k = 0; k < 2; k++) {
+		d[k]->calls += a[k]->calls;
+		d[k]->round_trips += a[k]->round_trips;
+		d[k]->loads += a[k]->loads;
+		d[k]->cas_ok += a[k]->cas_ok;
+		d[k]->cas_fail += a[k]->cas_fail;
+		d[k]->faa += a[k]->faa;
+	}
+}

@@ -1,0 +1,117 @@
+/*
+ * buddy.h - the lock-free binary buddy engine, written against a word
+ * store (store.h) so that the same code runs on local memory and, over
+ * RDMA, on a coordinator's registered metadata region.
+ *
+ * See buddy.c for the layout and the algorithm. Offsets are byte offsets
+ * in [0, 2^max_order); orders are log2 of block sizes.
+ */
+#ifndef RMP_BUDDY_H
+#define RMP_BUDDY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store.h"
+
+#define RMP_BUDDY_MAGIC      0x524d50425544ull /* "RMPBUD" */
+#define RMP_BUDDY_VERSION    1u
+#define RMP_BUDDY_MAX_ORDER  57u /* offsets fit the 58 low bits of a handle */
+#define RMP_BUDDY_MAX_LEVELS 29u /* 2^30 bits of metadata: 128 MiB (1 TiB of 4 KiB blocks) */
+#define RMP_BUDDY_HDR_WORDS  8u
+
+/* Where everything lives in the metadata region, in words. */
+struct rmp_buddy_geom {
+	unsigned max_order;          /* M: capacity is 2^M bytes */
+	unsigned min_order;          /* m: smallest block is 2^m bytes */
+	unsigned levels;             /* M - m + 1; level t holds blocks of order M - t */
+	uint64_t count_word;         /* first of `levels` free-count words */
+	uint64_t level_word[RMP_BUDDY_MAX_LEVELS + 1]; /* first bitmap word of each level */
+	uint64_t total_words;
+};
+
+/* Word operations issued, per kind of engine operation. */
+struct rmp_buddy_opstats {
+	uint64_t calls;
+	uint64_t round_trips; /* store exec() calls: what a remote store waits for */
+	uint64_t loads;
+	uint64_t cas_ok;
+	uint64_t cas_fail;
+	uint64_t faa;
+};
+
+struct rmp_buddy_stats {
+	struct rmp_buddy_opstats alloc, free;
+};
+
+/* Per-client state: where to start looking, and what was issued. A ctx
+ * may be shared by threads (all fields are atomics, relaxed: the cursors
+ * are hints and the counters only add up). */
+struct rmp_buddy_ctx {
+	_Atomic uint64_t cursor[RMP_BUDDY_MAX_LEVELS + 1];
+	_Atomic uint64_t ctr[2][6]; /* [alloc|free][calls, rts, loads, cas_ok, cas_fail, faa] */
+	unsigned salt;              /* spreads clients over words and bits */
+};
+
+struct rmp_buddy {
+	struct rmp_buddy_geom g;
+	struct rmp_store *store;
+};
+
+/* Geometry for 2^max_order bytes in blocks of at least 2^min_order.
+ * -EINVAL for orders out of range or more than RMP_BUDDY_MAX_LEVELS levels. */
+int rmp_buddy_geom_init(struct rmp_buddy_geom *g, unsigned max_order, unsigned min_order);
+
+/* Write a fresh heap into words[0..g->total_words) with plain stores,
+ * before anyone else can see it: [0, usable) free, the tail reserved
+ * (never handed out until rmp_buddy_unreserve()). usable is rounded up to
+ * the minimum block. */
+void rmp_buddy_format(uint64_t *words, const struct rmp_buddy_geom *g, uint64_t usable);
+
+/* Read back the geometry a region was formatted with (header words). */
+int rmp_buddy_geom_from_header(struct rmp_buddy_geom *g, const uint64_t hdr[RMP_BUDDY_HDR_WORDS],
+			       uint64_t *usable);
+
+void rmp_buddy_init(struct rmp_buddy *b, const struct rmp_buddy_geom *g, struct rmp_store *store);
+void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, uint64_t client_id);
+
+/* Allocate one block of 2^order bytes. 0 and *offset, -ENOMEM, -EINVAL,
+ * or a store error. */
+int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsigned order,
+		    uint64_t *offset);
+/* Free the live block of 2^order bytes at offset, coalescing with free
+ * buddies. -EINVAL if that is not a live block (never allocated, freed
+ * already, reserved, or the wrong order), decided from the shared
+ * metadata only. */
+int rmp_buddy_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
+		   unsigned order);
+/* The order of the live block that starts at offset, found from the
+ * metadata. authoritative=true confirms each candidate with a CAS that
+ * changes nothing, so a stale load cannot mislead it. -EINVAL if none. */
+int rmp_buddy_order_of(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
+		       bool authoritative, unsigned *order);
+
+/* Smallest order that holds size bytes, never below the minimum;
+ * -EINVAL for 0 or more than the capacity. */
+int rmp_buddy_order_for(const struct rmp_buddy_geom *g, uint64_t size, unsigned *order);
+
+struct rmp_buddy_report {
+	uint64_t free_bytes;
+	uint64_t alloc_bytes;
+	uint64_t reserved_bytes;
+	uint64_t free_blocks[RMP_BUDDY_MAX_LEVELS + 1];  /* per level, as walked */
+	int64_t counts[RMP_BUDDY_MAX_LEVELS + 1];        /* per level, the hint words */
+	char error[160];                                 /* first violation found */
+};
+
+/* Invariant walker, for a quiet heap (no operation in flight): every
+ * byte is in exactly one free, allocated or reserved block; no two free
+ * buddies (coalescing was never lost); nothing below a leaf; the free
+ * counts match. 0, -EUCLEAN with r->error set, or a store error. */
+int rmp_buddy_check(const struct rmp_buddy *b, struct rmp_buddy_report *r);
+
+void rmp_buddy_stats(const struct rmp_buddy_ctx *ctx, struct rmp_buddy_stats *out);
+void rmp_buddy_stats_add(struct rmp_buddy_stats *sum, const struct rmp_buddy_stats *s);
+
+#endif /* RMP_BUDDY_H */

@@ -1,0 +1,339 @@
+/*
+ * test_buddy.c - the buddy engine (common/buddy.c) on the local word
+ * store: geometry, the reserved tail, the walker catching corruption, a
+ * randomized sequence checked against a model in the RDMA-like store
+ * mode, and lock-freedom with one client frozen after each of its word
+ * operations in turn.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buddy.h"
+#include "store_local.h"
+
+struct engine {
+	struct rmp_buddy_geom g;
+	uint64_t *words;
+	struct rmp_store_local store;
+	struct rmp_buddy b;
+	struct rmp_buddy_ctx ctx[8];
+};
+
+static struct engine *engine_new(unsigned max_order, unsigned min_order, uint64_t usable)
+{
+	struct engine *e = calloc(1, sizeof(*e));
+	cr_assert_eq(rmp_buddy_geom_init(&e->g, max_order, min_order), 0);
+	e->words = calloc(e->g.total_words, sizeof(uint64_t));
+	rmp_buddy_format(e->words, &e->g, usable);
+	rmp_store_local_init(&e->store, (_Atomic uint64_t *)e->words, e->g.total_words);
+	rmp_buddy_init(&e->b, &e->g, &e->store.base);
+	for (unsigned i = 0; i < 8; i++)
+		rmp_buddy_ctx_init(&e->ctx[i], &e->b, i);
+	return e;
+}
+
+static void engine_free(struct engine *e)
+{
+	free(e->words);
+	free(e);
+}
+
+static void check_ok(struct engine *e, struct rmp_buddy_report *r)
+{
+	int rc = rmp_buddy_check(&e->b, r);
+	cr_assert_eq(rc, 0, "walker: %s", r->error);
+}
+
+Test(buddy, geometry_bounds)
+{
+	struct rmp_buddy_geom g;
+	cr_assert_eq(rmp_buddy_geom_init(&g, 20, 8), 0);
+	cr_assert_eq(g.levels, 13);
+	cr_assert_eq(rmp_buddy_geom_init(&g, 8, 9), -EINVAL);
+	cr_assert_eq(rmp_buddy_geom_init(&g, 58, 40), -EINVAL);
+	cr_assert_eq(rmp_buddy_geom_init(&g, 40, 12), 0, "1 TiB of 4 KiB blocks");
+	/* 2 bits per block per order: about 128 MiB for 1 TiB / 4 KiB. */
+	cr_assert_lt(g.total_words * 8, (128ull << 20) + (1 << 20));
+	cr_assert_eq(rmp_buddy_geom_init(&g, 41, 12), -EINVAL, "more levels than allowed");
+	cr_assert_eq(g.levels, 29, "a failed init leaves the old geometry");
+
+	unsigned o;
+	cr_assert_eq(rmp_buddy_order_for(&g, 0, &o), -EINVAL);
+	cr_assert_eq(rmp_buddy_order_for(&g, (1ull << 40) + 1, &o), -EINVAL);
+	cr_assert_eq(rmp_buddy_order_for(&g, 1, &o), 0);
+	cr_assert_eq(o, 12);
+	cr_assert_eq(rmp_buddy_order_for(&g, 8193, &o), 0);
+	cr_assert_eq(o, 14);
+}
+
+Test(buddy, reserved_tail_is_never_handed_out)
+{
+	/* 2^16 space, 40000 usable: the tail is reserved at creation. */
+	struct engine *e = engine_new(16, 10, 40000);
+	struct rmp_buddy_report r;
+	uint64_t off, usable;
+	check_ok(e, &r);
+	cr_assert_eq(r.free_bytes, 40960, "usable rounds up to whole minimum blocks");
+	cr_assert_eq(r.reserved_bytes, 65536 - 40960);
+	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[0], 16, &off), -ENOMEM);
+	cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[0], 32768 + 8192, 13), -EINVAL,
+		     "a reserved block cannot be freed");
+	struct rmp_buddy_geom g2;
+	cr_assert_eq(rmp_buddy_geom_from_header(&g2, e->words, &usable), 0);
+	cr_assert_eq(usable, 40960);
+	cr_assert_eq(g2.total_words, e->g.total_words);
+	unsigned n = 0;
+	while (rmp_buddy_alloc(&e->b, &e->ctx[0], 10, &off) == 0) {
+		cr_assert_lt(off + 1024, 40961, "block at %llu is past the usable end", (unsigned long long)off);
+		n++;
+	}
+	cr_assert_eq(n, 40);
+	engine_free(e);
+}
+
+Test(buddy, walker_catches_corruption)
+{
+	struct engine *e = engine_new(12, 8, 0);
+	struct rmp_buddy_report r;
+	uint64_t a, b;
+	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[0], 8, &a), 0);
+	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[0], 8, &b), 0);
+	check_ok(e, &r);
+	/* Mark both buddies free behind the engine's back: a lost merge. */
+	uint64_t lvl = e->g.max_order - 8, w = e->g.level_word[lvl];
+	uint64_t saved = e->words[w];
+	e->words[w] = (saved & ~0xFull) | 0x5;
+	cr_assert_eq(rmp_buddy_check(&e->b, &r), -EUCLEAN);
+	cr_assert(strstr(r.error, "both free") != NULL, "%s", r.error);
+	/* A bit set inside a free block. */
+	e->words[w] = saved;
+	check_ok(e, &r);
+	/* The 2 KiB block at 2048 is free; mark a 256 B block inside it. */
+	uint64_t deep = e->g.level_word[e->g.levels - 1];
+	e->words[deep] |= 2ull << 16;
+	cr_assert_eq(rmp_buddy_check(&e->b, &r), -EUCLEAN);
+	cr_assert(strstr(r.error, "inside a larger block") != NULL, "%s", r.error);
+	e->words[deep] &= ~(2ull << 16);
+	check_ok(e, &r);
+	/* A count that disagrees. */
+	e->words[e->g.count_word + 1] += 1;
+	cr_assert_eq(rmp_buddy_check(&e->b, &r), -EUCLEAN);
+	cr_assert(strstr(r.error, "count") != NULL, "%s", r.error);
+	engine_free(e);
+}
+
+/* Random alloc/free against a model, single client, store in the
+ * RDMA-like mode (stale loads, shuffled batches). */
+Test(buddy, random_sequence_in_rdma_like_mode)
+{
+	struct engine *e = engine_new(16, 8, 0);
+	enum { LIVE = 48, STEPS = 20000 };
+	struct { uint64_t off; unsigned order; } live[LIVE];
+	uint8_t owner[256] = { 0 }; /* per 256-byte minimum block */
+	struct rmp_buddy_report r;
+	unsigned nlive = 0, ok = 0, tries = 0;
+	srand(7);
+	rmp_store_local_set_mode(&e->store, RMP_STORE_STALE_LOADS | RMP_STORE_SHUFFLE, 300);
+	for (int s = 0; s < STEPS; s++) {
+		if (nlive == LIVE || (nlive > 0 && rand() % 2)) {
+			unsigned k = (unsigned)rand() % nlive;
+			int rc = rmp_buddy_free(&e->b, &e->ctx[0], live[k].off, live[k].order);
+			cr_assert_eq(rc, 0, "free of a live block failed: %d", rc);
+			for (uint64_t m = live[k].off >> 8; m < (live[k].off + (1ull << live[k].order)) >> 8; m++)
+				owner[m] = 0;
+			/* A second free of the same block is refused. */
+			cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[0], live[k].off, live[k].order), -EINVAL);
+			live[k] = live[--nlive];
+		} else {
+			unsigned order = 8 + (unsigned)rand() % 6;
+			uint64_t off;
+			tries++;
+			int rc = rmp_buddy_alloc(&e->b, &e->ctx[0], order, &off);
+			if (rc == -ENOMEM)
+				continue;
+			cr_assert_eq(rc, 0);
+			ok++;
+			cr_assert_eq(off % (1ull << order), 0, "misaligned block");
+			for (uint64_t m = off >> 8; m < (off + (1ull << order)) >> 8; m++) {
+				cr_assert_eq(owner[m], 0, "overlap at minimum block %llu", (unsigned long long)m);
+				owner[m] = 1;
+			}
+			live[nlive].off = off;
+			live[nlive++].order = order;
+		}
+	}
+	cr_assert_gt(ok, tries * 9 / 10, "only %u of %u allocations succeeded", ok, tries);
+	while (nlive > 0) {
+		nlive--;
+		cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[0], live[nlive].off, live[nlive].order), 0);
+	}
+	/* Quiet now: a READ would see current values. */
+	rmp_store_local_set_mode(&e->store, 0, 0);
+	check_ok(e, &r);
+	uint64_t off;
+	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[0], 16, &off), 0, "whole capacity after all frees");
+	engine_free(e);
+}
+
+/* --- lock-freedom: freeze one client after its k-th word operation ------ */
+
+struct freeze {
+	sem_t frozen, release;
+};
+
+static void freeze_here(void *arg)
+{
+	struct freeze *f = arg;
+	sem_post(&f->frozen);
+	sem_wait(&f->release);
+}
+
+struct victim {
+	struct engine *e;
+	struct freeze *f;
+	uint64_t k;
+	int do_free; /* 0: freeze inside an alloc; 1: inside a free */
+	uint64_t off;
+	int rc;
+};
+
+static void *victim_main(void *arg)
+{
+	struct victim *v = arg;
+	if (v->do_free) {
+		rmp_store_local_freeze_after(v->k, freeze_here, v->f);
+		v->rc = rmp_buddy_free(&v->e->b, &v->e->ctx[1], v->off, v->e->g.min_order);
+	} else {
+		rmp_store_local_freeze_after(v->k, freeze_here, v->f);
+		v->rc = rmp_buddy_alloc(&v->e->b, &v->e->ctx[1], v->e->g.min_order, &v->off);
+	}
+	rmp_store_local_freeze_after(0, NULL, NULL);
+	sem_post(&v->f->frozen); /* finished without freezing (k past its length) */
+	return NULL;
+}
+
+struct worker {
+	struct engine *e;
+	unsigned id;
+	sem_t *done;
+	int failures;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	uint64_t live[16];
+	unsigned n = 0, seed = w->id * 7919u;
+	for (int s = 0; s < 600; s++) {
+		seed = seed * 1103515245u + 12345u;
+		if (n == 16 || (n > 0 && (seed >> 16) % 2)) {
+			n--;
+			if (rmp_buddy_free(&w->e->b, &w->e->ctx[w->id], live[n], w->e->g.min_order) != 0)
+				w->failures++;
+		} else {
+			int rc = rmp_buddy_alloc(&w->e->b, &w->e->ctx[w->id], w->e->g.min_order, &live[n]);
+			if (rc == 0)
+				n++;
+			else if (rc != -ENOMEM)
+				w->failures++;
+		}
+	}
+	while (n > 0)
+		if (rmp_buddy_free(&w->e->b, &w->e->ctx[w->id], live[--n], w->e->g.min_order) != 0)
+			w->failures++;
+	sem_post(w->done);
+	return NULL;
+}
+
+static int sem_wait_secs(sem_t *s, int secs)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += secs;
+	return sem_timedwait(s, &ts);
+}
+
+/* Length, in word operations, of the victim's operation on a fresh engine. */
+static uint64_t op_length(int do_free)
+{
+	struct engine *e = engine_new(14, 8, 0);
+	uint64_t off, before;
+	if (do_free)
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &off), 0);
+	before = rmp_store_local_thread_ops();
+	if (do_free)
+		cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[1], off, 8), 0);
+	else
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &off), 0);
+	uint64_t len = rmp_store_local_thread_ops() - before;
+	engine_free(e);
+	return len;
+}
+
+static void run_frozen(int do_free)
+{
+	uint64_t len = op_length(do_free);
+	cr_assert_gt(len, 3);
+	for (uint64_t k = 1; k <= len; k++) {
+		/* A fresh 16 KiB engine of 256 B blocks: the victim's alloc
+		 * splits from the top; its free merges back to the top. */
+		struct engine *e = engine_new(14, 8, 0);
+		struct freeze f;
+		struct victim v = { .e = e, .f = &f, .k = k, .do_free = do_free };
+		sem_init(&f.frozen, 0, 0);
+		sem_init(&f.release, 0, 0);
+		if (do_free)
+			cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &v.off), 0);
+		pthread_t vt;
+		pthread_create(&vt, NULL, victim_main, &v);
+		cr_assert_eq(sem_wait_secs(&f.frozen, 20), 0, "victim never froze nor finished (k=%llu)",
+			     (unsigned long long)k);
+
+		sem_t done;
+		sem_init(&done, 0, 0);
+		struct worker w[3];
+		pthread_t wt[3];
+		for (unsigned i = 0; i < 3; i++) {
+			w[i] = (struct worker){ .e = e, .id = 2 + i, .done = &done };
+			pthread_create(&wt[i], NULL, worker_main, &w[i]);
+		}
+		for (unsigned i = 0; i < 3; i++)
+			cr_assert_eq(sem_wait_secs(&done, 30), 0,
+				     "%s frozen after word op %llu of %llu blocked the other clients",
+				     do_free ? "free" : "alloc", (unsigned long long)k, (unsigned long long)len);
+		for (unsigned i = 0; i < 3; i++) {
+			pthread_join(wt[i], NULL);
+			cr_assert_eq(w[i].failures, 0);
+		}
+		sem_post(&f.release);
+		pthread_join(vt, NULL);
+		cr_assert_eq(v.rc, 0, "victim's own operation failed after thaw: %d", v.rc);
+		if (!do_free)
+			cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[1], v.off, 8), 0);
+		struct rmp_buddy_report r;
+		check_ok(e, &r);
+		cr_assert_eq(r.free_bytes, 1u << 14, "k=%llu: lost %llu bytes", (unsigned long long)k,
+			     (unsigned long long)((1u << 14) - r.free_bytes));
+		uint64_t all;
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[0], 14, &all), 0);
+		sem_destroy(&done);
+		sem_destroy(&f.frozen);
+		sem_destroy(&f.release);
+		engine_free(e);
+	}
+}
+
+Test(buddy, lock_free_with_a_client_frozen_inside_alloc, .timeout = 240)
+{
+	run_frozen(0);
+}
+
+Test(buddy, lock_free_with_a_client_frozen_inside_free, .timeout = 240)
+{
+	run_frozen(1);
+}

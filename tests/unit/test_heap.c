@@ -1,0 +1,213 @@
+/*
+ * test_heap.c - the in-process buddy heap (common/heap.c): the seed's
+ * examples, split and coalesce sequences, exhaustion and bad input, with
+ * the invariant walker after every scenario.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "heap_internal.h"
+
+static void assert_consistent(rmp_heap *h, uint64_t expect_free)
+{
+	char err[200] = "";
+	uint64_t free_bytes = 0;
+	int rc = rmp_heap_check(h, err, sizeof(err), &free_bytes);
+	cr_assert_eq(rc, 0, "invariant walker: %s", err);
+	cr_assert_eq(free_bytes, expect_free, "free bytes %llu, expected %llu",
+		     (unsigned long long)free_bytes, (unsigned long long)expect_free);
+}
+
+static void free_blocks_per_order(rmp_heap *h, uint64_t out[64])
+{
+	const struct rmp_buddy *b = rmp_heap_buddy(h);
+	struct rmp_buddy_report r;
+	memset(out, 0, 64 * sizeof(uint64_t));
+	cr_assert_eq(rmp_buddy_check(b, &r), 0, "%s", r.error);
+	for (unsigned t = 0; t < b->g.levels; t++)
+		out[b->g.max_order - t] = r.free_blocks[t];
+}
+
+Test(heap, capacity_rounds_up_to_power_of_two)
+{
+	rmp_heap *h;
+	cr_assert_eq(rmp_heap_create(5000, 64, &h), 0);
+	cr_assert_eq(rmp_heap_capacity(h), 8192);
+	assert_consistent(h, 8192);
+	rmp_heap_destroy(h);
+
+	cr_assert_eq(rmp_heap_create(8192, 64, &h), 0);
+	cr_assert_eq(rmp_heap_capacity(h), 8192);
+	rmp_heap_destroy(h);
+}
+
+Test(heap, request_rounds_up_never_below_min_block)
+{
+	rmp_heap *h;
+	cr_assert_eq(rmp_heap_create(1 << 16, 1024, &h), 0);
+	void *p = rmp_heap_alloc(h, 1000);
+	cr_assert_not_null(p);
+	cr_assert_eq(rmp_heap_block_size(h, p), 1024);
+	void *q = rmp_heap_alloc(h, 1);
+	cr_assert_eq(rmp_heap_block_size(h, q), 1024, "below the minimum block");
+	void *r = rmp_heap_alloc(h, 1025);
+	cr_assert_eq(rmp_heap_block_size(h, r), 2048);
+	assert_consistent(h, (1 << 16) - 4096);
+	rmp_heap_destroy(h);
+
+	cr_assert_eq(rmp_heap_create(1 << 16, 256, &h), 0);
+	p = rmp_heap_alloc(h, 1000);
+	cr_assert_eq(rmp_heap_block_size(h, p), 1024);
+	rmp_heap_destroy(h);
+}
+
+Test(heap, split_halves_until_less_than_twice_the_request)
+{
+	rmp_heap *h;
+	uint64_t fb[64];
+	cr_assert_eq(rmp_heap_create(1 << 16, 1024, &h), 0);
+	char *p = rmp_heap_alloc(h, 3000); /* 64K -> 32K -> 16K -> 8K -> 4K */
+	cr_assert_not_null(p);
+	cr_assert_eq(rmp_heap_block_size(h, p), 4096);
+	free_blocks_per_order(h, fb);
+	/* The unused halves became free: one block each of 32K, 16K, 8K, 4K. */
+	for (unsigned o = 12; o <= 15; o++)
+		cr_assert_eq(fb[o], 1, "order %u has %llu free blocks", o, (unsigned long long)fb[o]);
+	cr_assert_eq(fb[16], 0);
+	cr_assert_eq(fb[11], 0);
+	cr_assert_eq(fb[10], 0);
+	/* The next 4K request takes the free 4K half, splitting nothing. */
+	char *q = rmp_heap_alloc(h, 4096);
+	cr_assert_eq(q, p + 4096, "took the buddy: %p vs %p", (void *)q, (void *)p);
+	free_blocks_per_order(h, fb);
+	cr_assert_eq(fb[12], 0);
+	cr_assert_eq(fb[13], 1);
+	assert_consistent(h, (1 << 16) - 8192);
+	rmp_heap_destroy(h);
+}
+
+Test(heap, free_reunites_buddies_repeatedly)
+{
+	rmp_heap *h;
+	uint64_t fb[64];
+	cr_assert_eq(rmp_heap_create(1 << 16, 1024, &h), 0);
+	char *a = rmp_heap_alloc(h, 1024);
+	char *b = rmp_heap_alloc(h, 1024);
+	cr_assert_eq(b, a + 1024);
+	cr_assert_eq(rmp_heap_free(h, a), 0);
+	free_blocks_per_order(h, fb);
+	cr_assert_eq(fb[10], 1, "a is free but its buddy b is live: no merge");
+	cr_assert_eq(rmp_heap_free(h, b), 0);
+	free_blocks_per_order(h, fb);
+	/* b's free merged 1K+1K, then every level up to the whole heap. */
+	cr_assert_eq(fb[16], 1);
+	for (unsigned o = 10; o < 16; o++)
+		cr_assert_eq(fb[o], 0, "order %u still has a free block", o);
+	assert_consistent(h, 1 << 16);
+	rmp_heap_destroy(h);
+}
+
+Test(heap, exhaustion_then_full_coalescing)
+{
+	rmp_heap *h;
+	enum { N = 64 };
+	void *p[N + 1];
+	cr_assert_eq(rmp_heap_create(1 << 16, 1024, &h), 0);
+	for (int i = 0; i < N; i++) {
+		p[i] = rmp_heap_alloc(h, 700);
+		cr_assert_not_null(p[i], "allocation %d of %d failed", i, N);
+		memset(p[i], i, 1024);
+	}
+	errno = 0;
+	p[N] = rmp_heap_alloc(h, 1);
+	cr_assert_null(p[N]);
+	cr_assert_eq(errno, ENOMEM);
+	assert_consistent(h, 0);
+	for (int i = 0; i < N; i++)
+		for (int k = 0; k < 1024; k += 255)
+			cr_assert_eq(((unsigned char *)p[i])[k], (unsigned char)i, "block %d overwritten", i);
+	/* Free in a scrambled order; everything must coalesce. */
+	for (int i = 0; i < N; i++) {
+		int j = (i * 37) % N;
+		cr_assert_eq(rmp_heap_free(h, p[j]), 0);
+	}
+	assert_consistent(h, 1 << 16);
+	void *all = rmp_heap_alloc(h, 1 << 16);
+	cr_assert_not_null(all, "whole capacity in one piece after freeing everything");
+	cr_assert_eq(rmp_heap_free(h, all), 0);
+	assert_consistent(h, 1 << 16);
+	rmp_heap_destroy(h);
+}
+
+Test(heap, bad_create_arguments)
+{
+	rmp_heap *h = NULL;
+	cr_assert_eq(rmp_heap_create(0, 64, &h), -EINVAL);
+	cr_assert_eq(rmp_heap_create(4096, 0, &h), -EINVAL);
+	cr_assert_eq(rmp_heap_create(4096, 48, &h), -EINVAL, "not a power of two");
+	cr_assert_eq(rmp_heap_create(4096, 8192, &h), -EINVAL, "larger than the capacity");
+	cr_assert_eq(rmp_heap_create(1ull << 40, 1, &h), -EINVAL, "too many levels");
+	cr_assert_eq(rmp_heap_create((1ull << 57) + 1, 1ull << 40, &h), -EINVAL);
+	cr_assert_eq(rmp_heap_create(4096, 64, NULL), -EINVAL);
+	cr_assert_null(h);
+}
+
+Test(heap, bad_sizes_and_frees_change_nothing)
+{
+	rmp_heap *h;
+	int on_stack;
+	cr_assert_eq(rmp_heap_create(1 << 16, 1024, &h), 0);
+	char *live = rmp_heap_alloc(h, 4096);
+	char *gone = rmp_heap_alloc(h, 1024);
+	cr_assert_eq(rmp_heap_free(h, gone), 0);
+	uint64_t expect_free = (1 << 16) - 4096;
+	assert_consistent(h, expect_free);
+
+	errno = 0;
+	cr_assert_null(rmp_heap_alloc(h, 0));
+	cr_assert_eq(errno, EINVAL);
+	errno = 0;
+	cr_assert_null(rmp_heap_alloc(h, (1 << 16) + 1));
+	cr_assert_eq(errno, EINVAL);
+
+	char *base = rmp_heap_base(h);
+	cr_assert_eq(rmp_heap_free(h, NULL), -EINVAL);
+	cr_assert_eq(rmp_heap_free(h, &on_stack), -EINVAL, "not from the heap");
+	cr_assert_eq(rmp_heap_free(h, base + (1 << 16)), -EINVAL, "one past the end");
+	cr_assert_eq(rmp_heap_free(h, live + 1), -EINVAL, "inside a live block");
+	cr_assert_eq(rmp_heap_free(h, live + 1024), -EINVAL, "aligned, inside a live block");
+	cr_assert_eq(rmp_heap_free(h, gone), -EINVAL, "freed twice");
+	cr_assert_eq(rmp_heap_free(h, base + 32768), -EINVAL, "a free block");
+	assert_consistent(h, expect_free);
+	cr_assert_eq(rmp_heap_free(h, live), 0);
+	assert_consistent(h, 1 << 16);
+	cr_assert_eq(rmp_heap_free(h, live), -EINVAL, "freed twice, after coalescing");
+	assert_consistent(h, 1 << 16);
+	rmp_heap_destroy(h);
+}
+
+Test(heap, stats_count_word_operations)
+{
+	rmp_heap *h;
+	struct rmp_heap_stats s0, s1;
+	cr_assert_eq(rmp_heap_create(1 << 20, 64, &h), 0);
+	void *a = rmp_heap_alloc(h, 64);
+	void *b = rmp_heap_alloc(h, 64);
+	cr_assert_eq(rmp_heap_free(h, a), 0); /* a's order now has a free block */
+	rmp_heap_stats(h, &s0);
+	void *c = rmp_heap_alloc(h, 64);
+	rmp_heap_stats(h, &s1);
+	cr_assert_eq(s1.alloc.calls - s0.alloc.calls, 1);
+	/* A block of the order is free: one load, one CAS, one count FAA. */
+	cr_assert_eq(s1.alloc.cas_ok - s0.alloc.cas_ok, 1);
+	cr_assert_eq(s1.alloc.cas_fail - s0.alloc.cas_fail, 0);
+	cr_assert_eq(s1.alloc.loads - s0.alloc.loads, 1);
+	cr_assert_eq(s1.alloc.round_trips - s0.alloc.round_trips, 2);
+	cr_assert_eq(s1.alloc.faa - s0.alloc.faa, 1);
+	cr_assert_eq(rmp_heap_free(h, b), 0);
+	cr_assert_eq(rmp_heap_free(h, c), 0);
+	assert_consistent(h, 1 << 20);
+	rmp_heap_destroy(h);
+}
