@@ -1,0 +1,95 @@
+#!/bin/bash
+# rmpool-vm exec agent: runs the jobs the host drops into a channel folder.
+# It runs inside a guest's chroot (root = overlay of the host's root) or, in
+# native mode, directly on the host.
+#
+# Why files on 9p and not virtio-serial: the run directory is already shared
+# with every guest, a file protocol needs no extra device, no daemon on the
+# host side and no framing, and exec/wait/kill from any number of host
+# processes at once just work (each writes its own files). The cost is
+# polling latency (POLL seconds, both directions), small next to TCG.
+#
+# Protocol, in CH (= $RMPOOL_VM_DIR/gI/ch):
+#   in/ID.job    a bash script written by the host (first line "#out=PATH":
+#                where stdout+stderr go); renamed in atomically. The agent
+#                moves it to run/ID.job and runs it in its own session.
+#   run/ID.pid   pid (= process group) of the running job.
+#   run/ID.rc    its exit status, written once it ends (128+N: signal N).
+#   in/ID.kill   the host asks to signal job ID; content: the signal name.
+#   in/poweroff  the host asks the agent to end its jobs and exit; the guest
+#                then powers off.
+# The idle loop forks nothing (glob + read -t on a fifo), which matters
+# under TCG where every fork+exec costs milliseconds of emulated CPU.
+set -u
+shopt -s nullglob
+ch=$1
+poll=${2:-0.05}
+mkdir -p "$ch/in" "$ch/run" || exit 1
+
+tick=$(mktemp -u "${TMPDIR:-/tmp}/rmpool-vm-tick.XXXXXX")
+mkfifo "$tick" || exit 1
+exec {tickfd}<>"$tick"
+rm -f "$tick"
+
+start_job() {
+	local id=$1 job=$ch/run/$1.job hdr out
+	IFS= read -r hdr <"$job" || hdr=
+	out=${hdr#\#out=}
+	[[ $hdr == \#out=* && -n $out ]] || out=$ch/run/$id.out
+	(
+		setsid bash "$job" >"$out" 2>&1 </dev/null &
+		echo $! >"$ch/run/$id.pid"
+		wait $!
+		echo $? >"$ch/run/$id.rc"
+	) &
+}
+
+# Returns 1 while the job has no pid yet (the request is then kept).
+# Sets signalled=1 when a live job got the signal.
+signalled=0
+signal_job() {
+	local id=$1 sig=$2 pid
+	[[ -e $ch/run/$id.rc ]] && return 0
+	[[ -e $ch/run/$id.job ]] || return 0
+	IFS= read -r pid <"$ch/run/$id.pid" 2>/dev/null || return 1
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	kill -s "$sig" -- "-$pid" 2>/dev/null && signalled=1
+	return 0
+}
+
+# TERM every job, KILL the ones still there 2 s later.
+end_all_jobs() {
+	local f id sig
+	for sig in TERM KILL; do
+		signalled=0
+		for f in "$ch"/run/*.pid; do
+			id=${f##*/}
+			signal_job "${id%.pid}" "$sig"
+		done
+		((signalled)) || return 0
+		[[ $sig == KILL ]] || read -r -t 2 -u "$tickfd" _ || true
+	done
+}
+
+while :; do
+	for f in "$ch"/in/*; do
+		name=${f##*/}
+		case $name in
+		*.job)
+			id=${name%.job}
+			mv -f "$f" "$ch/run/$name" && start_job "$id"
+			;;
+		*.kill)
+			id=${name%.kill}
+			IFS= read -r sig <"$f" || sig=TERM
+			signal_job "$id" "${sig:-TERM}" && rm -f "$f"
+			;;
+		poweroff)
+			end_all_jobs
+			rm -f "$f"
+			exit 0
+			;;
+		esac
+	done
+	read -r -t "$poll" -u "$tickfd" _ || true
+done
