@@ -1,0 +1,84 @@
+/* sizing.h - how many donor processes a pool needs, where they go, and
+ * the pool's geometry. Pure arithmetic: no I/O, no allocation.
+ *
+ * DESIGN.md 1: a pool larger than one process may hold is served by
+ * ceil(remaining / per_donor) donor processes, "fewer when the driver
+ * serves part of the request itself"; each donor holds at most the
+ * per-process limit, less its own footprint, in whole segments.
+ * DESIGN.md 3: the space is 2^M >= capacity, cut into 2^s segments; the
+ * segments no donor backs form the reserved tail.
+ *
+ * Errors are a negative errno plus one line in a caller buffer that
+ * gives the numbers (asked, possible), so the coordinator can send it to
+ * the consumer in an ERROR frame as it is.
+ */
+#ifndef RMP_SIZING_H
+#define RMP_SIZING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* More donor processes than this is a configuration mistake (a tiny
+ * per-process limit), not a pool: refuse rather than fork thousands. */
+#define RMP_SIZING_MAX_DONORS 4096u
+
+struct rmp_sizing_request {
+	uint64_t capacity;	    /* usable bytes asked for (> 0) */
+	uint64_t process_limit;	    /* most memory one process may hold */
+	uint64_t donor_footprint;   /* a donor process's own memory, measured */
+	uint64_t segment_size;	    /* power of two */
+	uint64_t coordinator_share; /* bytes the coordinator serves itself */
+};
+
+struct rmp_sizing_plan {
+	uint64_t region_len;	   /* per donor: whole segments */
+	uint64_t segments_per_donor;
+	uint64_t coordinator_len;  /* the share, rounded down to segments */
+	uint64_t donors;	   /* number of donor processes */
+	uint64_t provided;	   /* coordinator_len + donors * region_len */
+};
+
+/* 0, or -EINVAL (zero capacity, segment size not a power of two), or
+ * -ENOSPC (the limit minus the footprint is less than one segment), or
+ * -E2BIG (more than RMP_SIZING_MAX_DONORS donors), or -EOVERFLOW (the
+ * numbers do not fit in 64 bits). */
+int rmp_sizing_plan(const struct rmp_sizing_request *req, struct rmp_sizing_plan *out,
+		    char *err, size_t errlen);
+
+struct rmp_sizing_host {
+	const char *name;
+	uint64_t budget; /* bytes this host may still give */
+};
+
+/* Places `donors` processes that each cost `donor_cost` bytes of host
+ * budget (region plus footprint) over the hosts, spreading them: each goes
+ * to the host with the most budget left (the lowest index on a tie), so
+ * hosts fill evenly and the loss of one host takes as few donors as the
+ * budgets allow. per_host[i] receives host i's count. -ENOSPC when they
+ * do not fit, with how many would (and where) in err; -EINVAL for zero
+ * cost or no hosts; -E2BIG above RMP_SIZING_MAX_DONORS. */
+int rmp_sizing_place(uint64_t donors, uint64_t donor_cost, const struct rmp_sizing_host *hosts,
+		     size_t n_hosts, uint64_t *per_host, char *err, size_t errlen);
+
+struct rmp_sizing_geometry {
+	unsigned space_log2;	/* M */
+	unsigned segment_log2;	/* s */
+	uint64_t space;		/* 2^M */
+	uint64_t segments;	/* 2^(M-s) */
+	uint64_t backed;	/* segments with memory behind them (the head) */
+	uint64_t reserved;	/* segments - backed: the tail, allocated at creation */
+	uint64_t reserved_base; /* pool address where the reserved tail starts */
+};
+
+/* Geometry for a pool of `capacity` usable bytes whose donors (and the
+ * coordinator) provide `provided` bytes (0: exactly capacity rounded up
+ * to segments). The space is at least one segment. -EINVAL for zero
+ * capacity or a segment size that is not a power of two; -EOVERFLOW when
+ * the space would exceed 2^63. */
+int rmp_sizing_geometry(uint64_t capacity, uint64_t segment_size, uint64_t provided,
+			struct rmp_sizing_geometry *out, char *err, size_t errlen);
+
+/* Least power of two >= x, x in [1, 2^63]; 0 for x == 0 or x > 2^63. */
+uint64_t rmp_sizing_pow2_ceil(uint64_t x);
+
+#endif /* RMP_SIZING_H */
