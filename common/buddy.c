@@ -223,8 +223,30 @@ int rmp_buddy_order_for(const struct rmp_buddy_geom *g, uint64_t size, unsigned 
 
 /* --- issuing operations, with counting --------------------------------- */
 
+static void direct_one(_Atomic uint64_t *w, struct rmp_wop *op)
+{
+	switch (op->kind) {
+	case RMP_WOP_LOAD:
+		for (uint32_t k = 0; k < op->nwords; k++)
+			op->dst[k] = atomic_load_explicit(&w[op->idx + k], memory_order_acquire);
+		break;
+	case RMP_WOP_CAS: {
+		uint64_t expect = op->arg;
+		atomic_compare_exchange_strong_explicit(&w[op->idx], &expect, op->swap,
+							memory_order_acq_rel, memory_order_acquire);
+		op->old = expect;
+		break;
+	}
+	case RMP_WOP_FAA:
+		op->old = atomic_fetch_add_explicit(&w[op->idx], op->arg, memory_order_acq_rel);
+		break;
+	}
+}
+
 static int st_exec(const struct rmp_buddy *b, struct tally *tl, struct rmp_wop *ops, unsigned n)
 {
+	_Atomic uint64_t *direct = b->store->direct;
+
 	for (unsigned i = 0; i < n; i++) {
 		if (ops[i].kind == RMP_WOP_LOAD)
 			tl->c[C_LOADS]++;
@@ -232,9 +254,14 @@ static int st_exec(const struct rmp_buddy *b, struct tally *tl, struct rmp_wop *
 			tl->c[C_FAA]++;
 	}
 	tl->c[C_RTS]++;
-	int rc = b->store->ops->exec(b->store, ops, n);
-	if (rc)
-		return rc;
+	if (direct) {
+		for (unsigned i = 0; i < n; i++)
+			direct_one(direct, &ops[i]);
+	} else {
+		int rc = b->store->ops->exec(b->store, ops, n);
+		if (rc)
+			return rc;
+	}
 	for (unsigned i = 0; i < n; i++)
 		if (ops[i].kind == RMP_WOP_CAS)
 			tl->c[ops[i].old == ops[i].arg ? C_CAS_OK : C_CAS_FAIL]++;
@@ -243,8 +270,14 @@ static int st_exec(const struct rmp_buddy *b, struct tally *tl, struct rmp_wop *
 
 static int st_post(const struct rmp_buddy *b, struct tally *tl, struct rmp_wop *ops, unsigned n)
 {
+	_Atomic uint64_t *direct = b->store->direct;
+
 	tl->c[C_FAA] += n;
-	return b->store->ops->post(b->store, ops, n);
+	if (!direct)
+		return b->store->ops->post(b->store, ops, n);
+	for (unsigned i = 0; i < n; i++)
+		direct_one(direct, &ops[i]);
+	return 0;
 }
 
 static int st_load(const struct rmp_buddy *b, struct tally *tl, uint64_t idx, uint32_t n, uint64_t *dst)
@@ -275,12 +308,22 @@ static int count_add(const struct rmp_buddy *b, struct tally *tl, unsigned t, in
 	return st_post(b, tl, &op, 1);
 }
 
-static void tally_flush(struct rmp_buddy_ctx *ctx, int kind, struct tally *tl)
+/* Add one operation's tally to the client's counters. A lookup that is
+ * part of a free (order_of) counts its words but is not a call itself.
+ * Relaxed load+store, not fetch_add: a ctx belongs to one thread at a
+ * time in practice (the heap gives each thread its own shard), and a
+ * locked add per counter per operation would cost more than the
+ * operation's own atomics. Two threads sharing a ctx may lose counts,
+ * never correctness. */
+static void tally_flush(struct rmp_buddy_ctx *ctx, int kind, struct tally *tl, bool is_call)
 {
-	tl->c[C_CALLS] = 1;
+	tl->c[C_CALLS] = is_call;
 	for (unsigned c = 0; c < C_N; c++)
-		if (tl->c[c])
-			atomic_fetch_add_explicit(&ctx->ctr[kind][c], tl->c[c], memory_order_relaxed);
+		if (tl->c[c]) {
+			_Atomic uint64_t *ctr = &ctx->ctr[kind][c];
+			atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + tl->c[c],
+					      memory_order_relaxed);
+		}
 }
 
 /* --- allocation -------------------------------------------------------- */
@@ -434,7 +477,7 @@ int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsign
 		return -EINVAL;
 	unsigned t = b->g.max_order - order;
 	int rc = do_alloc(b, ctx, &tl, t, &blk);
-	tally_flush(ctx, OP_ALLOC, &tl);
+	tally_flush(ctx, OP_ALLOC, &tl, true);
 	if (rc)
 		return rc;
 	*offset = blk << order;
@@ -517,7 +560,7 @@ int rmp_buddy_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_
 	    (offset & ((1ull << order) - 1)) != 0)
 		return -EINVAL;
 	int rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order);
-	tally_flush(ctx, OP_FREE, &tl);
+	tally_flush(ctx, OP_FREE, &tl, true);
 	return rc;
 }
 
@@ -525,38 +568,43 @@ int rmp_buddy_order_of(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uin
 		       bool authoritative, unsigned *order)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct rmp_wop ops[RMP_BUDDY_MAX_LEVELS + 1];
-	uint64_t vals[RMP_BUDDY_MAX_LEVELS + 1];
-	unsigned lv[RMP_BUDDY_MAX_LEVELS + 1], n = 0;
 	struct tally tl = { 0 };
+	int rc = -EINVAL;
 
 	if ((offset >> g->max_order) != 0 || (offset & ((1ull << g->min_order) - 1)) != 0)
 		return -EINVAL;
-	/* Candidates: every level whose blocks may start at offset. */
-	for (unsigned t = g->levels; t-- > 0;) {
-		unsigned o = g->max_order - t;
-		if (offset & ((1ull << o) - 1))
+	/* Walk down from the largest block that may start at offset: above
+	 * the live block every ancestor is NONE (split); the first level
+	 * that is not NONE decides. Top-down finds typical blocks in one or
+	 * two words, where bottom-up would read every smaller level. */
+	unsigned top = offset ? (unsigned)__builtin_ctzll(offset) : g->max_order;
+	if (top > g->max_order)
+		top = g->max_order;
+	for (unsigned o = top + 1; o-- > g->min_order;) {
+		unsigned t = g->max_order - o;
+		uint64_t widx = blk_word(g, t, offset >> o), v;
+		if (authoritative) {
+			struct rmp_wop op;
+			rmp_wop_cas(&op, widx, 0, 0); /* returns the word; changes it only if 0, to 0 */
+			rc = st_exec(b, &tl, &op, 1);
+			v = op.old;
+		} else
+			rc = st_load(b, &tl, widx, 1, &v);
+		if (rc)
 			break;
-		uint64_t widx = blk_word(g, t, offset >> o);
-		if (authoritative)
-			rmp_wop_cas(&ops[n], widx, 0, 0); /* returns the word; changes it only if 0 */
-		else
-			rmp_wop_load(&ops[n], widx, 1, &vals[n]);
-		lv[n++] = t;
-	}
-	int rc = st_exec(b, &tl, ops, n);
-	tally_flush(ctx, OP_FREE, &tl);
-	if (rc)
-		return rc;
-	for (unsigned k = 0; k < n; k++) {
-		unsigned o = g->max_order - lv[k];
-		uint64_t v = authoritative ? ops[k].old : vals[k];
-		if (state_of(v, offset >> o) == ST_ALLOC) {
-			*order = o;
-			return 0;
+		unsigned st = state_of(v, offset >> o);
+		if (st == ST_NONE) {
+			rc = -EINVAL;
+			continue;
 		}
+		if (st == ST_ALLOC)
+			*order = o;
+		else
+			rc = -EINVAL; /* inside a free or reserved block: no live block here */
+		break;
 	}
-	return -EINVAL;
+	tally_flush(ctx, OP_FREE, &tl, false);
+	return rc;
 }
 
 /* --- the invariant walker ---------------------------------------------- */

@@ -25,6 +25,7 @@
 #ifndef RMP_STORE_H
 #define RMP_STORE_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 enum rmp_wop_kind {
@@ -58,6 +59,11 @@ struct rmp_store {
 	/* How many words one scanning load fetches. Local memory wants a
 	 * cache line; a remote store wants more per round trip. */
 	uint32_t chunk_words;
+	/* Non-NULL: the words are in this process's memory and no test mode
+	 * is on, so the engine may apply the same C11 atomics that exec()
+	 * would, inline, without building operations or an indirect call.
+	 * Changed only while no operation runs. */
+	_Atomic uint64_t *direct;
 };
 
 static inline void rmp_wop_load(struct rmp_wop *op, uint64_t idx, uint32_t n, uint64_t *dst)

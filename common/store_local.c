@@ -157,6 +157,7 @@ void rmp_store_local_init(struct rmp_store_local *s, _Atomic uint64_t *words, ui
 {
 	s->base.ops = &local_ops;
 	s->base.chunk_words = 8; /* one cache line */
+	s->base.direct = words;
 	s->words = words;
 	s->nwords = nwords;
 	atomic_init(&s->flags, 0);
@@ -167,4 +168,5 @@ void rmp_store_local_set_mode(struct rmp_store_local *s, unsigned flags, unsigne
 {
 	s->stale_permille = stale_permille > 1000 ? 1000 : stale_permille;
 	atomic_store_explicit(&s->flags, flags, memory_order_relaxed);
+	s->base.direct = flags ? NULL : s->words;
 }

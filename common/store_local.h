@@ -24,6 +24,8 @@
 enum {
 	RMP_STORE_STALE_LOADS = 1u << 0, /* loads sometimes return an older value */
 	RMP_STORE_SHUFFLE     = 1u << 1, /* a batch completes in random order */
+	RMP_STORE_TRACE       = 1u << 2, /* count word operations per thread; needed by
+					     rmp_store_local_freeze_after() */
 };
 
 struct rmp_store_local {
@@ -36,7 +38,9 @@ struct rmp_store_local {
 
 void rmp_store_local_init(struct rmp_store_local *s, _Atomic uint64_t *words, uint64_t nwords);
 /* Test modes (RMP_STORE_*); 0 turns them off, e.g. once every thread has
- * stopped, where a real RDMA READ would no longer see an old value. */
+ * stopped, where a real RDMA READ would no longer see an old value. Call
+ * only while no operation runs. With no mode on, the engine works on the
+ * words directly (store.h: direct) and nothing is counted here. */
 void rmp_store_local_set_mode(struct rmp_store_local *s, unsigned flags, unsigned stale_permille);
 
 /* Per-thread hook: after this thread's k-th word operation from now

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -32,6 +33,8 @@ static struct engine *engine_new(unsigned max_order, unsigned min_order, uint64_
 	rmp_buddy_format(e->words, &e->g, usable);
 	rmp_store_local_init(&e->store, (_Atomic uint64_t *)e->words, e->g.total_words);
 	rmp_buddy_init(&e->b, &e->g, &e->store.base);
+	/* Count word operations: the freeze hook needs it. */
+	rmp_store_local_set_mode(&e->store, RMP_STORE_TRACE, 0);
 	for (unsigned i = 0; i < 8; i++)
 		rmp_buddy_ctx_init(&e->ctx[i], &e->b, i);
 	return e;
@@ -173,7 +176,7 @@ Test(buddy, random_sequence_in_rdma_like_mode)
 		cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[0], live[nlive].off, live[nlive].order), 0);
 	}
 	/* Quiet now: a READ would see current values. */
-	rmp_store_local_set_mode(&e->store, 0, 0);
+	rmp_store_local_set_mode(&e->store, RMP_STORE_TRACE, 0);
 	check_ok(e, &r);
 	uint64_t off;
 	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[0], 16, &off), 0, "whole capacity after all frees");
@@ -184,11 +187,13 @@ Test(buddy, random_sequence_in_rdma_like_mode)
 
 struct freeze {
 	sem_t frozen, release;
+	_Atomic int froze;
 };
 
 static void freeze_here(void *arg)
 {
 	struct freeze *f = arg;
+	atomic_store(&f->froze, 1);
 	sem_post(&f->frozen);
 	sem_wait(&f->release);
 }
@@ -283,7 +288,7 @@ static void run_frozen(int do_free)
 		/* A fresh 16 KiB engine of 256 B blocks: the victim's alloc
 		 * splits from the top; its free merges back to the top. */
 		struct engine *e = engine_new(14, 8, 0);
-		struct freeze f;
+		struct freeze f = { .froze = 0 };
 		struct victim v = { .e = e, .f = &f, .k = k, .do_free = do_free };
 		sem_init(&f.frozen, 0, 0);
 		sem_init(&f.release, 0, 0);
@@ -293,6 +298,8 @@ static void run_frozen(int do_free)
 		pthread_create(&vt, NULL, victim_main, &v);
 		cr_assert_eq(sem_wait_secs(&f.frozen, 20), 0, "victim never froze nor finished (k=%llu)",
 			     (unsigned long long)k);
+		cr_assert(atomic_load(&f.froze), "victim finished before its word op %llu of %llu",
+			  (unsigned long long)k, (unsigned long long)len);
 
 		sem_t done;
 		sem_init(&done, 0, 0);
