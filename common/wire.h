@@ -38,7 +38,9 @@
 #define RMP_WIRE_IDENT_MAX 64u /* who a peer says it is (handshake) */
 #define RMP_WIRE_NAME_MAX 64u  /* pool names */
 #define RMP_WIRE_HOST_MAX 255u /* DNS names are at most 253 bytes */
-#define RMP_WIRE_TEXT_MAX 256u /* error and progress text */
+/* Error and progress text: small enough that an ERROR frame fits the
+ * pre-authentication limit, so a refused handshake can say why. */
+#define RMP_WIRE_TEXT_MAX 200u
 
 /* Array bounds. Segment table: 32768 segments of 32 MiB is a 1 TiB pool. */
 #define RMP_WIRE_MAX_SEGMENTS 32768u
