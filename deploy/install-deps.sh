@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install the Debian packages rmpool needs (build, tests, the Soft-RoCE
+# qemu harness), only the missing ones. Run as root; safe to re-run.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+wanted=$(cat "$here/packages.txt" "$here/vm/packages.txt" | sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u)
+missing=()
+for p in $wanted; do
+	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	[[ "$status" == *"install ok installed"* ]] || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+	echo "install-deps: all $(wc -w <<<"$wanted") packages present"
+	exit 0
+fi
+if [[ $(id -u) -ne 0 ]]; then
+	echo "install-deps: missing packages: ${missing[*]}" >&2
+	echo "install-deps: run as root (or: sudo apt-get install ${missing[*]})" >&2
+	exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq || { echo "install-deps: apt-get update failed" >&2; exit 1; }
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+	{ echo "install-deps: apt-get install ${missing[*]} failed" >&2; exit 1; }
+echo "install-deps: done"
