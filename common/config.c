@@ -659,6 +659,8 @@ static int flag_tables_build(const struct rmp_config_spec *spec, struct flag_tab
 /* Maps a getopt result to a row index, OPT_VAL_CONFIG, OPT_VAL_HELP. */
 static int flag_row(const struct rmp_config_spec *spec, int c)
 {
+	if (c == OPT_VAL_CONFIG || c == OPT_VAL_HELP)
+		return c;
 	if (c == 'c')
 		return OPT_VAL_CONFIG;
 	if (c == 'h')
