@@ -1,0 +1,128 @@
+/*
+ * rdma.h - rdma_cm and verbs, wrapped once for every part of rmpool:
+ * connection setup with a token in the private data, memory registration,
+ * and posting one-sided operations (READ, WRITE, CAS, FAA) in batches and
+ * waiting for them with a timeout, by polling or on a completion channel.
+ *
+ * Active side (librmpool, the CLI, tests): rmp_rdma_connect() resolves,
+ * connects with private data and returns a connected RC queue pair with
+ * its own PD, CQ and completion channel. Passive side (donors, the
+ * coordinator): rmp_rdma_listen() binds and listens; its PD is where the
+ * served regions are registered; the caller watches rmp_rdma_listener_fd()
+ * (poll or libevent) and calls rmp_rdma_listener_dispatch(), which verifies
+ * each connect request's private data through a callback and accepts or
+ * rejects it. Passive QPs only respond: they post nothing.
+ *
+ * Every wait is bounded by opts.timeout_ms (address and route resolution,
+ * connection establishment, completions): nothing blocks forever. Errors
+ * are negative errno values: -ETIMEDOUT, -ECONNREFUSED (rejected, e.g. a
+ * bad token), -EHOSTUNREACH, -EOPNOTSUPP (no atomics on this device),
+ * -EIO (a work completion with an error status; the connection is then
+ * unusable, rmp_rdma_conn_failed() says so).
+ *
+ * Atomics: the 8-byte result of CAS/FAA lands in memory in the byte order
+ * the device chose; rmp_rdma_atomic_result() is the one place that turns
+ * it into a host value (some mlx5 parts return it big-endian).
+ */
+#ifndef RMP_RDMA_H
+#define RMP_RDMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <infiniband/verbs.h>
+
+#define RMP_RDMA_PDATA_MAX 56u /* RC connect private data, rdma_cm over IB/RoCE */
+
+enum rmp_rdma_wait {
+	RMP_RDMA_WAIT_POLL = 0,  /* spin on the CQ (lowest latency, burns a CPU) */
+	RMP_RDMA_WAIT_EVENT,     /* block on the completion channel */
+	RMP_RDMA_WAIT_ADAPTIVE,  /* spin briefly, then block (default) */
+};
+
+struct rmp_rdma_opts {
+	int timeout_ms;          /* every wait; 0: 5000 */
+	enum rmp_rdma_wait wait;
+	uint32_t max_inflight;   /* send queue depth; 0: 64 */
+};
+
+/* --- active side ---------------------------------------------------------- */
+
+typedef struct rmp_rdma_conn rmp_rdma_conn; /* opaque */
+
+int rmp_rdma_connect(const char *host, uint16_t port, const void *pdata, uint8_t pdata_len,
+		     const struct rmp_rdma_opts *opts, rmp_rdma_conn **out);
+void rmp_rdma_close(rmp_rdma_conn *c);
+struct ibv_pd *rmp_rdma_conn_pd(rmp_rdma_conn *c);
+bool rmp_rdma_conn_failed(const rmp_rdma_conn *c);
+/* Device attributes of the connection's device (atomic_cap etc.). */
+const struct ibv_device_attr *rmp_rdma_conn_device(const rmp_rdma_conn *c);
+
+enum rmp_rdma_op_kind {
+	RMP_RDMA_READ = 1,  /* local[0..len) = remote[raddr..+len) */
+	RMP_RDMA_WRITE,     /* remote[raddr..+len) = local[0..len) */
+	RMP_RDMA_CAS,       /* 8 bytes at raddr; old value to local (8 bytes) */
+	RMP_RDMA_FAA,       /* 8 bytes at raddr; old value to local (8 bytes) */
+};
+
+struct rmp_rdma_op {
+	uint8_t kind;       /* enum rmp_rdma_op_kind */
+	void *local;        /* in a region registered on this connection's PD */
+	uint32_t lkey;
+	uint32_t len;       /* READ/WRITE; 8 for atomics */
+	uint64_t raddr;
+	uint32_t rkey;
+	uint64_t compare;   /* CAS */
+	uint64_t swap_add;  /* CAS: new value; FAA: addend */
+};
+
+/* Post n operations (split into waves of max_inflight if needed) and wait
+ * for all their completions. 0, or the first error. Thread-safe: calls
+ * from several threads on one connection are serialized internally. */
+int rmp_rdma_exec(rmp_rdma_conn *c, struct rmp_rdma_op *ops, unsigned n);
+
+/* Post without waiting; rmp_rdma_poll() reaps. For pipelined callers. */
+int rmp_rdma_post(rmp_rdma_conn *c, struct rmp_rdma_op *ops, unsigned n, uint64_t wr_id_base);
+/* Wait for at least min completions (bounded); ids of completed wr_ids
+ * to ids (cap entries). Returns the count or a negative error. */
+int rmp_rdma_poll(rmp_rdma_conn *c, unsigned min, uint64_t *ids, unsigned cap);
+
+/* The host value of an atomic's result as the device wrote it. */
+uint64_t rmp_rdma_atomic_result(const rmp_rdma_conn *c, const void *local);
+
+/* --- passive side --------------------------------------------------------- */
+
+typedef struct rmp_rdma_listener rmp_rdma_listener; /* opaque */
+
+/* Decide on a connect request from its private data. Return 0 to accept
+ * (and *tag is kept with the connection), or a negative errno to reject;
+ * the listener logs nothing itself, so log the reason here. */
+typedef int rmp_rdma_accept_fn(void *arg, const void *pdata, uint8_t len, uint64_t *tag);
+/* Told when an accepted connection ends (disconnect or error). */
+typedef void rmp_rdma_closed_fn(void *arg, uint64_t tag);
+
+/* Bind to host (an address of an RDMA device's netdev; NULL: any) and
+ * port (0: an ephemeral port, see rmp_rdma_listener_port()). */
+int rmp_rdma_listen(const char *host, uint16_t port, const struct rmp_rdma_opts *opts,
+		    rmp_rdma_accept_fn *accept, rmp_rdma_closed_fn *closed, void *arg,
+		    rmp_rdma_listener **out);
+void rmp_rdma_listener_close(rmp_rdma_listener *l);
+uint16_t rmp_rdma_listener_port(const rmp_rdma_listener *l);
+/* PD for the regions this listener serves. Only valid when bound to a
+ * specific address (the device is known then); -ENODEV style NULL else. */
+struct ibv_pd *rmp_rdma_listener_pd(rmp_rdma_listener *l);
+/* fd to watch for readability; then call dispatch (never blocks). */
+int rmp_rdma_listener_fd(const rmp_rdma_listener *l);
+int rmp_rdma_listener_dispatch(rmp_rdma_listener *l);
+unsigned rmp_rdma_listener_connections(const rmp_rdma_listener *l);
+
+/* Register len bytes at addr on pd for local write and remote read, write
+ * and atomics. -EOPNOTSUPP if the device has no atomics (atomic_cap). */
+int rmp_rdma_reg_remote(struct ibv_pd *pd, void *addr, size_t len, struct ibv_mr **out);
+
+/* The first RDMA device's netdev IPv4 address (e.g. rxe0 on eth0), for
+ * a process that must tell others where to connect. -ENODEV if none. */
+int rmp_rdma_local_addr(char *buf, size_t len);
+
+#endif /* RMP_RDMA_H */
