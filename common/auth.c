@@ -62,7 +62,10 @@ int rmp_auth_key_create(const char *secret, rmp_auth_key **out, char *err, size_
 			snprintf(err, errlen, "sodium_init(): libsodium cannot start");
 		return -EIO;
 	}
-	rmp_auth_key *k = sodium_malloc(sizeof(*k) + len);
+	/* sodium_malloc ends the block at a guard page, so it is aligned only
+	 * when its size is a multiple of the alignment: round up. */
+	size_t align = _Alignof(rmp_auth_key);
+	rmp_auth_key *k = sodium_malloc((sizeof(*k) + len + align - 1) & ~(align - 1));
 	if (!k)
 		return -ENOMEM;
 	k->len = len;
