@@ -280,8 +280,18 @@ static int st_post(const struct rmp_buddy *b, struct tally *tl, struct rmp_wop *
 	return 0;
 }
 
+/* The three primitives below take the direct path inline when they can:
+ * the same atomics, counted the same way, without an operation record. */
 static int st_load(const struct rmp_buddy *b, struct tally *tl, uint64_t idx, uint32_t n, uint64_t *dst)
 {
+	_Atomic uint64_t *direct = b->store->direct;
+	if (direct) {
+		tl->c[C_LOADS]++;
+		tl->c[C_RTS]++;
+		for (uint32_t k = 0; k < n; k++)
+			dst[k] = atomic_load_explicit(&direct[idx + k], memory_order_acquire);
+		return 0;
+	}
 	struct rmp_wop op;
 	rmp_wop_load(&op, idx, n, dst);
 	return st_exec(b, tl, &op, 1);
@@ -292,6 +302,16 @@ static int st_load(const struct rmp_buddy *b, struct tally *tl, uint64_t idx, ui
 static int st_cas(const struct rmp_buddy *b, struct tally *tl, uint64_t idx, uint64_t expect,
 		  uint64_t swap, uint64_t *seen)
 {
+	_Atomic uint64_t *direct = b->store->direct;
+	if (direct) {
+		uint64_t e = expect;
+		bool ok = atomic_compare_exchange_strong_explicit(&direct[idx], &e, swap, memory_order_acq_rel,
+								  memory_order_acquire);
+		tl->c[C_RTS]++;
+		tl->c[ok ? C_CAS_OK : C_CAS_FAIL]++;
+		*seen = e;
+		return ok;
+	}
 	struct rmp_wop op;
 	rmp_wop_cas(&op, idx, expect, swap);
 	int rc = st_exec(b, tl, &op, 1);
@@ -303,6 +323,12 @@ static int st_cas(const struct rmp_buddy *b, struct tally *tl, uint64_t idx, uin
 
 static int count_add(const struct rmp_buddy *b, struct tally *tl, unsigned t, int64_t delta)
 {
+	_Atomic uint64_t *direct = b->store->direct;
+	if (direct) {
+		tl->c[C_FAA]++;
+		atomic_fetch_add_explicit(&direct[b->g.count_word + t], (uint64_t)delta, memory_order_relaxed);
+		return 0;
+	}
 	struct rmp_wop op;
 	rmp_wop_faa(&op, b->g.count_word + t, (uint64_t)delta);
 	return st_post(b, tl, &op, 1);
@@ -486,8 +512,9 @@ int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsign
 
 /* --- free -------------------------------------------------------------- */
 
+/* v: the block's word as last seen, or NULL to load it first. */
 static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
-		   unsigned t, uint64_t i)
+		   unsigned t, uint64_t i, const uint64_t *seen_word)
 {
 	const struct rmp_buddy_geom *g = &b->g;
 	unsigned expect = ST_ALLOC; /* the freed block; its merged parents are NONE */
@@ -495,8 +522,9 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 	uint64_t v, seen = 0;
 	int rc;
 
-	rc = st_load(b, tl, blk_word(g, t, i), 1, &v);
-	if (rc)
+	if (seen_word)
+		v = *seen_word;
+	else if ((rc = st_load(b, tl, blk_word(g, t, i), 1, &v)) != 0)
 		return rc;
 	for (;;) {
 		uint64_t widx = blk_word(g, t, i);
@@ -559,8 +587,74 @@ int rmp_buddy_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_
 	if (order < g->min_order || order > g->max_order || (offset >> g->max_order) != 0 ||
 	    (offset & ((1ull << order) - 1)) != 0)
 		return -EINVAL;
-	int rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order);
+	int rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, NULL);
 	tally_flush(ctx, OP_FREE, &tl, true);
+	return rc;
+}
+
+/*
+ * The live block that starts at offset: walk down from the largest block
+ * that may start there; above the live block every ancestor is NONE
+ * (split), and the first level that is not NONE decides. Top-down finds
+ * a typical block in one or two words, where bottom-up would read every
+ * smaller level. authoritative: read each word with a CAS that changes
+ * nothing, so a stale load cannot mislead. 0 with *order and *word (the
+ * block's word as read), or -EINVAL.
+ */
+static int find_live(const struct rmp_buddy *b, struct tally *tl, uint64_t offset, bool authoritative,
+		     unsigned *order, uint64_t *word)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	unsigned top = offset ? (unsigned)__builtin_ctzll(offset) : g->max_order;
+	int rc;
+
+	if (top > g->max_order)
+		top = g->max_order;
+	for (unsigned o = top + 1; o-- > g->min_order;) {
+		unsigned t = g->max_order - o;
+		uint64_t widx = blk_word(g, t, offset >> o), v = 0;
+		if (authoritative)
+			rc = st_cas(b, tl, widx, 0, 0, &v); /* 1 or 0: v is the word either way */
+		else
+			rc = st_load(b, tl, widx, 1, &v);
+		if (rc < 0)
+			return rc;
+		unsigned st = state_of(v, offset >> o);
+		if (st == ST_NONE)
+			continue;
+		if (st != ST_ALLOC)
+			return -EINVAL; /* inside a free or reserved block */
+		*order = o;
+		*word = v;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int rmp_buddy_free_at(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
+		      unsigned *order_out)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	struct tally tl = { 0 };
+	unsigned order = 0;
+	uint64_t v;
+	int rc;
+
+	if ((offset >> g->max_order) != 0 || (offset & ((1ull << g->min_order) - 1)) != 0)
+		return -EINVAL;
+	rc = find_live(b, &tl, offset, false, &order, &v);
+	if (rc == 0)
+		rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, &v);
+	if (rc == -EINVAL) {
+		/* Loads are hints (stale in the RDMA-like test mode): before
+		 * calling a free bad, ask the words themselves. */
+		rc = find_live(b, &tl, offset, true, &order, &v);
+		if (rc == 0)
+			rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, &v);
+	}
+	tally_flush(ctx, OP_FREE, &tl, true);
+	if (rc == 0 && order_out)
+		*order_out = order;
 	return rc;
 }
 
@@ -569,40 +663,11 @@ int rmp_buddy_order_of(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uin
 {
 	const struct rmp_buddy_geom *g = &b->g;
 	struct tally tl = { 0 };
-	int rc = -EINVAL;
+	uint64_t v;
 
 	if ((offset >> g->max_order) != 0 || (offset & ((1ull << g->min_order) - 1)) != 0)
 		return -EINVAL;
-	/* Walk down from the largest block that may start at offset: above
-	 * the live block every ancestor is NONE (split); the first level
-	 * that is not NONE decides. Top-down finds typical blocks in one or
-	 * two words, where bottom-up would read every smaller level. */
-	unsigned top = offset ? (unsigned)__builtin_ctzll(offset) : g->max_order;
-	if (top > g->max_order)
-		top = g->max_order;
-	for (unsigned o = top + 1; o-- > g->min_order;) {
-		unsigned t = g->max_order - o;
-		uint64_t widx = blk_word(g, t, offset >> o), v;
-		if (authoritative) {
-			struct rmp_wop op;
-			rmp_wop_cas(&op, widx, 0, 0); /* returns the word; changes it only if 0, to 0 */
-			rc = st_exec(b, &tl, &op, 1);
-			v = op.old;
-		} else
-			rc = st_load(b, &tl, widx, 1, &v);
-		if (rc)
-			break;
-		unsigned st = state_of(v, offset >> o);
-		if (st == ST_NONE) {
-			rc = -EINVAL;
-			continue;
-		}
-		if (st == ST_ALLOC)
-			*order = o;
-		else
-			rc = -EINVAL; /* inside a free or reserved block: no live block here */
-		break;
-	}
+	int rc = find_live(b, &tl, offset, authoritative, order, &v);
 	tally_flush(ctx, OP_FREE, &tl, false);
 	return rc;
 }

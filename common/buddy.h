@@ -86,6 +86,11 @@ int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsign
  * metadata only. */
 int rmp_buddy_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
 		   unsigned order);
+/* Free the live block that starts at offset, whatever its order, found
+ * from the metadata (for callers that keep no size, like the heap). The
+ * order freed goes to *order if not NULL. -EINVAL if none starts there. */
+int rmp_buddy_free_at(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
+		      unsigned *order);
 /* The order of the live block that starts at offset, found from the
  * metadata. authoritative=true confirms each candidate with a CAS that
  * changes nothing, so a stale load cannot mislead it. -EINVAL if none. */

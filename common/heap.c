@@ -132,25 +132,11 @@ static int offset_of(const rmp_heap *h, const void *p, uint64_t *off)
 
 int rmp_heap_free(rmp_heap *h, void *p)
 {
-	struct rmp_buddy_ctx *ctx;
-	unsigned order;
 	uint64_t off;
-	int rc;
 
 	if (!h || offset_of(h, p, &off) != 0)
 		return -EINVAL;
-	ctx = my_ctx(h);
-	rc = rmp_buddy_order_of(&h->b, ctx, off, false, &order);
-	if (rc == 0)
-		rc = rmp_buddy_free(&h->b, ctx, off, order);
-	if (rc == -EINVAL) {
-		/* Loads are hints (stale in the RDMA-like test mode): before
-		 * calling a free bad, ask the words themselves. */
-		rc = rmp_buddy_order_of(&h->b, ctx, off, true, &order);
-		if (rc == 0)
-			rc = rmp_buddy_free(&h->b, ctx, off, order);
-	}
-	return rc;
+	return rmp_buddy_free_at(&h->b, my_ctx(h), off, NULL);
 }
 
 uint64_t rmp_heap_block_size(rmp_heap *h, const void *p)
