@@ -199,17 +199,16 @@ void rmp_buddy_init(struct rmp_buddy *b, const struct rmp_buddy_geom *g, struct 
 void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, uint64_t client_id)
 {
 	/* Spread clients: a multiplicative hash of the id picks each one's
-	 * starting word in every level and its starting bit in a word. */
+	 * starting block in every level. */
 	uint64_t h = (client_id + 1) * 0x9E3779B97F4A7C15ull;
 
 	for (unsigned t = 0; t <= RMP_BUDDY_MAX_LEVELS; t++) {
-		uint64_t start = t < b->g.levels ? (h >> 20) % level_words(t) : 0;
+		uint64_t start = t < b->g.levels ? (h >> 20) % (1ull << t) : 0;
 		atomic_init(&ctx->cursor[t], start);
 	}
 	for (unsigned k = 0; k < 2; k++)
 		for (unsigned c = 0; c < C_N; c++)
 			atomic_init(&ctx->ctr[k][c], 0);
-	ctx->salt = (unsigned)(h >> 58) * 2; /* an even bit position: a block's low bit */
 }
 
 int rmp_buddy_order_for(const struct rmp_buddy_geom *g, uint64_t size, unsigned *order)
@@ -364,12 +363,20 @@ static int scan_claim(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 {
 	const struct rmp_buddy_geom *g = &b->g;
 	uint64_t nw = level_words(t);
-	uint64_t start = atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed) % nw;
+	/* The cursor is a block: the one this client freed or split off
+	 * last at this level, else where it last found one. Trying it first
+	 * reuses memory that is still warm in cache (like a LIFO free list)
+	 * and keeps clients apart. */
+	uint64_t cur = atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed);
+	uint64_t start = (cur / BLOCKS_PER_WORD) % nw;
+	unsigned pref = blk_shift(cur);
 	uint64_t chunk = b->store->chunk_words;
 	uint64_t buf[MAX_CHUNK];
 
 	if (chunk == 0 || chunk > MAX_CHUNK)
 		chunk = MAX_CHUNK;
+	if (b->store->direct)
+		chunk = 1; /* local memory: read a word only when the last had nothing */
 	if (max_words > nw)
 		max_words = nw;
 	for (uint64_t scanned = 0; scanned < max_words;) {
@@ -382,15 +389,14 @@ static int scan_claim(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 		int rc = st_load(b, tl, g->level_word[t] + w0, (uint32_t)n, buf);
 		if (rc)
 			return rc;
-		for (uint64_t k = 0; k < n; k++) {
+		for (uint64_t k = 0; k < n; k++, pref = 0) {
 			uint64_t v = buf[k];
 			for (;;) {
 				uint64_t fb = free_bits(v);
 				if (!fb)
 					break;
-				/* Start at this client's salt bit so that clients
-				 * sharing a word try different blocks first. */
-				uint64_t hi = fb & (~0ull << ctx->salt);
+				/* From the cursor's block on, wrapping. */
+				uint64_t hi = fb & (~0ull << pref);
 				unsigned bit = (unsigned)__builtin_ctzll(hi ? hi : fb);
 				uint64_t i = (w0 + k) * BLOCKS_PER_WORD + bit / 2;
 				uint64_t seen = 0;
@@ -398,7 +404,7 @@ static int scan_claim(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 				if (rc < 0)
 					return rc;
 				if (rc == 1) {
-					atomic_store_explicit(&ctx->cursor[t], w0 + k, memory_order_relaxed);
+					atomic_store_explicit(&ctx->cursor[t], i, memory_order_relaxed);
 					*blk = i;
 					return 0;
 				}
@@ -443,7 +449,7 @@ static int split_down(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 	c = blk;
 	for (unsigned lv = j + 1; lv <= t; lv++) {
 		c <<= 1;
-		atomic_store_explicit(&ctx->cursor[lv], (c + 1) / BLOCKS_PER_WORD, memory_order_relaxed);
+		atomic_store_explicit(&ctx->cursor[lv], c + 1, memory_order_relaxed);
 	}
 	*left = c;
 	return 0;
@@ -570,7 +576,7 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 		if (rc < 0)
 			return rc;
 		if (rc == 1) {
-			atomic_store_explicit(&ctx->cursor[t], i / BLOCKS_PER_WORD, memory_order_relaxed);
+			atomic_store_explicit(&ctx->cursor[t], i, memory_order_relaxed);
 			return count_add(b, tl, t, 1);
 		}
 		v = seen;

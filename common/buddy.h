@@ -49,9 +49,8 @@ struct rmp_buddy_stats {
  * may be shared by threads (all fields are atomics, relaxed: the cursors
  * are hints and the counters only add up). */
 struct rmp_buddy_ctx {
-	_Atomic uint64_t cursor[RMP_BUDDY_MAX_LEVELS + 1];
+	_Atomic uint64_t cursor[RMP_BUDDY_MAX_LEVELS + 1]; /* per level: block to try first */
 	_Atomic uint64_t ctr[2][6]; /* [alloc|free][calls, rts, loads, cas_ok, cas_fail, faa] */
-	unsigned salt;              /* spreads clients over words and bits */
 };
 
 struct rmp_buddy {
