@@ -108,6 +108,8 @@ static void log_emit(enum rmp_log_level level, char *line, size_t len)
 
 /* Appends fmt/ap after `used` bytes, marking truncation with "...". */
 static size_t log_append(char *buf, size_t cap, size_t used, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
+static size_t log_append(char *buf, size_t cap, size_t used, const char *fmt, va_list ap)
 {
 	int n = vsnprintf(buf + used, cap - used, fmt, ap);
 	if (n < 0)
