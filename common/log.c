@@ -76,7 +76,7 @@ const char *rmp_log_level_name(enum rmp_log_level level)
 /* Writes the "time ident[pid] LEVEL: " prefix; returns its length. */
 static size_t log_prefix(char *buf, size_t cap, enum rmp_log_level level)
 {
-	struct timespec ts;
+	struct timespec ts = {0};
 	struct tm tm;
 	char stamp[32] = "";
 

@@ -8,6 +8,10 @@
  *     returns a frame length (> 0), then rmp_wire_decode() on that frame
  *     and drops that many bytes; 0 means "read more" (need says how
  *     many at least); < 0 means close this connection and log err->text.
+ *   - until the handshake is done, a reader passes
+ *     RMP_WIRE_PREAUTH_MAX_FRAME as the limit and refuses any frame whose
+ *     type is not rmp_wire_type_preauth(): an unauthenticated peer gets
+ *     nothing but the handshake.
  *   - a writer fills a struct rmp_wire_msg and calls rmp_wire_encode().
  *   - decoded segment/donor/pool/host arrays are heap memory:
  *     rmp_wire_msg_release() frees them (and is a no-op for other types).

@@ -256,8 +256,8 @@ Test(config, help)
 		"  -c, --config=FILE",
 		"  -h, --help",
 		"  -l, --listen=HOST:PORT        control-protocol address (default: 0.0.0.0:7470)",
-		"      --lease-timeout=DURATION  how long a consumer's lease lives without renewal "
-		"(default: 30s; range [1s, 1h])",
+		("      --lease-timeout=DURATION  how long a consumer's lease lives without renewal "
+		 "(default: 30s; range [1s, 1h])"),
 		"  -s, --segment-size=SIZE       pool segment size (default: 64M; range [4K, 1T])",
 		"  -w, --workers=N               worker threads (default: 4; range [1, 64])",
 		"  -d, --daemon[=BOOL]",
