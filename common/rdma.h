@@ -45,6 +45,11 @@ struct rmp_rdma_opts {
 	int timeout_ms;          /* every wait; 0: 5000 */
 	enum rmp_rdma_wait wait;
 	uint32_t max_inflight;   /* send queue depth; 0: 64 */
+	/* Every rmpool connection carries atomics (allocator metadata,
+	 * user-level remote atomics), so connect and listen refuse a device
+	 * whose atomic_cap is IBV_ATOMIC_NONE with -EOPNOTSUPP. Set this to
+	 * accept such a device for READ/WRITE only. */
+	bool no_atomics;
 };
 
 /* --- active side ---------------------------------------------------------- */
@@ -90,6 +95,14 @@ int rmp_rdma_poll(rmp_rdma_conn *c, unsigned min, uint64_t *ids, unsigned cap);
 
 /* The host value of an atomic's result as the device wrote it. */
 uint64_t rmp_rdma_atomic_result(const rmp_rdma_conn *c, const void *local);
+/* The byte order rmp_rdma_atomic_result() assumes: host order after
+ * connect (rxe, most HCAs); set it when the device is known to differ. */
+void rmp_rdma_set_atomic_be(rmp_rdma_conn *c, bool big_endian);
+/* Measures it: READs the 8-byte-aligned remote word at raddr, then FAA 0
+ * on it (which leaves it unchanged) and compares the bytes. 0 with the
+ * flag set; -EAGAIN when the word cannot tell (its bytes read the same
+ * both ways, or it kept changing); other errors as rmp_rdma_exec(). */
+int rmp_rdma_probe_atomic_order(rmp_rdma_conn *c, uint64_t raddr, uint32_t rkey);
 
 /* --- passive side --------------------------------------------------------- */
 
