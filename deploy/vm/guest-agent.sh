@@ -11,15 +11,16 @@
 #
 # Protocol, in CH (= $RMPOOL_VM_DIR/gI/ch):
 #   in/ID.job    a bash script written by the host (first line "#out=PATH":
-#                where stdout+stderr go); renamed in atomically. The agent
-#                moves it to run/ID.job and runs it in its own session.
+#                where stdout+stderr go), renamed in atomically. The agent
+#                runs it once, in its own process group; the host removes it.
 #   run/ID.pid   pid (= process group) of the running job.
 #   run/ID.rc    its exit status, written once it ends (128+N: signal N).
 #   in/ID.kill   the host asks to signal job ID; content: the signal name.
 #   in/poweroff  the host asks the agent to end its jobs and exit; the guest
 #                then powers off.
-# The idle loop forks nothing (glob + read -t on a fifo), which matters
-# under TCG where every fork+exec costs milliseconds of emulated CPU.
+# Every exec costs tens of ms of emulated CPU under TCG: the idle loop forks
+# nothing (glob + read -t on a fifo), and a job is a forked subshell that
+# sources the script and execs the command (no bash, setsid or mv to exec).
 set -u
 shopt -s nullglob
 ch=$1
@@ -31,17 +32,29 @@ mkfifo "$tick" || exit 1
 exec {tickfd}<>"$tick"
 rm -f "$tick"
 
+declare -A started=()
+
 start_job() {
-	local id=$1 job=$ch/run/$1.job hdr out
+	local id=$1 job=$ch/in/$1.job hdr out
+	started[$id]=1
 	IFS= read -r hdr <"$job" || hdr=
 	out=${hdr#\#out=}
 	[[ $hdr == \#out=* && -n $out ]] || out=$ch/run/$id.out
+	# set -m: the job gets its own process group (pgid = its pid), which
+	# kill and timeouts signal as a whole. The wrapper's stderr (job
+	# control chatter) goes nowhere; the job's goes to OUT.
 	(
-		setsid bash "$job" >"$out" 2>&1 </dev/null &
+		set -m
+		(
+			exec {tickfd}>&-
+			set +u
+			shopt -u nullglob
+			. "$job"
+		) >"$out" 2>&1 </dev/null &
 		echo $! >"$ch/run/$id.pid"
 		wait $!
 		echo $? >"$ch/run/$id.rc"
-	) &
+	) 2>/dev/null &
 }
 
 # Returns 1 while the job has no pid yet (the request is then kept).
@@ -50,7 +63,7 @@ signalled=0
 signal_job() {
 	local id=$1 sig=$2 pid
 	[[ -e $ch/run/$id.rc ]] && return 0
-	[[ -e $ch/run/$id.job ]] || return 0
+	[[ -n ${started[$id]:-} ]] || return 0
 	IFS= read -r pid <"$ch/run/$id.pid" 2>/dev/null || return 1
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
 	kill -s "$sig" -- "-$pid" 2>/dev/null && signalled=1
@@ -77,7 +90,7 @@ while :; do
 		case $name in
 		*.job)
 			id=${name%.job}
-			mv -f "$f" "$ch/run/$name" && start_job "$id"
+			[[ -n ${started[$id]:-} ]] || start_job "$id"
 			;;
 		*.kill)
 			id=${name%.kill}

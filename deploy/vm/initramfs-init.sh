@@ -36,12 +36,15 @@ while read -r ko; do
 done </modules.list
 
 mkdir -p /host /rmp
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro hostroot /host ||
-	fail "mount host root (9p tag hostroot)"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 rmprun /rmp ||
 	fail "mount run directory (9p tag rmprun)"
 [ -r /rmp/vm.env ] || fail "read /rmp/vm.env"
 . /rmp/vm.env
+# cache=loose halves the cost of starting a program in the guest, but does
+# not see a file the host replaces after the guest looked at it; the host
+# picks the mode (RMPOOL_VM_9P_CACHE).
+mount -t 9p -o "trans=virtio,version=9p2000.L,msize=512000,ro,cache=${RMPOOL_VM_9P_CACHE:-none}" \
+	hostroot /host || fail "mount host root (9p tag hostroot)"
 [ -r "/host$RMPOOL_VM_STAGE2" ] || fail "find stage 2 script /host$RMPOOL_VM_STAGE2"
 . "/host$RMPOOL_VM_STAGE2"
 echo "rmpool-vm guest $G: powering off"
