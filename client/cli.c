@@ -1,0 +1,927 @@
+/*
+ * cli.c - `rmpool`, the operator's command-line tool, built on librmpool.
+ *
+ *   rmpool [--coordinator HOST:PORT] [--secret-file F] COMMAND ...
+ *     pool create NAME SIZE     provision a pool (progress as donors spawn)
+ *     pool destroy NAME         terminate its donors
+ *     pool check NAME           read its metadata over RDMA and walk it
+ *     pool info NAME            segment table: donors, hosts, regions
+ *     status [--json]           pools, hosts, capacity, free bytes, clients
+ * Hidden commands for the integration tests (not in --help):
+ *     lease-hold NAME           attach and hold the lease until a signal
+ *     probe-metadata NAME MODE  rdma_cm connect with a bad token: must be refused
+ *
+ * Exit status: 0 ok, 1 failure (one line on stderr), 2 usage.
+ * The coordinator comes from --coordinator, else $RMPOOL_COORDINATOR, else
+ * 127.0.0.1:7400; the secret from --secret-file, else $RMPOOL_SECRET_FILE,
+ * else $RMPOOL_SECRET (read by the library).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "client_internal.h"
+#include "config.h"
+#include "rmpool.h"
+
+#define EXIT_OK 0
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+
+#define DEFAULT_COORDINATOR "127.0.0.1:7400"
+
+struct cli {
+	const char *coordinator;
+	char *secret; /* NULL: $RMPOOL_SECRET */
+	struct rmp_connect_opts opts;
+	unsigned rdma_timeout_ms;
+};
+
+static const char *prog = "rmpool";
+
+/* ---- output helpers ---- */
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s: %s\n", prog, line);
+	return EXIT_FAIL;
+}
+
+/* One line for a library failure: the detail if there is one, and the code's text. */
+static int fail_rc(const char *what, int rc, const rmp_client *c)
+{
+	const char *detail = rmp_last_error(c);
+	if (!*detail)
+		return fail("%s: %s", what, rmp_strerror(rc));
+	if (strstr(detail, rmp_strerror(rc)))
+		return fail("%s: %s", what, detail);
+	return fail("%s: %s (%s)", what, detail, rmp_strerror(rc));
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s: %s (try '%s --help')\n", prog, line, prog);
+	return EXIT_USAGE;
+}
+
+static const char *human(uint64_t bytes, char *buf, size_t len)
+{
+	rmp_config_format_bytes(bytes, buf, len);
+	return buf;
+}
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- help ---- */
+
+static void help_main(FILE *f)
+{
+	fprintf(f,
+		"Usage: %s [OPTIONS] COMMAND [ARGS]\n"
+		"\n"
+		"Operate an rmpool coordinator: create, check and destroy pools of memory\n"
+		"that donor processes on several hosts give over RDMA.\n"
+		"\n"
+		"Commands:\n"
+		"  pool create NAME SIZE   provision a pool of SIZE usable bytes (3G, 512M)\n"
+		"  pool destroy NAME       destroy a pool; its donor processes terminate\n"
+		"  pool check NAME         read the pool's allocator metadata over RDMA and\n"
+		"                          check its invariants; prints free bytes\n"
+		"  pool info NAME          the pool's donors, hosts and regions\n"
+		"  status [--json]         pools, donors per host, capacity, free bytes, clients\n"
+		"\n"
+		"Options:\n"
+		"  -c, --coordinator HOST:PORT  coordinator control address\n"
+		"                               (default $RMPOOL_COORDINATOR, else %s)\n"
+		"  -s, --secret-file FILE       file holding the shared secret\n"
+		"                               (default $RMPOOL_SECRET_FILE, else $RMPOOL_SECRET)\n"
+		"  -t, --timeout DURATION       bound for connecting and for each request (10s)\n"
+		"  -h, --help                   this text; COMMAND --help for a command's\n"
+		"\n"
+		"Exit status: 0 success, 1 failure (one line on stderr), 2 usage error.\n",
+		prog, DEFAULT_COORDINATOR);
+}
+
+static void help_create(FILE *f)
+{
+	fprintf(f,
+		"Usage: %s pool create [--timeout DURATION] [--json] NAME SIZE\n"
+		"\n"
+		"Create pool NAME of SIZE usable bytes (binary units: 224M, 3G, 1T). The\n"
+		"coordinator starts donor processes on its hosts' agents, each holding at\n"
+		"most its host's per-process limit, until they add up to SIZE; one line is\n"
+		"printed per donor as it starts. The pool's address space is the next power\n"
+		"of two, its tail reserved. Prints donors, hosts, capacity and the time taken.\n"
+		"The pool lives until 'pool destroy'.\n"
+		"\n"
+		"  --timeout DURATION   how long provisioning may take (default 5m)\n"
+		"  --json               print the result as JSON (progress goes to stderr)\n",
+		prog);
+}
+
+static void help_destroy(FILE *f)
+{
+	fprintf(f,
+		"Usage: %s pool destroy [--timeout DURATION] NAME\n"
+		"\n"
+		"Destroy pool NAME: its donor processes terminate and their memory returns\n"
+		"to the hosts. Waits for the coordinator to confirm (default bound 5m).\n",
+		prog);
+}
+
+static void help_check(FILE *f)
+{
+	fprintf(f,
+		"Usage: %s pool check [--json] [--rdma-timeout DURATION] NAME\n"
+		"\n"
+		"Attach to pool NAME, connect to its allocator metadata region over RDMA\n"
+		"(rdma_cm, with a token signed by the shared secret), read all of it and\n"
+		"walk it: every byte in exactly one free, allocated or reserved block, no\n"
+		"two free buddies, free counts consistent. Prints free, allocated and\n"
+		"reserved bytes. Exits 1 when the invariants do not hold. The snapshot is\n"
+		"exact only while no allocation is in flight.\n"
+		"\n"
+		"  --json                  machine-readable result\n"
+		"  --rdma-timeout DURATION bound for each RDMA step (default 10s)\n",
+		prog);
+}
+
+static void help_info(FILE *f)
+{
+	fprintf(f,
+		"Usage: %s pool info [--json] NAME\n"
+		"\n"
+		"Attach to pool NAME and print its geometry and segment table: each donor's\n"
+		"host, rdma_cm port and the bytes of the pool it backs.\n",
+		prog);
+}
+
+static void help_status(FILE *f)
+{
+	fprintf(f,
+		"Usage: %s status [--json]\n"
+		"\n"
+		"Ask the coordinator for its pools (capacity, space, free bytes, donors,\n"
+		"clients) and hosts (donors, bytes used, budget).\n"
+		"\n"
+		"  --json   machine-readable output\n",
+		prog);
+}
+
+/* ---- connecting ---- */
+
+static int read_secret_file(const char *path, char **out)
+{
+	char buf[RMP_AUTH_SECRET_MAX + 2];
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return fail("secret file %s: %s", path, strerror(errno));
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	bool err = ferror(f);
+	fclose(f);
+	if (err)
+		return fail("secret file %s: read error", path);
+	buf[n] = '\0';
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	if (n > RMP_AUTH_SECRET_MAX)
+		return fail("secret file %s: longer than %u bytes", path, RMP_AUTH_SECRET_MAX);
+	*out = strdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	return *out ? EXIT_OK : fail("out of memory");
+}
+
+static int cli_connect(struct cli *cli, rmp_client **c)
+{
+	int rc = rmp_connect_ex(cli->coordinator, cli->secret, &cli->opts, c);
+	if (rc) {
+		return fail_rc("connect", rc, NULL);
+	}
+	return EXIT_OK;
+}
+
+/* getopt_long over a command's own arguments (argv[0] is the command). */
+struct cmd_opts {
+	bool json;
+	bool help;
+	uint64_t timeout_ms;
+	uint64_t rdma_timeout_ms;
+};
+
+enum { OPT_JSON = 1000, OPT_TIMEOUT, OPT_RDMA_TIMEOUT };
+
+static int parse_cmd_opts(int argc, char **argv, struct cmd_opts *o, bool allow_timeout,
+			  bool allow_json, bool allow_rdma)
+{
+	static const struct option lo[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "rdma-timeout", required_argument, NULL, OPT_RDMA_TIMEOUT },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+
+	optind = 0; /* glibc: restart the scan with a fresh argv */
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "+h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'h':
+			o->help = true;
+			break;
+		case OPT_JSON:
+			if (!allow_json)
+				return usage_error("%s: --json is not an option here", argv[0]);
+			o->json = true;
+			break;
+		case OPT_TIMEOUT:
+		case OPT_RDMA_TIMEOUT: {
+			uint64_t ms;
+			if ((ch == OPT_TIMEOUT && !allow_timeout) || (ch == OPT_RDMA_TIMEOUT && !allow_rdma))
+				return usage_error("%s: %s is not an option here", argv[0],
+						   argv[optind - 1]);
+			if (rmp_config_parse_duration(optarg, &ms) || ms == 0 || ms > 86400000u)
+				return usage_error("%s: bad duration \"%s\" (e.g. 30s, 5m)", argv[0],
+						   optarg);
+			if (ch == OPT_TIMEOUT)
+				o->timeout_ms = ms;
+			else
+				o->rdma_timeout_ms = ms;
+			break;
+		}
+		default:
+			return usage_error("%s: unknown option '%s'", argv[0], argv[optind - 1]);
+		}
+	}
+	return EXIT_OK;
+}
+
+/* ---- pool create ---- */
+
+static void on_progress(void *arg, const struct rmp_progress *ev)
+{
+	FILE *f = arg;
+
+	switch (ev->state) {
+	case RMP_PROGRESS_DONOR_SPAWNED:
+		fprintf(f, "  donor %u started (pid %u)%s%s\n", ev->donor_id, ev->pid,
+			*ev->text ? ": " : "", ev->text);
+		break;
+	case RMP_PROGRESS_DONOR_FAILED:
+		fprintf(f, "  donor %u failed: %s%s%s\n", ev->donor_id,
+			ev->error ? rmp_strerror(ev->error) : "error", *ev->text ? ": " : "", ev->text);
+		break;
+	case RMP_PROGRESS_DONOR_EXITED:
+		fprintf(f, "  donor %u exited%s%s\n", ev->donor_id, *ev->text ? ": " : "", ev->text);
+		break;
+	default:
+		fprintf(f, "  donor %u: %s\n", ev->donor_id, ev->text);
+		break;
+	}
+	fflush(f);
+}
+
+static void print_donors(FILE *f, const struct rmp_pool_info *in)
+{
+	char b[32];
+
+	fprintf(f, "  %-6s %-24s %-6s %-9s %s\n", "DONOR", "HOST", "PORT", "SEGMENTS", "REGION");
+	for (size_t i = 0; i < in->n_donors; i++) {
+		const struct rmp_pool_donor *d = &in->donors[i];
+		fprintf(f, "  %-6u %-24s %-6u %-9" PRIu64 " %s (%" PRIu64 " bytes)\n", d->donor_id,
+			d->host, (unsigned)d->port, d->segments, human(d->bytes, b, sizeof(b)),
+			d->bytes);
+	}
+}
+
+static void json_pool_info(FILE *f, const struct rmp_pool_info *in, const char *indent)
+{
+	fprintf(f, "{\n%s  \"name\": ", indent);
+	json_str(f, in->name);
+	fprintf(f,
+		",\n%s  \"pool_id\": %u,\n%s  \"capacity\": %" PRIu64 ",\n%s  \"space\": %" PRIu64
+		",\n%s  \"backed\": %" PRIu64 ",\n%s  \"min_block\": %" PRIu64
+		",\n%s  \"segment_size\": %" PRIu64 ",\n%s  \"segtab_version\": %" PRIu64
+		",\n%s  \"metadata_bytes\": %" PRIu64 ",\n",
+		indent, in->pool_id, indent, in->capacity, indent, in->space, indent, in->backed,
+		indent, in->min_block, indent, in->segment_size, indent, in->segtab_version, indent,
+		in->metadata_bytes);
+	fprintf(f, "%s  \"coordinator\": {\"host\": ", indent);
+	json_str(f, in->coordinator_host);
+	fprintf(f, ", \"port\": %u},\n", (unsigned)in->coordinator_port);
+	fprintf(f, "%s  \"lease\": {\"id\": %" PRIu64 ", \"ttl_ms\": %u, \"expired\": %s},\n", indent,
+		in->lease_id, in->lease_ttl_ms, in->lease_expired ? "true" : "false");
+	fprintf(f, "%s  \"hosts\": %zu,\n%s  \"donors\": [", indent, in->n_hosts, indent);
+	for (size_t i = 0; i < in->n_donors; i++) {
+		const struct rmp_pool_donor *d = &in->donors[i];
+		fprintf(f, "%s\n%s    {\"id\": %u, \"host\": ", i ? "," : "", indent, d->donor_id);
+		json_str(f, d->host);
+		fprintf(f, ", \"port\": %u, \"segments\": %" PRIu64 ", \"bytes\": %" PRIu64 "}",
+			(unsigned)d->port, d->segments, d->bytes);
+	}
+	if (in->n_donors)
+		fprintf(f, "\n%s  ", indent);
+	fprintf(f, "]\n%s}", indent);
+}
+
+static int cmd_pool_create(struct cli *cli, int argc, char **argv)
+{
+	struct cmd_opts o = { 0 };
+	struct rmp_pool_info *in = NULL;
+	rmp_client *c = NULL;
+	rmp_pool *p = NULL;
+	uint64_t size;
+	char b1[32], b2[32];
+	int rc, ex = parse_cmd_opts(argc, argv, &o, true, true, false);
+
+	if (ex)
+		return ex;
+	if (o.help) {
+		help_create(stdout);
+		return EXIT_OK;
+	}
+	if (argc - optind != 2)
+		return usage_error("pool create: want NAME SIZE");
+	const char *name = argv[optind], *sz = argv[optind + 1];
+	rc = rmp_config_parse_size(sz, &size);
+	if (rc || size == 0)
+		return usage_error("pool create: bad size \"%s\" (e.g. 512M, 3G)", sz);
+	if (o.timeout_ms)
+		cli->opts.provision_timeout_ms = (unsigned)o.timeout_ms;
+
+	ex = cli_connect(cli, &c);
+	if (ex)
+		return ex;
+	FILE *pf = o.json ? stderr : stdout;
+	fprintf(pf, "creating pool %s of %s on %s\n", name, human(size, b1, sizeof(b1)),
+		cli->coordinator);
+	fflush(pf);
+	rmp_client_set_progress(c, on_progress, pf);
+	uint64_t t0 = mono_ms();
+	rc = rmp_pool_open(c, name, size, &p);
+	uint64_t took = mono_ms() - t0;
+	if (rc) {
+		char what[128];
+		snprintf(what, sizeof(what), "pool create %s", name);
+		ex = fail_rc(what, rc, c);
+		goto out_disconnect;
+	}
+	rc = rmp_pool_info(p, &in);
+	if (rc) {
+		ex = fail("pool create %s: %s", name, rmp_strerror(rc));
+		goto out_close;
+	}
+	if (o.json) {
+		printf("{\n  \"provision_ms\": %" PRIu64 ",\n  \"pool\": ", took);
+		json_pool_info(stdout, in, "  ");
+		printf("\n}\n");
+	} else {
+		printf("pool %s ready in %" PRIu64 ".%01" PRIu64 " s: %s usable, %s space, "
+		       "%zu donor%s on %zu host%s\n",
+		       name, took / 1000, took % 1000 / 100, human(in->capacity, b1, sizeof(b1)),
+		       human(in->space, b2, sizeof(b2)), in->n_donors, in->n_donors == 1 ? "" : "s",
+		       in->n_hosts, in->n_hosts == 1 ? "" : "s");
+		print_donors(stdout, in);
+	}
+	ex = EXIT_OK;
+	rmp_pool_info_free(in);
+out_close:
+	rmp_pool_close(p);
+out_disconnect:
+	rmp_disconnect(c);
+	return ex;
+}
+
+/* ---- pool destroy ---- */
+
+static int cmd_pool_destroy(struct cli *cli, int argc, char **argv)
+{
+	struct cmd_opts o = { 0 };
+	rmp_client *c = NULL;
+	int rc, ex = parse_cmd_opts(argc, argv, &o, true, false, false);
+
+	if (ex)
+		return ex;
+	if (o.help) {
+		help_destroy(stdout);
+		return EXIT_OK;
+	}
+	if (argc - optind != 1)
+		return usage_error("pool destroy: want NAME");
+	const char *name = argv[optind];
+	if (o.timeout_ms)
+		cli->opts.provision_timeout_ms = (unsigned)o.timeout_ms;
+	ex = cli_connect(cli, &c);
+	if (ex)
+		return ex;
+	rmp_client_set_progress(c, on_progress, stdout);
+	uint64_t t0 = mono_ms();
+	rc = rmp_pool_destroy(c, name);
+	if (rc) {
+		char what[128];
+		snprintf(what, sizeof(what), "pool destroy %s", name);
+		ex = fail_rc(what, rc, c);
+	} else {
+		uint64_t took = mono_ms() - t0;
+		printf("pool %s destroyed in %" PRIu64 ".%01" PRIu64 " s\n", name, took / 1000,
+		       took % 1000 / 100);
+	}
+	rmp_disconnect(c);
+	return ex;
+}
+
+/* ---- attach helpers ---- */
+
+static int attach(struct cli *cli, const char *cmd, const char *name, rmp_client **c, rmp_pool **p)
+{
+	int ex = cli_connect(cli, c);
+	if (ex)
+		return ex;
+	int rc = rmp_pool_open(*c, name, 0, p);
+	if (rc) {
+		char what[128];
+		snprintf(what, sizeof(what), "%s %s", cmd, name);
+		ex = fail_rc(what, rc, *c);
+		rmp_disconnect(*c);
+		*c = NULL;
+	}
+	return ex;
+}
+
+/* ---- pool check ---- */
+
+static int cmd_pool_check(struct cli *cli, int argc, char **argv)
+{
+	struct cmd_opts o = { 0 };
+	struct rmp_meta_report r;
+	struct rmp_pool_info *in = NULL;
+	rmp_client *c;
+	rmp_pool *p;
+	char b1[32], b2[32], b3[32];
+	int rc, ex = parse_cmd_opts(argc, argv, &o, false, true, true);
+
+	if (ex)
+		return ex;
+	if (o.help) {
+		help_check(stdout);
+		return EXIT_OK;
+	}
+	if (argc - optind != 1)
+		return usage_error("pool check: want NAME");
+	const char *name = argv[optind];
+	ex = attach(cli, "pool check", name, &c, &p);
+	if (ex)
+		return ex;
+	rc = rmp_pool_info(p, &in);
+	if (rc) {
+		ex = fail("pool check %s: %s", name, rmp_strerror(rc));
+		goto out;
+	}
+	rc = rmp_meta_check(p, o.rdma_timeout_ms ? (unsigned)o.rdma_timeout_ms : cli->rdma_timeout_ms,
+			    &r);
+	if (rc) {
+		char what[128];
+		snprintf(what, sizeof(what), "pool check %s", name);
+		ex = fail_rc(what, rc, c);
+		goto out;
+	}
+	if (o.json) {
+		printf("{\n  \"pool\": ");
+		json_str(stdout, name);
+		printf(",\n  \"pool_id\": %u,\n  \"capacity\": %" PRIu64 ",\n  \"space\": %" PRIu64
+		       ",\n  \"metadata_bytes\": %" PRIu64 ",\n  \"read_ms\": %" PRIu64
+		       ",\n  \"max_order\": %u,\n  \"min_order\": %u,\n  \"usable\": %" PRIu64
+		       ",\n  \"free_bytes\": %" PRIu64 ",\n  \"alloc_bytes\": %" PRIu64
+		       ",\n  \"reserved_bytes\": %" PRIu64 ",\n  \"valid\": %s,\n  \"error\": ",
+		       in->pool_id, in->capacity, in->space, r.bytes_read, r.read_ms, r.max_order,
+		       r.min_order, r.usable, r.free_bytes, r.alloc_bytes, r.reserved_bytes,
+		       r.valid ? "true" : "false");
+		json_str(stdout, r.error);
+		printf("\n}\n");
+	} else {
+		printf("pool %s: %s of allocator metadata read over RDMA from %s:%u in %" PRIu64 " ms\n",
+		       name, human(r.bytes_read, b1, sizeof(b1)), in->coordinator_host,
+		       (unsigned)in->coordinator_port, r.read_ms);
+		printf("  space 2^%u bytes (%s), min block 2^%u, usable %s\n", r.max_order,
+		       human(in->space, b1, sizeof(b1)), r.min_order, human(r.usable, b2, sizeof(b2)));
+		printf("  free %s (%" PRIu64 " bytes), allocated %s, reserved %s\n",
+		       human(r.free_bytes, b1, sizeof(b1)), r.free_bytes,
+		       human(r.alloc_bytes, b2, sizeof(b2)), human(r.reserved_bytes, b3, sizeof(b3)));
+		printf("  capacity %s (%" PRIu64 " bytes)\n", human(in->capacity, b1, sizeof(b1)),
+		       in->capacity);
+		if (r.valid)
+			printf("  invariants: OK\n");
+		else
+			printf("  invariants: VIOLATED: %s\n", r.error);
+	}
+	ex = r.valid ? EXIT_OK
+		     : fail("pool check %s: metadata fails its invariants: %s (a torn read if "
+			    "allocations were in flight)",
+			    name, r.error);
+out:
+	rmp_pool_info_free(in);
+	rmp_pool_close(p);
+	rmp_disconnect(c);
+	return ex;
+}
+
+/* ---- pool info ---- */
+
+static int cmd_pool_info(struct cli *cli, int argc, char **argv)
+{
+	struct cmd_opts o = { 0 };
+	struct rmp_pool_info *in = NULL;
+	rmp_client *c;
+	rmp_pool *p;
+	char b1[32], b2[32], b3[32];
+	int rc, ex = parse_cmd_opts(argc, argv, &o, false, true, false);
+
+	if (ex)
+		return ex;
+	if (o.help) {
+		help_info(stdout);
+		return EXIT_OK;
+	}
+	if (argc - optind != 1)
+		return usage_error("pool info: want NAME");
+	const char *name = argv[optind];
+	ex = attach(cli, "pool info", name, &c, &p);
+	if (ex)
+		return ex;
+	rc = rmp_pool_info(p, &in);
+	if (rc) {
+		ex = fail("pool info %s: %s", name, rmp_strerror(rc));
+	} else if (o.json) {
+		json_pool_info(stdout, in, "");
+		printf("\n");
+	} else {
+		printf("pool %s (id %u): %s usable, %s space, %s backed, segments of %s\n", name,
+		       in->pool_id, human(in->capacity, b1, sizeof(b1)), human(in->space, b2, sizeof(b2)),
+		       human(in->backed, b3, sizeof(b3)), human(in->segment_size, b1, sizeof(b1)));
+		printf("  metadata %s on %s:%u, segment table version %" PRIu64 "\n",
+		       human(in->metadata_bytes, b1, sizeof(b1)), in->coordinator_host,
+		       (unsigned)in->coordinator_port, in->segtab_version);
+		printf("  %zu donor%s on %zu host%s\n", in->n_donors, in->n_donors == 1 ? "" : "s",
+		       in->n_hosts, in->n_hosts == 1 ? "" : "s");
+		print_donors(stdout, in);
+	}
+	rmp_pool_info_free(in);
+	rmp_pool_close(p);
+	rmp_disconnect(c);
+	return ex;
+}
+
+/* ---- status ---- */
+
+static void print_uptime(uint64_t ms, char *buf, size_t len)
+{
+	uint64_t s = ms / 1000;
+	if (s >= 86400)
+		snprintf(buf, len, "%" PRIu64 "d %" PRIu64 "h", s / 86400, s % 86400 / 3600);
+	else if (s >= 3600)
+		snprintf(buf, len, "%" PRIu64 "h %" PRIu64 "m", s / 3600, s % 3600 / 60);
+	else
+		snprintf(buf, len, "%" PRIu64 "m %" PRIu64 "s", s / 60, s % 60);
+}
+
+static int cmd_status(struct cli *cli, int argc, char **argv)
+{
+	struct cmd_opts o = { 0 };
+	struct rmp_status *s;
+	rmp_client *c;
+	char b1[32], b2[32], b3[32];
+	int rc, ex = parse_cmd_opts(argc, argv, &o, false, true, false);
+
+	if (ex)
+		return ex;
+	if (o.help) {
+		help_status(stdout);
+		return EXIT_OK;
+	}
+	if (argc - optind != 0)
+		return usage_error("status: unexpected argument '%s'", argv[optind]);
+	ex = cli_connect(cli, &c);
+	if (ex)
+		return ex;
+	rc = rmp_status(c, &s);
+	if (rc) {
+		ex = fail_rc("status", rc, c);
+		rmp_disconnect(c);
+		return ex;
+	}
+	if (o.json) {
+		printf("{\n  \"coordinator\": ");
+		json_str(stdout, cli->coordinator);
+		printf(",\n  \"uptime_ms\": %" PRIu64 ",\n  \"capacity\": %" PRIu64
+		       ",\n  \"free_bytes\": %" PRIu64 ",\n  \"clients\": %u,\n  \"pools\": [",
+		       s->uptime_ms, s->capacity, s->free_bytes, s->clients);
+		for (size_t i = 0; i < s->n_pools; i++) {
+			const struct rmp_status_pool *p = &s->pools[i];
+			printf("%s\n    {\"name\": ", i ? "," : "");
+			json_str(stdout, p->name);
+			printf(", \"id\": %u, \"capacity\": %" PRIu64 ", \"space\": %" PRIu64
+			       ", \"free_bytes\": %" PRIu64 ", \"clients\": %u, \"donors\": %u"
+			       ", \"segtab_version\": %" PRIu64 "}",
+			       p->pool_id, p->capacity, p->space, p->free_bytes, p->clients, p->donors,
+			       p->segtab_version);
+		}
+		printf("%s],\n  \"hosts\": [", s->n_pools ? "\n  " : "");
+		for (size_t i = 0; i < s->n_hosts; i++) {
+			const struct rmp_status_host *h = &s->hosts[i];
+			printf("%s\n    {\"host\": ", i ? "," : "");
+			json_str(stdout, h->host);
+			printf(", \"donors\": %u, \"used\": %" PRIu64 ", \"budget\": %" PRIu64 "}",
+			       h->donors, h->used, h->budget);
+		}
+		printf("%s]\n}\n", s->n_hosts ? "\n  " : "");
+	} else {
+		print_uptime(s->uptime_ms, b1, sizeof(b1));
+		printf("coordinator %s: up %s, %u client%s, %zu pool%s, %zu host%s\n",
+		       cli->coordinator, b1, s->clients, s->clients == 1 ? "" : "s", s->n_pools,
+		       s->n_pools == 1 ? "" : "s", s->n_hosts, s->n_hosts == 1 ? "" : "s");
+		printf("capacity %s, free %s\n", human(s->capacity, b1, sizeof(b1)),
+		       human(s->free_bytes, b2, sizeof(b2)));
+		if (s->n_pools) {
+			printf("\n%-20s %5s %12s %12s %12s %7s %8s %8s\n", "POOL", "ID", "CAPACITY",
+			       "SPACE", "FREE", "DONORS", "CLIENTS", "VERSION");
+			for (size_t i = 0; i < s->n_pools; i++) {
+				const struct rmp_status_pool *p = &s->pools[i];
+				printf("%-20s %5u %12s %12s %12s %7u %8u %8" PRIu64 "\n", p->name,
+				       p->pool_id, human(p->capacity, b1, sizeof(b1)),
+				       human(p->space, b2, sizeof(b2)), human(p->free_bytes, b3, sizeof(b3)),
+				       p->donors, p->clients, p->segtab_version);
+			}
+		}
+		if (s->n_hosts) {
+			printf("\n%-24s %7s %12s %12s\n", "HOST", "DONORS", "USED", "BUDGET");
+			for (size_t i = 0; i < s->n_hosts; i++) {
+				const struct rmp_status_host *h = &s->hosts[i];
+				printf("%-24s %7u %12s %12s\n", h->host, h->donors,
+				       human(h->used, b1, sizeof(b1)), human(h->budget, b2, sizeof(b2)));
+			}
+		}
+	}
+	rmp_status_free(s);
+	rmp_disconnect(c);
+	return EXIT_OK;
+}
+
+/* ---- hidden test commands ---- */
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+/* lease-hold NAME [SECONDS]: attach, print the lease, hold it until a
+ * signal (or SECONDS), reporting when it expires. The provisioning test
+ * SIGSTOPs it to play a consumer that hangs and stops renewing. */
+static int cmd_lease_hold(struct cli *cli, int argc, char **argv)
+{
+	struct rmp_pool_info *in = NULL;
+	rmp_client *c;
+	rmp_pool *p;
+
+	if (argc < 2 || argc > 3)
+		return usage_error("lease-hold: want NAME [SECONDS]");
+	long secs = argc == 3 ? strtol(argv[2], NULL, 10) : 3600;
+	int ex = attach(cli, "lease-hold", argv[1], &c, &p);
+	if (ex)
+		return ex;
+	struct sigaction sa = { .sa_handler = on_stop };
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	if (rmp_pool_info(p, &in) == 0) {
+		printf("lease %" PRIu64 " ttl_ms %u client %" PRIu64 " pid %ld\n", in->lease_id,
+		       in->lease_ttl_ms, rmp_client_id(c), (long)getpid());
+		rmp_pool_info_free(in);
+	}
+	fflush(stdout);
+	bool said = false;
+	for (long i = 0; i < secs * 10 && !stop_flag; i++) {
+		usleep(100000);
+		if (!said && rmp_pool_info(p, &in) == 0) {
+			if (in->lease_expired) {
+				printf("lease %" PRIu64 " expired\n", in->lease_id);
+				fflush(stdout);
+				said = true;
+			}
+			rmp_pool_info_free(in);
+		}
+	}
+	rmp_pool_close(p);
+	rmp_disconnect(c);
+	return said ? 3 : EXIT_OK;
+}
+
+/* probe-metadata NAME MODE: an rdma_cm connect to the pool's metadata
+ * endpoint with a token that must be refused. MODE: none (no private
+ * data), garbage (random bytes), wrong-pool (well signed, another pool),
+ * expired, wrong-secret. Exit 0 when refused, 1 when accepted. */
+static int cmd_probe_metadata(struct cli *cli, int argc, char **argv)
+{
+	uint8_t tok[RMP_AUTH_TOKEN_LEN];
+	uint8_t len = sizeof(tok);
+	rmp_client *c;
+	rmp_pool *p;
+
+	if (argc != 3)
+		return usage_error("probe-metadata: want NAME MODE");
+	const char *mode = argv[2];
+	int ex = attach(cli, "probe-metadata", argv[1], &c, &p);
+	if (ex)
+		return ex;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+	struct rmp_wire_token t = { .kind = RMP_TOKEN_METADATA,
+				    .target_id = p->pool_id,
+				    .client_id = rmp_client_id(c),
+				    .expires_ms = now_ms + 60000 };
+	const rmp_auth_key *key = rmp_client_key(c);
+	rmp_auth_key *other = NULL;
+	int rc = 0;
+
+	if (strcmp(mode, "none") == 0) {
+		len = 0;
+	} else if (strcmp(mode, "garbage") == 0) {
+		for (size_t i = 0; i < sizeof(tok); i++)
+			tok[i] = (uint8_t)(rand() ^ (int)i);
+	} else if (strcmp(mode, "wrong-pool") == 0) {
+		t.target_id = p->pool_id + 1000;
+		rc = rmp_auth_token_make(key, &t, tok);
+	} else if (strcmp(mode, "expired") == 0) {
+		t.expires_ms = now_ms - 1000;
+		rc = rmp_auth_token_make(key, &t, tok);
+	} else if (strcmp(mode, "wrong-secret") == 0) {
+		char err[128];
+		rc = rmp_auth_key_create("not-the-secret-of-this-cluster", &other, err, sizeof(err));
+		if (!rc)
+			rc = rmp_auth_token_make(other, &t, tok);
+		rmp_auth_key_destroy(other);
+	} else {
+		ex = usage_error("probe-metadata: MODE is none, garbage, wrong-pool, expired or wrong-secret");
+		goto out;
+	}
+	if (rc) {
+		ex = fail("probe-metadata: cannot make the token: %s", rmp_strerror(rc));
+		goto out;
+	}
+	rc = rmp_meta_try_connect(p, len ? tok : NULL, len, cli->rdma_timeout_ms);
+	if (rc == 0) {
+		ex = fail("probe-metadata %s: the coordinator ACCEPTED a connection with token '%s'",
+			  argv[1], mode);
+	} else {
+		printf("probe-metadata %s %s: refused (%s)\n", argv[1], mode, rmp_strerror(rc));
+		ex = EXIT_OK;
+	}
+out:
+	rmp_pool_close(p);
+	rmp_disconnect(c);
+	return ex;
+}
+
+/* ---- main ---- */
+
+static int cmd_pool(struct cli *cli, int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		help_main(argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : EXIT_OK;
+	}
+	const char *sub = argv[1];
+	if (strcmp(sub, "create") == 0)
+		return cmd_pool_create(cli, argc - 1, argv + 1);
+	if (strcmp(sub, "destroy") == 0)
+		return cmd_pool_destroy(cli, argc - 1, argv + 1);
+	if (strcmp(sub, "check") == 0)
+		return cmd_pool_check(cli, argc - 1, argv + 1);
+	if (strcmp(sub, "info") == 0)
+		return cmd_pool_info(cli, argc - 1, argv + 1);
+	return usage_error("unknown pool command '%s'", sub);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "coordinator", required_argument, NULL, 'c' },
+		{ "secret-file", required_argument, NULL, 's' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cli cli = { .rdma_timeout_ms = 10000 };
+	const char *secret_file = getenv("RMPOOL_SECRET_FILE");
+	int ch, ex;
+
+	cli.coordinator = getenv("RMPOOL_COORDINATOR");
+	if (!cli.coordinator || !*cli.coordinator)
+		cli.coordinator = DEFAULT_COORDINATOR;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "+c:s:t:h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			cli.coordinator = optarg;
+			break;
+		case 's':
+			secret_file = optarg;
+			break;
+		case 't': {
+			uint64_t ms;
+			if (rmp_config_parse_duration(optarg, &ms) || ms == 0 || ms > 3600000u)
+				return usage_error("--timeout: bad duration \"%s\" (e.g. 10s)", optarg);
+			cli.opts.connect_timeout_ms = cli.opts.request_timeout_ms = (unsigned)ms;
+			cli.rdma_timeout_ms = (unsigned)ms;
+			break;
+		}
+		case 'h':
+			help_main(stdout);
+			return EXIT_OK;
+		case '?':
+			if (optopt)
+				return usage_error("option -%c needs a value or is unknown", optopt);
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		default:
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc) {
+		help_main(stderr);
+		return EXIT_USAGE;
+	}
+	if (secret_file && *secret_file) {
+		ex = read_secret_file(secret_file, &cli.secret);
+		if (ex)
+			return ex;
+	}
+	char **cargv = argv + optind;
+	int cargc = argc - optind;
+	const char *cmd = cargv[0];
+
+	if (strcmp(cmd, "pool") == 0)
+		ex = cmd_pool(&cli, cargc, cargv);
+	else if (strcmp(cmd, "status") == 0)
+		ex = cmd_status(&cli, cargc, cargv);
+	else if (strcmp(cmd, "help") == 0) {
+		help_main(stdout);
+		ex = EXIT_OK;
+	} else if (strcmp(cmd, "lease-hold") == 0)
+		ex = cmd_lease_hold(&cli, cargc, cargv);
+	else if (strcmp(cmd, "probe-metadata") == 0)
+		ex = cmd_probe_metadata(&cli, cargc, cargv);
+	else
+		ex = usage_error("unknown command '%s'", cmd);
+	if (cli.secret) {
+		explicit_bzero(cli.secret, strlen(cli.secret));
+		free(cli.secret);
+	}
+	return ex;
+}

@@ -1,0 +1,743 @@
+/*
+ * client.c - one consumer's connection to the coordinator: connect and
+ * authenticate, then one background thread that owns the socket's
+ * reading side.
+ *
+ * Why a thread that reads everything: the coordinator may send at any
+ * time - lease grants, LEASE_EXPIRED, PROGRESS while a pool is being
+ * provisioned - and a pool open may take minutes, during which the
+ * leases of the client's other pools must still be renewed. So:
+ *   - the I/O thread reads and decodes every frame and dispatches it:
+ *     lease frames update the pools' lease state; replies complete the
+ *     one pending request; PROGRESS frames are queued for the caller;
+ *   - it renews each open pool's lease at a third of its time to live
+ *     (LEASE_RENEW; the grant comes back through the same dispatch);
+ *   - callers send their request under c->wlock and sleep on c->cond
+ *     until the I/O thread hands them the reply or the deadline passes.
+ *     They run the progress callback themselves, outside every lock, so
+ *     a slow callback never holds up lease renewals.
+ * The protocol has no request ids, so there is at most one request in
+ * flight (c->call_lock), and a request whose reply does not come in time
+ * drops the connection: a late reply must never be taken for the answer
+ * to the next request. (ACKs name the request they answer, so a late ACK
+ * of a POOL_CLOSE is harmless and does not need that.)
+ *
+ * The handshake runs before the thread starts, synchronously, with the
+ * pre-authentication frame limit.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client_internal.h"
+
+/* Lease renewals sent in one pass of the I/O thread; the rest go in the next. */
+#define RENEW_BATCH 32u
+/* The I/O thread wakes at least this often, to notice silent lease loss. */
+#define IO_TICK_MS 1000
+
+/* ---- locking helpers: these cannot fail on a valid, unlocked mutex ---- */
+
+static void lock(pthread_mutex_t *m)
+{
+	pthread_mutex_lock(m);
+}
+
+static void unlock(pthread_mutex_t *m)
+{
+	pthread_mutex_unlock(m);
+}
+
+const rmp_auth_key *rmp_client_key(const rmp_client *c)
+{
+	return c->key;
+}
+
+uint64_t rmp_client_id(const rmp_client *c)
+{
+	return c ? c->session_id : 0;
+}
+
+void rmp_client_set_progress(rmp_client *c, rmp_progress_fn *fn, void *arg)
+{
+	if (!c)
+		return;
+	lock(&c->lock);
+	c->progress_fn = fn;
+	c->progress_arg = arg;
+	unlock(&c->lock);
+}
+
+static void wake_io(rmp_client *c)
+{
+	char b = 1;
+	ssize_t n = write(c->wake[1], &b, 1);
+	(void)n; /* a full pipe already holds a wake-up */
+}
+
+/* Requires c->lock. The connection is unusable from now on. */
+static void mark_dead_locked(rmp_client *c, int rc)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	c->dead_rc = rc;
+	pthread_cond_broadcast(&c->cond);
+}
+
+/* ---- the I/O thread ---- */
+
+/* Requires c->lock. */
+static rmp_pool *pool_by_lease_locked(rmp_client *c, uint64_t lease_id)
+{
+	for (rmp_pool *p = c->pools; p; p = p->next)
+		if (p->lease_id == lease_id)
+			return p;
+	return NULL;
+}
+
+static bool call_wants(const struct rmp_call *call, const struct rmp_wire_msg *m)
+{
+	if (m->type == RMP_MSG_ERROR)
+		return m->u.error.ref_type == call->req_type || m->u.error.ref_type == 0;
+	if (m->type == RMP_MSG_ACK && m->u.ack.ref_type != call->req_type)
+		return false;
+	for (unsigned i = 0; i < call->n_want; i++)
+		if (call->want[i] == m->type)
+			return true;
+	return false;
+}
+
+/* Requires c->lock. Takes over m (moves it or releases it). */
+static void dispatch_locked(rmp_client *c, struct rmp_wire_msg *m)
+{
+	uint64_t now = rmp_ctl_now_ms();
+	struct rmp_call *call = c->call;
+	rmp_pool *p;
+
+	switch (m->type) {
+	case RMP_MSG_LEASE_GRANT:
+		p = pool_by_lease_locked(c, m->u.lease_grant.lease_id);
+		if (p && !p->expired) {
+			if (m->u.lease_grant.ttl_ms)
+				p->ttl_ms = m->u.lease_grant.ttl_ms;
+			p->last_grant_ms = now;
+			p->renew_sent_ms = 0;
+			p->next_renew_ms = now + p->ttl_ms / 3;
+		}
+		break;
+	case RMP_MSG_LEASE_EXPIRED:
+		p = pool_by_lease_locked(c, m->u.lease_expired.lease_id);
+		if (p) {
+			p->expired = true;
+			snprintf(p->expired_text, sizeof(p->expired_text),
+				 "the coordinator expired lease %llu",
+				 (unsigned long long)p->lease_id);
+		}
+		break;
+	case RMP_MSG_PROGRESS:
+		if (call && call->relay_progress && !call->done) {
+			struct rmp_progress_item *it = calloc(1, sizeof(*it));
+			if (it) {
+				it->p = m->u.progress;
+				if (call->progress_tail)
+					call->progress_tail->next = it;
+				else
+					call->progress_head = it;
+				call->progress_tail = it;
+			}
+		}
+		break;
+	case RMP_MSG_ERROR:
+		if (m->u.error.ref_type == RMP_MSG_LEASE_RENEW) {
+			/* Renewals are answered in order: the oldest one
+			 * outstanding is the one refused. */
+			rmp_pool *oldest = NULL;
+			for (p = c->pools; p; p = p->next)
+				if (p->renew_sent_ms && (!oldest || p->renew_sent_ms < oldest->renew_sent_ms))
+					oldest = p;
+			if (oldest) {
+				oldest->expired = true;
+				snprintf(oldest->expired_text, sizeof(oldest->expired_text),
+					 "lease renewal refused: %s", m->u.error.text);
+			}
+			break;
+		}
+		if (call && !call->done && call_wants(call, m)) {
+			call->reply = *m;
+			call->done = true;
+			pthread_cond_broadcast(&c->cond);
+			return;
+		}
+		break;
+	default:
+		if (call && !call->done && call_wants(call, m)) {
+			call->reply = *m;
+			call->done = true;
+			pthread_cond_broadcast(&c->cond);
+			return;
+		}
+		break;
+	}
+	rmp_wire_msg_release(m);
+}
+
+/* Collects the leases due for renewal (and notices leases that went
+ * unconfirmed for a whole time to live). Requires c->lock. Returns how
+ * many ids it put in ids[]; *wait_ms gets the time to the next event. */
+static unsigned due_renewals_locked(rmp_client *c, uint64_t now, uint64_t *ids, int *wait_ms)
+{
+	unsigned n = 0;
+	uint64_t next = now + IO_TICK_MS;
+
+	for (rmp_pool *p = c->pools; p; p = p->next) {
+		if (p->expired || p->ttl_ms == 0) /* 0: a lease that never expires */
+			continue;
+		if (now >= p->last_grant_ms + p->ttl_ms) {
+			p->expired = true;
+			snprintf(p->expired_text, sizeof(p->expired_text),
+				 "lease %llu not confirmed for %u ms", (unsigned long long)p->lease_id,
+				 p->ttl_ms);
+			continue;
+		}
+		if (now >= p->next_renew_ms && n < RENEW_BATCH) {
+			ids[n++] = p->lease_id;
+			if (!p->renew_sent_ms)
+				p->renew_sent_ms = now;
+			/* Retry at the same pace if no grant comes back. */
+			p->next_renew_ms = now + (p->ttl_ms / 3 ? p->ttl_ms / 3 : 1);
+		}
+		if (p->next_renew_ms < next)
+			next = p->next_renew_ms;
+	}
+	*wait_ms = next > now ? (int)(next - now) : 0;
+	return n;
+}
+
+static void *io_main(void *arg)
+{
+	rmp_client *c = arg;
+	uint64_t ids[RENEW_BATCH];
+	char err[256];
+
+	for (;;) {
+		int wait_ms;
+		lock(&c->lock);
+		if (c->stopping || c->dead) {
+			unlock(&c->lock);
+			break;
+		}
+		uint64_t now = rmp_ctl_now_ms();
+		unsigned n = due_renewals_locked(c, now, ids, &wait_ms);
+		unlock(&c->lock);
+
+		for (unsigned i = 0; i < n; i++) {
+			struct rmp_wire_msg m = { .type = RMP_MSG_LEASE_RENEW };
+			m.u.lease_renew.lease_id = ids[i];
+			int rc = rmp_client_send(c, &m);
+			if (rc) {
+				lock(&c->lock);
+				mark_dead_locked(c, -ENOTCONN);
+				unlock(&c->lock);
+				break;
+			}
+		}
+
+		struct pollfd pfd[2] = {
+			{ .fd = c->fd, .events = POLLIN },
+			{ .fd = c->wake[0], .events = POLLIN },
+		};
+		int pn = poll(pfd, 2, n ? 0 : wait_ms);
+		if (pn < 0 && errno != EINTR) {
+			lock(&c->lock);
+			mark_dead_locked(c, -errno);
+			unlock(&c->lock);
+			break;
+		}
+		if (pn <= 0)
+			continue;
+		if (pfd[1].revents & POLLIN) {
+			char buf[64];
+			while (read(c->wake[0], buf, sizeof(buf)) > 0)
+				;
+		}
+		if (!(pfd[0].revents & (POLLIN | POLLERR | POLLHUP)))
+			continue;
+		int rc = rmp_ctl_reader_fill(&c->reader, c->fd);
+		if (rc == -EAGAIN)
+			continue;
+		if (rc <= 0) {
+			lock(&c->lock);
+			mark_dead_locked(c, -ENOTCONN);
+			unlock(&c->lock);
+			break;
+		}
+		for (;;) {
+			struct rmp_wire_msg m;
+			rc = rmp_ctl_reader_next(&c->reader, &m, err, sizeof(err));
+			if (rc == 0)
+				break;
+			lock(&c->lock);
+			if (rc < 0)
+				mark_dead_locked(c, -EPROTO);
+			else
+				dispatch_locked(c, &m);
+			unlock(&c->lock);
+			if (rc < 0)
+				break;
+		}
+	}
+	return NULL;
+}
+
+/* ---- requests ---- */
+
+int rmp_client_send(rmp_client *c, const struct rmp_wire_msg *m)
+{
+	unsigned t = c->opts.request_timeout_ms;
+
+	lock(&c->wlock);
+	int rc = rmp_ctl_send(c->fd, m, rmp_ctl_now_ms() + t);
+	unlock(&c->wlock);
+	return rc;
+}
+
+static void run_progress(rmp_client *c, struct rmp_progress_item *it)
+{
+	lock(&c->lock);
+	rmp_progress_fn *fn = c->progress_fn;
+	void *arg = c->progress_arg;
+	unlock(&c->lock);
+	if (fn) {
+		struct rmp_progress ev = {
+			.state = (enum rmp_progress_state)it->p.state,
+			.donor_id = it->p.donor_id,
+			.pid = it->p.pid,
+			.error = (int)it->p.error,
+			.text = it->p.text,
+		};
+		fn(arg, &ev);
+	}
+	free(it);
+}
+
+/* Requires c->lock; returns with it held (drops it around callbacks). */
+static void drain_progress_locked(rmp_client *c, struct rmp_call *call)
+{
+	while (call->progress_head) {
+		struct rmp_progress_item *it = call->progress_head;
+		call->progress_head = it->next;
+		if (!call->progress_head)
+			call->progress_tail = NULL;
+		unlock(&c->lock);
+		run_progress(c, it);
+		lock(&c->lock);
+	}
+}
+
+static void deadline_ts(uint64_t deadline_mono_ms, struct timespec *ts)
+{
+	ts->tv_sec = (time_t)(deadline_mono_ms / 1000);
+	ts->tv_nsec = (long)(deadline_mono_ms % 1000) * 1000000L;
+}
+
+int rmp_client_call(rmp_client *c, const struct rmp_wire_msg *req, const uint8_t *want,
+		    unsigned n_want, bool relay_progress, unsigned timeout_ms,
+		    struct rmp_wire_msg *reply)
+{
+	struct rmp_call call = { .want = want, .n_want = n_want, .req_type = (uint8_t)req->type,
+				 .relay_progress = relay_progress };
+	const char *what = rmp_wire_type_name(req->type);
+	uint64_t deadline = rmp_ctl_now_ms() + timeout_ms;
+	int rc = 0;
+
+	/* Refuse a request that cannot be encoded before anything is sent:
+	 * a bad argument must not cost the connection. */
+	size_t need = 0;
+	rc = rmp_wire_encode(req, NULL, 0, &need);
+	if (rc != -ENOSPC)
+		return rmp_client_fail(c, rc ? rc : -EINVAL, "%s: invalid request (%s)", what,
+				       rmp_strerror(rc ? rc : -EINVAL));
+	rc = 0;
+
+	lock(&c->call_lock);
+	lock(&c->lock);
+	if (c->dead) {
+		rc = c->dead_rc;
+		unlock(&c->lock);
+		unlock(&c->call_lock);
+		return rmp_client_fail(c, -ENOTCONN, "%s: not connected to %s:%u (%s)", what, c->host,
+				       (unsigned)c->port, rmp_strerror(rc));
+	}
+	c->call = &call;
+	unlock(&c->lock);
+
+	rc = rmp_client_send(c, req);
+
+	lock(&c->lock);
+	if (rc) {
+		mark_dead_locked(c, -ENOTCONN);
+	} else {
+		struct timespec ts;
+		deadline_ts(deadline, &ts);
+		while (!call.done && !c->dead) {
+			drain_progress_locked(c, &call);
+			if (call.done || c->dead)
+				break;
+			if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT)
+				break;
+		}
+		drain_progress_locked(c, &call);
+	}
+	c->call = NULL;
+	bool timed_out = !call.done && !c->dead;
+	if (timed_out && req->type != RMP_MSG_POOL_CLOSE) {
+		/* Drop the connection: a late reply must not answer the next request. */
+		mark_dead_locked(c, -ENOTCONN);
+		shutdown(c->fd, SHUT_RDWR);
+	}
+	bool dead = c->dead;
+	unlock(&c->lock);
+	unlock(&c->call_lock);
+
+	if (rc)
+		return rmp_client_fail(c, -ENOTCONN, "%s: sending to %s:%u failed: %s", what, c->host,
+				       (unsigned)c->port, rmp_strerror(rc));
+	if (timed_out)
+		return rmp_client_fail(c, -ETIMEDOUT, "%s: no answer from %s:%u in %u ms", what,
+				       c->host, (unsigned)c->port, timeout_ms);
+	if (!call.done && dead)
+		return rmp_client_fail(c, -ENOTCONN, "%s: the connection to %s:%u was lost", what,
+				       c->host, (unsigned)c->port);
+	if (call.reply.type == RMP_MSG_ERROR) {
+		int code = call.reply.u.error.code ? (int)call.reply.u.error.code : RMP_EREMOTE;
+		rmp_client_fail(c, -code, "%s", call.reply.u.error.text);
+		rmp_wire_msg_release(&call.reply);
+		return -code;
+	}
+	*reply = call.reply;
+	return 0;
+}
+
+void rmp_client_add_pool(rmp_client *c, rmp_pool *p)
+{
+	lock(&c->lock);
+	p->next = c->pools;
+	c->pools = p;
+	unlock(&c->lock);
+	wake_io(c);
+}
+
+void rmp_client_remove_pool(rmp_client *c, rmp_pool *p)
+{
+	lock(&c->lock);
+	for (rmp_pool **pp = &c->pools; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	}
+	p->next = NULL;
+	unlock(&c->lock);
+}
+
+/* ---- connect, handshake, disconnect ---- */
+
+static void default_ident(char *buf, size_t len)
+{
+	char host[64] = "";
+
+	if (gethostname(host, sizeof(host) - 1) != 0)
+		strcpy(host, "unknown");
+	host[sizeof(host) - 1] = '\0';
+	for (char *s = host; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+			*s = '?';
+	snprintf(buf, len, "librmpool/%.40s/%ld", host, (long)getpid());
+}
+
+/* Runs the peer side of the handshake (auth.h) on c->fd by the deadline. */
+static int handshake(rmp_client *c, uint64_t deadline)
+{
+	struct rmp_auth_handshake hs = { 0 };
+	struct rmp_wire_msg out = { 0 }, in = { 0 };
+	char err[256];
+	int rc;
+
+	out.type = RMP_MSG_HELLO;
+	rc = rmp_auth_peer_hello(&hs, RMP_ROLE_CLIENT, c->ident, &out.u.hello);
+	if (rc)
+		return rmp_client_fail(NULL, rc, "bad client ident \"%s\"", c->ident);
+	rc = rmp_ctl_send(c->fd, &out, deadline);
+	if (rc)
+		return rmp_client_fail(NULL, rc, "handshake with %s:%u: send HELLO: %s", c->host,
+				       (unsigned)c->port, rmp_strerror(rc));
+
+	rc = rmp_ctl_recv(c->fd, &c->reader, &in, deadline, err, sizeof(err));
+	if (rc)
+		return rmp_client_fail(NULL, rc == -EMSGSIZE || rc == -EBADMSG ? -EPROTO : rc,
+				       "handshake with %s:%u: %s", c->host, (unsigned)c->port, err);
+	if (in.type == RMP_MSG_ERROR) {
+		rc = in.u.error.code ? -(int)in.u.error.code : -RMP_EREMOTE;
+		return rmp_client_fail(NULL, rc, "coordinator %s:%u refused the handshake: %s",
+				       c->host, (unsigned)c->port, in.u.error.text);
+	}
+	if (in.type != RMP_MSG_CHALLENGE) {
+		rmp_wire_msg_release(&in);
+		return rmp_client_fail(NULL, -EPROTO, "handshake with %s:%u: got %s, want CHALLENGE",
+				       c->host, (unsigned)c->port,
+				       rmp_wire_type_name(in.type) ? rmp_wire_type_name(in.type) : "?");
+	}
+	out = (struct rmp_wire_msg){ .type = RMP_MSG_AUTH_PROOF };
+	rc = rmp_auth_peer_prove(c->key, &hs, &in.u.challenge, &out.u.auth_proof);
+	if (rc == -EACCES)
+		return rmp_client_fail(NULL, -RMP_EAUTH,
+				       "coordinator %s:%u did not prove it holds our secret (the secrets differ)",
+				       c->host, (unsigned)c->port);
+	if (rc)
+		return rmp_client_fail(NULL, rc, "handshake: %s", rmp_strerror(rc));
+	rc = rmp_ctl_send(c->fd, &out, deadline);
+	if (rc)
+		return rmp_client_fail(NULL, rc, "handshake with %s:%u: send AUTH_PROOF: %s", c->host,
+				       (unsigned)c->port, rmp_strerror(rc));
+
+	in = (struct rmp_wire_msg){ 0 };
+	rc = rmp_ctl_recv(c->fd, &c->reader, &in, deadline, err, sizeof(err));
+	if (rc == -ECONNRESET)
+		/* A coordinator that sends ERROR and closes may lose the race
+		 * with its own close; a refused proof is the likely reason. */
+		return rmp_client_fail(NULL, -RMP_EAUTH,
+				       "coordinator %s:%u closed the connection after our proof (the secrets differ?)",
+				       c->host, (unsigned)c->port);
+	if (rc)
+		return rmp_client_fail(NULL, rc, "handshake with %s:%u: %s", c->host, (unsigned)c->port,
+				       err);
+	if (in.type == RMP_MSG_ERROR) {
+		rc = in.u.error.code == EACCES ? -RMP_EAUTH
+		     : in.u.error.code	      ? -(int)in.u.error.code
+					      : -RMP_EREMOTE;
+		return rmp_client_fail(NULL, rc, "coordinator %s:%u refused us: %s", c->host,
+				       (unsigned)c->port, in.u.error.text);
+	}
+	if (in.type != RMP_MSG_AUTH_OK) {
+		rmp_wire_msg_release(&in);
+		return rmp_client_fail(NULL, -EPROTO, "handshake with %s:%u: got %s, want AUTH_OK",
+				       c->host, (unsigned)c->port,
+				       rmp_wire_type_name(in.type) ? rmp_wire_type_name(in.type) : "?");
+	}
+	c->session_id = in.u.auth_ok.session_id;
+	c->reader.limit = RMP_WIRE_MAX_FRAME;
+	return 0;
+}
+
+static int init_sync(rmp_client *c)
+{
+	pthread_condattr_t ca;
+	int rc;
+
+	rc = pthread_condattr_init(&ca);
+	if (rc)
+		return -rc;
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	rc = pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (rc)
+		return -rc;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->wlock, NULL);
+	pthread_mutex_init(&c->call_lock, NULL);
+	return 0;
+}
+
+static void destroy_sync(rmp_client *c)
+{
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->wlock);
+	pthread_mutex_destroy(&c->call_lock);
+}
+
+int rmp_connect(const char *coordinator, const char *secret, rmp_client **out)
+{
+	return rmp_connect_ex(coordinator, secret, NULL, out);
+}
+
+int rmp_connect_ex(const char *coordinator, const char *secret,
+		   const struct rmp_connect_opts *opts, rmp_client **out)
+{
+	rmp_client *c;
+	char err[256];
+	int rc;
+
+	if (!out)
+		return rmp_client_fail(NULL, -EINVAL, "rmp_connect: out is NULL");
+	*out = NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return rmp_client_fail(NULL, -ENOMEM, "rmp_connect: out of memory");
+	c->fd = -1;
+	c->wake[0] = c->wake[1] = -1;
+	if (opts)
+		c->opts = *opts;
+	if (!c->opts.connect_timeout_ms)
+		c->opts.connect_timeout_ms = RMP_CLIENT_DEF_CONNECT_MS;
+	if (!c->opts.request_timeout_ms)
+		c->opts.request_timeout_ms = RMP_CLIENT_DEF_REQUEST_MS;
+	if (!c->opts.provision_timeout_ms)
+		c->opts.provision_timeout_ms = RMP_CLIENT_DEF_PROVISION_MS;
+	if (c->opts.ident && strlen(c->opts.ident) <= RMP_WIRE_IDENT_MAX)
+		strcpy(c->ident, c->opts.ident);
+	else
+		default_ident(c->ident, sizeof(c->ident));
+	c->opts.ident = NULL; /* not kept: the caller's string */
+	rmp_ctl_reader_init(&c->reader, RMP_WIRE_PREAUTH_MAX_FRAME);
+
+	rc = rmp_auth_key_create(secret, &c->key, err, sizeof(err));
+	if (rc) {
+		rmp_client_fail(NULL, rc, "secret: %s", err);
+		goto out_free;
+	}
+	rc = init_sync(c);
+	if (rc) {
+		rmp_client_fail(NULL, rc, "rmp_connect: cannot set up locks");
+		goto out_key;
+	}
+	if (pipe2(c->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+		rc = rmp_client_fail(NULL, -errno, "rmp_connect: pipe: %s", rmp_strerror(errno));
+		goto out_sync;
+	}
+	uint64_t deadline = rmp_ctl_now_ms() + c->opts.connect_timeout_ms;
+	rc = rmp_ctl_connect(coordinator, deadline, &c->fd, c->host, sizeof(c->host), &c->port, err,
+			     sizeof(err));
+	if (rc) {
+		rmp_client_fail(NULL, rc, "%s", err);
+		goto out_pipe;
+	}
+	rc = handshake(c, deadline);
+	if (rc)
+		goto out_close;
+	rc = pthread_create(&c->io_thread, NULL, io_main, c);
+	if (rc) {
+		rc = rmp_client_fail(NULL, -rc, "rmp_connect: cannot start the I/O thread: %s",
+				     rmp_strerror(rc));
+		goto out_close;
+	}
+	c->io_started = true;
+	rmp_client_clear_error(NULL);
+	*out = c;
+	return 0;
+
+out_close:
+	close(c->fd);
+out_pipe:
+	close(c->wake[0]);
+	close(c->wake[1]);
+out_sync:
+	destroy_sync(c);
+out_key:
+	rmp_auth_key_destroy(c->key);
+out_free:
+	rmp_ctl_reader_free(&c->reader);
+	free(c);
+	return rc;
+}
+
+void rmp_disconnect(rmp_client *c)
+{
+	if (!c)
+		return;
+	/* Pools still open: tell the coordinator (best effort), then free. */
+	for (;;) {
+		lock(&c->lock);
+		rmp_pool *p = c->pools;
+		unlock(&c->lock);
+		if (!p)
+			break;
+		rmp_pool_close(p);
+	}
+	lock(&c->lock);
+	c->stopping = true;
+	unlock(&c->lock);
+	wake_io(c);
+	if (c->io_started)
+		pthread_join(c->io_thread, NULL);
+	close(c->fd);
+	close(c->wake[0]);
+	close(c->wake[1]);
+	destroy_sync(c);
+	rmp_auth_key_destroy(c->key);
+	rmp_ctl_reader_free(&c->reader);
+	free(c);
+}
+
+/* ---- status ---- */
+
+int rmp_status(rmp_client *c, struct rmp_status **out)
+{
+	static const uint8_t want[] = { RMP_MSG_STATUS_REPLY };
+	struct rmp_wire_msg req = { .type = RMP_MSG_STATUS_REQUEST }, rep;
+	struct rmp_status *s;
+	int rc;
+
+	if (!c || !out)
+		return -EINVAL;
+	*out = NULL;
+	rc = rmp_client_call(c, &req, want, 1, false, c->opts.request_timeout_ms, &rep);
+	if (rc)
+		return rc;
+	const struct rmp_wire_status_reply *w = &rep.u.status;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		goto out_nomem;
+	s->pools = calloc(w->n_pools ? w->n_pools : 1, sizeof(*s->pools));
+	s->hosts = calloc(w->n_hosts ? w->n_hosts : 1, sizeof(*s->hosts));
+	if (!s->pools || !s->hosts)
+		goto out_nomem;
+	s->uptime_ms = w->uptime_ms;
+	s->capacity = w->capacity;
+	s->free_bytes = w->free_bytes;
+	s->clients = w->clients;
+	s->n_pools = w->n_pools;
+	s->n_hosts = w->n_hosts;
+	for (uint32_t i = 0; i < w->n_pools; i++) {
+		const struct rmp_wire_pool_status *wp = &w->pools[i];
+		struct rmp_status_pool *sp = &s->pools[i];
+		snprintf(sp->name, sizeof(sp->name), "%s", wp->name);
+		sp->pool_id = wp->pool_id;
+		sp->capacity = wp->capacity;
+		sp->space = wp->space;
+		sp->free_bytes = wp->free_bytes;
+		sp->clients = wp->clients;
+		sp->donors = wp->donors;
+		sp->segtab_version = wp->segtab_version;
+	}
+	for (uint32_t i = 0; i < w->n_hosts; i++) {
+		snprintf(s->hosts[i].host, sizeof(s->hosts[i].host), "%s", w->hosts[i].host);
+		s->hosts[i].donors = w->hosts[i].donors;
+		s->hosts[i].budget = w->hosts[i].budget;
+		s->hosts[i].used = w->hosts[i].used;
+	}
+	rmp_wire_msg_release(&rep);
+	*out = s;
+	return 0;
+
+out_nomem:
+	rmp_status_free(s);
+	rmp_wire_msg_release(&rep);
+	return rmp_client_fail(c, -ENOMEM, "status: out of memory");
+}
+
+void rmp_status_free(struct rmp_status *s)
+{
+	if (!s)
+		return;
+	free(s->pools);
+	free(s->hosts);
+	free(s);
+}

@@ -1,0 +1,186 @@
+/*
+ * client_internal.h - what the librmpool modules share (not installed).
+ *
+ * Modules:
+ *   errors.c   rmp_strerror, the per-thread last-error text
+ *   ctl.c      the control connection: TCP connect, frames in and out,
+ *              the handshake (synchronous, before any thread exists)
+ *   client.c   rmp_connect/rmp_disconnect, the background I/O thread
+ *              (reads every frame, dispatches replies, renews leases),
+ *              request/reply calls, rmp_status
+ *   pool.c     rmp_pool_open/close/destroy/info
+ *   meta.c     the metadata region read over rdma_cm and its check
+ *   data.c     rmp_alloc/free/read/write (not yet: -ENOSYS)
+ *
+ * Locking (names say who must hold what):
+ *   c->call_lock  one request/reply exchange at a time (client_call)
+ *   c->wlock      one writer on the socket at a time (ctl_send_locked
+ *                 is called with it held)
+ *   c->lock       everything the I/O thread shares with callers: the
+ *                 pending call, the list of open pools and their lease
+ *                 state, dead/dead_rc; c->cond signals changes
+ * Order: call_lock, then lock or wlock; lock and wlock are never held
+ * together.
+ */
+#ifndef RMP_CLIENT_INTERNAL_H
+#define RMP_CLIENT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "rmpool.h"
+#include "wire.h"
+
+#define RMP_CLIENT_DEF_CONNECT_MS 10000u
+#define RMP_CLIENT_DEF_REQUEST_MS 10000u
+#define RMP_CLIENT_DEF_PROVISION_MS 300000u
+
+/* ---- errors.c ---- */
+
+/* Records the detail of a failure for rmp_last_error() and returns rc. */
+int rmp_client_fail(const rmp_client *c, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void rmp_client_clear_error(const rmp_client *c);
+
+/* ---- ctl.c: a blocking socket with deadlines ---- */
+
+/* Monotonic clock, milliseconds. */
+uint64_t rmp_ctl_now_ms(void);
+
+/* Parses "host[:port]" and connects by deadline (absolute, ms). */
+int rmp_ctl_connect(const char *coordinator, uint64_t deadline_ms, int *fd_out, char *host,
+		    size_t hostlen, uint16_t *port, char *err, size_t errlen);
+/* Encodes m and writes the whole frame by the deadline. */
+int rmp_ctl_send(int fd, const struct rmp_wire_msg *m, uint64_t deadline_ms);
+
+/* A frame reader: bytes accumulate in buf until one whole frame is in. */
+struct rmp_ctl_reader {
+	uint8_t *buf;
+	size_t len, cap;
+	size_t limit; /* frame limit: pre-auth, then RMP_WIRE_MAX_FRAME */
+};
+void rmp_ctl_reader_init(struct rmp_ctl_reader *r, size_t limit);
+void rmp_ctl_reader_free(struct rmp_ctl_reader *r);
+/* Decodes one buffered frame into *m if there is one: 1 (got one), 0
+ * (need more bytes), or a negative error with the reason in err. */
+int rmp_ctl_reader_next(struct rmp_ctl_reader *r, struct rmp_wire_msg *m, char *err,
+			size_t errlen);
+/* Reads what the socket has (one read(2) call). > 0 bytes, 0 on EOF,
+ * -EAGAIN when nothing was there, or an error. */
+int rmp_ctl_reader_fill(struct rmp_ctl_reader *r, int fd);
+/* Blocks until one frame is decoded or the deadline passes. */
+int rmp_ctl_recv(int fd, struct rmp_ctl_reader *r, struct rmp_wire_msg *m, uint64_t deadline_ms,
+		 char *err, size_t errlen);
+
+/* ---- client.c ---- */
+
+/* One request/reply exchange in progress. */
+struct rmp_call {
+	const uint8_t *want;   /* reply types that end it (ERROR always does) */
+	unsigned n_want;
+	uint8_t req_type;      /* the ERROR ref_type that belongs to it */
+	bool relay_progress;   /* queue PROGRESS frames for the caller */
+	bool done;
+	struct rmp_wire_msg reply; /* valid when done */
+	struct rmp_progress_item *progress_head, *progress_tail;
+};
+
+struct rmp_progress_item {
+	struct rmp_progress_item *next;
+	struct rmp_wire_progress p;
+};
+
+struct rmp_client {
+	int fd;
+	int wake[2]; /* pipe: wakes the I/O thread (pool list changed, stop) */
+	rmp_auth_key *key;
+	uint64_t session_id;
+	char host[RMP_WIRE_HOST_MAX + 1];
+	uint16_t port;
+	struct rmp_connect_opts opts;
+	char ident[RMP_WIRE_IDENT_MAX + 1];
+
+	pthread_mutex_t call_lock;
+	pthread_mutex_t wlock;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+
+	/* under lock */
+	struct rmp_call *call;
+	struct rmp_pool *pools;
+	bool dead;   /* the connection is gone; calls fail with dead_rc */
+	int dead_rc;
+	bool stopping;
+	rmp_progress_fn *progress_fn;
+	void *progress_arg;
+
+	pthread_t io_thread;
+	bool io_started;
+	struct rmp_ctl_reader reader; /* the I/O thread's only */
+};
+
+struct rmp_pool {
+	rmp_client *c;
+	struct rmp_pool *next; /* in c->pools, under c->lock */
+	char name[RMP_WIRE_NAME_MAX + 1];
+	uint32_t pool_id;
+	struct rmp_wire_segtab segtab; /* arrays owned here */
+
+	/* lease, under c->lock */
+	uint64_t lease_id;
+	uint32_t ttl_ms;
+	uint64_t last_grant_ms; /* monotonic: when the lease was last confirmed */
+	uint64_t next_renew_ms;
+	uint64_t renew_sent_ms; /* 0: no renewal outstanding */
+	bool expired;
+	char expired_text[RMP_WIRE_TEXT_MAX + 64];
+};
+
+/* Sends req and waits for one of want[] (or ERROR with ref_type
+ * req->type) by the deadline. *reply is then owned by the caller
+ * (rmp_wire_msg_release). ERROR replies become -code with the text
+ * recorded for rmp_last_error(). Takes c->call_lock. */
+int rmp_client_call(rmp_client *c, const struct rmp_wire_msg *req, const uint8_t *want,
+		    unsigned n_want, bool relay_progress, unsigned timeout_ms,
+		    struct rmp_wire_msg *reply);
+/* Sends m without waiting for anything (POOL_CLOSE, LEASE_RENEW). */
+int rmp_client_send(rmp_client *c, const struct rmp_wire_msg *m);
+/* Adds p to / removes it from the pools whose leases the I/O thread renews. */
+void rmp_client_add_pool(rmp_client *c, rmp_pool *p);
+void rmp_client_remove_pool(rmp_client *c, rmp_pool *p);
+const rmp_auth_key *rmp_client_key(const rmp_client *c);
+
+/* ---- pool.c ---- */
+void rmp_pool_free(rmp_pool *p);
+
+/* ---- meta.c: the allocator metadata region, read over RDMA ---- */
+
+struct rmp_meta_report {
+	uint64_t bytes_read;   /* size of the region */
+	unsigned max_order, min_order;
+	uint64_t usable;       /* header: bytes not reserved */
+	uint64_t free_bytes, alloc_bytes, reserved_bytes;
+	uint64_t read_ms;      /* connect + read, wall time */
+	bool valid;            /* the invariants hold */
+	char error[200];       /* first violation, or why it could not be read */
+};
+
+/* Connects to the pool's metadata region (rdma_cm, to the segment
+ * table's coordinator endpoint, with a METADATA token for this pool and
+ * client), RDMA-READs all of it into a local buffer and walks it with
+ * the buddy checker. 0 with r filled (r->valid says whether the
+ * invariants hold); -ENOSYS when built without the rdma module; an RDMA
+ * error (-ETIMEDOUT, -ECONNREFUSED for a refused token, ...); -EPROTO
+ * for a region that is not buddy metadata. */
+int rmp_meta_check(rmp_pool *p, unsigned timeout_ms, struct rmp_meta_report *r);
+
+/* For tests: a connect with an arbitrary private data (e.g. a forged
+ * token) to the pool's metadata endpoint; returns what rdma_cm says. */
+int rmp_meta_try_connect(rmp_pool *p, const void *pdata, uint8_t len, unsigned timeout_ms);
+
+/* Checks a metadata image already in memory (words in host order). */
+int rmp_meta_check_image(const uint64_t *words, uint64_t nwords, struct rmp_meta_report *r);
+
+#endif /* RMP_CLIENT_INTERNAL_H */

@@ -1,0 +1,263 @@
+/*
+ * rmpool.h - librmpool: use memory that donor processes on several hosts
+ * give to a pool, over RDMA.
+ *
+ * A consumer connects to the coordinator (rmp_connect), opens a pool by
+ * name (rmp_pool_open: creates it when given a capacity, attaches to it
+ * when given 0), allocates blocks of the pool's address space, reads and
+ * writes them, and closes the pool. The pool's memory lives in donor
+ * processes on any number of hosts; one block may span several donors.
+ *
+ * Status of this release: the control half works (connect, create,
+ * attach, destroy, status, lease renewal). The data half - rmp_alloc,
+ * rmp_free, rmp_read, rmp_write over one-sided RDMA - is NOT implemented
+ * yet: those four return -ENOSYS.
+ *
+ * Errors. Every function that can fail returns 0 or a negative
+ * errno-style code, or one of the RMP_E* codes below (also negative).
+ * rmp_strerror() explains any of them. When the coordinator refuses a
+ * request it sends an errno value and one line of text; the function
+ * returns that errno, negated, and rmp_last_error() returns the text.
+ *
+ * Nothing in this library prints or exits.
+ *
+ * Threads. An rmp_client and its pools may be used by several threads at
+ * once. Requests to the coordinator on one client are serialized (one
+ * request/reply exchange at a time); a background thread per client owns
+ * the socket's reading side, dispatches replies and renews the leases of
+ * the client's open pools at a third of their time to live. Long calls
+ * (rmp_pool_open of a new pool) therefore delay other control calls on
+ * the same client, never the lease renewals.
+ *
+ * Timeouts. Every wait is bounded (see struct rmp_connect_opts). When a
+ * request times out, the client drops its connection (a late reply could
+ * otherwise be taken for the answer to the next request): later calls on
+ * that client return -ENOTCONN; disconnect and connect again.
+ */
+#ifndef RMPOOL_H
+#define RMPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define RMP_API __attribute__((visibility("default")))
+#else
+#define RMP_API
+#endif
+
+typedef struct rmp_client rmp_client; /* opaque: one connection to a coordinator */
+typedef struct rmp_pool rmp_pool;     /* opaque: an open pool (holds a lease) */
+
+/*
+ * A pool address handle. Layout:
+ *   bits 63..58  order + 1 of the block (6 bits; 0 never names a block)
+ *   bits 57..0   byte offset in the pool's space
+ * `a + k`, for k below the block's size, addresses byte k of the block
+ * (the offset field never carries into the order field because blocks
+ * are aligned to their size). rmp_free() takes only the handle of the
+ * block's first byte.
+ */
+typedef uint64_t rmp_addr;
+
+#define RMP_ADDR_ORDER_SHIFT 58
+#define RMP_ADDR_OFFSET_MASK ((UINT64_C(1) << RMP_ADDR_ORDER_SHIFT) - 1)
+#define RMP_ADDR_MAKE(order, offset) \
+	(((uint64_t)(order) + 1) << RMP_ADDR_ORDER_SHIFT | ((uint64_t)(offset) & RMP_ADDR_OFFSET_MASK))
+/* The block order of a handle, or -1 for 0 (no block). */
+#define RMP_ADDR_ORDER(a) ((int)((a) >> RMP_ADDR_ORDER_SHIFT) - 1)
+#define RMP_ADDR_OFFSET(a) ((uint64_t)(a) & RMP_ADDR_OFFSET_MASK)
+
+/* The coordinator's control port when "host" has no ":port". */
+#define RMP_DEFAULT_PORT 7400
+
+/* rmpool's own error codes (returned negated, like errno values). Their
+ * values are above any errno value. */
+enum {
+	RMP_EAUTH = 4096,   /* the handshake failed: secrets differ */
+	RMP_ELEASE = 4097,  /* the pool's lease expired: reopen the pool */
+	RMP_EREMOTE = 4098, /* the coordinator refused; rmp_last_error() says why */
+	RMP_ECORRUPT = 4099 /* pool metadata fails its invariants */
+};
+
+/* ---- connecting ---------------------------------------------------- */
+
+/* All times in milliseconds; 0 takes the default in brackets. */
+struct rmp_connect_opts {
+	unsigned connect_timeout_ms;   /* TCP connect plus handshake [10000] */
+	unsigned request_timeout_ms;   /* one request/reply exchange [10000] */
+	unsigned provision_timeout_ms; /* rmp_pool_open of a new pool [300000] */
+	const char *ident;             /* how the coordinator logs us; NULL: librmpool/HOST/PID */
+};
+
+/* Connects to the coordinator at "host:port" ("host" alone: port
+ * RMP_DEFAULT_PORT; "[v6addr]:port" for IPv6) and authenticates with the
+ * shared secret (NULL: the RMPOOL_SECRET environment variable).
+ * Errors: -EINVAL (bad address or secret), -ETIMEDOUT, -ECONNREFUSED,
+ * -EHOSTUNREACH, -RMP_EAUTH (secrets differ), -EPROTO (not an rmpool
+ * coordinator), -ENOMEM. Name resolution uses the system resolver and
+ * its own timeouts. */
+RMP_API int rmp_connect(const char *coordinator, const char *secret, rmp_client **out);
+/* Same, with options (opts may be NULL). */
+RMP_API int rmp_connect_ex(const char *coordinator, const char *secret,
+			   const struct rmp_connect_opts *opts, rmp_client **out);
+
+/* Closes every pool still open on c (their handles become invalid),
+ * stops the background thread and closes the connection. NULL is a no-op. */
+RMP_API void rmp_disconnect(rmp_client *c);
+
+/* The session id the coordinator gave this client (the id its leases
+ * and RDMA tokens carry). */
+RMP_API uint64_t rmp_client_id(const rmp_client *c);
+
+/* ---- provisioning progress ------------------------------------------ */
+
+enum rmp_progress_state {
+	RMP_PROGRESS_DONOR_SPAWNED = 1, /* a donor process exists (pid set) */
+	RMP_PROGRESS_DONOR_FAILED = 2,  /* one could not be started (error, text) */
+	RMP_PROGRESS_DONOR_EXITED = 3,  /* one is gone */
+};
+
+struct rmp_progress {
+	enum rmp_progress_state state;
+	uint32_t donor_id;
+	uint32_t pid;    /* on its host; 0 if unknown */
+	int error;       /* positive errno value, 0 if none */
+	const char *text; /* what the coordinator said; never NULL */
+};
+
+/* Called while rmp_pool_open() or rmp_pool_destroy() waits, in the
+ * thread that called them, once per event the coordinator relays. */
+typedef void rmp_progress_fn(void *arg, const struct rmp_progress *ev);
+
+/* Sets (fn NULL: clears) the progress callback of c. */
+RMP_API void rmp_client_set_progress(rmp_client *c, rmp_progress_fn *fn, void *arg);
+
+/* ---- pools ------------------------------------------------------------ */
+
+/* Opens pool `name` (1 to 64 printable bytes). capacity > 0 creates it:
+ * the coordinator starts donor processes on its hosts until they hold
+ * `capacity` usable bytes; the pool's address space is the next power
+ * of two, its tail reserved (never handed out). A pool of that name must
+ * not exist yet (-EEXIST). capacity 0 attaches to an existing pool
+ * (-ENOENT if there is none).
+ * The pool is leased to this client: the client renews the lease in the
+ * background; if renewals stop (the process hangs or the network breaks)
+ * the coordinator expires the lease and takes back the client's
+ * allocations. Creating waits at most provision_timeout_ms.
+ * Errors: -EINVAL, -EEXIST, -ENOENT, -ENOSPC (the hosts' budgets cannot
+ * hold it), -ETIMEDOUT, -ENOTCONN, or what the coordinator says. */
+RMP_API int rmp_pool_open(rmp_client *c, const char *name, uint64_t capacity, rmp_pool **out);
+
+/* Gives up the lease and frees p (even when the coordinator cannot be
+ * told: the lease then expires on its own). Allocations that are still
+ * live stay allocated; the memory stays in the pool. */
+RMP_API int rmp_pool_close(rmp_pool *p);
+
+/* Destroys pool `name`: its donor processes terminate and its memory
+ * goes back to the hosts. Waits (bounded) for the coordinator's ACK.
+ * Pools of that name open on this client are not closed: close them. */
+RMP_API int rmp_pool_destroy(rmp_client *c, const char *name);
+
+struct rmp_pool_donor {
+	uint32_t donor_id;
+	char host[256];     /* where its rdma_cm listener is */
+	uint16_t port;
+	uint64_t segments;  /* segments of the pool it backs */
+	uint64_t bytes;     /* segments * segment size */
+};
+
+struct rmp_pool_info {
+	char name[65];
+	uint32_t pool_id;
+	uint64_t capacity;     /* usable bytes asked for at creation */
+	uint64_t space;        /* 2^M: the address space */
+	uint64_t backed;       /* bytes with donor memory behind them */
+	uint64_t min_block;
+	uint64_t segment_size;
+	uint64_t segtab_version;
+	uint64_t metadata_bytes; /* allocator metadata region on the coordinator */
+	char coordinator_host[256]; /* its rdma_cm listener */
+	uint16_t coordinator_port;
+	uint64_t lease_id;
+	uint32_t lease_ttl_ms;
+	int lease_expired;     /* 1 once the coordinator said so */
+	size_t n_hosts;        /* distinct donor hosts */
+	size_t n_donors;
+	struct rmp_pool_donor *donors;
+};
+
+/* What the client knows of p (from its last segment table). Free with
+ * rmp_pool_info_free(). -ENOMEM. */
+RMP_API int rmp_pool_info(rmp_pool *p, struct rmp_pool_info **out);
+RMP_API void rmp_pool_info_free(struct rmp_pool_info *info);
+
+/* ---- data (NOT YET IMPLEMENTED: each returns -ENOSYS) ---------------- */
+
+/* Allocates a block of at least size bytes (a power of two, at least the
+ * pool's minimum block). Blocks are NOT zeroed (like malloc). */
+RMP_API int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out);
+/* Frees the block whose first byte is a. -EINVAL for anything else,
+ * including a second free. */
+RMP_API int rmp_free(rmp_pool *p, rmp_addr a);
+RMP_API int rmp_write(rmp_pool *p, rmp_addr dst, const void *src, uint64_t len);
+RMP_API int rmp_read(rmp_pool *p, void *dst, rmp_addr src, uint64_t len);
+
+/* ---- status ----------------------------------------------------------- */
+
+struct rmp_status_pool {
+	char name[65];
+	uint32_t pool_id;
+	uint64_t capacity;
+	uint64_t space;
+	uint64_t free_bytes;
+	uint32_t clients;
+	uint32_t donors;
+	uint64_t segtab_version;
+};
+
+struct rmp_status_host {
+	char host[256];
+	uint32_t donors;
+	uint64_t budget; /* bytes the host may give */
+	uint64_t used;   /* bytes its donors hold */
+};
+
+struct rmp_status {
+	uint64_t uptime_ms;
+	uint64_t capacity;   /* in all pools */
+	uint64_t free_bytes; /* in all pools */
+	uint32_t clients;
+	size_t n_pools;
+	struct rmp_status_pool *pools;
+	size_t n_hosts;
+	struct rmp_status_host *hosts;
+};
+
+/* Asks the coordinator for its pools and hosts. Free with
+ * rmp_status_free(). */
+RMP_API int rmp_status(rmp_client *c, struct rmp_status **out);
+RMP_API void rmp_status_free(struct rmp_status *s);
+
+/* ---- errors ----------------------------------------------------------- */
+
+/* Text for any code these functions return (negative or positive).
+ * Never NULL; static storage; thread-safe. */
+RMP_API const char *rmp_strerror(int rc);
+
+/* The detail of the last failure this thread saw, like errno: the
+ * coordinator's text for a refused request, or what went wrong locally
+ * ("connect 10.0.0.1:7470: Connection refused"). c selects failures on
+ * that client; NULL takes the thread's last failure whatever its client
+ * (use it after rmp_connect failed). "" when there is none. */
+RMP_API const char *rmp_last_error(const rmp_client *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RMPOOL_H */

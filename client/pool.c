@@ -1,0 +1,221 @@
+/*
+ * pool.c - opening, closing and destroying pools (the control half).
+ *
+ * rmp_pool_open sends POOL_OPEN and waits, bounded, for POOL_READY or
+ * ERROR; the coordinator meanwhile relays each donor's PROGRESS, which
+ * reaches the caller's progress callback (client.c runs it in the
+ * caller's thread). POOL_READY carries the pool's segment table and a
+ * lease; the pool then joins the client's list and the I/O thread renews
+ * its lease at ttl/3 until rmp_pool_close.
+ *
+ * The segment table is kept as the coordinator sent it (owned arrays);
+ * rmp_pool_info derives the per-donor view from it: a donor's share is
+ * the number of segments that name it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_internal.h"
+
+static int check_name(const rmp_client *c, const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+
+	if (n == 0 || n > RMP_WIRE_NAME_MAX)
+		return rmp_client_fail(c, -EINVAL, "pool name must be 1 to %u bytes",
+				       RMP_WIRE_NAME_MAX);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		if (ch <= 0x20 || ch >= 0x7f)
+			return rmp_client_fail(c, -EINVAL,
+					       "pool name \"%.64s\": only printable ASCII, no spaces",
+					       name);
+	}
+	return 0;
+}
+
+void rmp_pool_free(rmp_pool *p)
+{
+	if (!p)
+		return;
+	free(p->segtab.donors);
+	free(p->segtab.segments);
+	free(p);
+}
+
+int rmp_pool_open(rmp_client *c, const char *name, uint64_t capacity, rmp_pool **out)
+{
+	static const uint8_t want[] = { RMP_MSG_POOL_READY };
+	struct rmp_wire_msg req = { .type = RMP_MSG_POOL_OPEN }, rep;
+	rmp_pool *p;
+	int rc;
+
+	if (!c || !out)
+		return -EINVAL;
+	*out = NULL;
+	rc = check_name(c, name);
+	if (rc)
+		return rc;
+	strcpy(req.u.pool_open.name, name);
+	req.u.pool_open.capacity = capacity;
+	req.u.pool_open.min_block = 0;
+
+	unsigned timeout = capacity ? c->opts.provision_timeout_ms : c->opts.request_timeout_ms;
+	rc = rmp_client_call(c, &req, want, 1, true, timeout, &rep);
+	if (rc)
+		return rc;
+
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		rmp_wire_msg_release(&rep);
+		return rmp_client_fail(c, -ENOMEM, "pool open: out of memory");
+	}
+	p->c = c;
+	strcpy(p->name, name);
+	p->pool_id = rep.u.pool_ready.pool_id;
+	p->segtab = rep.u.pool_ready.segtab; /* takes over the arrays */
+	p->lease_id = rep.u.pool_ready.lease_id;
+	p->ttl_ms = rep.u.pool_ready.lease_ms;
+	uint64_t now = rmp_ctl_now_ms();
+	p->last_grant_ms = now;
+	p->next_renew_ms = now + p->ttl_ms / 3;
+	rmp_client_add_pool(c, p);
+	*out = p;
+	return 0;
+}
+
+int rmp_pool_close(rmp_pool *p)
+{
+	static const uint8_t want[] = { RMP_MSG_ACK };
+	struct rmp_wire_msg req = { .type = RMP_MSG_POOL_CLOSE }, rep;
+	int rc;
+
+	if (!p)
+		return -EINVAL;
+	rmp_client *c = p->c;
+	/* Out of the renewal list first: no LEASE_RENEW after the close. */
+	rmp_client_remove_pool(c, p);
+	req.u.pool_close.pool_id = p->pool_id;
+	req.u.pool_close.lease_id = p->lease_id;
+	rc = rmp_client_call(c, &req, want, 1, false, c->opts.request_timeout_ms, &rep);
+	if (rc == 0)
+		rmp_wire_msg_release(&rep);
+	/* Unknown lease: it had expired already, which is what close wants. */
+	if (rc == -ENOENT || rc == -ETIMEDOUT || rc == -ENOTCONN)
+		rc = 0;
+	rmp_pool_free(p);
+	return rc;
+}
+
+int rmp_pool_destroy(rmp_client *c, const char *name)
+{
+	static const uint8_t want[] = { RMP_MSG_ACK };
+	struct rmp_wire_msg req = { .type = RMP_MSG_POOL_DESTROY }, rep;
+	int rc;
+
+	if (!c)
+		return -EINVAL;
+	rc = check_name(c, name);
+	if (rc)
+		return rc;
+	strcpy(req.u.pool_destroy.name, name);
+	/* Terminating donors takes as long as the slowest one exits: allow
+	 * the provisioning bound, not a plain request's. */
+	rc = rmp_client_call(c, &req, want, 1, true, c->opts.provision_timeout_ms, &rep);
+	if (rc == 0)
+		rmp_wire_msg_release(&rep);
+	return rc;
+}
+
+/* ---- rmp_pool_info ---- */
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int rmp_pool_info(rmp_pool *p, struct rmp_pool_info **out)
+{
+	const struct rmp_wire_segtab *t;
+	struct rmp_pool_info *in;
+	uint64_t seg;
+
+	if (!p || !out)
+		return -EINVAL;
+	*out = NULL;
+	t = &p->segtab;
+	seg = 1ull << t->segment_log2;
+	in = calloc(1, sizeof(*in));
+	if (!in)
+		return -ENOMEM;
+	in->donors = calloc(t->n_donors ? t->n_donors : 1, sizeof(*in->donors));
+	uint32_t *hostidx = calloc(t->n_donors ? t->n_donors : 1, sizeof(uint32_t));
+	if (!in->donors || !hostidx) {
+		free(hostidx);
+		rmp_pool_info_free(in);
+		return -ENOMEM;
+	}
+	snprintf(in->name, sizeof(in->name), "%s", p->name);
+	in->pool_id = p->pool_id;
+	in->capacity = t->capacity;
+	in->space = 1ull << t->space_log2;
+	in->min_block = 1ull << t->min_block_log2;
+	in->segment_size = seg;
+	in->segtab_version = t->version;
+	in->metadata_bytes = t->meta.len;
+	snprintf(in->coordinator_host, sizeof(in->coordinator_host), "%s", t->coordinator.host);
+	in->coordinator_port = t->coordinator.port;
+	in->n_donors = t->n_donors;
+	for (uint32_t i = 0; i < t->n_donors; i++) {
+		struct rmp_pool_donor *d = &in->donors[i];
+		d->donor_id = t->donors[i].donor_id;
+		snprintf(d->host, sizeof(d->host), "%s", t->donors[i].endpoint.host);
+		d->port = t->donors[i].endpoint.port;
+	}
+	/* Count each donor's segments. Tables are small (<= 32768 entries,
+	 * <= 1024 donors): a linear match per segment is fine. */
+	for (uint32_t s = 0; s < t->n_segments; s++) {
+		if (t->segments[s].donor_id == RMP_WIRE_SEG_RESERVED)
+			continue;
+		in->backed += seg;
+		for (uint32_t i = 0; i < t->n_donors; i++) {
+			if (in->donors[i].donor_id == t->segments[s].donor_id) {
+				in->donors[i].segments++;
+				in->donors[i].bytes += seg;
+				break;
+			}
+		}
+	}
+	/* Distinct hosts: give each host name an index, sort, count changes. */
+	for (uint32_t i = 0; i < t->n_donors; i++) {
+		uint32_t j = 0;
+		while (j < i && strcmp(in->donors[j].host, in->donors[i].host) != 0)
+			j++;
+		hostidx[i] = j;
+	}
+	qsort(hostidx, t->n_donors, sizeof(uint32_t), cmp_u32);
+	for (uint32_t i = 0; i < t->n_donors; i++)
+		if (i == 0 || hostidx[i] != hostidx[i - 1])
+			in->n_hosts++;
+	free(hostidx);
+
+	rmp_client *c = p->c;
+	pthread_mutex_lock(&c->lock);
+	in->lease_id = p->lease_id;
+	in->lease_ttl_ms = p->ttl_ms;
+	in->lease_expired = p->expired;
+	pthread_mutex_unlock(&c->lock);
+	*out = in;
+	return 0;
+}
+
+void rmp_pool_info_free(struct rmp_pool_info *info)
+{
+	if (!info)
+		return;
+	free(info->donors);
+	free(info);
+}
