@@ -1,0 +1,660 @@
+/* agent.c - the host agent (DESIGN.md 2): a long-running daemon that
+ * starts donor processes on this host when the coordinator asks, within
+ * the host's budget, and reaps them.
+ *
+ *   agent                                  coordinator
+ *   (measure a donor's footprint once: run ourselves --measure-footprint)
+ *   HELLO/.../AUTH_OK (role AGENT)  <-->
+ *   AGENT_REGISTER {host, budget, process_limit, footprint} -->
+ *                                   <--    AGENT_REGISTERED
+ *                                   <--    SPAWN {request, pool, donor, len}
+ *   fork+exec rmpool-donor (secret in its environment, never in argv)
+ *   PROGRESS {SPAWNED, pid} or {FAILED, why with the numbers} -->
+ *                                   <--    TERMINATE {request, donor}
+ *   SIGTERM, SIGKILL after --term-grace, reap
+ *   PROGRESS {EXITED, error when it died abnormally} -->
+ *
+ * Budget: a donor costs its region plus the measured footprint (the same
+ * cost sizing.h's placement uses); SPAWN is refused when the live donors'
+ * costs plus the new one would exceed --budget.
+ *
+ * No donor outlives its agent or its coordinator link: children get
+ * PR_SET_PDEATHSIG(SIGTERM); when the coordinator connection drops the
+ * agent terminates all its donors (the coordinator forgets them too) and
+ * reconnects with exponential backoff capped at --reconnect-max, logging
+ * each attempt.
+ *
+ * Why a poll loop and not libevent: the agent watches two fds (the
+ * coordinator socket and a signalfd for SIGCHLD/SIGTERM) and one timer
+ * (the nearest SIGKILL deadline), sends a handful of small frames and
+ * shares its blocking-with-deadline I/O with the donor role (control.c).
+ * libevent would add a dependency and buffering without removing code.
+ */
+#include "donor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "log.h"
+#include "rdma.h"
+#include "wire.h"
+
+#define BACKOFF_START_MS 1000
+#define FOOTPRINT_TIMEOUT_MS 60000 /* opening the device is slow under TCG */
+
+struct child {
+	pid_t pid;
+	uint32_t donor_id;
+	uint32_t pool_id;
+	uint64_t request_id; /* the SPAWN's, then the TERMINATE's */
+	uint64_t cost;	     /* region + footprint, counted against the budget */
+	uint64_t kill_at_ms; /* SIGKILL when this passes; 0: not terminating */
+	struct child *next;
+};
+
+struct agent {
+	const struct dn_cfg *cfg;
+	const rmp_auth_key *key;
+	const char *secret;
+	char self[PATH_MAX];
+	char host[RMP_WIRE_HOST_MAX + 1];
+	uint64_t footprint;
+	uint64_t used;
+	unsigned n_children;
+	struct child *children;
+	struct dn_ctl ctl;
+	bool connected;
+	bool stopping;
+	int sfd;
+};
+
+static const char *human(uint64_t bytes, char *buf, size_t len)
+{
+	rmp_config_format_bytes(bytes, buf, len);
+	return buf;
+}
+
+/* ---- talking to the coordinator ---- */
+
+static void send_progress(struct agent *a, uint64_t request_id, uint32_t donor_id, uint8_t state,
+			  pid_t pid, int error, const char *fmt, ...)
+	__attribute__((format(printf, 7, 8)));
+static void send_progress(struct agent *a, uint64_t request_id, uint32_t donor_id, uint8_t state,
+			  pid_t pid, int error, const char *fmt, ...)
+{
+	struct rmp_wire_msg m = {.type = RMP_MSG_PROGRESS};
+	struct rmp_wire_progress *p = &m.u.progress;
+	va_list ap;
+
+	p->request_id = request_id;
+	p->donor_id = donor_id;
+	p->state = state;
+	p->pid = (uint32_t)(pid > 0 ? pid : 0);
+	p->error = (uint32_t)error;
+	va_start(ap, fmt);
+	vsnprintf(p->text, sizeof(p->text), fmt, ap);
+	va_end(ap);
+	/* Keep the text within what the wire allows (printable bytes). */
+	for (char *s = p->text; *s; s++)
+		if ((unsigned char)*s < 0x20)
+			*s = ' ';
+	if (state == RMP_PROGRESS_FAILED || error)
+		rmp_log_warn("donor %u: %s", donor_id, p->text);
+	else
+		rmp_log_info("donor %u: %s", donor_id, p->text);
+	if (!a->connected)
+		return;
+	int rc = dn_ctl_send(&a->ctl, &m, (int)a->cfg->timeout_ms);
+	if (rc) {
+		rmp_log_syserr("dn_ctl_send", rc, "PROGRESS to %s", a->ctl.peer);
+		a->connected = false; /* the loop notices and reconnects */
+	}
+}
+
+/* ---- children ---- */
+
+static struct child *child_by_donor(struct agent *a, uint32_t donor_id)
+{
+	for (struct child *c = a->children; c; c = c->next)
+		if (c->donor_id == donor_id)
+			return c;
+	return NULL;
+}
+
+static void child_remove(struct agent *a, struct child *gone)
+{
+	for (struct child **pp = &a->children; *pp; pp = &(*pp)->next) {
+		if (*pp == gone) {
+			*pp = gone->next;
+			break;
+		}
+	}
+	a->used -= gone->cost;
+	a->n_children--;
+	free(gone);
+}
+
+/* Reaps every child that has exited and reports it. */
+static void reap(struct agent *a)
+{
+	int st;
+	pid_t pid = 0;
+
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		struct child *c = a->children;
+		while (c && c->pid != pid)
+			c = c->next;
+		if (!c)
+			continue; /* the footprint probe, reaped elsewhere */
+		bool asked = c->kill_at_ms != 0;
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+			send_progress(a, c->request_id, c->donor_id, RMP_PROGRESS_EXITED, pid, 0,
+				      "pid %ld exited", (long)pid);
+		else if (WIFEXITED(st))
+			send_progress(a, c->request_id, c->donor_id, RMP_PROGRESS_EXITED, pid, EIO,
+				      "pid %ld exited with status %d (see the donor's log)",
+				      (long)pid, WEXITSTATUS(st));
+		else
+			send_progress(a, c->request_id, c->donor_id, RMP_PROGRESS_EXITED, pid,
+				      asked && WTERMSIG(st) == SIGKILL ? ETIMEDOUT : EIO,
+				      "pid %ld killed by signal %d (%s)%s", (long)pid,
+				      WTERMSIG(st), strsignal(WTERMSIG(st)),
+				      asked && WTERMSIG(st) == SIGKILL
+					      ? ": it ignored SIGTERM for the grace period"
+					      : "");
+		child_remove(a, c);
+	}
+}
+
+static void terminate_child(struct agent *a, struct child *c)
+{
+	if (c->kill_at_ms)
+		return; /* already on its way */
+	if (kill(c->pid, SIGTERM) && errno != ESRCH)
+		rmp_log_syserr("kill", errno, "SIGTERM to donor %u (pid %ld)", c->donor_id,
+			       (long)c->pid);
+	c->kill_at_ms = dn_now_ms() + a->cfg->term_grace_ms;
+}
+
+/* SIGKILLs children past their grace; returns ms to the next deadline. */
+static int enforce_deadlines(struct agent *a)
+{
+	uint64_t now = dn_now_ms();
+	int next = -1;
+
+	for (struct child *c = a->children; c; c = c->next) {
+		if (!c->kill_at_ms)
+			continue;
+		if (now >= c->kill_at_ms) {
+			if (kill(c->pid, SIGKILL) == 0)
+				rmp_log_warn("donor %u (pid %ld) still there after %" PRIu64
+					     " ms: SIGKILL",
+					     c->donor_id, (long)c->pid, a->cfg->term_grace_ms);
+			/* Check again after another grace; a process in D state
+			 * may take a while even for SIGKILL. */
+			c->kill_at_ms = now + a->cfg->term_grace_ms;
+		}
+		int left = (int)(c->kill_at_ms - now);
+		if (next < 0 || left < next)
+			next = left;
+	}
+	return next;
+}
+
+/* Drains signals: SIGCHLD reaps, SIGTERM/SIGINT start the shutdown. */
+static void on_signals(struct agent *a)
+{
+	struct signalfd_siginfo si;
+	while (read(a->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			if (!a->stopping)
+				rmp_log_info("%s: terminating %u donor(s) and leaving",
+					     strsignal((int)si.ssi_signo), a->n_children);
+			a->stopping = true;
+		}
+	}
+	reap(a);
+}
+
+/* Terminates every child and waits (bounded: SIGKILL after the grace,
+ * then at most one more grace) until all are reaped. */
+static void terminate_all(struct agent *a)
+{
+	for (struct child *c = a->children; c; c = c->next)
+		terminate_child(a, c);
+	uint64_t give_up = dn_now_ms() + 3 * a->cfg->term_grace_ms;
+	while (a->children && dn_now_ms() < give_up) {
+		int next = enforce_deadlines(a);
+		struct pollfd pfd = {.fd = a->sfd, .events = POLLIN};
+		if (poll(&pfd, 1, next < 0 ? 100 : next) > 0)
+			on_signals(a);
+		reap(a);
+	}
+	for (struct child *c = a->children; c; c = c->next)
+		rmp_log_error("donor %u (pid %ld) did not die even after SIGKILL", c->donor_id,
+			      (long)c->pid);
+}
+
+/* "host:port" as our own --coordinator flag reads it back. */
+static void format_hostport(const struct rmp_config_hostport *hp, char *buf, size_t len)
+{
+	if (strchr(hp->host, ':'))
+		snprintf(buf, len, "[%s]:%u", hp->host, (unsigned)hp->port);
+	else
+		snprintf(buf, len, "%s:%u", hp->host, (unsigned)hp->port);
+}
+
+/* fork + exec a donor. The exec's success is known before we answer: a
+ * close-on-exec pipe stays silent when exec works and carries errno when
+ * it does not. */
+static int spawn_donor(struct agent *a, const struct rmp_wire_spawn *s, pid_t *out, int *child_err)
+{
+	const struct dn_cfg *cfg = a->cfg;
+	char coord[300], pool[16], donor[16], size[32], limit[32], tmo[32];
+	int pfd[2];
+
+	format_hostport(&cfg->coordinator, coord, sizeof(coord));
+	snprintf(pool, sizeof(pool), "%u", s->pool_id);
+	snprintf(donor, sizeof(donor), "%u", s->donor_id);
+	snprintf(size, sizeof(size), "%" PRIu64, s->region_len);
+	snprintf(limit, sizeof(limit), "%" PRIu64, cfg->process_limit);
+	snprintf(tmo, sizeof(tmo), "%" PRIu64 "ms", cfg->timeout_ms);
+	char *argv[] = {a->self,	   "--coordinator", coord,
+			"--pool-id",	   pool,	    "--donor-id",
+			donor,		   "--size",	    size,
+			"--process-limit", limit,	    "--timeout",
+			tmo,		   "--log-level",   (char *)dn_log_levels[cfg->log_level],
+			cfg->rdma_addr[0] ? "--rdma-addr" : NULL, (char *)cfg->rdma_addr,
+			NULL};
+
+	if (pipe2(pfd, O_CLOEXEC))
+		return -errno;
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return -e;
+	}
+	if (pid == 0) {
+		/* Child: async-signal-safe calls only until exec. */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL); /* the mask survives exec */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		int e = 0;
+		if (getppid() != parent) /* the agent died before prctl */
+			_exit(1);
+		if (a->secret && setenv(RMP_AUTH_SECRET_ENV, a->secret, 1))
+			e = errno;
+		if (!e) {
+			execv(a->self, argv);
+			e = errno;
+		}
+		ssize_t ignored = write(pfd[1], &e, sizeof(e));
+		(void)ignored;
+		_exit(127);
+	}
+	close(pfd[1]);
+	int e = 0;
+	ssize_t n;
+	do
+		n = read(pfd[0], &e, sizeof(e)); /* returns at exec or exit */
+	while (n < 0 && errno == EINTR);
+	close(pfd[0]);
+	*out = pid;
+	*child_err = n == (ssize_t)sizeof(e) ? e : 0;
+	return 0;
+}
+
+static void on_spawn(struct agent *a, const struct rmp_wire_spawn *s)
+{
+	const struct dn_cfg *cfg = a->cfg;
+	char b1[32], b2[32], b3[32], b4[32];
+	uint64_t cost = s->region_len + a->footprint;
+
+	if (child_by_donor(a, s->donor_id)) {
+		send_progress(a, s->request_id, s->donor_id, RMP_PROGRESS_FAILED, 0, EEXIST,
+			      "donor %u already runs on this host", s->donor_id);
+		return;
+	}
+	if (s->region_len == 0 || cost < s->region_len) {
+		send_progress(a, s->request_id, s->donor_id, RMP_PROGRESS_FAILED, 0, EINVAL,
+			      "region of %" PRIu64 " bytes is not a region", s->region_len);
+		return;
+	}
+	if (cfg->process_limit && cost > cfg->process_limit) {
+		send_progress(a, s->request_id, s->donor_id, RMP_PROGRESS_FAILED, 0, E2BIG,
+			      "region %s + donor footprint %s exceeds the per-process limit %s",
+			      human(s->region_len, b1, sizeof(b1)), human(a->footprint, b2, sizeof(b2)),
+			      human(cfg->process_limit, b3, sizeof(b3)));
+		return;
+	}
+	if (a->used + cost > cfg->budget) {
+		send_progress(a, s->request_id, s->donor_id, RMP_PROGRESS_FAILED, 0, ENOSPC,
+			      "over budget: region %s + footprint %s, with %s in use by %u donor(s), "
+			      "exceeds this host's budget of %s",
+			      human(s->region_len, b1, sizeof(b1)), human(a->footprint, b2, sizeof(b2)),
+			      human(a->used, b3, sizeof(b3)), a->n_children,
+			      human(cfg->budget, b4, sizeof(b4)));
+		return;
+	}
+	struct child *c = calloc(1, sizeof(*c));
+	if (!c) {
+		send_progress(a, s->request_id, s->donor_id, RMP_PROGRESS_FAILED, 0, ENOMEM,
+			      "out of memory in the agent");
+		return;
+	}
+	pid_t pid = 0;
+	int child_err = 0;
+	int rc = spawn_donor(a, s, &pid, &child_err);
+	if (rc) {
+		free(c);
+		send_progress(a, s->request_id, s->donor_id, RMP_PROGRESS_FAILED, 0, -rc,
+			      "fork(): %s", strerror(-rc));
+		return;
+	}
+	*c = (struct child){.pid = pid, .donor_id = s->donor_id, .pool_id = s->pool_id,
+			    .request_id = s->request_id, .cost = cost, .next = a->children};
+	a->children = c;
+	a->n_children++;
+	a->used += cost;
+	if (child_err) {
+		/* It exits at once; reap() removes it and reports EXITED too,
+		 * but FAILED is the answer to this request. */
+		send_progress(a, s->request_id, s->donor_id, RMP_PROGRESS_FAILED, pid, child_err,
+			      "execv(%s): %s", a->self, strerror(child_err));
+		c->request_id = 0;
+		return;
+	}
+	send_progress(a, s->request_id, s->donor_id, RMP_PROGRESS_SPAWNED, pid, 0,
+		      "pid %ld, %s region for pool %u", (long)pid,
+		      human(s->region_len, b1, sizeof(b1)), s->pool_id);
+}
+
+static void on_terminate(struct agent *a, const struct rmp_wire_terminate *t)
+{
+	struct child *c = child_by_donor(a, t->donor_id);
+	if (!c) {
+		send_progress(a, t->request_id, t->donor_id, RMP_PROGRESS_EXITED, 0, ESRCH,
+			      "no donor %u on this host", t->donor_id);
+		return;
+	}
+	c->request_id = t->request_id;
+	rmp_log_info("terminating donor %u (pid %ld)", c->donor_id, (long)c->pid);
+	terminate_child(a, c);
+}
+
+/* Reads and handles coordinator frames; clears a->connected on loss. */
+static void on_control(struct agent *a)
+{
+	char err[512];
+	struct rmp_wire_msg m;
+	int rc = dn_ctl_fill(&a->ctl);
+
+	for (;;) {
+		int got = dn_ctl_pop(&a->ctl, &m, err, sizeof(err));
+		if (got < 0) {
+			rmp_log_error("bad frame, dropping the connection: %s", err);
+			a->connected = false;
+			return;
+		}
+		if (got == 0)
+			break;
+		switch (m.type) {
+		case RMP_MSG_SPAWN:
+			on_spawn(a, &m.u.spawn);
+			break;
+		case RMP_MSG_TERMINATE:
+			on_terminate(a, &m.u.terminate);
+			break;
+		case RMP_MSG_ERROR:
+			rmp_log_warn("the coordinator reports: %s", m.u.error.text);
+			break;
+		default:
+			rmp_log_debug("ignoring %s", rmp_wire_type_name(m.type));
+			rmp_wire_msg_release(&m);
+			break;
+		}
+		if (!a->connected)
+			return;
+	}
+	if (rc) {
+		if (rc == -ECONNRESET)
+			rmp_log_warn("the coordinator %s closed the connection", a->ctl.peer);
+		else
+			rmp_log_syserr("recv", rc, "coordinator %s", a->ctl.peer);
+		a->connected = false;
+	}
+}
+
+/* Connect, handshake, AGENT_REGISTER, AGENT_REGISTERED. */
+static int register_agent(struct agent *a)
+{
+	const struct dn_cfg *cfg = a->cfg;
+	char err[512], ident[RMP_WIRE_IDENT_MAX + 1];
+	int tmo = (int)cfg->timeout_ms;
+
+	snprintf(ident, sizeof(ident), "agent@%.56s", a->host);
+	int rc = dn_ctl_open(&a->ctl, &cfg->coordinator, a->key, RMP_ROLE_AGENT, ident, tmo, err,
+			     sizeof(err));
+	if (rc) {
+		rmp_log_error("%s", err);
+		return rc;
+	}
+	struct rmp_wire_msg m = {.type = RMP_MSG_AGENT_REGISTER};
+	snprintf(m.u.agent_register.host, sizeof(m.u.agent_register.host), "%s", a->host);
+	m.u.agent_register.budget = cfg->budget;
+	m.u.agent_register.process_limit = cfg->process_limit;
+	m.u.agent_register.donor_footprint = a->footprint;
+	rc = dn_ctl_send(&a->ctl, &m, tmo);
+	if (rc) {
+		rmp_log_syserr("dn_ctl_send", rc, "AGENT_REGISTER to %s", a->ctl.peer);
+		goto out_close;
+	}
+	rc = dn_ctl_recv(&a->ctl, &m, tmo, err, sizeof(err));
+	if (rc) {
+		rmp_log_error("waiting for AGENT_REGISTERED: %s", err);
+		goto out_close;
+	}
+	if (m.type != RMP_MSG_AGENT_REGISTERED) {
+		rmp_log_error("%s answered AGENT_REGISTER with %s%s%s", a->ctl.peer,
+			      rmp_wire_type_name(m.type), m.type == RMP_MSG_ERROR ? ": " : "",
+			      m.type == RMP_MSG_ERROR ? m.u.error.text : "");
+		rmp_wire_msg_release(&m);
+		rc = -EPROTO;
+		goto out_close;
+	}
+	char b1[32], b2[32], b3[32];
+	rmp_log_info("agent %u for host %s at %s: budget %s, process limit %s, donor footprint %s",
+		     m.u.agent_registered.agent_id, a->host, a->ctl.peer,
+		     human(cfg->budget, b1, sizeof(b1)), human(cfg->process_limit, b2, sizeof(b2)),
+		     human(a->footprint, b3, sizeof(b3)));
+	a->connected = true;
+	return 0;
+
+out_close:
+	dn_ctl_close(&a->ctl);
+	return rc;
+}
+
+/* Runs `self --measure-footprint` and reads the number it prints. */
+static int measure_footprint(struct agent *a)
+{
+	int pfd[2];
+	char out[64] = "";
+	size_t got = 0;
+	char *argv[] = {a->self, "--measure-footprint", "--log-level", "error",
+			a->cfg->rdma_addr[0] ? "--rdma-addr" : NULL, (char *)a->cfg->rdma_addr,
+			NULL};
+
+	if (pipe2(pfd, O_CLOEXEC))
+		return -errno;
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return -e;
+	}
+	if (pid == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		dup2(pfd[1], STDOUT_FILENO);
+		execv(a->self, argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	uint64_t deadline = dn_now_ms() + FOOTPRINT_TIMEOUT_MS;
+	for (;;) {
+		uint64_t now = dn_now_ms();
+		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+		if (now >= deadline || poll(&p, 1, (int)(deadline - now)) == 0) {
+			kill(pid, SIGKILL);
+			break;
+		}
+		ssize_t n = read(pfd[0], out + got, sizeof(out) - 1 - got);
+		if (n > 0 && got + (size_t)n < sizeof(out) - 1) {
+			got += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		break;
+	}
+	close(pfd[0]);
+	int st = 0;
+	waitpid(pid, &st, 0);
+	out[got] = '\0';
+	char *end;
+	unsigned long long v = strtoull(out, &end, 10);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || end == out || v == 0) {
+		rmp_log_error("%s --measure-footprint failed (status %#x, output \"%.40s\"): "
+			      "is there an RDMA device (see its own error above)?",
+			      a->self, (unsigned)st, out);
+		return -EIO;
+	}
+	a->footprint = v;
+	return 0;
+}
+
+/* Waits ms (or until a signal), reaping children meanwhile. */
+static void pause_ms(struct agent *a, uint64_t ms)
+{
+	uint64_t until = dn_now_ms() + ms;
+	while (!a->stopping && dn_now_ms() < until) {
+		struct pollfd p = {.fd = a->sfd, .events = POLLIN};
+		if (poll(&p, 1, (int)(until - dn_now_ms())) > 0)
+			on_signals(a);
+	}
+}
+
+/* Serves one connected session until it drops or we are stopped. */
+static void serve(struct agent *a)
+{
+	while (a->connected && !a->stopping) {
+		int next = enforce_deadlines(a);
+		struct pollfd pfd[2] = {{.fd = a->sfd, .events = POLLIN},
+					{.fd = a->ctl.fd, .events = POLLIN}};
+		int n = poll(pfd, 2, next);
+		if (n < 0 && errno != EINTR) {
+			rmp_log_syserr("poll", errno, "agent loop");
+			a->stopping = true;
+			break;
+		}
+		if (n > 0 && pfd[0].revents)
+			on_signals(a);
+		if (n > 0 && pfd[1].revents)
+			on_control(a);
+	}
+}
+
+int dn_agent_run(const struct dn_cfg *cfg, const rmp_auth_key *key, const char *secret)
+{
+	struct agent a = {.cfg = cfg, .key = key, .secret = secret, .sfd = -1};
+	sigset_t set;
+	int status = 1;
+
+	if (!cfg->process_limit) {
+		fprintf(stderr, "rmpool-donor: --agent needs --process-limit BYTES\n");
+		return 2;
+	}
+	ssize_t n = readlink("/proc/self/exe", a.self, sizeof(a.self) - 1);
+	if (n <= 0) {
+		rmp_log_syserr("readlink", errno, "cannot find our own executable");
+		return 1;
+	}
+	a.self[n] = '\0';
+	if (cfg->host[0])
+		snprintf(a.host, sizeof(a.host), "%s", cfg->host);
+	else if (cfg->rdma_addr[0])
+		snprintf(a.host, sizeof(a.host), "%s", cfg->rdma_addr);
+	else if (rmp_rdma_local_addr(a.host, sizeof(a.host)))
+		gethostname(a.host, sizeof(a.host) - 1);
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) ||
+	    (a.sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+		rmp_log_syserr("signalfd", errno, "cannot watch SIGCHLD and SIGTERM");
+		return 1;
+	}
+	if (measure_footprint(&a))
+		goto out_close_signalfd;
+	char b[32];
+	rmp_log_info("a donor process costs %s before its region", human(a.footprint, b, sizeof(b)));
+
+	uint64_t backoff = BACKOFF_START_MS;
+	unsigned attempt = 0;
+	while (!a.stopping) {
+		attempt++;
+		if (register_agent(&a)) {
+			rmp_log_warn("coordinator %s:%u: attempt %u failed, next in %" PRIu64 " ms",
+				     cfg->coordinator.host, (unsigned)cfg->coordinator.port, attempt,
+				     backoff);
+			pause_ms(&a, backoff);
+			backoff = backoff * 2 > cfg->reconnect_max_ms ? cfg->reconnect_max_ms
+								      : backoff * 2;
+			continue;
+		}
+		attempt = 0;
+		backoff = BACKOFF_START_MS;
+		serve(&a);
+		if (a.stopping) {
+			terminate_all(&a); /* still connected: EXITED reaches it */
+			break;
+		}
+		rmp_log_warn("lost the coordinator: terminating %u donor(s), then reconnecting",
+			     a.n_children);
+		a.connected = false;
+		terminate_all(&a);
+		dn_ctl_close(&a.ctl);
+	}
+	if (a.connected) {
+		a.connected = false;
+		dn_ctl_close(&a.ctl);
+	}
+	terminate_all(&a);
+	status = a.children ? 1 : 0;
+
+out_close_signalfd:
+	close(a.sfd);
+	return status;
+}
