@@ -1,0 +1,274 @@
+/* agents.c - host agents and the donor processes they run.
+ *
+ * An agent registers its host's budget, the per-process limit and a
+ * donor's measured footprint; pool.c places donors over agents and asks
+ * here to SPAWN them. The agent answers each SPAWN or TERMINATE with
+ * PROGRESS {SPAWNED pid | FAILED | EXITED}, which we apply to the donor
+ * and pass on to its pool (which relays it to the consumer waiting in
+ * `rmpool pool create`).
+ *
+ * Budgets: a donor costs region + footprint on its agent's host from
+ * SPAWN until the agent reports EXITED (or the donor's terminate deadline
+ * passes), so a pool created right after a destroy cannot overcommit a
+ * host whose donors are still tearing down.
+ *
+ * An agent that disconnects leaves its donors running (a restarted
+ * agent must not take pools down); they become standalone: terminated
+ * through their own connections from then on.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "srv.h"
+
+static struct rmp_srv_agent *agent_of(struct rmp_srv_conn *c)
+{
+	return c->agent;
+}
+
+void rmp_srv_agent_register(struct rmp_srv_conn *c, const struct rmp_wire_agent_register *r)
+{
+	struct rmp_srv *srv = c->srv;
+	char b[32], l[32], f[32];
+
+	if (agent_of(c)) {
+		rmp_srv_conn_send_error(c, EALREADY, RMP_MSG_AGENT_REGISTER,
+					"this connection registered agent %" PRIu32 " already",
+					c->agent->id);
+		return;
+	}
+	if (r->host[0] == '\0') {
+		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_AGENT_REGISTER,
+					"an agent must name its host");
+		return;
+	}
+	if (r->process_limit <= r->donor_footprint) {
+		rmp_config_format_bytes(r->process_limit, l, sizeof(l));
+		rmp_config_format_bytes(r->donor_footprint, f, sizeof(f));
+		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_AGENT_REGISTER,
+					"process limit %s leaves nothing after the donor "
+					"footprint %s",
+					l, f);
+		return;
+	}
+	for (struct rmp_srv_agent *a = srv->agents; a; a = a->next) {
+		if (strcmp(a->host, r->host) == 0) {
+			rmp_srv_conn_send_error(c, EEXIST, RMP_MSG_AGENT_REGISTER,
+						"host %s has a registered agent already (from %s)",
+						r->host, a->conn ? a->conn->peer : "?");
+			return;
+		}
+	}
+	struct rmp_srv_agent *a = calloc(1, sizeof(*a));
+	if (!a) {
+		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_AGENT_REGISTER, "out of memory");
+		return;
+	}
+	a->id = srv->next_agent++;
+	a->conn = c;
+	memcpy(a->host, r->host, sizeof(a->host));
+	a->budget = r->budget;
+	a->process_limit = r->process_limit;
+	a->donor_footprint = r->donor_footprint;
+	/* Donors this host still runs from before (the agent restarted). */
+	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next) {
+		if (!d->agent && strcmp(d->host, a->host) == 0) {
+			d->agent = a;
+			a->used += d->cost;
+			a->donors++;
+		}
+	}
+	a->next = srv->agents;
+	srv->agents = a;
+	c->agent = a;
+
+	struct rmp_wire_msg m = { .type = RMP_MSG_AGENT_REGISTERED };
+	m.u.agent_registered.agent_id = a->id;
+	rmp_srv_conn_send(c, &m);
+	rmp_config_format_bytes(a->budget, b, sizeof(b));
+	rmp_config_format_bytes(a->process_limit, l, sizeof(l));
+	rmp_config_format_bytes(a->donor_footprint, f, sizeof(f));
+	rmp_log_info("agent %" PRIu32 " registered: host %s (%s), budget %s, process limit %s, "
+		     "donor footprint %s",
+		     a->id, a->host, c->peer, b, l, f);
+}
+
+struct rmp_srv_donor *rmp_srv_donor_find(struct rmp_srv *srv, uint32_t id)
+{
+	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next)
+		if (d->id == id)
+			return d;
+	return NULL;
+}
+
+void rmp_srv_donor_gone(struct rmp_srv *srv, struct rmp_srv_donor *d, const char *why)
+{
+	rmp_log_info("donor %" PRIu32 " (pool %" PRIu32 ", host %s, pid %" PRIu32 ") is gone: %s",
+		     d->id, d->pool_id, d->host, d->pid, why);
+	if (d->agent) {
+		d->agent->used -= d->cost;
+		d->agent->donors--;
+	}
+	if (d->conn)
+		d->conn->donor = NULL;
+	for (struct rmp_srv_donor **pp = &srv->donors; *pp; pp = &(*pp)->next) {
+		if (*pp == d) {
+			*pp = d->next;
+			break;
+		}
+	}
+	free(d);
+}
+
+int rmp_srv_agent_spawn(struct rmp_srv *srv, struct rmp_srv_donor *d, uint64_t segment_size)
+{
+	struct rmp_wire_msg m = { .type = RMP_MSG_SPAWN };
+
+	d->request_id = srv->next_request++;
+	m.u.spawn.request_id = d->request_id;
+	m.u.spawn.pool_id = d->pool_id;
+	m.u.spawn.donor_id = d->id;
+	m.u.spawn.region_len = d->region_len;
+	m.u.spawn.segment_size = segment_size;
+	d->state = RMP_SRV_DONOR_SPAWNING;
+	return rmp_srv_conn_send(d->agent->conn, &m);
+}
+
+void rmp_srv_donor_terminate(struct rmp_srv *srv, struct rmp_srv_donor *d)
+{
+	struct rmp_wire_msg m = { .type = RMP_MSG_TERMINATE };
+	int rc = -ENOTCONN;
+
+	if (d->state == RMP_SRV_DONOR_TERMINATING)
+		return;
+	d->request_id = srv->next_request++;
+	d->state = RMP_SRV_DONOR_TERMINATING;
+	d->terminate_deadline_ms = rmp_srv_now_ms() + srv->cfg.terminate_ms;
+	m.u.terminate.request_id = d->request_id;
+	m.u.terminate.donor_id = d->id;
+	if (d->agent && d->agent->conn)
+		rc = rmp_srv_conn_send(d->agent->conn, &m);
+	if (rc && d->conn)
+		rc = rmp_srv_conn_send(d->conn, &m);
+	if (rc) {
+		/* Nobody to tell: it never started, or both links are down. */
+		rmp_srv_pool_donor_exited(d->pool, d);
+		rmp_srv_donor_gone(srv, d, "no agent or connection to terminate it through");
+		return;
+	}
+	rmp_log_info("donor %" PRIu32 " (pool %" PRIu32 ", host %s): terminate sent via %s", d->id,
+		     d->pool_id, d->host, d->agent && d->agent->conn ? "its agent" : "its connection");
+}
+
+void rmp_srv_agent_progress(struct rmp_srv_conn *c, const struct rmp_wire_progress *p)
+{
+	struct rmp_srv *srv = c->srv;
+	struct rmp_srv_agent *a = agent_of(c);
+
+	if (!a) {
+		rmp_srv_conn_send_error(c, EPERM, RMP_MSG_PROGRESS,
+					"PROGRESS before AGENT_REGISTER");
+		return;
+	}
+	struct rmp_srv_donor *d = rmp_srv_donor_find(srv, p->donor_id);
+	if (!d || d->agent != a) {
+		rmp_log_warn("agent %" PRIu32 " (%s): PROGRESS for donor %" PRIu32
+			     " that is not one of its donors; ignored",
+			     a->id, a->host, p->donor_id);
+		return;
+	}
+	switch (p->state) {
+	case RMP_PROGRESS_SPAWNED:
+		if (d->state == RMP_SRV_DONOR_SPAWNING)
+			d->state = RMP_SRV_DONOR_SPAWNED;
+		d->pid = p->pid;
+		rmp_log_info("donor %" PRIu32 " (pool %" PRIu32 ") spawned on %s, pid %" PRIu32,
+			     d->id, d->pool_id, a->host, p->pid);
+		if (d->pool)
+			rmp_srv_pool_donor_spawned(d->pool, d);
+		break;
+	case RMP_PROGRESS_FAILED: {
+		char why[RMP_WIRE_TEXT_MAX + RMP_WIRE_HOST_MAX + 160];
+		snprintf(why, sizeof(why), "could not start on %s: %s%s%s", a->host,
+			 p->text[0] ? p->text : "", p->text[0] && p->error ? ": " : "",
+			 p->error ? strerror((int)p->error) : "");
+		rmp_log_warn("donor %" PRIu32 " (pool %" PRIu32 ") %s", d->id, d->pool_id, why);
+		if (d->pool)
+			rmp_srv_pool_donor_failed(d->pool, d, why);
+		rmp_srv_donor_gone(srv, d, "spawn failed");
+		break;
+	}
+	case RMP_PROGRESS_EXITED: {
+		bool asked = d->state == RMP_SRV_DONOR_TERMINATING;
+		if (!asked)
+			rmp_log_warn("donor %" PRIu32 " (pool %" PRIu32 ", pid %" PRIu32
+				     ") on %s exited unasked%s%s",
+				     d->id, d->pool_id, d->pid, a->host, p->text[0] ? ": " : "",
+				     p->text);
+		if (d->pool) {
+			if (asked)
+				rmp_srv_pool_donor_exited(d->pool, d);
+			else
+				rmp_srv_pool_donor_failed(d->pool, d, "the donor process exited");
+		}
+		rmp_srv_donor_gone(srv, d, asked ? "terminated" : "exited");
+		break;
+	}
+	}
+}
+
+void rmp_srv_agent_conn_closed(struct rmp_srv_conn *c)
+{
+	struct rmp_srv *srv = c->srv;
+	struct rmp_srv_agent *a = c->agent;
+
+	if (!a)
+		return;
+	rmp_log_warn("agent %" PRIu32 " (host %s) disconnected; its donors keep running", a->id,
+		     a->host);
+	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next)
+		if (d->agent == a)
+			d->agent = NULL;
+	/* A donor that has not registered yet cannot finish without it, and
+	 * nobody could terminate it: fail its pool and forget it. Failing a
+	 * pool may free other donors, so rescan after each one. */
+	for (;;) {
+		struct rmp_srv_donor *d = srv->donors;
+		while (d && !(d->agent == NULL && d->conn == NULL && strcmp(d->host, a->host) == 0 &&
+			      (d->state == RMP_SRV_DONOR_SPAWNING ||
+			       d->state == RMP_SRV_DONOR_SPAWNED)))
+			d = d->next;
+		if (!d)
+			break;
+		if (d->pool)
+			rmp_srv_pool_donor_failed(d->pool, d, "its host agent disconnected");
+		rmp_srv_donor_gone(srv, d, "its agent disconnected before it registered");
+	}
+	for (struct rmp_srv_agent **pp = &srv->agents; *pp; pp = &(*pp)->next) {
+		if (*pp == a) {
+			*pp = a->next;
+			break;
+		}
+	}
+	c->agent = NULL;
+	free(a);
+}
+
+void rmp_srv_donors_reap_overdue(struct rmp_srv *srv, uint64_t now_ms)
+{
+	for (struct rmp_srv_donor *d = srv->donors, *next; d; d = next) {
+		next = d->next;
+		if (d->state != RMP_SRV_DONOR_TERMINATING || now_ms < d->terminate_deadline_ms)
+			continue;
+		rmp_log_warn("donor %" PRIu32 " (pool %" PRIu32 ", host %s, pid %" PRIu32
+			     ") did not report its exit in time; forgetting it",
+			     d->id, d->pool_id, d->host, d->pid);
+		if (d->pool)
+			rmp_srv_pool_donor_exited(d->pool, d);
+		rmp_srv_donor_gone(srv, d, "terminate timed out");
+	}
+}

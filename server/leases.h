@@ -1,0 +1,64 @@
+/* leases.h - the lease table: which client holds which pool, until when.
+ * Pure bookkeeping, no clock and no I/O: callers pass `now` (ms on a
+ * monotonic clock), so expiry is testable without waiting.
+ *
+ * A lease lives from POOL_READY until POOL_CLOSE, or until `ttl` passes
+ * without a LEASE_RENEW: a lease whose deadline is <= now is expired,
+ * even before rmp_srv_leases_expire() has reaped it, so a renewal that
+ * arrives late is refused rather than raced against the reaper. Ids are
+ * never reused within a table. Small tables (hundreds of clients): a
+ * linear array is simpler than a heap and fast enough at that size.
+ */
+#ifndef RMP_SRV_LEASES_H
+#define RMP_SRV_LEASES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct rmp_srv_lease {
+	uint64_t id;
+	uint32_t pool_id;
+	uint64_t client_id; /* session id of the client it was granted to */
+	void *owner;	    /* its connection, NULL once that closed */
+	uint64_t deadline_ms;
+};
+
+struct rmp_srv_leases {
+	struct rmp_srv_lease *v;
+	size_t n, cap;
+	uint64_t next_id;
+	uint64_t ttl_ms;
+};
+
+void rmp_srv_leases_init(struct rmp_srv_leases *t, uint64_t ttl_ms, uint64_t first_id);
+void rmp_srv_leases_fini(struct rmp_srv_leases *t);
+
+/* now + ttl, saturating instead of wrapping. */
+uint64_t rmp_srv_lease_deadline(uint64_t now_ms, uint64_t ttl_ms);
+
+/* 0 and *id, or -ENOMEM. */
+int rmp_srv_leases_grant(struct rmp_srv_leases *t, uint32_t pool_id, uint64_t client_id,
+			 void *owner, uint64_t now_ms, uint64_t *id);
+/* NULL when unknown (never granted, closed or reaped). */
+struct rmp_srv_lease *rmp_srv_leases_find(struct rmp_srv_leases *t, uint64_t id);
+/* Pushes the deadline to now + ttl and moves it to owner. -ENOENT unknown,
+ * -ETIMEDOUT when it had already expired (it stays for the reaper). */
+int rmp_srv_leases_renew(struct rmp_srv_leases *t, uint64_t id, void *owner, uint64_t now_ms);
+/* Ends a lease (POOL_CLOSE). -ENOENT unknown. */
+int rmp_srv_leases_release(struct rmp_srv_leases *t, uint64_t id);
+
+typedef void rmp_srv_lease_fn(void *arg, const struct rmp_srv_lease *l);
+/* Removes every lease with deadline <= now, calling fn on each first.
+ * Returns how many expired. */
+size_t rmp_srv_leases_expire(struct rmp_srv_leases *t, uint64_t now_ms, rmp_srv_lease_fn *fn,
+			     void *arg);
+/* Earliest deadline, UINT64_MAX when the table is empty. */
+uint64_t rmp_srv_leases_next_deadline(const struct rmp_srv_leases *t);
+/* A connection closed: its leases stay until they expire. */
+void rmp_srv_leases_forget_owner(struct rmp_srv_leases *t, const void *owner);
+/* Live leases on one pool. */
+uint32_t rmp_srv_leases_count_pool(const struct rmp_srv_leases *t, uint32_t pool_id);
+/* The pool is gone: drop its leases (no expiry is counted). */
+void rmp_srv_leases_drop_pool(struct rmp_srv_leases *t, uint32_t pool_id);
+
+#endif /* RMP_SRV_LEASES_H */

@@ -1,0 +1,54 @@
+/* metrics.c - see metrics.h. One row per metric: name, type, help and
+ * where its value lives, so a metric cannot be exported without its HELP
+ * and TYPE lines. */
+#include "metrics.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+struct row {
+	const char *name;
+	const char *type; /* "gauge" or "counter" */
+	const char *help;
+	size_t offset;
+};
+
+#define ROW(field, type, help) \
+	{ "rmpool_" #field, type, help, offsetof(struct rmp_srv_metrics, field) }
+
+static const struct row rows[] = {
+	ROW(pools, "gauge", "Pools that exist (ready or being created or destroyed)."),
+	ROW(capacity_bytes, "gauge", "Usable bytes of all ready pools."),
+	ROW(free_bytes, "gauge", "Free bytes of all ready pools, from their metadata counts."),
+	ROW(donors, "gauge", "Donor processes alive (spawned and not exited)."),
+	ROW(clients, "gauge", "Authenticated consumer connections."),
+	ROW(agents, "gauge", "Host agents registered."),
+	ROW(leases, "gauge", "Leases held."),
+	ROW(connections, "gauge", "Control connections open."),
+	ROW(frames_rejected_total, "counter",
+	    "Frames refused as malformed, truncated, oversized or unauthenticated."),
+	ROW(auth_failures_total, "counter", "Handshakes that failed or timed out."),
+	ROW(leases_expired_total, "counter", "Leases not renewed in time."),
+	ROW(pools_created_total, "counter", "Pools provisioned."),
+	ROW(pool_failures_total, "counter", "Pool creations that failed."),
+	ROW(connections_total, "counter", "Control connections accepted."),
+};
+
+size_t rmp_srv_metrics_format(const struct rmp_srv_metrics *m, char *buf, size_t cap)
+{
+	size_t used = 0;
+
+	if (cap)
+		buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		const struct row *r = &rows[i];
+		uint64_t v = *(const uint64_t *)((const char *)m + r->offset);
+		int n = snprintf(used < cap ? buf + used : NULL, used < cap ? cap - used : 0,
+				 "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", r->name, r->help,
+				 r->name, r->type, r->name, v);
+		if (n < 0)
+			return used;
+		used += (size_t)n;
+	}
+	return used;
+}

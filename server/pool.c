@@ -1,0 +1,935 @@
+/* pool.c - pools: creation (donor provisioning), attach, close, destroy,
+ * segment tables and leases.
+ *
+ * Creating a pool (POOL_OPEN, capacity > 0), all or nothing:
+ *   1. size it (common/sizing.h): per-donor region = the smallest
+ *      per-process limit less the donor footprint, in whole segments;
+ *      donors = what the coordinator's own share (self-contribution)
+ *      leaves, divided by that; the space is the next power of two;
+ *   2. place the donors over the agents' remaining budgets, or refuse
+ *      with the numbers (asked, possible per host) before anything runs;
+ *   3. create the metadata region in shm, format it (the tail past the
+ *      capacity reserved), register it on the rdma listener's PD: from
+ *      here on the CPU only reads it;
+ *   4. SPAWN every donor, relaying each PROGRESS to the consumer;
+ *   5. when every donor has handed its region over (DONOR_REGISTER),
+ *      build the segment table and answer POOL_READY with a lease.
+ * A failure at any step (a spawn failing, a donor or agent or the
+ * consumer disconnecting, provision-timeout) sends ERROR, TERMINATEs
+ * every donor already asked for and removes the pool: no donor is left
+ * behind and the name is free again.
+ *
+ * Destroying (POOL_DESTROY): TERMINATE every donor, wait for each exit
+ * (bounded by terminate-timeout, see agents.c), deregister the
+ * metadata, unlink its shm object, ACK.
+ *
+ * Re-entrancy: terminating a donor that nobody can reach frees it at
+ * once (agents.c), so loops over a pool's donors first detach them
+ * into a copy and never walk a list that a call may change.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "layout.h"
+#include "log.h"
+#include "sizing.h"
+#include "srv.h"
+
+static struct rmp_srv_pool *pool_find_name(struct rmp_srv *srv, const char *name)
+{
+	for (struct rmp_srv_pool *p = srv->pools; p; p = p->next)
+		if (strcmp(p->name, name) == 0)
+			return p;
+	return NULL;
+}
+
+struct rmp_srv_pool *rmp_srv_pool_find_id(struct rmp_srv *srv, uint32_t id)
+{
+	for (struct rmp_srv_pool *p = srv->pools; p; p = p->next)
+		if (p->id == id)
+			return p;
+	return NULL;
+}
+
+/* Pool names become shm object names: keep them to a portable set. */
+static bool name_ok(const char *name)
+{
+	if (!name[0] || name[0] == '.' || name[0] == '-')
+		return false;
+	for (const char *s = name; *s; s++) {
+		char ch = *s;
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+			return false;
+	}
+	return true;
+}
+
+static void pool_progress(struct rmp_srv_pool *p, const struct rmp_srv_donor *d, uint8_t state,
+			  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void pool_progress(struct rmp_srv_pool *p, const struct rmp_srv_donor *d, uint8_t state,
+			  const char *fmt, ...)
+{
+	struct rmp_wire_msg m = { .type = RMP_MSG_PROGRESS };
+	va_list ap;
+
+	if (!p->requester || p->request_type != RMP_MSG_POOL_OPEN)
+		return;
+	m.u.progress.request_id = p->id;
+	m.u.progress.donor_id = d ? d->id : 0;
+	m.u.progress.state = state;
+	m.u.progress.pid = d ? d->pid : 0;
+	va_start(ap, fmt);
+	vsnprintf(m.u.progress.text, sizeof(m.u.progress.text), fmt, ap);
+	va_end(ap);
+	rmp_srv_conn_send(p->requester, &m);
+}
+
+static void pool_unlink(struct rmp_srv *srv, struct rmp_srv_pool *p)
+{
+	for (struct rmp_srv_pool **pp = &srv->pools; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			return;
+		}
+	}
+}
+
+/* Frees the pool and what the coordinator holds for it; the donors must
+ * have been detached already. */
+static void pool_free(struct rmp_srv *srv, struct rmp_srv_pool *p, bool unlink_shm)
+{
+	pool_unlink(srv, p);
+	rmp_srv_leases_drop_pool(&srv->leases, p->id);
+	if (p->timer)
+		event_free(p->timer);
+	rmp_srv_rdma_dereg(&p->meta);
+	rmp_srv_meta_destroy(&p->meta, unlink_shm);
+	rmp_srv_rdma_dereg(&p->self);
+	rmp_srv_meta_destroy(&p->self, unlink_shm);
+	free(p->segtab.donors);
+	free(p->segtab.segments);
+	free(p->donors);
+	free(p);
+}
+
+static uint32_t pool_live_donors(const struct rmp_srv_pool *p)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < p->n_donors; i++)
+		n += p->donors[i] != NULL;
+	return n;
+}
+
+static void pool_detach(struct rmp_srv_pool *p, struct rmp_srv_donor *d)
+{
+	for (uint32_t i = 0; i < p->n_donors; i++)
+		if (p->donors[i] == d)
+			p->donors[i] = NULL;
+	d->pool = NULL;
+}
+
+/* Detaches every donor and asks each to exit. */
+static void pool_terminate_donors(struct rmp_srv *srv, struct rmp_srv_pool *p)
+{
+	uint32_t n = 0;
+	struct rmp_srv_donor **v = calloc(p->n_donors ? p->n_donors : 1, sizeof(*v));
+
+	if (!v) {
+		/* Cannot even copy: terminate from the pool's array, slot by slot. */
+		for (uint32_t i = 0; i < p->n_donors; i++) {
+			struct rmp_srv_donor *d = p->donors[i];
+			if (d) {
+				pool_detach(p, d);
+				rmp_srv_donor_terminate(srv, d);
+			}
+		}
+		return;
+	}
+	for (uint32_t i = 0; i < p->n_donors; i++) {
+		if (p->donors[i]) {
+			v[n++] = p->donors[i];
+			pool_detach(p, p->donors[i]);
+		}
+	}
+	for (uint32_t i = 0; i < n; i++)
+		rmp_srv_donor_terminate(srv, v[i]);
+	free(v);
+}
+
+/* Provisioning failed: tell the consumer, take every donor down, forget
+ * the pool (its shm object goes too: no one ever saw it). */
+static void pool_fail(struct rmp_srv *srv, struct rmp_srv_pool *p, int code, const char *fmt,
+		      ...) __attribute__((format(printf, 4, 5)));
+static void pool_fail(struct rmp_srv *srv, struct rmp_srv_pool *p, int code, const char *fmt,
+		      ...)
+{
+	char why[RMP_WIRE_TEXT_MAX + 1];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	srv->m.pool_failures_total++;
+	rmp_log_warn("pool %s: creation failed: %s; terminating its %" PRIu32 " donor(s)", p->name,
+		     why, pool_live_donors(p));
+	if (p->requester)
+		rmp_srv_conn_send_error(p->requester, code, RMP_MSG_POOL_OPEN, "pool %s: %s",
+					p->name, why);
+	p->requester = NULL;
+	pool_terminate_donors(srv, p);
+	pool_free(srv, p, true);
+}
+
+static void provision_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rmp_srv_pool *p = arg;
+	struct rmp_srv *srv = p->srv;
+	char d[32];
+
+	rmp_config_format_duration(srv->cfg.provision_ms, d, sizeof(d));
+	pool_fail(srv, p, ETIMEDOUT, "only %" PRIu32 " of %" PRIu32 " donors registered within %s",
+		  p->registered, p->n_donors, d);
+}
+
+static int grant_and_send_ready(struct rmp_srv_conn *c, struct rmp_srv_pool *p)
+{
+	struct rmp_srv *srv = c->srv;
+	struct rmp_wire_msg m = { .type = RMP_MSG_POOL_READY };
+	uint64_t lease;
+
+	int rc = rmp_srv_leases_grant(&srv->leases, p->id, c->session_id, c, rmp_srv_now_ms(),
+				      &lease);
+	if (rc) {
+		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "out of memory for a lease");
+		return rc;
+	}
+	m.u.pool_ready.pool_id = p->id;
+	m.u.pool_ready.lease_id = lease;
+	m.u.pool_ready.lease_ms = (uint32_t)srv->cfg.lease_ms;
+	m.u.pool_ready.segtab = p->segtab;
+	rc = rmp_srv_conn_send(c, &m);
+	if (rc) {
+		rmp_srv_leases_release(&srv->leases, lease);
+		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN,
+					"cannot send the segment table: %s", strerror(-rc));
+		return rc;
+	}
+	rmp_log_info("pool %s: lease %" PRIu64 " granted to session %" PRIu64 " (%s)", p->name,
+		     lease, c->session_id, c->peer);
+	return 0;
+}
+
+/* Every donor is in: build the segment table, answer POOL_READY. */
+static void pool_finish_provisioning(struct rmp_srv *srv, struct rmp_srv_pool *p)
+{
+	struct rmp_wire_segtab *t = &p->segtab;
+	char err[RMP_WIRE_TEXT_MAX + 1];
+	uint32_t nb = 0;
+
+	t->version = 1;
+	t->capacity = p->capacity;
+	t->space_log2 = (uint8_t)p->space_log2;
+	t->min_block_log2 = (uint8_t)p->min_block_log2;
+	t->segment_log2 = (uint8_t)p->segment_log2;
+	t->meta = (struct rmp_wire_region){ .addr = (uint64_t)(uintptr_t)p->meta.mem,
+					    .len = p->meta.len,
+					    .rkey = p->meta.rkey };
+	rmp_srv_rdma_endpoint(srv, &t->coordinator);
+	t->n_donors = p->n_donors + (p->self_donor_id != 0);
+	t->n_segments = (uint32_t)(UINT64_C(1) << (p->space_log2 - p->segment_log2));
+	t->donors = calloc(t->n_donors ? t->n_donors : 1, sizeof(*t->donors));
+	t->segments = calloc(t->n_segments, sizeof(*t->segments));
+	struct rmp_srv_backing *b = calloc(t->n_donors ? t->n_donors : 1, sizeof(*b));
+	if (!t->donors || !t->segments || !b) {
+		free(b);
+		pool_fail(srv, p, ENOMEM, "out of memory for the segment table");
+		return;
+	}
+	if (p->self_donor_id) {
+		t->donors[nb].donor_id = p->self_donor_id;
+		t->donors[nb].endpoint = t->coordinator;
+		b[nb] = (struct rmp_srv_backing){ .donor_id = p->self_donor_id,
+						  .rkey = p->self.rkey,
+						  .addr = (uint64_t)(uintptr_t)p->self.mem,
+						  .len = p->self.len,
+						  .base = 0 };
+		nb++;
+	}
+	for (uint32_t i = 0; i < p->n_donors; i++) {
+		const struct rmp_srv_donor *d = p->donors[i];
+		t->donors[nb].donor_id = d->id;
+		t->donors[nb].endpoint = d->endpoint;
+		b[nb] = (struct rmp_srv_backing){ .donor_id = d->id,
+						  .rkey = d->region.rkey,
+						  .addr = d->region.addr,
+						  .len = d->region_len,
+						  .base = d->base };
+		nb++;
+	}
+	int rc = rmp_srv_segtab_fill(t->segments, t->n_segments, p->segment_log2, b, nb, err,
+				     sizeof(err));
+	free(b);
+	if (rc) {
+		pool_fail(srv, p, -rc, "segment table: %s", err);
+		return;
+	}
+	if (p->timer)
+		evtimer_del(p->timer);
+	p->state = RMP_SRV_POOL_READY;
+	srv->m.pools_created_total++;
+	char cap[32], space[32];
+	rmp_config_format_bytes(p->capacity, cap, sizeof(cap));
+	rmp_config_format_bytes(p->space, space, sizeof(space));
+	rmp_log_info("pool %s (id %" PRIu32 ") ready: %s usable in a %s space, %" PRIu32
+		     " donor(s), %" PRIu32 " segments",
+		     p->name, p->id, cap, space, p->n_donors, t->n_segments);
+	struct rmp_srv_conn *c = p->requester;
+	p->requester = NULL;
+	p->request_type = 0;
+	if (c)
+		grant_and_send_ready(c, p);
+}
+
+static void pool_attach(struct rmp_srv_conn *c, const struct rmp_wire_pool_open *o)
+{
+	struct rmp_srv_pool *p = pool_find_name(c->srv, o->name);
+
+	if (!p) {
+		rmp_srv_conn_send_error(c, ENOENT, RMP_MSG_POOL_OPEN,
+					"no pool named %s (give a capacity to create it)", o->name);
+		return;
+	}
+	if (p->state != RMP_SRV_POOL_READY) {
+		rmp_srv_conn_send_error(c, EBUSY, RMP_MSG_POOL_OPEN, "pool %s is being %s", p->name,
+					p->state == RMP_SRV_POOL_PROVISIONING ? "created"
+									      : "destroyed");
+		return;
+	}
+	grant_and_send_ready(c, p);
+}
+
+/* The agents a donor may go to, and the region every donor gets: the
+ * smallest per-process room, so any donor fits on any host. */
+struct placement {
+	size_t n;
+	struct rmp_srv_agent **agents;
+	struct rmp_sizing_host *hosts;
+	uint64_t *per_host;
+	const struct rmp_srv_agent *tightest; /* smallest limit - footprint */
+	uint64_t max_footprint;
+};
+
+static int placement_init(struct rmp_srv *srv, struct placement *pl)
+{
+	memset(pl, 0, sizeof(*pl));
+	for (struct rmp_srv_agent *a = srv->agents; a; a = a->next)
+		pl->n++;
+	size_t n = pl->n ? pl->n : 1;
+	pl->agents = calloc(n, sizeof(*pl->agents));
+	pl->hosts = calloc(n, sizeof(*pl->hosts));
+	pl->per_host = calloc(n, sizeof(*pl->per_host));
+	if (!pl->agents || !pl->hosts || !pl->per_host)
+		return -ENOMEM;
+	size_t i = 0;
+	for (struct rmp_srv_agent *a = srv->agents; a; a = a->next, i++) {
+		pl->agents[i] = a;
+		pl->hosts[i].name = a->host;
+		pl->hosts[i].budget = a->budget > a->used ? a->budget - a->used : 0;
+		if (!pl->tightest || a->process_limit - a->donor_footprint <
+					     pl->tightest->process_limit -
+						     pl->tightest->donor_footprint)
+			pl->tightest = a;
+		if (a->donor_footprint > pl->max_footprint)
+			pl->max_footprint = a->donor_footprint;
+	}
+	return 0;
+}
+
+static void placement_fini(struct placement *pl)
+{
+	free(pl->agents);
+	free(pl->hosts);
+	free(pl->per_host);
+}
+
+static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open *o)
+{
+	struct rmp_srv *srv = c->srv;
+	const struct rmp_srv_cfg *cfg = &srv->cfg;
+	char err[RMP_WIRE_TEXT_MAX + 1], asked[32], a1[32];
+	struct placement pl;
+	struct rmp_srv_pool *p = NULL;
+	uint64_t *region_len = NULL, *base = NULL;
+	int rc;
+
+	rmp_config_format_bytes(o->capacity, asked, sizeof(asked));
+	if (pool_find_name(srv, o->name)) {
+		rmp_srv_conn_send_error(c, EEXIST, RMP_MSG_POOL_OPEN,
+					"pool %s exists already (capacity 0 attaches to it)",
+					o->name);
+		return;
+	}
+	if (!srv->rdma) {
+		rmp_srv_conn_send_error(c, ENODEV, RMP_MSG_POOL_OPEN,
+					"cannot create pool %s: this coordinator has no RDMA "
+					"listener (%s)",
+					o->name, rmp_srv_rdma_why_not(srv));
+		return;
+	}
+	uint64_t min_block = o->min_block ? o->min_block : cfg->min_block;
+	if ((min_block & (min_block - 1)) || min_block < 64 || min_block > cfg->segment_size) {
+		rmp_config_format_size(cfg->segment_size, a1, sizeof(a1));
+		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_POOL_OPEN,
+					"min_block %" PRIu64 " must be a power of two in [64, %s]",
+					min_block, a1);
+		return;
+	}
+	if (placement_init(srv, &pl)) {
+		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_POOL_OPEN, "out of memory");
+		goto out_placement;
+	}
+
+	/* 1. size */
+	struct rmp_sizing_request req = { .capacity = o->capacity,
+					  .segment_size = cfg->segment_size,
+					  .coordinator_share = cfg->self_contribution };
+	if (pl.tightest) {
+		req.process_limit = pl.tightest->process_limit;
+		req.donor_footprint = pl.tightest->donor_footprint;
+	} else {
+		/* No agent: only the coordinator's share can serve the pool. */
+		req.process_limit = cfg->segment_size;
+	}
+	struct rmp_sizing_plan plan;
+	rc = rmp_sizing_plan(&req, &plan, err, sizeof(err));
+	if (rc) {
+		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s (%s): %s", o->name,
+					asked, err);
+		goto out_placement;
+	}
+	if (plan.donors && !pl.tightest) {
+		rmp_srv_conn_send_error(c, EHOSTUNREACH, RMP_MSG_POOL_OPEN,
+					"pool %s (%s): no host agent is registered to run donors",
+					o->name, asked);
+		goto out_placement;
+	}
+	struct rmp_sizing_geometry geo;
+	rc = rmp_sizing_geometry(o->capacity, cfg->segment_size, plan.provided, &geo, err,
+				 sizeof(err));
+	if (rc) {
+		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s (%s): %s", o->name,
+					asked, err);
+		goto out_placement;
+	}
+	if (geo.segments > RMP_WIRE_MAX_SEGMENTS) {
+		rmp_config_format_size(cfg->segment_size, a1, sizeof(a1));
+		rmp_srv_conn_send_error(c, E2BIG, RMP_MSG_POOL_OPEN,
+					"pool %s (%s): %" PRIu64 " segments of %s, at most %u: raise "
+					"the coordinator's segment-size",
+					o->name, asked, geo.segments, a1, RMP_WIRE_MAX_SEGMENTS);
+		goto out_placement;
+	}
+	unsigned min_log2 = (unsigned)__builtin_ctzll(min_block);
+	struct rmp_buddy_geom bg;
+	if (rmp_buddy_geom_init(&bg, geo.space_log2, min_log2)) {
+		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_POOL_OPEN,
+					"pool %s (%s): a 2^%u-byte space in 2^%u-byte blocks needs "
+					"%u buddy levels, at most %u: ask for a larger min_block",
+					o->name, asked, geo.space_log2, min_log2,
+					geo.space_log2 - min_log2 + 1, RMP_BUDDY_MAX_LEVELS);
+		goto out_placement;
+	}
+
+	/* 2. place */
+	uint64_t cost = plan.region_len + pl.max_footprint;
+	if (plan.donors) {
+		rc = rmp_sizing_place(plan.donors, cost, pl.hosts, pl.n, pl.per_host, err,
+				      sizeof(err));
+		if (rc) {
+			rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s (%s): %s",
+						o->name, asked, err);
+			goto out_placement;
+		}
+	}
+	region_len = calloc(plan.donors ? plan.donors : 1, sizeof(*region_len));
+	base = calloc(plan.donors ? plan.donors : 1, sizeof(*base));
+	p = calloc(1, sizeof(*p));
+	if (p)
+		p->donors = calloc(plan.donors ? plan.donors : 1, sizeof(*p->donors));
+	if (!region_len || !base || !p || !p->donors) {
+		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_POOL_OPEN, "out of memory");
+		goto out_free_pool;
+	}
+	uint64_t self_len = 0;
+	rc = rmp_srv_layout_regions(o->capacity, cfg->segment_size, plan.coordinator_len,
+				    plan.region_len, plan.donors, region_len, base, &self_len);
+	if (rc) {
+		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_POOL_OPEN,
+					"pool %s (%s): internal error laying out %" PRIu64
+					" donors",
+					o->name, asked, plan.donors);
+		goto out_free_pool;
+	}
+	p->srv = srv;
+	p->id = srv->next_pool++;
+	memcpy(p->name, o->name, sizeof(p->name));
+	p->state = RMP_SRV_POOL_PROVISIONING;
+	p->capacity = o->capacity;
+	p->space = geo.space;
+	p->space_log2 = geo.space_log2;
+	p->segment_log2 = geo.segment_log2;
+	p->min_block_log2 = min_log2;
+	p->geom = bg;
+	p->requester = c;
+	p->request_type = RMP_MSG_POOL_OPEN;
+
+	/* 3. metadata (and the coordinator's share): shm, format, register */
+	rc = rmp_srv_meta_create(&p->meta, p->name, "", bg.total_words * sizeof(uint64_t), err,
+				 sizeof(err));
+	if (rc) {
+		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s: metadata: %s", p->name,
+					err);
+		goto out_free_pool;
+	}
+	rmp_buddy_format(p->meta.mem, &bg, o->capacity);
+	rc = rmp_srv_rdma_reg(srv, &p->meta, err, sizeof(err));
+	if (rc) {
+		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s: metadata: %s", p->name,
+					err);
+		goto out_free_pool;
+	}
+	if (self_len) {
+		rc = rmp_srv_meta_create(&p->self, p->name, ".self", self_len, err, sizeof(err));
+		if (rc == 0)
+			rc = rmp_srv_rdma_reg(srv, &p->self, err, sizeof(err));
+		if (rc) {
+			rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN,
+						"pool %s: self-contribution: %s", p->name, err);
+			goto out_free_pool;
+		}
+		p->self.len = self_len; /* the page-rounded rest backs nothing */
+		p->self_donor_id = srv->next_donor++;
+	}
+	p->timer = evtimer_new(srv->base, provision_timeout_cb, p);
+	if (!p->timer) {
+		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_POOL_OPEN, "out of memory");
+		goto out_free_pool;
+	}
+	p->next = srv->pools;
+	srv->pools = p;
+
+	/* 4. spawn, host by host in placement order */
+	char region[32];
+	rmp_config_format_bytes(plan.region_len, region, sizeof(region));
+	rmp_log_info("pool %s (id %" PRIu32 "): %s asked by %s: %" PRIu64
+		     " donor(s) of up to %s, %s from the coordinator",
+		     p->name, p->id, asked, c->peer, plan.donors, region,
+		     self_len ? "some" : "nothing");
+	uint64_t k = 0;
+	for (size_t h = 0; h < pl.n; h++) {
+		for (uint64_t j = 0; j < pl.per_host[h]; j++, k++) {
+			struct rmp_srv_donor *d = calloc(1, sizeof(*d));
+			if (!d) {
+				pool_fail(srv, p, ENOMEM, "out of memory for donor %" PRIu64, k);
+				goto out_placement;
+			}
+			d->id = srv->next_donor++;
+			d->pool_id = p->id;
+			d->pool = p;
+			d->agent = pl.agents[h];
+			memcpy(d->host, d->agent->host, sizeof(d->host));
+			d->region_len = region_len[k];
+			d->base = base[k];
+			d->cost = region_len[k] + d->agent->donor_footprint;
+			d->next = srv->donors;
+			srv->donors = d;
+			d->agent->used += d->cost;
+			d->agent->donors++;
+			p->donors[p->n_donors++] = d;
+			rc = rmp_srv_agent_spawn(srv, d, cfg->segment_size);
+			if (rc) {
+				pool_fail(srv, p, -rc, "cannot send SPAWN to the agent on %s: %s",
+					  d->host, strerror(-rc));
+				goto out_placement;
+			}
+		}
+	}
+	if (p->n_donors == 0) {
+		pool_finish_provisioning(srv, p);
+		goto out_placement;
+	}
+	struct timeval tv = { .tv_sec = (time_t)(cfg->provision_ms / 1000),
+			      .tv_usec = (suseconds_t)(cfg->provision_ms % 1000) * 1000 };
+	evtimer_add(p->timer, &tv);
+	p = NULL;
+	goto out_placement;
+
+out_free_pool:
+	if (p) {
+		if (p->meta.mem || p->self.mem) {
+			rmp_srv_rdma_dereg(&p->self);
+			rmp_srv_meta_destroy(&p->self, true);
+			rmp_srv_rdma_dereg(&p->meta);
+			rmp_srv_meta_destroy(&p->meta, true);
+		}
+		if (p->timer)
+			event_free(p->timer);
+		free(p->donors);
+		free(p);
+	}
+	srv->m.pool_failures_total++;
+out_placement:
+	free(region_len);
+	free(base);
+	placement_fini(&pl);
+}
+
+void rmp_srv_pool_open(struct rmp_srv_conn *c, const struct rmp_wire_pool_open *o)
+{
+	if (!name_ok(o->name)) {
+		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_POOL_OPEN,
+					"pool name \"%s\": use letters, digits, '.', '_' and '-', "
+					"not first '.' or '-'",
+					o->name);
+		return;
+	}
+	if (o->capacity == 0)
+		pool_attach(c, o);
+	else
+		pool_create(c, o);
+}
+
+void rmp_srv_pool_donor_spawned(struct rmp_srv_pool *p, struct rmp_srv_donor *d)
+{
+	if (p->state == RMP_SRV_POOL_PROVISIONING)
+		pool_progress(p, d, RMP_PROGRESS_SPAWNED, "donor %" PRIu32 " started on %s (pid %" PRIu32 ")",
+			      d->id, d->host, d->pid);
+}
+
+void rmp_srv_pool_donor_failed(struct rmp_srv_pool *p, struct rmp_srv_donor *d, const char *why)
+{
+	pool_detach(p, d);
+	switch (p->state) {
+	case RMP_SRV_POOL_PROVISIONING:
+		pool_progress(p, d, RMP_PROGRESS_FAILED, "donor %" PRIu32 " on %s: %s", d->id,
+			      d->host, why);
+		pool_fail(p->srv, p, EIO, "donor %" PRIu32 " on %s: %s", d->id, d->host, why);
+		break;
+	case RMP_SRV_POOL_READY:
+		rmp_log_warn("pool %s: donor %" PRIu32 " on %s is gone (%s): reads and writes of "
+			     "its segments fail from now on",
+			     p->name, d->id, d->host, why);
+		break;
+	case RMP_SRV_POOL_DESTROYING:
+		rmp_srv_pool_donor_exited(p, d);
+		break;
+	}
+}
+
+static void pool_destroy_finish(struct rmp_srv *srv, struct rmp_srv_pool *p)
+{
+	struct rmp_srv_conn *c = p->requester;
+
+	rmp_log_info("pool %s (id %" PRIu32 ") destroyed", p->name, p->id);
+	pool_free(srv, p, true);
+	if (c) {
+		struct rmp_wire_msg m = { .type = RMP_MSG_ACK };
+		m.u.ack.ref_type = RMP_MSG_POOL_DESTROY;
+		rmp_srv_conn_send(c, &m);
+	}
+}
+
+void rmp_srv_pool_donor_exited(struct rmp_srv_pool *p, struct rmp_srv_donor *d)
+{
+	if (!p)
+		return;
+	pool_detach(p, d);
+	/* The last exit completes a destroy; a pool whose donors were all
+	 * detached at once (pool_terminate_donors) finishes there instead. */
+	if (p->state == RMP_SRV_POOL_DESTROYING && !p->busy && pool_live_donors(p) == 0)
+		pool_destroy_finish(p->srv, p);
+}
+
+void rmp_srv_pool_donor_register(struct rmp_srv_conn *c, const struct rmp_wire_donor_register *r)
+{
+	struct rmp_srv *srv = c->srv;
+	struct rmp_srv_donor *d = rmp_srv_donor_find(srv, r->donor_id);
+	struct rmp_srv_pool *p = d ? d->pool : NULL;
+	char len[32], want[32];
+
+	if (c->donor) {
+		rmp_srv_conn_send_error(c, EALREADY, RMP_MSG_DONOR_REGISTER,
+					"this connection registered donor %" PRIu32 " already",
+					c->donor->id);
+		return;
+	}
+	if (!d || d->pool_id != r->pool_id || !p) {
+		rmp_srv_conn_send_error(c, ENOENT, RMP_MSG_DONOR_REGISTER,
+					"no donor %" PRIu32 " is expected for pool %" PRIu32
+					" (the pool is gone or was never asked for)",
+					r->donor_id, r->pool_id);
+		return;
+	}
+	if (d->conn || d->state == RMP_SRV_DONOR_REGISTERED ||
+	    p->state != RMP_SRV_POOL_PROVISIONING) {
+		rmp_srv_conn_send_error(c, EALREADY, RMP_MSG_DONOR_REGISTER,
+					"donor %" PRIu32 " of pool %s registered already", d->id,
+					p->name);
+		return;
+	}
+	uint64_t seg = UINT64_C(1) << p->segment_log2;
+	if (r->region.len < d->region_len || r->region.addr == 0 ||
+	    r->region.addr > UINT64_MAX - r->region.len) {
+		rmp_config_format_bytes(r->region.len, len, sizeof(len));
+		rmp_config_format_bytes(d->region_len, want, sizeof(want));
+		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_DONOR_REGISTER,
+					"donor %" PRIu32 ": region of %s at 0x%" PRIx64
+					", asked for %s (segments of %" PRIu64 ")",
+					d->id, len, r->region.addr, want, seg);
+		return;
+	}
+	d->conn = c;
+	c->donor = d;
+	d->region = r->region;
+	d->endpoint = r->endpoint;
+	/* A donor that listens on every address does not know which one we
+	 * reach it by: use the one its control connection came from. */
+	if (!d->endpoint.host[0] || strcmp(d->endpoint.host, "0.0.0.0") == 0) {
+		snprintf(d->endpoint.host, sizeof(d->endpoint.host), "%s", c->peer);
+		char *colon = strrchr(d->endpoint.host, ':');
+		if (colon)
+			*colon = '\0';
+	}
+	if (!d->pid)
+		d->pid = r->pid;
+	d->state = RMP_SRV_DONOR_REGISTERED;
+	p->registered++;
+
+	struct rmp_wire_msg m = { .type = RMP_MSG_DONOR_ACCEPTED };
+	m.u.donor_accepted.donor_id = d->id;
+	m.u.donor_accepted.pool_id = p->id;
+	m.u.donor_accepted.base = d->base;
+	rmp_srv_conn_send(c, &m);
+	rmp_config_format_bytes(d->region_len, len, sizeof(len));
+	rmp_log_info("pool %s: donor %" PRIu32 " registered %s on %s (rdma %s:%u), %" PRIu32
+		     "/%" PRIu32,
+		     p->name, d->id, len, d->host, d->endpoint.host, d->endpoint.port,
+		     p->registered, p->n_donors);
+	pool_progress(p, d, RMP_PROGRESS_SPAWNED,
+		      "donor %" PRIu32 " on %s gave %s (%" PRIu32 "/%" PRIu32 " ready)", d->id,
+		      d->host, len, p->registered, p->n_donors);
+	if (p->registered == p->n_donors)
+		pool_finish_provisioning(srv, p);
+}
+
+void rmp_srv_pool_close(struct rmp_srv_conn *c, const struct rmp_wire_pool_close *pc)
+{
+	struct rmp_srv *srv = c->srv;
+	struct rmp_srv_lease *l = rmp_srv_leases_find(&srv->leases, pc->lease_id);
+
+	if (!l || l->pool_id != pc->pool_id) {
+		rmp_srv_conn_send_error(c, ENOENT, RMP_MSG_POOL_CLOSE,
+					"no lease %" PRIu64 " on pool %" PRIu32, pc->lease_id,
+					pc->pool_id);
+		return;
+	}
+	rmp_srv_leases_release(&srv->leases, pc->lease_id);
+	rmp_log_info("lease %" PRIu64 " on pool %" PRIu32 " closed by %s", pc->lease_id,
+		     pc->pool_id, c->peer);
+	struct rmp_wire_msg m = { .type = RMP_MSG_ACK };
+	m.u.ack.ref_type = RMP_MSG_POOL_CLOSE;
+	rmp_srv_conn_send(c, &m);
+}
+
+void rmp_srv_pool_destroy(struct rmp_srv_conn *c, const struct rmp_wire_pool_destroy *pd)
+{
+	struct rmp_srv *srv = c->srv;
+	struct rmp_srv_pool *p = pool_find_name(srv, pd->name);
+
+	if (!p) {
+		rmp_srv_conn_send_error(c, ENOENT, RMP_MSG_POOL_DESTROY, "no pool named %s",
+					pd->name);
+		return;
+	}
+	if (p->state != RMP_SRV_POOL_READY) {
+		rmp_srv_conn_send_error(c, EBUSY, RMP_MSG_POOL_DESTROY, "pool %s is being %s",
+					p->name,
+					p->state == RMP_SRV_POOL_PROVISIONING ? "created"
+									      : "destroyed");
+		return;
+	}
+	uint32_t held = rmp_srv_leases_count_pool(&srv->leases, p->id);
+	rmp_log_info("pool %s: destroy asked by %s (%" PRIu32 " lease(s) held); terminating %" PRIu32
+		     " donor(s)",
+		     p->name, c->peer, held, pool_live_donors(p));
+	p->state = RMP_SRV_POOL_DESTROYING;
+	p->requester = c;
+	p->request_type = RMP_MSG_POOL_DESTROY;
+	rmp_srv_leases_drop_pool(&srv->leases, p->id);
+
+	/* Ask every donor to exit; each exit detaches it from the pool, the
+	 * last one finishes the destroy (rmp_srv_pool_donor_exited). The
+	 * unreachable ones exit at once, inside the loop: count those after. */
+	uint32_t n = p->n_donors;
+	struct rmp_srv_donor **v = malloc((n ? n : 1) * sizeof(*v));
+	if (v) {
+		memcpy(v, p->donors, n * sizeof(*v));
+		/* Hold the finish back until every TERMINATE is out. */
+		p->busy = true;
+		for (uint32_t i = 0; i < n; i++)
+			if (v[i])
+				rmp_srv_donor_terminate(srv, v[i]);
+		free(v);
+		p->busy = false;
+	} else {
+		pool_terminate_donors(srv, p);
+	}
+	if (pool_live_donors(p) == 0)
+		pool_destroy_finish(srv, p);
+}
+
+void rmp_srv_pool_segtab_fetch(struct rmp_srv_conn *c, const struct rmp_wire_segtab_fetch *f)
+{
+	struct rmp_srv_pool *p = rmp_srv_pool_find_id(c->srv, f->pool_id);
+
+	if (!p || p->state != RMP_SRV_POOL_READY) {
+		rmp_srv_conn_send_error(c, ENOENT, RMP_MSG_SEGTAB_FETCH,
+					"no ready pool with id %" PRIu32, f->pool_id);
+		return;
+	}
+	struct rmp_wire_msg m = { .type = RMP_MSG_SEGTAB };
+	m.u.segtab.pool_id = p->id;
+	m.u.segtab.segtab = p->segtab;
+	rmp_srv_conn_send(c, &m);
+}
+
+void rmp_srv_pool_lease_renew(struct rmp_srv_conn *c, const struct rmp_wire_lease_renew *r)
+{
+	struct rmp_srv *srv = c->srv;
+	int rc = rmp_srv_leases_renew(&srv->leases, r->lease_id, c, rmp_srv_now_ms());
+
+	if (rc) {
+		rmp_srv_conn_send_error(c, rc == -ETIMEDOUT ? ETIMEDOUT : ENOENT, RMP_MSG_LEASE_RENEW,
+					"lease %" PRIu64 " %s", r->lease_id,
+					rc == -ETIMEDOUT ? "has expired" : "is unknown or closed");
+		return;
+	}
+	struct rmp_wire_msg m = { .type = RMP_MSG_LEASE_GRANT };
+	m.u.lease_grant.lease_id = r->lease_id;
+	m.u.lease_grant.ttl_ms = (uint32_t)srv->cfg.lease_ms;
+	rmp_srv_conn_send(c, &m);
+}
+
+void rmp_srv_pool_conn_closed(struct rmp_srv_conn *c)
+{
+	struct rmp_srv *srv = c->srv;
+	struct rmp_srv_donor *d = c->donor;
+
+	if (d) {
+		c->donor = NULL;
+		d->conn = NULL;
+		struct rmp_srv_pool *p = d->pool;
+		if (d->state == RMP_SRV_DONOR_TERMINATING) {
+			/* Standalone donors report their exit by hanging up. */
+			if (!d->agent) {
+				rmp_srv_pool_donor_exited(p, d);
+				rmp_srv_donor_gone(srv, d, "its connection closed after terminate");
+			}
+		} else if (p && p->state == RMP_SRV_POOL_PROVISIONING) {
+			rmp_srv_pool_donor_failed(p, d, "its control connection closed");
+			if (d->agent)
+				rmp_srv_donor_terminate(srv, d);
+			else
+				rmp_srv_donor_gone(srv, d, "connection lost, no agent");
+		} else if (p && d->agent) {
+			/* The process may live on: keep it in the pool so that a
+			 * destroy still terminates it through its agent. */
+			d->state = RMP_SRV_DONOR_LOST;
+			rmp_log_warn("pool %s: donor %" PRIu32 " on %s lost its control connection",
+				     p->name, d->id, d->host);
+		} else {
+			if (p)
+				rmp_srv_pool_donor_failed(p, d, "its control connection closed");
+			rmp_srv_donor_gone(srv, d, "connection lost, no agent to reach it");
+		}
+	}
+	/* A consumer waiting on a create or a destroy. Failing a pool may
+	 * free others, so rescan after each. */
+	for (;;) {
+		struct rmp_srv_pool *p = srv->pools;
+		while (p && p->requester != c)
+			p = p->next;
+		if (!p)
+			break;
+		p->requester = NULL;
+		if (p->state == RMP_SRV_POOL_PROVISIONING)
+			pool_fail(srv, p, ECONNABORTED, "the requesting client disconnected");
+	}
+}
+
+uint64_t rmp_srv_pool_free_bytes(const struct rmp_srv_pool *p)
+{
+	const uint64_t *w = p->meta.mem;
+	uint64_t sum = 0;
+
+	if (!w || p->state != RMP_SRV_POOL_READY)
+		return 0;
+	/* The per-level counts are hints kept by FAA (DESIGN.md 4): good for
+	 * a gauge, a whole walk is not worth it on every scrape. A count can
+	 * dip below zero for an instant between a CAS and its FAA. */
+	for (unsigned t = 0; t < p->geom.levels; t++) {
+		int64_t n = (int64_t)__atomic_load_n(&w[p->geom.count_word + t], __ATOMIC_RELAXED);
+		if (n > 0)
+			sum += (uint64_t)n << (p->geom.max_order - t);
+	}
+	return sum;
+}
+
+static void lease_expired_cb(void *arg, const struct rmp_srv_lease *l)
+{
+	struct rmp_srv *srv = arg;
+	struct rmp_srv_pool *p = rmp_srv_pool_find_id(srv, l->pool_id);
+	struct rmp_srv_conn *c = l->owner;
+
+	srv->m.leases_expired_total++;
+	rmp_log_warn("lease %" PRIu64 " of session %" PRIu64 " on pool %s expired (not renewed "
+		     "in time)%s",
+		     l->id, l->client_id, p ? p->name : "?", c ? "" : "; its client is gone");
+	if (c) {
+		struct rmp_wire_msg m = { .type = RMP_MSG_LEASE_EXPIRED };
+		m.u.lease_expired.lease_id = l->id;
+		m.u.lease_expired.pool_id = l->pool_id;
+		rmp_srv_conn_send(c, &m);
+	}
+}
+
+void rmp_srv_leases_tick(struct rmp_srv *srv, uint64_t now_ms)
+{
+	rmp_srv_leases_expire(&srv->leases, now_ms, lease_expired_cb, srv);
+}
+
+void rmp_srv_pools_free_all(struct rmp_srv *srv)
+{
+	/* Shutdown: the metadata stays in shm and the donors keep running
+	 * (DESIGN.md 7); only this process's mappings go. */
+	while (srv->pools) {
+		struct rmp_srv_pool *p = srv->pools;
+		for (uint32_t i = 0; i < p->n_donors; i++)
+			if (p->donors[i])
+				p->donors[i]->pool = NULL;
+		pool_free(srv, p, p->state == RMP_SRV_POOL_PROVISIONING);
+	}
+	while (srv->donors) {
+		struct rmp_srv_donor *d = srv->donors;
+		srv->donors = d->next;
+		free(d);
+	}
+}

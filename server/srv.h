@@ -1,0 +1,218 @@
+/* srv.h - the coordinator's state, shared by the event-loop modules
+ * (internal header; nothing outside server/ includes it).
+ *
+ * One thread runs everything: the libevent base owns the control
+ * listener, every connection's bufferevent, the HTTP server, the rdma_cm
+ * listener's fd and the timers. Handlers never block, so no state here
+ * needs a lock.
+ *
+ * Objects and who owns them:
+ *   rmp_srv        the process: config, secret, lists below, counters
+ *   rmp_srv_conn   one TCP peer (client, agent or donor), freed on close
+ *   rmp_srv_agent  a registered host agent; lives while its connection does
+ *   rmp_srv_donor  a donor process, from SPAWN until EXITED (or its
+ *                  terminate deadline); outlives the pool that asked for it
+ *                  so budgets stay charged until the memory is really free
+ *   rmp_srv_pool   a pool, from POOL_OPEN until destroyed
+ * Cross pointers (donor->agent, donor->conn, pool->requester, ...) are
+ * cleared by the module that frees the target (rmp_srv_*_conn_closed).
+ */
+#ifndef RMP_SRV_H
+#define RMP_SRV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "auth.h"
+#include "buddy.h"
+#include "leases.h"
+#include "metrics.h"
+#include "options.h"
+#include "wire.h"
+
+struct bufferevent;
+struct evconnlistener;
+struct evhttp;
+struct rmp_srv_rdma;
+
+struct rmp_srv_conn {
+	struct rmp_srv *srv;
+	struct rmp_srv_conn *next, *prev;
+	struct bufferevent *bev;
+	struct event *hs_timer; /* handshake deadline; NULL once authenticated */
+	struct rmp_auth_handshake hs;
+	bool authed;
+	bool closing; /* flushing a last frame, then freed */
+	uint8_t role; /* enum rmp_wire_role, from HELLO */
+	uint64_t session_id;
+	char peer[64]; /* "addr:port", for log lines */
+	struct rmp_srv_agent *agent; /* role AGENT, after AGENT_REGISTER */
+	struct rmp_srv_donor *donor; /* role DONOR, after DONOR_REGISTER */
+};
+
+struct rmp_srv_agent {
+	struct rmp_srv_agent *next;
+	uint32_t id;
+	struct rmp_srv_conn *conn;
+	char host[RMP_WIRE_HOST_MAX + 1];
+	uint64_t budget, process_limit, donor_footprint;
+	uint64_t used; /* charged for donors spawned and not yet exited */
+	uint32_t donors;
+};
+
+enum rmp_srv_donor_state {
+	RMP_SRV_DONOR_SPAWNING,	  /* SPAWN sent */
+	RMP_SRV_DONOR_SPAWNED,	  /* the agent reported a pid */
+	RMP_SRV_DONOR_REGISTERED, /* region handed over */
+	RMP_SRV_DONOR_LOST,	  /* its connection dropped while the pool lives */
+	RMP_SRV_DONOR_TERMINATING,
+};
+
+struct rmp_srv_donor {
+	struct rmp_srv_donor *next;
+	uint32_t id;
+	uint32_t pool_id;
+	struct rmp_srv_pool *pool; /* NULL once the pool is gone */
+	struct rmp_srv_agent *agent; /* NULL: standalone (agent gone) */
+	struct rmp_srv_conn *conn;   /* its own control connection */
+	char host[RMP_WIRE_HOST_MAX + 1];
+	enum rmp_srv_donor_state state;
+	uint64_t request_id; /* of the SPAWN, then of the TERMINATE */
+	uint64_t region_len, base, cost;
+	uint32_t pid;
+	struct rmp_wire_region region;
+	struct rmp_wire_endpoint endpoint;
+	uint64_t terminate_deadline_ms;
+};
+
+enum rmp_srv_pool_state {
+	RMP_SRV_POOL_PROVISIONING,
+	RMP_SRV_POOL_READY,
+	RMP_SRV_POOL_DESTROYING,
+};
+
+/* The coordinator's own memory in a pool (self-contribution). */
+struct rmp_srv_region {
+	void *mem;
+	uint64_t len;
+	void *mr; /* opaque to all but rdma_listen.c */
+	uint32_t rkey;
+	char shm_name[RMP_WIRE_NAME_MAX + 16];
+};
+
+struct rmp_srv_pool {
+	struct rmp_srv_pool *next;
+	struct rmp_srv *srv;
+	uint32_t id;
+	char name[RMP_WIRE_NAME_MAX + 1];
+	enum rmp_srv_pool_state state;
+	uint64_t capacity, space;
+	unsigned space_log2, segment_log2, min_block_log2;
+	struct rmp_srv_donor **donors;
+	uint32_t n_donors, registered;
+	struct rmp_srv_conn *requester; /* of POOL_OPEN or POOL_DESTROY */
+	uint8_t request_type;
+	bool busy; /* terminating its donors: the last exit must not free it yet */
+	uint32_t self_donor_id; /* 0: no self-contribution */
+	struct rmp_srv_region self;
+	struct rmp_srv_region meta; /* the buddy metadata, in shm */
+	struct rmp_buddy_geom geom;
+	struct rmp_wire_segtab segtab; /* valid once ready */
+	struct event *timer;		/* provisioning or destroy deadline */
+};
+
+struct rmp_srv {
+	struct rmp_srv_cfg cfg;
+	rmp_auth_key *key;
+	struct event_base *base;
+	struct evconnlistener *listener;
+	struct evhttp *http;
+	struct rmp_srv_rdma *rdma; /* NULL: no RDMA device; pools are refused */
+	char rdma_why_not[400];	   /* why rdma is NULL, for the refusals */
+	struct event *sig_int, *sig_term, *tick;
+	struct rmp_srv_conn *conns;
+	struct rmp_srv_agent *agents;
+	struct rmp_srv_donor *donors;
+	struct rmp_srv_pool *pools;
+	struct rmp_srv_leases leases;
+	struct rmp_srv_metrics m; /* the counters; gauges are filled at scrape */
+	uint64_t n_conns;
+	uint64_t next_session, next_request;
+	uint32_t next_agent, next_donor, next_pool;
+	uint64_t start_ms;
+	bool stopping; /* shutdown: connections close without tearing pools down */
+};
+
+/* CLOCK_MONOTONIC and CLOCK_REALTIME in milliseconds. */
+uint64_t rmp_srv_now_ms(void);
+uint64_t rmp_srv_wall_ms(void);
+
+/* conn.c */
+int rmp_srv_conn_listen(struct rmp_srv *srv);
+void rmp_srv_conn_close_all(struct rmp_srv *srv);
+int rmp_srv_conn_send(struct rmp_srv_conn *c, const struct rmp_wire_msg *m);
+/* ERROR {code, ref_type, text}; code is a positive or negative errno. */
+void rmp_srv_conn_send_error(struct rmp_srv_conn *c, int code, uint8_t ref_type,
+			     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* agents.c */
+void rmp_srv_agent_register(struct rmp_srv_conn *c, const struct rmp_wire_agent_register *r);
+void rmp_srv_agent_progress(struct rmp_srv_conn *c, const struct rmp_wire_progress *p);
+void rmp_srv_agent_conn_closed(struct rmp_srv_conn *c);
+int rmp_srv_agent_spawn(struct rmp_srv *srv, struct rmp_srv_donor *d, uint64_t segment_size);
+/* Asks the donor to exit: through its agent, else on its own connection.
+ * The donor stays listed until it has exited or its deadline passed. */
+void rmp_srv_donor_terminate(struct rmp_srv *srv, struct rmp_srv_donor *d);
+/* The donor is gone: uncharge its agent, unlink and free it. */
+void rmp_srv_donor_gone(struct rmp_srv *srv, struct rmp_srv_donor *d, const char *why);
+struct rmp_srv_donor *rmp_srv_donor_find(struct rmp_srv *srv, uint32_t id);
+void rmp_srv_donors_reap_overdue(struct rmp_srv *srv, uint64_t now_ms);
+
+/* pool.c */
+void rmp_srv_pool_open(struct rmp_srv_conn *c, const struct rmp_wire_pool_open *o);
+void rmp_srv_pool_close(struct rmp_srv_conn *c, const struct rmp_wire_pool_close *pc);
+void rmp_srv_pool_destroy(struct rmp_srv_conn *c, const struct rmp_wire_pool_destroy *d);
+void rmp_srv_pool_segtab_fetch(struct rmp_srv_conn *c, const struct rmp_wire_segtab_fetch *f);
+void rmp_srv_pool_lease_renew(struct rmp_srv_conn *c, const struct rmp_wire_lease_renew *r);
+void rmp_srv_pool_donor_register(struct rmp_srv_conn *c, const struct rmp_wire_donor_register *r);
+/* Events from agents.c about one of a pool's donors. */
+void rmp_srv_pool_donor_spawned(struct rmp_srv_pool *p, struct rmp_srv_donor *d);
+/* The donor is gone for good (it failed to start or died): detach it;
+ * a pool being created fails. The caller frees the donor. */
+void rmp_srv_pool_donor_failed(struct rmp_srv_pool *p, struct rmp_srv_donor *d, const char *why);
+/* It exited when asked to (p may be NULL): detach it; the last exit
+ * completes a destroy. */
+void rmp_srv_pool_donor_exited(struct rmp_srv_pool *p, struct rmp_srv_donor *d);
+void rmp_srv_pool_conn_closed(struct rmp_srv_conn *c);
+struct rmp_srv_pool *rmp_srv_pool_find_id(struct rmp_srv *srv, uint32_t id);
+uint64_t rmp_srv_pool_free_bytes(const struct rmp_srv_pool *p);
+void rmp_srv_pools_free_all(struct rmp_srv *srv);
+void rmp_srv_leases_tick(struct rmp_srv *srv, uint64_t now_ms);
+
+/* meta.c: the metadata region and the coordinator's own share */
+int rmp_srv_meta_create(struct rmp_srv_region *r, const char *pool_name, const char *suffix,
+			uint64_t len, char *err, size_t errlen);
+void rmp_srv_meta_destroy(struct rmp_srv_region *r, bool unlink_shm);
+
+/* status.c */
+void rmp_srv_status_reply(struct rmp_srv_conn *c);
+void rmp_srv_metrics_snapshot(struct rmp_srv *srv, struct rmp_srv_metrics *out);
+
+/* http.c */
+int rmp_srv_http_start(struct rmp_srv *srv);
+void rmp_srv_http_stop(struct rmp_srv *srv);
+
+/* rdma_listen.c */
+void rmp_srv_rdma_start(struct rmp_srv *srv);
+void rmp_srv_rdma_stop(struct rmp_srv *srv);
+/* The listener's endpoint, for segment tables. */
+void rmp_srv_rdma_endpoint(const struct rmp_srv *srv, struct rmp_wire_endpoint *ep);
+/* Registers r->mem for remote read, write and atomics (r->mr, r->rkey). */
+int rmp_srv_rdma_reg(struct rmp_srv *srv, struct rmp_srv_region *r, char *err, size_t errlen);
+void rmp_srv_rdma_dereg(struct rmp_srv_region *r);
+const char *rmp_srv_rdma_why_not(const struct rmp_srv *srv);
+
+#endif /* RMP_SRV_H */

@@ -1,0 +1,101 @@
+/* status.c - what the coordinator holds, for STATUS_REQUEST (the
+ * `rmpool status` view) and for the metrics gauges. Both read the same
+ * live lists, so they cannot disagree.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "srv.h"
+
+static uint32_t pool_donor_count(const struct rmp_srv_pool *p)
+{
+	uint32_t n = p->self_donor_id != 0;
+
+	for (uint32_t i = 0; i < p->n_donors; i++)
+		n += p->donors[i] != NULL;
+	return n;
+}
+
+static uint32_t client_count(const struct rmp_srv *srv)
+{
+	uint32_t n = 0;
+
+	for (const struct rmp_srv_conn *c = srv->conns; c; c = c->next)
+		n += c->authed && c->role == RMP_ROLE_CLIENT;
+	return n;
+}
+
+void rmp_srv_status_reply(struct rmp_srv_conn *c)
+{
+	struct rmp_srv *srv = c->srv;
+	struct rmp_wire_msg m = { .type = RMP_MSG_STATUS_REPLY };
+	struct rmp_wire_status_reply *s = &m.u.status;
+	uint32_t np = 0, nh = 0;
+
+	for (struct rmp_srv_pool *p = srv->pools; p; p = p->next)
+		np++;
+	for (struct rmp_srv_agent *a = srv->agents; a; a = a->next)
+		nh++;
+	if (np > RMP_WIRE_MAX_POOLS)
+		np = RMP_WIRE_MAX_POOLS;
+	if (nh > RMP_WIRE_MAX_HOSTS)
+		nh = RMP_WIRE_MAX_HOSTS;
+	s->pools = calloc(np ? np : 1, sizeof(*s->pools));
+	s->hosts = calloc(nh ? nh : 1, sizeof(*s->hosts));
+	if (!s->pools || !s->hosts) {
+		free(s->pools);
+		free(s->hosts);
+		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_STATUS_REQUEST, "out of memory");
+		return;
+	}
+	s->uptime_ms = rmp_srv_now_ms() - srv->start_ms;
+	s->clients = client_count(srv);
+	for (struct rmp_srv_pool *p = srv->pools; p && s->n_pools < np; p = p->next) {
+		struct rmp_wire_pool_status *ps = &s->pools[s->n_pools++];
+		memcpy(ps->name, p->name, sizeof(ps->name));
+		ps->pool_id = p->id;
+		ps->capacity = p->capacity;
+		ps->space = p->space;
+		ps->free_bytes = rmp_srv_pool_free_bytes(p);
+		ps->clients = rmp_srv_leases_count_pool(&srv->leases, p->id);
+		ps->donors = pool_donor_count(p);
+		ps->segtab_version = p->segtab.version;
+		if (p->state == RMP_SRV_POOL_READY) {
+			s->capacity += p->capacity;
+			s->free_bytes += ps->free_bytes;
+		}
+	}
+	for (struct rmp_srv_agent *a = srv->agents; a && s->n_hosts < nh; a = a->next) {
+		struct rmp_wire_host_status *hs = &s->hosts[s->n_hosts++];
+		memcpy(hs->host, a->host, sizeof(hs->host));
+		hs->donors = a->donors;
+		hs->budget = a->budget;
+		hs->used = a->used;
+	}
+	rmp_srv_conn_send(c, &m);
+	free(s->pools);
+	free(s->hosts);
+}
+
+void rmp_srv_metrics_snapshot(struct rmp_srv *srv, struct rmp_srv_metrics *out)
+{
+	*out = srv->m;
+	out->pools = out->capacity_bytes = out->free_bytes = out->donors = 0;
+	for (struct rmp_srv_pool *p = srv->pools; p; p = p->next) {
+		out->pools++;
+		if (p->state == RMP_SRV_POOL_READY) {
+			out->capacity_bytes += p->capacity;
+			out->free_bytes += rmp_srv_pool_free_bytes(p);
+		}
+	}
+	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next)
+		out->donors++;
+	out->clients = client_count(srv);
+	out->agents = 0;
+	for (struct rmp_srv_agent *a = srv->agents; a; a = a->next)
+		out->agents++;
+	out->leases = srv->leases.n;
+	out->connections = srv->n_conns;
+}
