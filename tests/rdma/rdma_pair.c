@@ -16,6 +16,11 @@
  *       (waves); post/poll. Then: a wrong-target token, a bad MAC and no
  *       private data are each refused with -ECONNREFUSED within the
  *       timeout; a port nobody listens on fails within the timeout.
+ *   rdma_pair probe HOST PORT RADDR RKEY LEN TARGET
+ *       Against any region served with DONOR tokens (a donor process):
+ *       a token for another target is refused; with one for TARGET,
+ *       WRITE+READ 4 KiB at both ends of the region and FAA on its first
+ *       word. Leaves the region's first word changed.
  * Exit status 0 only when every check passed; each failure prints a line.
  */
 #include <endian.h>
@@ -387,6 +392,69 @@ static int run_client(int argc, char **argv)
 	return failures ? 1 : 0;
 }
 
+static int run_probe(int argc, char **argv)
+{
+	if (argc != 8) {
+		fprintf(stderr, "usage: rdma_pair probe HOST PORT RADDR RKEY LEN TARGET\n");
+		return 2;
+	}
+	struct target t = {.host = argv[2],
+			   .port = (uint16_t)strtoul(argv[3], NULL, 10),
+			   .raddr = strtoull(argv[4], NULL, 10),
+			   .rkey = (uint32_t)strtoul(argv[5], NULL, 10),
+			   .len = (uint32_t)strtoul(argv[6], NULL, 10)};
+	uint32_t target = (uint32_t)strtoul(argv[7], NULL, 10);
+	rmp_auth_key *k = load_key();
+	uint8_t tok[RMP_AUTH_TOKEN_LEN];
+
+	make_token(k, target + 1, tok);
+	int rc = refused(&t, t.port, tok, sizeof(tok), "token for another donor");
+	CHECK(rc == -ECONNREFUSED, "token for another donor: %d, want -ECONNREFUSED", rc);
+
+	make_token(k, target, tok);
+	struct rmp_rdma_opts o = {.timeout_ms = TIMEOUT_MS, .wait = RMP_RDMA_WAIT_ADAPTIVE};
+	rmp_rdma_conn *c;
+	rc = rmp_rdma_connect(t.host, t.port, tok, sizeof(tok), &o, &c);
+	CHECK(rc == 0, "connect with a token for donor %u: %s", target, strerror(-rc));
+	if (rc)
+		goto out;
+	static uint8_t buf[3 * 4096] __attribute__((aligned(4096)));
+	struct ibv_mr *mr = ibv_reg_mr(rmp_rdma_conn_pd(c), buf, sizeof(buf), IBV_ACCESS_LOCAL_WRITE);
+	CHECK(mr != NULL, "ibv_reg_mr: %s", strerror(errno));
+	if (!mr)
+		goto out_close;
+	uint64_t ends[2] = {t.raddr, t.raddr + t.len - 4096};
+	uint64_t first = 0; /* the region's first word after e == 0 */
+	for (int e = 0; e < 2; e++) {
+		for (unsigned i = 0; i < 4096; i++)
+			buf[i] = (uint8_t)(i ^ (unsigned)e ^ 0x5au);
+		struct rmp_rdma_op ops[2] = {
+			{.kind = RMP_RDMA_WRITE, .local = buf, .lkey = mr->lkey, .len = 4096,
+			 .raddr = ends[e], .rkey = t.rkey},
+			{.kind = RMP_RDMA_READ, .local = buf + 4096, .lkey = mr->lkey, .len = 4096,
+			 .raddr = ends[e], .rkey = t.rkey},
+		};
+		rc = rmp_rdma_exec(c, ops, 2);
+		CHECK(rc == 0 && memcmp(buf, buf + 4096, 4096) == 0,
+		      "write+read at %s of the region: rc %d", e ? "the end" : "the start", rc);
+		if (e == 0)
+			memcpy(&first, buf, 8);
+	}
+	struct rmp_rdma_op faa = {.kind = RMP_RDMA_FAA, .local = buf + 8192, .lkey = mr->lkey,
+				  .len = 8, .raddr = t.raddr, .rkey = t.rkey, .swap_add = 5};
+	rc = rmp_rdma_exec(c, &faa, 1);
+	CHECK(rc == 0 && rmp_rdma_atomic_result(c, buf + 8192) == first,
+	      "FAA on the first word: rc %d, old %#" PRIx64 ", want %#" PRIx64, rc,
+	      rmp_rdma_atomic_result(c, buf + 8192), first);
+	ibv_dereg_mr(mr);
+out_close:
+	rmp_rdma_close(c);
+out:
+	rmp_auth_key_destroy(k);
+	printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -394,7 +462,10 @@ int main(int argc, char **argv)
 		return run_server(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "client"))
 		return run_client(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "probe"))
+		return run_probe(argc, argv);
 	fprintf(stderr, "usage: rdma_pair server [--addr IP] [--port P] [--lifetime SEC]\n"
-			"       rdma_pair client HOST PORT RADDR RKEY LEN\n");
+			"       rdma_pair client HOST PORT RADDR RKEY LEN\n"
+			"       rdma_pair probe HOST PORT RADDR RKEY LEN TARGET\n");
 	return 2;
 }
