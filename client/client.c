@@ -178,6 +178,13 @@ static void dispatch_locked(rmp_client *c, struct rmp_wire_msg *m)
 		break;
 	default:
 		if (call && !call->done && call_wants(call, m)) {
+			if (m->type == RMP_MSG_POOL_READY && call->pool_name) {
+				call->new_pool = rmp_pool_from_ready(c, call->pool_name, &m->u.pool_ready);
+				if (call->new_pool) {
+					call->new_pool->next = c->pools;
+					c->pools = call->new_pool;
+				}
+			}
 			call->reply = *m;
 			call->done = true;
 			pthread_cond_broadcast(&c->cond);
@@ -347,12 +354,10 @@ static void deadline_ts(uint64_t deadline_mono_ms, struct timespec *ts)
 	ts->tv_nsec = (long)(deadline_mono_ms % 1000) * 1000000L;
 }
 
-int rmp_client_call(rmp_client *c, const struct rmp_wire_msg *req, const uint8_t *want,
-		    unsigned n_want, bool relay_progress, unsigned timeout_ms,
-		    struct rmp_wire_msg *reply)
+static int do_call(rmp_client *c, struct rmp_call *callp, const struct rmp_wire_msg *req,
+		   unsigned timeout_ms, struct rmp_wire_msg *reply)
 {
-	struct rmp_call call = { .want = want, .n_want = n_want, .req_type = (uint8_t)req->type,
-				 .relay_progress = relay_progress };
+	struct rmp_call *call = callp;
 	const char *what = rmp_wire_type_name(req->type);
 	uint64_t deadline = rmp_ctl_now_ms() + timeout_ms;
 	int rc = 0;
@@ -375,7 +380,7 @@ int rmp_client_call(rmp_client *c, const struct rmp_wire_msg *req, const uint8_t
 		return rmp_client_fail(c, -ENOTCONN, "%s: not connected to %s:%u (%s)", what, c->host,
 				       (unsigned)c->port, rmp_strerror(rc));
 	}
-	c->call = &call;
+	c->call = call;
 	unlock(&c->lock);
 
 	rc = rmp_client_send(c, req);
@@ -386,17 +391,17 @@ int rmp_client_call(rmp_client *c, const struct rmp_wire_msg *req, const uint8_t
 	} else {
 		struct timespec ts;
 		deadline_ts(deadline, &ts);
-		while (!call.done && !c->dead) {
-			drain_progress_locked(c, &call);
-			if (call.done || c->dead)
+		while (!call->done && !c->dead) {
+			drain_progress_locked(c, call);
+			if (call->done || c->dead)
 				break;
 			if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT)
 				break;
 		}
-		drain_progress_locked(c, &call);
+		drain_progress_locked(c, call);
 	}
 	c->call = NULL;
-	bool timed_out = !call.done && !c->dead;
+	bool timed_out = !call->done && !c->dead;
 	if (timed_out && req->type != RMP_MSG_POOL_CLOSE) {
 		/* Drop the connection: a late reply must not answer the next request. */
 		mark_dead_locked(c, -ENOTCONN);
@@ -412,25 +417,56 @@ int rmp_client_call(rmp_client *c, const struct rmp_wire_msg *req, const uint8_t
 	if (timed_out)
 		return rmp_client_fail(c, -ETIMEDOUT, "%s: no answer from %s:%u in %u ms", what,
 				       c->host, (unsigned)c->port, timeout_ms);
-	if (!call.done && dead)
+	if (!call->done && dead)
 		return rmp_client_fail(c, -ENOTCONN, "%s: the connection to %s:%u was lost", what,
 				       c->host, (unsigned)c->port);
-	if (call.reply.type == RMP_MSG_ERROR) {
-		int code = call.reply.u.error.code ? (int)call.reply.u.error.code : RMP_EREMOTE;
-		rmp_client_fail(c, -code, "%s", call.reply.u.error.text);
-		rmp_wire_msg_release(&call.reply);
+	if (call->reply.type == RMP_MSG_ERROR) {
+		int code = call->reply.u.error.code ? (int)call->reply.u.error.code : RMP_EREMOTE;
+		rmp_client_fail(c, -code, "%s", call->reply.u.error.text);
+		rmp_wire_msg_release(&call->reply);
 		return -code;
 	}
-	*reply = call.reply;
+	*reply = call->reply;
 	return 0;
 }
 
-void rmp_client_add_pool(rmp_client *c, rmp_pool *p)
+int rmp_client_call(rmp_client *c, const struct rmp_wire_msg *req, const uint8_t *want,
+		    unsigned n_want, bool relay_progress, unsigned timeout_ms,
+		    struct rmp_wire_msg *reply)
 {
-	lock(&c->lock);
-	p->next = c->pools;
-	c->pools = p;
-	unlock(&c->lock);
+	struct rmp_call call = { .want = want, .n_want = n_want, .req_type = (uint8_t)req->type,
+				 .relay_progress = relay_progress };
+	return do_call(c, &call, req, timeout_ms, reply);
+}
+
+int rmp_client_call_open(rmp_client *c, const struct rmp_wire_msg *req, unsigned timeout_ms,
+			 rmp_pool **pool)
+{
+	static const uint8_t want[] = { RMP_MSG_POOL_READY };
+	struct rmp_call call = { .want = want, .n_want = 1, .req_type = RMP_MSG_POOL_OPEN,
+				 .relay_progress = true, .pool_name = req->u.pool_open.name };
+	struct rmp_wire_msg reply;
+
+	int rc = do_call(c, &call, req, timeout_ms, &reply);
+	if (rc)
+		return rc;
+	if (!call.new_pool) {
+		/* Out of memory in the I/O thread: the coordinator holds a
+		 * lease we cannot renew; give it back. */
+		struct rmp_wire_msg close_req = { .type = RMP_MSG_POOL_CLOSE };
+		close_req.u.pool_close.pool_id = reply.u.pool_ready.pool_id;
+		close_req.u.pool_close.lease_id = reply.u.pool_ready.lease_id;
+		rmp_client_send(c, &close_req);
+		rmp_wire_msg_release(&reply);
+		return rmp_client_fail(c, -ENOMEM, "pool open: out of memory");
+	}
+	rmp_wire_msg_release(&reply);
+	*pool = call.new_pool;
+	return 0;
+}
+
+void rmp_client_wake(rmp_client *c)
+{
 	wake_io(c);
 }
 

@@ -84,6 +84,11 @@ struct rmp_call {
 	bool relay_progress;   /* queue PROGRESS frames for the caller */
 	bool done;
 	struct rmp_wire_msg reply; /* valid when done */
+	/* POOL_OPEN: the I/O thread turns POOL_READY into this pool and puts
+	 * it on c->pools at once, so a lease frame that follows POOL_READY
+	 * immediately finds it. NULL if that failed (out of memory). */
+	const char *pool_name;
+	struct rmp_pool *new_pool;
 	struct rmp_progress_item *progress_head, *progress_tail;
 };
 
@@ -145,15 +150,23 @@ struct rmp_pool {
 int rmp_client_call(rmp_client *c, const struct rmp_wire_msg *req, const uint8_t *want,
 		    unsigned n_want, bool relay_progress, unsigned timeout_ms,
 		    struct rmp_wire_msg *reply);
+/* The same for POOL_OPEN: *pool is the pool made from POOL_READY, already
+ * on c->pools (its lease is being renewed). */
+int rmp_client_call_open(rmp_client *c, const struct rmp_wire_msg *req, unsigned timeout_ms,
+			 rmp_pool **pool);
 /* Sends m without waiting for anything (POOL_CLOSE, LEASE_RENEW). */
 int rmp_client_send(rmp_client *c, const struct rmp_wire_msg *m);
-/* Adds p to / removes it from the pools whose leases the I/O thread renews. */
-void rmp_client_add_pool(rmp_client *c, rmp_pool *p);
+/* Takes p off the pools whose leases the I/O thread renews. */
 void rmp_client_remove_pool(rmp_client *c, rmp_pool *p);
+/* Makes the I/O thread recompute its renewal deadlines now. */
+void rmp_client_wake(rmp_client *c);
 const rmp_auth_key *rmp_client_key(const rmp_client *c);
 
 /* ---- pool.c ---- */
 void rmp_pool_free(rmp_pool *p);
+/* A pool from POOL_READY: takes over the segment table's arrays (they
+ * are cleared in *ready). NULL when out of memory (ready left intact). */
+rmp_pool *rmp_pool_from_ready(rmp_client *c, const char *name, struct rmp_wire_pool_ready *ready);
 
 /* ---- meta.c: the allocator metadata region, read over RDMA ---- */
 

@@ -45,11 +45,31 @@ void rmp_pool_free(rmp_pool *p)
 	free(p);
 }
 
+rmp_pool *rmp_pool_from_ready(rmp_client *c, const char *name, struct rmp_wire_pool_ready *ready)
+{
+	rmp_pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->c = c;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->pool_id = ready->pool_id;
+	p->segtab = ready->segtab; /* takes over the arrays */
+	ready->segtab.donors = NULL;
+	ready->segtab.n_donors = 0;
+	ready->segtab.segments = NULL;
+	ready->segtab.n_segments = 0;
+	p->lease_id = ready->lease_id;
+	p->ttl_ms = ready->lease_ms;
+	uint64_t now = rmp_ctl_now_ms();
+	p->last_grant_ms = now;
+	p->next_renew_ms = now + p->ttl_ms / 3;
+	return p;
+}
+
 int rmp_pool_open(rmp_client *c, const char *name, uint64_t capacity, rmp_pool **out)
 {
-	static const uint8_t want[] = { RMP_MSG_POOL_READY };
-	struct rmp_wire_msg req = { .type = RMP_MSG_POOL_OPEN }, rep;
-	rmp_pool *p;
+	struct rmp_wire_msg req = { .type = RMP_MSG_POOL_OPEN };
 	int rc;
 
 	if (!c || !out)
@@ -63,27 +83,10 @@ int rmp_pool_open(rmp_client *c, const char *name, uint64_t capacity, rmp_pool *
 	req.u.pool_open.min_block = 0;
 
 	unsigned timeout = capacity ? c->opts.provision_timeout_ms : c->opts.request_timeout_ms;
-	rc = rmp_client_call(c, &req, want, 1, true, timeout, &rep);
-	if (rc)
-		return rc;
-
-	p = calloc(1, sizeof(*p));
-	if (!p) {
-		rmp_wire_msg_release(&rep);
-		return rmp_client_fail(c, -ENOMEM, "pool open: out of memory");
-	}
-	p->c = c;
-	strcpy(p->name, name);
-	p->pool_id = rep.u.pool_ready.pool_id;
-	p->segtab = rep.u.pool_ready.segtab; /* takes over the arrays */
-	p->lease_id = rep.u.pool_ready.lease_id;
-	p->ttl_ms = rep.u.pool_ready.lease_ms;
-	uint64_t now = rmp_ctl_now_ms();
-	p->last_grant_ms = now;
-	p->next_renew_ms = now + p->ttl_ms / 3;
-	rmp_client_add_pool(c, p);
-	*out = p;
-	return 0;
+	rc = rmp_client_call_open(c, &req, timeout, out);
+	if (rc == 0)
+		rmp_client_wake(c); /* its first renewal is due at ttl/3 */
+	return rc;
 }
 
 int rmp_pool_close(rmp_pool *p)

@@ -69,7 +69,7 @@ typedef uint64_t rmp_addr;
 #define RMP_ADDR_MAKE(order, offset) \
 	(((uint64_t)(order) + 1) << RMP_ADDR_ORDER_SHIFT | ((uint64_t)(offset) & RMP_ADDR_OFFSET_MASK))
 /* The block order of a handle, or -1 for 0 (no block). */
-#define RMP_ADDR_ORDER(a) ((int)((a) >> RMP_ADDR_ORDER_SHIFT) - 1)
+#define RMP_ADDR_ORDER(a) ((int)((uint64_t)(a) >> RMP_ADDR_ORDER_SHIFT) - 1)
 #define RMP_ADDR_OFFSET(a) ((uint64_t)(a) & RMP_ADDR_OFFSET_MASK)
 
 /* The coordinator's control port when "host" has no ":port". */

@@ -1,0 +1,588 @@
+/* test_client_control.c - librmpool's control half against a scripted
+ * fake coordinator on loopback TCP (a thread speaking the real wire codec
+ * and the real handshake): connect and authenticate, wrong secrets, pool
+ * open with progress relayed, lease renewal and expiry, refused requests
+ * with their text, bounded waits, a coordinator sending garbage, destroy,
+ * status; plus rmp_strerror and the data-path stubs.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "client_internal.h"
+#include "rmpool.h"
+
+#define SECRET "a-test-secret-of-some-length"
+#define OTHER_SECRET "another-secret-entirely-xyz"
+
+struct fake;
+typedef void script_fn(struct fake *f, int fd, struct rmp_ctl_reader *r);
+
+struct fake {
+	int lfd;
+	uint16_t port;
+	const char *secret;
+	script_fn *script;
+	pthread_t thread;
+	char addr[64];
+	/* what the script saw / counts */
+	_Atomic int renewals;
+	_Atomic int closes;
+	_Atomic int done;
+	int auth_rc;
+	uint64_t arg; /* script parameter */
+};
+
+static uint64_t deadline(unsigned ms)
+{
+	return rmp_ctl_now_ms() + ms;
+}
+
+static int recv_msg(int fd, struct rmp_ctl_reader *r, struct rmp_wire_msg *m, unsigned ms)
+{
+	char err[256];
+	return rmp_ctl_recv(fd, r, m, deadline(ms), err, sizeof(err));
+}
+
+static void send_msg(int fd, const struct rmp_wire_msg *m)
+{
+	cr_assert_eq(rmp_ctl_send(fd, m, deadline(2000)), 0);
+}
+
+/* The coordinator side of the handshake. 0, or why it refused. */
+static int coord_handshake(struct fake *f, int fd, struct rmp_ctl_reader *r)
+{
+	struct rmp_auth_handshake hs = { 0 };
+	struct rmp_wire_msg in, out = { 0 };
+	rmp_auth_key *k = NULL;
+	char err[128];
+	int rc;
+
+	cr_assert_eq(rmp_auth_key_create(f->secret, &k, err, sizeof(err)), 0);
+	rc = recv_msg(fd, r, &in, 3000);
+	if (rc)
+		goto out;
+	cr_assert_eq(in.type, RMP_MSG_HELLO);
+	out.type = RMP_MSG_CHALLENGE;
+	cr_assert_eq(rmp_auth_coord_challenge(k, &hs, &in.u.hello, &out.u.challenge), 0);
+	send_msg(fd, &out);
+	rc = recv_msg(fd, r, &in, 3000);
+	if (rc)
+		goto out;
+	cr_assert_eq(in.type, RMP_MSG_AUTH_PROOF);
+	rc = rmp_auth_coord_verify(k, &hs, &in.u.auth_proof);
+	if (rc) {
+		out = (struct rmp_wire_msg){ .type = RMP_MSG_ERROR };
+		out.u.error.code = EACCES;
+		out.u.error.ref_type = RMP_MSG_AUTH_PROOF;
+		strcpy(out.u.error.text, "authentication failed");
+		send_msg(fd, &out);
+		goto out;
+	}
+	out = (struct rmp_wire_msg){ .type = RMP_MSG_AUTH_OK };
+	out.u.auth_ok.session_id = 77;
+	send_msg(fd, &out);
+	r->limit = RMP_WIRE_MAX_FRAME;
+out:
+	rmp_auth_key_destroy(k);
+	return rc;
+}
+
+static void *fake_main(void *arg)
+{
+	struct fake *f = arg;
+	struct rmp_ctl_reader r;
+	int fd = accept4(f->lfd, NULL, NULL, SOCK_NONBLOCK);
+
+	if (fd < 0)
+		return NULL;
+	rmp_ctl_reader_init(&r, RMP_WIRE_PREAUTH_MAX_FRAME);
+	f->auth_rc = coord_handshake(f, fd, &r);
+	if (f->auth_rc == 0 && f->script)
+		f->script(f, fd, &r);
+	atomic_store(&f->done, 1);
+	rmp_ctl_reader_free(&r);
+	close(fd);
+	return NULL;
+}
+
+static struct fake *fake_start(const char *secret, script_fn *script, uint64_t arg)
+{
+	struct fake *f = calloc(1, sizeof(*f));
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+
+	f->secret = secret;
+	f->script = script;
+	f->arg = arg;
+	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(f->lfd, 0);
+	cr_assert_eq(bind(f->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(f->lfd, 4), 0);
+	cr_assert_eq(getsockname(f->lfd, (struct sockaddr *)&a, &al), 0);
+	f->port = ntohs(a.sin_port);
+	snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%u", (unsigned)f->port);
+	cr_assert_eq(pthread_create(&f->thread, NULL, fake_main, f), 0);
+	return f;
+}
+
+static void fake_stop(struct fake *f)
+{
+	pthread_join(f->thread, NULL);
+	close(f->lfd);
+	free(f);
+}
+
+static const struct rmp_connect_opts fast = {
+	.connect_timeout_ms = 3000, .request_timeout_ms = 1500, .provision_timeout_ms = 3000,
+	.ident = "test-client",
+};
+
+/* Serves requests until the client hangs up; answers per message type. */
+static void serve(struct fake *f, int fd, struct rmp_ctl_reader *r);
+
+static void fill_segtab(struct rmp_wire_segtab *t)
+{
+	/* 16 MiB space of 4 MiB segments: donors 1 and 2 on two hosts, one
+	 * reserved segment. */
+	memset(t, 0, sizeof(*t));
+	t->version = 3;
+	t->capacity = 12u << 20;
+	t->space_log2 = 24;
+	t->min_block_log2 = 12;
+	t->segment_log2 = 22;
+	t->meta = (struct rmp_wire_region){ .addr = 0x1000, .len = 4096, .rkey = 9 };
+	strcpy(t->coordinator.host, "198.18.0.1");
+	t->coordinator.port = 7402;
+	t->n_donors = 2;
+	t->donors = calloc(2, sizeof(*t->donors));
+	t->donors[0].donor_id = 1;
+	strcpy(t->donors[0].endpoint.host, "198.18.0.2");
+	t->donors[0].endpoint.port = 7500;
+	t->donors[1].donor_id = 2;
+	strcpy(t->donors[1].endpoint.host, "198.18.0.3");
+	t->donors[1].endpoint.port = 7501;
+	t->n_segments = 4;
+	t->segments = calloc(4, sizeof(*t->segments));
+	t->segments[0] = (struct rmp_wire_segment){ .donor_id = 1, .rkey = 1, .addr = 0x10000 };
+	t->segments[1] = (struct rmp_wire_segment){ .donor_id = 1, .rkey = 1, .addr = 0x410000 };
+	t->segments[2] = (struct rmp_wire_segment){ .donor_id = 2, .rkey = 2, .addr = 0x10000 };
+	t->segments[3] = (struct rmp_wire_segment){ .donor_id = RMP_WIRE_SEG_RESERVED };
+}
+
+enum { MODE_NORMAL = 0, MODE_SILENT_STATUS = 1, MODE_GARBAGE = 2, MODE_EXPIRE = 3, MODE_REFUSE = 4 };
+
+static void serve(struct fake *f, int fd, struct rmp_ctl_reader *r)
+{
+	for (;;) {
+		struct rmp_wire_msg in, out = { 0 };
+		if (recv_msg(fd, r, &in, 5000))
+			return;
+		switch (in.type) {
+		case RMP_MSG_STATUS_REQUEST:
+			if (f->arg == MODE_SILENT_STATUS)
+				break; /* never answer */
+			if (f->arg == MODE_GARBAGE) {
+				static const char junk[] = "this is not an rmpool frame at all";
+				cr_assert_eq(send(fd, junk, sizeof(junk), MSG_NOSIGNAL), (ssize_t)sizeof(junk));
+				break;
+			}
+			out.type = RMP_MSG_STATUS_REPLY;
+			out.u.status.uptime_ms = 65000;
+			out.u.status.capacity = 12u << 20;
+			out.u.status.free_bytes = 12u << 20;
+			out.u.status.clients = 1;
+			out.u.status.n_pools = 1;
+			out.u.status.pools = calloc(1, sizeof(*out.u.status.pools));
+			strcpy(out.u.status.pools[0].name, "p");
+			out.u.status.pools[0].pool_id = 5;
+			out.u.status.pools[0].donors = 2;
+			out.u.status.n_hosts = 2;
+			out.u.status.hosts = calloc(2, sizeof(*out.u.status.hosts));
+			strcpy(out.u.status.hosts[0].host, "198.18.0.2");
+			out.u.status.hosts[0].donors = 1;
+			strcpy(out.u.status.hosts[1].host, "198.18.0.3");
+			out.u.status.hosts[1].donors = 1;
+			send_msg(fd, &out);
+			free(out.u.status.pools);
+			free(out.u.status.hosts);
+			break;
+		case RMP_MSG_POOL_OPEN:
+			if (f->arg == MODE_REFUSE) {
+				out.type = RMP_MSG_ERROR;
+				out.u.error.code = ENOSPC;
+				out.u.error.ref_type = RMP_MSG_POOL_OPEN;
+				strcpy(out.u.error.text, "hosts can give 96 MiB, asked 224 MiB");
+				send_msg(fd, &out);
+				break;
+			}
+			/* A stray ACK for another request must not end the open. */
+			out.type = RMP_MSG_ACK;
+			out.u.ack.ref_type = RMP_MSG_POOL_DESTROY;
+			send_msg(fd, &out);
+			for (uint32_t d = 1; d <= 2; d++) {
+				out = (struct rmp_wire_msg){ .type = RMP_MSG_PROGRESS };
+				out.u.progress.donor_id = d;
+				out.u.progress.state = RMP_PROGRESS_SPAWNED;
+				out.u.progress.pid = 1000 + d;
+				snprintf(out.u.progress.text, sizeof(out.u.progress.text), "on host %u", d + 1);
+				send_msg(fd, &out);
+			}
+			out = (struct rmp_wire_msg){ .type = RMP_MSG_POOL_READY };
+			out.u.pool_ready.pool_id = 5;
+			out.u.pool_ready.lease_id = 42;
+			out.u.pool_ready.lease_ms = f->arg == MODE_EXPIRE ? 60000 : 300;
+			fill_segtab(&out.u.pool_ready.segtab);
+			send_msg(fd, &out);
+			free(out.u.pool_ready.segtab.donors);
+			free(out.u.pool_ready.segtab.segments);
+			if (f->arg == MODE_EXPIRE) {
+				out = (struct rmp_wire_msg){ .type = RMP_MSG_LEASE_EXPIRED };
+				out.u.lease_expired.lease_id = 42;
+				out.u.lease_expired.pool_id = 5;
+				send_msg(fd, &out);
+			}
+			break;
+		case RMP_MSG_LEASE_RENEW:
+			cr_assert_eq(in.u.lease_renew.lease_id, 42);
+			atomic_fetch_add(&f->renewals, 1);
+			out.type = RMP_MSG_LEASE_GRANT;
+			out.u.lease_grant.lease_id = 42;
+			out.u.lease_grant.ttl_ms = 300;
+			send_msg(fd, &out);
+			break;
+		case RMP_MSG_POOL_CLOSE:
+			cr_assert_eq(in.u.pool_close.lease_id, 42);
+			atomic_fetch_add(&f->closes, 1);
+			out.type = RMP_MSG_ACK;
+			out.u.ack.ref_type = RMP_MSG_POOL_CLOSE;
+			send_msg(fd, &out);
+			break;
+		case RMP_MSG_POOL_DESTROY:
+			out.type = RMP_MSG_PROGRESS;
+			out.u.progress.donor_id = 1;
+			out.u.progress.state = RMP_PROGRESS_EXITED;
+			send_msg(fd, &out);
+			out = (struct rmp_wire_msg){ .type = RMP_MSG_ACK };
+			out.u.ack.ref_type = strcmp(in.u.pool_destroy.name, "missing") ? RMP_MSG_POOL_DESTROY
+										: 0;
+			if (out.u.ack.ref_type == 0) {
+				out.type = RMP_MSG_ERROR;
+				out.u.error.code = ENOENT;
+				out.u.error.ref_type = RMP_MSG_POOL_DESTROY;
+				strcpy(out.u.error.text, "no pool named missing");
+			}
+			send_msg(fd, &out);
+			break;
+		default:
+			break;
+		}
+		rmp_wire_msg_release(&in);
+	}
+}
+
+Test(client_control, connect_and_status)
+{
+	struct fake *f = fake_start(SECRET, serve, MODE_NORMAL);
+	rmp_client *c = NULL;
+	struct rmp_status *s = NULL;
+
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0, "%s", rmp_last_error(NULL));
+	cr_assert_eq(rmp_client_id(c), 77);
+	cr_assert_eq(rmp_status(c, &s), 0, "%s", rmp_last_error(c));
+	cr_assert_eq(s->uptime_ms, 65000);
+	cr_assert_eq(s->n_pools, 1);
+	cr_assert_str_eq(s->pools[0].name, "p");
+	cr_assert_eq(s->n_hosts, 2);
+	cr_assert_str_eq(s->hosts[1].host, "198.18.0.3");
+	rmp_status_free(s);
+	rmp_disconnect(c);
+	fake_stop(f);
+}
+
+Test(client_control, secret_from_environment)
+{
+	struct fake *f = fake_start(SECRET, serve, MODE_NORMAL);
+	rmp_client *c = NULL;
+
+	setenv("RMPOOL_SECRET", SECRET, 1);
+	cr_assert_eq(rmp_connect_ex(f->addr, NULL, &fast, &c), 0, "%s", rmp_last_error(NULL));
+	unsetenv("RMPOOL_SECRET");
+	rmp_disconnect(c);
+	fake_stop(f);
+}
+
+Test(client_control, wrong_secret_is_refused)
+{
+	struct fake *f = fake_start(OTHER_SECRET, serve, MODE_NORMAL);
+	rmp_client *c = NULL;
+
+	int rc = rmp_connect_ex(f->addr, SECRET, &fast, &c);
+	cr_assert_eq(rc, -RMP_EAUTH, "rc %d: %s", rc, rmp_last_error(NULL));
+	cr_assert_null(c);
+	cr_assert(strstr(rmp_last_error(NULL), "secret") != NULL, "%s", rmp_last_error(NULL));
+	cr_assert(strstr(rmp_strerror(rc), "secret") != NULL);
+	fake_stop(f);
+}
+
+Test(client_control, bad_arguments)
+{
+	rmp_client *c = NULL;
+
+	cr_assert_eq(rmp_connect("127.0.0.1:7400", "short", &c), -EINVAL);
+	cr_assert_eq(rmp_connect("no:port:here", SECRET, &c), -EINVAL);
+	cr_assert_eq(rmp_connect("host:99999", SECRET, &c), -EINVAL);
+	cr_assert_eq(rmp_connect("127.0.0.1:7400", SECRET, NULL), -EINVAL);
+}
+
+Test(client_control, connection_refused)
+{
+	/* A port nothing listens on: bind, learn it, close. */
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+	close(fd);
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
+	rmp_client *c = NULL;
+	cr_assert_eq(rmp_connect_ex(addr, SECRET, &fast, &c), -ECONNREFUSED);
+}
+
+Test(client_control, silent_coordinator_times_out_handshake)
+{
+	/* Listens but never accepts or answers: the handshake is bounded. */
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(lfd, 4), 0);
+	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
+	struct rmp_connect_opts o = fast;
+	o.connect_timeout_ms = 300;
+	rmp_client *c = NULL;
+	uint64_t t0 = rmp_ctl_now_ms();
+	cr_assert_eq(rmp_connect_ex(addr, SECRET, &o, &c), -ETIMEDOUT);
+	uint64_t took = rmp_ctl_now_ms() - t0;
+	cr_assert(took >= 250 && took < 2000, "took %llu ms", (unsigned long long)took);
+	close(lfd);
+}
+
+struct progress_log {
+	int n;
+	uint32_t pids[8];
+	char text[8][64];
+};
+
+static void log_progress(void *arg, const struct rmp_progress *ev)
+{
+	struct progress_log *l = arg;
+	if (l->n < 8) {
+		l->pids[l->n] = ev->pid;
+		snprintf(l->text[l->n], sizeof(l->text[0]), "%s", ev->text);
+	}
+	l->n++;
+}
+
+Test(client_control, pool_open_relays_progress_and_renews_lease)
+{
+	struct fake *f = fake_start(SECRET, serve, MODE_NORMAL);
+	struct progress_log log = { 0 };
+	struct rmp_pool_info *in = NULL;
+	rmp_client *c = NULL;
+	rmp_pool *p = NULL;
+
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
+	rmp_client_set_progress(c, log_progress, &log);
+	cr_assert_eq(rmp_pool_open(c, "p", 12u << 20, &p), 0, "%s", rmp_last_error(c));
+	cr_assert_eq(log.n, 2);
+	cr_assert_eq(log.pids[0], 1001);
+	cr_assert_str_eq(log.text[1], "on host 3");
+
+	cr_assert_eq(rmp_pool_info(p, &in), 0);
+	cr_assert_eq(in->pool_id, 5);
+	cr_assert_eq(in->space, 16u << 20);
+	cr_assert_eq(in->backed, 12u << 20);
+	cr_assert_eq(in->n_donors, 2);
+	cr_assert_eq(in->n_hosts, 2);
+	cr_assert_eq(in->donors[0].bytes, 8u << 20);
+	cr_assert_eq(in->donors[1].segments, 1);
+	cr_assert_eq(in->lease_id, 42);
+	rmp_pool_info_free(in);
+
+	/* ttl 300 ms: renewals every 100 ms; wait about 700 ms. */
+	usleep(700 * 1000);
+	int n = atomic_load(&f->renewals);
+	cr_assert(n >= 4, "only %d renewals in 700 ms", n);
+	cr_assert_eq(rmp_pool_info(p, &in), 0);
+	cr_assert_eq(in->lease_expired, 0);
+	rmp_pool_info_free(in);
+
+	cr_assert_eq(rmp_pool_close(p), 0);
+	usleep(400 * 1000);
+	int after = atomic_load(&f->renewals);
+	cr_assert_leq(after - n, 6); /* stopped renewing once closed (a few may be in flight) */
+	rmp_disconnect(c);
+	cr_assert_eq(atomic_load(&f->closes), 1);
+	fake_stop(f);
+}
+
+Test(client_control, lease_expired_by_coordinator)
+{
+	struct fake *f = fake_start(SECRET, serve, MODE_EXPIRE);
+	struct rmp_pool_info *in = NULL;
+	rmp_client *c = NULL;
+	rmp_pool *p = NULL;
+
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
+	cr_assert_eq(rmp_pool_open(c, "p", 0, &p), 0, "%s", rmp_last_error(c));
+	int expired = 0;
+	for (int i = 0; i < 100 && !expired; i++) {
+		cr_assert_eq(rmp_pool_info(p, &in), 0);
+		expired = in->lease_expired;
+		rmp_pool_info_free(in);
+		usleep(10000);
+	}
+	cr_assert(expired);
+	rmp_disconnect(c); /* closes p */
+	fake_stop(f);
+}
+
+Test(client_control, refused_open_keeps_the_coordinators_text)
+{
+	struct fake *f = fake_start(SECRET, serve, MODE_REFUSE);
+	rmp_client *c = NULL;
+	rmp_pool *p = NULL;
+
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
+	cr_assert_eq(rmp_pool_open(c, "big", 224u << 20, &p), -ENOSPC);
+	cr_assert_null(p);
+	cr_assert_str_eq(rmp_last_error(c), "hosts can give 96 MiB, asked 224 MiB");
+	/* The connection survives a refusal. */
+	struct rmp_status *s = NULL;
+	cr_assert_eq(rmp_status(c, &s), 0);
+	rmp_status_free(s);
+	rmp_disconnect(c);
+	fake_stop(f);
+}
+
+Test(client_control, bad_pool_names_are_refused_locally)
+{
+	struct fake *f = fake_start(SECRET, serve, MODE_NORMAL);
+	rmp_client *c = NULL;
+	rmp_pool *p = NULL;
+
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
+	cr_assert_eq(rmp_pool_open(c, "", 1, &p), -EINVAL);
+	cr_assert_eq(rmp_pool_open(c, "has space", 1, &p), -EINVAL);
+	cr_assert_eq(rmp_pool_open(c, "tab\there", 1, &p), -EINVAL);
+	char longname[80];
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[79] = '\0';
+	cr_assert_eq(rmp_pool_destroy(c, longname), -EINVAL);
+	/* ... and the connection is still fine. */
+	struct rmp_status *s = NULL;
+	cr_assert_eq(rmp_status(c, &s), 0);
+	rmp_status_free(s);
+	rmp_disconnect(c);
+	fake_stop(f);
+}
+
+Test(client_control, unanswered_request_is_bounded_and_drops_the_connection)
+{
+	struct fake *f = fake_start(SECRET, serve, MODE_SILENT_STATUS);
+	struct rmp_connect_opts o = fast;
+	struct rmp_status *s = NULL;
+	rmp_client *c = NULL;
+
+	o.request_timeout_ms = 300;
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &o, &c), 0);
+	uint64_t t0 = rmp_ctl_now_ms();
+	cr_assert_eq(rmp_status(c, &s), -ETIMEDOUT);
+	uint64_t took = rmp_ctl_now_ms() - t0;
+	cr_assert(took >= 250 && took < 2000, "took %llu ms", (unsigned long long)took);
+	cr_assert_eq(rmp_status(c, &s), -ENOTCONN);
+	rmp_disconnect(c);
+	fake_stop(f);
+}
+
+Test(client_control, garbage_from_the_coordinator_drops_the_connection)
+{
+	struct fake *f = fake_start(SECRET, serve, MODE_GARBAGE);
+	struct rmp_status *s = NULL;
+	rmp_client *c = NULL;
+
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
+	cr_assert_eq(rmp_status(c, &s), -ENOTCONN);
+	cr_assert_eq(rmp_status(c, &s), -ENOTCONN);
+	rmp_disconnect(c);
+	fake_stop(f);
+}
+
+Test(client_control, destroy_waits_for_its_ack)
+{
+	struct fake *f = fake_start(SECRET, serve, MODE_NORMAL);
+	struct progress_log log = { 0 };
+	rmp_client *c = NULL;
+
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
+	rmp_client_set_progress(c, log_progress, &log);
+	cr_assert_eq(rmp_pool_destroy(c, "p"), 0, "%s", rmp_last_error(c));
+	cr_assert_eq(log.n, 1);
+	cr_assert_eq(rmp_pool_destroy(c, "missing"), -ENOENT);
+	cr_assert_str_eq(rmp_last_error(c), "no pool named missing");
+	rmp_disconnect(c);
+	fake_stop(f);
+}
+
+Test(client_control, data_path_is_not_there_yet)
+{
+	struct fake *f = fake_start(SECRET, serve, MODE_NORMAL);
+	rmp_client *c = NULL;
+	rmp_pool *p = NULL;
+	rmp_addr a = 1;
+	char buf[8];
+
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
+	cr_assert_eq(rmp_pool_open(c, "p", 0, &p), 0);
+	cr_assert_eq(rmp_alloc(p, 4096, &a), -ENOSYS);
+	cr_assert_eq(a, 0);
+	cr_assert_eq(rmp_free(p, RMP_ADDR_MAKE(12, 0)), -ENOSYS);
+	cr_assert_eq(rmp_write(p, RMP_ADDR_MAKE(12, 0), buf, 8), -ENOSYS);
+	cr_assert_eq(rmp_read(p, buf, RMP_ADDR_MAKE(12, 0), 8), -ENOSYS);
+	cr_assert(strstr(rmp_strerror(-ENOSYS), "not implemented yet") != NULL);
+	rmp_disconnect(c);
+	fake_stop(f);
+}
+
+Test(client_control, addr_layout)
+{
+	rmp_addr a = RMP_ADDR_MAKE(12, 0x5000);
+	cr_assert_eq(a >> 58, 13);
+	cr_assert_eq(RMP_ADDR_ORDER(a), 12);
+	cr_assert_eq(RMP_ADDR_OFFSET(a + 7), 0x5007);
+	cr_assert_eq(RMP_ADDR_ORDER(a + 7), 12);
+	cr_assert_eq(RMP_ADDR_ORDER(0), -1);
+}
+
+Test(client_control, strerror_covers_every_code)
+{
+	cr_assert_str_eq(rmp_strerror(0), "success");
+	cr_assert(strstr(rmp_strerror(-RMP_ELEASE), "lease") != NULL);
+	cr_assert(strstr(rmp_strerror(-RMP_ECORRUPT), "invariants") != NULL);
+	cr_assert(strstr(rmp_strerror(-RMP_EREMOTE), "refused") != NULL);
+	cr_assert_str_eq(rmp_strerror(-ENOENT), "No such file or directory");
+	cr_assert_str_eq(rmp_strerror(ENOENT), "No such file or directory");
+	cr_assert_str_eq(rmp_strerror(-999999), "unknown error");
+}
