@@ -1,0 +1,111 @@
+/* test_server_leases.c - server/leases.c: deadlines, renewal, expiry
+ * (exactly at the deadline, not before), late renewals refused, owners
+ * forgotten on disconnect, pools dropped, ids never reused.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdint.h>
+
+#include "leases.h"
+
+struct seen {
+	uint64_t ids[16];
+	size_t n;
+};
+
+static void record(void *arg, const struct rmp_srv_lease *l)
+{
+	struct seen *s = arg;
+	s->ids[s->n++] = l->id;
+}
+
+Test(server_leases, deadline_saturates)
+{
+	cr_assert_eq(rmp_srv_lease_deadline(1000, 10000), 11000);
+	cr_assert_eq(rmp_srv_lease_deadline(UINT64_MAX - 5, 10), UINT64_MAX);
+}
+
+Test(server_leases, expiry_at_the_deadline)
+{
+	struct rmp_srv_leases t;
+	struct seen s = { 0 };
+	uint64_t a, b;
+	int owner;
+
+	rmp_srv_leases_init(&t, 10000, 1);
+	cr_assert_eq(rmp_srv_leases_grant(&t, 1, 100, &owner, 0, &a), 0);
+	cr_assert_eq(rmp_srv_leases_grant(&t, 1, 101, &owner, 5000, &b), 0);
+	cr_assert_neq(a, b);
+	cr_assert_eq(rmp_srv_leases_next_deadline(&t), 10000);
+	cr_assert_eq(rmp_srv_leases_expire(&t, 9999, record, &s), 0);
+	cr_assert_eq(rmp_srv_leases_expire(&t, 10000, record, &s), 1);
+	cr_assert_eq(s.ids[0], a);
+	cr_assert_null(rmp_srv_leases_find(&t, a));
+	cr_assert_not_null(rmp_srv_leases_find(&t, b));
+	cr_assert_eq(rmp_srv_leases_next_deadline(&t), 15000);
+	rmp_srv_leases_fini(&t);
+}
+
+Test(server_leases, renewal_pushes_the_deadline)
+{
+	struct rmp_srv_leases t;
+	uint64_t a;
+	int o1, o2;
+
+	rmp_srv_leases_init(&t, 10000, 1);
+	cr_assert_eq(rmp_srv_leases_grant(&t, 3, 7, &o1, 0, &a), 0);
+	cr_assert_eq(rmp_srv_leases_renew(&t, a, &o2, 9000), 0);
+	cr_assert_eq(rmp_srv_leases_find(&t, a)->deadline_ms, 19000);
+	cr_assert_eq(rmp_srv_leases_find(&t, a)->owner, &o2);
+	cr_assert_eq(rmp_srv_leases_expire(&t, 18999, NULL, NULL), 0);
+	/* Late: refused, left for the reaper (which counts it). */
+	cr_assert_eq(rmp_srv_leases_renew(&t, a, &o2, 19000), -ETIMEDOUT);
+	cr_assert_eq(rmp_srv_leases_expire(&t, 19000, NULL, NULL), 1);
+	cr_assert_eq(rmp_srv_leases_renew(&t, a, &o2, 19001), -ENOENT);
+	rmp_srv_leases_fini(&t);
+}
+
+Test(server_leases, release_owner_and_pools)
+{
+	struct rmp_srv_leases t;
+	uint64_t id[6];
+	int o1, o2;
+
+	rmp_srv_leases_init(&t, 1000, 1);
+	for (int i = 0; i < 6; i++)
+		cr_assert_eq(rmp_srv_leases_grant(&t, (uint32_t)(i % 2), (uint64_t)i,
+						  i < 3 ? (void *)&o1 : (void *)&o2, 0, &id[i]),
+			     0);
+	cr_assert_eq(rmp_srv_leases_count_pool(&t, 0), 3);
+	cr_assert_eq(rmp_srv_leases_release(&t, id[0]), 0);
+	cr_assert_eq(rmp_srv_leases_release(&t, id[0]), -ENOENT);
+	cr_assert_eq(rmp_srv_leases_count_pool(&t, 0), 2);
+	rmp_srv_leases_forget_owner(&t, &o1);
+	cr_assert_null(rmp_srv_leases_find(&t, id[1])->owner);
+	cr_assert_eq(rmp_srv_leases_find(&t, id[4])->owner, &o2);
+	rmp_srv_leases_drop_pool(&t, 1);
+	cr_assert_eq(t.n, 2);
+	cr_assert_eq(rmp_srv_leases_count_pool(&t, 1), 0);
+	/* Ids keep growing after removals. */
+	uint64_t next;
+	cr_assert_eq(rmp_srv_leases_grant(&t, 0, 9, NULL, 0, &next), 0);
+	cr_assert_gt(next, id[5]);
+	rmp_srv_leases_fini(&t);
+}
+
+Test(server_leases, many_expire_in_one_pass)
+{
+	struct rmp_srv_leases t;
+	struct seen s = { 0 };
+	uint64_t id;
+
+	rmp_srv_leases_init(&t, 100, 1);
+	for (int i = 0; i < 12; i++)
+		cr_assert_eq(rmp_srv_leases_grant(&t, 1, 1, NULL, (uint64_t)(i % 3) * 100, &id), 0);
+	cr_assert_eq(rmp_srv_leases_expire(&t, 200, record, &s), 8);
+	cr_assert_eq(s.n, 8);
+	cr_assert_eq(t.n, 4);
+	cr_assert_eq(rmp_srv_leases_next_deadline(&t), 300);
+	rmp_srv_leases_fini(&t);
+	cr_assert_eq(rmp_srv_leases_next_deadline(&t), UINT64_MAX);
+}
