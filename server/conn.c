@@ -368,7 +368,12 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 			conn_reject(c, "truncated frame", why);
 			return;
 		}
-		rmp_log_info("%s %s closed the connection", role_name(c->role), c->peer);
+		/* Port probes (health checks, scanners) hang up before HELLO:
+		 * not worth a line at info. */
+		if (c->authed)
+			rmp_log_info("%s %s closed the connection", role_name(c->role), c->peer);
+		else
+			rmp_log_debug("%s closed the connection before authenticating", c->peer);
 	} else if (what & BEV_EVENT_ERROR) {
 		rmp_log_warn("%s %s: connection error: %s", role_name(c->role), c->peer,
 			     evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));

@@ -671,6 +671,12 @@ void rmp_srv_pool_donor_register(struct rmp_srv_conn *c, const struct rmp_wire_d
 					c->donor->id);
 		return;
 	}
+	if (r->donor_id == 0 && r->pool_id == 0) {
+		rmp_srv_conn_send_error(c, EOPNOTSUPP, RMP_MSG_DONOR_REGISTER,
+					"standalone donors are not used by this coordinator yet: "
+					"run donors through a host agent (rmpool-donor --agent)");
+		return;
+	}
 	if (!d || d->pool_id != r->pool_id || !p) {
 		rmp_srv_conn_send_error(c, ENOENT, RMP_MSG_DONOR_REGISTER,
 					"no donor %" PRIu32 " is expected for pool %" PRIu32
