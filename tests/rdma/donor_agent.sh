@@ -19,8 +19,13 @@ fail() {
 [[ -x $BIN && -x $DONOR ]] || fail "$BIN or $DONOR is not built"
 RMPOOL_SECRET=donor-agent-test-secret-$$-$RANDOM
 export RMPOOL_SECRET
+# One log file (one open file description) for the fake coordinator, the
+# agent and its donors, so that their lines interleave instead of
+# overwriting each other.
+log=$RMPOOL_VM_SCRATCH/donor_agent_$$.log
 rc=0
-"$VM" exec --timeout 400 1 -- "$BIN" "$DONOR" || rc=$?
+"$VM" exec --timeout 400 1 -- sh -c 'exec "$0" "$1" >"$2" 2>&1' "$BIN" "$DONOR" "$log" || rc=$?
+cat "$log"
 ((rc == 0)) || fail "donor_agent on host 1 exited with status $rc"
 # No donor may outlive the test (they would show as rmpool-donor processes).
 left=$("$VM" exec --timeout 30 1 -- sh -c "pgrep -f '^$DONOR' || true")
