@@ -307,22 +307,19 @@ static void on_progress(void *arg, const struct rmp_progress *ev)
 {
 	FILE *f = arg;
 
-	switch (ev->state) {
-	case RMP_PROGRESS_DONOR_SPAWNED:
-		fprintf(f, "  donor %u started (pid %u)%s%s\n", ev->donor_id, ev->pid,
-			*ev->text ? ": " : "", ev->text);
-		break;
-	case RMP_PROGRESS_DONOR_FAILED:
+	/* The coordinator's text says what happened, host included; our own
+	 * words only when it sent none. */
+	if (*ev->text && ev->state != RMP_PROGRESS_DONOR_FAILED)
+		fprintf(f, "  %s\n", ev->text);
+	else if (ev->state == RMP_PROGRESS_DONOR_SPAWNED)
+		fprintf(f, "  donor %u started (pid %u)\n", ev->donor_id, ev->pid);
+	else if (ev->state == RMP_PROGRESS_DONOR_FAILED)
 		fprintf(f, "  donor %u failed: %s%s%s\n", ev->donor_id,
 			ev->error ? rmp_strerror(ev->error) : "error", *ev->text ? ": " : "", ev->text);
-		break;
-	case RMP_PROGRESS_DONOR_EXITED:
-		fprintf(f, "  donor %u exited%s%s\n", ev->donor_id, *ev->text ? ": " : "", ev->text);
-		break;
-	default:
-		fprintf(f, "  donor %u: %s\n", ev->donor_id, ev->text);
-		break;
-	}
+	else if (ev->state == RMP_PROGRESS_DONOR_EXITED)
+		fprintf(f, "  donor %u exited\n", ev->donor_id);
+	else
+		fprintf(f, "  donor %u: state %d\n", ev->donor_id, (int)ev->state);
 	fflush(f);
 }
 
