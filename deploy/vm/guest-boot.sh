@@ -54,5 +54,5 @@ read -r up _ </proc/uptime
 echo "$up" >"$GDIR/ready"
 echo "rmpool-vm guest $G: ready after ${up}s of guest uptime"
 chroot "$R" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-	HOME=/root /bin/bash "$RMPOOL_VM_AGENT" "$RMPOOL_VM_DIR/g$G/ch" ||
+	HOME=/root /bin/bash "$RMPOOL_VM_AGENT" "$RMPOOL_VM_DIR/g$G/ch" $RMPOOL_VM_POLL ||
 	echo "rmpool-vm guest $G: agent exited with status $?"

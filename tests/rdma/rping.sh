@@ -11,6 +11,7 @@ set -euo pipefail
 
 VM=$(cd "$(dirname "$(readlink -f "$0")")/../../deploy/vm" && pwd)/rmpool-vm
 COUNT=10
+PORT=7174
 SRV=rping_srv_$$
 
 fail() {
@@ -43,23 +44,14 @@ for h in 1 2; do
 	for c in sent_pkts rcvd_pkts; do before[$h.$c]=$(counter $h $c); done
 done
 
-"$VM" exec --bg "$SRV" 1 -- timeout 90 rping -s -a "$server_addr" -v -C "$COUNT" ||
+"$VM" exec --bg "$SRV" 1 -- timeout 90 rping -s -a "$server_addr" -p "$PORT" -v -C "$COUNT" ||
 	fail "cannot start the rping server on host 1"
 trap '"$VM" kill "$SRV" KILL 2>/dev/null || true' EXIT
+"$VM" wait-listen --timeout 30 1 "$PORT" || fail "the rping server on host 1 does not listen on port $PORT"
 
-# The server needs a moment to listen; a client that finds no listener
-# fails fast (connection refused/rejected), so retry a few times.
-client_out=
-for attempt in 1 2 3 4 5; do
-	rc=0
-	client_out=$("$VM" exec --timeout 60 2 -- rping -c -a "$server_addr" -v -C "$COUNT" 2>&1) || rc=$?
-	((rc == 0)) && break
-	echo "rdma_rping: client attempt $attempt failed with status $rc:" >&2
-	printf '%s\n' "$client_out" | tail -n 5 >&2
-	((rc == 124)) && break
-	sleep 1
-done
-((rc == 0)) || fail "rping client on host 2 exited with status $rc"
+rc=0
+client_out=$("$VM" exec --timeout 60 2 -- rping -c -a "$server_addr" -p "$PORT" -v -C "$COUNT" 2>&1) || rc=$?
+((rc == 0)) || { printf '%s\n' "$client_out" | tail -n 10 >&2; fail "rping client on host 2 exited with status $rc"; }
 
 srv_rc=0
 "$VM" wait --timeout 30 "$SRV" || srv_rc=$?
