@@ -10,7 +10,8 @@
  *              request/reply calls, rmp_status
  *   pool.c     rmp_pool_open/close/destroy/info
  *   meta.c     the metadata region read over rdma_cm and its check
- *   data.c     rmp_alloc/free/read/write (not yet: -ENOSYS)
+ *   data.c     rmp_alloc/free/read/write over one-sided RDMA: the buddy
+ *              engine on the metadata region, data in donor regions
  *
  * Locking (names say who must hold what):
  *   c->call_lock  one request/reply exchange at a time (client_call)
@@ -141,6 +142,10 @@ struct rmp_pool {
 	uint64_t renew_sent_ms; /* 0: no renewal outstanding */
 	bool expired;
 	char expired_text[RMP_WIRE_TEXT_MAX + 64];
+
+	/* data path (data.c), set up on first use under data_lock */
+	pthread_mutex_t data_lock;
+	struct rmp_data *data;
 };
 
 /* Sends req and waits for one of want[] (or ERROR with ref_type
@@ -164,6 +169,11 @@ const rmp_auth_key *rmp_client_key(const rmp_client *c);
 
 /* ---- pool.c ---- */
 void rmp_pool_free(rmp_pool *p);
+
+/* ---- data.c ---- */
+/* Tears down the pool's RDMA connections (sends the queued count hints
+ * first). Safe on a pool whose data path never started. */
+void rmp_data_close(rmp_pool *p);
 /* A pool from POOL_READY: takes over the segment table's arrays (they
  * are cleared in *ready). NULL when out of memory (ready left intact). */
 rmp_pool *rmp_pool_from_ready(rmp_client *c, const char *name, struct rmp_wire_pool_ready *ready);

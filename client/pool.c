@@ -40,6 +40,8 @@ void rmp_pool_free(rmp_pool *p)
 {
 	if (!p)
 		return;
+	rmp_data_close(p);
+	pthread_mutex_destroy(&p->data_lock);
 	free(p->segtab.donors);
 	free(p->segtab.segments);
 	free(p);
@@ -52,6 +54,7 @@ rmp_pool *rmp_pool_from_ready(rmp_client *c, const char *name, struct rmp_wire_p
 	if (!p)
 		return NULL;
 	p->c = c;
+	pthread_mutex_init(&p->data_lock, NULL);
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	p->pool_id = ready->pool_id;
 	p->segtab = ready->segtab; /* takes over the arrays */

@@ -8,10 +8,12 @@
  * writes them, and closes the pool. The pool's memory lives in donor
  * processes on any number of hosts; one block may span several donors.
  *
- * Status of this release: the control half works (connect, create,
- * attach, destroy, status, lease renewal). The data half - rmp_alloc,
- * rmp_free, rmp_read, rmp_write over one-sided RDMA - is NOT implemented
- * yet: those four return -ENOSYS.
+ * Data path: rmp_alloc and rmp_free run a lock-free buddy allocator with
+ * RDMA READ, compare-and-swap and fetch-and-add on the coordinator's
+ * metadata region; rmp_read and rmp_write are RDMA READ and WRITE to the
+ * donors, cut at segment boundaries. No coordinator or donor CPU takes
+ * part. The RDMA connections are made on first use of a pool (metadata)
+ * and of each donor. Blocks are NOT zeroed on allocation (like malloc).
  *
  * Errors. Every function that can fail returns 0 or a negative
  * errno-style code, or one of the RMP_E* codes below (also negative).
@@ -92,6 +94,18 @@ struct rmp_connect_opts {
 	unsigned request_timeout_ms;   /* one request/reply exchange [10000] */
 	unsigned provision_timeout_ms; /* rmp_pool_open of a new pool [300000] */
 	const char *ident;             /* how the coordinator logs us; NULL: librmpool/HOST/PID */
+	int wait_mode;                 /* RDMA completions: enum rmp_wait_mode [RMP_WAIT_DEFAULT] */
+	unsigned rdma_timeout_ms;      /* any one RDMA wait (connect, a batch) [10000] */
+};
+
+/* How the data path waits for RDMA completions. Spinning is fastest on
+ * a host with cores to spare; in a 1-vCPU guest it starves Soft-RoCE,
+ * which runs in the same CPU's softirq: block there. */
+enum rmp_wait_mode {
+	RMP_WAIT_DEFAULT = 0,  /* RMPOOL_WAIT (poll|event|adaptive), else adaptive */
+	RMP_WAIT_ADAPTIVE,     /* spin briefly, then block on the completion channel */
+	RMP_WAIT_POLL,         /* spin on the completion queue */
+	RMP_WAIT_EVENT,        /* block on the completion channel */
 };
 
 /* Connects to the coordinator at "host:port" ("host" alone: port
@@ -196,16 +210,38 @@ struct rmp_pool_info {
 RMP_API int rmp_pool_info(rmp_pool *p, struct rmp_pool_info **out);
 RMP_API void rmp_pool_info_free(struct rmp_pool_info *info);
 
-/* ---- data (NOT YET IMPLEMENTED: each returns -ENOSYS) ---------------- */
+/* ---- data ------------------------------------------------------------- */
 
 /* Allocates a block of at least size bytes (a power of two, at least the
- * pool's minimum block). Blocks are NOT zeroed (like malloc). */
+ * pool's minimum block) and returns its handle. Blocks are NOT zeroed
+ * (like malloc). -EINVAL (size 0 or above the pool's usable capacity),
+ * -ENOMEM (no free block that large), an RDMA error (-ETIMEDOUT, -EIO,
+ * -ECONNREFUSED, -EOPNOTSUPP: a device without atomics). */
 RMP_API int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out);
 /* Frees the block whose first byte is a. -EINVAL for anything else,
- * including a second free. */
+ * including a second free, also when another process freed it: that is
+ * decided from the pool's shared metadata. Nothing changes then. */
 RMP_API int rmp_free(rmp_pool *p, rmp_addr a);
+/* Copies len > 0 bytes from src to the pool at dst (= a block's handle
+ * plus an offset), or from src to dst for rmp_read. The range must lie
+ * inside dst's block: -EINVAL otherwise, and for NULL buffers or a handle
+ * that is not a pool address (liveness is not checked: that would cost a
+ * round trip per call). A range over several donors moves in parallel.
+ * -EIO / -ETIMEDOUT when a donor does not answer (never wrong data). */
 RMP_API int rmp_write(rmp_pool *p, rmp_addr dst, const void *src, uint64_t len);
 RMP_API int rmp_read(rmp_pool *p, void *dst, rmp_addr src, uint64_t len);
+
+/* What this process's allocator issued on p, summed over its threads:
+ * remote round trips (each one batch of RDMA work requests waited for)
+ * and failed CAS (lost races), per alloc and per free. */
+struct rmp_pool_stats {
+	uint64_t allocs, alloc_round_trips, alloc_cas_failed;
+	uint64_t frees, free_round_trips, free_cas_failed;
+};
+RMP_API int rmp_pool_stats(rmp_pool *p, struct rmp_pool_stats *out);
+/* The donor behind segment `segment` of p (RMP_NO_DONOR: reserved tail). */
+#define RMP_NO_DONOR UINT32_MAX
+RMP_API int rmp_pool_segment_donor(rmp_pool *p, uint64_t segment, uint32_t *donor_id);
 
 /* ---- status ----------------------------------------------------------- */
 

@@ -546,22 +546,33 @@ Test(client_control, destroy_waits_for_its_ack)
 	fake_stop(f);
 }
 
-Test(client_control, data_path_is_not_there_yet)
+/* This host has no RDMA device and the fake coordinator no metadata
+ * region: the data path must fail cleanly, with a reason, and refuse
+ * bad arguments before it tries the network. */
+Test(client_control, data_path_fails_cleanly_without_rdma)
 {
 	struct fake *f = fake_start(SECRET, serve, MODE_NORMAL);
 	rmp_client *c = NULL;
 	rmp_pool *p = NULL;
 	rmp_addr a = 1;
-	char buf[8];
+	char buf[8] = { 0 };
 
 	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
 	cr_assert_eq(rmp_pool_open(c, "p", 0, &p), 0);
-	cr_assert_eq(rmp_alloc(p, 4096, &a), -ENOSYS);
+	cr_assert_eq(rmp_alloc(p, 0, &a), -EINVAL);
 	cr_assert_eq(a, 0);
-	cr_assert_eq(rmp_free(p, RMP_ADDR_MAKE(12, 0)), -ENOSYS);
-	cr_assert_eq(rmp_write(p, RMP_ADDR_MAKE(12, 0), buf, 8), -ENOSYS);
-	cr_assert_eq(rmp_read(p, buf, RMP_ADDR_MAKE(12, 0), 8), -ENOSYS);
-	cr_assert(strstr(rmp_strerror(-ENOSYS), "not implemented yet") != NULL);
+	cr_assert_eq(rmp_write(p, RMP_ADDR_MAKE(12, 0), NULL, 8), -EINVAL);
+	cr_assert_eq(rmp_write(p, RMP_ADDR_MAKE(12, 0), buf, 0), -EINVAL);
+	cr_assert_eq(rmp_read(p, NULL, RMP_ADDR_MAKE(12, 0), 8), -EINVAL);
+	cr_assert_eq(rmp_free(p, 0), -EINVAL);
+	a = 1;
+	int rc = rmp_alloc(p, 4096, &a);
+	cr_assert_lt(rc, 0, "an allocation without an RDMA device succeeded");
+	cr_assert_neq(rc, -ENOSYS);
+	cr_assert_eq(a, 0);
+	cr_assert_neq(rmp_last_error(c)[0], '\0', "no reason given for %d", rc);
+	cr_assert_lt(rmp_read(p, buf, RMP_ADDR_MAKE(12, 0), 8), 0);
+	cr_assert_eq(rmp_pool_close(p), 0);
 	rmp_disconnect(c);
 	fake_stop(f);
 }

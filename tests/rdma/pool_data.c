@@ -1,0 +1,423 @@
+/*
+ * pool_data.c - consumer-side checks of librmpool's data path, run on the
+ * Soft-RoCE guests by tests/rdma/pool_data.sh.
+ *
+ *   pool_data big     NAME   one block larger than any donor region:
+ *                            every byte written and read back; its
+ *                            segments lie on at least 2 hosts
+ *   pool_data steps   NAME --threads T --steps N --id I
+ *                            each step one of alloc / write own pattern /
+ *                            read and verify / free; >= 90% of allocs ok
+ *   pool_data whole   NAME   the whole capacity in one allocation
+ *   pool_data stopped NAME --go FILE
+ *                            connect everything, write FILE.ready, wait for
+ *                            FILE (the driver stops coordinator and donors
+ *                            in between), then alloc/write/read/free
+ *   pool_data bad     NAME   bad arguments are refused and lose nothing
+ *   pool_data noanswer HOST:PORT
+ *                            a coordinator that does not answer: bounded
+ * Coordinator from RMPOOL_COORDINATOR, secret from RMPOOL_SECRET.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rmpool.h"
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "pool_data: FAILED: ");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(1);
+}
+
+static void check(int rc, const char *what)
+{
+	if (rc)
+		die("%s: %s (%s)", what, rmp_strerror(rc), rmp_last_error(NULL));
+}
+
+static rmp_client *cl;
+
+static rmp_pool *open_pool(const char *name)
+{
+	const char *coord = getenv("RMPOOL_COORDINATOR");
+	rmp_pool *p;
+	if (!coord)
+		die("RMPOOL_COORDINATOR is not set");
+	check(rmp_connect(coord, NULL, &cl), "rmp_connect");
+	check(rmp_pool_open(cl, name, 0, &p), "rmp_pool_open (attach)");
+	return p;
+}
+
+static void fill(uint8_t *b, size_t n, uint64_t seed)
+{
+	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		b[i] = (uint8_t)x;
+	}
+}
+
+static int cmd_big(const char *name)
+{
+	rmp_pool *p = open_pool(name);
+	struct rmp_pool_info *info;
+	check(rmp_pool_info(p, &info), "rmp_pool_info");
+	uint64_t max_donor = 0;
+	for (size_t i = 0; i < info->n_donors; i++)
+		if (info->donors[i].bytes > max_donor)
+			max_donor = info->donors[i].bytes;
+	/* Larger than any donor; larger than two when the pool allows, so
+	 * that it spans three donors: no host holds more than two here. */
+	uint64_t size = 2 * max_donor + 1 <= info->capacity ? 2 * max_donor + 1 : max_donor + 1;
+	rmp_addr a;
+	check(rmp_alloc(p, size, &a), "rmp_alloc of more than one donor");
+	uint64_t block = 1ull << RMP_ADDR_ORDER(a), off = RMP_ADDR_OFFSET(a);
+	/* Which hosts back [off, off+block)? */
+	char hosts[8][256];
+	unsigned nh = 0;
+	for (uint64_t s = off / info->segment_size; s < (off + block) / info->segment_size; s++) {
+		/* the segment's donor: walk the donors' segment counts is not
+		 * enough (order unknown); ask per segment */
+		uint32_t did;
+		check(rmp_pool_segment_donor(p, s, &did), "rmp_pool_segment_donor");
+		for (size_t i = 0; i < info->n_donors; i++) {
+			if (info->donors[i].donor_id != did)
+				continue;
+			unsigned k;
+			for (k = 0; k < nh && strcmp(hosts[k], info->donors[i].host); k++)
+				;
+			if (k == nh && nh < 8)
+				snprintf(hosts[nh++], sizeof(hosts[0]), "%s", info->donors[i].host);
+		}
+	}
+	printf("pool_data: block of %" PRIu64 " bytes (asked %" PRIu64 ", largest donor %" PRIu64 ") on %u hosts\n",
+	       block, size, max_donor, nh);
+	if (nh < 2)
+		die("the block lies on %u host(s), expected at least 2", nh);
+	size_t chunk = 4u << 20;
+	uint8_t *w = malloc(chunk), *r = malloc(chunk);
+	double t0 = now_s();
+	for (uint64_t at = 0; at < block; at += chunk) {
+		size_t n = block - at < chunk ? (size_t)(block - at) : chunk;
+		fill(w, n, at);
+		check(rmp_write(p, a + at, w, n), "rmp_write");
+	}
+	double t1 = now_s();
+	for (uint64_t at = 0; at < block; at += chunk) {
+		size_t n = block - at < chunk ? (size_t)(block - at) : chunk;
+		fill(w, n, at);
+		check(rmp_read(p, r, a + at, n), "rmp_read");
+		if (memcmp(w, r, n))
+			die("bytes at block offset %" PRIu64 " read back wrong", at);
+	}
+	double t2 = now_s();
+	printf("pool_data: wrote %" PRIu64 " MiB in %.2f s (%.1f MiB/s), read and verified in %.2f s (%.1f MiB/s)\n",
+	       block >> 20, t1 - t0, (double)(block >> 20) / (t1 - t0), t2 - t1, (double)(block >> 20) / (t2 - t1));
+	check(rmp_free(p, a), "rmp_free");
+	if (rmp_free(p, a) != -EINVAL)
+		die("a second free of the same block was not refused");
+	rmp_pool_info_free(info);
+	check(rmp_pool_close(p), "rmp_pool_close");
+	rmp_disconnect(cl);
+	printf("pool_data: big: PASS\n");
+	return 0;
+}
+
+struct worker {
+	rmp_pool *p;
+	unsigned id, steps;
+	uint64_t allocs, allocs_ok, writes, reads;
+	int failed;
+	pthread_t tid;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	enum { LIVE = 8 };
+	struct { rmp_addr a; uint64_t len; uint64_t seed; int written; } live[LIVE] = { { 0, 0, 0, 0 } };
+	uint8_t *buf = malloc(1u << 16), *rb = malloc(1u << 16);
+	uint64_t x = 0xD1B54A32D192ED03ull * (w->id + 1);
+	for (unsigned s = 0; s < w->steps && !w->failed; s++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		unsigned k = (unsigned)(x % LIVE), op = (unsigned)((x >> 8) % 4);
+		int rc;
+		if (!live[k].a)
+			op = 0;
+		switch (op) {
+		case 0: /* alloc (replacing what was there) */
+			if (live[k].a && (rc = rmp_free(w->p, live[k].a)) != 0) {
+				fprintf(stderr, "pool_data: free: %s (%s)\n", rmp_strerror(rc), rmp_last_error(NULL));
+				w->failed = 1;
+				break;
+			}
+			live[k].a = 0;
+			live[k].len = 64u << ((x >> 16) % 11); /* 64 B .. 64 KiB */
+			w->allocs++;
+			rc = rmp_alloc(w->p, live[k].len, &live[k].a);
+			if (rc == -ENOMEM) {
+				live[k].a = 0;
+				break;
+			}
+			if (rc) {
+				fprintf(stderr, "pool_data: alloc: %s (%s)\n", rmp_strerror(rc), rmp_last_error(NULL));
+				w->failed = 1;
+				break;
+			}
+			w->allocs_ok++;
+			live[k].written = 0;
+			break;
+		case 1: /* write own pattern */
+			live[k].seed = ((uint64_t)w->id << 40) ^ s;
+			fill(buf, live[k].len, live[k].seed);
+			if ((rc = rmp_write(w->p, live[k].a, buf, live[k].len)) != 0) {
+				fprintf(stderr, "pool_data: write: %s (%s)\n", rmp_strerror(rc), rmp_last_error(NULL));
+				w->failed = 1;
+			}
+			live[k].written = 1;
+			w->writes++;
+			break;
+		case 2: /* read and verify */
+			if (!live[k].written)
+				break;
+			if ((rc = rmp_read(w->p, rb, live[k].a, live[k].len)) != 0) {
+				fprintf(stderr, "pool_data: read: %s (%s)\n", rmp_strerror(rc), rmp_last_error(NULL));
+				w->failed = 1;
+				break;
+			}
+			fill(buf, live[k].len, live[k].seed);
+			if (memcmp(buf, rb, live[k].len)) {
+				fprintf(stderr, "pool_data: FAILED: thread %u: pattern of block %#" PRIx64 " corrupted\n", w->id,
+					(uint64_t)live[k].a);
+				w->failed = 1;
+			}
+			w->reads++;
+			break;
+		case 3: /* free */
+			if ((rc = rmp_free(w->p, live[k].a)) != 0) {
+				fprintf(stderr, "pool_data: free: %s (%s)\n", rmp_strerror(rc), rmp_last_error(NULL));
+				w->failed = 1;
+			}
+			live[k].a = 0;
+			break;
+		}
+	}
+	for (unsigned k = 0; k < LIVE; k++)
+		if (live[k].a && rmp_free(w->p, live[k].a) != 0)
+			w->failed = 1;
+	free(buf);
+	free(rb);
+	return NULL;
+}
+
+static int cmd_steps(const char *name, unsigned threads, unsigned steps, unsigned id)
+{
+	rmp_pool *p = open_pool(name);
+	struct worker *w = calloc(threads, sizeof(*w));
+	double t0 = now_s();
+	for (unsigned i = 0; i < threads; i++) {
+		w[i] = (struct worker){ .p = p, .id = id * 16 + i, .steps = steps };
+		pthread_create(&w[i].tid, NULL, worker_main, &w[i]);
+	}
+	uint64_t allocs = 0, ok = 0, writes = 0, reads = 0;
+	int failed = 0;
+	for (unsigned i = 0; i < threads; i++) {
+		pthread_join(w[i].tid, NULL);
+		allocs += w[i].allocs, ok += w[i].allocs_ok, writes += w[i].writes, reads += w[i].reads;
+		failed |= w[i].failed;
+	}
+	double secs = now_s() - t0;
+	struct rmp_pool_stats st;
+	check(rmp_pool_stats(p, &st), "rmp_pool_stats");
+	printf("pool_data: consumer %u: %u threads x %u steps in %.1f s: %" PRIu64 "/%" PRIu64
+	       " allocs ok, %" PRIu64 " writes, %" PRIu64 " reads verified; round trips per alloc %.2f, per free %.2f\n",
+	       id, threads, steps, secs, ok, allocs, writes, reads,
+	       st.allocs ? (double)st.alloc_round_trips / (double)st.allocs : 0,
+	       st.frees ? (double)st.free_round_trips / (double)st.frees : 0);
+	check(rmp_pool_close(p), "rmp_pool_close");
+	rmp_disconnect(cl);
+	if (failed)
+		die("a thread failed");
+	if (ok * 10 < allocs * 9)
+		die("only %" PRIu64 " of %" PRIu64 " allocations succeeded", ok, allocs);
+	return 0;
+}
+
+static int cmd_whole(const char *name)
+{
+	rmp_pool *p = open_pool(name);
+	struct rmp_pool_info *info;
+	rmp_addr a;
+	check(rmp_pool_info(p, &info), "rmp_pool_info");
+	check(rmp_alloc(p, info->capacity, &a), "rmp_alloc of the whole capacity");
+	check(rmp_free(p, a), "rmp_free of the whole capacity");
+	printf("pool_data: the whole capacity (%" PRIu64 " bytes) in one allocation: PASS\n", info->capacity);
+	rmp_pool_info_free(info);
+	check(rmp_pool_close(p), "rmp_pool_close");
+	rmp_disconnect(cl);
+	return 0;
+}
+
+static int cmd_stopped(const char *name, const char *go)
+{
+	rmp_pool *p = open_pool(name);
+	struct rmp_pool_info *info;
+	rmp_addr a;
+	check(rmp_pool_info(p, &info), "rmp_pool_info");
+	/* Touch every donor once so that every connection exists: rdma_cm
+	 * setup needs the far side's CPU, the data path must not. */
+	check(rmp_alloc(p, info->capacity, &a), "rmp_alloc of the whole capacity");
+	uint8_t byte = 1;
+	for (uint64_t at = 0; at < info->capacity; at += info->segment_size)
+		check(rmp_write(p, a + at, &byte, 1), "rmp_write (connect)");
+	check(rmp_free(p, a), "rmp_free");
+	char ready[512];
+	snprintf(ready, sizeof(ready), "%s.ready", go);
+	FILE *f = fopen(ready, "w");
+	if (f)
+		fclose(f);
+	for (int i = 0; access(go, F_OK) != 0; i++)
+		if (i > 1200)
+			die("no go within 120 s");
+		else
+			usleep(100000);
+	double t0 = now_s();
+	unsigned rounds = 20;
+	uint8_t w[4096], r[4096];
+	for (unsigned i = 0; i < rounds; i++) {
+		uint64_t size = 4096ull << (i % 6);
+		check(rmp_alloc(p, size, &a), "rmp_alloc with coordinator and donors stopped");
+		fill(w, sizeof(w), i);
+		uint64_t at = size - sizeof(w);
+		check(rmp_write(p, a + at, w, sizeof(w)), "rmp_write with everything stopped");
+		check(rmp_read(p, r, a + at, sizeof(r)), "rmp_read with everything stopped");
+		if (memcmp(w, r, sizeof(w)))
+			die("read back wrong bytes with everything stopped");
+		check(rmp_free(p, a), "rmp_free with everything stopped");
+	}
+	printf("pool_data: %u alloc/write/read/free rounds with coordinator and donors stopped in %.2f s: PASS\n",
+	       rounds, now_s() - t0);
+	rmp_pool_info_free(info);
+	check(rmp_pool_close(p), "rmp_pool_close");
+	rmp_disconnect(cl);
+	return 0;
+}
+
+static void expect_rc(int got, int want, const char *what)
+{
+	if (got != want)
+		die("%s: got %d (%s), expected %d (%s)", what, got, rmp_strerror(got), want, rmp_strerror(want));
+	printf("pool_data: refused as expected: %s: %s (%s)\n", what, rmp_strerror(got), rmp_last_error(NULL));
+}
+
+static int cmd_bad(const char *name)
+{
+	rmp_pool *p = open_pool(name);
+	struct rmp_pool_info *info;
+	rmp_addr a, b;
+	uint8_t buf[128], rb[128];
+	check(rmp_pool_info(p, &info), "rmp_pool_info");
+	check(rmp_alloc(p, 4096, &a), "rmp_alloc");
+	fill(buf, sizeof(buf), 42);
+	check(rmp_write(p, a, buf, sizeof(buf)), "rmp_write");
+
+	expect_rc(rmp_alloc(p, 0, &b), -EINVAL, "alloc of 0 bytes");
+	expect_rc(rmp_alloc(p, info->space + 1, &b), -EINVAL, "alloc larger than the pool");
+	expect_rc(rmp_free(p, 0), -EINVAL, "free of handle 0");
+	expect_rc(rmp_free(p, a + 64), -EINVAL, "free of a handle inside a block");
+	expect_rc(rmp_free(p, RMP_ADDR_MAKE(20, RMP_ADDR_OFFSET(a))), -EINVAL, "free with the wrong order");
+	expect_rc(rmp_write(p, a, buf, 0), -EINVAL, "write of 0 bytes");
+	expect_rc(rmp_write(p, a, NULL, 8), -EINVAL, "write from NULL");
+	expect_rc(rmp_read(p, NULL, a, 8), -EINVAL, "read into NULL");
+	expect_rc(rmp_write(p, a + 4090, buf, 64), -EINVAL, "write past the end of the block");
+	expect_rc(rmp_read(p, rb, a + 4000, 128), -EINVAL, "read past the end of the block");
+	expect_rc(rmp_write(p, RMP_ADDR_MAKE(60, 0), buf, 8), -EINVAL, "write to an order beyond the pool");
+	/* nothing lost: the block still holds its bytes */
+	check(rmp_read(p, rb, a, sizeof(rb)), "rmp_read");
+	if (memcmp(buf, rb, sizeof(rb)))
+		die("a refused call changed the block's bytes");
+	check(rmp_free(p, a), "rmp_free");
+	expect_rc(rmp_free(p, a), -EINVAL, "second free of the same block");
+	rmp_pool_info_free(info);
+	check(rmp_pool_close(p), "rmp_pool_close");
+	rmp_disconnect(cl);
+	printf("pool_data: bad arguments: PASS\n");
+	return 0;
+}
+
+static int cmd_noanswer(const char *coord)
+{
+	struct rmp_connect_opts o = { .connect_timeout_ms = 3000 };
+	double t0 = now_s();
+	int rc = rmp_connect_ex(coord, NULL, &o, &cl);
+	double secs = now_s() - t0;
+	if (rc == 0)
+		die("connected to a coordinator that should not answer");
+	if (secs > 10)
+		die("took %.1f s to fail (limit 3 s)", secs);
+	printf("pool_data: a coordinator that does not answer: %s after %.1f s: PASS\n", rmp_strerror(rc), secs);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned threads = 2, steps = 1000, id = 1;
+	const char *go = NULL;
+	static const struct option opts[] = {
+		{ "threads", required_argument, NULL, 't' }, { "steps", required_argument, NULL, 's' },
+		{ "id", required_argument, NULL, 'i' },      { "go", required_argument, NULL, 'g' },
+		{ NULL, 0, NULL, 0 },
+	};
+	if (argc < 3) {
+		fprintf(stderr, "usage: pool_data big|steps|whole|stopped|bad NAME [options] | noanswer HOST:PORT\n");
+		return 2;
+	}
+	optind = 3;
+	for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+		if (c == 't')
+			threads = (unsigned)atoi(optarg);
+		else if (c == 's')
+			steps = (unsigned)atoi(optarg);
+		else if (c == 'i')
+			id = (unsigned)atoi(optarg);
+		else if (c == 'g')
+			go = optarg;
+		else
+			return 2;
+	}
+	const char *cmd = argv[1], *name = argv[2];
+	if (!strcmp(cmd, "big"))
+		return cmd_big(name);
+	if (!strcmp(cmd, "steps"))
+		return cmd_steps(name, threads, steps, id);
+	if (!strcmp(cmd, "whole"))
+		return cmd_whole(name);
+	if (!strcmp(cmd, "stopped") && go)
+		return cmd_stopped(name, go);
+	if (!strcmp(cmd, "bad"))
+		return cmd_bad(name);
+	if (!strcmp(cmd, "noanswer"))
+		return cmd_noanswer(name);
+	fprintf(stderr, "pool_data: unknown command or missing --go\n");
+	return 2;
+}

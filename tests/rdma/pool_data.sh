@@ -1,0 +1,154 @@
+#!/bin/bash
+# rdma_pool_data: librmpool's data path end to end on three Soft-RoCE hosts.
+#
+# Usage: pool_data.sh PATH/TO/pool_data PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor
+#
+# Coordinator on guest 1, host agents on guests 1-3, a pool of 256M made
+# of 56M donor regions (64M per-process limit) spread over the hosts, then:
+#   1. one allocation larger than two donor regions: every byte written
+#      and read back; its segments lie on at least 2 hosts;
+#   2. two consumers on guests 2 and 3, two threads each, 5000 steps per
+#      thread of alloc / write own pattern / read and verify / free: no
+#      pattern corrupted, >= 90% of allocations succeed; afterwards the
+#      whole capacity is allocatable in one allocation;
+#   3. with rmpool-server and every donor process SIGSTOPped, a consumer
+#      still allocates, writes, reads and frees; then they continue and
+#      `rmpool pool check` finds the metadata consistent;
+#   4. bad arguments are refused and lose nothing; a coordinator that does
+#      not answer gives an error within a bounded time.
+# Never skips: no harness, no pass.
+set -euo pipefail
+
+BIN=${1:?usage: pool_data.sh pool_data rmpool rmpool-server rmpool-donor}
+CLI=${2:?}
+SERVER=${3:?}
+DONOR=${4:?}
+STEPS=${RMPOOL_DATA_STEPS:-5000}
+VM=$(cd "$(dirname "$(readlink -f "$0")")/../../deploy/vm" && pwd)/rmpool-vm
+T=rdma_pool_data
+PORT=7410
+HTTP_PORT=7411
+RDMA_PORT=7412
+POOL=data$$
+
+fail() {
+	echo "$T: FAIL: $*" >&2
+	exit 1
+}
+note() { echo "$T: $*"; }
+[[ -n ${RMPOOL_VM_DIR:-} ]] || fail "RMPOOL_VM_DIR is unset: run under deploy/vm/rmpool-vm run --hosts 3"
+read -r -a hosts <<<"${RMPOOL_VM_HOSTS:-}"
+((${#hosts[@]} >= 3)) || fail "needs 3 hosts, the run has ${#hosts[@]}"
+coord_ip=${hosts[0]}
+export RMPOOL_COORDINATOR=$coord_ip:$PORT
+export RMPOOL_WAIT=${RMPOOL_WAIT:-event} # 1-vCPU guests: block, do not spin (RXE-VM.md)
+work=$RMPOOL_VM_SCRATCH/pool_data_$$
+mkdir -p "$work"
+secret=$work/secret
+(umask 077 && head -c 24 /dev/urandom | base64 >"$secret")
+RMPOOL_SECRET=$(cat "$secret")
+export RMPOOL_SECRET
+SRV=pd_srv_$$
+agent_job() { echo "pd_agent$1_$$"; }
+
+cont_all() {
+	for g in 1 2 3; do
+		"$VM" exec --timeout 30 "$g" -- sh -c "pkill -CONT -f '^$DONOR' ; pkill -CONT -f '^$SERVER'; true" >/dev/null 2>&1 || true
+	done
+}
+cleanup() {
+	local rc=$?
+	cont_all
+	"$VM" exec --timeout 120 2 -- "$CLI" --coordinator "$RMPOOL_COORDINATOR" --secret-file "$secret" \
+		pool destroy "$POOL" >/dev/null 2>&1 || true
+	for g in 1 2 3; do "$VM" kill "$(agent_job $g)" TERM 2>/dev/null || true; done
+	"$VM" kill "$SRV" TERM 2>/dev/null || true
+	if ((rc != 0)); then
+		echo "---- coordinator log (tail) ----" >&2
+		tail -n 40 "$RMPOOL_VM_SCRATCH/$SRV.log" >&2 2>/dev/null || true
+	fi
+}
+trap cleanup EXIT
+
+run() { # HOST TIMEOUT CMD... (fails the test on failure)
+	local host=$1 t=$2
+	shift 2
+	"$VM" exec --timeout "$t" "$host" -- "$@" || fail "guest $host: '$*' exited $?"
+}
+
+# ------------------------------------------------------------ the pool
+"$VM" exec --bg "$SRV" 1 -- "$SERVER" --listen "$RMPOOL_COORDINATOR" --secret-file "$secret" \
+	--http-addr "$coord_ip" --http-port "$HTTP_PORT" --rdma-addr "$coord_ip" --rdma-port "$RDMA_PORT" \
+	--provision-timeout 5m || fail "cannot start rmpool-server"
+for _ in $(seq 1 120); do
+	grep -q 'INFO: ready' "$RMPOOL_VM_SCRATCH/$SRV.log" 2>/dev/null && break
+	sleep 0.5
+done
+grep -q 'INFO: ready' "$RMPOOL_VM_SCRATCH/$SRV.log" || fail "rmpool-server did not get ready in 60 s"
+for g in 1 2 3; do
+	"$VM" exec --bg "$(agent_job $g)" "$g" -- "$DONOR" --agent --coordinator "$RMPOOL_COORDINATOR" \
+		--secret-file "$secret" --budget 128M --process-limit 64M --rdma-addr "${hosts[g - 1]}" \
+		--host "${hosts[g - 1]}" || fail "cannot start the agent on guest $g"
+done
+for _ in $(seq 1 60); do
+	n=$("$VM" exec --timeout 30 2 -- curl -sf --max-time 5 "http://$coord_ip:$HTTP_PORT/metrics" |
+		awk '$1 == "rmpool_agents" { print $2 }' || true)
+	[[ $n == 3 ]] && break
+	sleep 1
+done
+[[ ${n:-0} == 3 ]] || fail "${n:-0} of 3 agents registered after 60 s"
+t0=$(date +%s%N)
+run 2 400 "$CLI" --coordinator "$RMPOOL_COORDINATOR" --secret-file "$secret" pool create "$POOL" 256M
+note "pool $POOL (256M) provisioned in $((($(date +%s%N) - t0) / 1000000)) ms"
+
+# ------------------------------------------------------------ 1. one block over several donors and hosts
+[[ -n ${RMPOOL_DATA_SKIP_BIG:-} ]] || run 2 600 "$BIN" big "$POOL"
+
+# ------------------------------------------------------------ 2. two consumers, two threads each
+t0=$(date +%s)
+for g in 2 3; do
+	"$VM" exec --bg "pd_steps${g}_$$" "$g" -- "$BIN" steps "$POOL" --threads 2 --steps "$STEPS" --id "$g" ||
+		fail "cannot start the consumer on guest $g"
+done
+bad=0
+for g in 2 3; do
+	rc=0
+	"$VM" wait --timeout 900 "pd_steps${g}_$$" || rc=$?
+	cat "$RMPOOL_VM_SCRATCH/pd_steps${g}_$$.log"
+	((rc == 0)) || bad=1
+done
+((bad == 0)) || fail "a consumer failed"
+note "2 consumers x 2 threads x $STEPS steps ($((4 * STEPS)) in all) in $(($(date +%s) - t0)) s"
+run 2 300 "$BIN" whole "$POOL"
+
+# ------------------------------------------------------------ 4. bad arguments
+run 3 300 "$BIN" bad "$POOL"
+
+# ------------------------------------------------------------ 3. no CPU on the path
+go=$work/go
+"$VM" exec --bg "pd_stop_$$" 2 -- "$BIN" stopped "$POOL" --go "$go" || fail "cannot start the consumer"
+for _ in $(seq 1 1200); do
+	[[ -e $go.ready ]] && break
+	sleep 0.1
+done
+[[ -e $go.ready ]] || { cat "$RMPOOL_VM_SCRATCH/pd_stop_$$.log" >&2; fail "the consumer did not connect within 120 s"; }
+stopped=0
+for g in 1 2 3; do
+	"$VM" exec --timeout 30 "$g" -- sh -c "pkill -STOP -f '^$DONOR --coordinator' || true"
+	stopped=$((stopped + $("$VM" exec --timeout 30 "$g" -- sh -c "for p in \$(pgrep -f '^$DONOR --coordinator'); do cut -d' ' -f3 /proc/\$p/stat; done" | grep -c T || true)))
+done
+run 1 30 pkill -STOP -f "^$SERVER"
+note "stopped rmpool-server and $stopped donor processes"
+((stopped >= 2)) || fail "found only $stopped donor processes to stop"
+touch "$go"
+rc=0
+"$VM" wait --timeout 300 "pd_stop_$$" || rc=$?
+cat "$RMPOOL_VM_SCRATCH/pd_stop_$$.log"
+((rc == 0)) || fail "the consumer failed while coordinator and donors were stopped"
+
+# a coordinator that does not answer (still stopped): bounded error
+run 3 60 "$BIN" noanswer "$RMPOOL_COORDINATOR"
+cont_all
+run 2 120 "$CLI" --coordinator "$RMPOOL_COORDINATOR" --secret-file "$secret" pool check "$POOL"
+run 2 300 "$BIN" whole "$POOL"
+note "PASS"
