@@ -114,9 +114,9 @@ static void help(FILE *f)
 		"  -p, --pool NAME              pool to create and destroy (default: demo)\n"
 		"  -s, --size SIZE              the pool's usable capacity (default: 256M)\n"
 		"  -l, --as-limit BYTES         this process's RLIMIT_AS, set first (default: 48M)\n"
-		"  -b, --block SIZE             the block to allocate (default: twice the largest\n"
-		"                               donor region plus one byte, at least --as-limit\n"
-		"                               plus one, at most the pool's capacity)\n"
+		"  -b, --block SIZE             the block to allocate (default: the power of two\n"
+		"                               above twice the largest donor region and above\n"
+		"                               --as-limit, at most the pool's capacity)\n"
 		"  -k, --chunk SIZE             bytes per rmp_write/rmp_read (default: 1M)\n"
 		"  -n, --small N                small blocks allocated afterwards to measure round\n"
 		"                               trips per allocation (default: 32; 0: none)\n"
@@ -380,9 +380,11 @@ static int run(struct demo *d)
 	/* 3. The block: larger than any donor region and than our own limit. */
 	uint64_t want = d->block;
 	if (!want) {
-		want = 2 * max_region + 1;
-		if (want <= d->as_limit)
-			want = d->as_limit + 1;
+		/* Blocks are powers of two: ask for the one the pool would hand out. */
+		uint64_t need = 2 * max_region > d->as_limit ? 2 * max_region : d->as_limit;
+		want = 1;
+		while (want <= need && want < in->capacity)
+			want <<= 1;
 		if (want > in->capacity)
 			want = in->capacity;
 	}
@@ -391,15 +393,15 @@ static int run(struct demo *d)
 		say(": more than the largest donor region (%s)\nand more than this process's own limit (%s).\n",
 		    human(max_region, b2, sizeof(b2)), human(d->as_limit, b3, sizeof(b3)));
 	else
-		say(" (note: NOT larger than the largest donor region, %s, and this process's limit, %s).\n",
+		say(" (note: NOT larger than both the largest donor region, %s, and this process's limit, %s).\n",
 		    human(max_region, b2, sizeof(b2)), human(d->as_limit, b3, sizeof(b3)));
 	void *local = malloc(want);
 	if (local) {
-		say("    (malloc of %s in this process succeeded: the limit does not bind here)\n",
+		say("    (malloc(%s) in this process succeeds: the limit does not bind here)\n",
 		    human(want, b1, sizeof(b1)));
 		free(local);
 	} else {
-		say("    malloc(%s) in this process fails: %s. The pool's does not:\n", human(want, b1, sizeof(b1)),
+		say("    malloc(%s) here fails (%s); rmp_alloc from the pool:\n", human(want, b1, sizeof(b1)),
 		    strerror(errno));
 	}
 
@@ -416,7 +418,7 @@ static int run(struct demo *d)
 	struct placement pl;
 	if ((rc = placement_of(d->p, in, off, block, &pl)))
 		return failed(d, "find the block's donors", rc);
-	say("    got a block of %s at pool offset %s, in %" PRIu64 " round trip%s;\n"
+	say("    got %s at pool offset %s in %" PRIu64 " round trip%s;\n"
 	    "    it lies on %u donor%s on %u host%s.\n",
 	    human(block, b1, sizeof(b1)), human(off, b2, sizeof(b2)), st1.alloc_round_trips - st0.alloc_round_trips,
 	    st1.alloc_round_trips - st0.alloc_round_trips == 1 ? "" : "s", pl.donors, pl.donors == 1 ? "" : "s",
@@ -536,13 +538,13 @@ static int run(struct demo *d)
 	d->c = NULL;
 
 	uint64_t big_rt = st1.alloc_round_trips - st0.alloc_round_trips;
-	say("\nOK: %s written and verified in one block from %u of %zu donors on %u of %zu hosts, by a\n"
-	    "process limited to %s: write %.1f MiB/s, read %.1f MiB/s; the block took %" PRIu64
-	    " round trip%s to allocate",
+	say("\nOK: one block of %s on %u of %zu donors and %u of %zu hosts, used by a process\n"
+	    "limited to %s: written at %.1f MiB/s, read back and verified at %.1f MiB/s;\n"
+	    "allocated in %" PRIu64 " round trip%s",
 	    human(block, b1, sizeof(b1)), pl.donors, n_donors, pl.hosts, n_hosts, human(d->as_limit, b2, sizeof(b2)),
 	    (double)block / MIB / t_write, (double)block / MIB / t_read, big_rt, big_rt == 1 ? "" : "s");
 	if (small_n)
-		say(", small blocks %.2f.\n", small_alloc_rt);
+		say(" (small blocks: %.2f on average).\n", small_alloc_rt);
 	else
 		say(".\n");
 	return 0;
