@@ -10,7 +10,8 @@
 # registered, runs rmpool-demo on host 2 (host 1 when there is only one),
 # then stops the agents and the coordinator. The demo itself creates and
 # destroys its pool. Every wait is bounded; on failure the coordinator's
-# and agents' log tails are printed.
+# and agents' log tails are printed. Exit status: 0 PASS, 75 a host cannot
+# reach host 1 (worth a fresh boot), else 1.
 #
 # Sizing (RMPOOL_DEMO_{PROCESS_LIMIT,POOL_SIZE,AS_LIMIT,BUDGET} override;
 # RMPOOL_DEMO_ARGS adds rmpool-demo options): donor processes limited to 64M of
@@ -102,6 +103,27 @@ for _ in $(seq 1 240); do
 done
 grep -q 'INFO: ready' "$RMPOOL_VM_SCRATCH/$SRV.log" 2>/dev/null || fail "rmpool-server was not ready after 120 s"
 say "coordinator ready ($(elapsed))"
+
+# ------------------------------------------------------------ network
+# Every host must reach host 1 over TCP before anything else is started:
+# the qemu guests' switch has (rarely) left one guest cut off; say so, and
+# exit 75 so that deploy/demo.sh boots fresh guests once.
+for ((g = 2; g <= n; g++)); do
+	ok=0
+	for _ in $(seq 1 15); do
+		if "$VM" exec --timeout 20 "$g" -- timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1"' \
+			"$coord_ip" "$HTTP_PORT" >/dev/null 2>&1; then
+			ok=1
+			break
+		fi
+		sleep 1
+	done
+	if ((ok == 0)); then
+		echo "demo: FAILED: host $g (${hosts[g - 1]}) cannot reach host 1 ($coord_ip) over TCP: the guests' network is broken" >&2
+		exit 75
+	fi
+done
+((n == 1)) || say "hosts 2-$n reach host 1 ($(elapsed))"
 
 # ------------------------------------------------------------ agents
 say "host agents on $n host$( ((n == 1)) || echo s) (${hosts[*]}): donor processes limited to $PROC_LIMIT each, $BUDGET per host"

@@ -71,7 +71,8 @@ echo
 vm="$root/deploy/vm/rmpool-vm"
 # demo-stack.sh writes this file once it starts: a harness failure (status
 # 125) before that is a failed boot, retried once (under heavy load a TCG
-# guest can hang early in its boot).
+# guest can hang early in its boot); so is status 75 (a guest cut off from
+# the others).
 marker=$(mktemp /tmp/rmpool-demo.XXXXXX)
 trap 'rm -f "$marker"' EXIT
 export RMPOOL_DEMO_STARTED=$marker
@@ -85,8 +86,9 @@ fi
 for attempt in 1 2; do
 	rc=0
 	"$vm" run "${run_args[@]}" -- "$root/deploy/demo-stack.sh" "$build" || rc=$?
-	if ((rc == 125)) && [[ ! -s $marker ]] && ((attempt == 1)); then
-		echo "deploy/demo.sh: the hosts did not come up (status 125); trying once more"
+	if ((attempt == 1)) && { ((rc == 125)) && [[ ! -s $marker ]] || ((rc == 75)); }; then
+		echo "deploy/demo.sh: the hosts did not come up or could not reach each other (status $rc); booting them once more"
+		: >"$marker"
 		continue
 	fi
 	break
