@@ -7,6 +7,7 @@
  *     pool check NAME           read its metadata over RDMA and walk it
  *     pool info NAME            segment table: donors, hosts, regions
  *     status [--json]           pools, hosts, capacity, free bytes, clients
+ *     bench NAME                latency, bandwidth and round trips (bench.c)
  * Hidden commands for the integration tests (not in --help):
  *     lease-hold NAME           attach and hold the lease until a signal
  *     probe-metadata NAME MODE  rdma_cm connect with a bad token: must be refused
@@ -28,6 +29,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "bench.h"
 
 #include "auth.h"
 #include "client_internal.h"
@@ -133,6 +136,8 @@ static void help_main(FILE *f)
 		"                          check its invariants; prints free bytes\n"
 		"  pool info NAME          the pool's donors, hosts and regions\n"
 		"  status [--json]         pools, donors per host, capacity, free bytes, clients\n"
+		"  bench NAME              64 B read/write latency, alloc+free latency and round\n"
+		"                          trips, 1 MiB bandwidth, from this host (--help)\n"
 		"\n"
 		"Options:\n"
 		"  -c, --coordinator HOST:PORT  coordinator control address\n"
@@ -910,7 +915,9 @@ int main(int argc, char **argv)
 	else if (strcmp(cmd, "help") == 0) {
 		help_main(stdout);
 		ex = EXIT_OK;
-	} else if (strcmp(cmd, "lease-hold") == 0)
+	} else if (strcmp(cmd, "bench") == 0)
+		ex = rmpool_bench(cli.coordinator, cli.secret, &cli.opts, cargc, cargv);
+	else if (strcmp(cmd, "lease-hold") == 0)
 		ex = cmd_lease_hold(&cli, cargc, cargv);
 	else if (strcmp(cmd, "probe-metadata") == 0)
 		ex = cmd_probe_metadata(&cli, cargc, cargv);

@@ -39,7 +39,7 @@
 #define PIECE_MAX (64u << 10) /* one work request moves at most this: rxe under
 				 * emulation drops packets of long READ bursts and
 				 * retries whole requests; shorter ones recover faster */
-#define WAVE_MAX 8u             /* work requests per donor per wave */
+#define WAVE_MAX 16u            /* work requests per donor per wave (1 MiB of pieces) */
 #define TOKEN_TTL_MS (24ull * 3600 * 1000)
 #define PLAN_MAX 256u           /* pieces per wave, all donors */
 
@@ -528,8 +528,10 @@ int rmp_pool_stats(rmp_pool *p, struct rmp_pool_stats *out)
 	*out = (struct rmp_pool_stats){
 		.allocs = sum.alloc.calls, .alloc_round_trips = sum.alloc.round_trips,
 		.alloc_cas_failed = sum.alloc.cas_fail,
+		.alloc_wrs = sum.alloc.loads + sum.alloc.cas_ok + sum.alloc.cas_fail + sum.alloc.faa,
 		.frees = sum.free.calls, .free_round_trips = sum.free.round_trips,
 		.free_cas_failed = sum.free.cas_fail,
+		.free_wrs = sum.free.loads + sum.free.cas_ok + sum.free.cas_fail + sum.free.faa,
 	};
 	return 0;
 }

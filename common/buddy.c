@@ -359,7 +359,7 @@ static void tally_flush(struct rmp_buddy_ctx *ctx, int kind, struct tally *tl, b
  * 0 and *blk on success, -ENOMEM if none was found, or a store error.
  */
 static int scan_claim(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
-		      unsigned t, unsigned new_state, uint64_t max_words, uint64_t *blk)
+		      unsigned t, unsigned new_state, uint64_t max_words, uint64_t *blk, uint64_t *counts)
 {
 	const struct rmp_buddy_geom *g = &b->g;
 	uint64_t nw = level_words(t);
@@ -386,7 +386,16 @@ static int scan_claim(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 			n = nw - w0;
 		if (n > max_words - scanned)
 			n = max_words - scanned;
-		int rc = st_load(b, tl, g->level_word[t] + w0, (uint32_t)n, buf);
+		int rc;
+		if (counts && scanned == 0) {
+			/* Remote: the free counts ride in the same round trip as
+			 * the first chunk, for the caller's next step on a miss. */
+			struct rmp_wop two[2];
+			rmp_wop_load(&two[0], g->level_word[t] + w0, (uint32_t)n, buf);
+			rmp_wop_load(&two[1], g->count_word, t + 1, counts);
+			rc = st_exec(b, tl, two, 2);
+		} else
+			rc = st_load(b, tl, g->level_word[t] + w0, (uint32_t)n, buf);
 		if (rc)
 			return rc;
 		for (uint64_t k = 0; k < n; k++, pref = 0) {
@@ -462,19 +471,23 @@ static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct
 	uint64_t counts[RMP_BUDDY_MAX_LEVELS + 1];
 	int rc;
 
-	/* Fast path: a free block of this order near where we last saw one. */
-	rc = scan_claim(b, ctx, tl, t, ST_ALLOC, b->store->chunk_words, blk);
+	/* Fast path: a free block of this order near where we last saw one.
+	 * A remote store loads the counts in the same round trip. */
+	bool have_counts = b->store->direct == NULL;
+	rc = scan_claim(b, ctx, tl, t, ST_ALLOC, b->store->chunk_words, blk, have_counts ? counts : NULL);
 	if (rc != -ENOMEM)
 		goto out_claimed;
 
 	/* Two passes: counts lag the CAS that decides by one posted FAA, so
 	 * a miss is worth one more look before saying ENOMEM. */
 	for (int pass = 0; pass < 2; pass++) {
-		rc = st_load(b, tl, g->count_word, t + 1, counts);
-		if (rc)
-			return rc;
+		if (pass > 0 || !have_counts) {
+			rc = st_load(b, tl, g->count_word, t + 1, counts);
+			if (rc)
+				return rc;
+		}
 		if ((int64_t)counts[t] > 0) {
-			rc = scan_claim(b, ctx, tl, t, ST_ALLOC, UINT64_MAX, blk);
+			rc = scan_claim(b, ctx, tl, t, ST_ALLOC, UINT64_MAX, blk, NULL);
 			if (rc != -ENOMEM)
 				goto out_claimed;
 		}
@@ -483,7 +496,7 @@ static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct
 			if ((int64_t)counts[j] <= 0)
 				continue;
 			uint64_t big;
-			rc = scan_claim(b, ctx, tl, j, ST_NONE, UINT64_MAX, &big);
+			rc = scan_claim(b, ctx, tl, j, ST_NONE, UINT64_MAX, &big, NULL);
 			if (rc == -ENOMEM)
 				continue;
 			if (rc)

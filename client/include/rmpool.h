@@ -235,9 +235,9 @@ RMP_API int rmp_read(rmp_pool *p, void *dst, rmp_addr src, uint64_t len);
  * remote round trips (each one batch of RDMA work requests waited for)
  * and failed CAS (lost races), per alloc and per free. */
 struct rmp_pool_stats {
-	uint64_t allocs, alloc_round_trips, alloc_cas_failed;
-	uint64_t frees, free_round_trips, free_cas_failed;
-};
+	uint64_t allocs, alloc_round_trips, alloc_cas_failed, alloc_wrs;
+	uint64_t frees, free_round_trips, free_cas_failed, free_wrs;
+}; /* wrs: work requests (READ, CAS, FAA) issued */
 RMP_API int rmp_pool_stats(rmp_pool *p, struct rmp_pool_stats *out);
 /* The donor behind segment `segment` of p (RMP_NO_DONOR: reserved tail). */
 #define RMP_NO_DONOR UINT32_MAX
