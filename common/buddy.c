@@ -76,10 +76,21 @@ enum {
 enum { OP_ALLOC = 0, OP_FREE = 1 };
 enum { C_CALLS, C_RTS, C_LOADS, C_CAS_OK, C_CAS_FAIL, C_FAA, C_N };
 
-/* Per-operation tally, added to the client's counters once at the end. */
+/* Where an operation counts what it issues: the client's counters for
+ * that kind of operation. Relaxed load+store, not fetch_add: a ctx
+ * belongs to one thread at a time in practice (the heap gives each
+ * thread its own shard), and a locked add per counter would cost more
+ * than the operation's own atomics. Two threads sharing a ctx may lose
+ * counts, never correctness. */
 struct tally {
-	uint64_t c[C_N];
+	_Atomic uint64_t *c; /* C_N counters */
 };
+
+static inline void tl_add(struct tally *tl, unsigned which, uint64_t n)
+{
+	_Atomic uint64_t *ctr = &tl->c[which];
+	atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + n, memory_order_relaxed);
+}
 
 static inline unsigned blk_shift(uint64_t i)
 {
@@ -248,11 +259,11 @@ static int st_exec(const struct rmp_buddy *b, struct tally *tl, struct rmp_wop *
 
 	for (unsigned i = 0; i < n; i++) {
 		if (ops[i].kind == RMP_WOP_LOAD)
-			tl->c[C_LOADS]++;
+			tl_add(tl, C_LOADS, 1);
 		else if (ops[i].kind == RMP_WOP_FAA)
-			tl->c[C_FAA]++;
+			tl_add(tl, C_FAA, 1);
 	}
-	tl->c[C_RTS]++;
+	tl_add(tl, C_RTS, 1);
 	if (direct) {
 		for (unsigned i = 0; i < n; i++)
 			direct_one(direct, &ops[i]);
@@ -263,7 +274,7 @@ static int st_exec(const struct rmp_buddy *b, struct tally *tl, struct rmp_wop *
 	}
 	for (unsigned i = 0; i < n; i++)
 		if (ops[i].kind == RMP_WOP_CAS)
-			tl->c[ops[i].old == ops[i].arg ? C_CAS_OK : C_CAS_FAIL]++;
+			tl_add(tl, ops[i].old == ops[i].arg ? C_CAS_OK : C_CAS_FAIL, 1);
 	return 0;
 }
 
@@ -271,7 +282,7 @@ static int st_post(const struct rmp_buddy *b, struct tally *tl, struct rmp_wop *
 {
 	_Atomic uint64_t *direct = b->store->direct;
 
-	tl->c[C_FAA] += n;
+	tl_add(tl, C_FAA, n);
 	if (!direct)
 		return b->store->ops->post(b->store, ops, n);
 	for (unsigned i = 0; i < n; i++)
@@ -285,8 +296,8 @@ static int st_load(const struct rmp_buddy *b, struct tally *tl, uint64_t idx, ui
 {
 	_Atomic uint64_t *direct = b->store->direct;
 	if (direct) {
-		tl->c[C_LOADS]++;
-		tl->c[C_RTS]++;
+		tl_add(tl, C_LOADS, 1);
+		tl_add(tl, C_RTS, 1);
 		for (uint32_t k = 0; k < n; k++)
 			dst[k] = atomic_load_explicit(&direct[idx + k], memory_order_acquire);
 		return 0;
@@ -306,8 +317,8 @@ static int st_cas(const struct rmp_buddy *b, struct tally *tl, uint64_t idx, uin
 		uint64_t e = expect;
 		bool ok = atomic_compare_exchange_strong_explicit(&direct[idx], &e, swap, memory_order_acq_rel,
 								  memory_order_acquire);
-		tl->c[C_RTS]++;
-		tl->c[ok ? C_CAS_OK : C_CAS_FAIL]++;
+		tl_add(tl, C_RTS, 1);
+		tl_add(tl, ok ? C_CAS_OK : C_CAS_FAIL, 1);
 		*seen = e;
 		return ok;
 	}
@@ -324,31 +335,13 @@ static int count_add(const struct rmp_buddy *b, struct tally *tl, unsigned t, in
 {
 	_Atomic uint64_t *direct = b->store->direct;
 	if (direct) {
-		tl->c[C_FAA]++;
+		tl_add(tl, C_FAA, 1);
 		atomic_fetch_add_explicit(&direct[b->g.count_word + t], (uint64_t)delta, memory_order_relaxed);
 		return 0;
 	}
 	struct rmp_wop op;
 	rmp_wop_faa(&op, b->g.count_word + t, (uint64_t)delta);
 	return st_post(b, tl, &op, 1);
-}
-
-/* Add one operation's tally to the client's counters. A lookup that is
- * part of a free (order_of) counts its words but is not a call itself.
- * Relaxed load+store, not fetch_add: a ctx belongs to one thread at a
- * time in practice (the heap gives each thread its own shard), and a
- * locked add per counter per operation would cost more than the
- * operation's own atomics. Two threads sharing a ctx may lose counts,
- * never correctness. */
-static void tally_flush(struct rmp_buddy_ctx *ctx, int kind, struct tally *tl, bool is_call)
-{
-	tl->c[C_CALLS] = is_call;
-	for (unsigned c = 0; c < C_N; c++)
-		if (tl->c[c]) {
-			_Atomic uint64_t *ctr = &ctx->ctr[kind][c];
-			atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + tl->c[c],
-					      memory_order_relaxed);
-		}
 }
 
 /* --- allocation -------------------------------------------------------- */
@@ -515,14 +508,14 @@ out_claimed:
 int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsigned order,
 		    uint64_t *offset)
 {
-	struct tally tl = { 0 };
+	struct tally tl = { ctx->ctr[OP_ALLOC] };
 	uint64_t blk;
 
 	if (order < b->g.min_order || order > b->g.max_order)
 		return -EINVAL;
 	unsigned t = b->g.max_order - order;
 	int rc = do_alloc(b, ctx, &tl, t, &blk);
-	tally_flush(ctx, OP_ALLOC, &tl, true);
+	tl_add(&tl, C_CALLS, 1);
 	if (rc)
 		return rc;
 	*offset = blk << order;
@@ -601,13 +594,13 @@ int rmp_buddy_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_
 		   unsigned order)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct tally tl = { 0 };
+	struct tally tl = { ctx->ctr[OP_FREE] };
 
 	if (order < g->min_order || order > g->max_order || (offset >> g->max_order) != 0 ||
 	    (offset & ((1ull << order) - 1)) != 0)
 		return -EINVAL;
 	int rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, NULL);
-	tally_flush(ctx, OP_FREE, &tl, true);
+	tl_add(&tl, C_CALLS, 1);
 	return rc;
 }
 
@@ -654,7 +647,7 @@ int rmp_buddy_free_at(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint
 		      unsigned *order_out)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct tally tl = { 0 };
+	struct tally tl = { ctx->ctr[OP_FREE] };
 	unsigned order = 0;
 	uint64_t v;
 	int rc;
@@ -671,7 +664,7 @@ int rmp_buddy_free_at(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint
 		if (rc == 0)
 			rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, &v);
 	}
-	tally_flush(ctx, OP_FREE, &tl, true);
+	tl_add(&tl, C_CALLS, 1);
 	if (rc == 0 && order_out)
 		*order_out = order;
 	return rc;
@@ -681,13 +674,12 @@ int rmp_buddy_order_of(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uin
 		       bool authoritative, unsigned *order)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct tally tl = { 0 };
+	struct tally tl = { ctx->ctr[OP_FREE] };
 	uint64_t v;
 
 	if ((offset >> g->max_order) != 0 || (offset & ((1ull << g->min_order) - 1)) != 0)
 		return -EINVAL;
 	int rc = find_live(b, &tl, offset, authoritative, order, &v);
-	tally_flush(ctx, OP_FREE, &tl, false);
 	return rc;
 }
 
@@ -702,7 +694,11 @@ static int check_fail(struct rmp_buddy_report *r, const char *what, unsigned t, 
 int rmp_buddy_check(const struct rmp_buddy *b, struct rmp_buddy_report *r)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct tally tl = { 0 };
+	_Atomic uint64_t scratch[C_N]; /* the walk's reads count nowhere */
+	struct tally tl = { scratch };
+
+	for (unsigned c = 0; c < C_N; c++)
+		atomic_init(&scratch[c], 0);
 	uint64_t *words;
 	uint8_t *covered = NULL, *covered_next = NULL; /* per block: inside a leaf above */
 	int rc;
