@@ -45,7 +45,7 @@ fi
 log="$build/rdma-tests.log"
 set +e
 "$root/deploy/vm/rmpool-vm" run --hosts "$hosts" -- \
-	ctest --test-dir "$build" -L rdma --output-on-failure --no-tests=error 2>&1 | tee "$log"
+	ctest --test-dir "$build" -L rdma -V --no-tests=error 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 ran=$(sed -n 's/.*tests passed, [0-9]* tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -n1)
