@@ -13,8 +13,9 @@
  * host whose donors are still tearing down.
  *
  * An agent that disconnects leaves its donors running (a restarted
- * agent must not take pools down); they become standalone: terminated
- * through their own connections from then on.
+ * agent must not take pools down); they are terminated through their own
+ * connections from then on, like standalone donors (pool.c), which never
+ * had an agent and which a returning agent does not adopt.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -76,7 +77,7 @@ void rmp_srv_agent_register(struct rmp_srv_conn *c, const struct rmp_wire_agent_
 	a->donor_footprint = r->donor_footprint;
 	/* Donors this host still runs from before (the agent restarted). */
 	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next) {
-		if (!d->agent && strcmp(d->host, a->host) == 0) {
+		if (!d->agent && !d->standalone && strcmp(d->host, a->host) == 0) {
 			d->agent = a;
 			a->used += d->cost;
 			a->donors++;
@@ -103,6 +104,11 @@ struct rmp_srv_donor *rmp_srv_donor_find(struct rmp_srv *srv, uint32_t id)
 		if (d->id == id)
 			return d;
 	return NULL;
+}
+
+bool rmp_srv_donor_spare(const struct rmp_srv_donor *d)
+{
+	return d->standalone && !d->pool && d->conn && d->state == RMP_SRV_DONOR_REGISTERED;
 }
 
 void rmp_srv_donor_gone(struct rmp_srv *srv, struct rmp_srv_donor *d, const char *why)

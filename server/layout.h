@@ -2,7 +2,8 @@
  * and the segment table that says so (DESIGN.md 3). Pure: no I/O.
  *
  * The space [0, 2^M) is filled from the bottom, in whole segments: the
- * coordinator's own share first (if any), then each donor in order. The
+ * coordinator's own share first (if any), then the standalone donors'
+ * regions (if any), then each spawned donor in order. The
  * usable part, capacity rounded up to a segment, is split so that every
  * donor but the last holds a full region and the last holds what is left;
  * a donor is never asked for more memory than the pool will map. What no
@@ -27,6 +28,27 @@
 int rmp_srv_layout_regions(uint64_t capacity, uint64_t segment_size, uint64_t self_len,
 			   uint64_t region_max, uint64_t donors, uint64_t *region_len,
 			   uint64_t *base, uint64_t *self_used);
+
+/* The same with standalone donors (DESIGN.md 3, issue 4): regions that
+ * donors started on their own offered before the pool was asked for.
+ * They go right after the coordinator's share, in the order given:
+ * fixed_len[i] bytes (a whole number of segments, > 0) at fixed_base[i];
+ * the spawned donors back what is left, as above. The fixed regions may
+ * not cover more than the need left after the share (-EINVAL). */
+int rmp_srv_layout_mixed(uint64_t capacity, uint64_t segment_size, uint64_t self_len,
+			 const uint64_t *fixed_len, size_t n_fixed, uint64_t *fixed_base,
+			 uint64_t region_max, uint64_t donors, uint64_t *region_len,
+			 uint64_t *base, uint64_t *self_used);
+
+/* Chooses spare standalone regions (spare_len[i]: whole segments) for a
+ * need of `need` bytes (whole segments): while no unused region covers
+ * what is left, the largest unused one is taken whole; then the smallest
+ * one that covers the rest is taken for just that rest (best fit: as
+ * little offered memory as possible sits idle in the pool). take[i] gets
+ * the bytes used of region i (0: not used). Returns the bytes taken, at
+ * most need; need minus that is for spawned donors. */
+uint64_t rmp_srv_layout_pick_spare(uint64_t need, const uint64_t *spare_len, size_t n,
+				   uint64_t *take);
 
 /* One contiguous piece of registered memory at pool address `base`. */
 struct rmp_srv_backing {

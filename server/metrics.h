@@ -17,6 +17,8 @@ struct rmp_srv_metrics {
 	uint64_t capacity_bytes;
 	uint64_t free_bytes;
 	uint64_t donors;
+	uint64_t donors_standalone;
+	uint64_t donors_spare;
 	uint64_t clients;
 	uint64_t agents;
 	uint64_t leases;

@@ -2,10 +2,11 @@
  * segment tables and leases.
  *
  * Creating a pool (POOL_OPEN, capacity > 0), all or nothing:
- *   1. size it (common/sizing.h): per-donor region = the smallest
- *      per-process limit less the donor footprint, in whole segments;
- *      donors = what the coordinator's own share (self-contribution)
- *      leaves, divided by that; the space is the next power of two;
+ *   1. size it: the coordinator's own share (self-contribution) first,
+ *      then spare standalone donors' regions (layout.h picks them; whole
+ *      segments only), then donors to spawn for the rest (common/sizing.h):
+ *      per-donor region = the smallest per-process limit less the donor
+ *      footprint, in whole segments; the space is the next power of two;
  *   2. place the donors over the agents' remaining budgets, or refuse
  *      with the numbers (asked, possible per host) before anything runs;
  *   3. create the metadata region in shm, format it (the tail past the
@@ -16,11 +17,22 @@
  *      build the segment table and answer POOL_READY with a lease.
  * A failure at any step (a spawn failing, a donor or agent or the
  * consumer disconnecting, provision-timeout) sends ERROR, TERMINATEs
- * every donor already asked for and removes the pool: no donor is left
- * behind and the name is free again.
+ * every spawned donor already asked for, gives the standalone ones back
+ * (spare again: nothing was written to them) and removes the pool: no
+ * donor is left behind and the name is free again.
  *
- * Destroying (POOL_DESTROY): TERMINATE every donor, wait for each exit
- * (bounded by terminate-timeout, see agents.c), deregister the
+ * Standalone donors (`rmpool-donor --size ...` without --pool-id) register
+ * on their own: the coordinator gives them an id and keeps their region
+ * (whole segments) as spare memory; a pool takes a spare donor whole, and
+ * a donor serves at most one pool. One that hangs up while spare is
+ * forgotten; one that hangs up while in a pool leaves that pool's
+ * segments on it unbacked: consumers' reads and writes of them fail
+ * (their rdma_cm connection to it is refused or broken), they never
+ * return other data.
+ *
+ * Destroying (POOL_DESTROY): TERMINATE every donor (spawned ones through
+ * their agent, standalone ones on their own connection), wait for each
+ * exit (bounded by terminate-timeout, see agents.c), deregister the
  * metadata, unlink its shm object, ACK.
  *
  * Re-entrancy: terminating a donor that nobody can reach frees it at
@@ -136,8 +148,25 @@ static void pool_detach(struct rmp_srv_pool *p, struct rmp_srv_donor *d)
 	d->pool = NULL;
 }
 
-/* Detaches every donor and asks each to exit. */
-static void pool_terminate_donors(struct rmp_srv *srv, struct rmp_srv_pool *p)
+/* A standalone donor leaves a pool that never became ready: it is spare
+ * again, its whole offer free for the next pool. */
+static void standalone_release(struct rmp_srv_donor *d)
+{
+	char len[32];
+
+	d->pool = NULL;
+	d->pool_id = 0;
+	d->base = 0;
+	d->region_len = d->offered;
+	rmp_config_format_bytes(d->offered, len, sizeof(len));
+	rmp_log_info("standalone donor %" PRIu32 " on %s (%s) is spare again", d->id, d->host,
+		     len);
+}
+
+/* Detaches every donor and asks each to exit (with release_standalone,
+ * the standalone ones become spare again instead). */
+static void pool_terminate_donors(struct rmp_srv *srv, struct rmp_srv_pool *p,
+				  bool release_standalone)
 {
 	uint32_t n = 0;
 	struct rmp_srv_donor **v = calloc(p->n_donors ? p->n_donors : 1, sizeof(*v));
@@ -148,7 +177,10 @@ static void pool_terminate_donors(struct rmp_srv *srv, struct rmp_srv_pool *p)
 			struct rmp_srv_donor *d = p->donors[i];
 			if (d) {
 				pool_detach(p, d);
-				rmp_srv_donor_terminate(srv, d);
+				if (release_standalone && d->standalone)
+					standalone_release(d);
+				else
+					rmp_srv_donor_terminate(srv, d);
 			}
 		}
 		return;
@@ -159,8 +191,12 @@ static void pool_terminate_donors(struct rmp_srv *srv, struct rmp_srv_pool *p)
 			pool_detach(p, p->donors[i]);
 		}
 	}
-	for (uint32_t i = 0; i < n; i++)
-		rmp_srv_donor_terminate(srv, v[i]);
+	for (uint32_t i = 0; i < n; i++) {
+		if (release_standalone && v[i]->standalone)
+			standalone_release(v[i]);
+		else
+			rmp_srv_donor_terminate(srv, v[i]);
+	}
 	free(v);
 }
 
@@ -184,7 +220,7 @@ static void pool_fail(struct rmp_srv *srv, struct rmp_srv_pool *p, int code, con
 		rmp_srv_conn_send_error(p->requester, code, RMP_MSG_POOL_OPEN, "pool %s: %s",
 					p->name, why);
 	p->requester = NULL;
-	pool_terminate_donors(srv, p);
+	pool_terminate_donors(srv, p, true);
 	pool_free(srv, p, true);
 }
 
@@ -360,6 +396,47 @@ static void placement_fini(struct placement *pl)
 	free(pl->per_host);
 }
 
+/* The spare standalone donors, oldest first (the list is newest first),
+ * their offers, and what a pool takes of each. */
+struct spare {
+	size_t n;
+	struct rmp_srv_donor **d;
+	uint64_t *len, *take, *base;
+};
+
+static int spare_collect(struct rmp_srv *srv, struct spare *sp)
+{
+	size_t n = 0;
+
+	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next)
+		n += rmp_srv_donor_spare(d);
+	size_t cap = n ? n : 1;
+	sp->d = calloc(cap, sizeof(*sp->d));
+	sp->len = calloc(cap, sizeof(*sp->len));
+	sp->take = calloc(cap, sizeof(*sp->take));
+	sp->base = calloc(cap, sizeof(*sp->base));
+	if (!sp->d || !sp->len || !sp->take || !sp->base)
+		return -ENOMEM;
+	size_t i = n;
+	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next) {
+		if (rmp_srv_donor_spare(d)) {
+			i--;
+			sp->d[i] = d;
+			sp->len[i] = d->offered;
+		}
+	}
+	sp->n = n;
+	return 0;
+}
+
+static void spare_fini(struct spare *sp)
+{
+	free(sp->d);
+	free(sp->len);
+	free(sp->take);
+	free(sp->base);
+}
+
 static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open *o)
 {
 	struct rmp_srv *srv = c->srv;
@@ -368,6 +445,7 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 	struct placement pl;
 	struct rmp_srv_pool *p = NULL;
 	uint64_t *region_len = NULL, *base = NULL;
+	struct spare sp = { 0 };
 	int rc;
 
 	rmp_config_format_bytes(o->capacity, asked, sizeof(asked));
@@ -397,33 +475,48 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 		goto out_placement;
 	}
 
-	/* 1. size */
-	struct rmp_sizing_request req = { .capacity = o->capacity,
-					  .segment_size = cfg->segment_size,
-					  .coordinator_share = cfg->self_contribution };
-	if (pl.tightest) {
-		req.process_limit = pl.tightest->process_limit;
-		req.donor_footprint = pl.tightest->donor_footprint;
-	} else {
-		/* No agent: only the coordinator's share can serve the pool. */
-		req.process_limit = cfg->segment_size;
-	}
-	struct rmp_sizing_plan plan;
-	rc = rmp_sizing_plan(&req, &plan, err, sizeof(err));
-	if (rc) {
-		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s (%s): %s", o->name,
-					asked, err);
+	/* 1. size: the coordinator's share, spare standalone regions, then
+	 * spawned donors for what is left */
+	uint64_t mask = cfg->segment_size - 1;
+	uint64_t need = o->capacity <= UINT64_MAX - mask ? (o->capacity + mask) & ~mask : 0;
+	uint64_t share = cfg->self_contribution & ~mask;
+	if (spare_collect(srv, &sp)) {
+		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_POOL_OPEN, "out of memory");
 		goto out_placement;
 	}
+	uint64_t taken = rmp_srv_layout_pick_spare(need - (share < need ? share : need), sp.len,
+						   sp.n, sp.take);
+	struct rmp_sizing_plan plan = { 0 };
+	if (taken < o->capacity) {
+		struct rmp_sizing_request req = { .capacity = o->capacity - taken,
+						  .segment_size = cfg->segment_size,
+						  .coordinator_share = cfg->self_contribution };
+		if (pl.tightest) {
+			req.process_limit = pl.tightest->process_limit;
+			req.donor_footprint = pl.tightest->donor_footprint;
+		} else {
+			/* No agent: only the coordinator's share (and standalone
+			 * donors) can serve the pool. */
+			req.process_limit = cfg->segment_size;
+		}
+		rc = rmp_sizing_plan(&req, &plan, err, sizeof(err));
+		if (rc) {
+			rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s (%s): %s",
+						o->name, asked, err);
+			goto out_placement;
+		}
+	}
 	if (plan.donors && !pl.tightest) {
+		rmp_config_format_bytes(taken, a1, sizeof(a1));
 		rmp_srv_conn_send_error(c, EHOSTUNREACH, RMP_MSG_POOL_OPEN,
-					"pool %s (%s): no host agent is registered to run donors",
-					o->name, asked);
+					"pool %s (%s): no host agent is registered to run donors "
+					"(%zu spare standalone donor(s) give %s)",
+					o->name, asked, sp.n, a1);
 		goto out_placement;
 	}
 	struct rmp_sizing_geometry geo;
-	rc = rmp_sizing_geometry(o->capacity, cfg->segment_size, plan.provided, &geo, err,
-				 sizeof(err));
+	rc = rmp_sizing_geometry(o->capacity, cfg->segment_size, plan.provided + taken, &geo,
+				 err, sizeof(err));
 	if (rc) {
 		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s (%s): %s", o->name,
 					asked, err);
@@ -463,19 +556,29 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 	base = calloc(plan.donors ? plan.donors : 1, sizeof(*base));
 	p = calloc(1, sizeof(*p));
 	if (p)
-		p->donors = calloc(plan.donors ? plan.donors : 1, sizeof(*p->donors));
+		p->donors = calloc(plan.donors + sp.n ? plan.donors + sp.n : 1, sizeof(*p->donors));
 	if (!region_len || !base || !p || !p->donors) {
 		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_POOL_OPEN, "out of memory");
 		goto out_free_pool;
 	}
+	/* The standalone donors taken, in the order they go in the space. */
+	size_t n_used = 0;
+	for (size_t i = 0; i < sp.n; i++) {
+		if (sp.take[i]) {
+			sp.d[n_used] = sp.d[i];
+			sp.len[n_used] = sp.take[i];
+			n_used++;
+		}
+	}
 	uint64_t self_len = 0;
-	rc = rmp_srv_layout_regions(o->capacity, cfg->segment_size, plan.coordinator_len,
-				    plan.region_len, plan.donors, region_len, base, &self_len);
+	rc = rmp_srv_layout_mixed(o->capacity, cfg->segment_size, plan.coordinator_len, sp.len,
+				  n_used, sp.base, plan.region_len, plan.donors, region_len, base,
+				  &self_len);
 	if (rc) {
 		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_POOL_OPEN,
-					"pool %s (%s): internal error laying out %" PRIu64
-					" donors",
-					o->name, asked, plan.donors);
+					"pool %s (%s): internal error laying out %zu standalone "
+					"and %" PRIu64 " spawned donors",
+					o->name, asked, n_used, plan.donors);
 		goto out_free_pool;
 	}
 	p->srv = srv;
@@ -526,13 +629,33 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 	p->next = srv->pools;
 	srv->pools = p;
 
-	/* 4. spawn, host by host in placement order */
-	char region[32];
+	/* 4. the standalone donors are in already; spawn the others, host by
+	 * host in placement order */
+	char region[32], given[32];
 	rmp_config_format_bytes(plan.region_len, region, sizeof(region));
-	rmp_log_info("pool %s (id %" PRIu32 "): %s asked by %s: %" PRIu64
-		     " donor(s) of up to %s, %s from the coordinator",
-		     p->name, p->id, asked, c->peer, plan.donors, region,
+	rmp_config_format_bytes(taken, given, sizeof(given));
+	rmp_log_info("pool %s (id %" PRIu32 "): %s asked by %s: %zu standalone donor(s) give %s, "
+		     "%" PRIu64 " donor(s) of up to %s to spawn, %s from the coordinator",
+		     p->name, p->id, asked, c->peer, n_used, given, plan.donors, region,
 		     self_len ? "some" : "nothing");
+	for (size_t i = 0; i < n_used; i++) {
+		struct rmp_srv_donor *d = sp.d[i];
+		char len[32];
+		d->pool = p;
+		d->pool_id = p->id;
+		d->region_len = sp.len[i];
+		d->base = sp.base[i];
+		p->donors[p->n_donors++] = d;
+		p->registered++;
+		rmp_config_format_bytes(d->region_len, len, sizeof(len));
+		rmp_log_info("pool %s: standalone donor %" PRIu32 " on %s gives %s at pool address "
+			     "%" PRIu64,
+			     p->name, d->id, d->host, len, d->base);
+		pool_progress(p, d, RMP_PROGRESS_SPAWNED,
+			      "standalone donor %" PRIu32 " on %s gives %s (%" PRIu32 "/%" PRIu64
+			      " ready)",
+			      d->id, d->host, len, p->registered, n_used + plan.donors);
+	}
 	uint64_t k = 0;
 	for (size_t h = 0; h < pl.n; h++) {
 		for (uint64_t j = 0; j < pl.per_host[h]; j++, k++) {
@@ -562,7 +685,7 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 			}
 		}
 	}
-	if (p->n_donors == 0) {
+	if (p->registered == p->n_donors) {
 		pool_finish_provisioning(srv, p);
 		goto out_placement;
 	}
@@ -589,6 +712,7 @@ out_free_pool:
 out_placement:
 	free(region_len);
 	free(base);
+	spare_fini(&sp);
 	placement_fini(&pl);
 }
 
@@ -658,6 +782,84 @@ void rmp_srv_pool_donor_exited(struct rmp_srv_pool *p, struct rmp_srv_donor *d)
 		pool_destroy_finish(p->srv, p);
 }
 
+/* A donor that listens on every address does not know which one we
+ * reach it by: use the one its control connection came from. */
+static void endpoint_from(struct rmp_srv_donor *d, const struct rmp_srv_conn *c,
+			  const struct rmp_wire_endpoint *ep)
+{
+	d->endpoint = *ep;
+	if (!d->endpoint.host[0] || strcmp(d->endpoint.host, "0.0.0.0") == 0) {
+		snprintf(d->endpoint.host, sizeof(d->endpoint.host), "%s", c->peer);
+		char *colon = strrchr(d->endpoint.host, ':');
+		if (colon)
+			*colon = '\0';
+	}
+}
+
+static uint32_t spare_count(const struct rmp_srv *srv)
+{
+	uint32_t n = 0;
+
+	for (const struct rmp_srv_donor *d = srv->donors; d; d = d->next)
+		n += rmp_srv_donor_spare(d);
+	return n;
+}
+
+/* DONOR_REGISTER {pool 0, donor 0}: a donor started on its own offers its
+ * region. Only whole segments count; it is spare until a pool takes it. */
+static void standalone_register(struct rmp_srv_conn *c, const struct rmp_wire_donor_register *r)
+{
+	struct rmp_srv *srv = c->srv;
+	uint64_t seg = srv->cfg.segment_size;
+	char len[32], sz[32], whole_s[32];
+
+	if (r->region.addr == 0 || r->region.len == 0 ||
+	    r->region.addr > UINT64_MAX - r->region.len) {
+		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_DONOR_REGISTER,
+					"standalone donor: region of %" PRIu64 " bytes at 0x%" PRIx64
+					" is not usable",
+					r->region.len, r->region.addr);
+		return;
+	}
+	uint64_t whole = r->region.len & ~(seg - 1);
+	rmp_config_format_bytes(r->region.len, len, sizeof(len));
+	rmp_config_format_size(seg, sz, sizeof(sz));
+	if (whole == 0) {
+		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_DONOR_REGISTER,
+					"standalone donor: its region of %s (%" PRIu64
+					" bytes) is smaller than one segment of %s (%" PRIu64
+					" bytes): give --size %s or more",
+					len, r->region.len, sz, seg, sz);
+		return;
+	}
+	struct rmp_srv_donor *d = calloc(1, sizeof(*d));
+	if (!d) {
+		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_DONOR_REGISTER, "out of memory");
+		return;
+	}
+	d->id = srv->next_donor++;
+	d->standalone = true;
+	d->conn = c;
+	c->donor = d;
+	d->region = r->region;
+	endpoint_from(d, c, &r->endpoint);
+	memcpy(d->host, d->endpoint.host, sizeof(d->host));
+	d->pid = r->pid;
+	d->offered = d->region_len = whole;
+	d->state = RMP_SRV_DONOR_REGISTERED;
+	d->next = srv->donors;
+	srv->donors = d;
+
+	struct rmp_wire_msg m = { .type = RMP_MSG_DONOR_ACCEPTED };
+	m.u.donor_accepted.donor_id = d->id;
+	rmp_srv_conn_send(c, &m);
+	rmp_config_format_bytes(whole, whole_s, sizeof(whole_s));
+	rmp_log_info("standalone donor %" PRIu32 " registered from %s: %s offered on %s (%s in "
+		     "whole %s segments; rdma %s:%u, pid %" PRIu32 "); %" PRIu32 " spare",
+		     d->id, c->peer, len, d->host, whole_s, sz, d->endpoint.host, d->endpoint.port,
+		     d->pid, spare_count(srv));
+}
+
 void rmp_srv_pool_donor_register(struct rmp_srv_conn *c, const struct rmp_wire_donor_register *r)
 {
 	struct rmp_srv *srv = c->srv;
@@ -672,9 +874,7 @@ void rmp_srv_pool_donor_register(struct rmp_srv_conn *c, const struct rmp_wire_d
 		return;
 	}
 	if (r->donor_id == 0 && r->pool_id == 0) {
-		rmp_srv_conn_send_error(c, EOPNOTSUPP, RMP_MSG_DONOR_REGISTER,
-					"standalone donors are not used by this coordinator yet: "
-					"run donors through a host agent (rmpool-donor --agent)");
+		standalone_register(c, r);
 		return;
 	}
 	if (!d || d->pool_id != r->pool_id || !p) {
@@ -705,15 +905,7 @@ void rmp_srv_pool_donor_register(struct rmp_srv_conn *c, const struct rmp_wire_d
 	d->conn = c;
 	c->donor = d;
 	d->region = r->region;
-	d->endpoint = r->endpoint;
-	/* A donor that listens on every address does not know which one we
-	 * reach it by: use the one its control connection came from. */
-	if (!d->endpoint.host[0] || strcmp(d->endpoint.host, "0.0.0.0") == 0) {
-		snprintf(d->endpoint.host, sizeof(d->endpoint.host), "%s", c->peer);
-		char *colon = strrchr(d->endpoint.host, ':');
-		if (colon)
-			*colon = '\0';
-	}
+	endpoint_from(d, c, &r->endpoint);
 	if (!d->pid)
 		d->pid = r->pid;
 	d->state = RMP_SRV_DONOR_REGISTERED;
@@ -796,7 +988,7 @@ void rmp_srv_pool_destroy(struct rmp_srv_conn *c, const struct rmp_wire_pool_des
 		free(v);
 		p->busy = false;
 	} else {
-		pool_terminate_donors(srv, p);
+		pool_terminate_donors(srv, p, false);
 	}
 	if (pool_live_donors(p) == 0)
 		pool_destroy_finish(srv, p);
@@ -834,6 +1026,33 @@ void rmp_srv_pool_lease_renew(struct rmp_srv_conn *c, const struct rmp_wire_leas
 	rmp_srv_conn_send(c, &m);
 }
 
+/* A standalone donor hung up unasked. */
+static void standalone_lost(struct rmp_srv *srv, struct rmp_srv_donor *d)
+{
+	struct rmp_srv_pool *p = d->pool;
+	char len[32];
+
+	rmp_config_format_bytes(d->region_len, len, sizeof(len));
+	if (!p) {
+		rmp_log_info("standalone donor %" PRIu32 " on %s disconnected while spare: its %s "
+			     "offer is withdrawn",
+			     d->id, d->host, len);
+		rmp_srv_donor_gone(srv, d, "standalone, spare, disconnected");
+		return;
+	}
+	if (p->state == RMP_SRV_POOL_READY) {
+		uint64_t seg = UINT64_C(1) << p->segment_log2;
+		rmp_log_warn("pool %s: standalone donor %" PRIu32 " on %s (pid %" PRIu32
+			     ") disconnected: the pool's %" PRIu64 " segment(s) on it, pool "
+			     "addresses [%" PRIu64 ", %" PRIu64 ") (%s), are unbacked now; "
+			     "reads and writes of them fail on the client side",
+			     p->name, d->id, d->host, d->pid, d->region_len / seg, d->base,
+			     d->base + d->region_len, len);
+	}
+	rmp_srv_pool_donor_failed(p, d, "the standalone donor's control connection closed");
+	rmp_srv_donor_gone(srv, d, "standalone, disconnected");
+}
+
 void rmp_srv_pool_conn_closed(struct rmp_srv_conn *c)
 {
 	struct rmp_srv *srv = c->srv;
@@ -843,7 +1062,9 @@ void rmp_srv_pool_conn_closed(struct rmp_srv_conn *c)
 		c->donor = NULL;
 		d->conn = NULL;
 		struct rmp_srv_pool *p = d->pool;
-		if (d->state == RMP_SRV_DONOR_TERMINATING) {
+		if (d->standalone && d->state != RMP_SRV_DONOR_TERMINATING) {
+			standalone_lost(srv, d);
+		} else if (d->state == RMP_SRV_DONOR_TERMINATING) {
 			/* Standalone donors report their exit by hanging up. */
 			if (!d->agent) {
 				rmp_srv_pool_donor_exited(p, d);

@@ -12,7 +12,10 @@
  *   rmp_srv_agent  a registered host agent; lives while its connection does
  *   rmp_srv_donor  a donor process, from SPAWN until EXITED (or its
  *                  terminate deadline); outlives the pool that asked for it
- *                  so budgets stay charged until the memory is really free
+ *                  so budgets stay charged until the memory is really free.
+ *                  A standalone donor (started by an operator, no agent)
+ *                  lives from its DONOR_REGISTER until its connection
+ *                  closes; while in no pool it is "spare" (offered memory)
  *   rmp_srv_pool   a pool, from POOL_OPEN until destroyed
  * Cross pointers (donor->agent, donor->conn, pool->requester, ...) are
  * cleared by the module that frees the target (rmp_srv_*_conn_closed).
@@ -76,7 +79,9 @@ struct rmp_srv_donor {
 	uint32_t id;
 	uint32_t pool_id;
 	struct rmp_srv_pool *pool; /* NULL once the pool is gone */
-	struct rmp_srv_agent *agent; /* NULL: standalone (agent gone) */
+	struct rmp_srv_agent *agent; /* NULL: standalone, or its agent is gone */
+	bool standalone; /* registered on its own (pool 0, donor 0), no agent ever */
+	uint64_t offered; /* standalone: its region in whole segments */
 	struct rmp_srv_conn *conn;   /* its own control connection */
 	char host[RMP_WIRE_HOST_MAX + 1];
 	enum rmp_srv_donor_state state;
@@ -166,6 +171,8 @@ int rmp_srv_agent_spawn(struct rmp_srv *srv, struct rmp_srv_donor *d, uint64_t s
 /* Asks the donor to exit: through its agent, else on its own connection.
  * The donor stays listed until it has exited or its deadline passed. */
 void rmp_srv_donor_terminate(struct rmp_srv *srv, struct rmp_srv_donor *d);
+/* A standalone donor in no pool (its offer is free for the next pool). */
+bool rmp_srv_donor_spare(const struct rmp_srv_donor *d);
 /* The donor is gone: uncharge its agent, unlink and free it. */
 void rmp_srv_donor_gone(struct rmp_srv *srv, struct rmp_srv_donor *d, const char *why);
 struct rmp_srv_donor *rmp_srv_donor_find(struct rmp_srv *srv, uint32_t id);

@@ -1,6 +1,11 @@
 /* status.c - what the coordinator holds, for STATUS_REQUEST (the
  * `rmpool status` view) and for the metrics gauges. Both read the same
  * live lists, so they cannot disagree.
+ *
+ * Hosts: one entry per agent, and one per other host that runs standalone
+ * donors. A standalone donor counts on its host as a donor; its offer
+ * (whole segments) adds to the host's budget, and to its used bytes while
+ * a pool holds it (a pool takes a standalone donor whole).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -38,6 +43,8 @@ void rmp_srv_status_reply(struct rmp_srv_conn *c)
 		np++;
 	for (struct rmp_srv_agent *a = srv->agents; a; a = a->next)
 		nh++;
+	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next)
+		nh += d->standalone; /* at most one new host each */
 	if (np > RMP_WIRE_MAX_POOLS)
 		np = RMP_WIRE_MAX_POOLS;
 	if (nh > RMP_WIRE_MAX_HOSTS)
@@ -74,6 +81,24 @@ void rmp_srv_status_reply(struct rmp_srv_conn *c)
 		hs->budget = a->budget;
 		hs->used = a->used;
 	}
+	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next) {
+		if (!d->standalone)
+			continue;
+		struct rmp_wire_host_status *hs = NULL;
+		for (uint32_t i = 0; i < s->n_hosts && !hs; i++)
+			if (strcmp(s->hosts[i].host, d->host) == 0)
+				hs = &s->hosts[i];
+		if (!hs) {
+			if (s->n_hosts >= nh)
+				continue;
+			hs = &s->hosts[s->n_hosts++];
+			memcpy(hs->host, d->host, sizeof(hs->host));
+		}
+		hs->donors++;
+		hs->budget += d->offered;
+		if (d->pool)
+			hs->used += d->offered;
+	}
 	rmp_srv_conn_send(c, &m);
 	free(s->pools);
 	free(s->hosts);
@@ -90,8 +115,12 @@ void rmp_srv_metrics_snapshot(struct rmp_srv *srv, struct rmp_srv_metrics *out)
 			out->free_bytes += rmp_srv_pool_free_bytes(p);
 		}
 	}
-	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next)
+	out->donors_standalone = out->donors_spare = 0;
+	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next) {
 		out->donors++;
+		out->donors_standalone += d->standalone;
+		out->donors_spare += rmp_srv_donor_spare(d);
+	}
 	out->clients = client_count(srv);
 	out->agents = 0;
 	for (struct rmp_srv_agent *a = srv->agents; a; a = a->next)
