@@ -13,6 +13,9 @@
  *                         packets this host's device sent meanwhile (the
  *                         rxe counter), per alloc+free pair
  *   read_bw / write_bw    1 MiB rmp_read / rmp_write, MB/s (10^6 B/s)
+ *   read_buf_bw / write_buf_bw
+ *                         the same from a registered buffer (rmp_read_buf /
+ *                         rmp_write_buf: no bounce copy)
  * and prints them as key=value lines (for the script) and a short table.
  * The completion mode comes from RMPOOL_WAIT (poll|event|adaptive).
  */
@@ -194,6 +197,24 @@ int rmpool_bench(const char *coordinator, const char *secret, const struct rmp_c
 			goto out;
 		}
 	double read_bw = (double)bw_iters * (1 << 20) / (now_us() - t0);
+	rmp_buffer *rb;
+	if ((rc = rmp_buffer_register(p, big, 1u << 20, &rb)) != 0) {
+		fail("rmp_buffer_register 1 MiB", rc, c);
+		goto out;
+	}
+	t0 = now_us();
+	for (unsigned i = 0; i < bw_iters && rc == 0; i++)
+		if ((rc = rmp_write_buf(p, bw, rb, 0, 1u << 20)) != 0)
+			fail("rmp_write_buf 1 MiB", rc, c);
+	double write_buf_bw = (double)bw_iters * (1 << 20) / (now_us() - t0);
+	t0 = now_us();
+	for (unsigned i = 0; i < bw_iters && rc == 0; i++)
+		if ((rc = rmp_read_buf(p, rb, 0, bw, 1u << 20)) != 0)
+			fail("rmp_read_buf 1 MiB", rc, c);
+	double read_buf_bw = (double)bw_iters * (1 << 20) / (now_us() - t0);
+	rmp_buffer_deregister(rb);
+	if (rc)
+		goto out;
 
 	const char *mode = getenv("RMPOOL_WAIT") ? getenv("RMPOOL_WAIT") : "adaptive";
 	printf("mode=%s\n", mode);
@@ -204,6 +225,7 @@ int rmpool_bench(const char *coordinator, const char *secret, const struct rmp_c
 	printf("alloc.work_requests=%.2f\nfree.work_requests=%.2f\n", wr_alloc, wr_free);
 	printf("alloc_free.sent_pkts=%.2f\n", pk_pair);
 	printf("read_bw.MBps=%.2f\nwrite_bw.MBps=%.2f\n", read_bw, write_bw);
+	printf("read_buf_bw.MBps=%.2f\nwrite_buf_bw.MBps=%.2f\n", read_buf_bw, write_buf_bw);
 	ex = 0;
 out:
 	if (a)

@@ -17,14 +17,35 @@
  * (and any host) is thus read and written as one range. Donor
  * connections are made on first use, with a DONOR token for that donor.
  *
- * Data moves through a registered bounce buffer per donor connection
- * (the caller's memory is not registered): a copy, in exchange for
- * working with any buffer. Locks: a donor's lock covers its connection
+ * rmp_read/rmp_write move data through a registered bounce buffer per
+ * donor connection (the caller's memory is not registered): a copy, in
+ * exchange for working with any buffer. Locks: a donor's lock covers its connection
  * and bounce buffer for one wave; a wave takes the locks of its donors
  * in index order, so two waves cannot deadlock.
+ *
+ * Registered buffers (rmp_buffer_register): the caller's memory is
+ * posted from and to directly, no bounce copy. Each donor connection has
+ * its own PD, so a buffer holds one MR per donor, made the first time a
+ * transfer on that donor uses the buffer, under the donor's lock (mrs[i]
+ * is only touched under donor i's lock). Live buffers are kept on one
+ * process-wide list (buf_lock): a handle is checked against it before
+ * use, so a stale or foreign handle is refused with -EINVAL instead of
+ * being dereferenced, and each use holds a reference (refs) so that
+ * deregistration of a buffer in use fails with -EBUSY. When a donor's
+ * connection is replaced, the MRs on its old PD are dropped first.
+ * Lock order: donor locks (index order), then buf_lock.
+ *
+ * Asynchronous operations (rmp_*_async): argument checks run in the
+ * caller; the transfer itself is queued to a small set of worker threads
+ * per pool (started on the first async call), each of which runs the
+ * same synchronous transfer, so up to ASYNC_WORKERS operations move at
+ * once (in parallel over different donors, wave by wave on one donor).
+ * Every RDMA wait inside is bounded by the pool's RDMA timeout, and
+ * rmp_op_wait takes a timeout of its own.
  */
 #include <errno.h>
 #include <stdalign.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -42,6 +63,7 @@
 #define WAVE_MAX 16u            /* work requests per donor per wave (1 MiB of pieces) */
 #define TOKEN_TTL_MS (24ull * 3600 * 1000)
 #define PLAN_MAX 256u           /* pieces per wave, all donors */
+#define ASYNC_WORKERS 4u        /* threads per pool that run async operations */
 
 struct piece {
 	unsigned idx;   /* donor index */
@@ -65,6 +87,43 @@ struct data_donor {
 	uint32_t used;
 };
 
+struct rmp_buffer {
+	struct rmp_buffer *next; /* on buffers, under buf_lock */
+	rmp_pool *p;
+	uint8_t *addr;
+	size_t len;
+	unsigned refs;       /* transfers using it, under buf_lock */
+	bool dead;           /* being deregistered, under buf_lock */
+	unsigned ndonors;
+	struct ibv_mr **mrs; /* per donor index; mrs[i] under donor i's lock */
+};
+
+static pthread_mutex_t buf_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rmp_buffer *buffers;
+
+struct rmp_op {
+	struct rmp_op *next;     /* queue, under the async lock */
+	struct rmp_op *all_next; /* every op not yet waited for, under the async lock */
+	rmp_pool *p;
+	uint64_t off, len;
+	uint8_t *buf;
+	struct rmp_buffer *reg;  /* a reference is held until the op is reaped */
+	bool is_read;
+	bool done;
+	int rc;
+	char err[256];
+};
+
+struct data_async {
+	pthread_mutex_t lock;
+	pthread_cond_t work, done; /* done: CLOCK_MONOTONIC */
+	struct rmp_op *head, *tail;
+	struct rmp_op *all;
+	pthread_t th[ASYNC_WORKERS];
+	unsigned nth;
+	bool stop;
+};
+
 struct data_shard {
 	alignas(64) struct rmp_buddy_ctx ctx;
 };
@@ -78,6 +137,7 @@ struct rmp_data {
 	unsigned ndonors;
 	struct data_donor *donors;
 	struct rmp_rdma_opts opts;
+	struct data_async async;
 	struct data_shard shards[DATA_SHARDS];
 };
 
@@ -105,12 +165,67 @@ static int token_for(rmp_pool *p, enum rmp_wire_token_kind kind, uint32_t target
 	return rmp_auth_token_make(rmp_client_key(p->c), &t, out);
 }
 
+static void buffer_put(struct rmp_buffer *b)
+{
+	pthread_mutex_lock(&buf_lock);
+	b->refs--;
+	pthread_mutex_unlock(&buf_lock);
+}
+
+/* Stops the workers: queued operations end with -ECANCELED, running ones
+ * finish (bounded by the RDMA timeout); then every op is freed. */
+static void async_stop(struct rmp_data *d)
+{
+	struct data_async *a = &d->async;
+
+	pthread_mutex_lock(&a->lock);
+	a->stop = true;
+	for (struct rmp_op *op = a->head; op; op = op->next) {
+		op->done = true;
+		op->rc = -ECANCELED;
+		snprintf(op->err, sizeof(op->err), "the pool was closed before the operation ran");
+	}
+	a->head = a->tail = NULL;
+	pthread_cond_broadcast(&a->work);
+	pthread_cond_broadcast(&a->done);
+	unsigned nth = a->nth;
+	pthread_mutex_unlock(&a->lock);
+	for (unsigned i = 0; i < nth; i++)
+		pthread_join(a->th[i], NULL);
+	for (struct rmp_op *op = a->all, *next; op; op = next) {
+		next = op->all_next;
+		if (op->reg)
+			buffer_put(op->reg);
+		free(op);
+	}
+	a->all = NULL;
+	a->nth = 0;
+}
+
 void rmp_data_close(rmp_pool *p)
 {
 	struct rmp_data *d = p->data;
 
 	if (!d)
 		return;
+	async_stop(d);
+	/* Buffers still registered on this pool: their MRs go before the
+	 * connections (and PDs) they were made on; the handles die. */
+	pthread_mutex_lock(&buf_lock);
+	for (struct rmp_buffer **pp = &buffers; *pp;) {
+		struct rmp_buffer *b = *pp;
+		if (b->p != p) {
+			pp = &b->next;
+			continue;
+		}
+		*pp = b->next;
+		for (unsigned i = 0; i < b->ndonors; i++)
+			if (b->mrs[i])
+				ibv_dereg_mr(b->mrs[i]);
+		free(b->mrs);
+		free(b);
+	}
+	pthread_mutex_unlock(&buf_lock);
 	if (d->store)
 		rmp_store_rdma_destroy(d->store); /* sends what waits (count hints) */
 	if (d->meta)
@@ -125,6 +240,9 @@ void rmp_data_close(rmp_pool *p)
 		pthread_mutex_destroy(&dn->lock);
 	}
 	free(d->donors);
+	pthread_mutex_destroy(&d->async.lock);
+	pthread_cond_destroy(&d->async.work);
+	pthread_cond_destroy(&d->async.done);
 	free(d);
 	p->data = NULL;
 }
@@ -154,6 +272,13 @@ static int data_open(rmp_pool *p, unsigned timeout_ms)
 	if (!d)
 		return -ENOMEM;
 	memset(d, 0, sizeof(*d));
+	pthread_mutex_init(&d->async.lock, NULL);
+	pthread_cond_init(&d->async.work, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d->async.done, &ca);
+	pthread_condattr_destroy(&ca);
 	p->data = d;
 	d->opts = (struct rmp_rdma_opts){ .timeout_ms = (int)timeout_ms, .wait = wait_mode(p->c) };
 	d->seg_log2 = st->segment_log2;
@@ -320,7 +445,16 @@ static int donor_connect_locked(rmp_pool *p, struct rmp_data *d, struct data_don
 		return 0;
 	if (dn->conn) {
 		/* A failed connection is never trusted again (late completions
-		 * could land in the bounce buffer): make a new one. */
+		 * could land in the bounce buffer): make a new one. The
+		 * registered buffers' MRs on its PD go first. */
+		unsigned idx = (unsigned)(dn - d->donors);
+		pthread_mutex_lock(&buf_lock);
+		for (struct rmp_buffer *b = buffers; b; b = b->next)
+			if (b->p == p && idx < b->ndonors && b->mrs[idx]) {
+				ibv_dereg_mr(b->mrs[idx]);
+				b->mrs[idx] = NULL;
+			}
+		pthread_mutex_unlock(&buf_lock);
 		ibv_dereg_mr(dn->bounce_mr);
 		dn->bounce_mr = NULL;
 		rmp_rdma_close(dn->conn);
@@ -347,7 +481,7 @@ static int donor_connect_locked(rmp_pool *p, struct rmp_data *d, struct data_don
 
 /* Post every donor's wave, then wait for all. Requires the locks of all
  * donors in use (mask). */
-static int run_wave_locked(rmp_pool *p, struct rmp_data *d, const uint8_t *in_use, bool is_read)
+static int run_wave_locked(rmp_pool *p, struct rmp_data *d, const uint8_t *in_use, bool copy_back)
 {
 	int rc = 0;
 	unsigned posted_to[d->ndonors ? d->ndonors : 1], nposted = 0;
@@ -374,22 +508,43 @@ static int run_wave_locked(rmp_pool *p, struct rmp_data *d, const uint8_t *in_us
 			}
 			got += (unsigned)n;
 		}
-		if (rc == 0 && is_read)
+		if (rc == 0 && copy_back)
 			for (unsigned j = 0; j < dn->nops; j++)
 				memcpy(dn->user[j], dn->ops[j].local, dn->ops[j].len);
 	}
 	for (unsigned i = 0; i < d->ndonors; i++) {
+		if (!in_use[i])
+			continue; /* not ours: another thread may be filling it */
 		d->donors[i].nops = 0;
 		d->donors[i].used = 0;
 	}
 	return rc;
 }
 
+/* The MR of registered buffer b on donor idx's connection, made now if
+ * there is none. Requires the donor's lock and a connection. */
+static int buffer_mr_locked(rmp_pool *p, struct data_donor *dn, unsigned idx, struct rmp_buffer *b)
+{
+	if (b->mrs[idx])
+		return 0;
+	errno = 0;
+	b->mrs[idx] = ibv_reg_mr(rmp_rdma_conn_pd(dn->conn), b->addr, b->len, IBV_ACCESS_LOCAL_WRITE);
+	if (!b->mrs[idx]) {
+		int rc = errno ? -errno : -ENOMEM;
+		return rmp_client_fail(p->c, rc, "registering the buffer of %zu bytes at %p for donor %u: %s",
+				       b->len, (void *)b->addr, dn->donor_id, rmp_strerror(rc));
+	}
+	return 0;
+}
+
 /*
  * Move len bytes between buf and pool bytes [off, off+len), cut at
  * segment boundaries and bounce-buffer sizes, in waves over the donors.
+ * reg: buf lies in that registered buffer (a reference is held) and the
+ * pieces go straight from/to it; NULL: through the bounce buffers.
  */
-static int transfer(rmp_pool *p, struct rmp_data *d, uint64_t off, uint8_t *buf, uint64_t len, bool is_read)
+static int transfer(rmp_pool *p, struct rmp_data *d, uint64_t off, uint8_t *buf, struct rmp_buffer *reg,
+		    uint64_t len, bool is_read)
 {
 	const struct rmp_wire_segtab *st = &p->segtab;
 	uint64_t seg_size = 1ull << d->seg_log2;
@@ -418,7 +573,7 @@ static int transfer(rmp_pool *p, struct rmp_data *d, uint64_t off, uint8_t *buf,
 				n = w_len;
 			if (n > PIECE_MAX)
 				n = PIECE_MAX;
-			if (cnt[idx] == WAVE_MAX || used[idx] + n > BOUNCE_BYTES)
+			if (cnt[idx] == WAVE_MAX || (!reg && used[idx] + n > BOUNCE_BYTES))
 				break; /* this donor is full: the rest waits for the next wave */
 			plan[np++] = (struct piece){ .idx = idx, .raddr = sg->addr + (w_off & (seg_size - 1)),
 						     .rkey = sg->rkey, .n = (uint32_t)n, .at = w_off - off };
@@ -436,24 +591,27 @@ static int transfer(rmp_pool *p, struct rmp_data *d, uint64_t off, uint8_t *buf,
 			pthread_mutex_lock(&d->donors[i].lock);
 			locked = i + 1;
 			rc = donor_connect_locked(p, d, &d->donors[i]);
+			if (rc == 0 && reg)
+				rc = buffer_mr_locked(p, &d->donors[i], i, reg);
 			if (rc)
 				break;
 		}
 		if (rc == 0) {
 			for (unsigned k = 0; k < np; k++) {
 				struct data_donor *dn = &d->donors[plan[k].idx];
-				uint8_t *local = dn->bounce + dn->used;
 				uint8_t *user = buf + plan[k].at;
-				if (!is_read)
+				uint8_t *local = reg ? user : dn->bounce + dn->used;
+				uint32_t lkey = reg ? reg->mrs[plan[k].idx]->lkey : dn->bounce_mr->lkey;
+				if (!is_read && !reg)
 					memcpy(local, user, plan[k].n);
 				dn->user[dn->nops] = user;
 				dn->ops[dn->nops++] = (struct rmp_rdma_op){
 					.kind = is_read ? RMP_RDMA_READ : RMP_RDMA_WRITE, .local = local,
-					.lkey = dn->bounce_mr->lkey, .len = plan[k].n, .raddr = plan[k].raddr,
+					.lkey = lkey, .len = plan[k].n, .raddr = plan[k].raddr,
 					.rkey = plan[k].rkey };
 				dn->used += plan[k].n;
 			}
-			rc = run_wave_locked(p, d, in_use, is_read);
+			rc = run_wave_locked(p, d, in_use, is_read && !reg);
 		}
 		for (unsigned i = 0; i < locked && i < d->ndonors; i++)
 			if (in_use[i])
@@ -495,7 +653,7 @@ int rmp_write(rmp_pool *p, rmp_addr dst, const void *src, uint64_t len)
 		return p ? rmp_client_fail(p->c, -EINVAL, "rmp_write: %s", src ? "zero length" : "NULL buffer") : -EINVAL;
 	if ((rc = data_of(p, &d)) != 0 || (rc = range_check(p, d, dst, src, len, "rmp_write", &off)) != 0)
 		return rc;
-	return transfer(p, d, off, (uint8_t *)(uintptr_t)src, len, false);
+	return transfer(p, d, off, (uint8_t *)(uintptr_t)src, NULL, len, false);
 }
 
 int rmp_read(rmp_pool *p, void *dst, rmp_addr src, uint64_t len)
@@ -508,7 +666,340 @@ int rmp_read(rmp_pool *p, void *dst, rmp_addr src, uint64_t len)
 		return p ? rmp_client_fail(p->c, -EINVAL, "rmp_read: %s", dst ? "zero length" : "NULL buffer") : -EINVAL;
 	if ((rc = data_of(p, &d)) != 0 || (rc = range_check(p, d, src, dst, len, "rmp_read", &off)) != 0)
 		return rc;
-	return transfer(p, d, off, dst, len, true);
+	return transfer(p, d, off, dst, NULL, len, true);
+}
+
+/* ---- registered buffers ---- */
+
+int rmp_buffer_register(rmp_pool *p, void *addr, size_t len, rmp_buffer **out)
+{
+	struct rmp_data *d;
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!p)
+		return -EINVAL;
+	if (!addr || len == 0)
+		return rmp_client_fail(p->c, -EINVAL, "rmp_buffer_register: %s", addr ? "zero length" : "NULL address");
+	if ((rc = data_of(p, &d)) != 0)
+		return rc;
+	struct rmp_buffer *b = calloc(1, sizeof(*b));
+	if (!b || !(b->mrs = calloc(d->ndonors ? d->ndonors : 1, sizeof(*b->mrs)))) {
+		free(b);
+		return -ENOMEM;
+	}
+	b->p = p;
+	b->addr = addr;
+	b->len = len;
+	b->ndonors = d->ndonors;
+	pthread_mutex_lock(&buf_lock);
+	b->next = buffers;
+	buffers = b;
+	pthread_mutex_unlock(&buf_lock);
+	*out = b;
+	return 0;
+}
+
+int rmp_buffer_deregister(rmp_buffer *b)
+{
+	struct rmp_buffer **pp;
+
+	if (!b)
+		return -EINVAL;
+	pthread_mutex_lock(&buf_lock);
+	for (pp = &buffers; *pp && *pp != b; pp = &(*pp)->next)
+		;
+	if (!*pp || b->dead) {
+		pthread_mutex_unlock(&buf_lock);
+		return -EINVAL; /* not a live buffer (deregistered, or its pool closed) */
+	}
+	if (b->refs) {
+		pthread_mutex_unlock(&buf_lock);
+		return rmp_client_fail(b->p->c, -EBUSY, "rmp_buffer_deregister: %u operation(s) still use the buffer",
+				       b->refs);
+	}
+	b->dead = true; /* no new user from here on */
+	pthread_mutex_unlock(&buf_lock);
+	struct rmp_data *d = b->p->data;
+	for (unsigned i = 0; i < b->ndonors; i++) {
+		pthread_mutex_lock(&d->donors[i].lock);
+		if (b->mrs[i])
+			ibv_dereg_mr(b->mrs[i]);
+		b->mrs[i] = NULL;
+		pthread_mutex_unlock(&d->donors[i].lock);
+	}
+	pthread_mutex_lock(&buf_lock);
+	for (pp = &buffers; *pp && *pp != b; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = b->next;
+	pthread_mutex_unlock(&buf_lock);
+	free(b->mrs);
+	free(b);
+	return 0;
+}
+
+/* Checks a registered-buffer transfer and takes a reference on b:
+ * 0 with the pool offset and the local address. */
+static int buf_args(rmp_pool *p, struct rmp_data *d, rmp_buffer *b, size_t boff, rmp_addr a, uint64_t len,
+		    const char *what, uint64_t *off, uint8_t **local)
+{
+	int found = 0;
+	int rc;
+
+	pthread_mutex_lock(&buf_lock);
+	for (struct rmp_buffer *x = buffers; x; x = x->next)
+		if (x == b) {
+			found = x->p == p && !x->dead;
+			break;
+		}
+	if (found && (boff > b->len || len > b->len - boff)) {
+		pthread_mutex_unlock(&buf_lock);
+		return rmp_client_fail(p->c, -EINVAL, "%s: %llu bytes from offset %zu run past the %zu-byte buffer", what,
+				       (unsigned long long)len, boff, b->len);
+	}
+	if (found)
+		b->refs++;
+	pthread_mutex_unlock(&buf_lock);
+	if (!found)
+		return rmp_client_fail(p->c, -EINVAL, "%s: %s", what,
+				       b ? "not a buffer registered on this pool (deregistered?)" : "NULL buffer");
+	*local = b->addr + boff;
+	if ((rc = range_check(p, d, a, *local, len, what, off)) != 0)
+		buffer_put(b);
+	return rc;
+}
+
+int rmp_write_buf(rmp_pool *p, rmp_addr dst, rmp_buffer *b, size_t off, uint64_t len)
+{
+	struct rmp_data *d;
+	uint64_t poff;
+	uint8_t *local;
+	int rc;
+
+	if ((rc = data_of(p, &d)) != 0 || (rc = buf_args(p, d, b, off, dst, len, "rmp_write_buf", &poff, &local)) != 0)
+		return rc;
+	rc = transfer(p, d, poff, local, b, len, false);
+	buffer_put(b);
+	return rc;
+}
+
+int rmp_read_buf(rmp_pool *p, rmp_buffer *b, size_t off, rmp_addr src, uint64_t len)
+{
+	struct rmp_data *d;
+	uint64_t poff;
+	uint8_t *local;
+	int rc;
+
+	if ((rc = data_of(p, &d)) != 0 || (rc = buf_args(p, d, b, off, src, len, "rmp_read_buf", &poff, &local)) != 0)
+		return rc;
+	rc = transfer(p, d, poff, local, b, len, true);
+	buffer_put(b);
+	return rc;
+}
+
+/* ---- asynchronous operations ---- */
+
+static void *async_worker(void *arg)
+{
+	struct rmp_data *d = arg;
+	struct data_async *a = &d->async;
+
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		while (!a->stop && !a->head)
+			pthread_cond_wait(&a->work, &a->lock); /* idle; close wakes it */
+		if (a->stop)
+			break;
+		struct rmp_op *op = a->head;
+		a->head = op->next;
+		if (!a->head)
+			a->tail = NULL;
+		pthread_mutex_unlock(&a->lock);
+		int rc = transfer(op->p, d, op->off, op->buf, op->reg, op->len, op->is_read);
+		pthread_mutex_lock(&a->lock);
+		if (rc)
+			snprintf(op->err, sizeof(op->err), "%s", rmp_last_error(op->p->c));
+		op->rc = rc;
+		op->done = true;
+		pthread_cond_broadcast(&a->done);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+/* Queues op (arguments checked, reference on op->reg held); starts the
+ * workers on first use. On failure the reference is dropped. */
+static int async_submit(rmp_pool *p, struct rmp_data *d, struct rmp_op *op, rmp_op **out)
+{
+	struct data_async *a = &d->async;
+	int rc = 0;
+
+	pthread_mutex_lock(&a->lock);
+	if (a->stop) {
+		rc = -ECANCELED;
+		goto out;
+	}
+	while (a->nth < ASYNC_WORKERS) {
+		int e = pthread_create(&a->th[a->nth], NULL, async_worker, d);
+		if (e) {
+			if (a->nth == 0) {
+				rc = -e;
+				goto out;
+			}
+			break; /* fewer workers are fine */
+		}
+		a->nth++;
+	}
+	op->next = NULL;
+	if (a->tail)
+		a->tail->next = op;
+	else
+		a->head = op;
+	a->tail = op;
+	op->all_next = a->all;
+	a->all = op;
+	pthread_cond_signal(&a->work);
+out:
+	pthread_mutex_unlock(&a->lock);
+	if (rc) {
+		if (op->reg)
+			buffer_put(op->reg);
+		free(op);
+		return rmp_client_fail(p->c, rc, "asynchronous operation: %s",
+				       rc == -ECANCELED ? "the pool is closing" : "cannot start the workers");
+	}
+	*out = op;
+	return 0;
+}
+
+static int async_start(rmp_pool *p, uint64_t poff, uint8_t *local, struct rmp_buffer *reg, uint64_t len,
+		       bool is_read, rmp_op **out)
+{
+	struct rmp_op *op = calloc(1, sizeof(*op));
+	if (!op) {
+		if (reg)
+			buffer_put(reg);
+		return -ENOMEM;
+	}
+	*op = (struct rmp_op){ .p = p, .off = poff, .len = len, .buf = local, .reg = reg, .is_read = is_read };
+	return async_submit(p, p->data, op, out);
+}
+
+int rmp_write_async(rmp_pool *p, rmp_addr dst, const void *src, uint64_t len, rmp_op **op)
+{
+	struct rmp_data *d;
+	uint64_t off;
+	int rc;
+
+	if (!op)
+		return -EINVAL;
+	*op = NULL;
+	if (!p || !src || len == 0)
+		return p ? rmp_client_fail(p->c, -EINVAL, "rmp_write_async: %s", src ? "zero length" : "NULL buffer")
+			 : -EINVAL;
+	if ((rc = data_of(p, &d)) != 0 || (rc = range_check(p, d, dst, src, len, "rmp_write_async", &off)) != 0)
+		return rc;
+	return async_start(p, off, (uint8_t *)(uintptr_t)src, NULL, len, false, op);
+}
+
+int rmp_read_async(rmp_pool *p, void *dst, rmp_addr src, uint64_t len, rmp_op **op)
+{
+	struct rmp_data *d;
+	uint64_t off;
+	int rc;
+
+	if (!op)
+		return -EINVAL;
+	*op = NULL;
+	if (!p || !dst || len == 0)
+		return p ? rmp_client_fail(p->c, -EINVAL, "rmp_read_async: %s", dst ? "zero length" : "NULL buffer")
+			 : -EINVAL;
+	if ((rc = data_of(p, &d)) != 0 || (rc = range_check(p, d, src, dst, len, "rmp_read_async", &off)) != 0)
+		return rc;
+	return async_start(p, off, dst, NULL, len, true, op);
+}
+
+int rmp_write_buf_async(rmp_pool *p, rmp_addr dst, rmp_buffer *b, size_t off, uint64_t len, rmp_op **op)
+{
+	struct rmp_data *d;
+	uint64_t poff;
+	uint8_t *local;
+	int rc;
+
+	if (!op)
+		return -EINVAL;
+	*op = NULL;
+	if ((rc = data_of(p, &d)) != 0 ||
+	    (rc = buf_args(p, d, b, off, dst, len, "rmp_write_buf_async", &poff, &local)) != 0)
+		return rc;
+	return async_start(p, poff, local, b, len, false, op);
+}
+
+int rmp_read_buf_async(rmp_pool *p, rmp_buffer *b, size_t off, rmp_addr src, uint64_t len, rmp_op **op)
+{
+	struct rmp_data *d;
+	uint64_t poff;
+	uint8_t *local;
+	int rc;
+
+	if (!op)
+		return -EINVAL;
+	*op = NULL;
+	if ((rc = data_of(p, &d)) != 0 ||
+	    (rc = buf_args(p, d, b, off, src, len, "rmp_read_buf_async", &poff, &local)) != 0)
+		return rc;
+	return async_start(p, poff, local, b, len, true, op);
+}
+
+int rmp_op_test(rmp_op *op)
+{
+	if (!op || !op->p->data)
+		return -EINVAL;
+	struct data_async *a = &op->p->data->async;
+	pthread_mutex_lock(&a->lock);
+	int rc = op->done ? op->rc : -EINPROGRESS;
+	pthread_mutex_unlock(&a->lock);
+	return rc;
+}
+
+int rmp_op_wait(rmp_op *op, unsigned timeout_ms)
+{
+	if (!op || !op->p->data)
+		return -EINVAL;
+	rmp_pool *p = op->p;
+	struct data_async *a = &p->data->async;
+	struct timespec dl;
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_sec += (time_t)(timeout_ms / 1000u);
+	dl.tv_nsec += (long)(timeout_ms % 1000u) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&a->lock);
+	while (!op->done)
+		if (pthread_cond_timedwait(&a->done, &a->lock, &dl) == ETIMEDOUT)
+			break;
+	if (!op->done) {
+		pthread_mutex_unlock(&a->lock);
+		return -EINPROGRESS;
+	}
+	for (struct rmp_op **pp = &a->all; *pp; pp = &(*pp)->all_next)
+		if (*pp == op) {
+			*pp = op->all_next;
+			break;
+		}
+	pthread_mutex_unlock(&a->lock);
+	int rc = op->rc;
+	if (rc)
+		rmp_client_fail(p->c, rc, "%s", op->err);
+	if (op->reg)
+		buffer_put(op->reg);
+	free(op);
+	return rc;
 }
 
 int rmp_pool_stats(rmp_pool *p, struct rmp_pool_stats *out)

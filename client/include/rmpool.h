@@ -231,6 +231,84 @@ RMP_API int rmp_free(rmp_pool *p, rmp_addr a);
 RMP_API int rmp_write(rmp_pool *p, rmp_addr dst, const void *src, uint64_t len);
 RMP_API int rmp_read(rmp_pool *p, void *dst, rmp_addr src, uint64_t len);
 
+/* ---- registered buffers (zero copy) ------------------------------------
+ *
+ * rmp_read/rmp_write copy through a registered bounce buffer per donor
+ * connection. A registered buffer is the caller's own memory, posted from
+ * and to directly: no copy. Registration is lazy: the memory is
+ * registered with a donor's connection (pinned, one RDMA memory region per
+ * donor connection) the first time a transfer on that donor uses it, so
+ * the first transfer per donor pays for it and bad memory shows up then.
+ *
+ * The memory [addr, addr+len) must be readable and writable and stay
+ * valid until rmp_buffer_deregister() returns (or the pool is closed,
+ * which deregisters the pool's buffers and invalidates their handles).
+ * A buffer belongs to the pool it was registered on.
+ *
+ * Threads: a buffer may be used by several threads and operations at
+ * once (disjoint ranges give defined results; overlapping writes into it
+ * by concurrent reads, or changes during a write, give undefined bytes,
+ * never a crash). rmp_buffer_deregister() refuses (-EBUSY) while a
+ * transfer still uses the buffer or an asynchronous operation on it has
+ * not been reaped with rmp_op_wait(); a handle
+ * that was deregistered or never registered on this pool is refused with
+ * -EINVAL by every call (but as with free(), a new buffer may reuse the
+ * address of an old handle). Do not call rmp_buffer_deregister() and
+ * rmp_pool_close() on the same pool at the same time.
+ */
+typedef struct rmp_buffer rmp_buffer; /* opaque */
+
+/* 0 and *out, -EINVAL (NULL address, len 0), -ENOMEM, or an error of the
+ * pool's data path setup. */
+RMP_API int rmp_buffer_register(rmp_pool *p, void *addr, size_t len, rmp_buffer **out);
+/* Removes every memory region of b and frees the handle. -EINVAL (NULL,
+ * not a live buffer), -EBUSY (in use: wait for its operations first). */
+RMP_API int rmp_buffer_deregister(rmp_buffer *b);
+/* rmp_write / rmp_read from/to bytes [off, off+len) of b. Errors as
+ * rmp_write / rmp_read, and -EINVAL when off+len runs past the buffer or
+ * b is not a buffer registered on p; -ENOMEM/-EFAULT/... when the memory
+ * cannot be registered with a donor's connection. */
+RMP_API int rmp_write_buf(rmp_pool *p, rmp_addr dst, rmp_buffer *b, size_t off, uint64_t len);
+RMP_API int rmp_read_buf(rmp_pool *p, rmp_buffer *b, size_t off, rmp_addr src, uint64_t len);
+
+/* ---- asynchronous operations -------------------------------------------
+ *
+ * rmp_*_async check their arguments at once (and return those errors
+ * like the synchronous calls, with *op NULL), then queue the transfer and
+ * return 0 with an operation handle. A few worker threads per pool
+ * (started on the first asynchronous call, stopped by rmp_pool_close) run
+ * queued operations, several at once: operations on different donors
+ * move in parallel, operations on one donor share its connection wave by
+ * wave. Order between operations in flight is not defined: do not let
+ * two of them overlap where one writes.
+ *
+ * The local memory (src/dst, or the registered buffer, which stays
+ * referenced: rmp_buffer_deregister says -EBUSY) must stay valid and
+ * untouched until the operation is reaped by rmp_op_wait(). Every operation must be reaped with rmp_op_wait(), from any
+ * one thread; rmp_op_test() may be called from any thread before that.
+ * Every operation finishes in bounded time (each RDMA wait is bounded by
+ * rdma_timeout_ms). rmp_pool_close() cancels queued operations, waits
+ * for running ones and frees all handles: reap them before closing, and
+ * never wait on an operation while its pool is being closed.
+ */
+typedef struct rmp_op rmp_op; /* opaque */
+
+RMP_API int rmp_write_async(rmp_pool *p, rmp_addr dst, const void *src, uint64_t len, rmp_op **op);
+RMP_API int rmp_read_async(rmp_pool *p, void *dst, rmp_addr src, uint64_t len, rmp_op **op);
+RMP_API int rmp_write_buf_async(rmp_pool *p, rmp_addr dst, rmp_buffer *b, size_t off, uint64_t len,
+				rmp_op **op);
+RMP_API int rmp_read_buf_async(rmp_pool *p, rmp_buffer *b, size_t off, rmp_addr src, uint64_t len,
+			       rmp_op **op);
+/* Waits at most timeout_ms (0: do not wait) for op. When it has finished:
+ * frees op and returns its result (0, or what the synchronous call would
+ * have returned; rmp_last_error() then has the detail in this thread).
+ * -EINPROGRESS when it has not finished in time: op stays valid, wait
+ * again. -EINVAL for NULL. */
+RMP_API int rmp_op_wait(rmp_op *op, unsigned timeout_ms);
+/* Never blocks: -EINPROGRESS while op runs or is queued, else its result
+ * (op stays valid until rmp_op_wait). */
+RMP_API int rmp_op_test(rmp_op *op);
+
 /* What this process's allocator issued on p, summed over its threads:
  * remote round trips (each one batch of RDMA work requests waited for)
  * and failed CAS (lost races), per alloc and per free. */

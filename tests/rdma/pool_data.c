@@ -14,6 +14,13 @@
  *                            FILE (the driver stops coordinator and donors
  *                            in between), then alloc/write/read/free
  *   pool_data bad     NAME   bad arguments are refused and lose nothing
+ *   pool_data regbuf  NAME   registered buffers: a write from one over a
+ *                            donor boundary of a block on several donors,
+ *                            read back by rmp_read and by rmp_read_buf;
+ *                            bad buffers and ranges refused
+ *   pool_data async   NAME   16 asynchronous writes in flight (bounce and
+ *                            registered), then 16 reads, verified; -EBUSY
+ *                            for a buffer an unreaped op uses
  *   pool_data noanswer HOST:PORT
  *                            a coordinator that does not answer: bounded
  * Coordinator from RMPOOL_COORDINATOR, secret from RMPOOL_SECRET.
@@ -365,6 +372,192 @@ static int cmd_bad(const char *name)
 	return 0;
 }
 
+/* A block larger than any donor, and a window of w bytes in it that
+ * crosses a donor boundary. *ndon: donors behind the window. */
+static void donor_window(rmp_pool *p, uint64_t w, rmp_addr *a, uint64_t *start, unsigned *ndon)
+{
+	struct rmp_pool_info *info;
+	check(rmp_pool_info(p, &info), "rmp_pool_info");
+	uint64_t max_donor = 0;
+	for (size_t i = 0; i < info->n_donors; i++)
+		if (info->donors[i].bytes > max_donor)
+			max_donor = info->donors[i].bytes;
+	check(rmp_alloc(p, max_donor + 1, a), "rmp_alloc of more than one donor");
+	uint64_t block = 1ull << RMP_ADDR_ORDER(*a), off = RMP_ADDR_OFFSET(*a), seg = info->segment_size;
+	uint32_t first, did, seen[64];
+	uint64_t boundary = 0;
+	check(rmp_pool_segment_donor(p, off / seg, &first), "rmp_pool_segment_donor");
+	for (uint64_t s = off / seg + 1; s < (off + block) / seg && !boundary; s++) {
+		check(rmp_pool_segment_donor(p, s, &did), "rmp_pool_segment_donor");
+		if (did != first)
+			boundary = s * seg - off;
+	}
+	if (!boundary)
+		die("the block of %" PRIu64 " bytes lies on one donor", block);
+	*start = boundary > w / 2 ? boundary - w / 2 : 0;
+	if (*start + w > block)
+		*start = block - w;
+	*ndon = 0;
+	for (uint64_t s = (off + *start) / seg; s <= (off + *start + w - 1) / seg; s++) {
+		check(rmp_pool_segment_donor(p, s, &did), "rmp_pool_segment_donor");
+		unsigned k;
+		for (k = 0; k < *ndon && seen[k] != did; k++)
+			;
+		if (k == *ndon && *ndon < 64)
+			seen[(*ndon)++] = did;
+	}
+	rmp_pool_info_free(info);
+}
+
+static int cmd_regbuf(const char *name)
+{
+	rmp_pool *p = open_pool(name);
+	const uint64_t W = 4u << 20;
+	rmp_addr a;
+	uint64_t start;
+	unsigned ndon;
+	donor_window(p, W, &a, &start, &ndon);
+	printf("pool_data: regbuf: %" PRIu64 " MiB at block offset %" PRIu64 " over %u donors\n", W >> 20, start, ndon);
+	if (ndon < 2)
+		die("the window lies on %u donor(s)", ndon);
+	uint8_t *wm = malloc(W + 4096), *rm = malloc(W + 8192), *plain = malloc(W);
+	rmp_buffer *wb, *rb, *tmp;
+	fill(wm + 123, W, 77);
+	check(rmp_buffer_register(p, wm, W + 4096, &wb), "rmp_buffer_register");
+	check(rmp_buffer_register(p, rm, W + 8192, &rb), "rmp_buffer_register");
+	double t0 = now_s();
+	check(rmp_write_buf(p, a + start, wb, 123, W), "rmp_write_buf");
+	double t1 = now_s();
+	check(rmp_read(p, plain, a + start, W), "rmp_read after rmp_write_buf");
+	if (memcmp(plain, wm + 123, W))
+		die("rmp_read returned other bytes than rmp_write_buf wrote");
+	double t2 = now_s();
+	memset(rm, 0, W + 8192);
+	check(rmp_read_buf(p, rb, 4096, a + start, W), "rmp_read_buf");
+	double t3 = now_s();
+	if (memcmp(rm + 4096, wm + 123, W))
+		die("rmp_read_buf returned other bytes than rmp_write_buf wrote");
+	if (rm[4095] != 0 || rm[4096 + W] != 0)
+		die("rmp_read_buf wrote outside its range");
+	/* an unaligned piece across the boundary, into the same buffer again */
+	check(rmp_read_buf(p, rb, 1, a + start + W / 2 - 50001, 100003), "rmp_read_buf (unaligned)");
+	if (memcmp(rm + 1, wm + 123 + W / 2 - 50001, 100003))
+		die("unaligned rmp_read_buf returned wrong bytes");
+	/* and a bounce write read back through a registered buffer */
+	fill(plain, W, 78);
+	check(rmp_write(p, a + start, plain, W), "rmp_write");
+	check(rmp_read_buf(p, rb, 0, a + start, W), "rmp_read_buf after rmp_write");
+	if (memcmp(rm, plain, W))
+		die("rmp_read_buf after rmp_write returned wrong bytes");
+	printf("pool_data: regbuf: write_buf %.1f MiB/s, read (bounce) %.1f MiB/s, read_buf %.1f MiB/s\n",
+	       (double)(W >> 20) / (t1 - t0), (double)(W >> 20) / (t2 - t1), (double)(W >> 20) / (t3 - t2));
+
+	expect_rc(rmp_write_buf(p, a + start, wb, W + 4096 - 10, 100), -EINVAL, "write_buf past the end of the buffer");
+	expect_rc(rmp_read_buf(p, rb, W + 8192 + 1, a + start, 1), -EINVAL, "read_buf from an offset past the buffer");
+	expect_rc(rmp_read_buf(p, rb, 8, a + start, UINT64_MAX - 4), -EINVAL, "read_buf of a huge length");
+	expect_rc(rmp_write_buf(p, a + start, wb, 0, 0), -EINVAL, "write_buf of 0 bytes");
+	expect_rc(rmp_write_buf(p, a + (1ull << RMP_ADDR_ORDER(a)) - 10, wb, 0, 100), -EINVAL,
+		  "write_buf past the end of the block");
+	expect_rc(rmp_write_buf(p, a, NULL, 0, 8), -EINVAL, "write_buf from a NULL buffer");
+	expect_rc(rmp_read_buf(p, NULL, 0, a, 8), -EINVAL, "read_buf into a NULL buffer");
+	expect_rc(rmp_buffer_register(p, NULL, 64, &tmp), -EINVAL, "register of NULL");
+	expect_rc(rmp_buffer_register(p, plain, 0, &tmp), -EINVAL, "register of 0 bytes");
+	expect_rc(rmp_buffer_deregister(NULL), -EINVAL, "deregister of NULL");
+	check(rmp_buffer_register(p, plain, 4096, &tmp), "rmp_buffer_register");
+	check(rmp_write_buf(p, a, tmp, 0, 4096), "rmp_write_buf (a third buffer)");
+	check(rmp_buffer_deregister(tmp), "rmp_buffer_deregister");
+	expect_rc(rmp_write_buf(p, a, tmp, 0, 8), -EINVAL, "write_buf from a deregistered buffer");
+	expect_rc(rmp_read_buf(p, tmp, 0, a, 8), -EINVAL, "read_buf into a deregistered buffer");
+	expect_rc(rmp_buffer_deregister(tmp), -EINVAL, "second deregister");
+	check(rmp_buffer_deregister(wb), "rmp_buffer_deregister");
+	check(rmp_buffer_deregister(rb), "rmp_buffer_deregister");
+	check(rmp_free(p, a), "rmp_free");
+	free(wm);
+	free(rm);
+	free(plain);
+	check(rmp_pool_close(p), "rmp_pool_close");
+	rmp_disconnect(cl);
+	printf("pool_data: regbuf: PASS\n");
+	return 0;
+}
+
+static int cmd_async(const char *name)
+{
+	enum { N = 16 };
+	rmp_pool *p = open_pool(name);
+	const uint64_t W = 4u << 20, C = W / N;
+	rmp_addr a;
+	uint64_t start;
+	unsigned ndon;
+	donor_window(p, W, &a, &start, &ndon);
+	uint8_t *wm = malloc(W), *rm = malloc(W);
+	rmp_buffer *wb, *rb;
+	rmp_op *ops[N];
+	fill(wm, W, 99);
+	memset(rm, 0, W);
+	check(rmp_buffer_register(p, wm, W, &wb), "rmp_buffer_register");
+	check(rmp_buffer_register(p, rm, W, &rb), "rmp_buffer_register");
+
+	double t0 = now_s();
+	for (unsigned i = 0; i < N; i++)
+		check(i % 2 ? rmp_write_buf_async(p, a + start + i * C, wb, i * C, C, &ops[i])
+			    : rmp_write_async(p, a + start + i * C, wm + i * C, C, &ops[i]),
+		      "rmp_write_async");
+	int last = rmp_op_test(ops[N - 1]), early = rmp_op_wait(ops[N - 1], 0);
+	if (early != -EINPROGRESS && early != 0)
+		die("rmp_op_wait(0) of the last write: %s", rmp_strerror(early));
+	expect_rc(rmp_buffer_deregister(wb), -EBUSY, "deregister of a buffer with unreaped operations");
+	unsigned pending = 0;
+	for (unsigned i = 0; i < N; i++)
+		pending += rmp_op_test(ops[i]) == -EINPROGRESS;
+	for (unsigned i = 0; i < N; i++) {
+		if (i == N - 1 && early == 0)
+			break;
+		check(rmp_op_wait(ops[i], 60000), "rmp_op_wait (write)");
+	}
+	double t1 = now_s();
+	printf("pool_data: async: %d writes of %" PRIu64 " KiB over %u donors submitted; %u still in flight right after "
+	       "(last: %s)\n", N, C >> 10, ndon, pending, last == -EINPROGRESS ? "in progress" : rmp_strerror(last));
+
+	for (unsigned i = 0; i < N; i++)
+		check(i % 2 ? rmp_read_async(p, rm + i * C, a + start + i * C, C, &ops[i])
+			    : rmp_read_buf_async(p, rb, i * C, a + start + i * C, C, &ops[i]),
+		      "rmp_read_async");
+	for (unsigned i = N; i-- > 0;) {
+		int rc;
+		while ((rc = rmp_op_wait(ops[i], 100)) == -EINPROGRESS)
+			;
+		check(rc, "rmp_op_wait (read)");
+	}
+	double t2 = now_s();
+	if (memcmp(wm, rm, W))
+		die("async reads returned other bytes than async writes wrote");
+	printf("pool_data: async: %d writes in flight: %.1f MiB/s; %d reads: %.1f MiB/s; verified\n", N,
+	       (double)(W >> 20) / (t1 - t0), N, (double)(W >> 20) / (t2 - t1));
+
+	rmp_op *op = (rmp_op *)1;
+	expect_rc(rmp_write_async(p, a + (1ull << RMP_ADDR_ORDER(a)) - 10, wm, 100, &op), -EINVAL,
+		  "async write past the end of the block");
+	if (op)
+		die("a refused async call left an operation handle");
+	expect_rc(rmp_read_buf_async(p, rb, W - 10, a, 100, &op), -EINVAL, "async read_buf past the end of the buffer");
+	expect_rc(rmp_op_wait(NULL, 10), -EINVAL, "wait for NULL");
+	expect_rc(rmp_op_test(NULL), -EINVAL, "test of NULL");
+	check(rmp_buffer_deregister(wb), "rmp_buffer_deregister");
+	check(rmp_buffer_deregister(rb), "rmp_buffer_deregister");
+	/* an op still unreaped at close is the pool's to finish and free */
+	check(rmp_write_async(p, a, wm, 4096, &op), "rmp_write_async");
+	check(rmp_pool_close(p), "rmp_pool_close with an unreaped operation");
+	check(rmp_pool_open(cl, name, 0, &p), "rmp_pool_open (again)");
+	check(rmp_free(p, a), "rmp_free");
+	free(wm);
+	free(rm);
+	check(rmp_pool_close(p), "rmp_pool_close");
+	rmp_disconnect(cl);
+	printf("pool_data: async: PASS\n");
+	return 0;
+}
+
 static int cmd_noanswer(const char *coord)
 {
 	struct rmp_connect_opts o = { .connect_timeout_ms = 3000 };
@@ -389,7 +582,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	if (argc < 3) {
-		fprintf(stderr, "usage: pool_data big|steps|whole|stopped|bad NAME [options] | noanswer HOST:PORT\n");
+		fprintf(stderr, "usage: pool_data big|steps|whole|stopped|bad|regbuf|async NAME [options] | noanswer HOST:PORT\n");
 		return 2;
 	}
 	optind = 3;
@@ -416,6 +609,10 @@ int main(int argc, char **argv)
 		return cmd_stopped(name, go);
 	if (!strcmp(cmd, "bad"))
 		return cmd_bad(name);
+	if (!strcmp(cmd, "regbuf"))
+		return cmd_regbuf(name);
+	if (!strcmp(cmd, "async"))
+		return cmd_async(name);
 	if (!strcmp(cmd, "noanswer"))
 		return cmd_noanswer(name);
 	fprintf(stderr, "pool_data: unknown command or missing --go\n");

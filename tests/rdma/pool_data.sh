@@ -15,7 +15,11 @@
 #      still allocates, writes, reads and frees; then they continue and
 #      `rmpool pool check` finds the metadata consistent;
 #   4. bad arguments are refused and lose nothing; a coordinator that does
-#      not answer gives an error within a bounded time.
+#      not answer gives an error within a bounded time;
+#   5. registered buffers: a 4 MiB write from one over a donor boundary,
+#      read back by rmp_read and rmp_read_buf; bad buffers refused; 16
+#      async writes in flight (bounce and registered), then 16 async
+#      reads, verified.
 # Never skips: no harness, no pass.
 set -euo pipefail
 
@@ -123,6 +127,12 @@ run 2 300 "$BIN" whole "$POOL"
 
 # ------------------------------------------------------------ 4. bad arguments
 run 3 300 "$BIN" bad "$POOL"
+
+# ------------------------------------------------------------ 5. registered buffers, async operations
+t0=$(date +%s)
+run 2 300 "$BIN" regbuf "$POOL"
+run 3 300 "$BIN" async "$POOL"
+note "registered buffers and async operations in $(($(date +%s) - t0)) s"
 
 # ------------------------------------------------------------ 3. no CPU on the path
 go=$work/go
