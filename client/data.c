@@ -158,6 +158,18 @@ static uint64_t wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* rdma_cm setup needs the far side's CPU (it accepts the connection); a
+ * loaded host may miss one bounded wait. A refusal (-ECONNREFUSED: a bad
+ * token) is final; a timeout is worth one more bounded try. */
+static int connect_retry(const char *host, uint16_t port, const void *tok, uint8_t len,
+			 const struct rmp_rdma_opts *o, rmp_rdma_conn **out)
+{
+	int rc = rmp_rdma_connect(host, port, tok, len, o, out);
+	if (rc == -ETIMEDOUT)
+		rc = rmp_rdma_connect(host, port, tok, len, o, out);
+	return rc;
+}
+
 static int token_for(rmp_pool *p, enum rmp_wire_token_kind kind, uint32_t target, uint8_t *out)
 {
 	struct rmp_wire_token t = { .kind = (uint8_t)kind, .target_id = target,
@@ -297,7 +309,7 @@ static int data_open(rmp_pool *p, unsigned timeout_ms)
 	rc = token_for(p, RMP_TOKEN_METADATA, p->pool_id, tok);
 	if (rc)
 		goto out_close;
-	rc = rmp_rdma_connect(st->coordinator.host, st->coordinator.port, tok, sizeof(tok), &d->opts, &d->meta);
+	rc = connect_retry(st->coordinator.host, st->coordinator.port, tok, sizeof(tok), &d->opts, &d->meta);
 	if (rc) {
 		rmp_client_fail(p->c, rc, "metadata region at %s:%u: %s", st->coordinator.host,
 				st->coordinator.port, rmp_strerror(rc));
@@ -465,7 +477,7 @@ static int donor_connect_locked(rmp_pool *p, struct rmp_data *d, struct data_don
 	rc = token_for(p, RMP_TOKEN_DONOR, dn->donor_id, tok);
 	if (rc)
 		return rc;
-	rc = rmp_rdma_connect(dn->ep.host, dn->ep.port, tok, sizeof(tok), &d->opts, &dn->conn);
+	rc = connect_retry(dn->ep.host, dn->ep.port, tok, sizeof(tok), &d->opts, &dn->conn);
 	if (rc)
 		return rmp_client_fail(p->c, rc, "donor %u at %s:%u: %s", dn->donor_id, dn->ep.host, dn->ep.port,
 				       rmp_strerror(rc));

@@ -68,6 +68,7 @@ enum {
 /* The FREE (low) bit of every 2-bit state in a word. */
 #define LOW_BITS       0x5555555555555555ull
 #define MAX_CHUNK      64u
+#define SWEEP_CHUNK    512u /* words per load in the last-resort sweep: 4 KiB READs */
 #define HDR_MAGIC_WORD 0
 #define HDR_ORDERS_WORD 1
 #define HDR_USABLE_WORD 2
@@ -352,7 +353,8 @@ static int count_add(const struct rmp_buddy *b, struct tally *tl, unsigned t, in
  * 0 and *blk on success, -ENOMEM if none was found, or a store error.
  */
 static int scan_claim(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
-		      unsigned t, unsigned new_state, uint64_t max_words, uint64_t *blk, uint64_t *counts)
+		      unsigned t, unsigned new_state, uint64_t max_words, uint64_t *blk, uint64_t *counts,
+		      bool sweep)
 {
 	const struct rmp_buddy_geom *g = &b->g;
 	uint64_t nw = level_words(t);
@@ -364,10 +366,12 @@ static int scan_claim(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 	uint64_t start = (cur / BLOCKS_PER_WORD) % nw;
 	unsigned pref = blk_shift(cur);
 	uint64_t chunk = b->store->chunk_words;
-	uint64_t buf[MAX_CHUNK];
+	uint64_t buf[SWEEP_CHUNK];
 
 	if (chunk == 0 || chunk > MAX_CHUNK)
 		chunk = MAX_CHUNK;
+	if (sweep)
+		chunk = SWEEP_CHUNK;
 	if (b->store->direct)
 		chunk = 1; /* local memory: read a word only when the last had nothing */
 	if (max_words > nw)
@@ -467,7 +471,7 @@ static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct
 	/* Fast path: a free block of this order near where we last saw one.
 	 * A remote store loads the counts in the same round trip. */
 	bool have_counts = b->store->direct == NULL;
-	rc = scan_claim(b, ctx, tl, t, ST_ALLOC, b->store->chunk_words, blk, have_counts ? counts : NULL);
+	rc = scan_claim(b, ctx, tl, t, ST_ALLOC, b->store->chunk_words, blk, have_counts ? counts : NULL, false);
 	if (rc != -ENOMEM)
 		goto out_claimed;
 
@@ -480,7 +484,7 @@ static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct
 				return rc;
 		}
 		if ((int64_t)counts[t] > 0) {
-			rc = scan_claim(b, ctx, tl, t, ST_ALLOC, UINT64_MAX, blk, NULL);
+			rc = scan_claim(b, ctx, tl, t, ST_ALLOC, UINT64_MAX, blk, NULL, false);
 			if (rc != -ENOMEM)
 				goto out_claimed;
 		}
@@ -489,13 +493,30 @@ static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct
 			if ((int64_t)counts[j] <= 0)
 				continue;
 			uint64_t big;
-			rc = scan_claim(b, ctx, tl, j, ST_NONE, UINT64_MAX, &big, NULL);
+			rc = scan_claim(b, ctx, tl, j, ST_NONE, UINT64_MAX, &big, NULL, false);
 			if (rc == -ENOMEM)
 				continue;
 			if (rc)
 				return rc;
 			return split_down(b, ctx, tl, j, big, t, blk);
 		}
+	}
+	/* The counts said nothing fits. They lag (a remote client's count
+	 * updates ride with its next batch), so before saying ENOMEM sweep
+	 * every level that could serve, in large reads: only a sweep that
+	 * finds nothing proves the pool full for this order. */
+	for (unsigned j = t + 1; j-- > 0;) {
+		uint64_t big;
+		rc = scan_claim(b, ctx, tl, j, j == t ? ST_ALLOC : ST_NONE, UINT64_MAX, &big, NULL, true);
+		if (rc == -ENOMEM)
+			continue;
+		if (rc)
+			return rc;
+		if (j == t) {
+			*blk = big;
+			return count_add(b, tl, t, -1);
+		}
+		return split_down(b, ctx, tl, j, big, t, blk);
 	}
 	return -ENOMEM;
 
