@@ -7,6 +7,7 @@
  * above every char, so short names and rows cannot collide.
  */
 #include "config.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -24,18 +25,6 @@
 /* Longest value quoted in an error message: enough to recognise it. */
 #define QUOTE_MAX 64
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- value syntax ---- */
 
@@ -242,7 +231,7 @@ static int range_error(const struct rmp_config_option *o, const char *where, con
 
 	format_bound(o, o->min, lo, sizeof(lo));
 	format_bound(o, o->max, hi, sizeof(hi));
-	errf(err, errlen, "%s%s: \"%.*s\" is out of range [%s, %s]", where, o->name, QUOTE_MAX,
+	rmp_errf(err, errlen, "%s%s: \"%.*s\" is out of range [%s, %s]", where, o->name, QUOTE_MAX,
 	     value, lo, hi);
 	return -EINVAL;
 }
@@ -250,7 +239,7 @@ static int range_error(const struct rmp_config_option *o, const char *where, con
 static int syntax_error(const struct rmp_config_option *o, const char *where, const char *value,
 			const char *expect, char *err, size_t errlen)
 {
-	errf(err, errlen, "%s%s: \"%.*s\" is not %s", where, o->name, QUOTE_MAX, value, expect);
+	rmp_errf(err, errlen, "%s%s: \"%.*s\" is not %s", where, o->name, QUOTE_MAX, value, expect);
 	return -EINVAL;
 }
 
@@ -330,7 +319,7 @@ static int opt_apply(const struct rmp_config_option *o, void *target, const char
 	case RMP_CONFIG_STRING: {
 		size_t len = strlen(value);
 		if ((int64_t)len < o->min || (int64_t)len > o->max) {
-			errf(err, errlen, "%s%s: \"%.*s%s\" is %zu bytes long; allowed [%" PRId64
+			rmp_errf(err, errlen, "%s%s: \"%.*s%s\" is %zu bytes long; allowed [%" PRId64
 			     ", %" PRId64 "]",
 			     where, o->name, QUOTE_MAX, value, len > QUOTE_MAX ? "..." : "", len,
 			     o->min, o->max);
@@ -346,7 +335,7 @@ static int opt_apply(const struct rmp_config_option *o, void *target, const char
 			return syntax_error(o, where, value, "host:port (IPv6: [addr]:port)", err,
 					    errlen);
 		if (rc || hp.port < o->min || hp.port > o->max) {
-			errf(err, errlen, "%s%s: \"%.*s\": port is out of range [%" PRId64
+			rmp_errf(err, errlen, "%s%s: \"%.*s\": port is out of range [%" PRId64
 			     ", %" PRId64 "]",
 			     where, o->name, QUOTE_MAX, value, o->min, o->max);
 			return -EINVAL;
@@ -367,7 +356,7 @@ static int opt_apply(const struct rmp_config_option *o, void *target, const char
 			if (n > 0 && (size_t)n < sizeof(list) - used)
 				used += (size_t)n;
 		}
-		errf(err, errlen, "%s%s: \"%.*s\" is not one of %s", where, o->name, QUOTE_MAX,
+		rmp_errf(err, errlen, "%s%s: \"%.*s\" is not one of %s", where, o->name, QUOTE_MAX,
 		     value, list);
 		return -EINVAL;
 	}
@@ -422,20 +411,20 @@ static int check_table(const struct rmp_config_spec *spec, char *err, size_t err
 						      (uint64_t)o->max >= o->size)) ||
 		    (o->type == RMP_CONFIG_ENUM && (!o->choices || !o->choices[0])) ||
 		    o->min > o->max) {
-			errf(err, errlen, "option table row %zu (%s) is inconsistent", i,
+			rmp_errf(err, errlen, "option table row %zu (%s) is inconsistent", i,
 			     o->name ? o->name : "?");
 			return -EINVAL;
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(spec->opts[j].name, o->name) == 0 ||
 			    (o->short_name && spec->opts[j].short_name == o->short_name)) {
-				errf(err, errlen, "option table: %s defined twice", o->name);
+				rmp_errf(err, errlen, "option table: %s defined twice", o->name);
 				return -EINVAL;
 			}
 		}
 		if (strcmp(o->name, "config") == 0 || strcmp(o->name, "help") == 0 ||
 		    o->short_name == 'c' || o->short_name == 'h') {
-			errf(err, errlen, "option table: %s clashes with --config/--help",
+			rmp_errf(err, errlen, "option table: %s clashes with --config/--help",
 			     o->name);
 			return -EINVAL;
 		}
@@ -484,7 +473,7 @@ int rmp_config_set(const struct rmp_config_spec *spec, void *target, const char 
 {
 	const struct rmp_config_option *o = find_opt(spec, name, strlen(name));
 	if (!o) {
-		errf(err, errlen, "%sunknown option \"%.*s\"", where, QUOTE_MAX, name);
+		rmp_errf(err, errlen, "%sunknown option \"%.*s\"", where, QUOTE_MAX, name);
 		return -EINVAL;
 	}
 	return opt_apply(o, target, value, where, err, errlen);
@@ -510,7 +499,7 @@ static int file_line(const struct rmp_config_spec *spec, void *target, char *lin
 	char *p, *value;
 
 	if (!eq) {
-		errf(err, errlen, "%sexpected \"key = value\", got \"%.*s\"", where, QUOTE_MAX,
+		rmp_errf(err, errlen, "%sexpected \"key = value\", got \"%.*s\"", where, QUOTE_MAX,
 		     trim(line, line + strlen(line)));
 		return -EINVAL;
 	}
@@ -523,14 +512,14 @@ static int file_line(const struct rmp_config_spec *spec, void *target, char *lin
 		value = p + 1;
 		char *close = strchr(value, '"');
 		if (!close) {
-			errf(err, errlen, "%s%s: unterminated quote", where, key);
+			rmp_errf(err, errlen, "%s%s: unterminated quote", where, key);
 			return -EINVAL;
 		}
 		*close = '\0';
 		for (p = close + 1; isspace((unsigned char)*p); p++)
 			;
 		if (*p && *p != '#') {
-			errf(err, errlen, "%s%s: text after the closing quote", where, key);
+			rmp_errf(err, errlen, "%s%s: text after the closing quote", where, key);
 			return -EINVAL;
 		}
 	} else {
@@ -542,12 +531,12 @@ static int file_line(const struct rmp_config_spec *spec, void *target, char *lin
 		value = trim(p, hash ? hash : p + strlen(p));
 	}
 	if (!*key) {
-		errf(err, errlen, "%smissing key before '='", where);
+		rmp_errf(err, errlen, "%smissing key before '='", where);
 		return -EINVAL;
 	}
 	const struct rmp_config_option *o = find_opt(spec, key, strlen(key));
 	if (!o) {
-		errf(err, errlen, "%sunknown option \"%.*s\"", where, QUOTE_MAX, key);
+		rmp_errf(err, errlen, "%sunknown option \"%.*s\"", where, QUOTE_MAX, key);
 		return -EINVAL;
 	}
 	return opt_apply(o, target, value, where, err, errlen);
@@ -564,7 +553,7 @@ int rmp_config_load_file(const struct rmp_config_spec *spec, void *target, const
 	FILE *f = fopen(path, "r");
 	if (!f) {
 		rc = -errno;
-		errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		rmp_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return rc;
 	}
 	while (getline(&line, &cap, f) >= 0) {
@@ -582,7 +571,7 @@ int rmp_config_load_file(const struct rmp_config_spec *spec, void *target, const
 	}
 	if (ferror(f)) {
 		rc = -EIO;
-		errf(err, errlen, "%s:%u: read error", path, lineno);
+		rmp_errf(err, errlen, "%s:%u: read error", path, lineno);
 	}
 out_close:
 	free(line);
@@ -681,7 +670,7 @@ static int flags_pass(const struct rmp_config_spec *spec, void *target, int argc
 	struct flag_tables t = {0};
 	int rc = flag_tables_build(spec, &t);
 	if (rc) {
-		errf(err, errlen, "out of memory building the option table");
+		rmp_errf(err, errlen, "out of memory building the option table");
 		return rc;
 	}
 	opterr = 0;
@@ -691,18 +680,18 @@ static int flags_pass(const struct rmp_config_spec *spec, void *target, int argc
 		const char *arg = argv[optind - 1];
 		if (c == '?') {
 			if (optopt && optopt < OPT_VAL_BASE - 2)
-				errf(err, errlen, "unknown option '-%c' (see --help)", optopt);
+				rmp_errf(err, errlen, "unknown option '-%c' (see --help)", optopt);
 			else if (optopt >= OPT_VAL_BASE || optopt == OPT_VAL_HELP)
-				errf(err, errlen, "%s takes no value (see --help)", arg);
+				rmp_errf(err, errlen, "%s takes no value (see --help)", arg);
 			else
-				errf(err, errlen, "unknown or ambiguous option '%.*s' (see --help)",
+				rmp_errf(err, errlen, "unknown or ambiguous option '%.*s' (see --help)",
 				     QUOTE_MAX, arg);
 			rc = -EINVAL;
 			goto out_free_tables;
 		}
 		if (c == ':') {
 			int row = flag_row(spec, optopt);
-			errf(err, errlen, "--%s needs a value (see --help)",
+			rmp_errf(err, errlen, "--%s needs a value (see --help)",
 			     row == OPT_VAL_CONFIG ? "config"
 			     : row >= 0	  ? spec->opts[row].name
 					  : "?");
@@ -724,7 +713,7 @@ static int flags_pass(const struct rmp_config_spec *spec, void *target, int argc
 		}
 	}
 	if (optind < argc) {
-		errf(err, errlen, "unexpected argument \"%.*s\" (see --help)", QUOTE_MAX,
+		rmp_errf(err, errlen, "unexpected argument \"%.*s\" (see --help)", QUOTE_MAX,
 		     argv[optind]);
 		rc = -EINVAL;
 	}

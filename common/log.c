@@ -161,3 +161,14 @@ void rmp_log_syserr_write(const char *call, int err, const char *fmt, ...)
 	log_emit(RMP_LOG_ERROR, line, len);
 	errno = saved;
 }
+
+void rmp_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}

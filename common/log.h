@@ -20,6 +20,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 enum rmp_log_level {
 	RMP_LOG_OFF = 0, /* threshold only: nothing is printed */
@@ -73,5 +74,10 @@ void rmp_log_write(enum rmp_log_level level, const char *fmt, ...)
 	} while (0)
 void rmp_log_syserr_write(const char *call, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Formats a one-line error into a caller's buffer (err may be NULL or
+ * errlen 0: then nothing is written). For functions that report why they
+ * failed through (char *err, size_t errlen) instead of logging. */
+void rmp_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif /* RMP_LOG_H */

@@ -3,6 +3,7 @@
  * nothing while reporting success.
  */
 #include "sizing.h"
+#include "log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -12,18 +13,6 @@
 
 #include "config.h"
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static bool is_pow2(uint64_t x)
 {
@@ -51,11 +40,11 @@ int rmp_sizing_plan(const struct rmp_sizing_request *req, struct rmp_sizing_plan
 	uint64_t seg = req->segment_size;
 
 	if (req->capacity == 0) {
-		errf(err, errlen, "capacity 0: a pool needs at least one byte");
+		rmp_errf(err, errlen, "capacity 0: a pool needs at least one byte");
 		return -EINVAL;
 	}
 	if (!is_pow2(seg)) {
-		errf(err, errlen, "segment size %" PRIu64 " is not a power of two", seg);
+		rmp_errf(err, errlen, "segment size %" PRIu64 " is not a power of two", seg);
 		return -EINVAL;
 	}
 	uint64_t room = req->process_limit > req->donor_footprint
@@ -67,7 +56,7 @@ int rmp_sizing_plan(const struct rmp_sizing_request *req, struct rmp_sizing_plan
 		rmp_config_format_bytes(req->process_limit, a, sizeof(a));
 		rmp_config_format_bytes(req->donor_footprint, b, sizeof(b));
 		rmp_config_format_bytes(seg, c, sizeof(c));
-		errf(err, errlen,
+		rmp_errf(err, errlen,
 		     "per-process limit %s minus donor footprint %s leaves less than one %s "
 		     "segment",
 		     a, b, c);
@@ -80,7 +69,7 @@ int rmp_sizing_plan(const struct rmp_sizing_request *req, struct rmp_sizing_plan
 	uint64_t provided;
 	if (__builtin_mul_overflow(donors, region, &provided) ||
 	    __builtin_add_overflow(provided, own, &provided)) {
-		errf(err, errlen,
+		rmp_errf(err, errlen,
 		     "capacity %" PRIu64 " needs %" PRIu64 " donors of %" PRIu64
 		     " bytes: more than 64 bits can count",
 		     req->capacity, donors, region);
@@ -88,7 +77,7 @@ int rmp_sizing_plan(const struct rmp_sizing_request *req, struct rmp_sizing_plan
 	}
 	if (donors > RMP_SIZING_MAX_DONORS) {
 		rmp_config_format_bytes(region, a, sizeof(a));
-		errf(err, errlen,
+		rmp_errf(err, errlen,
 		     "capacity %" PRIu64 " needs %" PRIu64 " donors of %s; at most %u are "
 		     "allowed",
 		     req->capacity, donors, a, RMP_SIZING_MAX_DONORS);
@@ -108,7 +97,7 @@ int rmp_sizing_place(uint64_t donors, uint64_t donor_cost, const struct rmp_sizi
 	char a[32], b[32];
 
 	if (donor_cost == 0 || n_hosts == 0) {
-		errf(err, errlen, "%s", n_hosts ? "donor cost 0" : "no hosts to place donors on");
+		rmp_errf(err, errlen, "%s", n_hosts ? "donor cost 0" : "no hosts to place donors on");
 		return -EINVAL;
 	}
 	/* Fit first, from the budgets alone, so a failure says how far off
@@ -135,14 +124,14 @@ int rmp_sizing_place(uint64_t donors, uint64_t donor_cost, const struct rmp_sizi
 		if (__builtin_mul_overflow(fit, donor_cost, &possible))
 			possible = UINT64_MAX;
 		rmp_config_format_bytes(possible, b, sizeof(b));
-		errf(err, errlen,
+		rmp_errf(err, errlen,
 		     "cannot place %" PRIu64 " donors of %s: the hosts' budgets take %" PRIu64
 		     " (%s), %s in all",
 		     donors, a, fit, detail, b);
 		return -ENOSPC;
 	}
 	if (donors > RMP_SIZING_MAX_DONORS) {
-		errf(err, errlen, "cannot place %" PRIu64 " donors: at most %u", donors,
+		rmp_errf(err, errlen, "cannot place %" PRIu64 " donors: at most %u", donors,
 		     RMP_SIZING_MAX_DONORS);
 		return -E2BIG;
 	}
@@ -171,16 +160,16 @@ int rmp_sizing_geometry(uint64_t capacity, uint64_t segment_size, uint64_t provi
 			struct rmp_sizing_geometry *out, char *err, size_t errlen)
 {
 	if (capacity == 0) {
-		errf(err, errlen, "capacity 0: a pool needs at least one byte");
+		rmp_errf(err, errlen, "capacity 0: a pool needs at least one byte");
 		return -EINVAL;
 	}
 	if (!is_pow2(segment_size)) {
-		errf(err, errlen, "segment size %" PRIu64 " is not a power of two", segment_size);
+		rmp_errf(err, errlen, "segment size %" PRIu64 " is not a power of two", segment_size);
 		return -EINVAL;
 	}
 	uint64_t space = rmp_sizing_pow2_ceil(capacity);
 	if (space == 0) {
-		errf(err, errlen,
+		rmp_errf(err, errlen,
 		     "capacity %" PRIu64 " needs a space above 2^63 bytes; the most is 2^63",
 		     capacity);
 		return -EOVERFLOW;

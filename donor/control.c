@@ -9,6 +9,7 @@
  *   AUTH_OK (or ERROR: its text goes to err).
  */
 #include "control.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,17 +44,6 @@ static int left_ms(uint64_t deadline)
 	return now >= deadline ? 0 : (int)(deadline - now);
 }
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* Waits for events on fd until deadline: 0 ready, -ETIMEDOUT, -errno. */
 static int wait_fd(int fd, short events, uint64_t deadline)
@@ -164,11 +154,11 @@ int dn_ctl_pop(struct dn_ctl *c, struct rmp_wire_msg *m, char *err, size_t errle
 	if (rc == 0)
 		return 0;
 	if (rc < 0) {
-		errf(err, errlen, "%s: %s", c->peer, werr.text);
+		rmp_errf(err, errlen, "%s: %s", c->peer, werr.text);
 		return rc;
 	}
 	if (!c->authed && !rmp_wire_type_preauth(f.type)) {
-		errf(err, errlen, "%s: %s before authentication", c->peer,
+		rmp_errf(err, errlen, "%s: %s before authentication", c->peer,
 		     rmp_wire_type_name(f.type) ? rmp_wire_type_name(f.type) : "unknown frame");
 		return -EPROTO;
 	}
@@ -177,7 +167,7 @@ int dn_ctl_pop(struct dn_ctl *c, struct rmp_wire_msg *m, char *err, size_t errle
 	memmove(c->buf, c->buf + used, c->len - used);
 	c->len -= used;
 	if (rc) {
-		errf(err, errlen, "%s: %s", c->peer, werr.text);
+		rmp_errf(err, errlen, "%s: %s", c->peer, werr.text);
 		return rc;
 	}
 	return 1;
@@ -195,14 +185,14 @@ int dn_ctl_recv(struct dn_ctl *c, struct rmp_wire_msg *m, int timeout_ms, char *
 			return rc;
 		rc = wait_fd(c->fd, POLLIN, deadline);
 		if (rc == -ETIMEDOUT) {
-			errf(err, errlen, "%s: no answer within %d ms", c->peer, timeout_ms);
+			rmp_errf(err, errlen, "%s: no answer within %d ms", c->peer, timeout_ms);
 			return rc;
 		}
 		if (rc)
 			return rc;
 		rc = dn_ctl_fill(c);
 		if (rc) {
-			errf(err, errlen, "%s: %s", c->peer,
+			rmp_errf(err, errlen, "%s: %s", c->peer,
 			     rc == -ECONNRESET ? "the coordinator closed the connection"
 					       : strerror(-rc));
 			return rc;
@@ -218,23 +208,23 @@ static int handshake(struct dn_ctl *c, const rmp_auth_key *k, enum rmp_wire_role
 	struct rmp_wire_msg m = {.type = RMP_MSG_HELLO};
 	int rc = rmp_auth_peer_hello(&hs, role, ident, &m.u.hello);
 	if (rc) {
-		errf(err, errlen, "rmp_auth_peer_hello(): bad identity \"%s\"", ident);
+		rmp_errf(err, errlen, "rmp_auth_peer_hello(): bad identity \"%s\"", ident);
 		return rc;
 	}
 	rc = dn_ctl_send(c, &m, left_ms(deadline));
 	if (rc) {
-		errf(err, errlen, "%s: sending HELLO: %s", c->peer, strerror(-rc));
+		rmp_errf(err, errlen, "%s: sending HELLO: %s", c->peer, strerror(-rc));
 		return rc;
 	}
 	rc = dn_ctl_recv(c, &m, left_ms(deadline), err, errlen);
 	if (rc)
 		return rc;
 	if (m.type == RMP_MSG_ERROR) {
-		errf(err, errlen, "%s refused us: %s", c->peer, m.u.error.text);
+		rmp_errf(err, errlen, "%s refused us: %s", c->peer, m.u.error.text);
 		return -EACCES;
 	}
 	if (m.type != RMP_MSG_CHALLENGE) {
-		errf(err, errlen, "%s: expected CHALLENGE, got %s", c->peer,
+		rmp_errf(err, errlen, "%s: expected CHALLENGE, got %s", c->peer,
 		     rmp_wire_type_name(m.type));
 		rmp_wire_msg_release(&m);
 		return -EPROTO;
@@ -243,23 +233,23 @@ static int handshake(struct dn_ctl *c, const rmp_auth_key *k, enum rmp_wire_role
 	m.type = RMP_MSG_AUTH_PROOF;
 	rc = rmp_auth_peer_prove(k, &hs, &ch, &m.u.auth_proof);
 	if (rc) {
-		errf(err, errlen, "%s does not hold our secret (its proof is wrong)", c->peer);
+		rmp_errf(err, errlen, "%s does not hold our secret (its proof is wrong)", c->peer);
 		return -EACCES;
 	}
 	rc = dn_ctl_send(c, &m, left_ms(deadline));
 	if (rc) {
-		errf(err, errlen, "%s: sending AUTH_PROOF: %s", c->peer, strerror(-rc));
+		rmp_errf(err, errlen, "%s: sending AUTH_PROOF: %s", c->peer, strerror(-rc));
 		return rc;
 	}
 	rc = dn_ctl_recv(c, &m, left_ms(deadline), err, errlen);
 	if (rc)
 		return rc;
 	if (m.type == RMP_MSG_ERROR) {
-		errf(err, errlen, "%s refused our proof: %s", c->peer, m.u.error.text);
+		rmp_errf(err, errlen, "%s refused our proof: %s", c->peer, m.u.error.text);
 		return -EACCES;
 	}
 	if (m.type != RMP_MSG_AUTH_OK) {
-		errf(err, errlen, "%s: expected AUTH_OK, got %s", c->peer,
+		rmp_errf(err, errlen, "%s: expected AUTH_OK, got %s", c->peer,
 		     rmp_wire_type_name(m.type));
 		rmp_wire_msg_release(&m);
 		return -EPROTO;
@@ -285,7 +275,7 @@ int dn_ctl_open(struct dn_ctl *c, const struct rmp_config_hostport *hp, const rm
 	snprintf(port, sizeof(port), "%u", (unsigned)hp->port);
 	rc = getaddrinfo(hp->host, port, &hints, &res);
 	if (rc) {
-		errf(err, errlen, "getaddrinfo(): cannot resolve %s: %s", hp->host, gai_strerror(rc));
+		rmp_errf(err, errlen, "getaddrinfo(): cannot resolve %s: %s", hp->host, gai_strerror(rc));
 		return -EHOSTUNREACH;
 	}
 	rc = -EHOSTUNREACH;
@@ -296,13 +286,13 @@ int dn_ctl_open(struct dn_ctl *c, const struct rmp_config_hostport *hp, const rm
 	}
 	freeaddrinfo(res);
 	if (rc) {
-		errf(err, errlen, "connect(): coordinator %s: %s", c->peer, strerror(-rc));
+		rmp_errf(err, errlen, "connect(): coordinator %s: %s", c->peer, strerror(-rc));
 		return rc;
 	}
 	c->buf = malloc(RMP_WIRE_MAX_FRAME);
 	if (!c->buf) {
 		rc = -ENOMEM;
-		errf(err, errlen, "malloc(): receive buffer: %s", strerror(ENOMEM));
+		rmp_errf(err, errlen, "malloc(): receive buffer: %s", strerror(ENOMEM));
 		goto out_close_fd;
 	}
 	rc = handshake(c, k, role, ident, deadline, err, errlen);
