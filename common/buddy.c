@@ -68,6 +68,7 @@ enum {
 /* The FREE (low) bit of every 2-bit state in a word. */
 #define LOW_BITS       0x5555555555555555ull
 #define MAX_CHUNK      64u
+#define ALLOC_RETRIES  8u   /* searches after one that found memory held in passing */
 #define SWEEP_CHUNK    512u /* words per load in the last-resort sweep: 4 KiB READs */
 #define HDR_MAGIC_WORD 0
 #define HDR_ORDERS_WORD 1
@@ -462,7 +463,7 @@ static int split_down(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 }
 
 static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
-		    unsigned t, uint64_t *blk)
+		    unsigned t, uint64_t *blk, bool *held)
 {
 	const struct rmp_buddy_geom *g = &b->g;
 	uint64_t counts[RMP_BUDDY_MAX_LEVELS + 1];
@@ -518,6 +519,11 @@ static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct
 		}
 		return split_down(b, ctx, tl, j, big, t, blk);
 	}
+	/* Nothing free, yet the counts (last read) say a block that would do
+	 * exists: another client holds it in passing (claimed and being split,
+	 * or merged and being freed upward). Worth another try. */
+	for (unsigned j = 0; j <= t; j++)
+		*held |= (int64_t)counts[j] > 0;
 	return -ENOMEM;
 
 out_claimed:
@@ -535,7 +541,18 @@ int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsign
 	if (order < b->g.min_order || order > b->g.max_order)
 		return -EINVAL;
 	unsigned t = b->g.max_order - order;
-	int rc = do_alloc(b, ctx, &tl, t, &blk);
+	int rc;
+	/* Lock-free, not wait-free: a client stalled in the middle of a split
+	 * holds the block it claimed, and a request that only that block
+	 * could serve fails meanwhile. A few more searches cover the usual
+	 * case (the other client finishes within a round trip or two); a
+	 * client stalled for longer makes this return ENOMEM, never wait. */
+	for (unsigned attempt = 0;; attempt++) {
+		bool held = false;
+		rc = do_alloc(b, ctx, &tl, t, &blk, &held);
+		if (rc != -ENOMEM || !held || attempt == ALLOC_RETRIES)
+			break;
+	}
 	tl_add(&tl, C_CALLS, 1);
 	if (rc)
 		return rc;

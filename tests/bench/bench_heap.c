@@ -33,8 +33,11 @@ struct run {
 	unsigned id;
 	pthread_barrier_t *start;
 	uint64_t pairs;
+	uint64_t misses; /* ENOMEM in the steady state */
 	int failed;
 };
+
+static uint64_t total_misses; /* ENOMEM in steady state, all cells */
 
 static double now(void)
 {
@@ -50,9 +53,11 @@ static void *get(struct run *r)
 
 static void put(struct run *r, void *p)
 {
+	if (!p)
+		return;
 	if (r->h) {
 		if (rmp_heap_free(r->h, p) != 0)
-			r->failed = 1;
+			r->failed = -1;
 	} else
 		free(p);
 }
@@ -62,16 +67,20 @@ static void *run_main(void *arg)
 	struct run *r = arg;
 	char **live = calloc(r->live, sizeof(*live));
 	uint64_t x = 88172645463325252ull + r->id;
-	for (unsigned i = 0; i < r->live; i++) {
+	for (unsigned i = 0; i < r->live && !r->failed; i++) {
 		live[i] = get(r);
 		if (!live[i]) {
-			r->failed = 1;
-			goto out;
+			r->failed = errno ? errno : -1;
+			break;
 		}
 		live[i][0] = 1;
 		live[i][r->size - 1] = 1;
 	}
+	/* Every thread reaches the barrier, failed or not: else the others
+	 * would wait for it forever. */
 	pthread_barrier_wait(r->start);
+	if (r->failed)
+		goto out;
 	double t0 = now(), end = t0 + r->seconds;
 	uint64_t pairs = 0;
 	for (;;) {
@@ -83,7 +92,13 @@ static void *run_main(void *arg)
 			put(r, live[i]);
 			live[i] = get(r);
 			if (!live[i]) {
-				r->failed = 1;
+				/* Lock-free: a thread preempted mid-split holds its
+				 * block for a while; count it, retry at the next step. */
+				if (errno == ENOMEM) {
+					r->misses++;
+					continue;
+				}
+				r->failed = errno ? errno : -1;
 				goto out;
 			}
 			live[i][0] = (char)k;
@@ -118,12 +133,14 @@ static double measure(rmp_heap *h, uint64_t size, unsigned threads, unsigned liv
 	for (unsigned i = 0; i < threads; i++) {
 		pthread_join(tid[i], NULL);
 		pairs += r[i].pairs;
-		failed |= r[i].failed;
+		total_misses += r[i].misses;
+		if (r[i].failed)
+			failed = r[i].failed;
 	}
 	pthread_barrier_destroy(&start);
 	if (failed) {
-		fprintf(stderr, "bench_heap: %s failed at %llu bytes\n", h ? "rmp_heap" : "malloc",
-			(unsigned long long)size);
+		fprintf(stderr, "bench_heap: %s failed at %llu bytes, %u threads: %s\n", h ? "rmp_heap" : "malloc",
+			(unsigned long long)size, threads, failed > 0 ? strerror(failed) : "free failed");
 		exit(1);
 	}
 	return (double)pairs / seconds;
@@ -214,5 +231,7 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("bench_heap: target >= 1x malloc for sizes of 256 KiB and up: %s\n", below ? "MISSED" : "met");
+	printf("bench_heap: transient ENOMEM in the steady state (a thread preempted mid-split): %llu\n",
+	       (unsigned long long)total_misses);
 	return 0;
 }
