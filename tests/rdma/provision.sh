@@ -172,6 +172,17 @@ sed "s/^/$T: create: /" "$work/create.out"
 ((rc == 0)) || fail "pool create $POOL $POOL_SIZE on guest 2 exited $rc: $(cat "$work/create.out.err")"
 provision_ms=$(((t1 - t0) / 1000000))
 
+# A pool the hosts' budgets cannot hold: refused with the numbers, and no
+# donor process is started for it (or left behind).
+pids_before=$(for g in 1 2 3; do donor_pids "$g"; done | wc -w)
+rc=0
+cli 2 "$work/toobig.out" pool create "big$$" 2G || rc=$?
+((rc != 0)) || fail "pool create big$$ 2G succeeded: the budgets hold 352M in all"
+grep -Eq '[0-9]' "$work/toobig.out.err" || fail "the refusal gives no numbers: $(cat "$work/toobig.out.err")"
+note "too big for the budgets, refused: $(head -c 300 "$work/toobig.out.err")"
+pids_after=$(for g in 1 2 3; do donor_pids "$g"; done | wc -w)
+((pids_after == pids_before)) || fail "the refused pool left donor processes: $pids_before before, $pids_after after"
+
 cli 2 "$work/info.json" pool info --json "$POOL" || fail "pool info: $(cat "$work/info.json.err")"
 n_donors=$(json "$work/info.json" 'len(j["donors"])')
 n_hosts=$(json "$work/info.json" 'j["hosts"]')
