@@ -163,7 +163,11 @@ static void start_server(const char *extra, ...)
 	va_list ap;
 
 	ctl_port = free_port();
-	http_port = free_port();
+	/* Each probe binds port 0 and closes it: two probes may get the same
+	 * port back from the kernel. */
+	do
+		http_port = free_port();
+	while (http_port == ctl_port);
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", ctl_port);
 	snprintf(http, sizeof(http), "%d", http_port);
 	snprintf(log_path, sizeof(log_path), "server_itest.%d.log", (int)getpid());
