@@ -655,30 +655,37 @@ static int range_check(rmp_pool *p, struct rmp_data *d, rmp_addr a, const void *
 	return 0;
 }
 
-int rmp_write(rmp_pool *p, rmp_addr dst, const void *src, uint64_t len)
+/* The checks every bounce-buffer transfer makes before it touches the
+ * network: a buffer and a length, the data path up, the range inside
+ * one block. 0 with *d and the pool offset of byte a. */
+static int bounce_prepare(rmp_pool *p, rmp_addr a, const void *buf, uint64_t len, const char *what,
+			  struct rmp_data **d, uint64_t *off)
 {
-	struct rmp_data *d;
-	uint64_t off;
 	int rc;
 
-	if (!p || !src || len == 0)
-		return p ? rmp_client_fail(p->c, -EINVAL, "rmp_write: %s", src ? "zero length" : "NULL buffer") : -EINVAL;
-	if ((rc = data_of(p, &d)) != 0 || (rc = range_check(p, d, dst, src, len, "rmp_write", &off)) != 0)
+	if (!p || !buf || len == 0)
+		return p ? rmp_client_fail(p->c, -EINVAL, "%s: %s", what, buf ? "zero length" : "NULL buffer") : -EINVAL;
+	if ((rc = data_of(p, d)) != 0)
 		return rc;
-	return transfer(p, d, off, (uint8_t *)(uintptr_t)src, NULL, len, false);
+	return range_check(p, *d, a, buf, len, what, off);
+}
+
+int rmp_write(rmp_pool *p, rmp_addr dst, const void *src, uint64_t len)
+{
+	struct rmp_data *d = NULL;
+	uint64_t off = 0;
+	int rc = bounce_prepare(p, dst, src, len, "rmp_write", &d, &off);
+
+	return rc ? rc : transfer(p, d, off, (uint8_t *)(uintptr_t)src, NULL, len, false);
 }
 
 int rmp_read(rmp_pool *p, void *dst, rmp_addr src, uint64_t len)
 {
-	struct rmp_data *d;
-	uint64_t off;
-	int rc;
+	struct rmp_data *d = NULL;
+	uint64_t off = 0;
+	int rc = bounce_prepare(p, src, dst, len, "rmp_read", &d, &off);
 
-	if (!p || !dst || len == 0)
-		return p ? rmp_client_fail(p->c, -EINVAL, "rmp_read: %s", dst ? "zero length" : "NULL buffer") : -EINVAL;
-	if ((rc = data_of(p, &d)) != 0 || (rc = range_check(p, d, src, dst, len, "rmp_read", &off)) != 0)
-		return rc;
-	return transfer(p, d, off, dst, NULL, len, true);
+	return rc ? rc : transfer(p, d, off, dst, NULL, len, true);
 }
 
 /* ---- registered buffers ---- */
@@ -909,10 +916,7 @@ int rmp_write_async(rmp_pool *p, rmp_addr dst, const void *src, uint64_t len, rm
 	if (!op)
 		return -EINVAL;
 	*op = NULL;
-	if (!p || !src || len == 0)
-		return p ? rmp_client_fail(p->c, -EINVAL, "rmp_write_async: %s", src ? "zero length" : "NULL buffer")
-			 : -EINVAL;
-	if ((rc = data_of(p, &d)) != 0 || (rc = range_check(p, d, dst, src, len, "rmp_write_async", &off)) != 0)
+	if ((rc = bounce_prepare(p, dst, src, len, "rmp_write_async", &d, &off)) != 0)
 		return rc;
 	return async_start(p, off, (uint8_t *)(uintptr_t)src, NULL, len, false, op);
 }
@@ -926,10 +930,7 @@ int rmp_read_async(rmp_pool *p, void *dst, rmp_addr src, uint64_t len, rmp_op **
 	if (!op)
 		return -EINVAL;
 	*op = NULL;
-	if (!p || !dst || len == 0)
-		return p ? rmp_client_fail(p->c, -EINVAL, "rmp_read_async: %s", dst ? "zero length" : "NULL buffer")
-			 : -EINVAL;
-	if ((rc = data_of(p, &d)) != 0 || (rc = range_check(p, d, src, dst, len, "rmp_read_async", &off)) != 0)
+	if ((rc = bounce_prepare(p, src, dst, len, "rmp_read_async", &d, &off)) != 0)
 		return rc;
 	return async_start(p, off, dst, NULL, len, true, op);
 }
