@@ -76,7 +76,7 @@ enum {
 #define HDR_SIZE_WORD  3
 
 enum { OP_ALLOC = 0, OP_FREE = 1 };
-enum { C_CALLS, C_RTS, C_LOADS, C_CAS_OK, C_CAS_FAIL, C_FAA, C_N };
+enum { C_CALLS, C_RTS, C_LOADS, C_CAS_OK, C_CAS_FAIL, C_FAA, C_FAST, C_FAST_LOADS, C_N };
 
 /* Where an operation counts what it issues: the client's counters for
  * that kind of operation. Relaxed load+store, not fetch_add: a ctx
@@ -87,8 +87,9 @@ enum { C_CALLS, C_RTS, C_LOADS, C_CAS_OK, C_CAS_FAIL, C_FAA, C_N };
 struct tally {
 	_Atomic uint64_t *c; /* C_N counters */
 };
+_Static_assert(sizeof(((struct rmp_buddy_ctx *)0)->ctr[0]) == C_N * sizeof(uint64_t), "ctr has C_N counters");
 
-static inline void tl_add(struct tally *tl, unsigned which, uint64_t n)
+static inline __attribute__((always_inline)) void tl_add(struct tally *tl, unsigned which, uint64_t n)
 {
 	_Atomic uint64_t *ctr = &tl->c[which];
 	atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + n, memory_order_relaxed);
@@ -222,6 +223,20 @@ void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, ui
 	for (unsigned k = 0; k < 2; k++)
 		for (unsigned c = 0; c < C_N; c++)
 			atomic_init(&ctx->ctr[k][c], 0);
+	for (unsigned t = 0; t <= RMP_BUDDY_MAX_LEVELS; t++)
+		atomic_init(&ctx->pending[t], 0);
+	ctx->defer_max = 0;
+}
+
+void rmp_buddy_ctx_home(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, uint64_t frac)
+{
+	for (unsigned t = 0; t < b->g.levels; t++)
+		atomic_store_explicit(&ctx->cursor[t], t ? frac >> (64 - t) : 0, memory_order_relaxed);
+}
+
+void rmp_buddy_ctx_defer(struct rmp_buddy_ctx *ctx, unsigned max)
+{
+	ctx->defer_max = max;
 }
 
 int rmp_buddy_order_for(const struct rmp_buddy_geom *g, uint64_t size, unsigned *order)
@@ -333,7 +348,7 @@ static int st_cas(const struct rmp_buddy *b, struct tally *tl, uint64_t idx, uin
 	return op.old == expect;
 }
 
-static int count_add(const struct rmp_buddy *b, struct tally *tl, unsigned t, int64_t delta)
+static int count_faa(const struct rmp_buddy *b, struct tally *tl, unsigned t, int64_t delta)
 {
 	_Atomic uint64_t *direct = b->store->direct;
 	if (direct) {
@@ -344,6 +359,42 @@ static int count_add(const struct rmp_buddy *b, struct tally *tl, unsigned t, in
 	struct rmp_wop op;
 	rmp_wop_faa(&op, b->g.count_word + t, (uint64_t)delta);
 	return st_post(b, tl, &op, 1);
+}
+
+/* Change the free count of level t by delta: at once, or when the ctx
+ * defers, once its pending change for the level leaves [-max, max]. */
+static inline __attribute__((always_inline)) int count_add(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl, unsigned t,
+		     int64_t delta)
+{
+	int64_t max = ctx->defer_max;
+	if (max == 0)
+		return count_faa(b, tl, t, delta);
+	int64_t p = atomic_load_explicit(&ctx->pending[t], memory_order_relaxed) + delta;
+	if (p > max || p < -max) {
+		int rc = count_faa(b, tl, t, p);
+		if (rc)
+			return rc;
+		p = 0;
+	}
+	atomic_store_explicit(&ctx->pending[t], p, memory_order_relaxed);
+	return 0;
+}
+
+int rmp_buddy_ctx_flush(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx)
+{
+	_Atomic uint64_t scratch[C_N]; /* bookkeeping, not an operation: counted nowhere */
+	struct tally tl = { scratch };
+
+	for (unsigned t = 0; t < b->g.levels; t++) {
+		int64_t p = atomic_load_explicit(&ctx->pending[t], memory_order_relaxed);
+		if (p == 0)
+			continue;
+		int rc = count_faa(b, &tl, t, p);
+		if (rc)
+			return rc;
+		atomic_store_explicit(&ctx->pending[t], 0, memory_order_relaxed);
+	}
+	return 0;
 }
 
 /* --- allocation -------------------------------------------------------- */
@@ -358,13 +409,13 @@ static int scan_claim(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 		      bool sweep)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	uint64_t nw = level_words(t);
+	uint64_t nw = level_words(t); /* a power of two */
 	/* The cursor is a block: the one this client freed or split off
 	 * last at this level, else where it last found one. Trying it first
 	 * reuses memory that is still warm in cache (like a LIFO free list)
 	 * and keeps clients apart. */
 	uint64_t cur = atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed);
-	uint64_t start = (cur / BLOCKS_PER_WORD) % nw;
+	uint64_t start = (cur / BLOCKS_PER_WORD) & (nw - 1);
 	unsigned pref = blk_shift(cur);
 	uint64_t chunk = b->store->chunk_words;
 	uint64_t buf[SWEEP_CHUNK];
@@ -378,7 +429,7 @@ static int scan_claim(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 	if (max_words > nw)
 		max_words = nw;
 	for (uint64_t scanned = 0; scanned < max_words;) {
-		uint64_t w0 = (start + scanned) % nw;
+		uint64_t w0 = (start + scanned) & (nw - 1);
 		uint64_t n = chunk;
 		if (n > nw - w0)
 			n = nw - w0;
@@ -449,8 +500,15 @@ static int split_down(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 	int rc = st_exec(b, tl, ops, n);
 	if (rc)
 		return rc;
-	rmp_wop_faa(&cnt[n], g->count_word + j, (uint64_t)-1);
-	rc = st_post(b, tl, cnt, n + 1);
+	if (ctx->defer_max) {
+		for (unsigned lv = j + 1; lv <= t && rc == 0; lv++)
+			rc = count_add(b, ctx, tl, lv, 1);
+		if (rc == 0)
+			rc = count_add(b, ctx, tl, j, -1);
+	} else {
+		rmp_wop_faa(&cnt[n], g->count_word + j, (uint64_t)-1);
+		rc = st_post(b, tl, cnt, n + 1);
+	}
 	if (rc)
 		return rc;
 	c = blk;
@@ -484,6 +542,10 @@ static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct
 			if (rc)
 				return rc;
 		}
+		/* What this ctx has not published yet is as good as published. */
+		if (ctx->defer_max)
+			for (unsigned j = 0; j <= t; j++)
+				counts[j] += (uint64_t)atomic_load_explicit(&ctx->pending[j], memory_order_relaxed);
 		if ((int64_t)counts[t] > 0) {
 			rc = scan_claim(b, ctx, tl, t, ST_ALLOC, UINT64_MAX, blk, NULL, false);
 			if (rc != -ENOMEM)
@@ -515,7 +577,7 @@ static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct
 			return rc;
 		if (j == t) {
 			*blk = big;
-			return count_add(b, tl, t, -1);
+			return count_add(b, ctx, tl, t, -1);
 		}
 		return split_down(b, ctx, tl, j, big, t, blk);
 	}
@@ -529,19 +591,63 @@ static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct
 out_claimed:
 	if (rc)
 		return rc;
-	return count_add(b, tl, t, -1);
+	return count_add(b, ctx, tl, t, -1);
+}
+
+/*
+ * The steady state on local memory, inline: one load of the word holding
+ * the block this ctx freed or split off last at level t, one CAS on a free
+ * block in it. 1: claimed *blk; 0: take the general path (nothing free in
+ * that word, or the CAS lost a race).
+ */
+static inline int alloc_direct(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
+			       _Atomic uint64_t *direct, unsigned t, uint64_t *blk)
+{
+	uint64_t cur = atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed);
+	uint64_t wi = (cur / BLOCKS_PER_WORD) & (level_words(t) - 1);
+	_Atomic uint64_t *w = &direct[b->g.level_word[t] + wi];
+	uint64_t v = atomic_load_explicit(w, memory_order_acquire);
+	uint64_t fb = free_bits(v);
+
+	if (!fb) {
+		tl_add(tl, C_LOADS, 1);
+		tl_add(tl, C_RTS, 1);
+		return 0;
+	}
+	uint64_t hi = fb & (~0ull << blk_shift(cur));
+	uint64_t i = wi * BLOCKS_PER_WORD + (unsigned)__builtin_ctzll(hi ? hi : fb) / 2;
+	if (!atomic_compare_exchange_strong_explicit(w, &v, with_state(v, i, ST_ALLOC), memory_order_acq_rel,
+						     memory_order_acquire)) {
+		tl_add(tl, C_LOADS, 1);
+		tl_add(tl, C_RTS, 2);
+		tl_add(tl, C_CAS_FAIL, 1);
+		return 0;
+	}
+	tl_add(tl, C_FAST, 1); /* the call, 1 load, 1 CAS, 2 round trips */
+	tl_add(tl, C_FAST_LOADS, 1);
+	atomic_store_explicit(&ctx->cursor[t], i, memory_order_relaxed);
+	*blk = i;
+	return 1;
 }
 
 int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsigned order,
 		    uint64_t *offset)
 {
 	struct tally tl = { ctx->ctr[OP_ALLOC] };
+	_Atomic uint64_t *direct = b->store->direct;
 	uint64_t blk;
 
 	if (order < b->g.min_order || order > b->g.max_order)
 		return -EINVAL;
 	unsigned t = b->g.max_order - order;
 	int rc;
+	if (direct && alloc_direct(b, ctx, &tl, direct, t, &blk)) {
+		rc = count_add(b, ctx, &tl, t, -1);
+		if (rc)
+			return rc;
+		*offset = blk << order;
+		return 0;
+	}
 	/* Lock-free, not wait-free: a client stalled in the middle of a split
 	 * holds the block it claimed, and a request that only that block
 	 * could serve fails meanwhile. A few more searches cover the usual
@@ -604,7 +710,7 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 				confirmed = true;
 				continue;
 			}
-			rc = count_add(b, tl, t, -1);
+			rc = count_add(b, ctx, tl, t, -1);
 			if (rc)
 				return rc;
 			t--;
@@ -621,7 +727,7 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 			return rc;
 		if (rc == 1) {
 			atomic_store_explicit(&ctx->cursor[t], i, memory_order_relaxed);
-			return count_add(b, tl, t, 1);
+			return count_add(b, ctx, tl, t, 1);
 		}
 		v = seen;
 		confirmed = true;
@@ -681,20 +787,83 @@ static int find_live(const struct rmp_buddy *b, struct tally *tl, uint64_t offse
 	return -EINVAL;
 }
 
+/*
+ * The steady state on local memory, inline: find the live block top-down
+ * as find_live() does and, when its buddy is not free, CAS it to FREE.
+ * 1: freed; 0: take the general path with *order and *v set when the
+ * block was found (a merge is due, or the CAS lost a race), else with
+ * *order = 0.
+ */
+static inline int free_direct(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
+			      _Atomic uint64_t *direct, uint64_t offset, unsigned *order, uint64_t *v)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	unsigned top = offset ? (unsigned)__builtin_ctzll(offset) : g->max_order;
+
+	if (top > g->max_order)
+		top = g->max_order;
+	*order = 0;
+	unsigned loads = 0;
+	for (unsigned o = top + 1; o-- > g->min_order;) {
+		unsigned t = g->max_order - o;
+		uint64_t i = offset >> o;
+		_Atomic uint64_t *w = &direct[blk_word(g, t, i)];
+		uint64_t x = atomic_load_explicit(w, memory_order_acquire);
+		loads++;
+		unsigned st = state_of(x, i);
+		if (st == ST_NONE)
+			continue;
+		if (st != ST_ALLOC)
+			break; /* the general path decides, authoritatively */
+		*order = o;
+		*v = x;
+		if (t > 0 && state_of(x, i ^ 1) == ST_FREE)
+			break; /* a merge: the general path */
+		if (!atomic_compare_exchange_strong_explicit(w, v, with_state(x, i, ST_FREE), memory_order_acq_rel,
+							     memory_order_acquire)) {
+			tl_add(tl, C_RTS, 1);
+			tl_add(tl, C_CAS_FAIL, 1);
+			break;
+		}
+		tl_add(tl, C_FAST, 1); /* the call, 1 CAS, a round trip per load and the CAS */
+		tl_add(tl, C_FAST_LOADS, loads);
+		atomic_store_explicit(&ctx->cursor[t], i, memory_order_relaxed);
+		return 1;
+	}
+	tl_add(tl, C_LOADS, loads);
+	tl_add(tl, C_RTS, loads);
+	return 0;
+}
+
 int rmp_buddy_free_at(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
 		      unsigned *order_out)
 {
 	const struct rmp_buddy_geom *g = &b->g;
 	struct tally tl = { ctx->ctr[OP_FREE] };
+	_Atomic uint64_t *direct = b->store->direct;
 	unsigned order = 0;
 	uint64_t v;
 	int rc;
 
 	if ((offset >> g->max_order) != 0 || (offset & ((1ull << g->min_order) - 1)) != 0)
 		return -EINVAL;
+	if (direct) {
+		rc = free_direct(b, ctx, &tl, direct, offset, &order, &v);
+		if (rc == 1) {
+			rc = count_add(b, ctx, &tl, g->max_order - order, 1);
+			if (rc == 0 && order_out)
+				*order_out = order;
+			return rc;
+		}
+		if (order) {
+			rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, &v);
+			goto out_checked;
+		}
+	}
 	rc = find_live(b, &tl, offset, false, &order, &v);
 	if (rc == 0)
 		rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, &v);
+out_checked:
 	if (rc == -EINVAL) {
 		/* Loads are hints (stale in the RDMA-like test mode): before
 		 * calling a free bad, ask the words themselves. */
@@ -825,8 +994,10 @@ void rmp_buddy_stats(const struct rmp_buddy_ctx *ctx, struct rmp_buddy_stats *ou
 		for (unsigned c = 0; c < C_N; c++)
 			v[c] = atomic_load_explicit(&ctx->ctr[k][c], memory_order_relaxed);
 		*dst[k] = (struct rmp_buddy_opstats){
-			.calls = v[C_CALLS], .round_trips = v[C_RTS], .loads = v[C_LOADS],
-			.cas_ok = v[C_CAS_OK], .cas_fail = v[C_CAS_FAIL], .faa = v[C_FAA],
+			.calls = v[C_CALLS] + v[C_FAST],
+			.round_trips = v[C_RTS] + v[C_FAST] + v[C_FAST_LOADS],
+			.loads = v[C_LOADS] + v[C_FAST_LOADS],
+			.cas_ok = v[C_CAS_OK] + v[C_FAST], .cas_fail = v[C_CAS_FAIL], .faa = v[C_FAA],
 		};
 	}
 }

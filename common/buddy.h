@@ -47,10 +47,18 @@ struct rmp_buddy_stats {
 
 /* Per-client state: where to start looking, and what was issued. A ctx
  * may be shared by threads (all fields are atomics, relaxed: the cursors
- * are hints and the counters only add up). */
+ * are hints and the counters only add up) unless it defers counts. */
 struct rmp_buddy_ctx {
 	_Atomic uint64_t cursor[RMP_BUDDY_MAX_LEVELS + 1]; /* per level: block to try first */
-	_Atomic uint64_t ctr[2][6]; /* [alloc|free][calls, rts, loads, cas_ok, cas_fail, faa] */
+	/* [alloc|free][calls, rts, loads, cas_ok, cas_fail, faa, fast, fast_loads]:
+	 * "fast" counts calls done by the inline local path, each one CAS
+	 * that succeeded after fast_loads loads in all (rmp_buddy_stats adds
+	 * them in: one counter on the hot path instead of five). */
+	_Atomic uint64_t ctr[2][8];
+	/* Free-count changes not yet added to the shared counts, per level
+	 * (only with defer_max > 0; see rmp_buddy_ctx_defer). */
+	_Atomic int64_t pending[RMP_BUDDY_MAX_LEVELS + 1];
+	int64_t defer_max;
 };
 
 struct rmp_buddy {
@@ -74,6 +82,24 @@ int rmp_buddy_geom_from_header(struct rmp_buddy_geom *g, const uint64_t hdr[RMP_
 
 void rmp_buddy_init(struct rmp_buddy *b, const struct rmp_buddy_geom *g, struct rmp_store *store);
 void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, uint64_t client_id);
+
+/* Where this ctx starts looking in every level: at the fraction
+ * frac / 2^64 of the heap (ctx_init picks one from the client id). Clients
+ * that start far apart work on different cache lines of the bitmaps. */
+void rmp_buddy_ctx_home(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, uint64_t frac);
+
+/* Let this ctx keep up to max (|delta| per level) of its free-count
+ * changes to itself before it adds them to the shared counts with one
+ * FAA: a free and an alloc of the same order then cost no FAA at all,
+ * and threads stop bouncing the counts' cache line. The counts are hints
+ * either way (an ENOMEM is only returned after a sweep of the bitmaps);
+ * others see them off by at most max per deferring ctx. Only for a ctx
+ * that one thread uses at a time (the pending deltas are plain
+ * read-modify-writes) and that stays with the heap (rmp_buddy_ctx_flush
+ * before a check, or a departing client's deltas are lost). 0: off. */
+void rmp_buddy_ctx_defer(struct rmp_buddy_ctx *ctx, unsigned max);
+/* Add the ctx's pending count changes to the shared counts. */
+int rmp_buddy_ctx_flush(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx);
 
 /* Allocate one block of 2^order bytes. 0 and *offset, -ENOMEM, -EINVAL,
  * or a store error. */

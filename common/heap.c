@@ -8,20 +8,27 @@
  * doubled free is caught from the shared state, not from a per-thread
  * table.
  *
- * Per-thread engine contexts (cursors and counters) live in cache-line
- * sized shards; a thread takes the next shard on its first call, so
- * threads rarely share a cursor or a counter line.
+ * Per-thread engine contexts (cursors, counters, deferred free counts)
+ * live in cache-line aligned shards. A thread owns a slot (0..63) for its
+ * lifetime, the same in every heap, taken on its first call with one CAS
+ * on a process-wide mask and given back when it exits; a slot's shard is
+ * used by one thread at a time, so it may defer its count changes
+ * (rmp_buddy_ctx_defer): a free and an alloc of the same order, the
+ * steady state, then touch no shared count. Threads beyond 64 share one
+ * more shard that does not defer.
  */
 #include "heap_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#define HEAP_SHARDS 64u
+#define HEAP_SHARDS 64u /* slots: bits of one mask word */
+#define DEFER_MAX   8u  /* count changes a shard keeps to itself, per level */
 
 struct shard {
 	alignas(64) struct rmp_buddy_ctx ctx;
@@ -34,17 +41,60 @@ struct rmp_heap {
 	uint64_t capacity;
 	_Atomic uint64_t *meta;
 	size_t meta_len;
-	struct shard shards[HEAP_SHARDS];
+	struct shard shards[HEAP_SHARDS + 1]; /* the last: for threads without a slot */
 };
 
-static _Atomic unsigned next_shard;
-static _Thread_local unsigned my_shard_plus1;
+static _Atomic uint64_t slots_taken;
+static pthread_key_t slot_key;
+static pthread_once_t slot_once = PTHREAD_ONCE_INIT;
+static int slot_key_ok;
+static _Thread_local unsigned my_slot_plus1; /* 0: none yet */
+
+static void slot_release(void *v)
+{
+	unsigned s = (unsigned)(uintptr_t)v - 1;
+	atomic_fetch_and_explicit(&slots_taken, ~(1ull << s), memory_order_release);
+}
+
+static void slot_key_create(void)
+{
+	slot_key_ok = pthread_key_create(&slot_key, slot_release) == 0;
+}
+
+/* This thread's slot, or HEAP_SHARDS (the shared shard) when all are
+ * taken or a slot could not be tied to the thread's exit. */
+static unsigned my_slot(void)
+{
+	if (my_slot_plus1)
+		return my_slot_plus1 - 1;
+	uint64_t taken = atomic_load_explicit(&slots_taken, memory_order_relaxed);
+	unsigned s = HEAP_SHARDS;
+	while (slot_key_ok && taken != ~0ull) {
+		unsigned f = (unsigned)__builtin_ctzll(~taken);
+		if (atomic_compare_exchange_weak_explicit(&slots_taken, &taken, taken | 1ull << f,
+							  memory_order_acquire, memory_order_relaxed)) {
+			if (pthread_setspecific(slot_key, (void *)(uintptr_t)(f + 1)) == 0)
+				s = f;
+			else
+				slot_release((void *)(uintptr_t)(f + 1));
+			break;
+		}
+	}
+	my_slot_plus1 = s + 1;
+	return s;
+}
 
 static struct rmp_buddy_ctx *my_ctx(rmp_heap *h)
 {
-	if (my_shard_plus1 == 0)
-		my_shard_plus1 = atomic_fetch_add_explicit(&next_shard, 1, memory_order_relaxed) % HEAP_SHARDS + 1;
-	return &h->shards[my_shard_plus1 - 1].ctx;
+	return &h->shards[my_slot()].ctx;
+}
+
+static uint64_t bitrev64(uint64_t x)
+{
+	uint64_t r = 0;
+	for (unsigned k = 0; k < 64; k++, x >>= 1)
+		r = r << 1 | (x & 1);
+	return r;
 }
 
 static unsigned log2_ceil(uint64_t x)
@@ -68,6 +118,8 @@ int rmp_heap_create(uint64_t bytes, uint64_t min_block, rmp_heap **out)
 	if (rc)
 		return rc;
 
+	/* Here, not on the first alloc: the alloc path never waits. */
+	pthread_once(&slot_once, slot_key_create);
 	h = aligned_alloc(alignof(struct shard), sizeof(*h));
 	if (!h)
 		return -ENOMEM;
@@ -91,8 +143,15 @@ int rmp_heap_create(uint64_t bytes, uint64_t min_block, rmp_heap **out)
 	rmp_buddy_format((uint64_t *)h->meta, &g, h->capacity);
 	rmp_store_local_init(&h->store, h->meta, g.total_words);
 	rmp_buddy_init(&h->b, &g, &h->store.base);
-	for (unsigned s = 0; s < HEAP_SHARDS; s++)
+	for (unsigned s = 0; s <= HEAP_SHARDS; s++) {
 		rmp_buddy_ctx_init(&h->shards[s].ctx, &h->b, s);
+		if (s < HEAP_SHARDS) {
+			/* Slots 0, 1, 2, 3... start at 0, 1/2, 1/4, 3/4... of the
+			 * heap: the first threads as far apart as can be. */
+			rmp_buddy_ctx_home(&h->shards[s].ctx, &h->b, bitrev64(s));
+			rmp_buddy_ctx_defer(&h->shards[s].ctx, DEFER_MAX);
+		}
+	}
 	*out = h;
 	return 0;
 
@@ -108,10 +167,13 @@ void *rmp_heap_alloc(rmp_heap *h, uint64_t size)
 	unsigned order;
 	uint64_t off;
 
-	if (!h || rmp_buddy_order_for(&h->b.g, size, &order) != 0) {
+	if (!h || size == 0 || size > h->capacity) {
 		errno = EINVAL;
 		return NULL;
 	}
+	order = log2_ceil(size);
+	if (order < h->b.g.min_order)
+		order = h->b.g.min_order;
 	int rc = rmp_buddy_alloc(&h->b, my_ctx(h), order, &off);
 	if (rc) {
 		errno = -rc;
@@ -167,7 +229,7 @@ void rmp_heap_stats(const rmp_heap *h, struct rmp_heap_stats *out)
 {
 	struct rmp_buddy_stats sum = { 0 }, s;
 
-	for (unsigned i = 0; i < HEAP_SHARDS; i++) {
+	for (unsigned i = 0; i <= HEAP_SHARDS; i++) {
 		rmp_buddy_stats(&h->shards[i].ctx, &s);
 		rmp_buddy_stats_add(&sum, &s);
 	}
@@ -184,6 +246,10 @@ int rmp_heap_check(rmp_heap *h, char *err, size_t errlen, uint64_t *free_bytes)
 
 	if (!r)
 		return -ENOMEM;
+	/* The heap is quiet (the caller's promise): publish what every
+	 * thread's shard has kept back, then the counts must be exact. */
+	for (unsigned s = 0; s < HEAP_SHARDS; s++)
+		rmp_buddy_ctx_flush(&h->b, &h->shards[s].ctx);
 	rc = rmp_buddy_check(&h->b, r);
 	if (err && errlen)
 		snprintf(err, errlen, "%s", r->error);
