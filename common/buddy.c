@@ -70,6 +70,7 @@ enum {
 #define MAX_CHUNK      64u
 #define ALLOC_RETRIES  8u   /* searches after one that found memory held in passing */
 #define SWEEP_CHUNK    512u /* words per load in the last-resort sweep: 4 KiB READs */
+#define LOCAL_SPAN_WORDS 8u /* local memory: a cache line of a level's bitmap */
 #define HDR_MAGIC_WORD 0
 #define HDR_ORDERS_WORD 1
 #define HDR_USABLE_WORD 2
@@ -226,6 +227,7 @@ void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, ui
 	for (unsigned t = 0; t <= RMP_BUDDY_MAX_LEVELS; t++)
 		atomic_init(&ctx->pending[t], 0);
 	ctx->defer_max = 0;
+	atomic_init(&ctx->last_free_order, 0);
 }
 
 void rmp_buddy_ctx_home(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, uint64_t frac)
@@ -476,21 +478,24 @@ static int scan_claim(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 
 /*
  * We own block `blk` of level j (just CAS-ed FREE -> NONE) and everything
- * below it. Split it down to level t: at each level the right half becomes
- * FREE; at level t the left half becomes ALLOC. All bits touched are 0, so
- * FAA sets them exactly; one batch, any completion order.
+ * below it. Split it down to level t toward block `target` of level t (in
+ * blk's range): at each level the half on the way stays ours and the
+ * other half becomes FREE; at level t ours becomes ALLOC. All bits touched
+ * are 0, so FAA sets them exactly; one batch, any completion order. The
+ * seed splits toward the left (target = blk << (t - j)); local memory
+ * splits toward the thread's cursor, to keep threads on their own lines.
  */
 static int split_down(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
-		      unsigned j, uint64_t blk, unsigned t, uint64_t *left)
+		      unsigned j, uint64_t blk, unsigned t, uint64_t target, uint64_t *left)
 {
 	const struct rmp_buddy_geom *g = &b->g;
 	struct rmp_wop ops[RMP_BUDDY_MAX_LEVELS + 1], cnt[RMP_BUDDY_MAX_LEVELS + 2];
 	unsigned n = 0;
-	uint64_t c = blk;
+	uint64_t c;
 
 	for (unsigned lv = j + 1; lv <= t; lv++) {
-		c <<= 1; /* left half at level lv */
-		uint64_t add = (uint64_t)ST_FREE << blk_shift(c + 1);
+		c = target >> (t - lv); /* ours at level lv; c ^ 1 is set free */
+		uint64_t add = (uint64_t)ST_FREE << blk_shift(c ^ 1);
 		if (lv == t)
 			add += (uint64_t)ST_ALLOC << blk_shift(c);
 		rmp_wop_faa(&ops[n], blk_word(g, lv, c), add);
@@ -500,24 +505,73 @@ static int split_down(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 	int rc = st_exec(b, tl, ops, n);
 	if (rc)
 		return rc;
-	if (ctx->defer_max) {
-		for (unsigned lv = j + 1; lv <= t && rc == 0; lv++)
-			rc = count_add(b, ctx, tl, lv, 1);
-		if (rc == 0)
-			rc = count_add(b, ctx, tl, j, -1);
-	} else {
-		rmp_wop_faa(&cnt[n], g->count_word + j, (uint64_t)-1);
-		rc = st_post(b, tl, cnt, n + 1);
-	}
+	/* Published at once, even by a ctx that defers: the halves are
+	 * free for others, and the counts are how they find them near
+	 * their own cursors instead of sweeping into this client's. */
+	rmp_wop_faa(&cnt[n], g->count_word + j, (uint64_t)-1);
+	rc = st_post(b, tl, cnt, n + 1);
 	if (rc)
 		return rc;
-	c = blk;
-	for (unsigned lv = j + 1; lv <= t; lv++) {
-		c <<= 1;
-		atomic_store_explicit(&ctx->cursor[lv], c + 1, memory_order_relaxed);
-	}
-	*left = c;
+	for (unsigned lv = j + 1; lv <= t; lv++)
+		atomic_store_explicit(&ctx->cursor[lv], (target >> (t - lv)) ^ 1, memory_order_relaxed);
+	*left = target;
 	return 0;
+}
+
+/* Where to split block blk of level j toward, at level t: the seed's left
+ * end, or on local memory the block of blk's range nearest the cursor. */
+static uint64_t split_target(const struct rmp_buddy *b, const struct rmp_buddy_ctx *ctx, unsigned j,
+			     uint64_t blk, unsigned t)
+{
+	uint64_t lo = blk << (t - j), hi = lo + (1ull << (t - j)) - 1;
+	if (!b->store->direct)
+		return lo;
+	uint64_t cur = atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed);
+	return cur < lo ? lo : cur > hi ? hi : cur;
+}
+
+/*
+ * Local memory: claim a FREE block of level lv that overlaps the address
+ * range of the bitmap line holding this ctx's cursor at level t (its home
+ * in that level). 0 with *blk, -ENOMEM, or a store error.
+ */
+static int claim_near(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl, unsigned t,
+		      unsigned lv, unsigned new_state, uint64_t *blk)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	uint64_t per_line = (uint64_t)LOCAL_SPAN_WORDS * BLOCKS_PER_WORD;
+	uint64_t cur = atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed) & ((1ull << t) - 1);
+	uint64_t lo = cur / per_line * per_line, hi = lo + per_line; /* level-t blocks [lo, hi) */
+
+	if (hi > (1ull << t))
+		hi = 1ull << t;
+	lo >>= t - lv;
+	hi = ((hi - 1) >> (t - lv)) + 1; /* level-lv blocks [lo, hi) */
+	for (uint64_t wi = lo / BLOCKS_PER_WORD; wi * BLOCKS_PER_WORD < hi; wi++) {
+		uint64_t v, seen = 0;
+		int rc = st_load(b, tl, g->level_word[lv] + wi, 1, &v);
+		if (rc)
+			return rc;
+		uint64_t first = wi * BLOCKS_PER_WORD, mask = ~0ull;
+		if (lo > first)
+			mask &= ~0ull << blk_shift(lo);
+		if (hi < first + BLOCKS_PER_WORD)
+			mask &= ~(~0ull << blk_shift(hi));
+		for (uint64_t fb; (fb = free_bits(v) & mask) != 0;) {
+			uint64_t i = first + (unsigned)__builtin_ctzll(fb) / 2;
+			rc = st_cas(b, tl, g->level_word[lv] + wi, v, with_state(v, i, new_state), &seen);
+			if (rc < 0)
+				return rc;
+			if (rc == 1) {
+				if (lv == t)
+					atomic_store_explicit(&ctx->cursor[t], i, memory_order_relaxed);
+				*blk = i;
+				return 0;
+			}
+			v = seen;
+		}
+	}
+	return -ENOMEM;
 }
 
 static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
@@ -534,34 +588,51 @@ static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct
 	if (rc != -ENOMEM)
 		goto out_claimed;
 
-	/* Two passes: counts lag the CAS that decides by one posted FAA, so
-	 * a miss is worth one more look before saying ENOMEM. */
-	for (int pass = 0; pass < 2; pass++) {
-		if (pass > 0 || !have_counts) {
+	/* Local memory first looks near home: blocks of every level that
+	 * overlap the bitmap line around the cursor at level t, so that a
+	 * thread splits a block there rather than take a free block of the
+	 * order in another thread's lines (they would share cache lines from
+	 * then on); every level, a few words each, since the counts may not
+	 * show what other threads keep back. Then two passes over whole
+	 * levels where the counts say: they lag the CAS that decides by one
+	 * posted FAA, so a miss is worth one more look before ENOMEM. */
+	int first = b->store->direct ? -1 : 0;
+	for (int pass = first; pass < 2; pass++) {
+		if (pass == 0 && !have_counts) {
+			rc = st_load(b, tl, g->count_word, t + 1, counts);
+			if (rc)
+				return rc;
+		} else if (pass > 0) {
 			rc = st_load(b, tl, g->count_word, t + 1, counts);
 			if (rc)
 				return rc;
 		}
 		/* What this ctx has not published yet is as good as published. */
-		if (ctx->defer_max)
+		if (pass >= 0 && ctx->defer_max)
 			for (unsigned j = 0; j <= t; j++)
 				counts[j] += (uint64_t)atomic_load_explicit(&ctx->pending[j], memory_order_relaxed);
-		if ((int64_t)counts[t] > 0) {
-			rc = scan_claim(b, ctx, tl, t, ST_ALLOC, UINT64_MAX, blk, NULL, false);
+		if (pass < 0 || (int64_t)counts[t] > 0) {
+			if (pass < 0)
+				rc = claim_near(b, ctx, tl, t, t, ST_ALLOC, blk);
+			else
+				rc = scan_claim(b, ctx, tl, t, ST_ALLOC, UINT64_MAX, blk, NULL, false);
 			if (rc != -ENOMEM)
 				goto out_claimed;
 		}
 		/* The nearest larger order first: halve as little as possible. */
 		for (unsigned j = t; j-- > 0;) {
-			if ((int64_t)counts[j] <= 0)
+			if (pass >= 0 && (int64_t)counts[j] <= 0)
 				continue;
 			uint64_t big;
-			rc = scan_claim(b, ctx, tl, j, ST_NONE, UINT64_MAX, &big, NULL, false);
+			if (pass < 0)
+				rc = claim_near(b, ctx, tl, t, j, ST_NONE, &big);
+			else
+				rc = scan_claim(b, ctx, tl, j, ST_NONE, UINT64_MAX, &big, NULL, false);
 			if (rc == -ENOMEM)
 				continue;
 			if (rc)
 				return rc;
-			return split_down(b, ctx, tl, j, big, t, blk);
+			return split_down(b, ctx, tl, j, big, t, split_target(b, ctx, j, big, t), blk);
 		}
 	}
 	/* The counts said nothing fits. They lag (a remote client's count
@@ -577,9 +648,9 @@ static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct
 			return rc;
 		if (j == t) {
 			*blk = big;
-			return count_add(b, ctx, tl, t, -1);
+			return count_faa(b, tl, t, -1);
 		}
-		return split_down(b, ctx, tl, j, big, t, blk);
+		return split_down(b, ctx, tl, j, big, t, split_target(b, ctx, j, big, t), blk);
 	}
 	/* Nothing free, yet the counts (last read) say a block that would do
 	 * exists: another client holds it in passing (claimed and being split,
@@ -591,7 +662,7 @@ static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct
 out_claimed:
 	if (rc)
 		return rc;
-	return count_add(b, ctx, tl, t, -1);
+	return count_faa(b, tl, t, -1);
 }
 
 /*
@@ -630,24 +701,13 @@ static inline int alloc_direct(const struct rmp_buddy *b, struct rmp_buddy_ctx *
 	return 1;
 }
 
-int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsigned order,
-		    uint64_t *offset)
+static __attribute__((noinline)) int alloc_slow(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx,
+						       struct tally tl, unsigned order, uint64_t *offset)
 {
-	struct tally tl = { ctx->ctr[OP_ALLOC] };
-	_Atomic uint64_t *direct = b->store->direct;
-	uint64_t blk;
-
-	if (order < b->g.min_order || order > b->g.max_order)
-		return -EINVAL;
 	unsigned t = b->g.max_order - order;
+	uint64_t blk;
 	int rc;
-	if (direct && alloc_direct(b, ctx, &tl, direct, t, &blk)) {
-		rc = count_add(b, ctx, &tl, t, -1);
-		if (rc)
-			return rc;
-		*offset = blk << order;
-		return 0;
-	}
+
 	/* Lock-free, not wait-free: a client stalled in the middle of a split
 	 * holds the block it claimed, and a request that only that block
 	 * could serve fails meanwhile. A few more searches cover the usual
@@ -664,6 +724,26 @@ int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsign
 		return rc;
 	*offset = blk << order;
 	return 0;
+}
+
+int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsigned order,
+		    uint64_t *offset)
+{
+	struct tally tl = { ctx->ctr[OP_ALLOC] };
+	_Atomic uint64_t *direct = b->store->direct;
+	uint64_t blk;
+
+	if (order < b->g.min_order || order > b->g.max_order)
+		return -EINVAL;
+	unsigned t = b->g.max_order - order;
+	if (direct && alloc_direct(b, ctx, &tl, direct, t, &blk)) {
+		int rc = count_add(b, ctx, &tl, t, -1);
+		if (rc)
+			return rc;
+		*offset = blk << order;
+		return 0;
+	}
+	return alloc_slow(b, ctx, tl, order, offset);
 }
 
 /* --- free -------------------------------------------------------------- */
@@ -710,7 +790,7 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 				confirmed = true;
 				continue;
 			}
-			rc = count_add(b, ctx, tl, t, -1);
+			rc = count_faa(b, tl, t, -1);
 			if (rc)
 				return rc;
 			t--;
@@ -727,7 +807,7 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 			return rc;
 		if (rc == 1) {
 			atomic_store_explicit(&ctx->cursor[t], i, memory_order_relaxed);
-			return count_add(b, ctx, tl, t, 1);
+			return count_faa(b, tl, t, 1);
 		}
 		v = seen;
 		confirmed = true;
@@ -788,29 +868,40 @@ static int find_live(const struct rmp_buddy *b, struct tally *tl, uint64_t offse
 }
 
 /*
- * The steady state on local memory, inline: find the live block top-down
- * as find_live() does and, when its buddy is not free, CAS it to FREE.
- * 1: freed; 0: take the general path with *order and *v set when the
- * block was found (a merge is due, or the CAS lost a race), else with
- * *order = 0.
+ * The steady state on local memory, inline: find the live block and, when
+ * its buddy is not free, CAS it to FREE. The order this ctx freed last is
+ * tried first: a block ALLOC at (order, offset) is the live block that
+ * starts at offset, since nothing above or below an ALLOC block is set.
+ * Else top-down as find_live() does. 1: freed; 0: take the general path
+ * with *order and *v set when the block was found (a merge is due, or the
+ * CAS lost a race), else with *order = 0.
  */
 static inline int free_direct(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
 			      _Atomic uint64_t *direct, uint64_t offset, unsigned *order, uint64_t *v)
 {
 	const struct rmp_buddy_geom *g = &b->g;
 	unsigned top = offset ? (unsigned)__builtin_ctzll(offset) : g->max_order;
+	unsigned hint = atomic_load_explicit(&ctx->last_free_order, memory_order_relaxed);
 
 	if (top > g->max_order)
 		top = g->max_order;
 	*order = 0;
 	unsigned loads = 0;
-	for (unsigned o = top + 1; o-- > g->min_order;) {
+	bool hinted = hint >= g->min_order && hint <= top;
+	for (unsigned o = hinted ? hint : top + 1; hinted || o-- > g->min_order;) {
 		unsigned t = g->max_order - o;
 		uint64_t i = offset >> o;
 		_Atomic uint64_t *w = &direct[blk_word(g, t, i)];
 		uint64_t x = atomic_load_explicit(w, memory_order_acquire);
 		loads++;
 		unsigned st = state_of(x, i);
+		if (hinted) {
+			hinted = false;
+			if (st != ST_ALLOC) {
+				o = top + 1; /* not there: top-down */
+				continue;
+			}
+		}
 		if (st == ST_NONE)
 			continue;
 		if (st != ST_ALLOC)
@@ -828,6 +919,8 @@ static inline int free_direct(const struct rmp_buddy *b, struct rmp_buddy_ctx *c
 		tl_add(tl, C_FAST, 1); /* the call, 1 CAS, a round trip per load and the CAS */
 		tl_add(tl, C_FAST_LOADS, loads);
 		atomic_store_explicit(&ctx->cursor[t], i, memory_order_relaxed);
+		if (o != hint)
+			atomic_store_explicit(&ctx->last_free_order, o, memory_order_relaxed);
 		return 1;
 	}
 	tl_add(tl, C_LOADS, loads);
@@ -835,35 +928,21 @@ static inline int free_direct(const struct rmp_buddy *b, struct rmp_buddy_ctx *c
 	return 0;
 }
 
-int rmp_buddy_free_at(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
-		      unsigned *order_out)
+/* order != 0: the block was found there with its word *v (free_direct). */
+static __attribute__((noinline)) int free_at_slow(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx,
+						  struct tally tl, uint64_t offset, unsigned order, uint64_t v,
+						  unsigned *order_out)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct tally tl = { ctx->ctr[OP_FREE] };
-	_Atomic uint64_t *direct = b->store->direct;
-	unsigned order = 0;
-	uint64_t v;
 	int rc;
 
-	if ((offset >> g->max_order) != 0 || (offset & ((1ull << g->min_order) - 1)) != 0)
-		return -EINVAL;
-	if (direct) {
-		rc = free_direct(b, ctx, &tl, direct, offset, &order, &v);
-		if (rc == 1) {
-			rc = count_add(b, ctx, &tl, g->max_order - order, 1);
-			if (rc == 0 && order_out)
-				*order_out = order;
-			return rc;
-		}
-		if (order) {
-			rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, &v);
-			goto out_checked;
-		}
-	}
-	rc = find_live(b, &tl, offset, false, &order, &v);
-	if (rc == 0)
+	if (order)
 		rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, &v);
-out_checked:
+	else {
+		rc = find_live(b, &tl, offset, false, &order, &v);
+		if (rc == 0)
+			rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, &v);
+	}
 	if (rc == -EINVAL) {
 		/* Loads are hints (stale in the RDMA-like test mode): before
 		 * calling a free bad, ask the words themselves. */
@@ -875,6 +954,26 @@ out_checked:
 	if (rc == 0 && order_out)
 		*order_out = order;
 	return rc;
+}
+
+int rmp_buddy_free_at(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
+		      unsigned *order_out)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	struct tally tl = { ctx->ctr[OP_FREE] };
+	_Atomic uint64_t *direct = b->store->direct;
+	unsigned order = 0;
+	uint64_t v = 0;
+
+	if ((offset >> g->max_order) != 0 || (offset & ((1ull << g->min_order) - 1)) != 0)
+		return -EINVAL;
+	if (direct && free_direct(b, ctx, &tl, direct, offset, &order, &v)) {
+		int rc = count_add(b, ctx, &tl, g->max_order - order, 1);
+		if (rc == 0 && order_out)
+			*order_out = order;
+		return rc;
+	}
+	return free_at_slow(b, ctx, tl, offset, order, v, order_out);
 }
 
 int rmp_buddy_order_of(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,

@@ -59,6 +59,7 @@ struct rmp_buddy_ctx {
 	 * (only with defer_max > 0; see rmp_buddy_ctx_defer). */
 	_Atomic int64_t pending[RMP_BUDDY_MAX_LEVELS + 1];
 	int64_t defer_max;
+	_Atomic unsigned last_free_order; /* local fast path: the order to try first */
 };
 
 struct rmp_buddy {
