@@ -47,6 +47,16 @@
  *
  * A stalled client holds at most the block it has claimed; it never
  * blocks another (tests freeze clients after every word operation).
+ *
+ * On local memory (store->direct) the steady state is inline: alloc loads
+ * the word at the cursor and CASes a free block in it; free tries the
+ * order it freed last, then walks top-down, and CASes the block FREE. A
+ * ctx that one thread owns may keep the count changes of that fast path
+ * to itself (rmp_buddy_ctx_defer: a free and an alloc of one order
+ * cancel). Each ctx has a home (rmp_buddy_ctx_home); a local miss first
+ * looks, at every level, at the blocks overlapping the bitmap line around
+ * its cursor, and splits toward the cursor, so that threads keep to their
+ * own cache lines. Remote clients split to the left, as the seed does.
  */
 #include "buddy.h"
 
@@ -987,6 +997,29 @@ int rmp_buddy_order_of(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uin
 		return -EINVAL;
 	int rc = find_live(b, &tl, offset, authoritative, order, &v);
 	return rc;
+}
+
+int rmp_buddy_is_live(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset, unsigned order)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	struct tally tl = { ctx->ctr[OP_FREE] };
+
+	if (order < g->min_order || order > g->max_order || (offset >> g->max_order) != 0 ||
+	    (offset & ((1ull << order) - 1)) != 0)
+		return 0;
+	unsigned t = g->max_order - order;
+	uint64_t i = offset >> order, widx = blk_word(g, t, i), v = 0, seen = 0;
+	/* ALLOC at (order, offset) is the live block there: nothing above or
+	 * below an ALLOC block is set. */
+	int rc = st_load(b, &tl, widx, 1, &v);
+	if (rc)
+		return rc;
+	if (state_of(v, i) == ST_ALLOC)
+		return 1;
+	rc = st_cas(b, &tl, widx, v, v, &seen);
+	if (rc < 0)
+		return rc;
+	return state_of(seen, i) == ST_ALLOC;
 }
 
 /* --- the invariant walker ---------------------------------------------- */

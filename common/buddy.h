@@ -123,6 +123,12 @@ int rmp_buddy_free_at(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint
 int rmp_buddy_order_of(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
 		       bool authoritative, unsigned *order);
 
+/* Whether the block of 2^order bytes at offset is live (allocated at
+ * that order): one load of its word; a load that says no is confirmed by
+ * a CAS that changes nothing. 1, 0 (not live, or a bad offset/order), or
+ * a store error. */
+int rmp_buddy_is_live(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset, unsigned order);
+
 /* Smallest order that holds size bytes, never below the minimum;
  * -EINVAL for 0 or more than the capacity. */
 int rmp_buddy_order_for(const struct rmp_buddy_geom *g, uint64_t size, unsigned *order);

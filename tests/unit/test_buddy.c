@@ -130,6 +130,36 @@ Test(buddy, walker_catches_corruption)
 	engine_free(e);
 }
 
+/* Liveness of a block from the metadata: live after its allocation, at
+ * its order only; not after its free, nor inside it, nor a free block,
+ * also when the loads are stale (the no-op CAS decides). */
+Test(buddy, is_live_from_the_metadata)
+{
+	struct engine *e = engine_new(16, 8, 0);
+	uint64_t a, b;
+	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[0], 10, &a), 0);
+	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 12, &b), 0);
+	for (int stale = 0; stale < 2; stale++) {
+		rmp_store_local_set_mode(&e->store, stale ? RMP_STORE_STALE_LOADS | RMP_STORE_TRACE : RMP_STORE_TRACE,
+					 stale ? 500 : 0);
+		cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[0], a, 10), 1);
+		cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[2], b, 12), 1, "another client's block");
+		cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[0], a, 11), 0, "the wrong order");
+		cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[0], a, 9), 0, "half of it");
+		cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[0], a + 256, 8), 0, "inside it");
+		cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[0], a + 1, 10), 0, "misaligned");
+		cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[0], 1ull << 16, 10), 0, "past the capacity");
+		cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[0], a, 17), 0, "order past the capacity");
+	}
+	rmp_store_local_set_mode(&e->store, RMP_STORE_TRACE, 0);
+	cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[1], a, 10), 0, "freed by another client");
+	cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[0], a, 10), 0, "after its free");
+	cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[0], b, 12), 0);
+	cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[0], b, 12), 0);
+	cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[0], 0, 16), 0, "the whole heap, free");
+	engine_free(e);
+}
+
 /* Random alloc/free against a model, single client, store in the
  * RDMA-like mode (stale loads, shuffled batches). */
 Test(buddy, random_sequence_in_rdma_like_mode)
