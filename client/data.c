@@ -35,6 +35,15 @@
  * connection is replaced, the MRs on its old PD are dropped first.
  * Lock order: donor locks (index order), then buf_lock.
  *
+ * Liveness: a transfer is refused (-EINVAL) unless its handle's block is
+ * live. The blocks this process allocated and has not freed are in a
+ * local set (liveset.h) and cost nothing to check; any other handle (a
+ * block another process allocated, or a stray one) is asked of the
+ * shared metadata first (rmp_buddy_is_live: one RDMA READ, and a no-op
+ * CAS to confirm a no), one more round trip before the data moves. Not
+ * seen: a block of this process's set freed by another process; until
+ * this process frees it too, its transfers go through.
+ *
  * Asynchronous operations (rmp_*_async): argument checks run in the
  * caller; the transfer itself is queued to a small set of worker threads
  * per pool (started on the first async call), each of which runs the
@@ -52,6 +61,7 @@
 
 #include "buddy.h"
 #include "client_internal.h"
+#include "liveset.h"
 #include "rdma.h"
 #include "store_rdma.h"
 
@@ -138,6 +148,7 @@ struct rmp_data {
 	struct data_donor *donors;
 	struct rmp_rdma_opts opts;
 	struct data_async async;
+	struct rmp_liveset live; /* blocks this process allocated, not yet freed */
 	struct data_shard shards[DATA_SHARDS];
 };
 
@@ -255,6 +266,7 @@ void rmp_data_close(rmp_pool *p)
 	pthread_mutex_destroy(&d->async.lock);
 	pthread_cond_destroy(&d->async.work);
 	pthread_cond_destroy(&d->async.done);
+	rmp_liveset_destroy(&d->live);
 	free(d);
 	p->data = NULL;
 }
@@ -284,6 +296,7 @@ static int data_open(rmp_pool *p, unsigned timeout_ms)
 	if (!d)
 		return -ENOMEM;
 	memset(d, 0, sizeof(*d));
+	rmp_liveset_init(&d->live);
 	pthread_mutex_init(&d->async.lock, NULL);
 	pthread_cond_init(&d->async.work, NULL);
 	pthread_condattr_t ca;
@@ -397,6 +410,8 @@ int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out)
 	if (rc)
 		return rmp_client_fail(p->c, rc, "rmp_alloc: metadata: %s", rmp_strerror(rc));
 	*out = RMP_ADDR_MAKE(order, off);
+	/* Out of memory here only costs the metadata check on transfers. */
+	(void)rmp_liveset_add(&d->live, *out);
 	return 0;
 }
 
@@ -428,6 +443,9 @@ int rmp_free(rmp_pool *p, rmp_addr a)
 	if (decode(d, a, &order, &off) != 0 || (off & ((1ull << order) - 1)) != 0)
 		return rmp_client_fail(p->c, -EINVAL, "rmp_free: %#llx is not the handle of a block",
 				       (unsigned long long)a);
+	/* Out of the set first: from now on a transfer on it asks the
+	 * metadata, which says "free" as soon as the CAS below lands. */
+	rmp_liveset_remove(&d->live, a);
 	rc = rmp_buddy_free(&d->b, my_ctx(d), off, order);
 	if (rc == -EINVAL)
 		return rmp_client_fail(p->c, rc, "rmp_free: no live block of %llu bytes at %#llx (freed already?)",
@@ -652,6 +670,15 @@ static int range_check(rmp_pool *p, struct rmp_data *d, rmp_addr a, const void *
 				       (unsigned long long)(1ull << order));
 	if (*off + len > d->usable)
 		return rmp_client_fail(p->c, -EINVAL, "%s: range past the pool's usable space", what);
+	uint64_t start = *off - in_block;
+	if (rmp_liveset_has(&d->live, RMP_ADDR_MAKE(order, start)))
+		return 0;
+	int rc = rmp_buddy_is_live(&d->b, my_ctx(d), start, order);
+	if (rc == 0)
+		return rmp_client_fail(p->c, -EINVAL, "%s: no live block of %llu bytes at %#llx (freed, or never allocated)",
+				       what, (unsigned long long)(1ull << order), (unsigned long long)start);
+	if (rc < 0)
+		return rmp_client_fail(p->c, rc, "%s: metadata: %s", what, rmp_strerror(rc));
 	return 0;
 }
 
@@ -910,7 +937,7 @@ static int async_start(rmp_pool *p, uint64_t poff, uint8_t *local, struct rmp_bu
 int rmp_write_async(rmp_pool *p, rmp_addr dst, const void *src, uint64_t len, rmp_op **op)
 {
 	struct rmp_data *d;
-	uint64_t off;
+	uint64_t off = 0;
 	int rc;
 
 	if (!op)
@@ -924,7 +951,7 @@ int rmp_write_async(rmp_pool *p, rmp_addr dst, const void *src, uint64_t len, rm
 int rmp_read_async(rmp_pool *p, void *dst, rmp_addr src, uint64_t len, rmp_op **op)
 {
 	struct rmp_data *d;
-	uint64_t off;
+	uint64_t off = 0;
 	int rc;
 
 	if (!op)

@@ -363,8 +363,30 @@ static int cmd_bad(const char *name)
 	check(rmp_read(p, rb, a, sizeof(rb)), "rmp_read");
 	if (memcmp(buf, rb, sizeof(rb)))
 		die("a refused call changed the block's bytes");
-	check(rmp_free(p, a), "rmp_free");
-	expect_rc(rmp_free(p, a), -EINVAL, "second free of the same block");
+
+	/* Liveness, decided by the shared metadata: a second client (its own
+	 * session and data path, as another process would have). */
+	rmp_client *cl2;
+	rmp_pool *p2;
+	check(rmp_connect(getenv("RMPOOL_COORDINATOR"), NULL, &cl2), "rmp_connect (second client)");
+	check(rmp_pool_open(cl2, name, 0, &p2), "rmp_pool_open (second client)");
+	memset(rb, 0, sizeof(rb));
+	check(rmp_read(p2, rb, a, sizeof(rb)), "rmp_read of another client's live block");
+	if (memcmp(buf, rb, sizeof(rb)))
+		die("the second client read other bytes than the first wrote");
+	check(rmp_alloc(p, 4096, &b), "rmp_alloc");
+	check(rmp_free(p, b), "rmp_free");
+	expect_rc(rmp_read(p, rb, b, 8), -EINVAL, "read of a block this client freed");
+	expect_rc(rmp_write(p, b + 8, buf, 8), -EINVAL, "write inside a block this client freed");
+	expect_rc(rmp_read(p2, rb, b, 8), -EINVAL, "read of a block another client freed");
+	/* The whole space as one block: never live while a is. */
+	expect_rc(rmp_write(p2, RMP_ADDR_MAKE(__builtin_ctzll(info->space), 0), buf, 8), -EINVAL,
+		  "write to a block nobody allocated");
+	check(rmp_free(p2, a), "rmp_free of another client's block");
+	expect_rc(rmp_free(p, a), -EINVAL, "second free of the same block, the first by another client");
+	expect_rc(rmp_read(p2, rb, a, 8), -EINVAL, "read of a block the reader freed");
+	check(rmp_pool_close(p2), "rmp_pool_close (second client)");
+	rmp_disconnect(cl2);
 	rmp_pool_info_free(info);
 	check(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
