@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -252,5 +253,60 @@ Test(heap, deferred_counts_are_bounded)
 		if ((((char *)p[i] - base) / 64) % 2 == 1)
 			cr_assert_eq(rmp_heap_free(h, p[i]), 0);
 	assert_consistent(h, N * 64);
+	rmp_heap_destroy(h);
+}
+
+/* More threads at once than there are per-thread slots (64): those
+ * beyond share one shard that does not defer. Slots come back when
+ * threads exit. Every thread's blocks are its own, and at the end the
+ * counts are exact and the heap whole. */
+struct many_arg {
+	rmp_heap *h;
+	pthread_barrier_t *all_in;
+	int bad;
+};
+
+static void *many_main(void *arg)
+{
+	struct many_arg *m = arg;
+	void *p[8];
+	for (int i = 0; i < 8; i++)
+		if (!(p[i] = rmp_heap_alloc(m->h, 4096)))
+			m->bad++;
+	for (int i = 0; i < 8; i++)
+		if (p[i])
+			memset(p[i], (int)(uintptr_t)m & 0xff, 4096);
+	pthread_barrier_wait(m->all_in); /* all 80 hold their blocks at once */
+	for (int i = 0; i < 8; i++) {
+		const unsigned char *c = p[i];
+		if (c && (c[0] != ((uintptr_t)m & 0xff) || c[4095] != ((uintptr_t)m & 0xff)))
+			m->bad++;
+		if (c && rmp_heap_free(m->h, p[i]) != 0)
+			m->bad++;
+	}
+	return NULL;
+}
+
+Test(heap, more_threads_than_slots)
+{
+	enum { T = 80 };
+	rmp_heap *h;
+	pthread_t t[T];
+	static struct many_arg a[T];
+	pthread_barrier_t all_in;
+	cr_assert_eq(rmp_heap_create(16u << 20, 64, &h), 0);
+	for (int round = 0; round < 2; round++) { /* the second reuses released slots */
+		pthread_barrier_init(&all_in, NULL, T);
+		for (int i = 0; i < T; i++) {
+			a[i] = (struct many_arg){ .h = h, .all_in = &all_in };
+			cr_assert_eq(pthread_create(&t[i], NULL, many_main, &a[i]), 0);
+		}
+		for (int i = 0; i < T; i++) {
+			pthread_join(t[i], NULL);
+			cr_assert_eq(a[i].bad, 0, "round %d thread %d: %d failures", round, i, a[i].bad);
+		}
+		pthread_barrier_destroy(&all_in);
+		assert_consistent(h, 16u << 20);
+	}
 	rmp_heap_destroy(h);
 }
