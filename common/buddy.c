@@ -238,12 +238,34 @@ void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, ui
 		atomic_init(&ctx->pending[t], 0);
 	ctx->defer_max = 0;
 	atomic_init(&ctx->last_free_order, 0);
+	ctx->home = 0;
+	ctx->homed = false;
+}
+
+static inline uint64_t home_blk(const struct rmp_buddy_ctx *ctx, unsigned t)
+{
+	return t ? ctx->home >> (64 - t) : 0;
+}
+
+/* Blocks per bitmap line of a level: a homed ctx's window. */
+#define LINE_BLOCKS ((uint64_t)LOCAL_SPAN_WORDS * BLOCKS_PER_WORD)
+
+/* Point the cursor of level t at block i: always, or for a homed ctx only
+ * inside its home line (a block it took or freed elsewhere is not worth
+ * coming back to: that line is another thread's). */
+static inline void cursor_set(struct rmp_buddy_ctx *ctx, unsigned t, uint64_t i)
+{
+	if (ctx->homed && i / LINE_BLOCKS != home_blk(ctx, t) / LINE_BLOCKS)
+		return;
+	atomic_store_explicit(&ctx->cursor[t], i, memory_order_relaxed);
 }
 
 void rmp_buddy_ctx_home(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, uint64_t frac)
 {
+	ctx->home = frac;
+	ctx->homed = true;
 	for (unsigned t = 0; t < b->g.levels; t++)
-		atomic_store_explicit(&ctx->cursor[t], t ? frac >> (64 - t) : 0, memory_order_relaxed);
+		atomic_store_explicit(&ctx->cursor[t], home_blk(ctx, t), memory_order_relaxed);
 }
 
 void rmp_buddy_ctx_defer(struct rmp_buddy_ctx *ctx, unsigned max)
@@ -474,7 +496,7 @@ static int scan_claim(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 				if (rc < 0)
 					return rc;
 				if (rc == 1) {
-					atomic_store_explicit(&ctx->cursor[t], i, memory_order_relaxed);
+					cursor_set(ctx, t, i);
 					*blk = i;
 					return 0;
 				}
@@ -523,7 +545,7 @@ static int split_down(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 	if (rc)
 		return rc;
 	for (unsigned lv = j + 1; lv <= t; lv++)
-		atomic_store_explicit(&ctx->cursor[lv], (target >> (t - lv)) ^ 1, memory_order_relaxed);
+		cursor_set(ctx, lv, (target >> (t - lv)) ^ 1);
 	*left = target;
 	return 0;
 }
@@ -536,7 +558,7 @@ static uint64_t split_target(const struct rmp_buddy *b, const struct rmp_buddy_c
 	uint64_t lo = blk << (t - j), hi = lo + (1ull << (t - j)) - 1;
 	if (!b->store->direct)
 		return lo;
-	uint64_t cur = atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed);
+	uint64_t cur = ctx->homed ? home_blk(ctx, t) : atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed);
 	return cur < lo ? lo : cur > hi ? hi : cur;
 }
 
@@ -549,9 +571,9 @@ static int claim_near(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 		      unsigned lv, unsigned new_state, uint64_t *blk)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	uint64_t per_line = (uint64_t)LOCAL_SPAN_WORDS * BLOCKS_PER_WORD;
-	uint64_t cur = atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed) & ((1ull << t) - 1);
-	uint64_t lo = cur / per_line * per_line, hi = lo + per_line; /* level-t blocks [lo, hi) */
+	uint64_t cur = ctx->homed ? home_blk(ctx, t)
+				  : atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed) & ((1ull << t) - 1);
+	uint64_t lo = cur / LINE_BLOCKS * LINE_BLOCKS, hi = lo + LINE_BLOCKS; /* level-t blocks [lo, hi) */
 
 	if (hi > (1ull << t))
 		hi = 1ull << t;
@@ -574,7 +596,7 @@ static int claim_near(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 				return rc;
 			if (rc == 1) {
 				if (lv == t)
-					atomic_store_explicit(&ctx->cursor[t], i, memory_order_relaxed);
+					cursor_set(ctx, t, i);
 				*blk = i;
 				return 0;
 			}
@@ -706,7 +728,7 @@ static inline int alloc_direct(const struct rmp_buddy *b, struct rmp_buddy_ctx *
 	}
 	tl_add(tl, C_FAST, 1); /* the call, 1 load, 1 CAS, 2 round trips */
 	tl_add(tl, C_FAST_LOADS, 1);
-	atomic_store_explicit(&ctx->cursor[t], i, memory_order_relaxed);
+	cursor_set(ctx, t, i);
 	*blk = i;
 	return 1;
 }
@@ -816,7 +838,7 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 		if (rc < 0)
 			return rc;
 		if (rc == 1) {
-			atomic_store_explicit(&ctx->cursor[t], i, memory_order_relaxed);
+			cursor_set(ctx, t, i);
 			return count_faa(b, tl, t, 1);
 		}
 		v = seen;
@@ -928,7 +950,7 @@ static inline int free_direct(const struct rmp_buddy *b, struct rmp_buddy_ctx *c
 		}
 		tl_add(tl, C_FAST, 1); /* the call, 1 CAS, a round trip per load and the CAS */
 		tl_add(tl, C_FAST_LOADS, loads);
-		atomic_store_explicit(&ctx->cursor[t], i, memory_order_relaxed);
+		cursor_set(ctx, t, i);
 		if (o != hint)
 			atomic_store_explicit(&ctx->last_free_order, o, memory_order_relaxed);
 		return 1;

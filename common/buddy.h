@@ -60,6 +60,8 @@ struct rmp_buddy_ctx {
 	_Atomic int64_t pending[RMP_BUDDY_MAX_LEVELS + 1];
 	int64_t defer_max;
 	_Atomic unsigned last_free_order; /* local fast path: the order to try first */
+	uint64_t home;                     /* fraction of the heap, / 2^64 (rmp_buddy_ctx_home) */
+	bool homed;
 };
 
 struct rmp_buddy {
@@ -84,9 +86,10 @@ int rmp_buddy_geom_from_header(struct rmp_buddy_geom *g, const uint64_t hdr[RMP_
 void rmp_buddy_init(struct rmp_buddy *b, const struct rmp_buddy_geom *g, struct rmp_store *store);
 void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, uint64_t client_id);
 
-/* Where this ctx starts looking in every level: at the fraction
- * frac / 2^64 of the heap (ctx_init picks one from the client id). Clients
- * that start far apart work on different cache lines of the bitmaps. */
+/* Give this ctx a home at the fraction frac / 2^64 of the heap: on local
+ * memory a miss looks there first at every level and splits toward it,
+ * and the cursor only follows blocks inside the home's bitmap line, so
+ * that threads homed apart work on different cache lines. */
 void rmp_buddy_ctx_home(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, uint64_t frac);
 
 /* Let this ctx keep up to max (|delta| per level) of its free-count
