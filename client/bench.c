@@ -16,12 +16,18 @@
  *   read_buf_bw / write_buf_bw
  *                         the same from a registered buffer (rmp_read_buf /
  *                         rmp_write_buf: no bounce copy)
+ *   read_stream_bw / write_stream_bw / read_buf_stream_bw / write_buf_stream_bw
+ *                         the same streamed, as perftest measures: STREAM_OPS
+ *                         1 MiB operations in flight (rmp_*_async), a new
+ *                         one started as the oldest is reaped, each on its
+ *                         own MiB of a 4 MiB block
  * and prints them as key=value lines (for the script) and a short table.
  * The completion mode comes from RMPOOL_WAIT (poll|event|adaptive).
  */
 #include <errno.h>
 #include <glob.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +71,48 @@ static int64_t sent_pkts(void)
 	}
 	globfree(&g);
 	return v;
+}
+
+#define MIB (1u << 20)
+#define STREAM_OPS 4u /* 1 MiB operations in flight in the streamed figures */
+
+/* iters 1 MiB transfers between remote block dst (STREAM_OPS MiB) and buf
+ * (or registered buffer rb over it), STREAM_OPS in flight. MB/s, or -1
+ * with *rc set (every started operation is reaped before returning). */
+static double stream_bw(rmp_pool *p, rmp_addr dst, uint8_t *buf, rmp_buffer *rb, bool is_read, unsigned iters,
+			int *rc)
+{
+	rmp_op *ops[STREAM_OPS] = { 0 };
+	unsigned started = 0, reaped = 0;
+	double t0 = now_us();
+
+	*rc = 0;
+	while (reaped < started || (started < iters && *rc == 0)) {
+		while (*rc == 0 && started < iters && started - reaped < STREAM_OPS) {
+			unsigned k = started % STREAM_OPS;
+			size_t o = (size_t)k * MIB;
+			rmp_addr a = dst + o;
+			if (rb)
+				*rc = is_read ? rmp_read_buf_async(p, rb, o, a, MIB, &ops[k])
+					      : rmp_write_buf_async(p, a, rb, o, MIB, &ops[k]);
+			else
+				*rc = is_read ? rmp_read_async(p, buf + o, a, MIB, &ops[k])
+					      : rmp_write_async(p, a, buf + o, MIB, &ops[k]);
+			if (*rc == 0)
+				started++;
+		}
+		if (reaped == started)
+			break;
+		unsigned k = reaped % STREAM_OPS;
+		int r;
+		while ((r = rmp_op_wait(ops[k], 60000)) == -EINPROGRESS)
+			; /* each RDMA wait inside is bounded: the op ends */
+		if (r && *rc == 0)
+			*rc = r;
+		ops[k] = NULL;
+		reaped++;
+	}
+	return *rc ? -1 : (double)iters * MIB / (now_us() - t0);
 }
 
 static int fail(const char *what, int rc, rmp_client *c)
@@ -119,10 +167,10 @@ int rmpool_bench(const char *coordinator, const char *secret, const struct rmp_c
 	int ex = 1;
 	unsigned nmax = lat_iters > af_iters ? lat_iters : af_iters;
 	double *t = calloc(nmax, sizeof(*t));
-	uint8_t *big = malloc(1u << 20);
+	uint8_t *big = malloc(STREAM_OPS * MIB);
 	uint8_t small[64] = { 0 };
-	rmp_addr a = 0, bw = 0;
-	memset(big, 0x5a, 1u << 20);
+	rmp_addr a = 0, bw = 0, sbw = 0;
+	memset(big, 0x5a, STREAM_OPS * MIB);
 
 	/* 64-byte latency, after a warm-up that makes the connections. */
 	if ((rc = rmp_alloc(p, 4096, &a)) != 0 || (rc = rmp_write(p, a, small, 64)) != 0 ||
@@ -179,7 +227,7 @@ int rmpool_bench(const char *coordinator, const char *secret, const struct rmp_c
 	double pk_pair = pk0 >= 0 && pk1 >= 0 ? (double)(pk1 - pk0) / (double)af_iters : -1;
 
 	/* 1 MiB bandwidth. */
-	if ((rc = rmp_alloc(p, 1u << 20, &bw)) != 0) {
+	if ((rc = rmp_alloc(p, 1u << 20, &bw)) != 0 || (rc = rmp_alloc(p, STREAM_OPS * MIB, &sbw)) != 0) {
 		fail("rmp_alloc 1 MiB", rc, c);
 		goto out;
 	}
@@ -197,8 +245,18 @@ int rmpool_bench(const char *coordinator, const char *secret, const struct rmp_c
 			goto out;
 		}
 	double read_bw = (double)bw_iters * (1 << 20) / (now_us() - t0);
+	double write_stream_bw = stream_bw(p, sbw, big, NULL, false, bw_iters, &rc);
+	if (rc) {
+		fail("rmp_write_async 1 MiB", rc, c);
+		goto out;
+	}
+	double read_stream_bw = stream_bw(p, sbw, big, NULL, true, bw_iters, &rc);
+	if (rc) {
+		fail("rmp_read_async 1 MiB", rc, c);
+		goto out;
+	}
 	rmp_buffer *rb;
-	if ((rc = rmp_buffer_register(p, big, 1u << 20, &rb)) != 0) {
+	if ((rc = rmp_buffer_register(p, big, STREAM_OPS * MIB, &rb)) != 0) {
 		fail("rmp_buffer_register 1 MiB", rc, c);
 		goto out;
 	}
@@ -212,6 +270,11 @@ int rmpool_bench(const char *coordinator, const char *secret, const struct rmp_c
 		if ((rc = rmp_read_buf(p, rb, 0, bw, 1u << 20)) != 0)
 			fail("rmp_read_buf 1 MiB", rc, c);
 	double read_buf_bw = (double)bw_iters * (1 << 20) / (now_us() - t0);
+	double write_buf_stream_bw = -1, read_buf_stream_bw = -1;
+	if (rc == 0 && (write_buf_stream_bw = stream_bw(p, sbw, NULL, rb, false, bw_iters, &rc)) < 0)
+		fail("rmp_write_buf_async 1 MiB", rc, c);
+	if (rc == 0 && (read_buf_stream_bw = stream_bw(p, sbw, NULL, rb, true, bw_iters, &rc)) < 0)
+		fail("rmp_read_buf_async 1 MiB", rc, c);
 	rmp_buffer_deregister(rb);
 	if (rc)
 		goto out;
@@ -226,15 +289,21 @@ int rmpool_bench(const char *coordinator, const char *secret, const struct rmp_c
 	printf("alloc_free.sent_pkts=%.2f\n", pk_pair);
 	printf("read_bw.MBps=%.2f\nwrite_bw.MBps=%.2f\n", read_bw, write_bw);
 	printf("read_buf_bw.MBps=%.2f\nwrite_buf_bw.MBps=%.2f\n", read_buf_bw, write_buf_bw);
+	printf("stream_ops=%u\n", STREAM_OPS);
+	printf("read_stream_bw.MBps=%.2f\nwrite_stream_bw.MBps=%.2f\n", read_stream_bw, write_stream_bw);
+	printf("read_buf_stream_bw.MBps=%.2f\nwrite_buf_stream_bw.MBps=%.2f\n", read_buf_stream_bw,
+	       write_buf_stream_bw);
 	ex = 0;
 out:
 	if (a)
 		rmp_free(p, a);
 	if (bw)
 		rmp_free(p, bw);
+	if (sbw)
+		rmp_free(p, sbw);
+	rmp_pool_close(p); /* before big goes: it ends any async operation */
+	rmp_disconnect(c);
 	free(t);
 	free(big);
-	rmp_pool_close(p);
-	rmp_disconnect(c);
 	return ex;
 }

@@ -10,18 +10,25 @@
  *
  * Reads and writes: a pool address maps to (segment = addr >> s, offset
  * in it); the segment table gives the donor, its region's address and
- * rkey. A transfer is cut at segment boundaries and at the size of a
- * donor's bounce buffer, and goes out in waves: in each wave every donor
- * involved gets its pieces posted at once (on its own connection), then
- * the wave waits for all of them. One allocation larger than any donor
- * (and any host) is thus read and written as one range. Donor
- * connections are made on first use, with a DONOR token for that donor.
+ * rkey. A transfer is cut at segment boundaries and into pieces of at
+ * most PIECE_MAX (one work request each), and runs as a pipeline on each
+ * donor's connection: up to DEPTH_MAX pieces in flight, the next one
+ * posted as soon as the oldest completes, so the send queue never drains
+ * in the middle of a transfer (an RDMA READ loss is then noticed from
+ * the next READ's response, not after the ACK timeout; see
+ * RMP_RDMA_ACK_TIMEOUT_DEFAULT for the timeout that remains at a tail).
+ * One allocation larger than any donor (and any host) is thus read and
+ * written as one range. Donor connections are made on first use, with a
+ * DONOR token for that donor.
  *
  * rmp_read/rmp_write move data through a registered bounce buffer per
  * donor connection (the caller's memory is not registered): a copy, in
- * exchange for working with any buffer. Locks: a donor's lock covers its connection
- * and bounce buffer for one wave; a wave takes the locks of its donors
- * in index order, so two waves cannot deadlock.
+ * exchange for working with any buffer; piece i in flight uses bounce
+ * slot i % DEPTH_MAX, and a read's piece is copied out when it completes.
+ * Locks: a transfer takes the locks of all donors behind its range, in
+ * index order (two transfers cannot deadlock), and holds them until its
+ * pipelines have drained: a donor's lock covers its connection, its
+ * pipeline and its bounce buffer.
  *
  * Registered buffers (rmp_buffer_register): the caller's memory is
  * posted from and to directly, no bounce copy. Each donor connection has
@@ -48,7 +55,7 @@
  * caller; the transfer itself is queued to a small set of worker threads
  * per pool (started on the first async call), each of which runs the
  * same synchronous transfer, so up to ASYNC_WORKERS operations move at
- * once (in parallel over different donors, wave by wave on one donor).
+ * once (in parallel over different donors, one after the other on one donor).
  * Every RDMA wait inside is bounded by the pool's RDMA timeout, and
  * rmp_op_wait takes a timeout of its own.
  */
@@ -66,22 +73,13 @@
 #include "store_rdma.h"
 
 #define DATA_SHARDS 16u
-#define BOUNCE_BYTES (4u << 20) /* per donor connection */
+#define BOUNCE_BYTES (DEPTH_MAX * PIECE_MAX) /* per donor connection: a slot per piece in flight */
 #define PIECE_MAX (64u << 10) /* one work request moves at most this: rxe under
 				 * emulation drops packets of long READ bursts and
 				 * retries whole requests; shorter ones recover faster */
-#define WAVE_MAX 16u            /* work requests per donor per wave (1 MiB of pieces) */
+#define DEPTH_MAX 16u           /* pieces in flight per donor (1 MiB): a power of 2 */
 #define TOKEN_TTL_MS (24ull * 3600 * 1000)
-#define PLAN_MAX 256u           /* pieces per wave, all donors */
 #define ASYNC_WORKERS 4u        /* threads per pool that run async operations */
-
-struct piece {
-	unsigned idx;   /* donor index */
-	uint64_t raddr;
-	uint32_t rkey;
-	uint32_t n;
-	uint64_t at;    /* offset in the caller's buffer */
-};
 
 struct data_donor {
 	uint32_t donor_id;
@@ -90,11 +88,12 @@ struct data_donor {
 	rmp_rdma_conn *conn; /* NULL until first use */
 	uint8_t *bounce;
 	struct ibv_mr *bounce_mr;
-	/* the wave being built, under lock */
-	struct rmp_rdma_op ops[WAVE_MAX];
-	void *user[WAVE_MAX]; /* read: where each piece goes */
-	unsigned nops;
-	uint32_t used;
+	/* the pipeline of the transfer holding the lock: pieces head - tail
+	 * are in flight, piece i in ops/user[i % DEPTH_MAX] and (through the
+	 * bounce buffer) in bounce slot i % DEPTH_MAX of PIECE_MAX bytes */
+	struct rmp_rdma_op ops[DEPTH_MAX];
+	void *user[DEPTH_MAX]; /* read: where each piece goes */
+	unsigned head, tail;
 };
 
 struct rmp_buffer {
@@ -509,46 +508,27 @@ static int donor_connect_locked(rmp_pool *p, struct rmp_data *d, struct data_don
 	return 0;
 }
 
-/* Post every donor's wave, then wait for all. Requires the locks of all
- * donors in use (mask). */
-static int run_wave_locked(rmp_pool *p, struct rmp_data *d, const uint8_t *in_use, bool copy_back)
+/* Reaps at least min completions of donor dn's pipeline (they come back
+ * in posting order on its one RC queue pair); a read through the bounce
+ * buffer copies each piece to the caller as it completes. Requires the
+ * donor's lock. */
+static int pipe_reap_locked(rmp_pool *p, struct data_donor *dn, unsigned min, bool copy_back)
 {
-	int rc = 0;
-	unsigned posted_to[d->ndonors ? d->ndonors : 1], nposted = 0;
+	uint64_t ids[DEPTH_MAX];
+	int n = rmp_rdma_poll(dn->conn, min, ids, DEPTH_MAX);
 
-	for (unsigned i = 0; i < d->ndonors; i++) {
-		struct data_donor *dn = &d->donors[i];
-		if (!in_use[i] || dn->nops == 0)
-			continue;
-		rc = rmp_rdma_post(dn->conn, dn->ops, dn->nops, 0);
-		if (rc)
-			break;
-		posted_to[nposted++] = i;
+	if (n < 0) {
+		/* The connection is failed now (rdma.c marks it): nothing of
+		 * it is trusted again, donor_connect_locked replaces it. */
+		dn->head = dn->tail = 0;
+		return rmp_client_fail(p->c, n, "donor %u: %s", dn->donor_id, rmp_strerror(n));
 	}
-	for (unsigned k = 0; k < nposted; k++) {
-		struct data_donor *dn = &d->donors[posted_to[k]];
-		unsigned got = 0;
-		uint64_t ids[WAVE_MAX];
-		while (got < dn->nops) {
-			int n = rmp_rdma_poll(dn->conn, dn->nops - got, ids, WAVE_MAX);
-			if (n < 0) {
-				if (rc == 0)
-					rc = rmp_client_fail(p->c, n, "donor %u: %s", dn->donor_id, rmp_strerror(n));
-				break;
-			}
-			got += (unsigned)n;
-		}
-		if (rc == 0 && copy_back)
-			for (unsigned j = 0; j < dn->nops; j++)
-				memcpy(dn->user[j], dn->ops[j].local, dn->ops[j].len);
+	for (int i = 0; i < n; i++) {
+		unsigned k = dn->tail++ % DEPTH_MAX;
+		if (copy_back)
+			memcpy(dn->user[k], dn->ops[k].local, dn->ops[k].len);
 	}
-	for (unsigned i = 0; i < d->ndonors; i++) {
-		if (!in_use[i])
-			continue; /* not ours: another thread may be filling it */
-		d->donors[i].nops = 0;
-		d->donors[i].used = 0;
-	}
-	return rc;
+	return 0;
 }
 
 /* The MR of registered buffer b on donor idx's connection, made now if
@@ -569,9 +549,12 @@ static int buffer_mr_locked(rmp_pool *p, struct data_donor *dn, unsigned idx, st
 
 /*
  * Move len bytes between buf and pool bytes [off, off+len), cut at
- * segment boundaries and bounce-buffer sizes, in waves over the donors.
+ * segment boundaries and PIECE_MAX, as a pipeline per donor: up to
+ * DEPTH_MAX pieces in flight on each donor's connection, the next piece
+ * posted as soon as the oldest one completes (no drain between batches).
  * reg: buf lies in that registered buffer (a reference is held) and the
- * pieces go straight from/to it; NULL: through the bounce buffers.
+ * pieces go straight from/to it; NULL: through the bounce buffers, one
+ * PIECE_MAX slot per piece in flight.
  */
 static int transfer(rmp_pool *p, struct rmp_data *d, uint64_t off, uint8_t *buf, struct rmp_buffer *reg,
 		    uint64_t len, bool is_read)
@@ -579,78 +562,79 @@ static int transfer(rmp_pool *p, struct rmp_data *d, uint64_t off, uint8_t *buf,
 	const struct rmp_wire_segtab *st = &p->segtab;
 	uint64_t seg_size = 1ull << d->seg_log2;
 	uint8_t in_use[d->ndonors ? d->ndonors : 1];
+	bool copy_back = is_read && !reg;
 	int rc = 0;
 
-	while (len > 0 && rc == 0) {
-		/* Plan one wave (no lock held: counts are local): walk forward
-		 * until some donor's wave is full. */
-		unsigned cnt[d->ndonors ? d->ndonors : 1];
-		uint64_t used[d->ndonors ? d->ndonors : 1];
-		struct piece plan[PLAN_MAX];
-		unsigned np = 0;
-		uint64_t w_off = off, w_len = len;
-		memset(in_use, 0, sizeof(in_use));
-		memset(cnt, 0, sizeof(cnt));
-		memset(used, 0, sizeof(used));
-		while (w_len > 0 && np < PLAN_MAX) {
-			const struct rmp_wire_segment *sg = &st->segments[w_off >> d->seg_log2];
-			unsigned idx;
-			if (sg->donor_id == RMP_WIRE_SEG_RESERVED || !donor_by_id(d, sg->donor_id, &idx))
-				return rmp_client_fail(p->c, -EFAULT, "pool offset %#llx has no donor behind it",
-						       (unsigned long long)w_off);
-			uint64_t n = seg_size - (w_off & (seg_size - 1));
-			if (n > w_len)
-				n = w_len;
-			if (n > PIECE_MAX)
-				n = PIECE_MAX;
-			if (cnt[idx] == WAVE_MAX || (!reg && used[idx] + n > BOUNCE_BYTES))
-				break; /* this donor is full: the rest waits for the next wave */
-			plan[np++] = (struct piece){ .idx = idx, .raddr = sg->addr + (w_off & (seg_size - 1)),
-						     .rkey = sg->rkey, .n = (uint32_t)n, .at = w_off - off };
-			cnt[idx]++;
-			used[idx] += n;
-			in_use[idx] = 1;
-			w_off += n;
-			w_len -= n;
-		}
-		/* Lock in index order, connect where needed, fill the ops. */
-		unsigned locked = 0;
-		for (unsigned i = 0; i < d->ndonors; i++) {
-			if (!in_use[i])
-				continue;
-			pthread_mutex_lock(&d->donors[i].lock);
-			locked = i + 1;
-			rc = donor_connect_locked(p, d, &d->donors[i]);
-			if (rc == 0 && reg)
-				rc = buffer_mr_locked(p, &d->donors[i], i, reg);
-			if (rc)
-				break;
-		}
-		if (rc == 0) {
-			for (unsigned k = 0; k < np; k++) {
-				struct data_donor *dn = &d->donors[plan[k].idx];
-				uint8_t *user = buf + plan[k].at;
-				uint8_t *local = reg ? user : dn->bounce + dn->used;
-				uint32_t lkey = reg ? reg->mrs[plan[k].idx]->lkey : dn->bounce_mr->lkey;
-				if (!is_read && !reg)
-					memcpy(local, user, plan[k].n);
-				dn->user[dn->nops] = user;
-				dn->ops[dn->nops++] = (struct rmp_rdma_op){
-					.kind = is_read ? RMP_RDMA_READ : RMP_RDMA_WRITE, .local = local,
-					.lkey = lkey, .len = plan[k].n, .raddr = plan[k].raddr,
-					.rkey = plan[k].rkey };
-				dn->used += plan[k].n;
-			}
-			rc = run_wave_locked(p, d, in_use, is_read && !reg);
-		}
-		for (unsigned i = 0; i < locked && i < d->ndonors; i++)
-			if (in_use[i])
-				pthread_mutex_unlock(&d->donors[i].lock);
-		uint64_t done = w_off - off;
-		off += done;
-		buf += done;
-		len -= done;
+	/* The donors behind the range: one look per segment. */
+	memset(in_use, 0, sizeof(in_use));
+	for (uint64_t o = off; o < off + len; o = (o | (seg_size - 1)) + 1) {
+		const struct rmp_wire_segment *sg = &st->segments[o >> d->seg_log2];
+		unsigned idx;
+		if (sg->donor_id == RMP_WIRE_SEG_RESERVED || !donor_by_id(d, sg->donor_id, &idx))
+			return rmp_client_fail(p->c, -EFAULT, "pool offset %#llx has no donor behind it",
+					       (unsigned long long)o);
+		in_use[idx] = 1;
 	}
+	/* Lock in index order (two transfers cannot deadlock), connect where
+	 * needed, make the buffer's MRs. */
+	unsigned locked = 0;
+	for (unsigned i = 0; i < d->ndonors && rc == 0; i++) {
+		if (!in_use[i])
+			continue;
+		pthread_mutex_lock(&d->donors[i].lock);
+		locked = i + 1;
+		d->donors[i].head = d->donors[i].tail = 0;
+		rc = donor_connect_locked(p, d, &d->donors[i]);
+		if (rc == 0 && reg)
+			rc = buffer_mr_locked(p, &d->donors[i], i, reg);
+	}
+	for (uint64_t pos = 0; rc == 0 && pos < len;) {
+		uint64_t o = off + pos;
+		const struct rmp_wire_segment *sg = &st->segments[o >> d->seg_log2];
+		unsigned idx = 0;
+		donor_by_id(d, sg->donor_id, &idx); /* checked above */
+		struct data_donor *dn = &d->donors[idx];
+		if (dn->head - dn->tail == DEPTH_MAX) {
+			rc = pipe_reap_locked(p, dn, 1, copy_back); /* the oldest piece, at least */
+			continue;
+		}
+		uint64_t n = seg_size - (o & (seg_size - 1));
+		if (n > len - pos)
+			n = len - pos;
+		if (n > PIECE_MAX)
+			n = PIECE_MAX;
+		unsigned k = dn->head % DEPTH_MAX;
+		uint8_t *user = buf + pos;
+		uint8_t *local = reg ? user : dn->bounce + (size_t)k * PIECE_MAX;
+		if (!is_read && !reg)
+			memcpy(local, user, n);
+		dn->user[k] = user;
+		dn->ops[k] = (struct rmp_rdma_op){ .kind = is_read ? RMP_RDMA_READ : RMP_RDMA_WRITE, .local = local,
+						   .lkey = reg ? reg->mrs[idx]->lkey : dn->bounce_mr->lkey,
+						   .len = (uint32_t)n, .raddr = sg->addr + (o & (seg_size - 1)),
+						   .rkey = sg->rkey };
+		if ((rc = rmp_rdma_post(dn->conn, &dn->ops[k], 1, dn->head)) != 0) {
+			rc = rmp_client_fail(p->c, rc, "donor %u: %s", dn->donor_id, rmp_strerror(rc));
+			break;
+		}
+		dn->head++;
+		pos += n;
+	}
+	/* Drain every pipeline, also after an error (nothing may land in a
+	 * buffer after we return). */
+	for (unsigned i = 0; i < locked; i++) {
+		struct data_donor *dn = &d->donors[i];
+		if (!in_use[i] || !dn->conn)
+			continue;
+		while (dn->head != dn->tail) {
+			int e = pipe_reap_locked(p, dn, dn->head - dn->tail, copy_back && rc == 0);
+			if (e && rc == 0)
+				rc = e;
+		}
+	}
+	for (unsigned i = 0; i < locked; i++)
+		if (in_use[i])
+			pthread_mutex_unlock(&d->donors[i].lock);
 	return rc;
 }
 

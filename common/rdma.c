@@ -156,6 +156,10 @@ static void opts_fill(struct rmp_rdma_opts *dst, const struct rmp_rdma_opts *src
 		dst->timeout_ms = DEFAULT_TIMEOUT_MS;
 	if (dst->max_inflight == 0)
 		dst->max_inflight = DEFAULT_INFLIGHT;
+	if (dst->ack_timeout == 0)
+		dst->ack_timeout = RMP_RDMA_ACK_TIMEOUT_DEFAULT;
+	if (dst->ack_timeout > 31)
+		dst->ack_timeout = 31; /* the field has 5 bits */
 }
 
 static int set_nonblock(int fd)
@@ -394,6 +398,17 @@ int rmp_rdma_connect(const char *host, uint16_t port, const void *pdata, uint8_t
 	rc = conn_make_qp(c);
 	if (rc)
 		goto out_destroy_id;
+	/* The local ACK timeout: how long a lost request or response stalls
+	 * the QP before it retransmits. rdma_cm's own value on RoCE (from the
+	 * packet lifetime) is 19 here, 2.1 s, and rxe under emulation loses
+	 * reply packets of long READs: every loss at the tail of a transfer
+	 * (no later response shows the gap) waited that long. Only the
+	 * active side posts requests, so only its QP's value matters. */
+	if (rdma_set_option(c->id, RDMA_OPTION_ID, RDMA_OPTION_ID_ACK_TIMEOUT, &c->opts.ack_timeout,
+			    sizeof(c->opts.ack_timeout))) {
+		rc = neg_errno(EINVAL);
+		goto out_free_qp;
+	}
 
 	struct rdma_conn_param param = {
 		.private_data = pdata,

@@ -34,6 +34,7 @@
 #include <infiniband/verbs.h>
 
 #define RMP_RDMA_PDATA_MAX 56u /* RC connect private data, rdma_cm over IB/RoCE */
+#define RMP_RDMA_ACK_TIMEOUT_DEFAULT 14u /* 4.096 us * 2^14 = 67 ms */
 
 enum rmp_rdma_wait {
 	RMP_RDMA_WAIT_POLL = 0,  /* spin on the CQ (lowest latency, burns a CPU) */
@@ -45,6 +46,14 @@ struct rmp_rdma_opts {
 	int timeout_ms;          /* every wait; 0: 5000 */
 	enum rmp_rdma_wait wait;
 	uint32_t max_inflight;   /* send queue depth; 0: 64 */
+	/* Local ACK timeout of the QP (active side), the exponent n of
+	 * 4.096 us * 2^n: how long the initiator waits for a missing response
+	 * before it retransmits. 0: RMP_RDMA_ACK_TIMEOUT_DEFAULT (67 ms;
+	 * rdma_cm's own choice on RoCE was 19, 2.1 s per lost tail packet).
+	 * With retry_count 7 a hardware QP gives up after 8 timeouts without
+	 * progress (0.5 s at 14); rxe reads 7 as "retry forever". Either way
+	 * timeout_ms bounds every wait. */
+	uint8_t ack_timeout;
 	/* Every rmpool connection carries atomics (allocator metadata,
 	 * user-level remote atomics), so connect and listen refuse a device
 	 * whose atomic_cap is IBV_ATOMIC_NONE with -EOPNOTSUPP. Set this to

@@ -278,9 +278,9 @@ RMP_API int rmp_read_buf(rmp_pool *p, rmp_buffer *b, size_t off, rmp_addr src, u
  * return 0 with an operation handle. A few worker threads per pool
  * (started on the first asynchronous call, stopped by rmp_pool_close) run
  * queued operations, several at once: operations on different donors
- * move in parallel, operations on one donor share its connection wave by
- * wave. Order between operations in flight is not defined: do not let
- * two of them overlap where one writes.
+ * move in parallel, operations on one donor take its connection in turn.
+ * Order between operations in flight is not defined: do not let two of
+ * them overlap where one writes.
  *
  * The local memory (src/dst, or the registered buffer, which stays
  * referenced: rmp_buffer_deregister says -EBUSY) must stay valid and

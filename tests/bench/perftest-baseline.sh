@@ -14,7 +14,8 @@
 # Output: one table on stdout; with --out FILE, key=value lines such as
 #   read_lat.poll.typical_us=334.12   read_bw.event.avg_MBps=61.30
 #   read_lat.size=2   reps=3   server=198.18.0.1 ...
-# (All runs use -R -u 18, see run_once.)
+#   ack_timeout=18
+# (All runs use -R -u 18, or --ack-timeout, see run_once.)
 # Exit status 1 when any measurement failed (its cell shows FAIL).
 # Every perftest process is bounded by a timeout.
 set -euo pipefail
@@ -28,6 +29,8 @@ BW_SIZE=65536
 SERVER=1
 CLIENT=2
 MODES="poll event"
+ONLY= # --tests: names from TESTS, empty: all
+ACK_TIMEOUT=18 # perftest -u: the QP's ACK timeout, 4.096 us * 2^N
 PORT=18600 # first rdma_cm port; each run takes the next one
 RUN_TIMEOUT=60 # a 200-iteration run takes seconds; longer means rxe hung
 
@@ -36,10 +39,12 @@ usage() {
 Usage: perftest-baseline.sh [--out FILE] [--reps N] [--lat-iters N]
                             [--bw-iters N] [--bw-size BYTES]
                             [--server HOST] [--client HOST] [--modes "poll event"]
+                            [--tests "read_lat read_bw ..."] [--ack-timeout N] [--first-port N]
 Run inside 'deploy/vm/rmpool-vm run --hosts 2 -- ...'. Prints one table of
 medians over N runs (default $REPS) and writes key=value lines to FILE.
 Defaults: --lat-iters $LAT_ITERS, --bw-iters $BW_ITERS, --bw-size $BW_SIZE,
-server host $SERVER, client host $CLIENT.
+server host $SERVER, client host $CLIENT, --ack-timeout $ACK_TIMEOUT (perftest -u),
+all tests (read_lat write_lat atomic_lat read_bw write_bw).
 EOF
 }
 
@@ -53,6 +58,9 @@ while (($#)); do
 	--server) SERVER=$2; shift 2 ;;
 	--client) CLIENT=$2; shift 2 ;;
 	--modes) MODES=$2; shift 2 ;;
+	--tests) ONLY=$2; shift 2 ;;
+	--ack-timeout) ACK_TIMEOUT=$2; shift 2 ;;
+	--first-port) PORT=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "perftest-baseline: unknown option '$1'" >&2; usage >&2; exit 2 ;;
 	esac
@@ -76,6 +84,15 @@ TESTS=(
 	"read_bw    bw  $BW_SIZE  "
 	"write_bw   bw  $BW_SIZE  "
 )
+if [[ -n $ONLY ]]; then
+	kept=()
+	for t in "${TESTS[@]}"; do
+		read -r name _ <<<"$t"
+		[[ " $ONLY " == *" $name "* ]] && kept+=("$t")
+	done
+	((${#kept[@]})) || die "--tests '$ONLY' names no test"
+	TESTS=("${kept[@]}")
+fi
 
 # One server/client pair; prints perftest's figure (typical latency or
 # average bandwidth) on stdout, or fails.
@@ -86,8 +103,9 @@ run_once() { # NAME KIND SIZE MODE PORT
 	# -u 18: QP transport timeout 4 us * 2^18 = 1 s (perftest's default, 14,
 	# is 67 ms): a loaded TCG host delays ACKs past 67 ms times 7 retries and
 	# the QP fails (completer_retry_err), which shows up as failed connects.
-	# It changes nothing on a path that loses nothing.
-	opts=(-R -u 18 -n "$iters" -p "$port")
+	# It changes nothing on a path that loses nothing. (--ack-timeout sets
+	# it: rmpool's own QPs use 14.)
+	opts=(-R -u "$ACK_TIMEOUT" -n "$iters" -p "$port")
 	[[ $name == atomic_lat ]] || opts+=(-s "$size")
 	[[ $mode == event ]] && opts+=(-e)
 	job=pt_${name}_${mode}_$$_$port
@@ -160,7 +178,7 @@ for t in "${TESTS[@]}"; do
 done
 
 {
-	echo "perftest baseline: host $CLIENT -> host $SERVER ($SERVER_ADDR), rdma_cm (-R), median of $REPS runs, $((SECONDS - t0)) s"
+	echo "perftest baseline: host $CLIENT -> host $SERVER ($SERVER_ADDR), rdma_cm (-R), -u $ACK_TIMEOUT, median of $REPS runs, $((SECONDS - t0)) s"
 	printf '%-14s %8s %7s' test bytes iters
 	for mode in $MODES; do printf ' %12s' "$mode"; done
 	printf '  %s\n' unit
@@ -181,6 +199,7 @@ if [[ -n $OUT ]]; then
 		echo "# perftest baseline, $(date -u +%Y-%m-%dT%H:%M:%SZ), median of $REPS runs"
 		echo "server=$SERVER_ADDR"
 		echo "reps=$REPS"
+		echo "ack_timeout=$ACK_TIMEOUT"
 		for t in "${TESTS[@]}"; do
 			read -r name kind size <<<"$t"
 			echo "$name.size=$size"

@@ -4,17 +4,23 @@
 #
 # Run under deploy/vm/rmpool-vm with 2 hosts (target bench-pool):
 #   1. perftest baseline (perftest-baseline.sh, 64 KiB bandwidth) from host 2
-#      to host 1, polling and event mode;
+#      to host 1, polling and event mode; then ib_read_bw again with
+#      rmpool's ACK timeout (-u 14 instead of 18);
 #   2. rmpool-server and one host agent on host 1 (so every donor is on
 #      host 1, where perftest's server ran), a 64M pool;
 #   3. `rmpool bench` on host 2, with RMPOOL_WAIT=poll and =event;
 #   4. one table: 64 B rmp_read and rmp_write latency as ratios of
 #      ib_read_lat (both complete after one round trip; target <= 1.15x),
 #      1 MiB read/write bandwidth as ratios of ib_read_bw / ib_write_bw
-#      (target >= 0.9x), alloc+free latency against ib_atomic_lat, round
-#      trips per alloc and per free (target: mean <= 2 per alloc when a
+#      (target >= 0.9x; one 1 MiB call at a time, and beside it rmp_read_buf
+#      and 4 rmp_*_async calls in flight, perftest's way), alloc+free
+#      latency against ib_atomic_lat, round trips per alloc and per
+#      free (target: mean <= 2 per alloc when a
 #      block of the order is free), and work requests per alloc+free
-#      against the packets host 2's rxe device sent meanwhile.
+#      against the packets host 2's rxe device sent meanwhile;
+#   5. both hosts' rxe counters over each bench run: packets sent and
+#      received each way (the difference was lost on the way), READ
+#      retries (completer_retry_err) and the duplicates they caused.
 # Usage: pool-bench.sh RMPOOL RMPOOL-SERVER RMPOOL-DONOR [--reps N]
 set -euo pipefail
 
@@ -53,6 +59,11 @@ trap cleanup EXIT
 # attempt, seen here). rmpool moves its 1 MiB in 64 KiB pieces too.
 "$HERE/perftest-baseline.sh" --out "$work/base.txt" --bw-size 65536 --reps "$REPS" --server 1 --client 2 ||
 	fail "the perftest baseline failed"
+# ib_read_bw once more with rmpool's own ACK timeout (14, 67 ms; the
+# baseline's -u 18 is 1 s): READ reply losses cost perftest that long.
+"$HERE/perftest-baseline.sh" --out "$work/base14.txt" --bw-size 65536 --reps "$REPS" --server 1 --client 2 \
+	--tests read_bw --ack-timeout 14 --first-port 18700 ||
+	echo "pool-bench: ib_read_bw -u 14 had failed runs (see above)" >&2
 
 "$VM" exec --bg "$SRV" 1 -- "$SERVER" --listen "$coord" --http-port 0 --rdma-addr "$ip1" --rdma-port 7422 ||
 	fail "cannot start rmpool-server"
@@ -72,9 +83,19 @@ for _ in $(seq 1 60); do
 done
 ((ok)) || { cat "$work/create.out" >&2; fail "pool create failed"; }
 
+# rxe's counters of both hosts (name=value lines, "h1.sent_pkts=...").
+counters() {
+	local h
+	for h in 1 2; do
+		"$VM" exec --timeout 60 "$h" -- sh -c 'cd /sys/class/infiniband/rxe0/ports/1/hw_counters && grep -H . *' |
+			sed "s/^\([^:]*\):/h$h.\1=/"
+	done
+}
 for mode in poll event; do
+	counters >"$work/rxe.$mode.before.txt" || true
 	RMPOOL_WAIT=$mode "$VM" exec --timeout 600 2 -- "$CLI" --coordinator "$coord" bench "$POOL" >"$work/rmp.$mode.txt" ||
 		fail "rmpool bench ($mode) failed: $(cat "$work/rmp.$mode.txt")"
+	counters >"$work/rxe.$mode.after.txt" || true
 done
 
 get() { sed -n "s/^$2=//p" "$1" | head -n1; }
@@ -87,13 +108,31 @@ for mode in poll event; do
 	R=$work/rmp.$mode.txt
 	rl=$(get "$R" read_lat.median_us) wl=$(get "$R" write_lat.median_us) af=$(get "$R" alloc_free_lat.median_us)
 	rb=$(get "$R" read_bw.MBps) wb=$(get "$R" write_bw.MBps)
+	rbb=$(get "$R" read_buf_bw.MBps) wbb=$(get "$R" write_buf_bw.MBps)
+	rs=$(get "$R" read_stream_bw.MBps) ws=$(get "$R" write_stream_bw.MBps) so=$(get "$R" stream_ops)
 	brl=$(get "$B" "read_lat.$mode.typical_us") bal=$(get "$B" "atomic_lat.$mode.typical_us")
 	brb=$(get "$B" "read_bw.$mode.avg_MBps") bwb=$(get "$B" "write_bw.$mode.avg_MBps")
+	brb14=$(get "$work/base14.txt" "read_bw.$mode.avg_MBps" 2>/dev/null || true)
 	printf '%-34s %10s %10s %10s %10s %8s\n' "64 B rmp_read latency (us)" "$mode" "$rl" "$brl" "$(ratio "$rl" "$brl")" "<=1.15x"
 	printf '%-34s %10s %10s %10s %10s %8s\n' "64 B rmp_write latency (us)" "$mode" "$wl" "$brl" "$(ratio "$wl" "$brl")" "<=1.15x"
 	printf '%-34s %10s %10s %10s %10s %8s\n' "1 MiB rmp_read bandwidth (MB/s)" "$mode" "$rb" "$brb" "$(ratio "$rb" "$brb")" ">=0.9x"
+	printf '%-34s %10s %10s %10s %10s %8s\n' "  the same, vs ib_read_bw -u 14" "$mode" "$rb" "${brb14:-n/a}" "$(ratio "$rb" "$brb14")" "-"
+	printf '%-34s %10s %10s %10s %10s %8s\n' "  rmp_read_buf, 1 at a time" "$mode" "$rbb" "$brb" "$(ratio "$rbb" "$brb")" "-"
+	printf '%-34s %10s %10s %10s %10s %8s\n' "  rmp_read_async, ${so:-?} in flight" "$mode" "$rs" "$brb" "$(ratio "$rs" "$brb")" "-"
 	printf '%-34s %10s %10s %10s %10s %8s\n' "1 MiB rmp_write bandwidth (MB/s)" "$mode" "$wb" "${bwb:-n/a}" "$(ratio "$wb" "$bwb")" ">=0.9x"
+	printf '%-34s %10s %10s %10s %10s %8s\n' "  rmp_write_buf, 1 at a time" "$mode" "$wbb" "${bwb:-n/a}" "$(ratio "$wbb" "$bwb")" "-"
+	printf '%-34s %10s %10s %10s %10s %8s\n' "  rmp_write_async, ${so:-?} in flight" "$mode" "$ws" "${bwb:-n/a}" "$(ratio "$ws" "$bwb")" "-"
 	printf '%-34s %10s %10s %10s %10s %8s\n' "alloc+free latency (us)" "$mode" "$af" "$bal" "$(ratio "$af" "$bal")" "-"
+done
+echo
+for mode in poll event; do
+	d() {
+		awk -F= -v k="$1" 'FNR == NR && $1 == k { a = $2 } FNR != NR && $1 == k { b = $2 }
+			END { if (a == "" || b == "") print "?"; else print b - a }' "$work/rxe.$mode.before.txt" "$work/rxe.$mode.after.txt"
+	}
+	echo "rxe during rmpool bench ($mode): host 1 sent $(d h1.sent_pkts) packets, host 2 received $(d h2.rcvd_pkts);" \
+		"host 2 sent $(d h2.sent_pkts), host 1 received $(d h1.rcvd_pkts); host 2 completer_retry_err +$(d h2.completer_retry_err)," \
+		"retry_exceeded_err +$(d h2.retry_exceeded_err); host 1 duplicate_request +$(d h1.duplicate_request)"
 done
 R=$work/rmp.event.txt
 echo
@@ -101,4 +140,8 @@ echo "round trips per alloc: $(get "$R" alloc.round_trips) (target <= 2 when a b
 echo "work requests per alloc+free: $(awk -v a="$(get "$R" alloc.work_requests)" -v f="$(get "$R" free.work_requests)" 'BEGIN { printf "%.2f", a + f }')," \
 	"rxe packets sent by host 2 per alloc+free: $(get "$R" alloc_free.sent_pkts) (one request packet per work request)"
 echo "(ib_write_bw has no event mode in perftest; the 64 B write is compared with ib_read_lat: both wait one round trip."
-echo " perftest bandwidth: 64 KiB messages, as ib_read_bw with 1 MiB READs fails on emulated rxe; rmpool: 1 MiB calls.)"
+echo " perftest bandwidth: 64 KiB messages, as ib_read_bw with 1 MiB READs fails on emulated rxe; rmpool: 1 MiB calls."
+echo " perftest runs with -u 18 (ACK timeout 1 s), rmpool's QPs with 14 (67 ms): the '-u 14' row compares at equal timeouts."
+echo " The target rows are one 1 MiB rmp_read/rmp_write at a time (each waits for its last byte); perftest keeps"
+echo " many messages in flight all along, like the 'in flight' rows (1 MiB rmp_*_async operations, a new one"
+echo " started as the oldest is reaped). rxe counters of both hosts over each rmpool bench run: $work/rxe.*.txt)"
