@@ -366,12 +366,21 @@ out_close:
 /* The pool's data path, set up on first use: the metadata connection
  * (donors connect on their own first use). A failed setup is retried by
  * the next call. */
+/* -EINVAL for an argument that is missing, with the detail recorded for
+ * rmp_last_error() (on the pool's client when there is a pool), so that
+ * the detail never tells of an earlier call. */
+static int bad_arg(const rmp_pool *p, const char *what)
+{
+	return rmp_client_fail(p ? p->c : NULL, -EINVAL, "%s", what);
+}
+
 static int data_of(rmp_pool *p, struct rmp_data **out)
 {
 	int rc = 0;
 
+	*out = NULL;
 	if (!p)
-		return -EINVAL;
+		return bad_arg(p, "NULL pool");
 	pthread_mutex_lock(&p->data_lock);
 	if (!p->data) {
 		unsigned t = p->c->opts.rdma_timeout_ms ? p->c->opts.rdma_timeout_ms : 10000;
@@ -390,7 +399,7 @@ int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out)
 	int rc;
 
 	if (!out || !p)
-		return -EINVAL;
+		return bad_arg(p, out ? "rmp_alloc: NULL pool" : "rmp_alloc: NULL result pointer");
 	*out = 0;
 	if (size == 0)
 		return rmp_client_fail(p->c, -EINVAL, "rmp_alloc: size 0");
@@ -436,7 +445,7 @@ int rmp_free(rmp_pool *p, rmp_addr a)
 	int rc;
 
 	if (!p || a == 0)
-		return -EINVAL;
+		return bad_arg(p, p ? "rmp_free: handle 0 is never a block" : "rmp_free: NULL pool");
 	if ((rc = data_of(p, &d)) != 0)
 		return rc;
 	if (decode(d, a, &order, &off) != 0 || (off & ((1ull << order) - 1)) != 0)
@@ -707,10 +716,10 @@ int rmp_buffer_register(rmp_pool *p, void *addr, size_t len, rmp_buffer **out)
 	int rc;
 
 	if (!out)
-		return -EINVAL;
+		return bad_arg(p, "rmp_buffer_register: NULL result pointer");
 	*out = NULL;
 	if (!p)
-		return -EINVAL;
+		return bad_arg(p, "rmp_buffer_register: NULL pool");
 	if (!addr || len == 0)
 		return rmp_client_fail(p->c, -EINVAL, "rmp_buffer_register: %s", addr ? "zero length" : "NULL address");
 	if ((rc = data_of(p, &d)) != 0)
@@ -737,13 +746,13 @@ int rmp_buffer_deregister(rmp_buffer *b)
 	struct rmp_buffer **pp;
 
 	if (!b)
-		return -EINVAL;
+		return bad_arg(NULL, "rmp_buffer_deregister: NULL buffer");
 	pthread_mutex_lock(&buf_lock);
 	for (pp = &buffers; *pp && *pp != b; pp = &(*pp)->next)
 		;
 	if (!*pp || b->dead) {
 		pthread_mutex_unlock(&buf_lock);
-		return -EINVAL; /* not a live buffer (deregistered, or its pool closed) */
+		return bad_arg(NULL, "rmp_buffer_deregister: not a registered buffer (deregistered, or its pool closed)");
 	}
 	if (b->refs) {
 		pthread_mutex_unlock(&buf_lock);
@@ -925,7 +934,7 @@ int rmp_write_async(rmp_pool *p, rmp_addr dst, const void *src, uint64_t len, rm
 	int rc;
 
 	if (!op)
-		return -EINVAL;
+		return bad_arg(p, "rmp_write_async: NULL op pointer");
 	*op = NULL;
 	if ((rc = bounce_prepare(p, dst, src, len, "rmp_write_async", &d, &off)) != 0)
 		return rc;
@@ -939,7 +948,7 @@ int rmp_read_async(rmp_pool *p, void *dst, rmp_addr src, uint64_t len, rmp_op **
 	int rc;
 
 	if (!op)
-		return -EINVAL;
+		return bad_arg(p, "rmp_read_async: NULL op pointer");
 	*op = NULL;
 	if ((rc = bounce_prepare(p, src, dst, len, "rmp_read_async", &d, &off)) != 0)
 		return rc;
@@ -954,7 +963,7 @@ int rmp_write_buf_async(rmp_pool *p, rmp_addr dst, rmp_buffer *b, size_t off, ui
 	int rc;
 
 	if (!op)
-		return -EINVAL;
+		return bad_arg(p, "rmp_write_buf_async: NULL op pointer");
 	*op = NULL;
 	if ((rc = data_of(p, &d)) != 0 ||
 	    (rc = buf_args(p, d, b, off, dst, len, "rmp_write_buf_async", &poff, &local)) != 0)
@@ -970,7 +979,7 @@ int rmp_read_buf_async(rmp_pool *p, rmp_buffer *b, size_t off, rmp_addr src, uin
 	int rc;
 
 	if (!op)
-		return -EINVAL;
+		return bad_arg(p, "rmp_read_buf_async: NULL op pointer");
 	*op = NULL;
 	if ((rc = data_of(p, &d)) != 0 ||
 	    (rc = buf_args(p, d, b, off, src, len, "rmp_read_buf_async", &poff, &local)) != 0)
@@ -980,8 +989,10 @@ int rmp_read_buf_async(rmp_pool *p, rmp_buffer *b, size_t off, rmp_addr src, uin
 
 int rmp_op_test(rmp_op *op)
 {
-	if (!op || !op->p->data)
-		return -EINVAL;
+	if (!op)
+		return bad_arg(NULL, "rmp_op_test: NULL op");
+	if (!op->p->data)
+		return bad_arg(op->p, "rmp_op_test: the op's pool is closed");
 	struct data_async *a = &op->p->data->async;
 	pthread_mutex_lock(&a->lock);
 	int rc = op->done ? op->rc : -EINPROGRESS;
@@ -991,8 +1002,10 @@ int rmp_op_test(rmp_op *op)
 
 int rmp_op_wait(rmp_op *op, unsigned timeout_ms)
 {
-	if (!op || !op->p->data)
-		return -EINVAL;
+	if (!op)
+		return bad_arg(NULL, "rmp_op_wait: NULL op");
+	if (!op->p->data)
+		return bad_arg(op->p, "rmp_op_wait: the op's pool is closed");
 	rmp_pool *p = op->p;
 	struct data_async *a = &p->data->async;
 	struct timespec dl;

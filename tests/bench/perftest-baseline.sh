@@ -100,11 +100,12 @@ run_once() { # NAME KIND SIZE MODE PORT
 	local name=$1 kind=$2 size=$3 mode=$4 port=$5 job out rc=0 iters opts=()
 	iters=$LAT_ITERS
 	[[ $kind == bw ]] && iters=$BW_ITERS
-	# -u 18: QP transport timeout 4 us * 2^18 = 1 s (perftest's default, 14,
-	# is 67 ms): a loaded TCG host delays ACKs past 67 ms times 7 retries and
-	# the QP fails (completer_retry_err), which shows up as failed connects.
-	# It changes nothing on a path that loses nothing. (--ack-timeout sets
-	# it: rmpool's own QPs use 14.)
+	# -u: the QP's ACK timeout, 4.096 us * 2^N. The baseline uses 18 (1 s;
+	# perftest's default, 14, is 67 ms). It changes nothing on a path that
+	# loses nothing; on emulated rxe, which drops READ reply packets, every
+	# loss at the tail of a burst waits it out, so bandwidth depends on it.
+	# rmpool's own QPs use 14; --ack-timeout 14 measures perftest at the
+	# same value (bench-pool prints both).
 	opts=(-R -u "$ACK_TIMEOUT" -n "$iters" -p "$port")
 	[[ $name == atomic_lat ]] || opts+=(-s "$size")
 	[[ $mode == event ]] && opts+=(-e)
