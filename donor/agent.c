@@ -257,6 +257,28 @@ static void format_hostport(const struct rmp_config_hostport *hp, char *buf, siz
 		snprintf(buf, len, "%s:%u", hp->host, (unsigned)hp->port);
 }
 
+/* pipe2(O_CLOEXEC) and fork; the child starts with an empty signal mask
+ * (the agent's mask would survive exec). The pid (0 in the child), or
+ * -errno with the pipe closed. */
+static pid_t fork_piped(int pfd[2])
+{
+	if (pipe2(pfd, O_CLOEXEC))
+		return -errno;
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return -e;
+	}
+	if (pid == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+	}
+	return pid;
+}
+
 /* fork + exec a donor. The exec's success is known before we answer: a
  * close-on-exec pipe stays silent when exec works and carries errno when
  * it does not. */
@@ -280,21 +302,12 @@ static int spawn_donor(struct agent *a, const struct rmp_wire_spawn *s, pid_t *o
 			cfg->rdma_addr[0] ? "--rdma-addr" : NULL, (char *)cfg->rdma_addr,
 			NULL};
 
-	if (pipe2(pfd, O_CLOEXEC))
-		return -errno;
 	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0) {
-		int e = errno;
-		close(pfd[0]);
-		close(pfd[1]);
-		return -e;
-	}
+	pid_t pid = fork_piped(pfd);
+	if (pid < 0)
+		return (int)pid;
 	if (pid == 0) {
 		/* Child: async-signal-safe calls only until exec. */
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL); /* the mask survives exec */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		int e = 0;
 		if (getppid() != parent) /* the agent died before prctl */
@@ -502,19 +515,10 @@ static int measure_footprint(struct agent *a)
 			a->cfg->rdma_addr[0] ? "--rdma-addr" : NULL, (char *)a->cfg->rdma_addr,
 			NULL};
 
-	if (pipe2(pfd, O_CLOEXEC))
-		return -errno;
-	pid_t pid = fork();
-	if (pid < 0) {
-		int e = errno;
-		close(pfd[0]);
-		close(pfd[1]);
-		return -e;
-	}
+	pid_t pid = fork_piped(pfd);
+	if (pid < 0)
+		return (int)pid;
 	if (pid == 0) {
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
 		dup2(pfd[1], STDOUT_FILENO);
 		execv(a->self, argv);
 		_exit(127);

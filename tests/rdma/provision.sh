@@ -46,11 +46,7 @@ RDMA_PORT=7402
 POOL=prov$$
 
 T=provision
-fail() {
-	echo "$T: FAIL: $*" >&2
-	exit 1
-}
-note() { echo "$T: $*"; }
+source "$(dirname "$(readlink -f "$0")")/cluster-lib.sh"
 
 [[ -n ${RMPOOL_VM_DIR:-} ]] ||
 	fail "RMPOOL_VM_DIR is unset: run under the harness, e.g. deploy/vm/rmpool-vm run --hosts 3 -- ctest --test-dir build -R rdma_provision"
@@ -63,13 +59,6 @@ command -v python3 >/dev/null || fail "python3 is needed on the host to read JSO
 coord_ip=${hosts[0]}
 coord=$coord_ip:$PORT
 
-to_bytes() { # 64M -> 67108864
-	local v=$1 n=${1%[KMGT]}
-	case $v in
-	*K) echo $((n << 10)) ;; *M) echo $((n << 20)) ;; *G) echo $((n << 30)) ;; *T) echo $((n << 40)) ;;
-	*) echo "$v" ;;
-	esac
-}
 limit_bytes=$(to_bytes "$PROCESS_LIMIT")
 size_bytes=$(to_bytes "$POOL_SIZE")
 
@@ -103,44 +92,10 @@ vmx() { # HOST CMD... -> output of CMD; fails the test when it fails
 	"$VM" exec --timeout 60 "$host" -- "$@" || fail "host $host: '$*' failed with status $?"
 }
 
-# rmpool on guest HOST; stdout to OUT, stderr to OUT.err; returns its status.
-cli() { # HOST OUT ARGS...
-	local host=$1 out=$2
-	shift 2
-	"$VM" exec --timeout 400 "$host" -- sh -c 'out=$1; shift; exec "$@" >"$out" 2>"$out.err"' sh \
-		"$out" "$CLI" --coordinator "$coord" --secret-file "$secret" "$@"
-}
-
-json() { # FILE PYTHON-EXPR (on j) -> value
-	python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
-}
-
-metrics() { # -> the coordinator's /metrics, fetched from guest 2
-	"$VM" exec --timeout 30 2 -- curl -sf --max-time 10 "http://$coord_ip:$HTTP_PORT/metrics" ||
-		fail "GET http://$coord_ip:$HTTP_PORT/metrics from guest 2 failed"
-}
-metric() { # NAME [TEXT] -> value
-	local text=${2:-$(metrics)}
-	awk -v n="$1" '$1 == n { print $2; found = 1 } END { if (!found) print "missing" }' <<<"$text"
-}
-
-donor_pids() { # HOST -> pids of donor processes (not the agent) of our coordinator
-	"$VM" exec --timeout 30 "$1" -- sh -c "pgrep -f '^$DONOR --coordinator $coord ' || true"
-}
 
 # ------------------------------------------------------------ coordinator
 t_start=$(date +%s%N)
-"$VM" exec --bg "$SRV" 1 -- "$SERVER" --listen "$coord" --secret-file "$secret" \
-	--http-addr "$coord_ip" --http-port "$HTTP_PORT" --rdma-addr "$coord_ip" --rdma-port "$RDMA_PORT" \
-	--lease-timeout "$LEASE" --provision-timeout 5m --log-level debug ||
-	fail "cannot start rmpool-server on guest 1"
-for _ in $(seq 1 120); do
-	grep -q 'INFO: ready' "$RMPOOL_VM_SCRATCH/$SRV.log" 2>/dev/null && break
-	sleep 0.5
-done
-grep -q 'INFO: ready' "$RMPOOL_VM_SCRATCH/$SRV.log" || fail "rmpool-server did not get ready in 60 s"
-grep -q "rdma_cm listener on $coord_ip" "$RMPOOL_VM_SCRATCH/$SRV.log" ||
-	fail "rmpool-server has no rdma_cm listener on $coord_ip"
+start_coordinator --lease-timeout "$LEASE"
 note "coordinator ready on guest 1 ($coord, metrics :$HTTP_PORT, rdma_cm :$RDMA_PORT)"
 
 # ------------------------------------------------------------ agents

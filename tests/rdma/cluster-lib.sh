@@ -1,0 +1,69 @@
+# cluster-lib.sh - helpers of the RDMA tests that run a coordinator and
+# donors on the rmpool-vm guests (provision.sh, standalone.sh). Sourced,
+# not run. The caller sets T (its name, for messages), VM, CLI, SERVER,
+# DONOR, coord_ip, coord (ip:port), secret, SRV (the coordinator's job
+# name), HTTP_PORT and RDMA_PORT before calling them.
+
+fail() {
+	echo "$T: FAIL: $*" >&2
+	exit 1
+}
+note() { echo "$T: $*"; }
+
+to_bytes() { # 64M -> 67108864
+	local v=$1 n=${1%[KMGT]}
+	case $v in
+	*K) echo $((n << 10)) ;; *M) echo $((n << 20)) ;; *G) echo $((n << 30)) ;; *T) echo $((n << 40)) ;;
+	*) echo "$v" ;;
+	esac
+}
+
+# rmpool on guest HOST; stdout to OUT, stderr to OUT.err; returns its status.
+cli() { # HOST OUT ARGS...
+	local host=$1 out=$2
+	shift 2
+	"$VM" exec --timeout 400 "$host" -- sh -c 'out=$1; shift; exec "$@" >"$out" 2>"$out.err"' sh \
+		"$out" "$CLI" --coordinator "$coord" --secret-file "$secret" "$@"
+}
+
+json() { # FILE PYTHON-EXPR (on j) -> value
+	python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
+}
+
+metrics() { # -> the coordinator's /metrics, fetched from guest 2
+	"$VM" exec --timeout 30 2 -- curl -sf --max-time 10 "http://$coord_ip:$HTTP_PORT/metrics" ||
+		fail "GET http://$coord_ip:$HTTP_PORT/metrics from guest 2 failed"
+}
+metric() { # NAME [TEXT] -> value
+	local text=${2:-$(metrics)}
+	awk -v n="$1" '$1 == n { print $2; found = 1 } END { if (!found) print "missing" }' <<<"$text"
+}
+wait_metric() { # NAME VALUE SECONDS -> fails unless NAME reaches VALUE in time
+	local v=
+	for _ in $(seq 1 "$3"); do
+		v=$(metric "$1")
+		[[ $v == "$2" ]] && return 0
+		sleep 1
+	done
+	fail "metrics: $1 is '$v' after $3 s, want $2"
+}
+
+donor_pids() { # HOST -> pids of donor processes (not the agent) of our coordinator
+	"$VM" exec --timeout 30 "$1" -- sh -c "pgrep -f '^$DONOR --coordinator $coord ' || true"
+}
+
+# rmpool-server on guest 1 with metrics and rdma_cm on coord_ip, the
+# caller's extra flags after; fails unless it is ready within 60 s.
+start_coordinator() { # EXTRA-FLAGS...
+	"$VM" exec --bg "$SRV" 1 -- "$SERVER" --listen "$coord" --secret-file "$secret" \
+		--http-addr "$coord_ip" --http-port "$HTTP_PORT" --rdma-addr "$coord_ip" --rdma-port "$RDMA_PORT" \
+		--provision-timeout 5m --log-level debug "$@" ||
+		fail "cannot start rmpool-server on guest 1"
+	for _ in $(seq 1 120); do
+		grep -q 'INFO: ready' "$RMPOOL_VM_SCRATCH/$SRV.log" 2>/dev/null && break
+		sleep 0.5
+	done
+	grep -q 'INFO: ready' "$RMPOOL_VM_SCRATCH/$SRV.log" || fail "rmpool-server did not get ready in 60 s"
+	grep -q "rdma_cm listener on $coord_ip" "$RMPOOL_VM_SCRATCH/$SRV.log" ||
+		fail "rmpool-server has no rdma_cm listener on $coord_ip"
+}
