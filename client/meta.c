@@ -87,6 +87,13 @@ int rmp_meta_check_image(const uint64_t *words, uint64_t nwords, struct rmp_meta
 			 (unsigned long long)nwords);
 		return -EPROTO;
 	}
+	unsigned version = 0;
+	if (rmp_buddy_header_version(words, &version) == -EPROTONOSUPPORT) {
+		snprintf(r->error, sizeof(r->error),
+			 "metadata of layout version %u; this build reads version %u", version,
+			 RMP_BUDDY_VERSION);
+		return -EPROTONOSUPPORT;
+	}
 	rc = rmp_buddy_geom_from_header(&g, words, &usable);
 	if (rc) {
 		snprintf(r->error, sizeof(r->error), "no buddy metadata header (wrong magic or geometry)");

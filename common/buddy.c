@@ -65,6 +65,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "debug.h"
+
 enum {
 	ST_NONE = 0,
 	ST_FREE = 1,
@@ -113,6 +115,8 @@ static inline unsigned blk_shift(uint64_t i)
 
 static inline uint64_t blk_word(const struct rmp_buddy_geom *g, unsigned t, uint64_t i)
 {
+	rmp_assert(t < g->levels);
+	rmp_assert(i >> t == 0); /* level t has 2^t blocks */
 	return g->level_word[t] + i / BLOCKS_PER_WORD;
 }
 
@@ -199,11 +203,22 @@ void rmp_buddy_format(uint64_t *words, const struct rmp_buddy_geom *g, uint64_t 
 	fmt_mark(words, g, 0, 0, usable);
 }
 
+int rmp_buddy_header_version(const uint64_t hdr[RMP_BUDDY_HDR_WORDS], unsigned *version)
+{
+	if (hdr[HDR_MAGIC_WORD] >> 16 != RMP_BUDDY_MAGIC)
+		return -EPROTO;
+	*version = (unsigned)(hdr[HDR_MAGIC_WORD] & 0xffff);
+	return *version == RMP_BUDDY_VERSION ? 0 : -EPROTONOSUPPORT;
+}
+
 int rmp_buddy_geom_from_header(struct rmp_buddy_geom *g, const uint64_t hdr[RMP_BUDDY_HDR_WORDS],
 			       uint64_t *usable)
 {
-	if (hdr[HDR_MAGIC_WORD] != (RMP_BUDDY_MAGIC << 16 | RMP_BUDDY_VERSION))
-		return -EPROTO;
+	unsigned version;
+	int vrc = rmp_buddy_header_version(hdr, &version);
+
+	if (vrc)
+		return vrc;
 	unsigned maxo = hdr[HDR_ORDERS_WORD] & 0xff, mino = (hdr[HDR_ORDERS_WORD] >> 8) & 0xff;
 	int rc = rmp_buddy_geom_init(g, maxo, mino);
 	if (rc)
@@ -346,6 +361,8 @@ static int st_post(const struct rmp_buddy *b, struct tally *tl, struct rmp_wop *
 static int st_load(const struct rmp_buddy *b, struct tally *tl, uint64_t idx, uint32_t n, uint64_t *dst)
 {
 	_Atomic uint64_t *direct = b->store->direct;
+
+	rmp_assert(n > 0 && idx + n <= b->g.total_words);
 	if (direct) {
 		tl_add(tl, C_LOADS, 1);
 		tl_add(tl, C_RTS, 1);
@@ -364,6 +381,8 @@ static int st_cas(const struct rmp_buddy *b, struct tally *tl, uint64_t idx, uin
 		  uint64_t swap, uint64_t *seen)
 {
 	_Atomic uint64_t *direct = b->store->direct;
+
+	rmp_assert(idx < b->g.total_words);
 	if (direct) {
 		uint64_t e = expect;
 		bool ok = atomic_compare_exchange_strong_explicit(&direct[idx], &e, swap, memory_order_acq_rel,
@@ -385,6 +404,8 @@ static int st_cas(const struct rmp_buddy *b, struct tally *tl, uint64_t idx, uin
 static int count_faa(const struct rmp_buddy *b, struct tally *tl, unsigned t, int64_t delta)
 {
 	_Atomic uint64_t *direct = b->store->direct;
+
+	rmp_assert(t < b->g.levels);
 	if (direct) {
 		tl_add(tl, C_FAA, 1);
 		atomic_fetch_add_explicit(&direct[b->g.count_word + t], (uint64_t)delta, memory_order_relaxed);
@@ -525,6 +546,10 @@ static int split_down(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 	unsigned n = 0;
 	uint64_t c;
 
+	/* A claimed block of level j splits down to level t, toward a block
+	 * of its own range. */
+	rmp_assert(j < t && t < g->levels);
+	rmp_assert(target >> (t - j) == blk);
 	for (unsigned lv = j + 1; lv <= t; lv++) {
 		c = target >> (t - lv); /* ours at level lv; c ^ 1 is set free */
 		uint64_t add = (uint64_t)ST_FREE << blk_shift(c ^ 1);
@@ -772,6 +797,7 @@ int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsign
 		int rc = count_add(b, ctx, &tl, t, -1);
 		if (rc)
 			return rc;
+		rmp_assert(blk >> t == 0);
 		*offset = blk << order;
 		return 0;
 	}
@@ -790,6 +816,7 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 	uint64_t v, seen = 0;
 	int rc;
 
+	rmp_assert(t < g->levels && i >> t == 0);
 	if (seen_word)
 		v = *seen_word;
 	else if ((rc = st_load(b, tl, blk_word(g, t, i), 1, &v)) != 0)

@@ -16,7 +16,7 @@
 #include "store.h"
 
 #define RMP_BUDDY_MAGIC      0x524d50425544ull /* "RMPBUD" */
-#define RMP_BUDDY_VERSION    1u
+#define RMP_BUDDY_VERSION    1u /* layout version: bumped with any change of the region's format */
 #define RMP_BUDDY_MAX_ORDER  57u /* offsets fit the 58 low bits of a handle */
 #define RMP_BUDDY_MAX_LEVELS 29u /* 2^30 bits of metadata: 128 MiB (1 TiB of 4 KiB blocks) */
 #define RMP_BUDDY_HDR_WORDS  8u
@@ -79,7 +79,15 @@ int rmp_buddy_geom_init(struct rmp_buddy_geom *g, unsigned max_order, unsigned m
  * the minimum block. */
 void rmp_buddy_format(uint64_t *words, const struct rmp_buddy_geom *g, uint64_t usable);
 
-/* Read back the geometry a region was formatted with (header words). */
+/* The layout version of a metadata region (its header words; the low 16
+ * bits of the magic word). 0 when it is RMP_BUDDY_VERSION, the layout this
+ * code reads; -EPROTONOSUPPORT for buddy metadata of another layout
+ * version (*version says which); -EPROTO when it is not buddy metadata. */
+int rmp_buddy_header_version(const uint64_t hdr[RMP_BUDDY_HDR_WORDS], unsigned *version);
+
+/* Read back the geometry a region was formatted with (header words).
+ * -EPROTONOSUPPORT for another layout version, -EPROTO for a header that
+ * is not buddy metadata or whose geometry does not hold together. */
 int rmp_buddy_geom_from_header(struct rmp_buddy_geom *g, const uint64_t hdr[RMP_BUDDY_HDR_WORDS],
 			       uint64_t *usable);
 

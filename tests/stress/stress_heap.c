@@ -11,7 +11,14 @@
  * is checked before the free. At the end, the walker checks the metadata
  * and the whole capacity must be allocatable in one piece.
  *
- *   stress_heap [--threads N] [--ops N] [--live N] [--rdma-like]
+ * With --check-every K (the default at RMPOOL_DEBUG >= 2: every 2000
+ * steps of each thread) all threads also meet at a barrier every K steps;
+ * there, one of them walks the metadata with the invariant checker while
+ * the heap is quiet, and the free bytes it finds plus every thread's live
+ * bytes must equal the capacity. A thread that fails still comes to every
+ * barrier, and all threads leave together, so a failure never hangs it.
+ *
+ *   stress_heap [--threads N] [--ops N] [--live N] [--rdma-like] [--check-every K]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,15 +26,22 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "debug.h"
 #include "heap_internal.h"
 
 #define CAP_ORDER 22 /* 4 MiB */
 #define MIN_ORDER 8  /* 256 B: 16384 owner entries */
+#if RMPOOL_DEBUG >= 2
+#define DEFAULT_CHECK_EVERY 2000u /* 1M steps, 4 threads: 125 walks of ~30 us */
+#else
+#define DEFAULT_CHECK_EVERY 0u
+#endif
 
 struct shared {
 	rmp_heap *h;
@@ -36,6 +50,16 @@ struct shared {
 	uint64_t ops_per_thread;
 	unsigned live;
 	_Atomic int failed;
+	/* --check-every: the barrier, and the verdict of the last walk (written
+	 * only between the two barrier waits, read after the second) */
+	uint64_t check_every;
+	unsigned nthreads;
+	int rdma_like;
+	pthread_barrier_t barrier;
+	bool stop;
+	uint64_t walks;
+	struct thread *threads;
+	bool inject_lost_block; /* fault injection: the walker must notice */
 };
 
 struct thread {
@@ -43,6 +67,7 @@ struct thread {
 	unsigned id;
 	pthread_t tid;
 	uint64_t tries, ok;
+	uint64_t live_bytes; /* read by the walker at a barrier */
 };
 
 struct slot {
@@ -112,6 +137,77 @@ static int release(struct shared *s, struct slot *b, uint32_t me)
 	return 0;
 }
 
+/* One step: replace a random member of the live set. 0, or -1 on a
+ * failure (already reported). */
+static int step_once(struct thread *t, struct slot *live, uint64_t *x)
+{
+	struct shared *s = t->s;
+	uint32_t me = t->id + 1;
+	double lo = MIN_ORDER, hi = CAP_ORDER - 3;
+	struct slot *b = &live[rnd(x) % s->live];
+
+	if (b->p) {
+		if (release(s, b, me) != 0)
+			return -1;
+		int rc = rmp_heap_free(s->h, b->p);
+		if (rc != 0) {
+			fail(s, "free of a live block at offset %llu failed: %s",
+			     (unsigned long long)(b->p - s->base), strerror(-rc));
+			return -1;
+		}
+		t->live_bytes -= b->size;
+		b->p = NULL;
+	}
+	/* log-uniform size in [2^lo, 2^hi] */
+	double e = lo + (hi - lo) * ((double)(rnd(x) >> 11) / (double)(1ull << 53));
+	uint64_t size = (uint64_t)exp2(e);
+	t->tries++;
+	b->p = rmp_heap_alloc(s->h, size);
+	if (!b->p) {
+		if (errno != ENOMEM) {
+			fail(s, "alloc of %llu bytes: %s", (unsigned long long)size, strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	t->ok++;
+	b->size = pow2_at_least(size, 1ull << MIN_ORDER);
+	t->live_bytes += b->size;
+	return claim(s, b, me);
+}
+
+/* Run by one thread while all others wait at the barrier: the heap is
+ * quiet, so the walker's view is exact. */
+static void walk_at_barrier(struct shared *s)
+{
+	char err[200] = "";
+	uint64_t free_bytes = 0, live_bytes = 0;
+
+	if (s->rdma_like)
+		rmp_store_local_set_mode(rmp_heap_store(s->h), 0, 0); /* current reads */
+	int rc = rmp_heap_check(s->h, err, sizeof(err), &free_bytes);
+	for (unsigned i = 0; i < s->nthreads; i++)
+		live_bytes += s->threads[i].live_bytes;
+	if (rc)
+		fail(s, "invariant walker at a barrier (walk %llu): %s", (unsigned long long)s->walks, err);
+	else if (free_bytes + live_bytes != 1ull << CAP_ORDER)
+		fail(s, "walk %llu: %llu bytes free + %llu live != capacity %llu", (unsigned long long)s->walks,
+		     (unsigned long long)free_bytes, (unsigned long long)live_bytes, 1ull << CAP_ORDER);
+	if (s->rdma_like)
+		rmp_store_local_set_mode(rmp_heap_store(s->h), RMP_STORE_STALE_LOADS | RMP_STORE_SHUFFLE, 200);
+	s->walks++;
+	s->stop = atomic_load(&s->failed) != 0;
+}
+
+/* Every thread calls this the same number of times. 1: stop now. */
+static int barrier_check(struct shared *s)
+{
+	if (pthread_barrier_wait(&s->barrier) == PTHREAD_BARRIER_SERIAL_THREAD)
+		walk_at_barrier(s);
+	pthread_barrier_wait(&s->barrier);
+	return s->stop;
+}
+
 static void *thread_main(void *arg)
 {
 	struct thread *t = arg;
@@ -119,37 +215,23 @@ static void *thread_main(void *arg)
 	uint32_t me = t->id + 1;
 	uint64_t x = 0x243F6A8885A308D3ull * (t->id + 1);
 	struct slot *live = calloc(s->live, sizeof(*live));
-	double lo = MIN_ORDER, hi = CAP_ORDER - 3;
+	bool broken = false; /* this thread failed: it only meets the barriers */
 
-	for (uint64_t step = 0; step < s->ops_per_thread && !atomic_load(&s->failed); step++) {
-		struct slot *b = &live[rnd(&x) % s->live];
-		if (b->p) {
-			if (release(s, b, me) != 0)
-				break;
-			int rc = rmp_heap_free(s->h, b->p);
-			if (rc != 0) {
-				fail(s, "free of a live block at offset %llu failed: %s",
-				     (unsigned long long)(b->p - s->base), strerror(-rc));
-				break;
-			}
-			b->p = NULL;
+	for (uint64_t step = 0; step < s->ops_per_thread; step++) {
+		if (s->inject_lost_block && t->id == 0 && step == s->ops_per_thread / 2 && live[0].p) {
+			/* Forget a live block without freeing it: a leak the walk at
+			 * the next barrier must report. */
+			t->live_bytes -= live[0].size;
+			live[0].p = NULL;
 		}
-		/* log-uniform size in [2^lo, 2^hi] */
-		double e = lo + (hi - lo) * ((double)(rnd(&x) >> 11) / (double)(1ull << 53));
-		uint64_t size = (uint64_t)exp2(e);
-		t->tries++;
-		b->p = rmp_heap_alloc(s->h, size);
-		if (!b->p) {
-			if (errno != ENOMEM) {
-				fail(s, "alloc of %llu bytes: %s", (unsigned long long)size, strerror(errno));
+		if (!broken && !atomic_load(&s->failed) && step_once(t, live, &x) != 0)
+			broken = true;
+		if (s->check_every) {
+			if ((step + 1) % s->check_every == 0 && barrier_check(s))
 				break;
-			}
-			continue;
-		}
-		t->ok++;
-		b->size = pow2_at_least(size, 1ull << MIN_ORDER);
-		if (claim(s, b, me) != 0)
+		} else if (broken || atomic_load(&s->failed)) {
 			break;
+		}
 	}
 	for (unsigned i = 0; i < s->live; i++)
 		if (live[i].p && !atomic_load(&s->failed)) {
@@ -170,20 +252,30 @@ int main(int argc, char **argv)
 		{ "ops", required_argument, NULL, 'n' },
 		{ "live", required_argument, NULL, 'l' },
 		{ "rdma-like", no_argument, NULL, 'r' },
+		{ "check-every", required_argument, NULL, 'c' },
+		{ "inject-lost-block", no_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	for (int c; (c = getopt_long(argc, argv, "t:n:l:rh", opts, NULL)) != -1;) {
+	uint64_t check_every = DEFAULT_CHECK_EVERY;
+	bool inject = false;
+	for (int c; (c = getopt_long(argc, argv, "t:n:l:rc:Lh", opts, NULL)) != -1;) {
 		switch (c) {
 		case 't': nthreads = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'n': ops = strtoull(optarg, NULL, 10); break;
 		case 'l': live = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'r': rdma_like = 1; break;
+		case 'c': check_every = strtoull(optarg, NULL, 10); break;
+		case 'L': inject = true; break;
 		default:
 			fprintf(c == 'h' ? stdout : stderr,
 				"usage: %s [--threads N (4)] [--ops TOTAL (1000000)] [--live PER_THREAD (4)] [--rdma-like]\n"
-				"  --rdma-like: the store returns stale loads and completes batches in random order\n",
-				argv[0]);
+				"          [--check-every K (%u)]\n"
+				"  --rdma-like: the store returns stale loads and completes batches in random order\n"
+				"  --check-every: all threads stop every K steps while one walks the metadata\n"
+				"                 (0: only at the end; the default is set by RMPOOL_DEBUG)\n"
+				"  --inject-lost-block: thread 0 forgets a live block halfway (must FAIL)\n",
+				argv[0], DEFAULT_CHECK_EVERY);
 			return c == 'h' ? 0 : 2;
 		}
 	}
@@ -192,7 +284,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	struct shared s = { .ops_per_thread = ops / nthreads, .live = live };
+	struct shared s = { .ops_per_thread = ops / nthreads, .live = live, .check_every = check_every,
+			    .nthreads = nthreads, .rdma_like = rdma_like, .inject_lost_block = inject };
 	int rc = rmp_heap_create(1ull << CAP_ORDER, 1ull << MIN_ORDER, &s.h);
 	if (rc) {
 		fprintf(stderr, "rmp_heap_create(): %s\n", strerror(-rc));
@@ -204,6 +297,9 @@ int main(int argc, char **argv)
 		rmp_store_local_set_mode(rmp_heap_store(s.h), RMP_STORE_STALE_LOADS | RMP_STORE_SHUFFLE, 200);
 
 	struct thread *t = calloc(nthreads, sizeof(*t));
+	s.threads = t;
+	if (check_every)
+		pthread_barrier_init(&s.barrier, NULL, nthreads);
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (unsigned i = 0; i < nthreads; i++) {
@@ -222,6 +318,11 @@ int main(int argc, char **argv)
 
 	int bad = atomic_load(&s.failed);
 	double rate = tries ? (double)ok / (double)tries : 0;
+	if (check_every) {
+		pthread_barrier_destroy(&s.barrier);
+		printf("stress_heap: the walker ran at %llu barriers (every %llu steps per thread)\n",
+		       (unsigned long long)s.walks, (unsigned long long)check_every);
+	}
 	printf("stress_heap: %u threads, %llu steps, %s store: %.1f%% of %llu allocations succeeded, %.2f s (%.0f steps/s)\n",
 	       nthreads, (unsigned long long)(s.ops_per_thread * nthreads), rdma_like ? "RDMA-like" : "plain",
 	       100 * rate, (unsigned long long)tries, secs, (double)(s.ops_per_thread * nthreads) / secs);

@@ -90,6 +90,17 @@ Test(buddy, reserved_tail_is_never_handed_out)
 	cr_assert_eq(rmp_buddy_geom_from_header(&g2, e->words, &usable), 0);
 	cr_assert_eq(usable, 40960);
 	cr_assert_eq(g2.total_words, e->g.total_words);
+	unsigned version = 0;
+	cr_assert_eq(rmp_buddy_header_version(e->words, &version), 0);
+	cr_assert_eq(version, RMP_BUDDY_VERSION);
+	uint64_t hdr[RMP_BUDDY_HDR_WORDS];
+	memcpy(hdr, e->words, sizeof(hdr));
+	hdr[0] += 1; /* a newer layout */
+	cr_assert_eq(rmp_buddy_header_version(hdr, &version), -EPROTONOSUPPORT);
+	cr_assert_eq(version, RMP_BUDDY_VERSION + 1);
+	cr_assert_eq(rmp_buddy_geom_from_header(&g2, hdr, &usable), -EPROTONOSUPPORT);
+	hdr[0] ^= 1ull << 40; /* not buddy metadata at all */
+	cr_assert_eq(rmp_buddy_geom_from_header(&g2, hdr, &usable), -EPROTO);
 	unsigned n = 0;
 	while (rmp_buddy_alloc(&e->b, &e->ctx[0], 10, &off) == 0) {
 		cr_assert_lt(off + 1024, 40961, "block at %llu is past the usable end", (unsigned long long)off);

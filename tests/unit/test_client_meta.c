@@ -81,6 +81,19 @@ Test(client_meta, damage_is_reported)
 	free(w);
 }
 
+Test(client_meta, other_layout_version_is_refused)
+{
+	struct rmp_buddy_geom g;
+	struct rmp_meta_report r;
+	uint64_t *w = image(20, 12, 1u << 20, &g);
+
+	w[0] += 1; /* the low 16 bits of the magic word: layout version + 1 */
+	cr_assert_eq(rmp_meta_check_image(w, g.total_words, &r), -EPROTONOSUPPORT);
+	cr_assert_not(r.valid);
+	cr_assert(strstr(r.error, "layout version 2") != NULL, "%s", r.error);
+	free(w);
+}
+
 Test(client_meta, short_image_is_refused)
 {
 	struct rmp_buddy_geom g;
