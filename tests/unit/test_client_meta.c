@@ -74,7 +74,7 @@ Test(client_meta, damage_is_reported)
 	cr_assert_not(r.valid);
 	cr_assert_neq(r.error[0], '\0');
 
-	w[0] ^= 0xff; /* magic */
+	w[0] ^= 0xff0000; /* the magic (the low 16 bits are the layout version) */
 	cr_assert_eq(rmp_meta_check_image(w, g.total_words, &r), -EPROTO);
 	cr_assert_not(r.valid);
 	cr_assert_eq(rmp_meta_check_image(w, 3, &r), -EPROTO);
