@@ -16,12 +16,12 @@
 #   4. one table: for each figure the median of B/A over the pairs (and
 #      the range), and the round-trip counts of both, which must be equal.
 # Usage: ab-bench.sh --a BUILD_DIR --b BUILD_DIR [--pairs N (4)] [--modes "event poll"]
-#        [--out FILE]   (BUILD_DIR: a cmake build tree with rmpool, rmpool-server,
+#        [--bench-args "--lat-iters 1000 ..."] [--out FILE]   (BUILD_DIR: a cmake build tree with rmpool, rmpool-server,
 #        rmpool-donor and rmpool-demo; their paths are looked up in it)
 set -euo pipefail
 
-A= B= PAIRS=4 MODES="event poll" OUT=
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+A= B= PAIRS=4 MODES="event poll" OUT= BARGS=
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
 	case "$1" in
 	--a) A=$2; shift 2 ;;
@@ -29,6 +29,7 @@ while (($#)); do
 	--pairs) PAIRS=$2; shift 2 ;;
 	--modes) MODES=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
+	--bench-args) BARGS=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "ab-bench: unknown argument '$1' (try --help)" >&2; exit 2 ;;
 	esac
@@ -107,7 +108,7 @@ start_side B
 run_bench() { # side mode pair
 	local side=$1 mode=$2 i=$3 f=$work/bench.$1.$2.$3.txt
 	RMPOOL_WAIT=$mode "$VM" exec --timeout 600 2 -- "${CLI[$side]}" --coordinator "$ip1:${PORT[$side]}" \
-		bench "ab$side" >"$f" 2>&1 || fail "side $side: rmpool bench ($mode, pair $i) failed: $(cat "$f")"
+		bench "ab$side" $BARGS >"$f" 2>&1 || fail "side $side: rmpool bench ($mode, pair $i) failed: $(cat "$f")"
 }
 for mode in $MODES; do
 	for ((i = 1; i <= PAIRS; i++)); do
@@ -144,7 +145,8 @@ medval() { # side mode key: median of the raw figure
 {
 	echo "ab-bench: A = $A"
 	echo "ab-bench: B = $B"
-	echo "rmpool bench, host 2 -> host 1, $PAIRS interleaved pairs per mode; ratio = B / A, median of the pairs [min..max]"
+	echo "rmpool bench ${BARGS:-(default iterations)}, host 2 -> host 1, $PAIRS interleaved pairs per mode;" \
+		"ratio = B / A, median of the pairs [min..max]"
 	printf '%-28s %6s %12s %12s %8s %18s %8s\n' figure mode "A (median)" "B (median)" ratio "[min..max]" target
 	for mode in $MODES; do
 		for key in read_lat.median_us write_lat.median_us alloc_free_lat.median_us read_bw.MBps write_bw.MBps \
