@@ -21,7 +21,7 @@
 set -euo pipefail
 
 A= B= PAIRS=4 MODES="event poll" OUT= BARGS=
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
 	case "$1" in
 	--a) A=$2; shift 2 ;;
