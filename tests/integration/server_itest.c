@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "check.h"
 #include "wire.h"
 
 #define SECRET "integration-test-secret-0123456789"
@@ -52,31 +53,15 @@ static void dump_log(void)
 	fclose(f);
 }
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
+/* check.h's fatal hook: the server goes, and its log tells why. */
+static void kill_server_dump_log(void)
 {
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "FAIL: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
 	if (server_pid > 0) {
 		kill(server_pid, SIGKILL);
 		waitpid(server_pid, NULL, 0);
 		dump_log();
 	}
-	exit(1);
 }
-
-#define CHECK(cond, ...)                                                              \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);   \
-			fail(__VA_ARGS__);                                            \
-		}                                                                     \
-	} while (0)
 
 static uint64_t now_ms(void)
 {
@@ -92,9 +77,9 @@ static int free_port(void)
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(a);
 
-	CHECK(fd >= 0, "socket");
-	CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "bind");
-	CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0, "getsockname");
+	REQUIRE(fd >= 0, "socket");
+	REQUIRE(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "bind");
+	REQUIRE(getsockname(fd, (struct sockaddr *)&a, &len) == 0, "getsockname");
 	close(fd);
 	return ntohs(a.sin_port);
 }
@@ -118,7 +103,7 @@ static int try_connect(int port)
 static int connect_ctl(void)
 {
 	int fd = try_connect(ctl_port);
-	CHECK(fd >= 0, "connect to the server: %s", strerror(errno));
+	REQUIRE(fd >= 0, "connect to the server: %s", strerror(errno));
 	return fd;
 }
 
@@ -128,9 +113,9 @@ static int run_to_exit(char *const argv[], bool with_secret, char *out, size_t c
 {
 	int pfd[2];
 
-	CHECK(pipe(pfd) == 0, "pipe");
+	REQUIRE(pipe(pfd) == 0, "pipe");
 	pid_t pid = fork();
-	CHECK(pid >= 0, "fork");
+	REQUIRE(pid >= 0, "fork");
 	if (pid == 0) {
 		dup2(pfd[1], 1);
 		dup2(pfd[1], 2);
@@ -185,7 +170,7 @@ static void start_server(const char *extra, ...)
 	argv[n] = NULL;
 
 	server_pid = fork();
-	CHECK(server_pid >= 0, "fork");
+	REQUIRE(server_pid >= 0, "fork");
 	if (server_pid == 0) {
 		int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		if (fd >= 0) {
@@ -204,8 +189,8 @@ static void start_server(const char *extra, ...)
 			break;
 		}
 		int st;
-		CHECK(waitpid(server_pid, &st, WNOHANG) == 0, "the server exited at start-up");
-		CHECK(now_ms() < until, "the server did not listen within 10 s");
+		REQUIRE(waitpid(server_pid, &st, WNOHANG) == 0, "the server exited at start-up");
+		REQUIRE(now_ms() < until, "the server did not listen within 10 s");
 		usleep(20000);
 	}
 }
@@ -214,16 +199,16 @@ static void stop_server(void)
 {
 	int st;
 
-	CHECK(kill(server_pid, SIGTERM) == 0, "kill");
+	REQUIRE(kill(server_pid, SIGTERM) == 0, "kill");
 	uint64_t until = now_ms() + 10000;
 	while (waitpid(server_pid, &st, WNOHANG) == 0) {
-		CHECK(now_ms() < until, "the server did not stop within 10 s of SIGTERM");
+		REQUIRE(now_ms() < until, "the server did not stop within 10 s of SIGTERM");
 		usleep(20000);
 	}
 	server_pid = 0;
 	if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
 		dump_log();
-		fail("the server did not exit 0 on SIGTERM (status 0x%x)", st);
+		check_die("the server did not exit 0 on SIGTERM (status 0x%x)", st);
 	}
 	if (!getenv("ITEST_KEEP_LOG"))
 		unlink(log_path);
@@ -237,7 +222,7 @@ static void send_bytes(int fd, const void *buf, size_t len)
 
 	while (len) {
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		CHECK(n > 0, "send: %s", strerror(errno));
+		REQUIRE(n > 0, "send: %s", strerror(errno));
 		p += n;
 		len -= (size_t)n;
 	}
@@ -247,9 +232,9 @@ static void send_msg(int fd, const struct rmp_wire_msg *m)
 {
 	size_t len = 0;
 
-	CHECK(rmp_wire_encode(m, NULL, 0, &len) == -ENOSPC, "size query");
+	REQUIRE(rmp_wire_encode(m, NULL, 0, &len) == -ENOSPC, "size query");
 	uint8_t *buf = malloc(len);
-	CHECK(buf && rmp_wire_encode(m, buf, len, &len) == 0, "encode");
+	REQUIRE(buf && rmp_wire_encode(m, buf, len, &len) == 0, "encode");
 	send_bytes(fd, buf, len);
 	free(buf);
 }
@@ -279,17 +264,17 @@ static void recv_msg(int fd, struct rmp_wire_msg *m)
 	uint8_t hdr[RMP_WIRE_HDR_LEN];
 	struct rmp_wire_err err = { { 0 } };
 
-	CHECK(read_full(fd, hdr, sizeof(hdr), IO_TIMEOUT_MS) == sizeof(hdr),
+	REQUIRE(read_full(fd, hdr, sizeof(hdr), IO_TIMEOUT_MS) == sizeof(hdr),
 	      "no reply header within %d ms", IO_TIMEOUT_MS);
 	uint32_t plen = (uint32_t)hdr[4] << 24 | (uint32_t)hdr[5] << 16 | (uint32_t)hdr[6] << 8 |
 			hdr[7];
-	CHECK(plen <= RMP_WIRE_MAX_FRAME, "reply too long");
+	REQUIRE(plen <= RMP_WIRE_MAX_FRAME, "reply too long");
 	uint8_t *buf = malloc(sizeof(hdr) + plen);
-	CHECK(buf, "malloc");
+	REQUIRE(buf, "malloc");
 	memcpy(buf, hdr, sizeof(hdr));
-	CHECK(read_full(fd, buf + sizeof(hdr), plen, IO_TIMEOUT_MS) == plen, "short reply");
+	REQUIRE(read_full(fd, buf + sizeof(hdr), plen, IO_TIMEOUT_MS) == plen, "short reply");
 	int rc = rmp_wire_decode_buf(buf, sizeof(hdr) + plen, RMP_WIRE_MAX_FRAME, m, &err);
-	CHECK(rc == 0, "cannot decode the reply: %s", err.text);
+	REQUIRE(rc == 0, "cannot decode the reply: %s", err.text);
 	free(buf);
 }
 
@@ -324,17 +309,17 @@ static uint64_t handshake(int fd, uint8_t role, const char *secret, struct rmp_w
 	rmp_auth_key *k = NULL;
 	char err[128];
 
-	CHECK(rmp_auth_peer_hello(&hs, role, "itest", &m.u.hello) == 0, "hello");
+	REQUIRE(rmp_auth_peer_hello(&hs, role, "itest", &m.u.hello) == 0, "hello");
 	send_msg(fd, &m);
 	recv_msg(fd, &r);
-	CHECK(r.type == RMP_MSG_CHALLENGE, "expected CHALLENGE, got %s",
+	REQUIRE(r.type == RMP_MSG_CHALLENGE, "expected CHALLENGE, got %s",
 	      rmp_wire_type_name(r.type));
 	m = (struct rmp_wire_msg){ .type = RMP_MSG_AUTH_PROOF };
 	if (secret) {
-		CHECK(rmp_auth_key_create(secret, &k, err, sizeof(err)) == 0, "%s", err);
+		REQUIRE(rmp_auth_key_create(secret, &k, err, sizeof(err)) == 0, "%s", err);
 		int rc = rmp_auth_peer_prove(k, &hs, &r.u.challenge, &m.u.auth_proof);
 		rmp_auth_key_destroy(k);
-		CHECK(rc == 0, "the server's proof does not verify with our secret");
+		REQUIRE(rc == 0, "the server's proof does not verify with our secret");
 	} else {
 		memset(m.u.auth_proof.proof, 0x5a, sizeof(m.u.auth_proof.proof));
 	}
@@ -342,7 +327,7 @@ static uint64_t handshake(int fd, uint8_t role, const char *secret, struct rmp_w
 	recv_msg(fd, &r);
 	if (r.type == RMP_MSG_AUTH_OK)
 		return r.u.auth_ok.session_id;
-	CHECK(r.type == RMP_MSG_ERROR, "expected AUTH_OK or ERROR, got %s",
+	REQUIRE(r.type == RMP_MSG_ERROR, "expected AUTH_OK or ERROR, got %s",
 	      rmp_wire_type_name(r.type));
 	if (refusal)
 		*refusal = r;
@@ -352,7 +337,7 @@ static uint64_t handshake(int fd, uint8_t role, const char *secret, struct rmp_w
 static int client(void)
 {
 	int fd = connect_ctl();
-	CHECK(handshake(fd, RMP_ROLE_CLIENT, SECRET, NULL) != 0, "authentication refused");
+	REQUIRE(handshake(fd, RMP_ROLE_CLIENT, SECRET, NULL) != 0, "authentication refused");
 	return fd;
 }
 
@@ -362,11 +347,11 @@ static void check_status(int fd, uint32_t pools, uint32_t hosts)
 
 	send_msg(fd, &m);
 	recv_msg(fd, &r);
-	CHECK(r.type == RMP_MSG_STATUS_REPLY, "expected STATUS_REPLY, got %s",
+	REQUIRE(r.type == RMP_MSG_STATUS_REPLY, "expected STATUS_REPLY, got %s",
 	      rmp_wire_type_name(r.type));
-	CHECK(r.u.status.n_pools == pools, "pools %u", r.u.status.n_pools);
-	CHECK(r.u.status.n_hosts == hosts, "hosts %u", r.u.status.n_hosts);
-	CHECK(r.u.status.clients >= 1, "clients %u", r.u.status.clients);
+	REQUIRE(r.u.status.n_pools == pools, "pools %u", r.u.status.n_pools);
+	REQUIRE(r.u.status.n_hosts == hosts, "hosts %u", r.u.status.n_hosts);
+	REQUIRE(r.u.status.clients >= 1, "clients %u", r.u.status.clients);
 	rmp_wire_msg_release(&r);
 }
 
@@ -385,14 +370,14 @@ static int http_get(const char *path, char *body, size_t cap)
 	int fd = try_connect(http_port);
 	char req[256], resp[16384];
 
-	CHECK(fd >= 0, "connect to the HTTP port");
+	REQUIRE(fd >= 0, "connect to the HTTP port");
 	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
 	send_bytes(fd, req, strlen(req));
 	size_t got = read_full(fd, resp, sizeof(resp) - 1, IO_TIMEOUT_MS);
 	close(fd);
 	resp[got] = '\0';
 	int status = 0;
-	CHECK(sscanf(resp, "HTTP/1.%*d %d", &status) == 1, "no HTTP status line");
+	REQUIRE(sscanf(resp, "HTTP/1.%*d %d", &status) == 1, "no HTTP status line");
 	const char *b = strstr(resp, "\r\n\r\n");
 	snprintf(body, cap, "%s", b ? b + 4 : "");
 	return status;
@@ -402,10 +387,10 @@ static uint64_t metric(const char *name)
 {
 	char body[16384], key[128];
 
-	CHECK(http_get("/metrics", body, sizeof(body)) == 200, "GET /metrics");
+	REQUIRE(http_get("/metrics", body, sizeof(body)) == 200, "GET /metrics");
 	snprintf(key, sizeof(key), "\n%s ", name);
 	const char *p = strstr(body, key);
-	CHECK(p, "metric %s missing", name);
+	REQUIRE(p, "metric %s missing", name);
 	return strtoull(p + strlen(key), NULL, 10);
 }
 
@@ -416,7 +401,7 @@ static void case_help(void)
 	char out[16384];
 	char *argv[] = { (char *)server_bin, "--help", NULL };
 
-	CHECK(run_to_exit(argv, false, out, sizeof(out)) == 0, "--help exits 0");
+	REQUIRE(run_to_exit(argv, false, out, sizeof(out)) == 0, "--help exits 0");
 	const char *want[] = { "--listen",	   "0.0.0.0:7400",	 "--secret-file",
 			       "--http-addr",	   "127.0.0.1",		 "--http-port",
 			       "7401",		   "--rdma-addr",	 "--rdma-port",
@@ -426,7 +411,7 @@ static void case_help(void)
 			       "--handshake-timeout", "--terminate-timeout", "--log-level",
 			       "--config",	   "default:" };
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
-		CHECK(strstr(out, want[i]), "--help does not mention %s:\n%s", want[i], out);
+		REQUIRE(strstr(out, want[i]), "--help does not mention %s:\n%s", want[i], out);
 }
 
 static void expect_refused(const char *name, const char *value, const char *mention)
@@ -435,10 +420,10 @@ static void expect_refused(const char *name, const char *value, const char *ment
 	char *argv[] = { (char *)server_bin, (char *)name, (char *)value, NULL };
 
 	int st = run_to_exit(argv, true, out, sizeof(out));
-	CHECK(st == 2, "%s %s: exit status %d, want 2 (output: %s)", name, value, st, out);
-	CHECK(strstr(out, mention), "%s %s: the message does not name %s: %s", name, value,
+	REQUIRE(st == 2, "%s %s: exit status %d, want 2 (output: %s)", name, value, st, out);
+	REQUIRE(strstr(out, mention), "%s %s: the message does not name %s: %s", name, value,
 	      mention, out);
-	CHECK(strstr(out, SECRET) == NULL, "the secret was printed");
+	REQUIRE(strstr(out, SECRET) == NULL, "the secret was printed");
 }
 
 static void case_bad_flags(void)
@@ -455,29 +440,29 @@ static void case_bad_flags(void)
 	char path[64], out[4096];
 	snprintf(path, sizeof(path), "server_itest.%d.conf", (int)getpid());
 	FILE *f = fopen(path, "w");
-	CHECK(f, "cannot write %s", path);
+	REQUIRE(f, "cannot write %s", path);
 	fprintf(f, "# test\nlisten = 127.0.0.1:7400\nprovision-timeout = 0s\n");
 	fclose(f);
 	char *argv[] = { (char *)server_bin, "--config", path, NULL };
 	int st = run_to_exit(argv, true, out, sizeof(out));
 	unlink(path);
-	CHECK(st == 2 && strstr(out, "provision-timeout") && strstr(out, ":3"),
+	REQUIRE(st == 2 && strstr(out, "provision-timeout") && strstr(out, ":3"),
 	      "config file error (status %d): %s", st, out);
 
 	/* No secret at all, and a secret that is too short. */
 	char *bare[] = { (char *)server_bin, "--listen", "127.0.0.1:1", NULL };
 	st = run_to_exit(bare, false, out, sizeof(out));
-	CHECK(st == 2 && strstr(out, RMP_AUTH_SECRET_ENV), "no secret (status %d): %s", st, out);
+	REQUIRE(st == 2 && strstr(out, RMP_AUTH_SECRET_ENV), "no secret (status %d): %s", st, out);
 	snprintf(path, sizeof(path), "server_itest.%d.secret", (int)getpid());
 	f = fopen(path, "w");
-	CHECK(f, "cannot write %s", path);
+	REQUIRE(f, "cannot write %s", path);
 	fprintf(f, "short\n");
 	fclose(f);
 	chmod(path, 0600);
 	char *shortsec[] = { (char *)server_bin, "--secret-file", path, NULL };
 	st = run_to_exit(shortsec, false, out, sizeof(out));
 	unlink(path);
-	CHECK(st == 2 && strstr(out, "secret-file") && !strstr(out, "short\n"),
+	REQUIRE(st == 2 && strstr(out, "secret-file") && !strstr(out, "short\n"),
 	      "short secret (status %d): %s", st, out);
 }
 
@@ -489,11 +474,11 @@ static void case_garbage(void)
 	int fd = connect_ctl();
 	const char junk[] = "GET / HTTP/1.0\r\n\r\n";
 	send_bytes(fd, junk, sizeof(junk) - 1);
-	CHECK(closed_by_server(fd, &got), "garbage did not close the connection");
-	CHECK(got == 0, "the server answered garbage with %zu bytes", got);
+	REQUIRE(closed_by_server(fd, &got), "garbage did not close the connection");
+	REQUIRE(got == 0, "the server answered garbage with %zu bytes", got);
 	close(fd);
 	good_client_served();
-	CHECK(metric("rmpool_frames_rejected_total") >= 1, "rejected frame not counted");
+	REQUIRE(metric("rmpool_frames_rejected_total") >= 1, "rejected frame not counted");
 	stop_server();
 }
 
@@ -520,16 +505,16 @@ static void case_oversize(void)
 	int fd = connect_ctl();
 	put_header(h, RMP_MSG_HELLO, 4096);
 	send_bytes(fd, h, sizeof(h));
-	CHECK(closed_by_server(fd, &got), "an oversized HELLO did not close the connection");
+	REQUIRE(closed_by_server(fd, &got), "an oversized HELLO did not close the connection");
 	close(fd);
 	/* After authentication: over the 1 MiB frame limit. */
 	fd = client();
 	put_header(h, RMP_MSG_STATUS_REQUEST, RMP_WIRE_MAX_FRAME);
 	send_bytes(fd, h, sizeof(h));
-	CHECK(closed_by_server(fd, &got), "an oversized frame did not close the connection");
+	REQUIRE(closed_by_server(fd, &got), "an oversized frame did not close the connection");
 	close(fd);
 	good_client_served();
-	CHECK(metric("rmpool_frames_rejected_total") >= 2, "oversized frames not counted");
+	REQUIRE(metric("rmpool_frames_rejected_total") >= 2, "oversized frames not counted");
 	stop_server();
 }
 
@@ -541,13 +526,13 @@ static void case_truncated(void)
 	size_t len = 0, got;
 
 	start_server(NULL);
-	CHECK(rmp_auth_peer_hello(&hs, RMP_ROLE_CLIENT, "itest", &m.u.hello) == 0, "hello");
-	CHECK(rmp_wire_encode(&m, buf, sizeof(buf), &len) == 0, "encode");
+	REQUIRE(rmp_auth_peer_hello(&hs, RMP_ROLE_CLIENT, "itest", &m.u.hello) == 0, "hello");
+	REQUIRE(rmp_wire_encode(&m, buf, sizeof(buf), &len) == 0, "encode");
 	int fd = connect_ctl();
 	send_bytes(fd, buf, len / 2);
 	shutdown(fd, SHUT_WR);
-	CHECK(closed_by_server(fd, &got), "a truncated frame did not close the connection");
-	CHECK(got == 0, "the server answered a truncated frame");
+	REQUIRE(closed_by_server(fd, &got), "a truncated frame did not close the connection");
+	REQUIRE(got == 0, "the server answered a truncated frame");
 	close(fd);
 	/* A payload that is cut short inside the frame (length says more
 	 * fields than there are): malformed, refused. */
@@ -557,10 +542,10 @@ static void case_truncated(void)
 	buf[9] = 0;
 	buf[10] = 0;
 	send_bytes(fd, buf, 11);
-	CHECK(closed_by_server(fd, &got), "a malformed HELLO did not close the connection");
+	REQUIRE(closed_by_server(fd, &got), "a malformed HELLO did not close the connection");
 	close(fd);
 	good_client_served();
-	CHECK(metric("rmpool_frames_rejected_total") >= 2, "truncated frames not counted");
+	REQUIRE(metric("rmpool_frames_rejected_total") >= 2, "truncated frames not counted");
 	stop_server();
 }
 
@@ -576,28 +561,28 @@ static void case_wrong_secret(void)
 	start_server(NULL);
 	/* A peer with another secret finds out from the server's proof... */
 	int fd = connect_ctl();
-	CHECK(rmp_auth_peer_hello(&hs, RMP_ROLE_CLIENT, "itest", &m.u.hello) == 0, "hello");
+	REQUIRE(rmp_auth_peer_hello(&hs, RMP_ROLE_CLIENT, "itest", &m.u.hello) == 0, "hello");
 	send_msg(fd, &m);
 	recv_msg(fd, &r);
-	CHECK(r.type == RMP_MSG_CHALLENGE, "expected CHALLENGE");
-	CHECK(rmp_auth_key_create("some-other-secret-of-length", &k, err, sizeof(err)) == 0, "%s",
+	REQUIRE(r.type == RMP_MSG_CHALLENGE, "expected CHALLENGE");
+	REQUIRE(rmp_auth_key_create("some-other-secret-of-length", &k, err, sizeof(err)) == 0, "%s",
 	      err);
-	CHECK(rmp_auth_peer_prove(k, &hs, &r.u.challenge, &m.u.auth_proof) == -EACCES,
+	REQUIRE(rmp_auth_peer_prove(k, &hs, &r.u.challenge, &m.u.auth_proof) == -EACCES,
 	      "a wrong secret verified the server's proof");
 	rmp_auth_key_destroy(k);
 	close(fd);
 	/* ...and a proof it makes up anyway is refused, with nothing in the
 	 * refusal but "authentication failed". */
 	fd = connect_ctl();
-	CHECK(handshake(fd, RMP_ROLE_CLIENT, NULL, &refusal) == 0, "a forged proof was accepted");
-	CHECK(refusal.u.error.code == EACCES, "code %u", refusal.u.error.code);
-	CHECK(strcmp(refusal.u.error.text, "authentication failed") == 0, "refusal text \"%s\"",
+	REQUIRE(handshake(fd, RMP_ROLE_CLIENT, NULL, &refusal) == 0, "a forged proof was accepted");
+	REQUIRE(refusal.u.error.code == EACCES, "code %u", refusal.u.error.code);
+	REQUIRE(strcmp(refusal.u.error.text, "authentication failed") == 0, "refusal text \"%s\"",
 	      refusal.u.error.text);
-	CHECK(closed_by_server(fd, &got), "the connection stayed open after a failed proof");
-	CHECK(got == 0, "the server sent %zu more bytes after refusing", got);
+	REQUIRE(closed_by_server(fd, &got), "the connection stayed open after a failed proof");
+	REQUIRE(got == 0, "the server sent %zu more bytes after refusing", got);
 	close(fd);
 	good_client_served();
-	CHECK(metric("rmpool_auth_failures_total") >= 1, "auth failure not counted");
+	REQUIRE(metric("rmpool_auth_failures_total") >= 1, "auth failure not counted");
 	stop_server();
 }
 
@@ -610,25 +595,25 @@ static void case_preauth(void)
 	/* STATUS (or a pool request) before the handshake: no reply at all. */
 	int fd = connect_ctl();
 	send_msg(fd, &m);
-	CHECK(closed_by_server(fd, &got), "STATUS before auth did not close the connection");
-	CHECK(got == 0, "the server answered an unauthenticated STATUS with %zu bytes", got);
+	REQUIRE(closed_by_server(fd, &got), "STATUS before auth did not close the connection");
+	REQUIRE(got == 0, "the server answered an unauthenticated STATUS with %zu bytes", got);
 	close(fd);
 	fd = connect_ctl();
 	m = (struct rmp_wire_msg){ .type = RMP_MSG_POOL_DESTROY };
 	snprintf(m.u.pool_destroy.name, sizeof(m.u.pool_destroy.name), "anything");
 	send_msg(fd, &m);
-	CHECK(closed_by_server(fd, &got), "POOL_DESTROY before auth did not close");
-	CHECK(got == 0, "the server answered an unauthenticated POOL_DESTROY");
+	REQUIRE(closed_by_server(fd, &got), "POOL_DESTROY before auth did not close");
+	REQUIRE(got == 0, "the server answered an unauthenticated POOL_DESTROY");
 	close(fd);
 	/* Handshake timeout: a silent peer is dropped. */
 	fd = connect_ctl();
 	uint64_t t0 = now_ms();
-	CHECK(closed_by_server(fd, &got), "a silent peer was not dropped");
-	CHECK(now_ms() - t0 < 3000, "dropped after %" PRIu64 " ms, want ~300",
+	REQUIRE(closed_by_server(fd, &got), "a silent peer was not dropped");
+	REQUIRE(now_ms() - t0 < 3000, "dropped after %" PRIu64 " ms, want ~300",
 	      now_ms() - t0);
 	close(fd);
 	good_client_served();
-	CHECK(metric("rmpool_auth_failures_total") >= 3, "unauthenticated frames not counted");
+	REQUIRE(metric("rmpool_auth_failures_total") >= 3, "unauthenticated frames not counted");
 	stop_server();
 }
 
@@ -641,7 +626,7 @@ static void case_status_and_http(void)
 	check_status(fd, 0, 0);
 	/* An agent registers; STATUS shows its host. */
 	int ag = connect_ctl();
-	CHECK(handshake(ag, RMP_ROLE_AGENT, SECRET, NULL), "agent auth");
+	REQUIRE(handshake(ag, RMP_ROLE_AGENT, SECRET, NULL), "agent auth");
 	struct rmp_wire_msg m = { .type = RMP_MSG_AGENT_REGISTER }, r;
 	snprintf(m.u.agent_register.host, sizeof(m.u.agent_register.host), "itest-host");
 	m.u.agent_register.budget = UINT64_C(512) << 20;
@@ -649,17 +634,17 @@ static void case_status_and_http(void)
 	m.u.agent_register.donor_footprint = UINT64_C(8) << 20;
 	send_msg(ag, &m);
 	recv_msg(ag, &r);
-	CHECK(r.type == RMP_MSG_AGENT_REGISTERED, "got %s", rmp_wire_type_name(r.type));
+	REQUIRE(r.type == RMP_MSG_AGENT_REGISTERED, "got %s", rmp_wire_type_name(r.type));
 	/* A client may not register as an agent. */
 	send_msg(fd, &m);
 	recv_msg(fd, &r);
-	CHECK(r.type == RMP_MSG_ERROR && r.u.error.code == EPERM, "role not enforced");
+	REQUIRE(r.type == RMP_MSG_ERROR && r.u.error.code == EPERM, "role not enforced");
 	check_status(fd, 0, 1);
-	CHECK(metric("rmpool_agents") == 1, "agents gauge");
+	REQUIRE(metric("rmpool_agents") == 1, "agents gauge");
 
-	CHECK(http_get("/healthz", body, sizeof(body)) == 200, "GET /healthz");
-	CHECK(strncmp(body, "ok", 2) == 0, "/healthz body \"%s\"", body);
-	CHECK(http_get("/metrics", body, sizeof(body)) == 200, "GET /metrics");
+	REQUIRE(http_get("/healthz", body, sizeof(body)) == 200, "GET /healthz");
+	REQUIRE(strncmp(body, "ok", 2) == 0, "/healthz body \"%s\"", body);
+	REQUIRE(http_get("/metrics", body, sizeof(body)) == 200, "GET /metrics");
 	const char *names[] = { "rmpool_pools",
 				"rmpool_capacity_bytes",
 				"rmpool_free_bytes",
@@ -672,10 +657,10 @@ static void case_status_and_http(void)
 		char help[96], type[96];
 		snprintf(help, sizeof(help), "# HELP %s ", names[i]);
 		snprintf(type, sizeof(type), "# TYPE %s ", names[i]);
-		CHECK(strstr(body, help) && strstr(body, type), "%s lacks HELP/TYPE", names[i]);
+		REQUIRE(strstr(body, help) && strstr(body, type), "%s lacks HELP/TYPE", names[i]);
 	}
-	CHECK(http_get("/nothing", body, sizeof(body)) == 404, "unknown path");
-	CHECK(metric("rmpool_clients") == 1, "clients gauge");
+	REQUIRE(http_get("/nothing", body, sizeof(body)) == 404, "unknown path");
+	REQUIRE(metric("rmpool_clients") == 1, "clients gauge");
 	close(ag);
 	close(fd);
 	stop_server();
@@ -702,33 +687,33 @@ static void case_pool_open(void)
 	m.u.pool_open.capacity = UINT64_C(64) << 20;
 	send_msg(fd, &m);
 	recv_msg(fd, &r);
-	CHECK(r.type == RMP_MSG_ERROR, "POOL_OPEN got %s", rmp_wire_type_name(r.type));
-	CHECK(r.u.error.ref_type == RMP_MSG_POOL_OPEN, "ref_type %u", r.u.error.ref_type);
+	REQUIRE(r.type == RMP_MSG_ERROR, "POOL_OPEN got %s", rmp_wire_type_name(r.type));
+	REQUIRE(r.u.error.ref_type == RMP_MSG_POOL_OPEN, "ref_type %u", r.u.error.ref_type);
 	fprintf(stderr, "POOL_OPEN refused: %s\n", r.u.error.text);
 	if (!host_has_rdma()) {
-		CHECK(r.u.error.code == ENODEV, "code %u", r.u.error.code);
-		CHECK(strstr(r.u.error.text, "RDMA"), "unclear refusal: %s", r.u.error.text);
+		REQUIRE(r.u.error.code == ENODEV, "code %u", r.u.error.code);
+		REQUIRE(strstr(r.u.error.text, "RDMA"), "unclear refusal: %s", r.u.error.text);
 	}
 	/* Attach to a pool that does not exist; a bad name; destroy of nothing. */
 	m.u.pool_open.capacity = 0;
 	send_msg(fd, &m);
 	recv_msg(fd, &r);
-	CHECK(r.type == RMP_MSG_ERROR && r.u.error.code == ENOENT, "attach to nothing");
+	REQUIRE(r.type == RMP_MSG_ERROR && r.u.error.code == ENOENT, "attach to nothing");
 	snprintf(m.u.pool_open.name, sizeof(m.u.pool_open.name), "../etc");
 	m.u.pool_open.capacity = 4096;
 	send_msg(fd, &m);
 	recv_msg(fd, &r);
-	CHECK(r.type == RMP_MSG_ERROR && r.u.error.code == EINVAL, "bad name accepted");
+	REQUIRE(r.type == RMP_MSG_ERROR && r.u.error.code == EINVAL, "bad name accepted");
 	m = (struct rmp_wire_msg){ .type = RMP_MSG_POOL_DESTROY };
 	snprintf(m.u.pool_destroy.name, sizeof(m.u.pool_destroy.name), "itest");
 	send_msg(fd, &m);
 	recv_msg(fd, &r);
-	CHECK(r.type == RMP_MSG_ERROR && r.u.error.code == ENOENT, "destroy of nothing");
+	REQUIRE(r.type == RMP_MSG_ERROR && r.u.error.code == ENOENT, "destroy of nothing");
 	m = (struct rmp_wire_msg){ .type = RMP_MSG_LEASE_RENEW };
 	m.u.lease_renew.lease_id = 42;
 	send_msg(fd, &m);
 	recv_msg(fd, &r);
-	CHECK(r.type == RMP_MSG_ERROR && r.u.error.code == ENOENT, "renew of nothing");
+	REQUIRE(r.type == RMP_MSG_ERROR && r.u.error.code == ENOENT, "renew of nothing");
 	/* The connection still works after all those refusals. */
 	check_status(fd, 0, 0);
 	close(fd);
@@ -757,6 +742,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	server_bin = argv[1];
+	/* "file:line: cond", then "FAIL: why"; the server's log after it */
+	check_init(NULL, kill_server_dump_log, CHECK_COND_LINE);
 	signal(SIGPIPE, SIG_IGN);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (strcmp(argv[2], cases[i].name) == 0) {

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "check.h"
 #include "rdma.h"
 #include "wire.h"
 
@@ -40,40 +41,21 @@
 #define BUDGET (96ull << 20)
 #define REGION (16ull << 20)
 
-static int failures;
 static rmp_auth_key *key;
-
-#define CHECK(cond, ...)                                                              \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			failures++;                                                   \
-			fprintf(stderr, "FAIL %s:%d: ", __func__, __LINE__);          \
-			fprintf(stderr, __VA_ARGS__);                                 \
-			fprintf(stderr, "\n");                                        \
-		}                                                                     \
-	} while (0)
-/* Evaluates cond once: it often receives or accepts something. */
-#define REQUIRE(cond, ...)                                                            \
-	do {                                                                          \
-		bool ok_ = (cond);                                                    \
-		CHECK(ok_, __VA_ARGS__);                                              \
-		if (!ok_)                                                             \
-			finish();                                                     \
-	} while (0)
 
 static pid_t agent_pid;
 static bool reached_end; /* a PASS needs the whole script to have run */
 
 static void finish(void)
 {
-	if (!reached_end && !failures)
-		failures++;
+	if (!reached_end && !check_failures())
+		check_count();
 	if (agent_pid > 0) {
 		kill(agent_pid, SIGKILL);
 		waitpid(agent_pid, NULL, 0);
 	}
-	printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-	exit(failures ? 1 : 0);
+	printf("%s: %d failure(s)\n", check_failures() ? "FAIL" : "PASS", check_failures());
+	exit(check_failures() ? 1 : 0);
 }
 
 struct conn {
@@ -277,6 +259,7 @@ int main(int argc, char **argv)
 {
 	char err[160];
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	check_init(NULL, finish, 0); /* a failed REQUIRE ends the script there */
 	if (argc != 2) {
 		fprintf(stderr, "usage: donor_agent PATH/TO/rmpool-donor\n");
 		return 2;

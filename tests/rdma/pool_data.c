@@ -29,13 +29,13 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "rmpool.h"
 
 static double now_s(void)
@@ -45,21 +45,11 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "pool_data: FAILED: ");
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(1);
-}
-
-static void check(int rc, const char *what)
+/* An API call that must succeed: its code and the library's detail. */
+static void require_ok(int rc, const char *what)
 {
 	if (rc)
-		die("%s: %s (%s)", what, rmp_strerror(rc), rmp_last_error(NULL));
+		check_die("%s: %s (%s)", what, rmp_strerror(rc), rmp_last_error(NULL));
 }
 
 static rmp_client *cl;
@@ -69,9 +59,9 @@ static rmp_pool *open_pool(const char *name)
 	const char *coord = getenv("RMPOOL_COORDINATOR");
 	rmp_pool *p;
 	if (!coord)
-		die("RMPOOL_COORDINATOR is not set");
-	check(rmp_connect(coord, NULL, &cl), "rmp_connect");
-	check(rmp_pool_open(cl, name, 0, &p), "rmp_pool_open (attach)");
+		check_die("RMPOOL_COORDINATOR is not set");
+	require_ok(rmp_connect(coord, NULL, &cl), "rmp_connect");
+	require_ok(rmp_pool_open(cl, name, 0, &p), "rmp_pool_open (attach)");
 	return p;
 }
 
@@ -88,7 +78,7 @@ static int cmd_big(const char *name)
 {
 	rmp_pool *p = open_pool(name);
 	struct rmp_pool_info *info;
-	check(rmp_pool_info(p, &info), "rmp_pool_info");
+	require_ok(rmp_pool_info(p, &info), "rmp_pool_info");
 	uint64_t max_donor = 0;
 	for (size_t i = 0; i < info->n_donors; i++)
 		if (info->donors[i].bytes > max_donor)
@@ -97,7 +87,7 @@ static int cmd_big(const char *name)
 	 * that it spans three donors: no host holds more than two here. */
 	uint64_t size = 2 * max_donor + 1 <= info->capacity ? 2 * max_donor + 1 : max_donor + 1;
 	rmp_addr a;
-	check(rmp_alloc(p, size, &a), "rmp_alloc of more than one donor");
+	require_ok(rmp_alloc(p, size, &a), "rmp_alloc of more than one donor");
 	uint64_t block = 1ull << RMP_ADDR_ORDER(a), off = RMP_ADDR_OFFSET(a);
 	/* Which hosts back [off, off+block)? */
 	char hosts[8][256];
@@ -106,7 +96,7 @@ static int cmd_big(const char *name)
 		/* the segment's donor: walk the donors' segment counts is not
 		 * enough (order unknown); ask per segment */
 		uint32_t did;
-		check(rmp_pool_segment_donor(p, s, &did), "rmp_pool_segment_donor");
+		require_ok(rmp_pool_segment_donor(p, s, &did), "rmp_pool_segment_donor");
 		for (size_t i = 0; i < info->n_donors; i++) {
 			if (info->donors[i].donor_id != did)
 				continue;
@@ -120,31 +110,31 @@ static int cmd_big(const char *name)
 	printf("pool_data: block of %" PRIu64 " bytes (asked %" PRIu64 ", largest donor %" PRIu64 ") on %u hosts\n",
 	       block, size, max_donor, nh);
 	if (nh < 2)
-		die("the block lies on %u host(s), expected at least 2", nh);
+		check_die("the block lies on %u host(s), expected at least 2", nh);
 	size_t chunk = 4u << 20;
 	uint8_t *w = malloc(chunk), *r = malloc(chunk);
 	double t0 = now_s();
 	for (uint64_t at = 0; at < block; at += chunk) {
 		size_t n = block - at < chunk ? (size_t)(block - at) : chunk;
 		fill(w, n, at);
-		check(rmp_write(p, a + at, w, n), "rmp_write");
+		require_ok(rmp_write(p, a + at, w, n), "rmp_write");
 	}
 	double t1 = now_s();
 	for (uint64_t at = 0; at < block; at += chunk) {
 		size_t n = block - at < chunk ? (size_t)(block - at) : chunk;
 		fill(w, n, at);
-		check(rmp_read(p, r, a + at, n), "rmp_read");
+		require_ok(rmp_read(p, r, a + at, n), "rmp_read");
 		if (memcmp(w, r, n))
-			die("bytes at block offset %" PRIu64 " read back wrong", at);
+			check_die("bytes at block offset %" PRIu64 " read back wrong", at);
 	}
 	double t2 = now_s();
 	printf("pool_data: wrote %" PRIu64 " MiB in %.2f s (%.1f MiB/s), read and verified in %.2f s (%.1f MiB/s)\n",
 	       block >> 20, t1 - t0, (double)(block >> 20) / (t1 - t0), t2 - t1, (double)(block >> 20) / (t2 - t1));
-	check(rmp_free(p, a), "rmp_free");
+	require_ok(rmp_free(p, a), "rmp_free");
 	if (rmp_free(p, a) != -EINVAL)
-		die("a second free of the same block was not refused");
+		check_die("a second free of the same block was not refused");
 	rmp_pool_info_free(info);
-	check(rmp_pool_close(p), "rmp_pool_close");
+	require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	printf("pool_data: big: PASS\n");
 	return 0;
@@ -255,18 +245,18 @@ static int cmd_steps(const char *name, unsigned threads, unsigned steps, unsigne
 	}
 	double secs = now_s() - t0;
 	struct rmp_pool_stats st;
-	check(rmp_pool_stats(p, &st), "rmp_pool_stats");
+	require_ok(rmp_pool_stats(p, &st), "rmp_pool_stats");
 	printf("pool_data: consumer %u: %u threads x %u steps in %.1f s: %" PRIu64 "/%" PRIu64
 	       " allocs ok, %" PRIu64 " writes, %" PRIu64 " reads verified; round trips per alloc %.2f, per free %.2f\n",
 	       id, threads, steps, secs, ok, allocs, writes, reads,
 	       st.allocs ? (double)st.alloc_round_trips / (double)st.allocs : 0,
 	       st.frees ? (double)st.free_round_trips / (double)st.frees : 0);
-	check(rmp_pool_close(p), "rmp_pool_close");
+	require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	if (failed)
-		die("a thread failed");
+		check_die("a thread failed");
 	if (ok * 10 < allocs * 9)
-		die("only %" PRIu64 " of %" PRIu64 " allocations succeeded", ok, allocs);
+		check_die("only %" PRIu64 " of %" PRIu64 " allocations succeeded", ok, allocs);
 	return 0;
 }
 
@@ -275,12 +265,12 @@ static int cmd_whole(const char *name)
 	rmp_pool *p = open_pool(name);
 	struct rmp_pool_info *info;
 	rmp_addr a;
-	check(rmp_pool_info(p, &info), "rmp_pool_info");
-	check(rmp_alloc(p, info->capacity, &a), "rmp_alloc of the whole capacity");
-	check(rmp_free(p, a), "rmp_free of the whole capacity");
+	require_ok(rmp_pool_info(p, &info), "rmp_pool_info");
+	require_ok(rmp_alloc(p, info->capacity, &a), "rmp_alloc of the whole capacity");
+	require_ok(rmp_free(p, a), "rmp_free of the whole capacity");
 	printf("pool_data: the whole capacity (%" PRIu64 " bytes) in one allocation: PASS\n", info->capacity);
 	rmp_pool_info_free(info);
-	check(rmp_pool_close(p), "rmp_pool_close");
+	require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	return 0;
 }
@@ -290,14 +280,14 @@ static int cmd_stopped(const char *name, const char *go)
 	rmp_pool *p = open_pool(name);
 	struct rmp_pool_info *info;
 	rmp_addr a;
-	check(rmp_pool_info(p, &info), "rmp_pool_info");
+	require_ok(rmp_pool_info(p, &info), "rmp_pool_info");
 	/* Touch every donor once so that every connection exists: rdma_cm
 	 * setup needs the far side's CPU, the data path must not. */
-	check(rmp_alloc(p, info->capacity, &a), "rmp_alloc of the whole capacity");
+	require_ok(rmp_alloc(p, info->capacity, &a), "rmp_alloc of the whole capacity");
 	uint8_t byte = 1;
 	for (uint64_t at = 0; at < info->capacity; at += info->segment_size)
-		check(rmp_write(p, a + at, &byte, 1), "rmp_write (connect)");
-	check(rmp_free(p, a), "rmp_free");
+		require_ok(rmp_write(p, a + at, &byte, 1), "rmp_write (connect)");
+	require_ok(rmp_free(p, a), "rmp_free");
 	char ready[512];
 	snprintf(ready, sizeof(ready), "%s.ready", go);
 	FILE *f = fopen(ready, "w");
@@ -305,7 +295,7 @@ static int cmd_stopped(const char *name, const char *go)
 		fclose(f);
 	for (int i = 0; access(go, F_OK) != 0; i++)
 		if (i > 1200)
-			die("no go within 120 s");
+			check_die("no go within 120 s");
 		else
 			usleep(100000);
 	double t0 = now_s();
@@ -313,19 +303,19 @@ static int cmd_stopped(const char *name, const char *go)
 	uint8_t w[4096], r[4096];
 	for (unsigned i = 0; i < rounds; i++) {
 		uint64_t size = 4096ull << (i % 6);
-		check(rmp_alloc(p, size, &a), "rmp_alloc with coordinator and donors stopped");
+		require_ok(rmp_alloc(p, size, &a), "rmp_alloc with coordinator and donors stopped");
 		fill(w, sizeof(w), i);
 		uint64_t at = size - sizeof(w);
-		check(rmp_write(p, a + at, w, sizeof(w)), "rmp_write with everything stopped");
-		check(rmp_read(p, r, a + at, sizeof(r)), "rmp_read with everything stopped");
+		require_ok(rmp_write(p, a + at, w, sizeof(w)), "rmp_write with everything stopped");
+		require_ok(rmp_read(p, r, a + at, sizeof(r)), "rmp_read with everything stopped");
 		if (memcmp(w, r, sizeof(w)))
-			die("read back wrong bytes with everything stopped");
-		check(rmp_free(p, a), "rmp_free with everything stopped");
+			check_die("read back wrong bytes with everything stopped");
+		require_ok(rmp_free(p, a), "rmp_free with everything stopped");
 	}
 	printf("pool_data: %u alloc/write/read/free rounds with coordinator and donors stopped in %.2f s: PASS\n",
 	       rounds, now_s() - t0);
 	rmp_pool_info_free(info);
-	check(rmp_pool_close(p), "rmp_pool_close");
+	require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	return 0;
 }
@@ -333,7 +323,7 @@ static int cmd_stopped(const char *name, const char *go)
 static void expect_rc(int got, int want, const char *what)
 {
 	if (got != want)
-		die("%s: got %d (%s), expected %d (%s)", what, got, rmp_strerror(got), want, rmp_strerror(want));
+		check_die("%s: got %d (%s), expected %d (%s)", what, got, rmp_strerror(got), want, rmp_strerror(want));
 	printf("pool_data: refused as expected: %s: %s (%s)\n", what, rmp_strerror(got), rmp_last_error(NULL));
 }
 
@@ -343,10 +333,10 @@ static int cmd_bad(const char *name)
 	struct rmp_pool_info *info;
 	rmp_addr a, b;
 	uint8_t buf[128], rb[128];
-	check(rmp_pool_info(p, &info), "rmp_pool_info");
-	check(rmp_alloc(p, 4096, &a), "rmp_alloc");
+	require_ok(rmp_pool_info(p, &info), "rmp_pool_info");
+	require_ok(rmp_alloc(p, 4096, &a), "rmp_alloc");
 	fill(buf, sizeof(buf), 42);
-	check(rmp_write(p, a, buf, sizeof(buf)), "rmp_write");
+	require_ok(rmp_write(p, a, buf, sizeof(buf)), "rmp_write");
 
 	expect_rc(rmp_alloc(p, 0, &b), -EINVAL, "alloc of 0 bytes");
 	expect_rc(rmp_alloc(p, info->space + 1, &b), -EINVAL, "alloc larger than the pool");
@@ -360,35 +350,35 @@ static int cmd_bad(const char *name)
 	expect_rc(rmp_read(p, rb, a + 4000, 128), -EINVAL, "read past the end of the block");
 	expect_rc(rmp_write(p, RMP_ADDR_MAKE(60, 0), buf, 8), -EINVAL, "write to an order beyond the pool");
 	/* nothing lost: the block still holds its bytes */
-	check(rmp_read(p, rb, a, sizeof(rb)), "rmp_read");
+	require_ok(rmp_read(p, rb, a, sizeof(rb)), "rmp_read");
 	if (memcmp(buf, rb, sizeof(rb)))
-		die("a refused call changed the block's bytes");
+		check_die("a refused call changed the block's bytes");
 
 	/* Liveness, decided by the shared metadata: a second client (its own
 	 * session and data path, as another process would have). */
 	rmp_client *cl2;
 	rmp_pool *p2;
-	check(rmp_connect(getenv("RMPOOL_COORDINATOR"), NULL, &cl2), "rmp_connect (second client)");
-	check(rmp_pool_open(cl2, name, 0, &p2), "rmp_pool_open (second client)");
+	require_ok(rmp_connect(getenv("RMPOOL_COORDINATOR"), NULL, &cl2), "rmp_connect (second client)");
+	require_ok(rmp_pool_open(cl2, name, 0, &p2), "rmp_pool_open (second client)");
 	memset(rb, 0, sizeof(rb));
-	check(rmp_read(p2, rb, a, sizeof(rb)), "rmp_read of another client's live block");
+	require_ok(rmp_read(p2, rb, a, sizeof(rb)), "rmp_read of another client's live block");
 	if (memcmp(buf, rb, sizeof(rb)))
-		die("the second client read other bytes than the first wrote");
-	check(rmp_alloc(p, 4096, &b), "rmp_alloc");
-	check(rmp_free(p, b), "rmp_free");
+		check_die("the second client read other bytes than the first wrote");
+	require_ok(rmp_alloc(p, 4096, &b), "rmp_alloc");
+	require_ok(rmp_free(p, b), "rmp_free");
 	expect_rc(rmp_read(p, rb, b, 8), -EINVAL, "read of a block this client freed");
 	expect_rc(rmp_write(p, b + 8, buf, 8), -EINVAL, "write inside a block this client freed");
 	expect_rc(rmp_read(p2, rb, b, 8), -EINVAL, "read of a block another client freed");
 	/* The whole space as one block: never live while a is. */
 	expect_rc(rmp_write(p2, RMP_ADDR_MAKE(__builtin_ctzll(info->space), 0), buf, 8), -EINVAL,
 		  "write to a block nobody allocated");
-	check(rmp_free(p2, a), "rmp_free of another client's block");
+	require_ok(rmp_free(p2, a), "rmp_free of another client's block");
 	expect_rc(rmp_free(p, a), -EINVAL, "second free of the same block, the first by another client");
 	expect_rc(rmp_read(p2, rb, a, 8), -EINVAL, "read of a block the reader freed");
-	check(rmp_pool_close(p2), "rmp_pool_close (second client)");
+	require_ok(rmp_pool_close(p2), "rmp_pool_close (second client)");
 	rmp_disconnect(cl2);
 	rmp_pool_info_free(info);
-	check(rmp_pool_close(p), "rmp_pool_close");
+	require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	printf("pool_data: bad arguments: PASS\n");
 	return 0;
@@ -399,29 +389,29 @@ static int cmd_bad(const char *name)
 static void donor_window(rmp_pool *p, uint64_t w, rmp_addr *a, uint64_t *start, unsigned *ndon)
 {
 	struct rmp_pool_info *info;
-	check(rmp_pool_info(p, &info), "rmp_pool_info");
+	require_ok(rmp_pool_info(p, &info), "rmp_pool_info");
 	uint64_t max_donor = 0;
 	for (size_t i = 0; i < info->n_donors; i++)
 		if (info->donors[i].bytes > max_donor)
 			max_donor = info->donors[i].bytes;
-	check(rmp_alloc(p, max_donor + 1, a), "rmp_alloc of more than one donor");
+	require_ok(rmp_alloc(p, max_donor + 1, a), "rmp_alloc of more than one donor");
 	uint64_t block = 1ull << RMP_ADDR_ORDER(*a), off = RMP_ADDR_OFFSET(*a), seg = info->segment_size;
 	uint32_t first, did, seen[64];
 	uint64_t boundary = 0;
-	check(rmp_pool_segment_donor(p, off / seg, &first), "rmp_pool_segment_donor");
+	require_ok(rmp_pool_segment_donor(p, off / seg, &first), "rmp_pool_segment_donor");
 	for (uint64_t s = off / seg + 1; s < (off + block) / seg && !boundary; s++) {
-		check(rmp_pool_segment_donor(p, s, &did), "rmp_pool_segment_donor");
+		require_ok(rmp_pool_segment_donor(p, s, &did), "rmp_pool_segment_donor");
 		if (did != first)
 			boundary = s * seg - off;
 	}
 	if (!boundary)
-		die("the block of %" PRIu64 " bytes lies on one donor", block);
+		check_die("the block of %" PRIu64 " bytes lies on one donor", block);
 	*start = boundary > w / 2 ? boundary - w / 2 : 0;
 	if (*start + w > block)
 		*start = block - w;
 	*ndon = 0;
 	for (uint64_t s = (off + *start) / seg; s <= (off + *start + w - 1) / seg; s++) {
-		check(rmp_pool_segment_donor(p, s, &did), "rmp_pool_segment_donor");
+		require_ok(rmp_pool_segment_donor(p, s, &did), "rmp_pool_segment_donor");
 		unsigned k;
 		for (k = 0; k < *ndon && seen[k] != did; k++)
 			;
@@ -441,36 +431,36 @@ static int cmd_regbuf(const char *name)
 	donor_window(p, W, &a, &start, &ndon);
 	printf("pool_data: regbuf: %" PRIu64 " MiB at block offset %" PRIu64 " over %u donors\n", W >> 20, start, ndon);
 	if (ndon < 2)
-		die("the window lies on %u donor(s)", ndon);
+		check_die("the window lies on %u donor(s)", ndon);
 	uint8_t *wm = malloc(W + 4096), *rm = malloc(W + 8192), *plain = malloc(W);
 	rmp_buffer *wb, *rb, *tmp;
 	fill(wm + 123, W, 77);
-	check(rmp_buffer_register(p, wm, W + 4096, &wb), "rmp_buffer_register");
-	check(rmp_buffer_register(p, rm, W + 8192, &rb), "rmp_buffer_register");
+	require_ok(rmp_buffer_register(p, wm, W + 4096, &wb), "rmp_buffer_register");
+	require_ok(rmp_buffer_register(p, rm, W + 8192, &rb), "rmp_buffer_register");
 	double t0 = now_s();
-	check(rmp_write_buf(p, a + start, wb, 123, W), "rmp_write_buf");
+	require_ok(rmp_write_buf(p, a + start, wb, 123, W), "rmp_write_buf");
 	double t1 = now_s();
-	check(rmp_read(p, plain, a + start, W), "rmp_read after rmp_write_buf");
+	require_ok(rmp_read(p, plain, a + start, W), "rmp_read after rmp_write_buf");
 	if (memcmp(plain, wm + 123, W))
-		die("rmp_read returned other bytes than rmp_write_buf wrote");
+		check_die("rmp_read returned other bytes than rmp_write_buf wrote");
 	double t2 = now_s();
 	memset(rm, 0, W + 8192);
-	check(rmp_read_buf(p, rb, 4096, a + start, W), "rmp_read_buf");
+	require_ok(rmp_read_buf(p, rb, 4096, a + start, W), "rmp_read_buf");
 	double t3 = now_s();
 	if (memcmp(rm + 4096, wm + 123, W))
-		die("rmp_read_buf returned other bytes than rmp_write_buf wrote");
+		check_die("rmp_read_buf returned other bytes than rmp_write_buf wrote");
 	if (rm[4095] != 0 || rm[4096 + W] != 0)
-		die("rmp_read_buf wrote outside its range");
+		check_die("rmp_read_buf wrote outside its range");
 	/* an unaligned piece across the boundary, into the same buffer again */
-	check(rmp_read_buf(p, rb, 1, a + start + W / 2 - 50001, 100003), "rmp_read_buf (unaligned)");
+	require_ok(rmp_read_buf(p, rb, 1, a + start + W / 2 - 50001, 100003), "rmp_read_buf (unaligned)");
 	if (memcmp(rm + 1, wm + 123 + W / 2 - 50001, 100003))
-		die("unaligned rmp_read_buf returned wrong bytes");
+		check_die("unaligned rmp_read_buf returned wrong bytes");
 	/* and a bounce write read back through a registered buffer */
 	fill(plain, W, 78);
-	check(rmp_write(p, a + start, plain, W), "rmp_write");
-	check(rmp_read_buf(p, rb, 0, a + start, W), "rmp_read_buf after rmp_write");
+	require_ok(rmp_write(p, a + start, plain, W), "rmp_write");
+	require_ok(rmp_read_buf(p, rb, 0, a + start, W), "rmp_read_buf after rmp_write");
 	if (memcmp(rm, plain, W))
-		die("rmp_read_buf after rmp_write returned wrong bytes");
+		check_die("rmp_read_buf after rmp_write returned wrong bytes");
 	printf("pool_data: regbuf: write_buf %.1f MiB/s, read (bounce) %.1f MiB/s, read_buf %.1f MiB/s\n",
 	       (double)(W >> 20) / (t1 - t0), (double)(W >> 20) / (t2 - t1), (double)(W >> 20) / (t3 - t2));
 
@@ -485,19 +475,19 @@ static int cmd_regbuf(const char *name)
 	expect_rc(rmp_buffer_register(p, NULL, 64, &tmp), -EINVAL, "register of NULL");
 	expect_rc(rmp_buffer_register(p, plain, 0, &tmp), -EINVAL, "register of 0 bytes");
 	expect_rc(rmp_buffer_deregister(NULL), -EINVAL, "deregister of NULL");
-	check(rmp_buffer_register(p, plain, 4096, &tmp), "rmp_buffer_register");
-	check(rmp_write_buf(p, a, tmp, 0, 4096), "rmp_write_buf (a third buffer)");
-	check(rmp_buffer_deregister(tmp), "rmp_buffer_deregister");
+	require_ok(rmp_buffer_register(p, plain, 4096, &tmp), "rmp_buffer_register");
+	require_ok(rmp_write_buf(p, a, tmp, 0, 4096), "rmp_write_buf (a third buffer)");
+	require_ok(rmp_buffer_deregister(tmp), "rmp_buffer_deregister");
 	expect_rc(rmp_write_buf(p, a, tmp, 0, 8), -EINVAL, "write_buf from a deregistered buffer");
 	expect_rc(rmp_read_buf(p, tmp, 0, a, 8), -EINVAL, "read_buf into a deregistered buffer");
 	expect_rc(rmp_buffer_deregister(tmp), -EINVAL, "second deregister");
-	check(rmp_buffer_deregister(wb), "rmp_buffer_deregister");
-	check(rmp_buffer_deregister(rb), "rmp_buffer_deregister");
-	check(rmp_free(p, a), "rmp_free");
+	require_ok(rmp_buffer_deregister(wb), "rmp_buffer_deregister");
+	require_ok(rmp_buffer_deregister(rb), "rmp_buffer_deregister");
+	require_ok(rmp_free(p, a), "rmp_free");
 	free(wm);
 	free(rm);
 	free(plain);
-	check(rmp_pool_close(p), "rmp_pool_close");
+	require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	printf("pool_data: regbuf: PASS\n");
 	return 0;
@@ -517,17 +507,17 @@ static int cmd_async(const char *name)
 	rmp_op *ops[N];
 	fill(wm, W, 99);
 	memset(rm, 0, W);
-	check(rmp_buffer_register(p, wm, W, &wb), "rmp_buffer_register");
-	check(rmp_buffer_register(p, rm, W, &rb), "rmp_buffer_register");
+	require_ok(rmp_buffer_register(p, wm, W, &wb), "rmp_buffer_register");
+	require_ok(rmp_buffer_register(p, rm, W, &rb), "rmp_buffer_register");
 
 	double t0 = now_s();
 	for (unsigned i = 0; i < N; i++)
-		check(i % 2 ? rmp_write_buf_async(p, a + start + i * C, wb, i * C, C, &ops[i])
+		require_ok(i % 2 ? rmp_write_buf_async(p, a + start + i * C, wb, i * C, C, &ops[i])
 			    : rmp_write_async(p, a + start + i * C, wm + i * C, C, &ops[i]),
 		      "rmp_write_async");
 	int last = rmp_op_test(ops[N - 1]), early = rmp_op_wait(ops[N - 1], 0);
 	if (early != -EINPROGRESS && early != 0)
-		die("rmp_op_wait(0) of the last write: %s", rmp_strerror(early));
+		check_die("rmp_op_wait(0) of the last write: %s", rmp_strerror(early));
 	expect_rc(rmp_buffer_deregister(wb), -EBUSY, "deregister of a buffer with unreaped operations");
 	unsigned pending = 0;
 	for (unsigned i = 0; i < N; i++)
@@ -535,25 +525,25 @@ static int cmd_async(const char *name)
 	for (unsigned i = 0; i < N; i++) {
 		if (i == N - 1 && early == 0)
 			break;
-		check(rmp_op_wait(ops[i], 60000), "rmp_op_wait (write)");
+		require_ok(rmp_op_wait(ops[i], 60000), "rmp_op_wait (write)");
 	}
 	double t1 = now_s();
 	printf("pool_data: async: %d writes of %" PRIu64 " KiB over %u donors submitted; %u still in flight right after "
 	       "(last: %s)\n", N, C >> 10, ndon, pending, last == -EINPROGRESS ? "in progress" : rmp_strerror(last));
 
 	for (unsigned i = 0; i < N; i++)
-		check(i % 2 ? rmp_read_async(p, rm + i * C, a + start + i * C, C, &ops[i])
+		require_ok(i % 2 ? rmp_read_async(p, rm + i * C, a + start + i * C, C, &ops[i])
 			    : rmp_read_buf_async(p, rb, i * C, a + start + i * C, C, &ops[i]),
 		      "rmp_read_async");
 	for (unsigned i = N; i-- > 0;) {
 		int rc;
 		while ((rc = rmp_op_wait(ops[i], 100)) == -EINPROGRESS)
 			;
-		check(rc, "rmp_op_wait (read)");
+		require_ok(rc, "rmp_op_wait (read)");
 	}
 	double t2 = now_s();
 	if (memcmp(wm, rm, W))
-		die("async reads returned other bytes than async writes wrote");
+		check_die("async reads returned other bytes than async writes wrote");
 	printf("pool_data: async: %d writes in flight: %.1f MiB/s; %d reads: %.1f MiB/s; verified\n", N,
 	       (double)(W >> 20) / (t1 - t0), N, (double)(W >> 20) / (t2 - t1));
 
@@ -561,20 +551,20 @@ static int cmd_async(const char *name)
 	expect_rc(rmp_write_async(p, a + (1ull << RMP_ADDR_ORDER(a)) - 10, wm, 100, &op), -EINVAL,
 		  "async write past the end of the block");
 	if (op)
-		die("a refused async call left an operation handle");
+		check_die("a refused async call left an operation handle");
 	expect_rc(rmp_read_buf_async(p, rb, W - 10, a, 100, &op), -EINVAL, "async read_buf past the end of the buffer");
 	expect_rc(rmp_op_wait(NULL, 10), -EINVAL, "wait for NULL");
 	expect_rc(rmp_op_test(NULL), -EINVAL, "test of NULL");
-	check(rmp_buffer_deregister(wb), "rmp_buffer_deregister");
-	check(rmp_buffer_deregister(rb), "rmp_buffer_deregister");
+	require_ok(rmp_buffer_deregister(wb), "rmp_buffer_deregister");
+	require_ok(rmp_buffer_deregister(rb), "rmp_buffer_deregister");
 	/* an op still unreaped at close is the pool's to finish and free */
-	check(rmp_write_async(p, a, wm, 4096, &op), "rmp_write_async");
-	check(rmp_pool_close(p), "rmp_pool_close with an unreaped operation");
-	check(rmp_pool_open(cl, name, 0, &p), "rmp_pool_open (again)");
-	check(rmp_free(p, a), "rmp_free");
+	require_ok(rmp_write_async(p, a, wm, 4096, &op), "rmp_write_async");
+	require_ok(rmp_pool_close(p), "rmp_pool_close with an unreaped operation");
+	require_ok(rmp_pool_open(cl, name, 0, &p), "rmp_pool_open (again)");
+	require_ok(rmp_free(p, a), "rmp_free");
 	free(wm);
 	free(rm);
-	check(rmp_pool_close(p), "rmp_pool_close");
+	require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	printf("pool_data: async: PASS\n");
 	return 0;
@@ -587,9 +577,9 @@ static int cmd_noanswer(const char *coord)
 	int rc = rmp_connect_ex(coord, NULL, &o, &cl);
 	double secs = now_s() - t0;
 	if (rc == 0)
-		die("connected to a coordinator that should not answer");
+		check_die("connected to a coordinator that should not answer");
 	if (secs > 10)
-		die("took %.1f s to fail (limit 3 s)", secs);
+		check_die("took %.1f s to fail (limit 3 s)", secs);
 	printf("pool_data: a coordinator that does not answer: %s after %.1f s: PASS\n", rmp_strerror(rc), secs);
 	return 0;
 }
@@ -603,6 +593,7 @@ int main(int argc, char **argv)
 		{ "id", required_argument, NULL, 'i' },      { "go", required_argument, NULL, 'g' },
 		{ NULL, 0, NULL, 0 },
 	};
+	check_init("pool_data", NULL, 0); /* "pool_data: FAILED: why", exit 1 */
 	if (argc < 3) {
 		fprintf(stderr, "usage: pool_data big|steps|whole|stopped|bad|regbuf|async NAME [options] | noanswer HOST:PORT\n");
 		return 2;

@@ -35,6 +35,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "check.h"
 #include "rdma.h"
 
 #define REGION_LEN (1u << 20)
@@ -44,18 +45,6 @@
 #define TARGET_ID 7u
 #define TIMEOUT_MS 4000
 #define N_MODES 3
-
-static int failures;
-
-#define CHECK(cond, ...)                                                              \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			failures++;                                                   \
-			fprintf(stderr, "FAIL %s:%d: ", __func__, __LINE__);          \
-			fprintf(stderr, __VA_ARGS__);                                 \
-			fprintf(stderr, "\n");                                        \
-		}                                                                     \
-	} while (0)
 
 static uint64_t wall_ms(void)
 {
@@ -388,8 +377,8 @@ static int run_client(int argc, char **argv)
 	(void)refused(&t, (uint16_t)(t.port + 1), tok, sizeof(tok), "port nobody listens on");
 
 	rmp_auth_key_destroy(k);
-	printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-	return failures ? 1 : 0;
+	printf("%s: %d failure(s)\n", check_failures() ? "FAIL" : "PASS", check_failures());
+	return check_failures() ? 1 : 0;
 }
 
 static int run_probe(int argc, char **argv)
@@ -451,8 +440,8 @@ out_close:
 	rmp_rdma_close(c);
 out:
 	rmp_auth_key_destroy(k);
-	printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-	return failures ? 1 : 0;
+	printf("%s: %d failure(s)\n", check_failures() ? "FAIL" : "PASS", check_failures());
+	return check_failures() ? 1 : 0;
 }
 
 int main(int argc, char **argv)

@@ -35,6 +35,7 @@
 
 #include "auth.h"
 #include "buddy.h"
+#include "check.h"
 #include "rdma.h"
 #include "store_local.h"
 #include "store_rdma.h"
@@ -139,7 +140,7 @@ static int serve(const char *info_path, unsigned max_order, unsigned min_order, 
 			rmp_rdma_listener_dispatch(l);
 	}
 	if (!stop) {
-		fprintf(stderr, "remote_buddy: FAILED: no SIGTERM within %d s\n", timeout_s);
+		check_fail("no SIGTERM within %d s", timeout_s);
 		return 1;
 	}
 	/* Read-only walk of what the clients left: a local store view. */
@@ -187,8 +188,8 @@ static int owner_batch(rmp_rdma_conn *c, struct ibv_mr *mr, uint64_t *res, const
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t old = rmp_rdma_atomic_result(c, &res[i]);
 		if (old != expect) {
-			fprintf(stderr, "remote_buddy: FAILED: owner word of minimum block %" PRIu64
-				" is %" PRIu64 ", expected %" PRIu64 " (overlap)\n", first + i, old, expect);
+			check_fail("owner word of minimum block %" PRIu64
+				" is %" PRIu64 ", expected %" PRIu64 " (overlap)", first + i, old, expect);
 			return -EUCLEAN;
 		}
 	}
@@ -239,7 +240,7 @@ static void *client_main(void *arg)
 		while (access(t->go_path, F_OK) != 0 && waited++ < 1200)
 			usleep(100000);
 		if (waited > 1200) {
-			fprintf(stderr, "remote_buddy: FAILED: no go within 120 s\n");
+			check_fail("no go within 120 s");
 			goto out;
 		}
 	}
@@ -255,7 +256,7 @@ static void *client_main(void *arg)
 			if (owner_batch(c, mr, res, in, live[k].off, live[k].order, t->id, 0) != 0)
 				goto out;
 			if ((rc = rmp_buddy_free(&b, ctx, live[k].off, live[k].order)) != 0) {
-				fprintf(stderr, "remote_buddy: FAILED: free: %s\n", strerror(-rc));
+				check_fail("free: %s", strerror(-rc));
 				goto out;
 			}
 			live[k].used = 0;
@@ -267,7 +268,7 @@ static void *client_main(void *arg)
 		if (rc == -ENOMEM)
 			continue;
 		if (rc) {
-			fprintf(stderr, "remote_buddy: FAILED: alloc: %s\n", strerror(-rc));
+			check_fail("alloc: %s", strerror(-rc));
 			goto out;
 		}
 		t->ok++;
@@ -359,6 +360,7 @@ int main(int argc, char **argv)
 		{ "go", required_argument, NULL, 'g' },
 		{ NULL, 0, NULL, 0 },
 	};
+	check_init("remote_buddy", NULL, 0); /* "remote_buddy: FAILED: why" */
 	if (argc < 2 || (strcmp(argv[1], "serve") && strcmp(argv[1], "client"))) {
 		fprintf(stderr, "usage: remote_buddy serve|client --info FILE [options] (see the source's header)\n");
 		return 2;
@@ -422,7 +424,7 @@ int main(int argc, char **argv)
 		       (double)sum.alloc.cas_fail / (double)sum.alloc.calls,
 		       (double)sum.free.round_trips / (double)sum.free.calls);
 	if (!bad && tries && ok * 10 < tries * 9) {
-		fprintf(stderr, "remote_buddy: FAILED: fewer than 90%% of allocations succeeded\n");
+		check_fail("fewer than 90%% of allocations succeeded");
 		bad = 1;
 	}
 	return bad;

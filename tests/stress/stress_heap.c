@@ -25,13 +25,13 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "check.h"
 #include "debug.h"
 #include "heap_internal.h"
 
@@ -49,7 +49,6 @@ struct shared {
 	_Atomic uint32_t *owner;
 	uint64_t ops_per_thread;
 	unsigned live;
-	_Atomic int failed;
 	/* --check-every: the barrier, and the verdict of the last walk (written
 	 * only between the two barrier waits, read after the second) */
 	uint64_t check_every;
@@ -75,19 +74,6 @@ struct slot {
 	uint64_t size; /* the block's size: power of two */
 };
 
-__attribute__((format(printf, 2, 3)))
-static void fail(struct shared *s, const char *fmt, ...)
-{
-	if (atomic_exchange(&s->failed, 1) == 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		fprintf(stderr, "stress_heap: FAILED: ");
-		vfprintf(stderr, fmt, ap);
-		fputc('\n', stderr);
-		va_end(ap);
-	}
-}
-
 static uint64_t rnd(uint64_t *x)
 {
 	*x ^= *x << 13;
@@ -110,7 +96,7 @@ static int claim(struct shared *s, struct slot *b, uint32_t me)
 	for (uint64_t i = first; i < first + n; i++) {
 		uint32_t expect = 0;
 		if (!atomic_compare_exchange_strong(&s->owner[i], &expect, me)) {
-			fail(s, "overlap: minimum block %llu already owned by thread %u", (unsigned long long)i, expect - 1);
+			check_fail("overlap: minimum block %llu already owned by thread %u", (unsigned long long)i, expect - 1);
 			return -1;
 		}
 	}
@@ -123,14 +109,14 @@ static int release(struct shared *s, struct slot *b, uint32_t me)
 {
 	uint64_t first = (uint64_t)(b->p - s->base) >> MIN_ORDER, n = b->size >> MIN_ORDER;
 	if (b->p[0] != (char)me || b->p[b->size - 1] != (char)~me) {
-		fail(s, "pattern of a live block at offset %llu overwritten (thread %u)",
+		check_fail("pattern of a live block at offset %llu overwritten (thread %u)",
 		     (unsigned long long)(b->p - s->base), me - 1);
 		return -1;
 	}
 	for (uint64_t i = first; i < first + n; i++) {
 		uint32_t expect = me;
 		if (!atomic_compare_exchange_strong(&s->owner[i], &expect, 0)) {
-			fail(s, "owner entry %llu changed under its owner (now %u)", (unsigned long long)i, expect);
+			check_fail("owner entry %llu changed under its owner (now %u)", (unsigned long long)i, expect);
 			return -1;
 		}
 	}
@@ -151,7 +137,7 @@ static int step_once(struct thread *t, struct slot *live, uint64_t *x)
 			return -1;
 		int rc = rmp_heap_free(s->h, b->p);
 		if (rc != 0) {
-			fail(s, "free of a live block at offset %llu failed: %s",
+			check_fail("free of a live block at offset %llu failed: %s",
 			     (unsigned long long)(b->p - s->base), strerror(-rc));
 			return -1;
 		}
@@ -165,7 +151,7 @@ static int step_once(struct thread *t, struct slot *live, uint64_t *x)
 	b->p = rmp_heap_alloc(s->h, size);
 	if (!b->p) {
 		if (errno != ENOMEM) {
-			fail(s, "alloc of %llu bytes: %s", (unsigned long long)size, strerror(errno));
+			check_fail("alloc of %llu bytes: %s", (unsigned long long)size, strerror(errno));
 			return -1;
 		}
 		return 0;
@@ -189,14 +175,14 @@ static void walk_at_barrier(struct shared *s)
 	for (unsigned i = 0; i < s->nthreads; i++)
 		live_bytes += s->threads[i].live_bytes;
 	if (rc)
-		fail(s, "invariant walker at a barrier (walk %llu): %s", (unsigned long long)s->walks, err);
+		check_fail("invariant walker at a barrier (walk %llu): %s", (unsigned long long)s->walks, err);
 	else if (free_bytes + live_bytes != 1ull << CAP_ORDER)
-		fail(s, "walk %llu: %llu bytes free + %llu live != capacity %llu", (unsigned long long)s->walks,
+		check_fail("walk %llu: %llu bytes free + %llu live != capacity %llu", (unsigned long long)s->walks,
 		     (unsigned long long)free_bytes, (unsigned long long)live_bytes, 1ull << CAP_ORDER);
 	if (s->rdma_like)
 		rmp_store_local_set_mode(rmp_heap_store(s->h), RMP_STORE_STALE_LOADS | RMP_STORE_SHUFFLE, 200);
 	s->walks++;
-	s->stop = atomic_load(&s->failed) != 0;
+	s->stop = check_failures() != 0;
 }
 
 /* Every thread calls this the same number of times. 1: stop now. */
@@ -224,19 +210,19 @@ static void *thread_main(void *arg)
 			t->live_bytes -= live[0].size;
 			live[0].p = NULL;
 		}
-		if (!broken && !atomic_load(&s->failed) && step_once(t, live, &x) != 0)
+		if (!broken && !check_failures() && step_once(t, live, &x) != 0)
 			broken = true;
 		if (s->check_every) {
 			if ((step + 1) % s->check_every == 0 && barrier_check(s))
 				break;
-		} else if (broken || atomic_load(&s->failed)) {
+		} else if (broken || check_failures()) {
 			break;
 		}
 	}
 	for (unsigned i = 0; i < s->live; i++)
-		if (live[i].p && !atomic_load(&s->failed)) {
+		if (live[i].p && !check_failures()) {
 			if (release(s, &live[i], me) == 0 && rmp_heap_free(s->h, live[i].p) != 0)
-				fail(s, "final free at offset %llu failed", (unsigned long long)(live[i].p - s->base));
+				check_fail("final free at offset %llu failed", (unsigned long long)(live[i].p - s->base));
 		}
 	free(live);
 	return NULL;
@@ -259,6 +245,9 @@ int main(int argc, char **argv)
 	};
 	uint64_t check_every = DEFAULT_CHECK_EVERY;
 	bool inject = false;
+	/* "stress_heap: FAILED: why" for the first failure only: the threads
+	 * that trip over the same broken heap after it add nothing. */
+	check_init("stress_heap", NULL, CHECK_FIRST_ONLY);
 	for (int c; (c = getopt_long(argc, argv, "t:n:l:rc:Lh", opts, NULL)) != -1;) {
 		switch (c) {
 		case 't': nthreads = (unsigned)strtoul(optarg, NULL, 10); break;
@@ -316,7 +305,7 @@ int main(int argc, char **argv)
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	rmp_store_local_set_mode(rmp_heap_store(s.h), 0, 0); /* quiet: reads are current */
 
-	int bad = atomic_load(&s.failed);
+	int bad = check_failures();
 	double rate = tries ? (double)ok / (double)tries : 0;
 	if (check_every) {
 		pthread_barrier_destroy(&s.barrier);
@@ -334,23 +323,23 @@ int main(int argc, char **argv)
 	       (double)st.free.loads / (double)st.free.calls, (double)st.free.cas_ok / (double)st.free.calls,
 	       (double)st.free.cas_fail / (double)st.free.calls, (double)st.free.faa / (double)st.free.calls);
 	if (!bad && rate < 0.90) {
-		fprintf(stderr, "stress_heap: FAILED: only %.1f%% of allocations succeeded (need 90%%)\n", 100 * rate);
+		check_fail("only %.1f%% of allocations succeeded (need 90%%)", 100 * rate);
 		bad = 1;
 	}
 	char err[200] = "";
 	uint64_t free_bytes = 0;
 	if (!bad && (rc = rmp_heap_check(s.h, err, sizeof(err), &free_bytes)) != 0) {
-		fprintf(stderr, "stress_heap: FAILED: invariant walker: %s\n", err);
+		check_fail("invariant walker: %s", err);
 		bad = 1;
 	}
 	if (!bad && free_bytes != 1ull << CAP_ORDER) {
-		fprintf(stderr, "stress_heap: FAILED: %llu bytes free after freeing everything\n",
+		check_fail("%llu bytes free after freeing everything",
 			(unsigned long long)free_bytes);
 		bad = 1;
 	}
 	void *all = bad ? NULL : rmp_heap_alloc(s.h, 1ull << CAP_ORDER);
 	if (!bad && !all) {
-		fprintf(stderr, "stress_heap: FAILED: whole capacity not allocatable in one piece\n");
+		check_fail("whole capacity not allocatable in one piece");
 		bad = 1;
 	}
 	printf("stress_heap: %s\n", bad ? "FAILED" : "passed (no overlap, patterns intact, walker clean, whole capacity allocatable)");
