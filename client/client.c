@@ -22,8 +22,10 @@
  * to the next request. (ACKs name the request they answer, so a late ACK
  * of a POOL_CLOSE is harmless and does not need that.)
  *
- * The handshake runs before the thread starts, synchronously, with the
- * pre-authentication frame limit.
+ * The connection itself - connect, handshake, frames - is common/ctlconn.c,
+ * shared with the donor and the agent; the handshake runs before the
+ * thread starts, synchronously. connect_rc() is the one place its codes
+ * become the ones rmpool.h promises.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +38,7 @@
 #include <unistd.h>
 
 #include "client_internal.h"
+#include "config.h"
 
 /* Lease renewals sent in one pass of the I/O thread; the rest go in the next. */
 #define RENEW_BATCH 32u
@@ -117,7 +120,7 @@ static bool call_wants(const struct rmp_call *call, const struct rmp_wire_msg *m
 /* Requires c->lock. Takes over m (moves it or releases it). */
 static void dispatch_locked(rmp_client *c, struct rmp_wire_msg *m)
 {
-	uint64_t now = rmp_ctl_now_ms();
+	uint64_t now = rmp_mono_ms();
 	struct rmp_call *call = c->call;
 	rmp_pool *p;
 
@@ -240,7 +243,7 @@ static void *io_main(void *arg)
 			unlock(&c->lock);
 			break;
 		}
-		uint64_t now = rmp_ctl_now_ms();
+		uint64_t now = rmp_mono_ms();
 		unsigned n = due_renewals_locked(c, now, ids, &wait_ms);
 		unlock(&c->lock);
 
@@ -257,7 +260,7 @@ static void *io_main(void *arg)
 		}
 
 		struct pollfd pfd[2] = {
-			{ .fd = c->fd, .events = POLLIN },
+			{ .fd = c->ctl.fd, .events = POLLIN },
 			{ .fd = c->wake[0], .events = POLLIN },
 		};
 		int pn = poll(pfd, 2, n ? 0 : wait_ms);
@@ -276,10 +279,8 @@ static void *io_main(void *arg)
 		}
 		if (!(pfd[0].revents & (POLLIN | POLLERR | POLLHUP)))
 			continue;
-		int rc = rmp_ctl_reader_fill(&c->reader, c->fd);
-		if (rc == -EAGAIN)
-			continue;
-		if (rc <= 0) {
+		int rc = rmp_ctlconn_fill(&c->ctl);
+		if (rc < 0) {
 			lock(&c->lock);
 			mark_dead_locked(c, -ENOTCONN);
 			unlock(&c->lock);
@@ -287,7 +288,7 @@ static void *io_main(void *arg)
 		}
 		for (;;) {
 			struct rmp_wire_msg m;
-			rc = rmp_ctl_reader_next(&c->reader, &m, err, sizeof(err));
+			rc = rmp_ctlconn_pop(&c->ctl, &m, err, sizeof(err));
 			if (rc == 0)
 				break;
 			lock(&c->lock);
@@ -310,7 +311,7 @@ int rmp_client_send(rmp_client *c, const struct rmp_wire_msg *m)
 	unsigned t = c->opts.request_timeout_ms;
 
 	lock(&c->wlock);
-	int rc = rmp_ctl_send(c->fd, m, rmp_ctl_now_ms() + t);
+	int rc = rmp_ctlconn_send(&c->ctl, m, rmp_deadline_ms(t));
 	unlock(&c->wlock);
 	return rc;
 }
@@ -359,7 +360,7 @@ static int do_call(rmp_client *c, struct rmp_call *callp, const struct rmp_wire_
 {
 	struct rmp_call *call = callp;
 	const char *what = rmp_wire_type_name(req->type);
-	uint64_t deadline = rmp_ctl_now_ms() + timeout_ms;
+	uint64_t deadline = rmp_deadline_ms(timeout_ms);
 	int rc = 0;
 
 	/* Refuse a request that cannot be encoded before anything is sent:
@@ -405,7 +406,7 @@ static int do_call(rmp_client *c, struct rmp_call *callp, const struct rmp_wire_
 	if (timed_out && req->type != RMP_MSG_POOL_CLOSE) {
 		/* Drop the connection: a late reply must not answer the next request. */
 		mark_dead_locked(c, -ENOTCONN);
-		shutdown(c->fd, SHUT_RDWR);
+		shutdown(c->ctl.fd, SHUT_RDWR);
 	}
 	bool dead = c->dead;
 	unlock(&c->lock);
@@ -498,77 +499,66 @@ static void default_ident(char *buf, size_t len)
 	snprintf(buf, len, "librmpool/%.40s/%ld", host, (long)getpid());
 }
 
-/* Runs the peer side of the handshake (auth.h) on c->fd by the deadline. */
-static int handshake(rmp_client *c, uint64_t deadline)
+/* "host:port", "[v6addr]:port", or "host" alone (RMP_DEFAULT_PORT). */
+static int parse_coordinator(const char *s, char *host, size_t hostlen, uint16_t *port)
 {
-	struct rmp_auth_handshake hs = { 0 };
-	struct rmp_wire_msg out = { 0 }, in = { 0 };
+	struct rmp_config_hostport hp;
+	char tmp[RMP_CONFIG_HOST_MAX + 16];
+
+	if (!s || !*s || strlen(s) >= sizeof(tmp) - 8)
+		return -EINVAL;
+	int rc = rmp_config_parse_hostport(s, &hp);
+	if (rc == -EINVAL && !strchr(s, ':') && !strchr(s, '[')) {
+		snprintf(tmp, sizeof(tmp), "%s:%u", s, (unsigned)RMP_DEFAULT_PORT);
+		rc = rmp_config_parse_hostport(tmp, &hp);
+	}
+	if (rc)
+		return -EINVAL;
+	if (strlen(hp.host) >= hostlen)
+		return -EINVAL;
+	strcpy(host, hp.host);
+	*port = hp.port;
+	return 0;
+}
+
+/* The one place the control connection's codes become librmpool's (the
+ * ones rmpool.h promises): a failed authentication is RMP_EAUTH, a
+ * refusal that gives no code RMP_EREMOTE, a frame this library cannot
+ * read from a peer that is not an rmpool coordinator EPROTO. */
+static int connect_rc(int rc)
+{
+	switch (rc) {
+	case -RMP_CTLCONN_EAUTH:
+		return -RMP_EAUTH;
+	case -EREMOTEIO:
+		return -RMP_EREMOTE;
+	case -EMSGSIZE:
+	case -EBADMSG:
+		return -EPROTO;
+	default:
+		return rc;
+	}
+}
+
+/* Connects c->ctl to c->host:c->port and authenticates, by the deadline. */
+static int connect_ctl(rmp_client *c, uint64_t deadline)
+{
+	const struct rmp_ctlconn_opts o = {
+		.host = c->host,
+		.port = c->port,
+		.key = c->key,
+		.role = RMP_ROLE_CLIENT,
+		.ident = c->ident,
+		/* Off, as it always was: lease renewals keep a pool user's
+		 * connection busy, and every request has its own deadline. */
+		.keepalive = false,
+	};
 	char err[256];
-	int rc;
 
-	out.type = RMP_MSG_HELLO;
-	rc = rmp_auth_peer_hello(&hs, RMP_ROLE_CLIENT, c->ident, &out.u.hello);
+	int rc = rmp_ctlconn_open(&c->ctl, &o, deadline, err, sizeof(err));
 	if (rc)
-		return rmp_client_fail(NULL, rc, "bad client ident \"%s\"", c->ident);
-	rc = rmp_ctl_send(c->fd, &out, deadline);
-	if (rc)
-		return rmp_client_fail(NULL, rc, "handshake with %s:%u: send HELLO: %s", c->host,
-				       (unsigned)c->port, rmp_strerror(rc));
-
-	rc = rmp_ctl_recv(c->fd, &c->reader, &in, deadline, err, sizeof(err));
-	if (rc)
-		return rmp_client_fail(NULL, rc == -EMSGSIZE || rc == -EBADMSG ? -EPROTO : rc,
-				       "handshake with %s:%u: %s", c->host, (unsigned)c->port, err);
-	if (in.type == RMP_MSG_ERROR) {
-		rc = in.u.error.code ? -(int)in.u.error.code : -RMP_EREMOTE;
-		return rmp_client_fail(NULL, rc, "coordinator %s:%u refused the handshake: %s",
-				       c->host, (unsigned)c->port, in.u.error.text);
-	}
-	if (in.type != RMP_MSG_CHALLENGE) {
-		rmp_wire_msg_release(&in);
-		return rmp_client_fail(NULL, -EPROTO, "handshake with %s:%u: got %s, want CHALLENGE",
-				       c->host, (unsigned)c->port,
-				       rmp_wire_type_name(in.type) ? rmp_wire_type_name(in.type) : "?");
-	}
-	out = (struct rmp_wire_msg){ .type = RMP_MSG_AUTH_PROOF };
-	rc = rmp_auth_peer_prove(c->key, &hs, &in.u.challenge, &out.u.auth_proof);
-	if (rc == -EACCES)
-		return rmp_client_fail(NULL, -RMP_EAUTH,
-				       "coordinator %s:%u did not prove it holds our secret (the secrets differ)",
-				       c->host, (unsigned)c->port);
-	if (rc)
-		return rmp_client_fail(NULL, rc, "handshake: %s", rmp_strerror(rc));
-	rc = rmp_ctl_send(c->fd, &out, deadline);
-	if (rc)
-		return rmp_client_fail(NULL, rc, "handshake with %s:%u: send AUTH_PROOF: %s", c->host,
-				       (unsigned)c->port, rmp_strerror(rc));
-
-	in = (struct rmp_wire_msg){ 0 };
-	rc = rmp_ctl_recv(c->fd, &c->reader, &in, deadline, err, sizeof(err));
-	if (rc == -ECONNRESET)
-		/* A coordinator that sends ERROR and closes may lose the race
-		 * with its own close; a refused proof is the likely reason. */
-		return rmp_client_fail(NULL, -RMP_EAUTH,
-				       "coordinator %s:%u closed the connection after our proof (the secrets differ?)",
-				       c->host, (unsigned)c->port);
-	if (rc)
-		return rmp_client_fail(NULL, rc, "handshake with %s:%u: %s", c->host, (unsigned)c->port,
-				       err);
-	if (in.type == RMP_MSG_ERROR) {
-		rc = in.u.error.code == EACCES ? -RMP_EAUTH
-		     : in.u.error.code	      ? -(int)in.u.error.code
-					      : -RMP_EREMOTE;
-		return rmp_client_fail(NULL, rc, "coordinator %s:%u refused us: %s", c->host,
-				       (unsigned)c->port, in.u.error.text);
-	}
-	if (in.type != RMP_MSG_AUTH_OK) {
-		rmp_wire_msg_release(&in);
-		return rmp_client_fail(NULL, -EPROTO, "handshake with %s:%u: got %s, want AUTH_OK",
-				       c->host, (unsigned)c->port,
-				       rmp_wire_type_name(in.type) ? rmp_wire_type_name(in.type) : "?");
-	}
-	c->session_id = in.u.auth_ok.session_id;
-	c->reader.limit = RMP_WIRE_MAX_FRAME;
+		return rmp_client_fail(NULL, connect_rc(rc), "%s", err);
+	c->session_id = c->ctl.session_id;
 	return 0;
 }
 
@@ -617,7 +607,7 @@ int rmp_connect_ex(const char *coordinator, const char *secret,
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return rmp_client_fail(NULL, -ENOMEM, "rmp_connect: out of memory");
-	c->fd = -1;
+	c->ctl.fd = -1; /* closed: rmp_ctlconn_close is a no-op on it */
 	c->wake[0] = c->wake[1] = -1;
 	if (opts)
 		c->opts = *opts;
@@ -632,7 +622,6 @@ int rmp_connect_ex(const char *coordinator, const char *secret,
 	else
 		default_ident(c->ident, sizeof(c->ident));
 	c->opts.ident = NULL; /* not kept: the caller's string */
-	rmp_ctl_reader_init(&c->reader, RMP_WIRE_PREAUTH_MAX_FRAME);
 
 	rc = rmp_auth_key_create(secret, &c->key, err, sizeof(err));
 	if (rc) {
@@ -648,16 +637,15 @@ int rmp_connect_ex(const char *coordinator, const char *secret,
 		rc = rmp_client_fail(NULL, -errno, "rmp_connect: pipe: %s", rmp_strerror(errno));
 		goto out_sync;
 	}
-	uint64_t deadline = rmp_ctl_now_ms() + c->opts.connect_timeout_ms;
-	rc = rmp_ctl_connect(coordinator, deadline, &c->fd, c->host, sizeof(c->host), &c->port, err,
-			     sizeof(err));
+	rc = parse_coordinator(coordinator, c->host, sizeof(c->host), &c->port);
 	if (rc) {
-		rmp_client_fail(NULL, rc, "%s", err);
+		rmp_client_fail(NULL, rc, "bad coordinator address \"%.80s\": want host:port or "
+				"[v6addr]:port", coordinator ? coordinator : "(null)");
 		goto out_pipe;
 	}
-	rc = handshake(c, deadline);
+	rc = connect_ctl(c, rmp_deadline_ms(c->opts.connect_timeout_ms));
 	if (rc)
-		goto out_close;
+		goto out_pipe;
 	rc = pthread_create(&c->io_thread, NULL, io_main, c);
 	if (rc) {
 		rc = rmp_client_fail(NULL, -rc, "rmp_connect: cannot start the I/O thread: %s",
@@ -670,7 +658,7 @@ int rmp_connect_ex(const char *coordinator, const char *secret,
 	return 0;
 
 out_close:
-	close(c->fd);
+	rmp_ctlconn_close(&c->ctl);
 out_pipe:
 	close(c->wake[0]);
 	close(c->wake[1]);
@@ -679,7 +667,6 @@ out_sync:
 out_key:
 	rmp_auth_key_destroy(c->key);
 out_free:
-	rmp_ctl_reader_free(&c->reader);
 	free(c);
 	return rc;
 }
@@ -703,12 +690,11 @@ void rmp_disconnect(rmp_client *c)
 	wake_io(c);
 	if (c->io_started)
 		pthread_join(c->io_thread, NULL);
-	close(c->fd);
+	rmp_ctlconn_close(&c->ctl);
 	close(c->wake[0]);
 	close(c->wake[1]);
 	destroy_sync(c);
 	rmp_auth_key_destroy(c->key);
-	rmp_ctl_reader_free(&c->reader);
 	free(c);
 }
 

@@ -64,7 +64,7 @@ rmp_pool *rmp_pool_from_ready(rmp_client *c, const char *name, struct rmp_wire_p
 	ready->segtab.n_segments = 0;
 	p->lease_id = ready->lease_id;
 	p->ttl_ms = ready->lease_ms;
-	uint64_t now = rmp_ctl_now_ms();
+	uint64_t now = rmp_mono_ms();
 	p->last_grant_ms = now;
 	p->next_renew_ms = now + p->ttl_ms / 3;
 	return p;

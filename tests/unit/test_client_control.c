@@ -3,7 +3,8 @@
  * and the real handshake): connect and authenticate, wrong secrets, pool
  * open with progress relayed, lease renewal and expiry, refused requests
  * with their text, bounded waits, a coordinator sending garbage, destroy,
- * status; plus rmp_strerror and the data-path stubs.
+ * status; plus rmp_strerror and the data-path stubs. The fake speaks
+ * through common/ctlconn.h too (an adopted, accepted socket).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -18,13 +19,15 @@
 
 #include "auth.h"
 #include "client_internal.h"
+#include "clock.h"
+#include "ctlconn.h"
 #include "rmpool.h"
 
 #define SECRET "a-test-secret-of-some-length"
 #define OTHER_SECRET "another-secret-entirely-xyz"
 
 struct fake;
-typedef void script_fn(struct fake *f, int fd, struct rmp_ctl_reader *r);
+typedef void script_fn(struct fake *f, struct rmp_ctlconn *conn);
 
 struct fake {
 	int lfd;
@@ -41,24 +44,19 @@ struct fake {
 	uint64_t arg; /* script parameter */
 };
 
-static uint64_t deadline(unsigned ms)
-{
-	return rmp_ctl_now_ms() + ms;
-}
-
-static int recv_msg(int fd, struct rmp_ctl_reader *r, struct rmp_wire_msg *m, unsigned ms)
+static int recv_msg(struct rmp_ctlconn *conn, struct rmp_wire_msg *m, unsigned ms)
 {
 	char err[256];
-	return rmp_ctl_recv(fd, r, m, deadline(ms), err, sizeof(err));
+	return rmp_ctlconn_recv(conn, m, rmp_deadline_ms(ms), err, sizeof(err));
 }
 
-static void send_msg(int fd, const struct rmp_wire_msg *m)
+static void send_msg(struct rmp_ctlconn *conn, const struct rmp_wire_msg *m)
 {
-	cr_assert_eq(rmp_ctl_send(fd, m, deadline(2000)), 0);
+	cr_assert_eq(rmp_ctlconn_send(conn, m, rmp_deadline_ms(2000)), 0);
 }
 
 /* The coordinator side of the handshake. 0, or why it refused. */
-static int coord_handshake(struct fake *f, int fd, struct rmp_ctl_reader *r)
+static int coord_handshake(struct fake *f, struct rmp_ctlconn *conn)
 {
 	struct rmp_auth_handshake hs = { 0 };
 	struct rmp_wire_msg in, out = { 0 };
@@ -67,14 +65,14 @@ static int coord_handshake(struct fake *f, int fd, struct rmp_ctl_reader *r)
 	int rc;
 
 	cr_assert_eq(rmp_auth_key_create(f->secret, &k, err, sizeof(err)), 0);
-	rc = recv_msg(fd, r, &in, 3000);
+	rc = recv_msg(conn, &in, 3000);
 	if (rc)
 		goto out;
 	cr_assert_eq(in.type, RMP_MSG_HELLO);
 	out.type = RMP_MSG_CHALLENGE;
 	cr_assert_eq(rmp_auth_coord_challenge(k, &hs, &in.u.hello, &out.u.challenge), 0);
-	send_msg(fd, &out);
-	rc = recv_msg(fd, r, &in, 3000);
+	send_msg(conn, &out);
+	rc = recv_msg(conn, &in, 3000);
 	if (rc)
 		goto out;
 	cr_assert_eq(in.type, RMP_MSG_AUTH_PROOF);
@@ -84,13 +82,13 @@ static int coord_handshake(struct fake *f, int fd, struct rmp_ctl_reader *r)
 		out.u.error.code = EACCES;
 		out.u.error.ref_type = RMP_MSG_AUTH_PROOF;
 		strcpy(out.u.error.text, "authentication failed");
-		send_msg(fd, &out);
+		send_msg(conn, &out);
 		goto out;
 	}
 	out = (struct rmp_wire_msg){ .type = RMP_MSG_AUTH_OK };
 	out.u.auth_ok.session_id = 77;
-	send_msg(fd, &out);
-	r->limit = RMP_WIRE_MAX_FRAME;
+	send_msg(conn, &out);
+	rmp_ctlconn_set_authed(conn);
 out:
 	rmp_auth_key_destroy(k);
 	return rc;
@@ -99,18 +97,17 @@ out:
 static void *fake_main(void *arg)
 {
 	struct fake *f = arg;
-	struct rmp_ctl_reader r;
+	struct rmp_ctlconn conn;
 	int fd = accept4(f->lfd, NULL, NULL, SOCK_NONBLOCK);
 
 	if (fd < 0)
 		return NULL;
-	rmp_ctl_reader_init(&r, RMP_WIRE_PREAUTH_MAX_FRAME);
-	f->auth_rc = coord_handshake(f, fd, &r);
+	cr_assert_eq(rmp_ctlconn_adopt(&conn, fd, "the client"), 0);
+	f->auth_rc = coord_handshake(f, &conn);
 	if (f->auth_rc == 0 && f->script)
-		f->script(f, fd, &r);
+		f->script(f, &conn);
 	atomic_store(&f->done, 1);
-	rmp_ctl_reader_free(&r);
-	close(fd);
+	rmp_ctlconn_close(&conn);
 	return NULL;
 }
 
@@ -147,7 +144,7 @@ static const struct rmp_connect_opts fast = {
 };
 
 /* Serves requests until the client hangs up; answers per message type. */
-static void serve(struct fake *f, int fd, struct rmp_ctl_reader *r);
+static void serve(struct fake *f, struct rmp_ctlconn *conn);
 
 static void fill_segtab(struct rmp_wire_segtab *t)
 {
@@ -180,11 +177,11 @@ static void fill_segtab(struct rmp_wire_segtab *t)
 
 enum { MODE_NORMAL = 0, MODE_SILENT_STATUS = 1, MODE_GARBAGE = 2, MODE_EXPIRE = 3, MODE_REFUSE = 4 };
 
-static void serve(struct fake *f, int fd, struct rmp_ctl_reader *r)
+static void serve(struct fake *f, struct rmp_ctlconn *conn)
 {
 	for (;;) {
 		struct rmp_wire_msg in, out = { 0 };
-		if (recv_msg(fd, r, &in, 5000))
+		if (recv_msg(conn, &in, 5000))
 			return;
 		switch (in.type) {
 		case RMP_MSG_STATUS_REQUEST:
@@ -192,7 +189,7 @@ static void serve(struct fake *f, int fd, struct rmp_ctl_reader *r)
 				break; /* never answer */
 			if (f->arg == MODE_GARBAGE) {
 				static const char junk[] = "this is not an rmpool frame at all";
-				cr_assert_eq(send(fd, junk, sizeof(junk), MSG_NOSIGNAL), (ssize_t)sizeof(junk));
+				cr_assert_eq(send(conn->fd, junk, sizeof(junk), MSG_NOSIGNAL), (ssize_t)sizeof(junk));
 				break;
 			}
 			out.type = RMP_MSG_STATUS_REPLY;
@@ -211,7 +208,7 @@ static void serve(struct fake *f, int fd, struct rmp_ctl_reader *r)
 			out.u.status.hosts[0].donors = 1;
 			strcpy(out.u.status.hosts[1].host, "198.18.0.3");
 			out.u.status.hosts[1].donors = 1;
-			send_msg(fd, &out);
+			send_msg(conn, &out);
 			free(out.u.status.pools);
 			free(out.u.status.hosts);
 			break;
@@ -221,34 +218,34 @@ static void serve(struct fake *f, int fd, struct rmp_ctl_reader *r)
 				out.u.error.code = ENOSPC;
 				out.u.error.ref_type = RMP_MSG_POOL_OPEN;
 				strcpy(out.u.error.text, "hosts can give 96 MiB, asked 224 MiB");
-				send_msg(fd, &out);
+				send_msg(conn, &out);
 				break;
 			}
 			/* A stray ACK for another request must not end the open. */
 			out.type = RMP_MSG_ACK;
 			out.u.ack.ref_type = RMP_MSG_POOL_DESTROY;
-			send_msg(fd, &out);
+			send_msg(conn, &out);
 			for (uint32_t d = 1; d <= 2; d++) {
 				out = (struct rmp_wire_msg){ .type = RMP_MSG_PROGRESS };
 				out.u.progress.donor_id = d;
 				out.u.progress.state = RMP_PROGRESS_SPAWNED;
 				out.u.progress.pid = 1000 + d;
 				snprintf(out.u.progress.text, sizeof(out.u.progress.text), "on host %u", d + 1);
-				send_msg(fd, &out);
+				send_msg(conn, &out);
 			}
 			out = (struct rmp_wire_msg){ .type = RMP_MSG_POOL_READY };
 			out.u.pool_ready.pool_id = 5;
 			out.u.pool_ready.lease_id = 42;
 			out.u.pool_ready.lease_ms = f->arg == MODE_EXPIRE ? 60000 : 300;
 			fill_segtab(&out.u.pool_ready.segtab);
-			send_msg(fd, &out);
+			send_msg(conn, &out);
 			free(out.u.pool_ready.segtab.donors);
 			free(out.u.pool_ready.segtab.segments);
 			if (f->arg == MODE_EXPIRE) {
 				out = (struct rmp_wire_msg){ .type = RMP_MSG_LEASE_EXPIRED };
 				out.u.lease_expired.lease_id = 42;
 				out.u.lease_expired.pool_id = 5;
-				send_msg(fd, &out);
+				send_msg(conn, &out);
 			}
 			break;
 		case RMP_MSG_LEASE_RENEW:
@@ -257,20 +254,20 @@ static void serve(struct fake *f, int fd, struct rmp_ctl_reader *r)
 			out.type = RMP_MSG_LEASE_GRANT;
 			out.u.lease_grant.lease_id = 42;
 			out.u.lease_grant.ttl_ms = 300;
-			send_msg(fd, &out);
+			send_msg(conn, &out);
 			break;
 		case RMP_MSG_POOL_CLOSE:
 			cr_assert_eq(in.u.pool_close.lease_id, 42);
 			atomic_fetch_add(&f->closes, 1);
 			out.type = RMP_MSG_ACK;
 			out.u.ack.ref_type = RMP_MSG_POOL_CLOSE;
-			send_msg(fd, &out);
+			send_msg(conn, &out);
 			break;
 		case RMP_MSG_POOL_DESTROY:
 			out.type = RMP_MSG_PROGRESS;
 			out.u.progress.donor_id = 1;
 			out.u.progress.state = RMP_PROGRESS_EXITED;
-			send_msg(fd, &out);
+			send_msg(conn, &out);
 			out = (struct rmp_wire_msg){ .type = RMP_MSG_ACK };
 			out.u.ack.ref_type = strcmp(in.u.pool_destroy.name, "missing") ? RMP_MSG_POOL_DESTROY
 										: 0;
@@ -280,7 +277,7 @@ static void serve(struct fake *f, int fd, struct rmp_ctl_reader *r)
 				out.u.error.ref_type = RMP_MSG_POOL_DESTROY;
 				strcpy(out.u.error.text, "no pool named missing");
 			}
-			send_msg(fd, &out);
+			send_msg(conn, &out);
 			break;
 		default:
 			break;
@@ -372,9 +369,9 @@ Test(client_control, silent_coordinator_times_out_handshake)
 	struct rmp_connect_opts o = fast;
 	o.connect_timeout_ms = 300;
 	rmp_client *c = NULL;
-	uint64_t t0 = rmp_ctl_now_ms();
+	uint64_t t0 = rmp_mono_ms();
 	cr_assert_eq(rmp_connect_ex(addr, SECRET, &o, &c), -ETIMEDOUT);
-	uint64_t took = rmp_ctl_now_ms() - t0;
+	uint64_t took = rmp_mono_ms() - t0;
 	cr_assert(took >= 250 && took < 2000, "took %llu ms", (unsigned long long)took);
 	close(lfd);
 }
@@ -508,9 +505,9 @@ Test(client_control, unanswered_request_is_bounded_and_drops_the_connection)
 
 	o.request_timeout_ms = 300;
 	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &o, &c), 0);
-	uint64_t t0 = rmp_ctl_now_ms();
+	uint64_t t0 = rmp_mono_ms();
 	cr_assert_eq(rmp_status(c, &s), -ETIMEDOUT);
-	uint64_t took = rmp_ctl_now_ms() - t0;
+	uint64_t took = rmp_mono_ms() - t0;
 	cr_assert(took >= 250 && took < 2000, "took %llu ms", (unsigned long long)took);
 	cr_assert_eq(rmp_status(c, &s), -ENOTCONN);
 	rmp_disconnect(c);
