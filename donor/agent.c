@@ -21,13 +21,15 @@
  * No donor outlives its agent or its coordinator link: children get
  * PR_SET_PDEATHSIG(SIGTERM); when the coordinator connection drops the
  * agent terminates all its donors (the coordinator forgets them too) and
- * reconnects with exponential backoff capped at --reconnect-max, logging
- * each attempt.
+ * reconnects (rmp_ctlconn_reconnect) with exponential backoff capped at
+ * --reconnect-max (rmp_ctlconn_backoff, no jitter yet), logging each
+ * attempt.
  *
  * Why a poll loop and not libevent: the agent watches two fds (the
  * coordinator socket and a signalfd for SIGCHLD/SIGTERM) and one timer
  * (the nearest SIGKILL deadline), sends a handful of small frames and
- * shares its blocking-with-deadline I/O with the donor role (control.c).
+ * shares its blocking-with-deadline I/O with the donor role and the
+ * library (common/ctlconn.c).
  * libevent would add a dependency and buffering without removing code.
  */
 #include "donor.h"
@@ -47,7 +49,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "control.h"
+#include "clock.h"
+#include "link.h"
 #include "log.h"
 #include "rdma.h"
 #include "wire.h"
@@ -75,7 +78,7 @@ struct agent {
 	uint64_t used;
 	unsigned n_children;
 	struct child *children;
-	struct dn_ctl ctl;
+	struct rmp_ctlconn ctl; /* set up once; reconnected after each loss */
 	bool connected;
 	bool stopping;
 	int sfd;
@@ -117,9 +120,9 @@ static void send_progress(struct agent *a, uint64_t request_id, uint32_t donor_i
 		rmp_log_info("donor %u: %s", donor_id, p->text);
 	if (!a->connected)
 		return;
-	int rc = dn_ctl_send(&a->ctl, &m, (int)a->cfg->timeout_ms);
+	int rc = rmp_ctlconn_send(&a->ctl, &m, rmp_deadline_ms(a->cfg->timeout_ms));
 	if (rc) {
-		rmp_log_syserr("dn_ctl_send", rc, "PROGRESS to %s", a->ctl.peer);
+		rmp_log_syserr("rmp_ctlconn_send", rc, "PROGRESS to %s", a->ctl.peer);
 		a->connected = false; /* the loop notices and reconnects */
 	}
 }
@@ -186,13 +189,13 @@ static void terminate_child(struct agent *a, struct child *c)
 	if (kill(c->pid, SIGTERM) && errno != ESRCH)
 		rmp_log_syserr("kill", errno, "SIGTERM to donor %u (pid %ld)", c->donor_id,
 			       (long)c->pid);
-	c->kill_at_ms = dn_now_ms() + a->cfg->term_grace_ms;
+	c->kill_at_ms = rmp_deadline_ms(a->cfg->term_grace_ms);
 }
 
 /* SIGKILLs children past their grace; returns ms to the next deadline. */
 static int enforce_deadlines(struct agent *a)
 {
-	uint64_t now = dn_now_ms();
+	uint64_t now = rmp_mono_ms();
 	int next = -1;
 
 	for (struct child *c = a->children; c; c = c->next) {
@@ -235,8 +238,8 @@ static void terminate_all(struct agent *a)
 {
 	for (struct child *c = a->children; c; c = c->next)
 		terminate_child(a, c);
-	uint64_t give_up = dn_now_ms() + 3 * a->cfg->term_grace_ms;
-	while (a->children && dn_now_ms() < give_up) {
+	uint64_t give_up = rmp_deadline_ms(3 * a->cfg->term_grace_ms);
+	while (a->children && rmp_mono_ms() < give_up) {
 		int next = enforce_deadlines(a);
 		struct pollfd pfd = {.fd = a->sfd, .events = POLLIN};
 		if (poll(&pfd, 1, next < 0 ? 100 : next) > 0)
@@ -417,10 +420,10 @@ static void on_control(struct agent *a)
 {
 	char err[512];
 	struct rmp_wire_msg m;
-	int rc = dn_ctl_fill(&a->ctl);
+	int rc = rmp_ctlconn_fill(&a->ctl);
 
 	for (;;) {
-		int got = dn_ctl_pop(&a->ctl, &m, err, sizeof(err));
+		int got = rmp_ctlconn_pop(&a->ctl, &m, err, sizeof(err));
 		if (got < 0) {
 			rmp_log_error("bad frame, dropping the connection: %s", err);
 			a->connected = false;
@@ -459,27 +462,22 @@ static void on_control(struct agent *a)
 static int register_agent(struct agent *a)
 {
 	const struct dn_cfg *cfg = a->cfg;
-	char err[512], ident[RMP_WIRE_IDENT_MAX + 1];
-	int tmo = (int)cfg->timeout_ms;
+	char err[512];
 
-	snprintf(ident, sizeof(ident), "agent@%.56s", a->host);
-	int rc = dn_ctl_open(&a->ctl, &cfg->coordinator, a->key, RMP_ROLE_AGENT, ident, tmo, err,
-			     sizeof(err));
-	if (rc) {
-		rmp_log_error("%s", err);
+	int rc = dn_link_connect(&a->ctl, cfg);
+	if (rc)
 		return rc;
-	}
 	struct rmp_wire_msg m = {.type = RMP_MSG_AGENT_REGISTER};
 	snprintf(m.u.agent_register.host, sizeof(m.u.agent_register.host), "%s", a->host);
 	m.u.agent_register.budget = cfg->budget;
 	m.u.agent_register.process_limit = cfg->process_limit;
 	m.u.agent_register.donor_footprint = a->footprint;
-	rc = dn_ctl_send(&a->ctl, &m, tmo);
+	rc = rmp_ctlconn_send(&a->ctl, &m, rmp_deadline_ms(cfg->timeout_ms));
 	if (rc) {
-		rmp_log_syserr("dn_ctl_send", rc, "AGENT_REGISTER to %s", a->ctl.peer);
+		rmp_log_syserr("rmp_ctlconn_send", rc, "AGENT_REGISTER to %s", a->ctl.peer);
 		goto out_close;
 	}
-	rc = dn_ctl_recv(&a->ctl, &m, tmo, err, sizeof(err));
+	rc = rmp_ctlconn_recv(&a->ctl, &m, rmp_deadline_ms(cfg->timeout_ms), err, sizeof(err));
 	if (rc) {
 		rmp_log_error("waiting for AGENT_REGISTERED: %s", err);
 		goto out_close;
@@ -501,7 +499,7 @@ static int register_agent(struct agent *a)
 	return 0;
 
 out_close:
-	dn_ctl_close(&a->ctl);
+	rmp_ctlconn_close(&a->ctl);
 	return rc;
 }
 
@@ -524,9 +522,9 @@ static int measure_footprint(struct agent *a)
 		_exit(127);
 	}
 	close(pfd[1]);
-	uint64_t deadline = dn_now_ms() + FOOTPRINT_TIMEOUT_MS;
+	uint64_t deadline = rmp_deadline_ms(FOOTPRINT_TIMEOUT_MS);
 	for (;;) {
-		uint64_t now = dn_now_ms();
+		uint64_t now = rmp_mono_ms();
 		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
 		if (now >= deadline || poll(&p, 1, (int)(deadline - now)) == 0) {
 			kill(pid, SIGKILL);
@@ -560,10 +558,13 @@ static int measure_footprint(struct agent *a)
 /* Waits ms (or until a signal), reaping children meanwhile. */
 static void pause_ms(struct agent *a, uint64_t ms)
 {
-	uint64_t until = dn_now_ms() + ms;
-	while (!a->stopping && dn_now_ms() < until) {
+	uint64_t until = rmp_deadline_ms(ms);
+	int left;
+	/* rmp_ms_left, not until - now: the time may pass between a check
+	 * and the subtraction, and a wrapped difference is an endless poll. */
+	while (!a->stopping && (left = rmp_ms_left(until)) > 0) {
 		struct pollfd p = {.fd = a->sfd, .events = POLLIN};
-		if (poll(&p, 1, (int)(until - dn_now_ms())) > 0)
+		if (poll(&p, 1, left) > 0)
 			on_signals(a);
 	}
 }
@@ -585,6 +586,44 @@ static void serve(struct agent *a)
 			on_signals(a);
 		if (n > 0 && pfd[1].revents)
 			on_control(a);
+	}
+}
+
+/* Registers, serves, and after a loss terminates the donors and registers
+ * again, pacing failed attempts, until stopped. */
+static void run_sessions(struct agent *a)
+{
+	struct rmp_ctlconn_backoff bo;
+	unsigned attempt = 0;
+
+	/* No jitter: the delays this agent always used. One coordinator
+	 * restart with many agents is the case for turning it on. */
+	rmp_ctlconn_backoff_init(&bo, BACKOFF_START_MS, (uint32_t)a->cfg->reconnect_max_ms, 0, 0);
+	while (!a->stopping) {
+		attempt++;
+		if (register_agent(a)) {
+			uint32_t delay = rmp_ctlconn_backoff_next(&bo);
+			rmp_log_warn("coordinator %s: attempt %u failed, next in %" PRIu32 " ms",
+				     a->ctl.peer, attempt, delay);
+			pause_ms(a, delay);
+			continue;
+		}
+		attempt = 0;
+		rmp_ctlconn_backoff_reset(&bo);
+		serve(a);
+		if (a->stopping) {
+			terminate_all(a); /* still connected: EXITED reaches it */
+			break;
+		}
+		rmp_log_warn("lost the coordinator: terminating %u donor(s), then reconnecting",
+			     a->n_children);
+		a->connected = false;
+		terminate_all(a);
+		rmp_ctlconn_close(&a->ctl);
+	}
+	if (a->connected) {
+		a->connected = false;
+		rmp_ctlconn_close(&a->ctl);
 	}
 }
 
@@ -610,6 +649,10 @@ int dn_agent_run(const struct dn_cfg *cfg, const rmp_auth_key *key, const char *
 		snprintf(a.host, sizeof(a.host), "%s", cfg->rdma_addr);
 	else if (rmp_rdma_local_addr(a.host, sizeof(a.host)))
 		gethostname(a.host, sizeof(a.host) - 1);
+	char ident[RMP_WIRE_IDENT_MAX + 1];
+	snprintf(ident, sizeof(ident), "agent@%.56s", a.host);
+	if (dn_link_init(&a.ctl, cfg, key, RMP_ROLE_AGENT, ident))
+		return 1;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
@@ -625,36 +668,7 @@ int dn_agent_run(const struct dn_cfg *cfg, const rmp_auth_key *key, const char *
 	char b[32];
 	rmp_log_info("a donor process costs %s before its region", human(a.footprint, b, sizeof(b)));
 
-	uint64_t backoff = BACKOFF_START_MS;
-	unsigned attempt = 0;
-	while (!a.stopping) {
-		attempt++;
-		if (register_agent(&a)) {
-			rmp_log_warn("coordinator %s:%u: attempt %u failed, next in %" PRIu64 " ms",
-				     cfg->coordinator.host, (unsigned)cfg->coordinator.port, attempt,
-				     backoff);
-			pause_ms(&a, backoff);
-			backoff = backoff * 2 > cfg->reconnect_max_ms ? cfg->reconnect_max_ms
-								      : backoff * 2;
-			continue;
-		}
-		attempt = 0;
-		backoff = BACKOFF_START_MS;
-		serve(&a);
-		if (a.stopping) {
-			terminate_all(&a); /* still connected: EXITED reaches it */
-			break;
-		}
-		rmp_log_warn("lost the coordinator: terminating %u donor(s), then reconnecting",
-			     a.n_children);
-		a.connected = false;
-		terminate_all(&a);
-		dn_ctl_close(&a.ctl);
-	}
-	if (a.connected) {
-		a.connected = false;
-		dn_ctl_close(&a.ctl);
-	}
+	run_sessions(&a);
 	terminate_all(&a);
 	status = a.children ? 1 : 0;
 

@@ -35,10 +35,10 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "control.h"
+#include "clock.h"
+#include "link.h"
 #include "log.h"
 #include "rdma.h"
 #include "wire.h"
@@ -52,7 +52,7 @@ struct donor {
 	void *region;
 	size_t len;
 	struct ibv_mr *mr;
-	struct dn_ctl ctl;
+	struct rmp_ctlconn ctl;
 	bool have_ctl;
 	int sfd;
 };
@@ -72,13 +72,6 @@ uint64_t dn_vmsize(void)
 	return kib * 1024;
 }
 
-static uint64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static const char *human(uint64_t bytes, char *buf, size_t len)
 {
 	rmp_config_format_bytes(bytes, buf, len);
@@ -96,7 +89,7 @@ static int accept_consumer(void *arg, const void *pdata, uint8_t len, uint64_t *
 		return -EACCES;
 	}
 	int rc = rmp_auth_token_verify(d->key, pdata, len, RMP_TOKEN_DONOR, d->donor_id,
-				       wall_ms(), &tok);
+				       rmp_wall_ms(), &tok);
 	if (rc) {
 		rmp_log_warn("refused an RDMA connection to donor %u: token %s", d->donor_id,
 			     rc == -EKEYEXPIRED ? "expired"
@@ -229,15 +222,14 @@ static int hand_over(struct donor *d)
 {
 	const struct dn_cfg *cfg = d->cfg;
 	char err[512], ident[RMP_WIRE_IDENT_MAX + 1];
-	int tmo = (int)cfg->timeout_ms;
 
 	snprintf(ident, sizeof(ident), "donor-%ld@%.40s", (long)getpid(), d->addr);
-	int rc = dn_ctl_open(&d->ctl, &cfg->coordinator, d->key, RMP_ROLE_DONOR, ident, tmo, err,
-			     sizeof(err));
-	if (rc) {
-		rmp_log_error("%s", err);
+	int rc = dn_link_init(&d->ctl, cfg, d->key, RMP_ROLE_DONOR, ident);
+	if (rc)
 		return rc;
-	}
+	rc = dn_link_connect(&d->ctl, cfg);
+	if (rc)
+		return rc;
 	d->have_ctl = true;
 
 	struct rmp_wire_msg m = {.type = RMP_MSG_DONOR_REGISTER};
@@ -250,12 +242,12 @@ static int hand_over(struct donor *d)
 	r->region.rkey = d->mr->rkey;
 	snprintf(r->endpoint.host, sizeof(r->endpoint.host), "%s", d->addr);
 	r->endpoint.port = rmp_rdma_listener_port(d->listener);
-	rc = dn_ctl_send(&d->ctl, &m, tmo);
+	rc = rmp_ctlconn_send(&d->ctl, &m, rmp_deadline_ms(cfg->timeout_ms));
 	if (rc) {
-		rmp_log_syserr("dn_ctl_send", rc, "DONOR_REGISTER to %s", d->ctl.peer);
+		rmp_log_syserr("rmp_ctlconn_send", rc, "DONOR_REGISTER to %s", d->ctl.peer);
 		return rc;
 	}
-	rc = dn_ctl_recv(&d->ctl, &m, tmo, err, sizeof(err));
+	rc = rmp_ctlconn_recv(&d->ctl, &m, rmp_deadline_ms(cfg->timeout_ms), err, sizeof(err));
 	if (rc) {
 		rmp_log_error("waiting for DONOR_ACCEPTED: %s", err);
 		return rc;
@@ -284,10 +276,10 @@ static int on_control(struct donor *d)
 {
 	char err[512];
 	struct rmp_wire_msg m;
-	int rc = dn_ctl_fill(&d->ctl);
+	int rc = rmp_ctlconn_fill(&d->ctl);
 
 	for (;;) {
-		int got = dn_ctl_pop(&d->ctl, &m, err, sizeof(err));
+		int got = rmp_ctlconn_pop(&d->ctl, &m, err, sizeof(err));
 		if (got < 0) {
 			rmp_log_error("bad frame from the coordinator, leaving: %s", err);
 			return 1;
@@ -392,7 +384,7 @@ out_dereg:
 	ibv_dereg_mr(d.mr);
 	munmap(d.region, d.len);
 	if (d.have_ctl)
-		dn_ctl_close(&d.ctl);
+		rmp_ctlconn_close(&d.ctl);
 out_close_listener:
 	rmp_rdma_listener_close(d.listener);
 out_close_signalfd:
