@@ -5,10 +5,11 @@
  *   rmpool-donor --measure-footprint                        (for the agent)
  *
  * The secret comes from --secret-file (preferred: a file only the operator
- * reads), --secret (visible in ps: for tests), or $RMPOOL_SECRET, in that
- * order. It is read into locked memory (auth.h) and the copies here are
- * wiped; the agent hands it to its donors through their environment,
- * never on their command line.
+ * reads; common/secret.h reads it, and a file group or others may read
+ * is used with a warning), --secret (visible in ps: for tests), or
+ * $RMPOOL_SECRET, in that order. It is read into locked memory (auth.h)
+ * and the copies here are wiped; the agent hands it to its donors through
+ * their environment, never on their command line.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "config.h"
 #include "donor.h"
 #include "log.h"
+#include "secret.h"
 
 const char *const dn_log_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -71,24 +73,22 @@ static const struct rmp_config_spec spec = {
 	.n_opts = sizeof(options) / sizeof(options[0]),
 };
 
-/* Reads the secret file: the first line, without its newline. */
-static int read_secret_file(const char *path, char *out, size_t cap)
+/* --secret-file into buf. The exit status on failure: 2 for a secret
+ * that is not one (too short, too long: what rmp_auth_key_create says of
+ * a bad --secret too), 1 when the file cannot be read. */
+static int read_secret(const char *path, char *buf, size_t cap)
 {
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		int e = errno;
-		rmp_log_syserr("fopen", e, "cannot read the secret file %s", path);
-		return -e;
+	char err[512];
+	bool loose = false;
+
+	int rc = rmp_secret_read_file(path, buf, cap, &loose, err, sizeof(err));
+	if (rc) {
+		rmp_log_error("%s", err);
+		return rc == -EINVAL ? 2 : 1;
 	}
-	size_t n = fread(out, 1, cap - 1, f);
-	int bad = ferror(f);
-	fclose(f);
-	if (bad) {
-		rmp_log_error("fread(): cannot read the secret file %s", path);
-		return -EIO;
-	}
-	out[n] = '\0';
-	out[strcspn(out, "\r\n")] = '\0';
+	if (loose)
+		rmp_log_warn("--secret-file \"%s\" is readable by group or others; chmod 600 it",
+			     path);
 	return 0;
 }
 
@@ -131,8 +131,9 @@ int main(int argc, char **argv)
 	static char secret[RMP_AUTH_SECRET_MAX + 2];
 	const char *src = NULL; /* NULL: rmp_auth_key_create reads the env */
 	if (cfg.secret_file[0]) {
-		if (read_secret_file(cfg.secret_file, secret, sizeof(secret)))
-			return 1;
+		rc = read_secret(cfg.secret_file, secret, sizeof(secret));
+		if (rc)
+			return rc;
 		src = secret;
 	} else if (cfg.secret[0]) {
 		src = cfg.secret;
