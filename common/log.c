@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 /* Long enough for a frame-rejection line with a quoted field; longer
  * lines end in "..." rather than being split. */
 #define RMP_LOG_LINE_MAX 1024
@@ -76,13 +78,14 @@ const char *rmp_log_level_name(enum rmp_log_level level)
 /* Writes the "time ident[pid] LEVEL: " prefix; returns its length. */
 static size_t log_prefix(char *buf, size_t cap, enum rmp_log_level level)
 {
-	struct timespec ts = {0};
+	uint64_t now = rmp_wall_ms();
+	time_t sec = (time_t)(now / 1000u);
 	struct tm tm;
 	char stamp[32] = "";
 
-	if (clock_gettime(CLOCK_REALTIME, &ts) == 0 && gmtime_r(&ts.tv_sec, &tm))
+	if (gmtime_r(&sec, &tm))
 		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-	int n = snprintf(buf, cap, "%s.%03ldZ %s[%ld] %s: ", stamp, ts.tv_nsec / 1000000L,
+	int n = snprintf(buf, cap, "%s.%03ldZ %s[%ld] %s: ", stamp, (long)(now % 1000u),
 			 log_ident, (long)getpid(), level == RMP_LOG_ERROR ? "ERROR"
 						    : level == RMP_LOG_WARN ? "WARN"
 						    : level == RMP_LOG_INFO ? "INFO"

@@ -53,7 +53,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
-#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -62,11 +61,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <endian.h>
 #include <rdma/rdma_cma.h>
+
+#include "clock.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
 #define DEFAULT_INFLIGHT 64u
@@ -122,29 +122,7 @@ struct rmp_rdma_listener {
 	unsigned n_conns;
 };
 
-/* ---- time and small helpers ---- */
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t deadline_after(int timeout_ms)
-{
-	return now_ns() + (int64_t)timeout_ms * 1000000;
-}
-
-/* Milliseconds left until deadline, rounded up, >= 0. */
-static int ms_left(int64_t deadline)
-{
-	int64_t left = deadline - now_ns();
-	if (left <= 0)
-		return 0;
-	left = (left + 999999) / 1000000;
-	return left > INT_MAX ? INT_MAX : (int)left;
-}
+/* ---- small helpers (time: clock.h; deadlines are rmp_mono_ms values) ---- */
 
 static void opts_fill(struct rmp_rdma_opts *dst, const struct rmp_rdma_opts *src)
 {
@@ -227,14 +205,14 @@ static int cm_event_error(const struct rdma_cm_event *ev)
 
 /* Waits until the deadline for the next event on a non-blocking channel.
  * 0 and *out (to be acked by the caller), -ETIMEDOUT, or another error. */
-static int cm_next(struct rdma_event_channel *ec, int64_t deadline, struct rdma_cm_event **out)
+static int cm_next(struct rdma_event_channel *ec, uint64_t deadline, struct rdma_cm_event **out)
 {
 	for (;;) {
 		if (rdma_get_cm_event(ec, out) == 0)
 			return 0;
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			return neg_errno(EIO);
-		int left = ms_left(deadline);
+		int left = rmp_ms_left(deadline);
 		if (left == 0)
 			return -ETIMEDOUT;
 		struct pollfd pfd = {.fd = ec->fd, .events = POLLIN};
@@ -246,7 +224,7 @@ static int cm_next(struct rdma_event_channel *ec, int64_t deadline, struct rdma_
 
 /* Waits for event `want`; acks it unless out is given (then the caller
  * acks). Any other event ends the wait with its error. */
-static int cm_wait(struct rdma_event_channel *ec, enum rdma_cm_event_type want, int64_t deadline,
+static int cm_wait(struct rdma_event_channel *ec, enum rdma_cm_event_type want, uint64_t deadline,
 		   struct rdma_cm_event **out)
 {
 	struct rdma_cm_event *ev;
@@ -363,7 +341,7 @@ int rmp_rdma_connect(const char *host, uint16_t port, const void *pdata, uint8_t
 	if (!c)
 		return -ENOMEM;
 	opts_fill(&c->opts, opts);
-	int64_t deadline = deadline_after(c->opts.timeout_ms);
+	uint64_t deadline = rmp_deadline_ms((uint64_t)c->opts.timeout_ms);
 	rc = pthread_mutex_init(&c->lock, NULL);
 	if (rc) {
 		rc = -rc;
@@ -388,7 +366,10 @@ int rmp_rdma_connect(const char *host, uint16_t port, const void *pdata, uint8_t
 	rc = cm_wait(c->ec, RDMA_CM_EVENT_ADDR_RESOLVED, deadline, NULL);
 	if (rc)
 		goto out_destroy_id;
-	if (rdma_resolve_route(c->id, ms_left(deadline) ? ms_left(deadline) : 1)) {
+	/* At most RMP_POLL_SLICE_MS: the address is resolved, the route is
+	 * local work that takes milliseconds. */
+	int route_ms = rmp_ms_left(deadline);
+	if (rdma_resolve_route(c->id, route_ms ? route_ms : 1)) {
 		rc = neg_errno(EHOSTUNREACH);
 		goto out_destroy_id;
 	}
@@ -450,7 +431,7 @@ void rmp_rdma_close(rmp_rdma_conn *c)
 		/* Wait briefly for DISCONNECTED so the peer sees a clean end;
 		 * not waiting would be correct too, destroy_id tears down. */
 		(void)cm_wait(c->ec, RDMA_CM_EVENT_DISCONNECTED,
-			      deadline_after(min_int(c->opts.timeout_ms, 1000)), NULL);
+			      rmp_deadline_ms((uint64_t)min_int(c->opts.timeout_ms, 1000)), NULL);
 	}
 	conn_free_qp(c);
 	rdma_destroy_id(c->id);
@@ -571,12 +552,12 @@ static int cq_take_event(struct rmp_rdma_conn *c)
  * (<= max(cap, min)), or a negative error; *err_out receives the first
  * error completion as -EIO. Requires c->lock. */
 static int cq_reap_locked(struct rmp_rdma_conn *c, unsigned min, unsigned max, uint64_t *ids,
-			  unsigned cap, int64_t deadline, int *err_out)
+			  unsigned cap, uint64_t deadline, int *err_out)
 {
 	struct ibv_wc wc[WC_BATCH];
 	unsigned got = 0;
 	enum rmp_rdma_wait mode = c->opts.wait;
-	int64_t spin_until = mode == RMP_RDMA_WAIT_ADAPTIVE ? now_ns() + ADAPTIVE_SPIN_NS : 0;
+	uint64_t spin_until = mode == RMP_RDMA_WAIT_ADAPTIVE ? rmp_mono_ns() + ADAPTIVE_SPIN_NS : 0;
 	bool armed = false;
 	unsigned spins = 0;
 
@@ -605,10 +586,10 @@ static int cq_reap_locked(struct rmp_rdma_conn *c, unsigned min, unsigned max, u
 			continue;
 		}
 		bool block = mode == RMP_RDMA_WAIT_EVENT ||
-			     (mode == RMP_RDMA_WAIT_ADAPTIVE && now_ns() >= spin_until);
+			     (mode == RMP_RDMA_WAIT_ADAPTIVE && rmp_mono_ns() >= spin_until);
 		if (!block) {
 			/* Look at the clock only now and then while spinning. */
-			if ((++spins & 1023u) == 0 && now_ns() >= deadline)
+			if ((++spins & 1023u) == 0 && rmp_mono_ms() >= deadline)
 				goto timed_out;
 			continue;
 		}
@@ -622,7 +603,7 @@ static int cq_reap_locked(struct rmp_rdma_conn *c, unsigned min, unsigned max, u
 			armed = true;
 			continue;
 		}
-		int left = ms_left(deadline);
+		int left = rmp_ms_left(deadline);
 		if (left == 0)
 			goto timed_out;
 		struct pollfd pfd = {.fd = c->cc->fd, .events = POLLIN};
@@ -659,7 +640,7 @@ int rmp_rdma_exec(rmp_rdma_conn *c, struct rmp_rdma_op *ops, unsigned n)
 		rc = -EBUSY;
 		goto out_unlock;
 	}
-	int64_t deadline = deadline_after(c->opts.timeout_ms);
+	uint64_t deadline = rmp_deadline_ms((uint64_t)c->opts.timeout_ms);
 	for (unsigned done = 0; done < n;) {
 		unsigned wave = n - done;
 		if (wave > c->opts.max_inflight)
@@ -721,7 +702,7 @@ int rmp_rdma_poll(rmp_rdma_conn *c, unsigned min, uint64_t *ids, unsigned cap)
 	}
 	if (min > max)
 		max = min;
-	int got = cq_reap_locked(c, min, max, ids, cap, deadline_after(c->opts.timeout_ms),
+	int got = cq_reap_locked(c, min, max, ids, cap, rmp_deadline_ms((uint64_t)c->opts.timeout_ms),
 				 &err);
 	pthread_mutex_unlock(&c->lock);
 	if (got >= 0 && err)
