@@ -20,6 +20,7 @@
 #define RMP_AUTH_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "wire.h"
@@ -75,6 +76,16 @@ int rmp_auth_coord_challenge(const rmp_auth_key *k, struct rmp_auth_handshake *h
 /* 0 when the peer proved it holds the secret; -EACCES otherwise. */
 int rmp_auth_coord_verify(const rmp_auth_key *k, struct rmp_auth_handshake *hs,
 			  const struct rmp_wire_auth_proof *in);
+
+/* Whether a token's generation (its low 16 bits) is older than the
+ * generation a peer knows: a token minted under a coordinator that has
+ * since restarted is refused with it. Compared modulo 2^16, so the
+ * generation may wrap (a coordinator restarting 32768 times while a
+ * token lives would be needed to fool it). */
+static inline bool rmp_auth_generation_older(uint16_t token_gen, uint64_t known)
+{
+	return (int16_t)(uint16_t)(token_gen - (uint16_t)known) < 0;
+}
 
 /* rdma_cm private data. make fills exactly RMP_AUTH_TOKEN_LEN bytes. */
 int rmp_auth_token_make(const rmp_auth_key *k, const struct rmp_wire_token *t,

@@ -420,6 +420,7 @@ static int prove(struct rmp_ctlconn *c, struct rmp_auth_handshake *hs,
 	if (m.type != RMP_MSG_AUTH_OK)
 		return unexpected(c, &m, "AUTH_OK", err, errlen);
 	c->session_id = m.u.auth_ok.session_id;
+	c->generation = m.u.auth_ok.generation;
 	rmp_ctlconn_set_authed(c);
 	return 0;
 }
@@ -511,6 +512,7 @@ void rmp_ctlconn_close(struct rmp_ctlconn *c)
 	c->off = c->len = c->cap = 0;
 	c->authed = false;
 	c->session_id = 0;
+	c->generation = 0;
 }
 
 /* ---- reconnect pacing ---- */

@@ -60,6 +60,7 @@ struct rmp_ctlconn {
 	int fd;		     /* -1 while closed */
 	bool authed;	     /* handshake done: frames up to RMP_WIRE_MAX_FRAME */
 	uint64_t session_id; /* from AUTH_OK: the id leases and tokens carry */
+	uint64_t generation; /* from AUTH_OK: the coordinator's generation */
 	char peer[RMP_WIRE_HOST_MAX + 10]; /* "host:port" or "[v6]:port" */
 
 	/* received bytes: buf[off, len) not yet popped */

@@ -9,7 +9,7 @@
  *     the peer checks proof_s and hangs up on a coordinator that does
  *     not hold the secret
  *   AUTH_PROOF {proof_c}                --->
- *                                       <---  AUTH_OK {session_id}
+ *                                       <---  AUTH_OK {session_id, generation}
  *                                             or ERROR, then close
  *   consumer (librmpool, rmpool CLI):
  *   POOL_OPEN {name, capacity}          --->  provisions donors (below)
@@ -383,6 +383,7 @@ static void codec_auth_proof(struct codec *c, struct rmp_wire_msg *m)
 static void codec_auth_ok(struct codec *c, struct rmp_wire_msg *m)
 {
 	cd_u64(c, "session_id", &m->u.auth_ok.session_id);
+	cd_u64(c, "generation", &m->u.auth_ok.generation);
 }
 
 static void codec_error(struct codec *c, struct rmp_wire_msg *m)
@@ -799,14 +800,14 @@ int rmp_wire_encode(const struct rmp_wire_msg *m, void *buf, size_t cap, size_t 
 }
 
 /* ---- rdma_cm private-data token body ----
- *   0 version  1 kind  2..3 reserved (0)  4..7 target_id
+ *   0 version  1 kind  2..3 generation (low 16 bits)  4..7 target_id
  *   8..15 client_id  16..23 expires_ms, all big-endian */
 void rmp_wire_token_put(const struct rmp_wire_token *t, uint8_t out[RMP_WIRE_TOKEN_BODY_LEN])
 {
 	out[0] = RMP_WIRE_TOKEN_VERSION;
 	out[1] = t->kind;
-	out[2] = 0;
-	out[3] = 0;
+	out[2] = (uint8_t)(t->generation >> 8);
+	out[3] = (uint8_t)t->generation;
 	put_be32(out + 4, t->target_id);
 	put_be64(out + 8, t->client_id);
 	put_be64(out + 16, t->expires_ms);
@@ -814,11 +815,12 @@ void rmp_wire_token_put(const struct rmp_wire_token *t, uint8_t out[RMP_WIRE_TOK
 
 int rmp_wire_token_get(const uint8_t in[RMP_WIRE_TOKEN_BODY_LEN], struct rmp_wire_token *t)
 {
-	if (in[0] != RMP_WIRE_TOKEN_VERSION || in[2] != 0 || in[3] != 0)
+	if (in[0] != RMP_WIRE_TOKEN_VERSION)
 		return -EBADMSG;
 	if (in[1] != RMP_TOKEN_METADATA && in[1] != RMP_TOKEN_DONOR)
 		return -EBADMSG;
 	t->kind = in[1];
+	t->generation = (uint16_t)(in[2] << 8 | in[3]);
 	t->target_id = get_be32(in + 4);
 	t->client_id = get_be64(in + 8);
 	t->expires_ms = get_be64(in + 16);

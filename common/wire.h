@@ -130,6 +130,10 @@ struct rmp_wire_auth_proof {
 
 struct rmp_wire_auth_ok {
 	uint64_t session_id; /* the client id tokens and leases carry */
+	/* The coordinator's generation, raised at every start (its state
+	 * store): peers fence an older coordinator with it, and tokens carry
+	 * its low 16 bits. 0: a coordinator without durable state. */
+	uint64_t generation;
 };
 
 struct rmp_wire_error {
@@ -380,7 +384,7 @@ const char *rmp_wire_strerror(int rc);
 /* The signed part of an rdma_cm private-data token (see auth.h), encoded
  * here so that byte order stays in this module. */
 #define RMP_WIRE_TOKEN_BODY_LEN 24u
-#define RMP_WIRE_TOKEN_VERSION 1u
+#define RMP_WIRE_TOKEN_VERSION 2u /* 2: bytes 2..3 carry the generation */
 
 enum rmp_wire_token_kind {
 	RMP_TOKEN_METADATA = 1, /* consumer -> coordinator, target = pool id */
@@ -392,6 +396,7 @@ struct rmp_wire_token {
 	uint32_t target_id;
 	uint64_t client_id;
 	uint64_t expires_ms; /* CLOCK_REALTIME, milliseconds since the epoch */
+	uint16_t generation; /* low 16 bits of the coordinator's generation */
 };
 
 void rmp_wire_token_put(const struct rmp_wire_token *t, uint8_t out[RMP_WIRE_TOKEN_BODY_LEN]);

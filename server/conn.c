@@ -229,6 +229,7 @@ static bool handshake_step(struct rmp_srv_conn *c, struct rmp_wire_msg *m)
 		c->hs_timer = NULL;
 		out.type = RMP_MSG_AUTH_OK;
 		out.u.auth_ok.session_id = c->session_id;
+		out.u.auth_ok.generation = srv->generation;
 		rmp_srv_conn_send(c, &out);
 		rmp_log_info("%s %s (\"%s\") authenticated, session %" PRIu64, role_name(c->role),
 			     c->peer, c->hs.ident, c->session_id);

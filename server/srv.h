@@ -148,6 +148,7 @@ struct rmp_srv {
 	uint64_t next_session, next_request;
 	uint32_t next_agent, next_donor, next_pool;
 	uint64_t start_ms;
+	uint64_t generation; /* raised at every start (state store); 0: none */
 	bool stopping; /* shutdown: connections close without tearing pools down */
 };
 

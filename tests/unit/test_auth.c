@@ -301,3 +301,12 @@ Test(auth, token_rejections)
 	rmp_auth_key_destroy(k);
 	rmp_auth_key_destroy(other);
 }
+
+Test(auth, generation_fencing)
+{
+	cr_assert_not(rmp_auth_generation_older(5, 5));
+	cr_assert_not(rmp_auth_generation_older(6, 5), "a newer coordinator's token is accepted");
+	cr_assert(rmp_auth_generation_older(4, 5));
+	cr_assert(rmp_auth_generation_older(0xffff, 0x10000), "wraps: 65535 is older than 65536");
+	cr_assert_not(rmp_auth_generation_older(0, 0xffff), "wraps: 65536 is newer than 65535");
+}

@@ -79,6 +79,7 @@ static void sample(enum rmp_wire_type type, struct rmp_wire_msg *m)
 		break;
 	case RMP_MSG_AUTH_OK:
 		m->u.auth_ok.session_id = 0x0102030405060708ull;
+		m->u.auth_ok.generation = 0x1112131415161718ull;
 		break;
 	case RMP_MSG_ERROR:
 		m->u.error.code = ENOSPC;
@@ -665,7 +666,7 @@ Test(wire, type_table)
 
 Test(wire, token_body)
 {
-	struct rmp_wire_token t = {RMP_TOKEN_DONOR, 17, 0x1122334455667788ull, 1700000000123ull};
+	struct rmp_wire_token t = {RMP_TOKEN_DONOR, 17, 0x1122334455667788ull, 1700000000123ull, 0xbeef};
 	struct rmp_wire_token back;
 	uint8_t b[RMP_WIRE_TOKEN_BODY_LEN];
 
@@ -678,12 +679,12 @@ Test(wire, token_body)
 	cr_assert_eq(back.target_id, t.target_id);
 	cr_assert_eq(back.client_id, t.client_id);
 	cr_assert_eq(back.expires_ms, t.expires_ms);
-	b[2] = 1;
-	cr_assert_eq(rmp_wire_token_get(b, &back), -EBADMSG);
-	b[2] = 0;
+	cr_assert_eq(b[2], 0xbe);
+	cr_assert_eq(b[3], 0xef);
+	cr_assert_eq(back.generation, 0xbeef);
 	b[1] = 3;
 	cr_assert_eq(rmp_wire_token_get(b, &back), -EBADMSG);
 	b[1] = RMP_TOKEN_DONOR;
-	b[0] = 2;
+	b[0] = 1; /* version 1 tokens had no generation: refused */
 	cr_assert_eq(rmp_wire_token_get(b, &back), -EBADMSG);
 }
