@@ -10,38 +10,38 @@ static int is_pow2(uint64_t x)
 	return x && (x & (x - 1)) == 0;
 }
 
-int rmp_srv_layout_mixed(uint64_t capacity, uint64_t segment_size, uint64_t self_len,
-			 const uint64_t *fixed_len, size_t n_fixed, uint64_t *fixed_base,
-			 uint64_t region_max, uint64_t donors, uint64_t *region_len,
-			 uint64_t *base, uint64_t *self_used)
+int rmp_srv_layout_regions(const struct rmp_srv_layout_req *rq, struct rmp_srv_layout_region *fixed,
+			   size_t n_fixed, struct rmp_srv_layout_region *spawned,
+			   uint64_t n_spawned, uint64_t *self_used)
 {
-	if (capacity == 0 || !is_pow2(segment_size) || (self_len & (segment_size - 1)) ||
-	    (region_max & (segment_size - 1)) || (donors && region_max == 0))
+	uint64_t seg = rq->segment_size, region_max = rq->region_max;
+
+	if (rq->capacity == 0 || !is_pow2(seg) || (rq->self_len & (seg - 1)) ||
+	    (region_max & (seg - 1)) || (n_spawned && region_max == 0))
 		return -EINVAL;
-	uint64_t mask = segment_size - 1;
-	if (capacity > UINT64_MAX - mask)
+	uint64_t mask = seg - 1;
+	if (rq->capacity > UINT64_MAX - mask)
 		return -EINVAL;
-	uint64_t need = (capacity + mask) & ~mask;
-	uint64_t own = self_len < need ? self_len : need;
+	uint64_t need = (rq->capacity + mask) & ~mask;
+	uint64_t own = rq->self_len < need ? rq->self_len : need;
 	uint64_t rest = need - own;
 	uint64_t at = own;
 
 	for (size_t i = 0; i < n_fixed; i++) {
-		if (fixed_len[i] == 0 || (fixed_len[i] & mask) || fixed_len[i] > rest)
+		if (fixed[i].len == 0 || (fixed[i].len & mask) || fixed[i].len > rest)
 			return -EINVAL;
-		fixed_base[i] = at;
-		at += fixed_len[i];
-		rest -= fixed_len[i];
+		fixed[i].base = at;
+		at += fixed[i].len;
+		rest -= fixed[i].len;
 	}
 	/* Exactly enough donors: one too many would get an empty region. */
 	uint64_t want = rest / (region_max ? region_max : 1) +
 			(region_max && rest % region_max != 0);
-	if (donors != want)
+	if (n_spawned != want)
 		return -EINVAL;
-	for (uint64_t i = 0; i < donors; i++) {
+	for (uint64_t i = 0; i < n_spawned; i++) {
 		uint64_t len = rest < region_max ? rest : region_max;
-		region_len[i] = len;
-		base[i] = at;
+		spawned[i] = (struct rmp_srv_layout_region){ .len = len, .base = at };
 		at += len;
 		rest -= len;
 	}
@@ -50,37 +50,29 @@ int rmp_srv_layout_mixed(uint64_t capacity, uint64_t segment_size, uint64_t self
 	return 0;
 }
 
-int rmp_srv_layout_regions(uint64_t capacity, uint64_t segment_size, uint64_t self_len,
-			   uint64_t region_max, uint64_t donors, uint64_t *region_len,
-			   uint64_t *base, uint64_t *self_used)
-{
-	return rmp_srv_layout_mixed(capacity, segment_size, self_len, NULL, 0, NULL, region_max,
-				    donors, region_len, base, self_used);
-}
-
-uint64_t rmp_srv_layout_pick_spare(uint64_t need, const uint64_t *spare_len, size_t n,
-				   uint64_t *take)
+uint64_t rmp_srv_layout_pick_spare(uint64_t need, struct rmp_srv_layout_spare *spare, size_t n)
 {
 	uint64_t rest = need;
 
 	for (size_t i = 0; i < n; i++)
-		take[i] = 0;
+		spare[i].take = 0;
 	while (rest > 0) {
 		size_t fit = n, big = n;
 		for (size_t i = 0; i < n; i++) {
-			if (take[i] || spare_len[i] == 0)
+			uint64_t len = spare[i].offered;
+			if (spare[i].take || len == 0)
 				continue;
-			if (spare_len[i] >= rest && (fit == n || spare_len[i] < spare_len[fit]))
+			if (len >= rest && (fit == n || len < spare[fit].offered))
 				fit = i;
-			if (big == n || spare_len[i] > spare_len[big])
+			if (big == n || len > spare[big].offered)
 				big = i;
 		}
 		if (fit < n) {
-			take[fit] = rest;
+			spare[fit].take = rest;
 			rest = 0;
 		} else if (big < n) {
-			take[big] = spare_len[big];
-			rest -= spare_len[big];
+			spare[big].take = spare[big].offered;
+			rest -= spare[big].offered;
 		} else {
 			break;
 		}

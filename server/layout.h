@@ -18,37 +18,46 @@
 
 #include "wire.h"
 
-/* Region sizes and pool addresses for `donors` donors of at most
- * region_max bytes each, after a coordinator share of self_len bytes, so
- * that together they back capacity rounded up to segment_size.
- * self_len and region_max must be multiples of segment_size.
- * region_len[i], base[i] for each donor; *self_used gets the share
- * actually used (it may exceed the need). 0, or -EINVAL (bad arguments,
- * or the donors are too few or too many for the capacity). */
-int rmp_srv_layout_regions(uint64_t capacity, uint64_t segment_size, uint64_t self_len,
-			   uint64_t region_max, uint64_t donors, uint64_t *region_len,
-			   uint64_t *base, uint64_t *self_used);
+/* One piece of the space: len bytes at pool address base, both whole
+ * segments. */
+struct rmp_srv_layout_region {
+	uint64_t len;
+	uint64_t base;
+};
 
-/* The same with standalone donors (DESIGN.md 3, issue 4): regions that
- * donors started on their own offered before the pool was asked for.
- * They go right after the coordinator's share, in the order given:
- * fixed_len[i] bytes (a whole number of segments, > 0) at fixed_base[i];
- * the spawned donors back what is left, as above. The fixed regions may
- * not cover more than the need left after the share (-EINVAL). */
-int rmp_srv_layout_mixed(uint64_t capacity, uint64_t segment_size, uint64_t self_len,
-			 const uint64_t *fixed_len, size_t n_fixed, uint64_t *fixed_base,
-			 uint64_t region_max, uint64_t donors, uint64_t *region_len,
-			 uint64_t *base, uint64_t *self_used);
+/* What the space is cut for. */
+struct rmp_srv_layout_req {
+	uint64_t capacity;     /* usable bytes (> 0); the need is this rounded up to segments */
+	uint64_t segment_size; /* power of two */
+	uint64_t self_len;     /* the coordinator's share on offer, whole segments */
+	uint64_t region_max;   /* most one spawned donor holds, whole segments */
+};
 
-/* Chooses spare standalone regions (spare_len[i]: whole segments) for a
- * need of `need` bytes (whole segments): while no unused region covers
- * what is left, the largest unused one is taken whole; then the smallest
- * one that covers the rest is taken for just that rest (best fit: as
- * little offered memory as possible sits idle in the pool). take[i] gets
- * the bytes used of region i (0: not used). Returns the bytes taken, at
- * most need; need minus that is for spawned donors. */
-uint64_t rmp_srv_layout_pick_spare(uint64_t need, const uint64_t *spare_len, size_t n,
-				   uint64_t *take);
+/* Lays the regions out from the bottom of the space: the coordinator's
+ * share (*self_used gets the part used, at most the need; NULL is fine),
+ * then the standalone donors' regions (DESIGN.md 3, issue 4: offered
+ * before the pool was asked for) in the order given, each fixed[i].len
+ * bytes (whole segments, > 0) at fixed[i].base, then the n_spawned
+ * spawned donors, spawned[i].len and .base, every one full but the last.
+ * 0, or -EINVAL: bad arguments, fixed regions covering more than the need
+ * left after the share, or n_spawned too few or too many for the rest. */
+int rmp_srv_layout_regions(const struct rmp_srv_layout_req *rq, struct rmp_srv_layout_region *fixed,
+			   size_t n_fixed, struct rmp_srv_layout_region *spawned,
+			   uint64_t n_spawned, uint64_t *self_used);
+
+/* A spare standalone region, and what a pool takes of it. */
+struct rmp_srv_layout_spare {
+	uint64_t offered; /* in: whole segments */
+	uint64_t take;	  /* out: bytes used of it (0: not used) */
+};
+
+/* Chooses spare standalone regions for a need of `need` bytes (whole
+ * segments): while no unused region covers what is left, the largest
+ * unused one is taken whole; then the smallest one that covers the rest
+ * is taken for just that rest (best fit: as little offered memory as
+ * possible sits idle in the pool). Returns the bytes taken, at most need;
+ * need minus that is for spawned donors. */
+uint64_t rmp_srv_layout_pick_spare(uint64_t need, struct rmp_srv_layout_spare *spare, size_t n);
 
 /* One contiguous piece of registered memory at pool address `base`. */
 struct rmp_srv_backing {

@@ -4,7 +4,7 @@
  * Creating a pool (POOL_OPEN, capacity > 0), all or nothing:
  *   1. size it: the coordinator's own share (self-contribution) first,
  *      then spare standalone donors' regions (layout.h picks them; whole
- *      segments only), then donors to spawn for the rest (common/sizing.h):
+ *      segments only), then donors to spawn for the rest (sizing.h):
  *      per-donor region = the smallest per-process limit less the donor
  *      footprint, in whole segments; the space is the next power of two;
  *   2. place the donors over the agents' remaining budgets, or refuse
@@ -357,8 +357,7 @@ static void pool_attach(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 struct placement {
 	size_t n;
 	struct rmp_srv_agent **agents;
-	struct rmp_sizing_host *hosts;
-	uint64_t *per_host;
+	struct rmp_srv_sizing_host *hosts;
 	const struct rmp_srv_agent *tightest; /* smallest limit - footprint */
 	uint64_t max_footprint;
 };
@@ -371,8 +370,7 @@ static int placement_init(struct rmp_srv *srv, struct placement *pl)
 	size_t n = pl->n ? pl->n : 1;
 	pl->agents = calloc(n, sizeof(*pl->agents));
 	pl->hosts = calloc(n, sizeof(*pl->hosts));
-	pl->per_host = calloc(n, sizeof(*pl->per_host));
-	if (!pl->agents || !pl->hosts || !pl->per_host)
+	if (!pl->agents || !pl->hosts)
 		return -ENOMEM;
 	size_t i = 0;
 	for (struct rmp_srv_agent *a = srv->agents; a; a = a->next, i++) {
@@ -393,7 +391,6 @@ static void placement_fini(struct placement *pl)
 {
 	free(pl->agents);
 	free(pl->hosts);
-	free(pl->per_host);
 }
 
 /* The spare standalone donors, oldest first (the list is newest first),
@@ -401,7 +398,8 @@ static void placement_fini(struct placement *pl)
 struct spare {
 	size_t n;
 	struct rmp_srv_donor **d;
-	uint64_t *len, *take, *base;
+	struct rmp_srv_layout_spare *offer;
+	struct rmp_srv_layout_region *used; /* the ones taken, in space order */
 };
 
 static int spare_collect(struct rmp_srv *srv, struct spare *sp)
@@ -412,17 +410,16 @@ static int spare_collect(struct rmp_srv *srv, struct spare *sp)
 		n += rmp_srv_donor_spare(d);
 	size_t cap = n ? n : 1;
 	sp->d = calloc(cap, sizeof(*sp->d));
-	sp->len = calloc(cap, sizeof(*sp->len));
-	sp->take = calloc(cap, sizeof(*sp->take));
-	sp->base = calloc(cap, sizeof(*sp->base));
-	if (!sp->d || !sp->len || !sp->take || !sp->base)
+	sp->offer = calloc(cap, sizeof(*sp->offer));
+	sp->used = calloc(cap, sizeof(*sp->used));
+	if (!sp->d || !sp->offer || !sp->used)
 		return -ENOMEM;
 	size_t i = n;
 	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next) {
 		if (rmp_srv_donor_spare(d)) {
 			i--;
 			sp->d[i] = d;
-			sp->len[i] = d->offered;
+			sp->offer[i].offered = d->offered;
 		}
 	}
 	sp->n = n;
@@ -432,9 +429,8 @@ static int spare_collect(struct rmp_srv *srv, struct spare *sp)
 static void spare_fini(struct spare *sp)
 {
 	free(sp->d);
-	free(sp->len);
-	free(sp->take);
-	free(sp->base);
+	free(sp->offer);
+	free(sp->used);
 }
 
 static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open *o)
@@ -444,7 +440,7 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 	char err[RMP_WIRE_TEXT_MAX + 1], asked[32], a1[32];
 	struct placement pl;
 	struct rmp_srv_pool *p = NULL;
-	uint64_t *region_len = NULL, *base = NULL;
+	struct rmp_srv_layout_region *spawned = NULL;
 	struct spare sp = { 0 };
 	int rc;
 
@@ -484,11 +480,11 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_POOL_OPEN, "out of memory");
 		goto out_placement;
 	}
-	uint64_t taken = rmp_srv_layout_pick_spare(need - (share < need ? share : need), sp.len,
-						   sp.n, sp.take);
-	struct rmp_sizing_plan plan = { 0 };
+	uint64_t taken = rmp_srv_layout_pick_spare(need - (share < need ? share : need), sp.offer,
+						   sp.n);
+	struct rmp_srv_sizing plan = { 0 };
 	if (taken < o->capacity) {
-		struct rmp_sizing_request req = { .capacity = o->capacity - taken,
+		struct rmp_srv_sizing_req req = { .capacity = o->capacity - taken,
 						  .segment_size = cfg->segment_size,
 						  .coordinator_share = cfg->self_contribution };
 		if (pl.tightest) {
@@ -499,7 +495,7 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 			 * donors) can serve the pool. */
 			req.process_limit = cfg->segment_size;
 		}
-		rc = rmp_sizing_plan(&req, &plan, err, sizeof(err));
+		rc = rmp_srv_sizing_count(&req, &plan, err, sizeof(err));
 		if (rc) {
 			rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s (%s): %s",
 						o->name, asked, err);
@@ -514,8 +510,8 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 					o->name, asked, sp.n, a1);
 		goto out_placement;
 	}
-	struct rmp_sizing_geometry geo;
-	rc = rmp_sizing_geometry(o->capacity, cfg->segment_size, plan.provided + taken, &geo,
+	struct rmp_srv_geometry geo;
+	rc = rmp_srv_sizing_geometry(o->capacity, cfg->segment_size, plan.provided + taken, &geo,
 				 err, sizeof(err));
 	if (rc) {
 		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s (%s): %s", o->name,
@@ -544,36 +540,36 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 	/* 2. place */
 	uint64_t cost = plan.region_len + pl.max_footprint;
 	if (plan.donors) {
-		rc = rmp_sizing_place(plan.donors, cost, pl.hosts, pl.n, pl.per_host, err,
-				      sizeof(err));
+		rc = rmp_srv_sizing_place(plan.donors, cost, pl.hosts, pl.n, err, sizeof(err));
 		if (rc) {
 			rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s (%s): %s",
 						o->name, asked, err);
 			goto out_placement;
 		}
 	}
-	region_len = calloc(plan.donors ? plan.donors : 1, sizeof(*region_len));
-	base = calloc(plan.donors ? plan.donors : 1, sizeof(*base));
+	spawned = calloc(plan.donors ? plan.donors : 1, sizeof(*spawned));
 	p = calloc(1, sizeof(*p));
 	if (p)
 		p->donors = calloc(plan.donors + sp.n ? plan.donors + sp.n : 1, sizeof(*p->donors));
-	if (!region_len || !base || !p || !p->donors) {
+	if (!spawned || !p || !p->donors) {
 		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_POOL_OPEN, "out of memory");
 		goto out_free_pool;
 	}
 	/* The standalone donors taken, in the order they go in the space. */
 	size_t n_used = 0;
 	for (size_t i = 0; i < sp.n; i++) {
-		if (sp.take[i]) {
+		if (sp.offer[i].take) {
 			sp.d[n_used] = sp.d[i];
-			sp.len[n_used] = sp.take[i];
+			sp.used[n_used].len = sp.offer[i].take;
 			n_used++;
 		}
 	}
 	uint64_t self_len = 0;
-	rc = rmp_srv_layout_mixed(o->capacity, cfg->segment_size, plan.coordinator_len, sp.len,
-				  n_used, sp.base, plan.region_len, plan.donors, region_len, base,
-				  &self_len);
+	struct rmp_srv_layout_req lrq = { .capacity = o->capacity,
+					  .segment_size = cfg->segment_size,
+					  .self_len = plan.coordinator_len,
+					  .region_max = plan.region_len };
+	rc = rmp_srv_layout_regions(&lrq, sp.used, n_used, spawned, plan.donors, &self_len);
 	if (rc) {
 		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_POOL_OPEN,
 					"pool %s (%s): internal error laying out %zu standalone "
@@ -643,8 +639,8 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 		char len[32];
 		d->pool = p;
 		d->pool_id = p->id;
-		d->region_len = sp.len[i];
-		d->base = sp.base[i];
+		d->region_len = sp.used[i].len;
+		d->base = sp.used[i].base;
 		p->donors[p->n_donors++] = d;
 		p->registered++;
 		rmp_config_format_bytes(d->region_len, len, sizeof(len));
@@ -658,7 +654,7 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 	}
 	uint64_t k = 0;
 	for (size_t h = 0; h < pl.n; h++) {
-		for (uint64_t j = 0; j < pl.per_host[h]; j++, k++) {
+		for (uint64_t j = 0; j < pl.hosts[h].placed; j++, k++) {
 			struct rmp_srv_donor *d = calloc(1, sizeof(*d));
 			if (!d) {
 				pool_fail(srv, p, ENOMEM, "out of memory for donor %" PRIu64, k);
@@ -669,9 +665,9 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 			d->pool = p;
 			d->agent = pl.agents[h];
 			memcpy(d->host, d->agent->host, sizeof(d->host));
-			d->region_len = region_len[k];
-			d->base = base[k];
-			d->cost = region_len[k] + d->agent->donor_footprint;
+			d->region_len = spawned[k].len;
+			d->base = spawned[k].base;
+			d->cost = spawned[k].len + d->agent->donor_footprint;
 			d->next = srv->donors;
 			srv->donors = d;
 			d->agent->used += d->cost;
@@ -710,8 +706,7 @@ out_free_pool:
 	}
 	srv->m.pool_failures_total++;
 out_placement:
-	free(region_len);
-	free(base);
+	free(spawned);
 	spare_fini(&sp);
 	placement_fini(&pl);
 }

@@ -24,7 +24,7 @@ static unsigned log2_exact(uint64_t pow2)
 	return (unsigned)__builtin_ctzll(pow2);
 }
 
-uint64_t rmp_sizing_pow2_ceil(uint64_t x)
+uint64_t rmp_srv_sizing_pow2_ceil(uint64_t x)
 {
 	if (x == 0 || x > (UINT64_C(1) << 63))
 		return 0;
@@ -33,7 +33,7 @@ uint64_t rmp_sizing_pow2_ceil(uint64_t x)
 	return UINT64_C(1) << (64 - __builtin_clzll(x - 1));
 }
 
-int rmp_sizing_plan(const struct rmp_sizing_request *req, struct rmp_sizing_plan *out,
+int rmp_srv_sizing_count(const struct rmp_srv_sizing_req *req, struct rmp_srv_sizing *out,
 		    char *err, size_t errlen)
 {
 	char a[32], b[32], c[32];
@@ -75,12 +75,12 @@ int rmp_sizing_plan(const struct rmp_sizing_request *req, struct rmp_sizing_plan
 		     req->capacity, donors, region);
 		return -EOVERFLOW;
 	}
-	if (donors > RMP_SIZING_MAX_DONORS) {
+	if (donors > RMP_SRV_SIZING_MAX_DONORS) {
 		rmp_config_format_bytes(region, a, sizeof(a));
 		rmp_errf(err, errlen,
 		     "capacity %" PRIu64 " needs %" PRIu64 " donors of %s; at most %u are "
 		     "allowed",
-		     req->capacity, donors, a, RMP_SIZING_MAX_DONORS);
+		     req->capacity, donors, a, RMP_SRV_SIZING_MAX_DONORS);
 		return -E2BIG;
 	}
 	out->region_len = region;
@@ -91,8 +91,8 @@ int rmp_sizing_plan(const struct rmp_sizing_request *req, struct rmp_sizing_plan
 	return 0;
 }
 
-int rmp_sizing_place(uint64_t donors, uint64_t donor_cost, const struct rmp_sizing_host *hosts,
-		     size_t n_hosts, uint64_t *per_host, char *err, size_t errlen)
+int rmp_srv_sizing_place(uint64_t donors, uint64_t donor_cost, struct rmp_srv_sizing_host *hosts,
+			 size_t n_hosts, char *err, size_t errlen)
 {
 	char a[32], b[32];
 
@@ -104,7 +104,7 @@ int rmp_sizing_place(uint64_t donors, uint64_t donor_cost, const struct rmp_sizi
 	 * the request is rather than where the greedy loop stopped. */
 	uint64_t fit = 0;
 	for (size_t i = 0; i < n_hosts; i++) {
-		per_host[i] = 0;
+		hosts[i].placed = 0;
 		uint64_t n = hosts[i].budget / donor_cost;
 		fit = fit + n < fit ? UINT64_MAX : fit + n;
 	}
@@ -130,9 +130,9 @@ int rmp_sizing_place(uint64_t donors, uint64_t donor_cost, const struct rmp_sizi
 		     donors, a, fit, detail, b);
 		return -ENOSPC;
 	}
-	if (donors > RMP_SIZING_MAX_DONORS) {
+	if (donors > RMP_SRV_SIZING_MAX_DONORS) {
 		rmp_errf(err, errlen, "cannot place %" PRIu64 " donors: at most %u", donors,
-		     RMP_SIZING_MAX_DONORS);
+		     RMP_SRV_SIZING_MAX_DONORS);
 		return -E2BIG;
 	}
 	/* Greedy: each donor to the host with the most budget left. Donors
@@ -142,7 +142,7 @@ int rmp_sizing_place(uint64_t donors, uint64_t donor_cost, const struct rmp_sizi
 		size_t best = n_hosts;
 		uint64_t best_left = 0;
 		for (size_t i = 0; i < n_hosts; i++) {
-			uint64_t left = hosts[i].budget - per_host[i] * donor_cost;
+			uint64_t left = hosts[i].budget - hosts[i].placed * donor_cost;
 			if (left >= donor_cost && (best == n_hosts || left > best_left)) {
 				best = i;
 				best_left = left;
@@ -150,14 +150,14 @@ int rmp_sizing_place(uint64_t donors, uint64_t donor_cost, const struct rmp_sizi
 		}
 		if (best == n_hosts)
 			return -ENOSPC; /* unreachable: fit >= donors */
-		per_host[best]++;
+		hosts[best].placed++;
 		left_to_place--;
 	}
 	return 0;
 }
 
-int rmp_sizing_geometry(uint64_t capacity, uint64_t segment_size, uint64_t provided,
-			struct rmp_sizing_geometry *out, char *err, size_t errlen)
+int rmp_srv_sizing_geometry(uint64_t capacity, uint64_t segment_size, uint64_t provided,
+			struct rmp_srv_geometry *out, char *err, size_t errlen)
 {
 	if (capacity == 0) {
 		rmp_errf(err, errlen, "capacity 0: a pool needs at least one byte");
@@ -167,7 +167,7 @@ int rmp_sizing_geometry(uint64_t capacity, uint64_t segment_size, uint64_t provi
 		rmp_errf(err, errlen, "segment size %" PRIu64 " is not a power of two", segment_size);
 		return -EINVAL;
 	}
-	uint64_t space = rmp_sizing_pow2_ceil(capacity);
+	uint64_t space = rmp_srv_sizing_pow2_ceil(capacity);
 	if (space == 0) {
 		rmp_errf(err, errlen,
 		     "capacity %" PRIu64 " needs a space above 2^63 bytes; the most is 2^63",
