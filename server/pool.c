@@ -1,20 +1,22 @@
 /* pool.c - pools: creation (donor provisioning), attach, close, destroy,
  * segment tables and leases.
  *
- * Creating a pool (POOL_OPEN, capacity > 0), all or nothing:
- *   1. size it: the coordinator's own share (self-contribution) first,
- *      then spare standalone donors' regions (layout.h picks them; whole
- *      segments only), then donors to spawn for the rest (sizing.h):
- *      per-donor region = the smallest per-process limit less the donor
- *      footprint, in whole segments; the space is the next power of two;
- *   2. place the donors over the agents' remaining budgets, or refuse
- *      with the numbers (asked, possible per host) before anything runs;
- *   3. create the metadata region in shm, format it (the tail past the
- *      capacity reserved), register it on the rdma listener's PD: from
- *      here on the CPU only reads it;
- *   4. SPAWN every donor, relaying each PROGRESS to the consumer;
- *   5. when every donor has handed its region over (DONOR_REGISTER),
- *      build the segment table and answer POOL_READY with a lease.
+ * Creating a pool (POOL_OPEN, capacity > 0), all or nothing, in three
+ * steps that pool_create() runs in turn:
+ *   1. plan (plan.h, pure): from the agents' budgets and the spare
+ *      standalone donors, the coordinator's share first, then spare
+ *      standalone regions, then donors to spawn for the rest, placed over
+ *      the hosts; the space, the buddy geometry, every piece's address -
+ *      or one refusal with the numbers (asked, possible per host) before
+ *      anything runs;
+ *   2. metadata: create the metadata region in shm, format it (the tail
+ *      past the capacity reserved), register it on the rdma listener's
+ *      PD: from here on the CPU only reads it; the coordinator's share
+ *      likewise;
+ *   3. donors: the standalone ones join at once; SPAWN every other one,
+ *      relaying each PROGRESS to the consumer; when every donor has
+ *      handed its region over (DONOR_REGISTER), build the
+ *      segment table and answer POOL_READY with a lease.
  * A failure at any step (a spawn failing, a donor or agent or the
  * consumer disconnecting, provision-timeout) sends ERROR, TERMINATEs
  * every spawned donor already asked for, gives the standalone ones back
@@ -50,7 +52,7 @@
 
 #include "layout.h"
 #include "log.h"
-#include "sizing.h"
+#include "plan.h"
 #include "srv.h"
 
 static struct rmp_srv_pool *pool_find_name(struct rmp_srv *srv, const char *name)
@@ -67,20 +69,6 @@ struct rmp_srv_pool *rmp_srv_pool_find_id(struct rmp_srv *srv, uint32_t id)
 		if (p->id == id)
 			return p;
 	return NULL;
-}
-
-/* Pool names become shm object names: keep them to a portable set. */
-static bool name_ok(const char *name)
-{
-	if (!name[0] || name[0] == '.' || name[0] == '-')
-		return false;
-	for (const char *s = name; *s; s++) {
-		char ch = *s;
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
-			return false;
-	}
-	return true;
 }
 
 static void pool_progress(struct rmp_srv_pool *p, const struct rmp_srv_donor *d, uint8_t state,
@@ -352,99 +340,213 @@ static void pool_attach(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 	grant_and_send_ready(c, p);
 }
 
-/* The agents a donor may go to, and the region every donor gets: the
- * smallest per-process room, so any donor fits on any host. */
-struct placement {
-	size_t n;
-	struct rmp_srv_agent **agents;
-	struct rmp_srv_sizing_host *hosts;
-	const struct rmp_srv_agent *tightest; /* smallest limit - footprint */
-	uint64_t max_footprint;
+/* What a plan is made from, gathered from the coordinator's lists: the
+ * agents (in list order: placement ties go to the first) with the budget
+ * each has left, and the spare standalone donors, oldest first (the list
+ * is newest first). */
+struct pool_sources {
+	struct rmp_srv_plan_host *hosts;
+	size_t n_hosts;
+	struct rmp_srv_plan_spare *spare;
+	size_t n_spare;
 };
 
-static int placement_init(struct rmp_srv *srv, struct placement *pl)
+static int pool_sources_collect(struct rmp_srv *srv, struct pool_sources *src)
 {
-	memset(pl, 0, sizeof(*pl));
+	memset(src, 0, sizeof(*src));
 	for (struct rmp_srv_agent *a = srv->agents; a; a = a->next)
-		pl->n++;
-	size_t n = pl->n ? pl->n : 1;
-	pl->agents = calloc(n, sizeof(*pl->agents));
-	pl->hosts = calloc(n, sizeof(*pl->hosts));
-	if (!pl->agents || !pl->hosts)
+		src->n_hosts++;
+	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next)
+		src->n_spare += rmp_srv_donor_spare(d);
+	src->hosts = calloc(src->n_hosts ? src->n_hosts : 1, sizeof(*src->hosts));
+	src->spare = calloc(src->n_spare ? src->n_spare : 1, sizeof(*src->spare));
+	if (!src->hosts || !src->spare)
 		return -ENOMEM;
 	size_t i = 0;
-	for (struct rmp_srv_agent *a = srv->agents; a; a = a->next, i++) {
-		pl->agents[i] = a;
-		pl->hosts[i].name = a->host;
-		pl->hosts[i].budget = a->budget > a->used ? a->budget - a->used : 0;
-		if (!pl->tightest || a->process_limit - a->donor_footprint <
-					     pl->tightest->process_limit -
-						     pl->tightest->donor_footprint)
-			pl->tightest = a;
-		if (a->donor_footprint > pl->max_footprint)
-			pl->max_footprint = a->donor_footprint;
-	}
+	for (struct rmp_srv_agent *a = srv->agents; a; a = a->next, i++)
+		src->hosts[i] = (struct rmp_srv_plan_host){
+			.name = a->host,
+			.budget = a->budget > a->used ? a->budget - a->used : 0,
+			.process_limit = a->process_limit,
+			.donor_footprint = a->donor_footprint,
+			.owner = a,
+		};
+	i = src->n_spare;
+	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next)
+		if (rmp_srv_donor_spare(d))
+			src->spare[--i] = (struct rmp_srv_plan_spare){ .offered = d->offered, .owner = d };
 	return 0;
 }
 
-static void placement_fini(struct placement *pl)
+static void pool_sources_fini(struct pool_sources *src)
 {
-	free(pl->agents);
-	free(pl->hosts);
+	free(src->hosts);
+	free(src->spare);
 }
 
-/* The spare standalone donors, oldest first (the list is newest first),
- * their offers, and what a pool takes of each. */
-struct spare {
-	size_t n;
-	struct rmp_srv_donor **d;
-	struct rmp_srv_layout_spare *offer;
-	struct rmp_srv_layout_region *used; /* the ones taken, in space order */
-};
-
-static int spare_collect(struct rmp_srv *srv, struct spare *sp)
+/* The pool's record for a plan, in PROVISIONING and not yet listed. */
+static struct rmp_srv_pool *pool_new(struct rmp_srv_conn *c, const struct rmp_wire_pool_open *o,
+				     const struct rmp_srv_plan *plan)
 {
-	size_t n = 0;
+	struct rmp_srv *srv = c->srv;
+	struct rmp_srv_pool *p = calloc(1, sizeof(*p));
+	uint64_t n = plan->n_standalone + plan->n_spawn;
 
-	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next)
-		n += rmp_srv_donor_spare(d);
-	size_t cap = n ? n : 1;
-	sp->d = calloc(cap, sizeof(*sp->d));
-	sp->offer = calloc(cap, sizeof(*sp->offer));
-	sp->used = calloc(cap, sizeof(*sp->used));
-	if (!sp->d || !sp->offer || !sp->used)
-		return -ENOMEM;
-	size_t i = n;
-	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next) {
-		if (rmp_srv_donor_spare(d)) {
-			i--;
-			sp->d[i] = d;
-			sp->offer[i].offered = d->offered;
+	if (!p)
+		return NULL;
+	p->donors = calloc(n ? n : 1, sizeof(*p->donors));
+	if (!p->donors) {
+		free(p);
+		return NULL;
+	}
+	p->max_donors = (uint32_t)n;
+	p->srv = srv;
+	p->id = srv->next_pool++;
+	memcpy(p->name, o->name, sizeof(p->name));
+	p->state = RMP_SRV_POOL_PROVISIONING;
+	p->capacity = o->capacity;
+	p->space = plan->geo.space;
+	p->space_log2 = plan->geo.space_log2;
+	p->segment_log2 = plan->geo.segment_log2;
+	p->min_block_log2 = plan->min_block_log2;
+	p->geom = plan->buddy;
+	p->requester = c;
+	p->request_type = RMP_MSG_POOL_OPEN;
+	return p;
+}
+
+/* Frees a pool that was never listed (a failed metadata step). Only a
+ * region that was mapped is ours to unlink: a create refused with EEXIST
+ * names another coordinator's object, which must stay. */
+static void pool_discard(struct rmp_srv_pool *p)
+{
+	struct rmp_srv_region *own[] = { &p->self, &p->meta };
+
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+		if (own[i]->mem) {
+			rmp_srv_rdma_dereg(own[i]);
+			rmp_srv_meta_destroy(own[i], true);
 		}
 	}
-	sp->n = n;
+	if (p->timer)
+		event_free(p->timer);
+	free(p->donors);
+	free(p);
+}
+
+/* The second step: the metadata region in shm, formatted (the tail past
+ * the capacity reserved) and registered on the rdma listener's PD - from
+ * here on the CPU only reads it - then the coordinator's own share and
+ * the provisioning timer. 0, or a negative errno with the ERROR text in
+ * err; the caller discards the pool. */
+static int pool_setup_meta(struct rmp_srv *srv, struct rmp_srv_pool *p, uint64_t self_len,
+			   char *err, size_t errlen)
+{
+	char why[RMP_WIRE_TEXT_MAX + 1];
+
+	int rc = rmp_srv_meta_create(&p->meta, p->name, "", p->geom.total_words * sizeof(uint64_t),
+				     why, sizeof(why));
+	if (rc == 0) {
+		rmp_buddy_format(p->meta.mem, &p->geom, p->capacity);
+		rc = rmp_srv_rdma_reg(srv, &p->meta, why, sizeof(why));
+	}
+	if (rc) {
+		rmp_errf(err, errlen, "pool %s: metadata: %s", p->name, why);
+		return rc;
+	}
+	if (self_len) {
+		rc = rmp_srv_meta_create(&p->self, p->name, ".self", self_len, why, sizeof(why));
+		if (rc == 0)
+			rc = rmp_srv_rdma_reg(srv, &p->self, why, sizeof(why));
+		if (rc) {
+			rmp_errf(err, errlen, "pool %s: self-contribution: %s", p->name, why);
+			return rc;
+		}
+		p->self.len = self_len; /* the page-rounded rest backs nothing */
+		p->self_donor_id = srv->next_donor++;
+	}
+	p->timer = evtimer_new(srv->base, provision_timeout_cb, p);
+	if (!p->timer) {
+		rmp_errf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	return 0;
 }
 
-static void spare_fini(struct spare *sp)
+/* The standalone donors the plan takes join the pool at once: their
+ * regions are registered already. */
+static void pool_take_standalone(struct rmp_srv_pool *p, const struct rmp_srv_plan *plan,
+				 const struct pool_sources *src)
 {
-	free(sp->d);
-	free(sp->offer);
-	free(sp->used);
+	for (size_t i = 0; i < plan->n_standalone; i++) {
+		const struct rmp_srv_plan_piece *pc = &plan->standalone[i];
+		struct rmp_srv_donor *d = src->spare[pc->from].owner;
+		char len[32];
+		d->pool = p;
+		d->pool_id = p->id;
+		d->region_len = pc->len;
+		d->base = pc->base;
+		p->donors[p->n_donors++] = d;
+		p->registered++;
+		rmp_config_format_bytes(d->region_len, len, sizeof(len));
+		rmp_log_info("pool %s: standalone donor %" PRIu32 " on %s gives %s at pool address "
+			     "%" PRIu64,
+			     p->name, d->id, d->host, len, d->base);
+		pool_progress(p, d, RMP_PROGRESS_SPAWNED,
+			      "standalone donor %" PRIu32 " on %s gives %s (%" PRIu32 "/%" PRIu64
+			      " ready)",
+			      d->id, d->host, len, p->registered,
+			      plan->n_standalone + plan->n_spawn);
+	}
 }
 
+/* The third step: SPAWN the other donors, host by host in placement
+ * order, each relaying its PROGRESS to the consumer from now on. 0, or
+ * the pool has failed (and is freed). */
+static int pool_spawn_donors(struct rmp_srv *srv, struct rmp_srv_pool *p,
+			     const struct rmp_srv_plan *plan, const struct pool_sources *src)
+{
+	for (uint64_t k = 0; k < plan->n_spawn; k++) {
+		const struct rmp_srv_plan_piece *pc = &plan->spawn[k];
+		struct rmp_srv_donor *d = calloc(1, sizeof(*d));
+		if (!d) {
+			pool_fail(srv, p, ENOMEM, "out of memory for donor %" PRIu64, k);
+			return -ENOMEM;
+		}
+		d->id = srv->next_donor++;
+		d->pool_id = p->id;
+		d->pool = p;
+		d->agent = src->hosts[pc->from].owner;
+		memcpy(d->host, d->agent->host, sizeof(d->host));
+		d->region_len = pc->len;
+		d->base = pc->base;
+		d->cost = pc->len + d->agent->donor_footprint;
+		d->next = srv->donors;
+		srv->donors = d;
+		d->agent->used += d->cost;
+		d->agent->donors++;
+		p->donors[p->n_donors++] = d;
+		int rc = rmp_srv_agent_spawn(srv, d, srv->cfg.segment_size);
+		if (rc) {
+			pool_fail(srv, p, -rc, "cannot send SPAWN to the agent on %s: %s", d->host,
+				  strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* POOL_OPEN with a capacity, all or nothing: plan, metadata, donors (see
+ * the top of the file). Every refusal before the pool exists sends the
+ * plan's one text; after, pool_fail undoes what was started. */
 static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open *o)
 {
 	struct rmp_srv *srv = c->srv;
 	const struct rmp_srv_cfg *cfg = &srv->cfg;
-	char err[RMP_WIRE_TEXT_MAX + 1], asked[32], a1[32];
-	struct placement pl;
-	struct rmp_srv_pool *p = NULL;
-	struct rmp_srv_layout_region *spawned = NULL;
-	struct spare sp = { 0 };
-	int rc;
+	char err[RMP_WIRE_TEXT_MAX + 1];
+	struct pool_sources src;
+	struct rmp_srv_plan plan = { 0 };
 
-	rmp_config_format_bytes(o->capacity, asked, sizeof(asked));
 	if (pool_find_name(srv, o->name)) {
 		rmp_srv_conn_send_error(c, EEXIST, RMP_MSG_POOL_OPEN,
 					"pool %s exists already (capacity 0 attaches to it)",
@@ -458,266 +560,74 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 					o->name, rmp_srv_rdma_why_not(srv));
 		return;
 	}
-	uint64_t min_block = o->min_block ? o->min_block : cfg->min_block;
-	if ((min_block & (min_block - 1)) || min_block < 64 || min_block > cfg->segment_size) {
-		rmp_config_format_size(cfg->segment_size, a1, sizeof(a1));
-		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_POOL_OPEN,
-					"min_block %" PRIu64 " must be a power of two in [64, %s]",
-					min_block, a1);
-		return;
-	}
-	if (placement_init(srv, &pl)) {
+	if (pool_sources_collect(srv, &src)) {
 		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_POOL_OPEN, "out of memory");
-		goto out_placement;
+		goto out_sources;
 	}
-
-	/* 1. size: the coordinator's share, spare standalone regions, then
-	 * spawned donors for what is left */
-	uint64_t mask = cfg->segment_size - 1;
-	uint64_t need = o->capacity <= UINT64_MAX - mask ? (o->capacity + mask) & ~mask : 0;
-	uint64_t share = cfg->self_contribution & ~mask;
-	if (spare_collect(srv, &sp)) {
+	/* 1. plan */
+	struct rmp_srv_plan_req rq = { .name = o->name,
+				       .capacity = o->capacity,
+				       .min_block = o->min_block,
+				       .segment_size = cfg->segment_size,
+				       .default_min_block = cfg->min_block,
+				       .self_contribution = cfg->self_contribution,
+				       .hosts = src.hosts,
+				       .n_hosts = src.n_hosts,
+				       .spare = src.spare,
+				       .n_spare = src.n_spare };
+	int rc = rmp_srv_plan_make(&rq, &plan);
+	if (rc) {
+		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "%s", plan.err);
+		goto out_plan;
+	}
+	/* 2. metadata */
+	struct rmp_srv_pool *p = pool_new(c, o, &plan);
+	if (!p) {
+		srv->m.pool_failures_total++;
 		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_POOL_OPEN, "out of memory");
-		goto out_placement;
+		goto out_plan;
 	}
-	uint64_t taken = rmp_srv_layout_pick_spare(need - (share < need ? share : need), sp.offer,
-						   sp.n);
-	struct rmp_srv_sizing plan = { 0 };
-	if (taken < o->capacity) {
-		struct rmp_srv_sizing_req req = { .capacity = o->capacity - taken,
-						  .segment_size = cfg->segment_size,
-						  .coordinator_share = cfg->self_contribution };
-		if (pl.tightest) {
-			req.process_limit = pl.tightest->process_limit;
-			req.donor_footprint = pl.tightest->donor_footprint;
-		} else {
-			/* No agent: only the coordinator's share (and standalone
-			 * donors) can serve the pool. */
-			req.process_limit = cfg->segment_size;
-		}
-		rc = rmp_srv_sizing_count(&req, &plan, err, sizeof(err));
-		if (rc) {
-			rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s (%s): %s",
-						o->name, asked, err);
-			goto out_placement;
-		}
-	}
-	if (plan.donors && !pl.tightest) {
-		rmp_config_format_bytes(taken, a1, sizeof(a1));
-		rmp_srv_conn_send_error(c, EHOSTUNREACH, RMP_MSG_POOL_OPEN,
-					"pool %s (%s): no host agent is registered to run donors "
-					"(%zu spare standalone donor(s) give %s)",
-					o->name, asked, sp.n, a1);
-		goto out_placement;
-	}
-	struct rmp_srv_geometry geo;
-	rc = rmp_srv_sizing_geometry(o->capacity, cfg->segment_size, plan.provided + taken, &geo,
-				 err, sizeof(err));
+	rc = pool_setup_meta(srv, p, plan.self_len, err, sizeof(err));
 	if (rc) {
-		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s (%s): %s", o->name,
-					asked, err);
-		goto out_placement;
-	}
-	if (geo.segments > RMP_WIRE_MAX_SEGMENTS) {
-		rmp_config_format_size(cfg->segment_size, a1, sizeof(a1));
-		rmp_srv_conn_send_error(c, E2BIG, RMP_MSG_POOL_OPEN,
-					"pool %s (%s): %" PRIu64 " segments of %s, at most %u: raise "
-					"the coordinator's segment-size",
-					o->name, asked, geo.segments, a1, RMP_WIRE_MAX_SEGMENTS);
-		goto out_placement;
-	}
-	unsigned min_log2 = (unsigned)__builtin_ctzll(min_block);
-	struct rmp_buddy_geom bg;
-	if (rmp_buddy_geom_init(&bg, geo.space_log2, min_log2)) {
-		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_POOL_OPEN,
-					"pool %s (%s): a 2^%u-byte space in 2^%u-byte blocks needs "
-					"%u buddy levels, at most %u: ask for a larger min_block",
-					o->name, asked, geo.space_log2, min_log2,
-					geo.space_log2 - min_log2 + 1, RMP_BUDDY_MAX_LEVELS);
-		goto out_placement;
-	}
-
-	/* 2. place */
-	uint64_t cost = plan.region_len + pl.max_footprint;
-	if (plan.donors) {
-		rc = rmp_srv_sizing_place(plan.donors, cost, pl.hosts, pl.n, err, sizeof(err));
-		if (rc) {
-			rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s (%s): %s",
-						o->name, asked, err);
-			goto out_placement;
-		}
-	}
-	spawned = calloc(plan.donors ? plan.donors : 1, sizeof(*spawned));
-	p = calloc(1, sizeof(*p));
-	if (p)
-		p->donors = calloc(plan.donors + sp.n ? plan.donors + sp.n : 1, sizeof(*p->donors));
-	if (!spawned || !p || !p->donors) {
-		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_POOL_OPEN, "out of memory");
-		goto out_free_pool;
-	}
-	/* The standalone donors taken, in the order they go in the space. */
-	size_t n_used = 0;
-	for (size_t i = 0; i < sp.n; i++) {
-		if (sp.offer[i].take) {
-			sp.d[n_used] = sp.d[i];
-			sp.used[n_used].len = sp.offer[i].take;
-			n_used++;
-		}
-	}
-	uint64_t self_len = 0;
-	struct rmp_srv_layout_req lrq = { .capacity = o->capacity,
-					  .segment_size = cfg->segment_size,
-					  .self_len = plan.coordinator_len,
-					  .region_max = plan.region_len };
-	rc = rmp_srv_layout_regions(&lrq, sp.used, n_used, spawned, plan.donors, &self_len);
-	if (rc) {
-		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_POOL_OPEN,
-					"pool %s (%s): internal error laying out %zu standalone "
-					"and %" PRIu64 " spawned donors",
-					o->name, asked, n_used, plan.donors);
-		goto out_free_pool;
-	}
-	p->srv = srv;
-	p->id = srv->next_pool++;
-	memcpy(p->name, o->name, sizeof(p->name));
-	p->state = RMP_SRV_POOL_PROVISIONING;
-	p->capacity = o->capacity;
-	p->space = geo.space;
-	p->space_log2 = geo.space_log2;
-	p->segment_log2 = geo.segment_log2;
-	p->min_block_log2 = min_log2;
-	p->geom = bg;
-	p->requester = c;
-	p->request_type = RMP_MSG_POOL_OPEN;
-
-	/* 3. metadata (and the coordinator's share): shm, format, register */
-	rc = rmp_srv_meta_create(&p->meta, p->name, "", bg.total_words * sizeof(uint64_t), err,
-				 sizeof(err));
-	if (rc) {
-		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s: metadata: %s", p->name,
-					err);
-		goto out_free_pool;
-	}
-	rmp_buddy_format(p->meta.mem, &bg, o->capacity);
-	rc = rmp_srv_rdma_reg(srv, &p->meta, err, sizeof(err));
-	if (rc) {
-		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "pool %s: metadata: %s", p->name,
-					err);
-		goto out_free_pool;
-	}
-	if (self_len) {
-		rc = rmp_srv_meta_create(&p->self, p->name, ".self", self_len, err, sizeof(err));
-		if (rc == 0)
-			rc = rmp_srv_rdma_reg(srv, &p->self, err, sizeof(err));
-		if (rc) {
-			rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN,
-						"pool %s: self-contribution: %s", p->name, err);
-			goto out_free_pool;
-		}
-		p->self.len = self_len; /* the page-rounded rest backs nothing */
-		p->self_donor_id = srv->next_donor++;
-	}
-	p->timer = evtimer_new(srv->base, provision_timeout_cb, p);
-	if (!p->timer) {
-		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_POOL_OPEN, "out of memory");
-		goto out_free_pool;
+		srv->m.pool_failures_total++;
+		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "%s", err);
+		pool_discard(p);
+		goto out_plan;
 	}
 	p->next = srv->pools;
 	srv->pools = p;
 
-	/* 4. the standalone donors are in already; spawn the others, host by
-	 * host in placement order */
-	char region[32], given[32];
+	/* 3. donors: the standalone ones are in already; spawn the others */
+	char asked[32], region[32], given[32];
+	rmp_config_format_bytes(o->capacity, asked, sizeof(asked));
 	rmp_config_format_bytes(plan.region_len, region, sizeof(region));
-	rmp_config_format_bytes(taken, given, sizeof(given));
+	rmp_config_format_bytes(plan.standalone_bytes, given, sizeof(given));
 	rmp_log_info("pool %s (id %" PRIu32 "): %s asked by %s: %zu standalone donor(s) give %s, "
 		     "%" PRIu64 " donor(s) of up to %s to spawn, %s from the coordinator",
-		     p->name, p->id, asked, c->peer, n_used, given, plan.donors, region,
-		     self_len ? "some" : "nothing");
-	for (size_t i = 0; i < n_used; i++) {
-		struct rmp_srv_donor *d = sp.d[i];
-		char len[32];
-		d->pool = p;
-		d->pool_id = p->id;
-		d->region_len = sp.used[i].len;
-		d->base = sp.used[i].base;
-		p->donors[p->n_donors++] = d;
-		p->registered++;
-		rmp_config_format_bytes(d->region_len, len, sizeof(len));
-		rmp_log_info("pool %s: standalone donor %" PRIu32 " on %s gives %s at pool address "
-			     "%" PRIu64,
-			     p->name, d->id, d->host, len, d->base);
-		pool_progress(p, d, RMP_PROGRESS_SPAWNED,
-			      "standalone donor %" PRIu32 " on %s gives %s (%" PRIu32 "/%" PRIu64
-			      " ready)",
-			      d->id, d->host, len, p->registered, n_used + plan.donors);
-	}
-	uint64_t k = 0;
-	for (size_t h = 0; h < pl.n; h++) {
-		for (uint64_t j = 0; j < pl.hosts[h].placed; j++, k++) {
-			struct rmp_srv_donor *d = calloc(1, sizeof(*d));
-			if (!d) {
-				pool_fail(srv, p, ENOMEM, "out of memory for donor %" PRIu64, k);
-				goto out_placement;
-			}
-			d->id = srv->next_donor++;
-			d->pool_id = p->id;
-			d->pool = p;
-			d->agent = pl.agents[h];
-			memcpy(d->host, d->agent->host, sizeof(d->host));
-			d->region_len = spawned[k].len;
-			d->base = spawned[k].base;
-			d->cost = spawned[k].len + d->agent->donor_footprint;
-			d->next = srv->donors;
-			srv->donors = d;
-			d->agent->used += d->cost;
-			d->agent->donors++;
-			p->donors[p->n_donors++] = d;
-			rc = rmp_srv_agent_spawn(srv, d, cfg->segment_size);
-			if (rc) {
-				pool_fail(srv, p, -rc, "cannot send SPAWN to the agent on %s: %s",
-					  d->host, strerror(-rc));
-				goto out_placement;
-			}
-		}
-	}
+		     p->name, p->id, asked, c->peer, plan.n_standalone, given, plan.n_spawn, region,
+		     plan.self_len ? "some" : "nothing");
+	pool_take_standalone(p, &plan, &src);
+	if (pool_spawn_donors(srv, p, &plan, &src))
+		goto out_plan; /* the pool has failed and is gone */
 	if (p->registered == p->n_donors) {
 		pool_finish_provisioning(srv, p);
-		goto out_placement;
+		goto out_plan;
 	}
 	struct timeval tv = { .tv_sec = (time_t)(cfg->provision_ms / 1000),
 			      .tv_usec = (suseconds_t)(cfg->provision_ms % 1000) * 1000 };
 	evtimer_add(p->timer, &tv);
-	p = NULL;
-	goto out_placement;
-
-out_free_pool:
-	if (p) {
-		if (p->meta.mem || p->self.mem) {
-			rmp_srv_rdma_dereg(&p->self);
-			rmp_srv_meta_destroy(&p->self, true);
-			rmp_srv_rdma_dereg(&p->meta);
-			rmp_srv_meta_destroy(&p->meta, true);
-		}
-		if (p->timer)
-			event_free(p->timer);
-		free(p->donors);
-		free(p);
-	}
-	srv->m.pool_failures_total++;
-out_placement:
-	free(spawned);
-	spare_fini(&sp);
-	placement_fini(&pl);
+out_plan:
+	rmp_srv_plan_free(&plan);
+out_sources:
+	pool_sources_fini(&src);
 }
 
 void rmp_srv_pool_open(struct rmp_srv_conn *c, const struct rmp_wire_pool_open *o)
 {
-	if (!name_ok(o->name)) {
-		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_POOL_OPEN,
-					"pool name \"%s\": use letters, digits, '.', '_' and '-', "
-					"not first '.' or '-'",
-					o->name);
+	char err[RMP_WIRE_TEXT_MAX + 1];
+
+	if (rmp_srv_plan_check_name(o->name, err, sizeof(err))) {
+		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_POOL_OPEN, "%s", err);
 		return;
 	}
 	if (o->capacity == 0)

@@ -116,8 +116,8 @@ struct rmp_srv_pool {
 	enum rmp_srv_pool_state state;
 	uint64_t capacity, space;
 	unsigned space_log2, segment_log2, min_block_log2;
-	struct rmp_srv_donor **donors;
-	uint32_t n_donors, registered;
+	struct rmp_srv_donor **donors; /* max_donors slots, n_donors used (NULL: detached) */
+	uint32_t max_donors, n_donors, registered;
 	struct rmp_srv_conn *requester; /* of POOL_OPEN or POOL_DESTROY */
 	uint8_t request_type;
 	bool busy; /* terminating its donors: the last exit must not free it yet */
