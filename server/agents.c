@@ -1,8 +1,8 @@
 /* agents.c - host agents and the donor processes they run.
  *
  * An agent registers its host's budget, the per-process limit and a
- * donor's measured footprint; pool.c places donors over agents and asks
- * here to SPAWN them. The agent answers each SPAWN or TERMINATE with
+ * donor's measured footprint; plan.c places donors over agents and
+ * pool.c asks here to SPAWN them. The agent answers each SPAWN or TERMINATE with
  * PROGRESS {SPAWNED pid | FAILED | EXITED}, which we apply to the donor
  * and pass on to its pool (which relays it to the consumer waiting in
  * `rmpool pool create`).
@@ -14,8 +14,9 @@
  *
  * An agent that disconnects leaves its donors running (a restarted
  * agent must not take pools down); they are terminated through their own
- * connections from then on, like standalone donors (pool.c), which never
- * had an agent and which a returning agent does not adopt.
+ * connections from then on, like standalone donors (donors.c), which
+ * never had an agent and which a returning agent does not adopt. The
+ * donor records themselves are donors.c's.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -98,38 +99,6 @@ void rmp_srv_agent_register(struct rmp_srv_conn *c, const struct rmp_wire_agent_
 		     a->id, a->host, c->peer, b, l, f);
 }
 
-struct rmp_srv_donor *rmp_srv_donor_find(struct rmp_srv *srv, uint32_t id)
-{
-	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next)
-		if (d->id == id)
-			return d;
-	return NULL;
-}
-
-bool rmp_srv_donor_spare(const struct rmp_srv_donor *d)
-{
-	return d->standalone && !d->pool && d->conn && d->state == RMP_SRV_DONOR_REGISTERED;
-}
-
-void rmp_srv_donor_gone(struct rmp_srv *srv, struct rmp_srv_donor *d, const char *why)
-{
-	rmp_log_info("donor %" PRIu32 " (pool %" PRIu32 ", host %s, pid %" PRIu32 ") is gone: %s",
-		     d->id, d->pool_id, d->host, d->pid, why);
-	if (d->agent) {
-		d->agent->used -= d->cost;
-		d->agent->donors--;
-	}
-	if (d->conn)
-		d->conn->donor = NULL;
-	for (struct rmp_srv_donor **pp = &srv->donors; *pp; pp = &(*pp)->next) {
-		if (*pp == d) {
-			*pp = d->next;
-			break;
-		}
-	}
-	free(d);
-}
-
 int rmp_srv_agent_spawn(struct rmp_srv *srv, struct rmp_srv_donor *d, uint64_t segment_size)
 {
 	struct rmp_wire_msg m = { .type = RMP_MSG_SPAWN };
@@ -142,32 +111,6 @@ int rmp_srv_agent_spawn(struct rmp_srv *srv, struct rmp_srv_donor *d, uint64_t s
 	m.u.spawn.segment_size = segment_size;
 	d->state = RMP_SRV_DONOR_SPAWNING;
 	return rmp_srv_conn_send(d->agent->conn, &m);
-}
-
-void rmp_srv_donor_terminate(struct rmp_srv *srv, struct rmp_srv_donor *d)
-{
-	struct rmp_wire_msg m = { .type = RMP_MSG_TERMINATE };
-	int rc = -ENOTCONN;
-
-	if (d->state == RMP_SRV_DONOR_TERMINATING)
-		return;
-	d->request_id = srv->next_request++;
-	d->state = RMP_SRV_DONOR_TERMINATING;
-	d->terminate_deadline_ms = rmp_srv_now_ms() + srv->cfg.terminate_ms;
-	m.u.terminate.request_id = d->request_id;
-	m.u.terminate.donor_id = d->id;
-	if (d->agent && d->agent->conn)
-		rc = rmp_srv_conn_send(d->agent->conn, &m);
-	if (rc && d->conn)
-		rc = rmp_srv_conn_send(d->conn, &m);
-	if (rc) {
-		/* Nobody to tell: it never started, or both links are down. */
-		rmp_srv_pool_donor_exited(d->pool, d);
-		rmp_srv_donor_gone(srv, d, "no agent or connection to terminate it through");
-		return;
-	}
-	rmp_log_info("donor %" PRIu32 " (pool %" PRIu32 ", host %s): terminate sent via %s", d->id,
-		     d->pool_id, d->host, d->agent && d->agent->conn ? "its agent" : "its connection");
 }
 
 void rmp_srv_agent_progress(struct rmp_srv_conn *c, const struct rmp_wire_progress *p)
@@ -262,19 +205,4 @@ void rmp_srv_agent_conn_closed(struct rmp_srv_conn *c)
 	}
 	c->agent = NULL;
 	free(a);
-}
-
-void rmp_srv_donors_reap_overdue(struct rmp_srv *srv, uint64_t now_ms)
-{
-	for (struct rmp_srv_donor *d = srv->donors, *next; d; d = next) {
-		next = d->next;
-		if (d->state != RMP_SRV_DONOR_TERMINATING || now_ms < d->terminate_deadline_ms)
-			continue;
-		rmp_log_warn("donor %" PRIu32 " (pool %" PRIu32 ", host %s, pid %" PRIu32
-			     ") did not report its exit in time; forgetting it",
-			     d->id, d->pool_id, d->host, d->pid);
-		if (d->pool)
-			rmp_srv_pool_donor_exited(d->pool, d);
-		rmp_srv_donor_gone(srv, d, "terminate timed out");
-	}
 }

@@ -71,6 +71,7 @@ static void conn_free(struct rmp_srv_conn *c)
 
 	if (c->authed && !srv->stopping) {
 		rmp_srv_agent_conn_closed(c);
+		rmp_srv_donor_conn_closed(c);
 		rmp_srv_pool_conn_closed(c);
 		rmp_srv_leases_forget_owner(&srv->leases, c);
 	}
@@ -267,7 +268,7 @@ static bool dispatch(struct rmp_srv_conn *c, struct rmp_wire_msg *m)
 		return true;
 	case RMP_MSG_DONOR_REGISTER:
 		if (role_is(c, RMP_ROLE_DONOR, m->type))
-			rmp_srv_pool_donor_register(c, &m->u.donor_register);
+			rmp_srv_donor_register(c, &m->u.donor_register);
 		return true;
 	case RMP_MSG_POOL_OPEN:
 		rmp_srv_pool_open(c, &m->u.pool_open);

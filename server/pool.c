@@ -15,7 +15,7 @@
  *      likewise;
  *   3. donors: the standalone ones join at once; SPAWN every other one,
  *      relaying each PROGRESS to the consumer; when every donor has
- *      handed its region over (DONOR_REGISTER), build the
+ *      handed its region over (DONOR_REGISTER, donors.c), build the
  *      segment table and answer POOL_READY with a lease.
  * A failure at any step (a spawn failing, a donor or agent or the
  * consumer disconnecting, provision-timeout) sends ERROR, TERMINATEs
@@ -23,22 +23,17 @@
  * (spare again: nothing was written to them) and removes the pool: no
  * donor is left behind and the name is free again.
  *
- * Standalone donors (`rmpool-donor --size ...` without --pool-id) register
- * on their own: the coordinator gives them an id and keeps their region
- * (whole segments) as spare memory; a pool takes a spare donor whole, and
- * a donor serves at most one pool. One that hangs up while spare is
- * forgotten; one that hangs up while in a pool leaves that pool's
- * segments on it unbacked: consumers' reads and writes of them fail
- * (their rdma_cm connection to it is refused or broken), they never
- * return other data.
+ * Donors - spawned and standalone, their registration, spare memory,
+ * failure and termination - are donors.c's; this file hears of their
+ * events (rmp_srv_pool_donor_*) and acts for the pool.
  *
  * Destroying (POOL_DESTROY): TERMINATE every donor (spawned ones through
  * their agent, standalone ones on their own connection), wait for each
- * exit (bounded by terminate-timeout, see agents.c), deregister the
+ * exit (bounded by terminate-timeout, see donors.c), deregister the
  * metadata, unlink its shm object, ACK.
  *
  * Re-entrancy: terminating a donor that nobody can reach frees it at
- * once (agents.c), so loops over a pool's donors first detach them
+ * once (donors.c), so loops over a pool's donors first detach them
  * into a copy and never walk a list that a call may change.
  */
 #include <errno.h>
@@ -136,21 +131,6 @@ static void pool_detach(struct rmp_srv_pool *p, struct rmp_srv_donor *d)
 	d->pool = NULL;
 }
 
-/* A standalone donor leaves a pool that never became ready: it is spare
- * again, its whole offer free for the next pool. */
-static void standalone_release(struct rmp_srv_donor *d)
-{
-	char len[32];
-
-	d->pool = NULL;
-	d->pool_id = 0;
-	d->base = 0;
-	d->region_len = d->offered;
-	rmp_config_format_bytes(d->offered, len, sizeof(len));
-	rmp_log_info("standalone donor %" PRIu32 " on %s (%s) is spare again", d->id, d->host,
-		     len);
-}
-
 /* Detaches every donor and asks each to exit (with release_standalone,
  * the standalone ones become spare again instead). */
 static void pool_terminate_donors(struct rmp_srv *srv, struct rmp_srv_pool *p,
@@ -166,7 +146,7 @@ static void pool_terminate_donors(struct rmp_srv *srv, struct rmp_srv_pool *p,
 			if (d) {
 				pool_detach(p, d);
 				if (release_standalone && d->standalone)
-					standalone_release(d);
+					rmp_srv_donor_release(d);
 				else
 					rmp_srv_donor_terminate(srv, d);
 			}
@@ -181,7 +161,7 @@ static void pool_terminate_donors(struct rmp_srv *srv, struct rmp_srv_pool *p,
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		if (release_standalone && v[i]->standalone)
-			standalone_release(v[i]);
+			rmp_srv_donor_release(v[i]);
 		else
 			rmp_srv_donor_terminate(srv, v[i]);
 	}
@@ -482,12 +462,7 @@ static void pool_take_standalone(struct rmp_srv_pool *p, const struct rmp_srv_pl
 		const struct rmp_srv_plan_piece *pc = &plan->standalone[i];
 		struct rmp_srv_donor *d = src->spare[pc->from].owner;
 		char len[32];
-		d->pool = p;
-		d->pool_id = p->id;
-		d->region_len = pc->len;
-		d->base = pc->base;
-		p->donors[p->n_donors++] = d;
-		p->registered++;
+		rmp_srv_donor_join(d, p, pc->len, pc->base);
 		rmp_config_format_bytes(d->region_len, len, sizeof(len));
 		rmp_log_info("pool %s: standalone donor %" PRIu32 " on %s gives %s at pool address "
 			     "%" PRIu64,
@@ -508,24 +483,12 @@ static int pool_spawn_donors(struct rmp_srv *srv, struct rmp_srv_pool *p,
 {
 	for (uint64_t k = 0; k < plan->n_spawn; k++) {
 		const struct rmp_srv_plan_piece *pc = &plan->spawn[k];
-		struct rmp_srv_donor *d = calloc(1, sizeof(*d));
+		struct rmp_srv_donor *d = rmp_srv_donor_new_spawned(srv, p, src->hosts[pc->from].owner,
+								    pc->len, pc->base);
 		if (!d) {
 			pool_fail(srv, p, ENOMEM, "out of memory for donor %" PRIu64, k);
 			return -ENOMEM;
 		}
-		d->id = srv->next_donor++;
-		d->pool_id = p->id;
-		d->pool = p;
-		d->agent = src->hosts[pc->from].owner;
-		memcpy(d->host, d->agent->host, sizeof(d->host));
-		d->region_len = pc->len;
-		d->base = pc->base;
-		d->cost = pc->len + d->agent->donor_footprint;
-		d->next = srv->donors;
-		srv->donors = d;
-		d->agent->used += d->cost;
-		d->agent->donors++;
-		p->donors[p->n_donors++] = d;
 		int rc = rmp_srv_agent_spawn(srv, d, srv->cfg.segment_size);
 		if (rc) {
 			pool_fail(srv, p, -rc, "cannot send SPAWN to the agent on %s: %s", d->host,
@@ -643,6 +606,18 @@ void rmp_srv_pool_donor_spawned(struct rmp_srv_pool *p, struct rmp_srv_donor *d)
 			      d->id, d->host, d->pid);
 }
 
+void rmp_srv_pool_donor_registered(struct rmp_srv_pool *p, struct rmp_srv_donor *d)
+{
+	char len[32];
+
+	rmp_config_format_bytes(d->region_len, len, sizeof(len));
+	pool_progress(p, d, RMP_PROGRESS_SPAWNED,
+		      "donor %" PRIu32 " on %s gave %s (%" PRIu32 "/%" PRIu32 " ready)", d->id,
+		      d->host, len, p->registered, p->n_donors);
+	if (p->registered == p->n_donors)
+		pool_finish_provisioning(p->srv, p);
+}
+
 void rmp_srv_pool_donor_failed(struct rmp_srv_pool *p, struct rmp_srv_donor *d, const char *why)
 {
 	pool_detach(p, d);
@@ -685,152 +660,6 @@ void rmp_srv_pool_donor_exited(struct rmp_srv_pool *p, struct rmp_srv_donor *d)
 	 * detached at once (pool_terminate_donors) finishes there instead. */
 	if (p->state == RMP_SRV_POOL_DESTROYING && !p->busy && pool_live_donors(p) == 0)
 		pool_destroy_finish(p->srv, p);
-}
-
-/* A donor that listens on every address does not know which one we
- * reach it by: use the one its control connection came from. */
-static void endpoint_from(struct rmp_srv_donor *d, const struct rmp_srv_conn *c,
-			  const struct rmp_wire_endpoint *ep)
-{
-	d->endpoint = *ep;
-	if (!d->endpoint.host[0] || strcmp(d->endpoint.host, "0.0.0.0") == 0) {
-		snprintf(d->endpoint.host, sizeof(d->endpoint.host), "%s", c->peer);
-		char *colon = strrchr(d->endpoint.host, ':');
-		if (colon)
-			*colon = '\0';
-	}
-}
-
-static uint32_t spare_count(const struct rmp_srv *srv)
-{
-	uint32_t n = 0;
-
-	for (const struct rmp_srv_donor *d = srv->donors; d; d = d->next)
-		n += rmp_srv_donor_spare(d);
-	return n;
-}
-
-/* DONOR_REGISTER {pool 0, donor 0}: a donor started on its own offers its
- * region. Only whole segments count; it is spare until a pool takes it. */
-static void standalone_register(struct rmp_srv_conn *c, const struct rmp_wire_donor_register *r)
-{
-	struct rmp_srv *srv = c->srv;
-	uint64_t seg = srv->cfg.segment_size;
-	char len[32], sz[32], whole_s[32];
-
-	if (r->region.addr == 0 || r->region.len == 0 ||
-	    r->region.addr > UINT64_MAX - r->region.len) {
-		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_DONOR_REGISTER,
-					"standalone donor: region of %" PRIu64 " bytes at 0x%" PRIx64
-					" is not usable",
-					r->region.len, r->region.addr);
-		return;
-	}
-	uint64_t whole = r->region.len & ~(seg - 1);
-	rmp_config_format_bytes(r->region.len, len, sizeof(len));
-	rmp_config_format_size(seg, sz, sizeof(sz));
-	if (whole == 0) {
-		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_DONOR_REGISTER,
-					"standalone donor: its region of %s (%" PRIu64
-					" bytes) is smaller than one segment of %s (%" PRIu64
-					" bytes): give --size %s or more",
-					len, r->region.len, sz, seg, sz);
-		return;
-	}
-	struct rmp_srv_donor *d = calloc(1, sizeof(*d));
-	if (!d) {
-		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_DONOR_REGISTER, "out of memory");
-		return;
-	}
-	d->id = srv->next_donor++;
-	d->standalone = true;
-	d->conn = c;
-	c->donor = d;
-	d->region = r->region;
-	endpoint_from(d, c, &r->endpoint);
-	memcpy(d->host, d->endpoint.host, sizeof(d->host));
-	d->pid = r->pid;
-	d->offered = d->region_len = whole;
-	d->state = RMP_SRV_DONOR_REGISTERED;
-	d->next = srv->donors;
-	srv->donors = d;
-
-	struct rmp_wire_msg m = { .type = RMP_MSG_DONOR_ACCEPTED };
-	m.u.donor_accepted.donor_id = d->id;
-	rmp_srv_conn_send(c, &m);
-	rmp_config_format_bytes(whole, whole_s, sizeof(whole_s));
-	rmp_log_info("standalone donor %" PRIu32 " registered from %s: %s offered on %s (%s in "
-		     "whole %s segments; rdma %s:%u, pid %" PRIu32 "); %" PRIu32 " spare",
-		     d->id, c->peer, len, d->host, whole_s, sz, d->endpoint.host, d->endpoint.port,
-		     d->pid, spare_count(srv));
-}
-
-void rmp_srv_pool_donor_register(struct rmp_srv_conn *c, const struct rmp_wire_donor_register *r)
-{
-	struct rmp_srv *srv = c->srv;
-	struct rmp_srv_donor *d = rmp_srv_donor_find(srv, r->donor_id);
-	struct rmp_srv_pool *p = d ? d->pool : NULL;
-	char len[32], want[32];
-
-	if (c->donor) {
-		rmp_srv_conn_send_error(c, EALREADY, RMP_MSG_DONOR_REGISTER,
-					"this connection registered donor %" PRIu32 " already",
-					c->donor->id);
-		return;
-	}
-	if (r->donor_id == 0 && r->pool_id == 0) {
-		standalone_register(c, r);
-		return;
-	}
-	if (!d || d->pool_id != r->pool_id || !p) {
-		rmp_srv_conn_send_error(c, ENOENT, RMP_MSG_DONOR_REGISTER,
-					"no donor %" PRIu32 " is expected for pool %" PRIu32
-					" (the pool is gone or was never asked for)",
-					r->donor_id, r->pool_id);
-		return;
-	}
-	if (d->conn || d->state == RMP_SRV_DONOR_REGISTERED ||
-	    p->state != RMP_SRV_POOL_PROVISIONING) {
-		rmp_srv_conn_send_error(c, EALREADY, RMP_MSG_DONOR_REGISTER,
-					"donor %" PRIu32 " of pool %s registered already", d->id,
-					p->name);
-		return;
-	}
-	uint64_t seg = UINT64_C(1) << p->segment_log2;
-	if (r->region.len < d->region_len || r->region.addr == 0 ||
-	    r->region.addr > UINT64_MAX - r->region.len) {
-		rmp_config_format_bytes(r->region.len, len, sizeof(len));
-		rmp_config_format_bytes(d->region_len, want, sizeof(want));
-		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_DONOR_REGISTER,
-					"donor %" PRIu32 ": region of %s at 0x%" PRIx64
-					", asked for %s (segments of %" PRIu64 ")",
-					d->id, len, r->region.addr, want, seg);
-		return;
-	}
-	d->conn = c;
-	c->donor = d;
-	d->region = r->region;
-	endpoint_from(d, c, &r->endpoint);
-	if (!d->pid)
-		d->pid = r->pid;
-	d->state = RMP_SRV_DONOR_REGISTERED;
-	p->registered++;
-
-	struct rmp_wire_msg m = { .type = RMP_MSG_DONOR_ACCEPTED };
-	m.u.donor_accepted.donor_id = d->id;
-	m.u.donor_accepted.pool_id = p->id;
-	m.u.donor_accepted.base = d->base;
-	rmp_srv_conn_send(c, &m);
-	rmp_config_format_bytes(d->region_len, len, sizeof(len));
-	rmp_log_info("pool %s: donor %" PRIu32 " registered %s on %s (rdma %s:%u), %" PRIu32
-		     "/%" PRIu32,
-		     p->name, d->id, len, d->host, d->endpoint.host, d->endpoint.port,
-		     p->registered, p->n_donors);
-	pool_progress(p, d, RMP_PROGRESS_SPAWNED,
-		      "donor %" PRIu32 " on %s gave %s (%" PRIu32 "/%" PRIu32 " ready)", d->id,
-		      d->host, len, p->registered, p->n_donors);
-	if (p->registered == p->n_donors)
-		pool_finish_provisioning(srv, p);
 }
 
 void rmp_srv_pool_close(struct rmp_srv_conn *c, const struct rmp_wire_pool_close *pc)
@@ -931,70 +760,12 @@ void rmp_srv_pool_lease_renew(struct rmp_srv_conn *c, const struct rmp_wire_leas
 	rmp_srv_conn_send(c, &m);
 }
 
-/* A standalone donor hung up unasked. */
-static void standalone_lost(struct rmp_srv *srv, struct rmp_srv_donor *d)
-{
-	struct rmp_srv_pool *p = d->pool;
-	char len[32];
-
-	rmp_config_format_bytes(d->region_len, len, sizeof(len));
-	if (!p) {
-		rmp_log_info("standalone donor %" PRIu32 " on %s disconnected while spare: its %s "
-			     "offer is withdrawn",
-			     d->id, d->host, len);
-		rmp_srv_donor_gone(srv, d, "standalone, spare, disconnected");
-		return;
-	}
-	if (p->state == RMP_SRV_POOL_READY) {
-		uint64_t seg = UINT64_C(1) << p->segment_log2;
-		rmp_log_warn("pool %s: standalone donor %" PRIu32 " on %s (pid %" PRIu32
-			     ") disconnected: the pool's %" PRIu64 " segment(s) on it, pool "
-			     "addresses [%" PRIu64 ", %" PRIu64 ") (%s), are unbacked now; "
-			     "reads and writes of them fail on the client side",
-			     p->name, d->id, d->host, d->pid, d->region_len / seg, d->base,
-			     d->base + d->region_len, len);
-	}
-	rmp_srv_pool_donor_failed(p, d, "the standalone donor's control connection closed");
-	rmp_srv_donor_gone(srv, d, "standalone, disconnected");
-}
-
+/* A consumer waiting on a create or a destroy hung up. Failing a pool
+ * may free others, so rescan after each. */
 void rmp_srv_pool_conn_closed(struct rmp_srv_conn *c)
 {
 	struct rmp_srv *srv = c->srv;
-	struct rmp_srv_donor *d = c->donor;
 
-	if (d) {
-		c->donor = NULL;
-		d->conn = NULL;
-		struct rmp_srv_pool *p = d->pool;
-		if (d->standalone && d->state != RMP_SRV_DONOR_TERMINATING) {
-			standalone_lost(srv, d);
-		} else if (d->state == RMP_SRV_DONOR_TERMINATING) {
-			/* Standalone donors report their exit by hanging up. */
-			if (!d->agent) {
-				rmp_srv_pool_donor_exited(p, d);
-				rmp_srv_donor_gone(srv, d, "its connection closed after terminate");
-			}
-		} else if (p && p->state == RMP_SRV_POOL_PROVISIONING) {
-			rmp_srv_pool_donor_failed(p, d, "its control connection closed");
-			if (d->agent)
-				rmp_srv_donor_terminate(srv, d);
-			else
-				rmp_srv_donor_gone(srv, d, "connection lost, no agent");
-		} else if (p && d->agent) {
-			/* The process may live on: keep it in the pool so that a
-			 * destroy still terminates it through its agent. */
-			d->state = RMP_SRV_DONOR_LOST;
-			rmp_log_warn("pool %s: donor %" PRIu32 " on %s lost its control connection",
-				     p->name, d->id, d->host);
-		} else {
-			if (p)
-				rmp_srv_pool_donor_failed(p, d, "its control connection closed");
-			rmp_srv_donor_gone(srv, d, "connection lost, no agent to reach it");
-		}
-	}
-	/* A consumer waiting on a create or a destroy. Failing a pool may
-	 * free others, so rescan after each. */
 	for (;;) {
 		struct rmp_srv_pool *p = srv->pools;
 		while (p && p->requester != c)

@@ -169,14 +169,32 @@ void rmp_srv_agent_register(struct rmp_srv_conn *c, const struct rmp_wire_agent_
 void rmp_srv_agent_progress(struct rmp_srv_conn *c, const struct rmp_wire_progress *p);
 void rmp_srv_agent_conn_closed(struct rmp_srv_conn *c);
 int rmp_srv_agent_spawn(struct rmp_srv *srv, struct rmp_srv_donor *d, uint64_t segment_size);
+
+/* donors.c */
+struct rmp_srv_donor *rmp_srv_donor_find(struct rmp_srv *srv, uint32_t id);
+/* A spawned donor's record: charged to agent a, listed, in p's next
+ * slot. The caller sends the SPAWN. NULL: out of memory. */
+struct rmp_srv_donor *rmp_srv_donor_new_spawned(struct rmp_srv *srv, struct rmp_srv_pool *p,
+						struct rmp_srv_agent *a, uint64_t region_len,
+						uint64_t base);
+/* DONOR_REGISTER: a spawned donor hands its region over, or (pool 0,
+ * donor 0) a standalone one offers its region as spare memory. */
+void rmp_srv_donor_register(struct rmp_srv_conn *c, const struct rmp_wire_donor_register *r);
+/* A standalone donor in no pool (its offer is free for the next pool). */
+bool rmp_srv_donor_spare(const struct rmp_srv_donor *d);
+uint32_t rmp_srv_donors_spare_count(const struct rmp_srv *srv);
+/* A spare donor joins p with len bytes of its offer at pool address base. */
+void rmp_srv_donor_join(struct rmp_srv_donor *d, struct rmp_srv_pool *p, uint64_t len,
+			uint64_t base);
+/* A standalone donor leaves a pool that never became ready: spare again.
+ * The caller has detached it from the pool. */
+void rmp_srv_donor_release(struct rmp_srv_donor *d);
 /* Asks the donor to exit: through its agent, else on its own connection.
  * The donor stays listed until it has exited or its deadline passed. */
 void rmp_srv_donor_terminate(struct rmp_srv *srv, struct rmp_srv_donor *d);
-/* A standalone donor in no pool (its offer is free for the next pool). */
-bool rmp_srv_donor_spare(const struct rmp_srv_donor *d);
 /* The donor is gone: uncharge its agent, unlink and free it. */
 void rmp_srv_donor_gone(struct rmp_srv *srv, struct rmp_srv_donor *d, const char *why);
-struct rmp_srv_donor *rmp_srv_donor_find(struct rmp_srv *srv, uint32_t id);
+void rmp_srv_donor_conn_closed(struct rmp_srv_conn *c);
 void rmp_srv_donors_reap_overdue(struct rmp_srv *srv, uint64_t now_ms);
 
 /* pool.c */
@@ -185,15 +203,18 @@ void rmp_srv_pool_close(struct rmp_srv_conn *c, const struct rmp_wire_pool_close
 void rmp_srv_pool_destroy(struct rmp_srv_conn *c, const struct rmp_wire_pool_destroy *d);
 void rmp_srv_pool_segtab_fetch(struct rmp_srv_conn *c, const struct rmp_wire_segtab_fetch *f);
 void rmp_srv_pool_lease_renew(struct rmp_srv_conn *c, const struct rmp_wire_lease_renew *r);
-void rmp_srv_pool_donor_register(struct rmp_srv_conn *c, const struct rmp_wire_donor_register *r);
-/* Events from agents.c about one of a pool's donors. */
+/* Events from agents.c and donors.c about one of a pool's donors. */
 void rmp_srv_pool_donor_spawned(struct rmp_srv_pool *p, struct rmp_srv_donor *d);
+/* It handed its region over (p->registered counts it already); the last
+ * one completes the pool. */
+void rmp_srv_pool_donor_registered(struct rmp_srv_pool *p, struct rmp_srv_donor *d);
 /* The donor is gone for good (it failed to start or died): detach it;
  * a pool being created fails. The caller frees the donor. */
 void rmp_srv_pool_donor_failed(struct rmp_srv_pool *p, struct rmp_srv_donor *d, const char *why);
 /* It exited when asked to (p may be NULL): detach it; the last exit
  * completes a destroy. */
 void rmp_srv_pool_donor_exited(struct rmp_srv_pool *p, struct rmp_srv_donor *d);
+/* The connection of a consumer waiting on a create or destroy closed. */
 void rmp_srv_pool_conn_closed(struct rmp_srv_conn *c);
 struct rmp_srv_pool *rmp_srv_pool_find_id(struct rmp_srv *srv, uint32_t id);
 uint64_t rmp_srv_pool_free_bytes(const struct rmp_srv_pool *p);

@@ -1,0 +1,406 @@
+/* donors.c - donor processes as the coordinator sees them: their
+ * records, registration, spare standalone memory, failure and
+ * termination. Agents (agents.c) start and stop the spawned ones; pools
+ * (pool.c) use them; this file owns the record.
+ *
+ * Two kinds:
+ *   spawned     a pool asked an agent to start it. The record exists from
+ *               SPAWN on (SPAWNING, then SPAWNED with the pid the agent
+ *               reports) and is charged to the agent's budget (region +
+ *               footprint) until the agent reports EXITED, so a pool
+ *               created right after a destroy cannot overcommit a host;
+ *   standalone  an operator started it (`rmpool-donor --size ...` without
+ *               --pool-id). It registers on its own (DONOR_REGISTER {pool
+ *               0, donor 0}), gets an id, and its region in whole segments
+ *               is spare memory until a pool's plan takes it (plan.h); it
+ *               serves at most one pool, and a pool that fails gives it
+ *               back, spare again (nothing was written to it).
+ *
+ * Registration: a spawned donor's DONOR_REGISTER {pool, donor} hands its
+ * region over (at least what was asked, at a usable address); its pool
+ * hears of it (rmp_srv_pool_donor_registered) and the last one completes
+ * the pool.
+ *
+ * Failure, when a donor's control connection closes:
+ *   standalone, spare       its offer is withdrawn, the record goes;
+ *   standalone, in a pool   the pool's segments on it are unbacked (a
+ *                           pool being created fails); the record goes;
+ *   being terminated        a standalone one reports its exit this way;
+ *   spawned, pool creating  the pool fails, the process is terminated
+ *                           through its agent;
+ *   spawned, pool ready     it may live on: it stays (LOST) so a destroy
+ *                           still terminates it through its agent.
+ * Consumers' reads and writes of unbacked segments fail (their rdma_cm
+ * connection to the donor is refused or broken); they never return other
+ * data.
+ *
+ * Termination: TERMINATE goes through the agent when there is one, else
+ * on the donor's own connection; the record stays until the exit is
+ * reported or terminate-timeout passes (rmp_srv_donors_reap_overdue on
+ * the tick). A donor nobody can reach is gone at once, inside the call:
+ * callers that loop over donors copy the list first.
+ *
+ * Invariants: every record is on srv->donors once; a donor with d->pool
+ * set is in that pool's donors[]; an agent's `used` is the sum of its
+ * donors' cost and `donors` their number.
+ *
+ * Re-adopting donors after a coordinator restart, and replication, land
+ * here: they change what a donor record is and how one fails, not how a
+ * pool is planned.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "debug.h"
+#include "log.h"
+#include "srv.h"
+
+/* ---- the records ---- */
+
+struct rmp_srv_donor *rmp_srv_donor_find(struct rmp_srv *srv, uint32_t id)
+{
+	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next)
+		if (d->id == id)
+			return d;
+	return NULL;
+}
+
+bool rmp_srv_donor_spare(const struct rmp_srv_donor *d)
+{
+	return d->standalone && !d->pool && d->conn && d->state == RMP_SRV_DONOR_REGISTERED;
+}
+
+void rmp_srv_donor_gone(struct rmp_srv *srv, struct rmp_srv_donor *d, const char *why)
+{
+	rmp_log_info("donor %" PRIu32 " (pool %" PRIu32 ", host %s, pid %" PRIu32 ") is gone: %s",
+		     d->id, d->pool_id, d->host, d->pid, why);
+	if (d->agent) {
+		d->agent->used -= d->cost;
+		d->agent->donors--;
+	}
+	if (d->conn)
+		d->conn->donor = NULL;
+	for (struct rmp_srv_donor **pp = &srv->donors; *pp; pp = &(*pp)->next) {
+		if (*pp == d) {
+			*pp = d->next;
+			break;
+		}
+	}
+	free(d);
+}
+
+/* A spawned donor's record, charged to its agent, listed, and in the
+ * pool's next slot; the caller sends the SPAWN. NULL: out of memory. */
+struct rmp_srv_donor *rmp_srv_donor_new_spawned(struct rmp_srv *srv, struct rmp_srv_pool *p,
+						struct rmp_srv_agent *a, uint64_t region_len,
+						uint64_t base)
+{
+	struct rmp_srv_donor *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	d->id = srv->next_donor++;
+	d->pool_id = p->id;
+	d->pool = p;
+	d->agent = a;
+	memcpy(d->host, a->host, sizeof(d->host));
+	d->region_len = region_len;
+	d->base = base;
+	d->cost = region_len + a->donor_footprint;
+	d->next = srv->donors;
+	srv->donors = d;
+	a->used += d->cost;
+	a->donors++;
+	rmp_assert(p->n_donors < p->max_donors);
+	p->donors[p->n_donors++] = d;
+	return d;
+}
+
+/* ---- standalone donors and spare memory ---- */
+
+/* A donor that listens on every address does not know which one we
+ * reach it by: use the one its control connection came from. */
+static void endpoint_from(struct rmp_srv_donor *d, const struct rmp_srv_conn *c,
+			  const struct rmp_wire_endpoint *ep)
+{
+	d->endpoint = *ep;
+	if (!d->endpoint.host[0] || strcmp(d->endpoint.host, "0.0.0.0") == 0) {
+		snprintf(d->endpoint.host, sizeof(d->endpoint.host), "%s", c->peer);
+		char *colon = strrchr(d->endpoint.host, ':');
+		if (colon)
+			*colon = '\0';
+	}
+}
+
+uint32_t rmp_srv_donors_spare_count(const struct rmp_srv *srv)
+{
+	uint32_t n = 0;
+
+	for (const struct rmp_srv_donor *d = srv->donors; d; d = d->next)
+		n += rmp_srv_donor_spare(d);
+	return n;
+}
+
+/* A spare standalone donor joins a pool: len bytes of its offer at pool
+ * address base. Its region is registered already. */
+void rmp_srv_donor_join(struct rmp_srv_donor *d, struct rmp_srv_pool *p, uint64_t len,
+			uint64_t base)
+{
+	rmp_assert(rmp_srv_donor_spare(d) && len > 0 && len <= d->offered);
+	rmp_assert(p->n_donors < p->max_donors);
+	d->pool = p;
+	d->pool_id = p->id;
+	d->region_len = len;
+	d->base = base;
+	p->donors[p->n_donors++] = d;
+	p->registered++;
+}
+
+/* A standalone donor leaves a pool that never became ready: it is spare
+ * again, its whole offer free for the next pool. */
+void rmp_srv_donor_release(struct rmp_srv_donor *d)
+{
+	char len[32];
+
+	d->pool = NULL;
+	d->pool_id = 0;
+	d->base = 0;
+	d->region_len = d->offered;
+	rmp_config_format_bytes(d->offered, len, sizeof(len));
+	rmp_log_info("standalone donor %" PRIu32 " on %s (%s) is spare again", d->id, d->host,
+		     len);
+}
+
+/* ---- registration ---- */
+
+/* DONOR_REGISTER {pool 0, donor 0}: a donor started on its own offers its
+ * region. Only whole segments count; it is spare until a pool takes it. */
+static void standalone_register(struct rmp_srv_conn *c, const struct rmp_wire_donor_register *r)
+{
+	struct rmp_srv *srv = c->srv;
+	uint64_t seg = srv->cfg.segment_size;
+	char len[32], sz[32], whole_s[32];
+
+	if (r->region.addr == 0 || r->region.len == 0 ||
+	    r->region.addr > UINT64_MAX - r->region.len) {
+		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_DONOR_REGISTER,
+					"standalone donor: region of %" PRIu64 " bytes at 0x%" PRIx64
+					" is not usable",
+					r->region.len, r->region.addr);
+		return;
+	}
+	uint64_t whole = r->region.len & ~(seg - 1);
+	rmp_config_format_bytes(r->region.len, len, sizeof(len));
+	rmp_config_format_size(seg, sz, sizeof(sz));
+	if (whole == 0) {
+		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_DONOR_REGISTER,
+					"standalone donor: its region of %s (%" PRIu64
+					" bytes) is smaller than one segment of %s (%" PRIu64
+					" bytes): give --size %s or more",
+					len, r->region.len, sz, seg, sz);
+		return;
+	}
+	struct rmp_srv_donor *d = calloc(1, sizeof(*d));
+	if (!d) {
+		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_DONOR_REGISTER, "out of memory");
+		return;
+	}
+	d->id = srv->next_donor++;
+	d->standalone = true;
+	d->conn = c;
+	c->donor = d;
+	d->region = r->region;
+	endpoint_from(d, c, &r->endpoint);
+	memcpy(d->host, d->endpoint.host, sizeof(d->host));
+	d->pid = r->pid;
+	d->offered = d->region_len = whole;
+	d->state = RMP_SRV_DONOR_REGISTERED;
+	d->next = srv->donors;
+	srv->donors = d;
+
+	struct rmp_wire_msg m = { .type = RMP_MSG_DONOR_ACCEPTED };
+	m.u.donor_accepted.donor_id = d->id;
+	rmp_srv_conn_send(c, &m);
+	rmp_config_format_bytes(whole, whole_s, sizeof(whole_s));
+	rmp_log_info("standalone donor %" PRIu32 " registered from %s: %s offered on %s (%s in "
+		     "whole %s segments; rdma %s:%u, pid %" PRIu32 "); %" PRIu32 " spare",
+		     d->id, c->peer, len, d->host, whole_s, sz, d->endpoint.host, d->endpoint.port,
+		     d->pid, rmp_srv_donors_spare_count(srv));
+}
+
+/* DONOR_REGISTER {pool, donor}: a spawned donor hands its region over;
+ * {0, 0} is a standalone donor's offer. */
+void rmp_srv_donor_register(struct rmp_srv_conn *c, const struct rmp_wire_donor_register *r)
+{
+	struct rmp_srv *srv = c->srv;
+	struct rmp_srv_donor *d = rmp_srv_donor_find(srv, r->donor_id);
+	struct rmp_srv_pool *p = d ? d->pool : NULL;
+	char len[32], want[32];
+
+	if (c->donor) {
+		rmp_srv_conn_send_error(c, EALREADY, RMP_MSG_DONOR_REGISTER,
+					"this connection registered donor %" PRIu32 " already",
+					c->donor->id);
+		return;
+	}
+	if (r->donor_id == 0 && r->pool_id == 0) {
+		standalone_register(c, r);
+		return;
+	}
+	if (!d || d->pool_id != r->pool_id || !p) {
+		rmp_srv_conn_send_error(c, ENOENT, RMP_MSG_DONOR_REGISTER,
+					"no donor %" PRIu32 " is expected for pool %" PRIu32
+					" (the pool is gone or was never asked for)",
+					r->donor_id, r->pool_id);
+		return;
+	}
+	if (d->conn || d->state == RMP_SRV_DONOR_REGISTERED ||
+	    p->state != RMP_SRV_POOL_PROVISIONING) {
+		rmp_srv_conn_send_error(c, EALREADY, RMP_MSG_DONOR_REGISTER,
+					"donor %" PRIu32 " of pool %s registered already", d->id,
+					p->name);
+		return;
+	}
+	uint64_t seg = UINT64_C(1) << p->segment_log2;
+	if (r->region.len < d->region_len || r->region.addr == 0 ||
+	    r->region.addr > UINT64_MAX - r->region.len) {
+		rmp_config_format_bytes(r->region.len, len, sizeof(len));
+		rmp_config_format_bytes(d->region_len, want, sizeof(want));
+		rmp_srv_conn_send_error(c, EINVAL, RMP_MSG_DONOR_REGISTER,
+					"donor %" PRIu32 ": region of %s at 0x%" PRIx64
+					", asked for %s (segments of %" PRIu64 ")",
+					d->id, len, r->region.addr, want, seg);
+		return;
+	}
+	d->conn = c;
+	c->donor = d;
+	d->region = r->region;
+	endpoint_from(d, c, &r->endpoint);
+	if (!d->pid)
+		d->pid = r->pid;
+	d->state = RMP_SRV_DONOR_REGISTERED;
+	p->registered++;
+
+	struct rmp_wire_msg m = { .type = RMP_MSG_DONOR_ACCEPTED };
+	m.u.donor_accepted.donor_id = d->id;
+	m.u.donor_accepted.pool_id = p->id;
+	m.u.donor_accepted.base = d->base;
+	rmp_srv_conn_send(c, &m);
+	rmp_config_format_bytes(d->region_len, len, sizeof(len));
+	rmp_log_info("pool %s: donor %" PRIu32 " registered %s on %s (rdma %s:%u), %" PRIu32
+		     "/%" PRIu32,
+		     p->name, d->id, len, d->host, d->endpoint.host, d->endpoint.port,
+		     p->registered, p->n_donors);
+	rmp_srv_pool_donor_registered(p, d);
+}
+
+/* ---- failure and termination ---- */
+
+/* A standalone donor hung up unasked. */
+static void standalone_lost(struct rmp_srv *srv, struct rmp_srv_donor *d)
+{
+	struct rmp_srv_pool *p = d->pool;
+	char len[32];
+
+	rmp_config_format_bytes(d->region_len, len, sizeof(len));
+	if (!p) {
+		rmp_log_info("standalone donor %" PRIu32 " on %s disconnected while spare: its %s "
+			     "offer is withdrawn",
+			     d->id, d->host, len);
+		rmp_srv_donor_gone(srv, d, "standalone, spare, disconnected");
+		return;
+	}
+	if (p->state == RMP_SRV_POOL_READY) {
+		uint64_t seg = UINT64_C(1) << p->segment_log2;
+		rmp_log_warn("pool %s: standalone donor %" PRIu32 " on %s (pid %" PRIu32
+			     ") disconnected: the pool's %" PRIu64 " segment(s) on it, pool "
+			     "addresses [%" PRIu64 ", %" PRIu64 ") (%s), are unbacked now; "
+			     "reads and writes of them fail on the client side",
+			     p->name, d->id, d->host, d->pid, d->region_len / seg, d->base,
+			     d->base + d->region_len, len);
+	}
+	rmp_srv_pool_donor_failed(p, d, "the standalone donor's control connection closed");
+	rmp_srv_donor_gone(srv, d, "standalone, disconnected");
+}
+
+/* The donor's control connection closed (see the table at the top). */
+void rmp_srv_donor_conn_closed(struct rmp_srv_conn *c)
+{
+	struct rmp_srv *srv = c->srv;
+	struct rmp_srv_donor *d = c->donor;
+
+	if (!d)
+		return;
+	c->donor = NULL;
+	d->conn = NULL;
+	struct rmp_srv_pool *p = d->pool;
+	if (d->standalone && d->state != RMP_SRV_DONOR_TERMINATING) {
+		standalone_lost(srv, d);
+	} else if (d->state == RMP_SRV_DONOR_TERMINATING) {
+		/* Standalone donors report their exit by hanging up. */
+		if (!d->agent) {
+			rmp_srv_pool_donor_exited(p, d);
+			rmp_srv_donor_gone(srv, d, "its connection closed after terminate");
+		}
+	} else if (p && p->state == RMP_SRV_POOL_PROVISIONING) {
+		rmp_srv_pool_donor_failed(p, d, "its control connection closed");
+		if (d->agent)
+			rmp_srv_donor_terminate(srv, d);
+		else
+			rmp_srv_donor_gone(srv, d, "connection lost, no agent");
+	} else if (p && d->agent) {
+		/* The process may live on: keep it in the pool so that a
+		 * destroy still terminates it through its agent. */
+		d->state = RMP_SRV_DONOR_LOST;
+		rmp_log_warn("pool %s: donor %" PRIu32 " on %s lost its control connection",
+			     p->name, d->id, d->host);
+	} else {
+		if (p)
+			rmp_srv_pool_donor_failed(p, d, "its control connection closed");
+		rmp_srv_donor_gone(srv, d, "connection lost, no agent to reach it");
+	}
+}
+
+void rmp_srv_donor_terminate(struct rmp_srv *srv, struct rmp_srv_donor *d)
+{
+	struct rmp_wire_msg m = { .type = RMP_MSG_TERMINATE };
+	int rc = -ENOTCONN;
+
+	if (d->state == RMP_SRV_DONOR_TERMINATING)
+		return;
+	d->request_id = srv->next_request++;
+	d->state = RMP_SRV_DONOR_TERMINATING;
+	d->terminate_deadline_ms = rmp_srv_now_ms() + srv->cfg.terminate_ms;
+	m.u.terminate.request_id = d->request_id;
+	m.u.terminate.donor_id = d->id;
+	if (d->agent && d->agent->conn)
+		rc = rmp_srv_conn_send(d->agent->conn, &m);
+	if (rc && d->conn)
+		rc = rmp_srv_conn_send(d->conn, &m);
+	if (rc) {
+		/* Nobody to tell: it never started, or both links are down. */
+		rmp_srv_pool_donor_exited(d->pool, d);
+		rmp_srv_donor_gone(srv, d, "no agent or connection to terminate it through");
+		return;
+	}
+	rmp_log_info("donor %" PRIu32 " (pool %" PRIu32 ", host %s): terminate sent via %s", d->id,
+		     d->pool_id, d->host, d->agent && d->agent->conn ? "its agent" : "its connection");
+}
+
+void rmp_srv_donors_reap_overdue(struct rmp_srv *srv, uint64_t now_ms)
+{
+	for (struct rmp_srv_donor *d = srv->donors, *next; d; d = next) {
+		next = d->next;
+		if (d->state != RMP_SRV_DONOR_TERMINATING || now_ms < d->terminate_deadline_ms)
+			continue;
+		rmp_log_warn("donor %" PRIu32 " (pool %" PRIu32 ", host %s, pid %" PRIu32
+			     ") did not report its exit in time; forgetting it",
+			     d->id, d->pool_id, d->host, d->pid);
+		if (d->pool)
+			rmp_srv_pool_donor_exited(d->pool, d);
+		rmp_srv_donor_gone(srv, d, "terminate timed out");
+	}
+}
