@@ -55,6 +55,7 @@
 #include <string.h>
 
 #include "debug.h"
+#include "clock.h"
 #include "log.h"
 #include "srv.h"
 
@@ -373,7 +374,7 @@ void rmp_srv_donor_terminate(struct rmp_srv *srv, struct rmp_srv_donor *d)
 		return;
 	d->request_id = srv->next_request++;
 	d->state = RMP_SRV_DONOR_TERMINATING;
-	d->terminate_deadline_ms = rmp_srv_now_ms() + srv->cfg.terminate_ms;
+	d->terminate_deadline_ms = rmp_deadline_ms(srv->cfg.terminate_ms);
 	m.u.terminate.request_id = d->request_id;
 	m.u.terminate.donor_id = d->id;
 	if (d->agent && d->agent->conn)

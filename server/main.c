@@ -1,7 +1,8 @@
 /* main.c - rmpool-server: options, the secret, the event loop.
  *
  * Start-up order: options (refused with the option's name, value and
- * range), the secret (file or RMPOOL_SECRET; never printed), the control
+ * range), the secret (file or RMPOOL_SECRET; never printed; a file that
+ * group or others may read is used with a warning), the control
  * listener, HTTP, then the rdma_cm listener, which may be missing (see
  * rdma_listen.c). A 250 ms tick expires leases and forgets donors that
  * never reported their exit.
@@ -11,83 +12,46 @@
  * shared memory and the donors keep their regions (DESIGN.md 7).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "log.h"
+#include "secret.h"
 #include "srv.h"
 
 #define TICK_MS 250
 
-/* Reads the secret from path into buf (NUL-terminated, trailing newlines
- * dropped). Warns when others may read the file. */
-static int read_secret_file(const char *path, char *buf, size_t cap)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		fprintf(stderr, "rmpool-server: --secret-file: cannot open \"%s\": %s\n", path,
-			strerror(e));
-		return -e;
-	}
-	struct stat st;
-	if (fstat(fd, &st) == 0 && (st.st_mode & 0077))
-		fprintf(stderr,
-			"rmpool-server: warning: --secret-file \"%s\" is readable by group or "
-			"others (mode %03o); chmod 600 it\n",
-			path, (unsigned)(st.st_mode & 0777));
-	size_t len = 0;
-	for (;;) {
-		ssize_t n = read(fd, buf + len, cap - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int e = errno;
-			fprintf(stderr, "rmpool-server: --secret-file: reading \"%s\": %s\n", path,
-				strerror(e));
-			close(fd);
-			return -e;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len == cap - 1)
-			break;
-	}
-	close(fd);
-	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-		len--;
-	buf[len] = '\0';
-	return 0;
-}
-
+/* The shared secret: --secret-file (common/secret.h: one trailing
+ * newline trimmed, length bounds, buffers wiped), else RMPOOL_SECRET.
+ * Failures go to stderr, like every start-up refusal. */
 static int load_key(struct rmp_srv *srv)
 {
-	char err[160];
+	const char *path = srv->cfg.secret_file;
+	char err[256];
 	int rc;
 
-	if (srv->cfg.secret_file[0]) {
-		/* One byte over the maximum, so a too-long secret is reported
-		 * as such rather than cut. */
-		char *buf = calloc(1, RMP_AUTH_SECRET_MAX + 2);
-		if (!buf)
-			return -ENOMEM;
-		rc = read_secret_file(srv->cfg.secret_file, buf, RMP_AUTH_SECRET_MAX + 2);
-		if (rc == 0)
-			rc = rmp_auth_key_create(buf, &srv->key, err, sizeof(err));
-		memset(buf, 0, RMP_AUTH_SECRET_MAX + 2);
-		free(buf);
-		if (rc == -EINVAL)
-			fprintf(stderr, "rmpool-server: --secret-file \"%s\": %s\n",
-				srv->cfg.secret_file, err);
+	if (path[0]) {
+		char *secret;
+		bool loose;
+		rc = rmp_secret_read_file_dup(path, &secret, &loose, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "rmpool-server: --secret-file: %s\n", err);
+			return rc;
+		}
+		if (loose)
+			rmp_log_warn("--secret-file \"%s\" is readable by group or others; chmod 600 it",
+				     path);
+		rc = rmp_auth_key_create(secret, &srv->key, err, sizeof(err));
+		rmp_secret_free(secret);
+		if (rc)
+			fprintf(stderr, "rmpool-server: --secret-file \"%s\": %s\n", path, err);
 		return rc;
 	}
 	rc = rmp_auth_key_create(NULL, &srv->key, err, sizeof(err));
@@ -109,7 +73,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rmp_srv *srv = arg;
-	uint64_t now = rmp_srv_now_ms();
+	uint64_t now = rmp_mono_ms();
 
 	rmp_srv_leases_tick(srv, now);
 	rmp_srv_donors_reap_overdue(srv, now);
@@ -155,7 +119,7 @@ int main(int argc, char **argv)
 	log_options(&srv);
 	signal(SIGPIPE, SIG_IGN);
 
-	srv.start_ms = rmp_srv_now_ms();
+	srv.start_ms = rmp_mono_ms();
 	srv.next_session = srv.next_request = 1;
 	srv.next_agent = srv.next_donor = srv.next_pool = 1;
 	rmp_srv_leases_init(&srv.leases, srv.cfg.lease_ms, 1);

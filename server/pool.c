@@ -46,6 +46,7 @@
 #include <event2/event.h>
 
 #include "layout.h"
+#include "clock.h"
 #include "log.h"
 #include "plan.h"
 #include "srv.h"
@@ -209,7 +210,7 @@ static int grant_and_send_ready(struct rmp_srv_conn *c, struct rmp_srv_pool *p)
 	struct rmp_wire_msg m = { .type = RMP_MSG_POOL_READY };
 	uint64_t lease;
 
-	int rc = rmp_srv_leases_grant(&srv->leases, p->id, c->session_id, c, rmp_srv_now_ms(),
+	int rc = rmp_srv_leases_grant(&srv->leases, p->id, c->session_id, c, rmp_mono_ms(),
 				      &lease);
 	if (rc) {
 		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "out of memory for a lease");
@@ -746,7 +747,7 @@ void rmp_srv_pool_segtab_fetch(struct rmp_srv_conn *c, const struct rmp_wire_seg
 void rmp_srv_pool_lease_renew(struct rmp_srv_conn *c, const struct rmp_wire_lease_renew *r)
 {
 	struct rmp_srv *srv = c->srv;
-	int rc = rmp_srv_leases_renew(&srv->leases, r->lease_id, c, rmp_srv_now_ms());
+	int rc = rmp_srv_leases_renew(&srv->leases, r->lease_id, c, rmp_mono_ms());
 
 	if (rc) {
 		rmp_srv_conn_send_error(c, rc == -ETIMEDOUT ? ETIMEDOUT : ENOENT, RMP_MSG_LEASE_RENEW,

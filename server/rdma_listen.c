@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "srv.h"
 
@@ -57,7 +58,7 @@ static int accept_cb(void *arg, const void *pdata, uint8_t len, uint64_t *tag)
 		return -EACCES;
 	}
 	int rc = rmp_auth_token_verify(srv->key, pdata, len, (enum rmp_wire_token_kind)t.kind,
-				       t.target_id, rmp_srv_wall_ms(), &t);
+				       t.target_id, rmp_wall_ms(), &t);
 	if (rc) {
 		rmp_log_warn("rdma: connect request from client %" PRIu64 ": token %s; rejected",
 			     t.client_id,

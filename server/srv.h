@@ -152,9 +152,9 @@ struct rmp_srv {
 	bool stopping; /* shutdown: connections close without tearing pools down */
 };
 
-/* CLOCK_MONOTONIC and CLOCK_REALTIME in milliseconds. */
-uint64_t rmp_srv_now_ms(void);
-uint64_t rmp_srv_wall_ms(void);
+/* Time is common/clock.h's: rmp_mono_ms for deadlines and durations
+ * (leases, terminate, uptime), rmp_wall_ms for what leaves the process
+ * (rdma_cm token stamps). */
 
 /* conn.c */
 int rmp_srv_conn_listen(struct rmp_srv *srv);

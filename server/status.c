@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "srv.h"
 
@@ -57,7 +58,7 @@ void rmp_srv_status_reply(struct rmp_srv_conn *c)
 		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_STATUS_REQUEST, "out of memory");
 		return;
 	}
-	s->uptime_ms = rmp_srv_now_ms() - srv->start_ms;
+	s->uptime_ms = rmp_mono_ms() - srv->start_ms;
 	s->clients = client_count(srv);
 	for (struct rmp_srv_pool *p = srv->pools; p && s->n_pools < np; p = p->next) {
 		struct rmp_wire_pool_status *ps = &s->pools[s->n_pools++];
