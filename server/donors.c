@@ -76,6 +76,9 @@ bool rmp_srv_donor_spare(const struct rmp_srv_donor *d)
 
 void rmp_srv_donor_gone(struct rmp_srv *srv, struct rmp_srv_donor *d, const char *why)
 {
+	/* its pool let go of it first: no pool keeps a pointer to a freed donor */
+	rmp_assert(d->pool == NULL);
+	rmp_assert(!d->agent || (d->agent->donors > 0 && d->agent->used >= d->cost));
 	rmp_log_info("donor %" PRIu32 " (pool %" PRIu32 ", host %s, pid %" PRIu32 ") is gone: %s",
 		     d->id, d->pool_id, d->host, d->pid, why);
 	if (d->agent) {
@@ -166,7 +169,7 @@ void rmp_srv_donor_release(struct rmp_srv_donor *d)
 {
 	char len[32];
 
-	d->pool = NULL;
+	rmp_assert(d->standalone && d->pool == NULL); /* detached by its pool */
 	d->pool_id = 0;
 	d->base = 0;
 	d->region_len = d->offered;
@@ -283,6 +286,7 @@ void rmp_srv_donor_register(struct rmp_srv_conn *c, const struct rmp_wire_donor_
 	if (!d->pid)
 		d->pid = r->pid;
 	d->state = RMP_SRV_DONOR_REGISTERED;
+	rmp_assert(p->registered < p->n_donors);
 	p->registered++;
 
 	struct rmp_wire_msg m = { .type = RMP_MSG_DONOR_ACCEPTED };

@@ -5,6 +5,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "debug.h"
+
 static int is_pow2(uint64_t x)
 {
 	return x && (x & (x - 1)) == 0;
@@ -45,6 +47,7 @@ int rmp_srv_layout_regions(const struct rmp_srv_layout_req *rq, struct rmp_srv_l
 		at += len;
 		rest -= len;
 	}
+	rmp_assert(rest == 0 && at == need); /* the pieces tile the need exactly */
 	if (self_used)
 		*self_used = own;
 	return 0;
@@ -83,6 +86,7 @@ uint64_t rmp_srv_layout_pick_spare(uint64_t need, struct rmp_srv_layout_spare *s
 int rmp_srv_segtab_fill(struct rmp_wire_segment *segs, uint64_t n_segments, unsigned segment_log2,
 			const struct rmp_srv_backing *b, size_t n, char *err, size_t errlen)
 {
+	rmp_assert(segment_log2 < 64);
 	uint64_t seg = UINT64_C(1) << segment_log2;
 
 	for (uint64_t j = 0; j < n_segments; j++)

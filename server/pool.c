@@ -47,6 +47,7 @@
 
 #include "layout.h"
 #include "clock.h"
+#include "debug.h"
 #include "log.h"
 #include "plan.h"
 #include "srv.h"
@@ -126,9 +127,16 @@ static uint32_t pool_live_donors(const struct rmp_srv_pool *p)
 
 static void pool_detach(struct rmp_srv_pool *p, struct rmp_srv_donor *d)
 {
-	for (uint32_t i = 0; i < p->n_donors; i++)
-		if (p->donors[i] == d)
+	bool found = false;
+
+	rmp_assert(d->pool == p);
+	for (uint32_t i = 0; i < p->n_donors; i++) {
+		if (p->donors[i] == d) {
 			p->donors[i] = NULL;
+			found = true;
+		}
+	}
+	rmp_assert(found); /* d->pool == p means d is in p->donors */
 	d->pool = NULL;
 }
 
@@ -210,6 +218,7 @@ static int grant_and_send_ready(struct rmp_srv_conn *c, struct rmp_srv_pool *p)
 	struct rmp_wire_msg m = { .type = RMP_MSG_POOL_READY };
 	uint64_t lease;
 
+	rmp_assert(p->state == RMP_SRV_POOL_READY);
 	int rc = rmp_srv_leases_grant(&srv->leases, p->id, c->session_id, c, rmp_mono_ms(),
 				      &lease);
 	if (rc) {
@@ -239,6 +248,8 @@ static void pool_finish_provisioning(struct rmp_srv *srv, struct rmp_srv_pool *p
 	char err[RMP_WIRE_TEXT_MAX + 1];
 	uint32_t nb = 0;
 
+	rmp_assert(p->state == RMP_SRV_POOL_PROVISIONING && p->registered == p->n_donors);
+	rmp_assert(p->segment_log2 <= p->space_log2 && p->space_log2 < 64);
 	t->version = 1;
 	t->capacity = p->capacity;
 	t->space_log2 = (uint8_t)p->space_log2;
@@ -250,6 +261,7 @@ static void pool_finish_provisioning(struct rmp_srv *srv, struct rmp_srv_pool *p
 	rmp_srv_rdma_endpoint(srv, &t->coordinator);
 	t->n_donors = p->n_donors + (p->self_donor_id != 0);
 	t->n_segments = (uint32_t)(UINT64_C(1) << (p->space_log2 - p->segment_log2));
+	rmp_assert(t->n_segments <= RMP_WIRE_MAX_SEGMENTS); /* the plan refused more */
 	t->donors = calloc(t->n_donors ? t->n_donors : 1, sizeof(*t->donors));
 	t->segments = calloc(t->n_segments, sizeof(*t->segments));
 	struct rmp_srv_backing *b = calloc(t->n_donors ? t->n_donors : 1, sizeof(*b));
@@ -270,6 +282,8 @@ static void pool_finish_provisioning(struct rmp_srv *srv, struct rmp_srv_pool *p
 	}
 	for (uint32_t i = 0; i < p->n_donors; i++) {
 		const struct rmp_srv_donor *d = p->donors[i];
+		/* a donor that left fails the pool before it is complete */
+		rmp_assert(d && d->pool == p && d->state == RMP_SRV_DONOR_REGISTERED);
 		t->donors[nb].donor_id = d->id;
 		t->donors[nb].endpoint = d->endpoint;
 		b[nb] = (struct rmp_srv_backing){ .donor_id = d->id,
@@ -279,6 +293,7 @@ static void pool_finish_provisioning(struct rmp_srv *srv, struct rmp_srv_pool *p
 						  .base = d->base };
 		nb++;
 	}
+	rmp_assert(nb == t->n_donors);
 	int rc = rmp_srv_segtab_fill(t->segments, t->n_segments, p->segment_log2, b, nb, err,
 				     sizeof(err));
 	free(b);
@@ -461,6 +476,7 @@ static void pool_take_standalone(struct rmp_srv_pool *p, const struct rmp_srv_pl
 {
 	for (size_t i = 0; i < plan->n_standalone; i++) {
 		const struct rmp_srv_plan_piece *pc = &plan->standalone[i];
+		rmp_assert(pc->from < src->n_spare);
 		struct rmp_srv_donor *d = src->spare[pc->from].owner;
 		char len[32];
 		rmp_srv_donor_join(d, p, pc->len, pc->base);
@@ -484,6 +500,7 @@ static int pool_spawn_donors(struct rmp_srv *srv, struct rmp_srv_pool *p,
 {
 	for (uint64_t k = 0; k < plan->n_spawn; k++) {
 		const struct rmp_srv_plan_piece *pc = &plan->spawn[k];
+		rmp_assert(pc->from < src->n_hosts);
 		struct rmp_srv_donor *d = rmp_srv_donor_new_spawned(srv, p, src->hosts[pc->from].owner,
 								    pc->len, pc->base);
 		if (!d) {
@@ -611,6 +628,7 @@ void rmp_srv_pool_donor_registered(struct rmp_srv_pool *p, struct rmp_srv_donor 
 {
 	char len[32];
 
+	rmp_assert(d->pool == p && p->registered <= p->n_donors);
 	rmp_config_format_bytes(d->region_len, len, sizeof(len));
 	pool_progress(p, d, RMP_PROGRESS_SPAWNED,
 		      "donor %" PRIu32 " on %s gave %s (%" PRIu32 "/%" PRIu32 " ready)", d->id,
@@ -786,6 +804,9 @@ uint64_t rmp_srv_pool_free_bytes(const struct rmp_srv_pool *p)
 
 	if (!w || p->state != RMP_SRV_POOL_READY)
 		return 0;
+	/* the count words lie inside the mapped metadata */
+	rmp_assert(p->geom.levels <= RMP_BUDDY_MAX_LEVELS &&
+		   p->geom.count_word + p->geom.levels <= p->meta.len / sizeof(uint64_t));
 	/* The per-level counts are hints kept by FAA (DESIGN.md 4): good for
 	 * a gauge, a whole walk is not worth it on every scrape. A count can
 	 * dip below zero for an instant between a CAS and its FAA. */
