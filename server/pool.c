@@ -543,7 +543,7 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 	}
 	if (pool_sources_collect(srv, &src)) {
 		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_POOL_OPEN, "out of memory");
-		goto out_sources;
+		goto out_free_sources;
 	}
 	/* 1. plan */
 	struct rmp_srv_plan_req rq = { .name = o->name,
@@ -559,21 +559,21 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 	int rc = rmp_srv_plan_make(&rq, &plan);
 	if (rc) {
 		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "%s", plan.err);
-		goto out_plan;
+		goto out_free_plan;
 	}
 	/* 2. metadata */
 	struct rmp_srv_pool *p = pool_new(c, o, &plan);
 	if (!p) {
 		srv->m.pool_failures_total++;
 		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_POOL_OPEN, "out of memory");
-		goto out_plan;
+		goto out_free_plan;
 	}
 	rc = pool_setup_meta(srv, p, plan.self_len, err, sizeof(err));
 	if (rc) {
 		srv->m.pool_failures_total++;
 		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "%s", err);
 		pool_discard(p);
-		goto out_plan;
+		goto out_free_plan;
 	}
 	p->next = srv->pools;
 	srv->pools = p;
@@ -589,17 +589,17 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 		     plan.self_len ? "some" : "nothing");
 	pool_take_standalone(p, &plan, &src);
 	if (pool_spawn_donors(srv, p, &plan, &src))
-		goto out_plan; /* the pool has failed and is gone */
+		goto out_free_plan; /* the pool has failed and is gone */
 	if (p->registered == p->n_donors) {
 		pool_finish_provisioning(srv, p);
-		goto out_plan;
+		goto out_free_plan;
 	}
 	struct timeval tv = { .tv_sec = (time_t)(cfg->provision_ms / 1000),
 			      .tv_usec = (suseconds_t)(cfg->provision_ms % 1000) * 1000 };
 	evtimer_add(p->timer, &tv);
-out_plan:
+out_free_plan:
 	rmp_srv_plan_free(&plan);
-out_sources:
+out_free_sources:
 	pool_sources_fini(&src);
 }
 
