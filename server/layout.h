@@ -1,5 +1,6 @@
 /* layout.h - where each donor's memory goes in a pool's address space,
- * and the segment table that says so (DESIGN.md 3). Pure: no I/O.
+ * and the segment table that says so (DESIGN.md, "The global
+ * address space"). Pure: no I/O.
  *
  * The space [0, 2^M) is filled from the bottom, in whole segments: the
  * coordinator's own share first (if any), then the standalone donors'
@@ -35,8 +36,8 @@ struct rmp_srv_layout_req {
 
 /* Lays the regions out from the bottom of the space: the coordinator's
  * share (*self_used gets the part used, at most the need; NULL is fine),
- * then the standalone donors' regions (DESIGN.md 3, issue 4: offered
- * before the pool was asked for) in the order given, each fixed[i].len
+ * then the standalone donors' regions (issue 4: offered before the
+ * pool was asked for) in the order given, each fixed[i].len
  * bytes (whole segments, > 0) at fixed[i].base, then the n_spawned
  * spawned donors, spawned[i].len and .base, every one full but the last.
  * 0, or -EINVAL: bad arguments, fixed regions covering more than the need

@@ -9,7 +9,8 @@
  *
  * SIGINT/SIGTERM stop the loop and close every connection. Pools are not
  * destroyed and donors are not terminated: the metadata lives on in
- * shared memory and the donors keep their regions (DESIGN.md 7).
+ * shared memory and the donors keep their regions (DESIGN.md,
+ * "Failure model").
  */
 #include <errno.h>
 #include <inttypes.h>

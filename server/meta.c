@@ -3,7 +3,7 @@
  * ("/rmpool-<name>.self").
  *
  * Shared memory rather than malloc because the objects outlive this
- * process (DESIGN.md 7): a coordinator that restarts finds its pools'
+ * process (DESIGN.md, "Failure model"): a coordinator that restarts finds its pools'
  * metadata where it left it. The object is created O_EXCL: one left by
  * an earlier run is never silently overwritten (it may hold live
  * allocations); the error names it so an operator can remove it.

@@ -807,7 +807,7 @@ uint64_t rmp_srv_pool_free_bytes(const struct rmp_srv_pool *p)
 	/* the count words lie inside the mapped metadata */
 	rmp_assert(p->geom.levels <= RMP_BUDDY_MAX_LEVELS &&
 		   p->geom.count_word + p->geom.levels <= p->meta.len / sizeof(uint64_t));
-	/* The per-level counts are hints kept by FAA (DESIGN.md 4): good for
+	/* The per-level counts are hints kept by FAA (DESIGN.md, "Counting"): good for
 	 * a gauge, a whole walk is not worth it on every scrape. A count can
 	 * dip below zero for an instant between a CAS and its FAA. */
 	for (unsigned t = 0; t < p->geom.levels; t++) {
@@ -844,7 +844,7 @@ void rmp_srv_leases_tick(struct rmp_srv *srv, uint64_t now_ms)
 void rmp_srv_pools_free_all(struct rmp_srv *srv)
 {
 	/* Shutdown: the metadata stays in shm and the donors keep running
-	 * (DESIGN.md 7); only this process's mappings go. */
+	 * (DESIGN.md, "Failure model"); only this process's mappings go. */
 	while (srv->pools) {
 		struct rmp_srv_pool *p = srv->pools;
 		for (uint32_t i = 0; i < p->n_donors; i++)

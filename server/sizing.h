@@ -3,12 +3,13 @@
  * coordinator sizes pools, so it lives beside layout.h in server/ (plan.h
  * puts the two together for one pool).
  *
- * DESIGN.md 1: a pool larger than one process may hold is served by
- * ceil(remaining / per_donor) donor processes, "fewer when the driver
- * serves part of the request itself"; each donor holds at most the
- * per-process limit, less its own footprint, in whole segments.
- * DESIGN.md 3: the space is 2^M >= capacity, cut into 2^s segments; the
- * segments no donor backs form the reserved tail.
+ * DESIGN.md, "Pools and donors": a pool larger than one process may hold
+ * is served by ceil(remaining / per_donor) donor processes, fewer when
+ * the coordinator serves part of the request itself; each donor holds at
+ * most the per-process limit, less its own footprint, in whole segments.
+ * DESIGN.md, "The global address space": the space is 2^M >= capacity,
+ * cut into 2^s segments; the segments no donor backs form the reserved
+ * tail.
  *
  * Errors are a negative errno plus one line in a caller buffer that
  * gives the numbers (asked, possible), so the coordinator can send it to
