@@ -8,8 +8,9 @@
 # Starts the coordinator (rmpool-server) on host 1 and a host agent
 # (rmpool-donor --agent) on every host, waits until all agents have
 # registered, runs rmpool-demo on host 2 (host 1 when there is only one),
-# then stops the agents and the coordinator. The demo itself creates and
-# destroys its pool. Every wait is bounded; on failure the coordinator's
+# then stops the agents and the coordinator (their start-up is
+# deploy/stack-lib.sh, shared with the RDMA tests). The demo itself creates
+# and destroys its pool. Every wait is bounded; on failure the coordinator's
 # and agents' log tails are printed. Exit status: 0 PASS, 75 a host cannot
 # reach host 1 (worth a fresh boot), else 1.
 #
@@ -22,7 +23,10 @@ set -euo pipefail
 
 build=${1:?usage: demo-stack.sh BUILD_DIR}
 build=$(cd "$build" && pwd)
-VM=$(cd "$(dirname "$(readlink -f "$0")")/vm" && pwd)/rmpool-vm
+here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
+VM=$here/vm/rmpool-vm
+source "$here/stack-lib.sh"
+STACK_WRAP=(timeout 1800)
 SERVER=$build/server/rmpool-server
 DONOR=$build/donor/rmpool-donor
 DEMO=$build/client/rmpool-demo
@@ -55,7 +59,8 @@ else
 	consumer=2
 fi
 coord_ip=${hosts[0]}
-export RMPOOL_COORDINATOR=$coord_ip:$PORT
+coord=$coord_ip:$PORT
+export RMPOOL_COORDINATOR=$coord
 export RMPOOL_WAIT=${RMPOOL_WAIT:-event} # 1-vCPU guests: block on completions, never spin
 work=$RMPOOL_VM_SCRATCH/demo_$$
 mkdir -p "$work"
@@ -94,14 +99,7 @@ elapsed() { echo "$((SECONDS - t0)) s"; }
 say "coordinator on host 1 ($RMPOOL_COORDINATOR, metrics on http://$coord_ip:$HTTP_PORT/metrics)"
 t0=$SECONDS
 started+=("$SRV")
-"$VM" exec --bg "$SRV" 1 -- timeout 1800 "$SERVER" --listen "$RMPOOL_COORDINATOR" --secret-file "$secret" \
-	--http-addr "$coord_ip" --http-port "$HTTP_PORT" --rdma-addr "$coord_ip" --rdma-port "$RDMA_PORT" \
-	--provision-timeout 5m || fail "cannot start rmpool-server on host 1"
-for _ in $(seq 1 240); do
-	grep -q 'INFO: ready' "$RMPOOL_VM_SCRATCH/$SRV.log" 2>/dev/null && break
-	sleep 0.5
-done
-grep -q 'INFO: ready' "$RMPOOL_VM_SCRATCH/$SRV.log" 2>/dev/null || fail "rmpool-server was not ready after 120 s"
+stack_coordinator "$SRV" 120
 say "coordinator ready ($(elapsed))"
 
 # ------------------------------------------------------------ network
@@ -129,23 +127,9 @@ done
 say "host agents on $n host$( ((n == 1)) || echo s) (${hosts[*]}): donor processes limited to $PROC_LIMIT each, $BUDGET per host"
 for ((g = 1; g <= n; g++)); do
 	started+=("$(agent_job $g)")
-	"$VM" exec --bg "$(agent_job $g)" "$g" -- timeout 1800 "$DONOR" --agent --coordinator "$RMPOOL_COORDINATOR" \
-		--secret-file "$secret" --budget "$BUDGET" --process-limit "$PROC_LIMIT" \
-		--rdma-addr "${hosts[g - 1]}" --host "${hosts[g - 1]}" || fail "cannot start the agent on host $g"
+	stack_agent "$(agent_job $g)" "$g" "$BUDGET" "$PROC_LIMIT"
 done
-# GET /metrics with bash alone (no curl needed), from host 1.
-metric_agents() {
-	"$VM" exec --timeout 20 1 -- timeout 5 bash -c \
-		'exec 3<>"/dev/tcp/$0/$1" && printf "GET /metrics HTTP/1.0\r\nHost: $0\r\n\r\n" >&3 && cat <&3' \
-		"$coord_ip" "$HTTP_PORT" 2>/dev/null | tr -d '\r' | awk '$1 == "rmpool_agents" { print $2 }' || true
-}
-got=0
-for _ in $(seq 1 90); do
-	got=$(metric_agents)
-	[[ ${got:-0} == "$n" ]] && break
-	sleep 1
-done
-[[ ${got:-0} == "$n" ]] || fail "${got:-0} of $n agents registered with the coordinator after 90 s"
+stack_wait_agents "$n" 90
 say "$n of $n agents registered ($(elapsed))"
 
 # ------------------------------------------------------------ the consumer

@@ -1,8 +1,13 @@
 # cluster-lib.sh - helpers of the RDMA tests that run a coordinator and
-# donors on the rmpool-vm guests (provision.sh, standalone.sh). Sourced,
-# not run. The caller sets T (its name, for messages), VM, CLI, SERVER,
-# DONOR, coord_ip, coord (ip:port), secret, SRV (the coordinator's job
-# name), HTTP_PORT and RDMA_PORT before calling them.
+# donors on the rmpool-vm guests (provision.sh, standalone.sh,
+# pool_data.sh). Sourced, not run. The caller sets T (its name, for
+# messages), VM, CLI, SERVER, DONOR, coord_ip, coord (ip:port), secret,
+# SRV (the coordinator's job name), HTTP_PORT and RDMA_PORT before
+# calling them. Starting the coordinator and the agents is shared with
+# the demo: deploy/stack-lib.sh (stack_coordinator, stack_agent,
+# stack_wait_agents), sourced here.
+
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/../../deploy" && pwd)/stack-lib.sh"
 
 fail() {
 	echo "$T: FAIL: $*" >&2
@@ -52,18 +57,9 @@ donor_pids() { # HOST -> pids of donor processes (not the agent) of our coordina
 	"$VM" exec --timeout 30 "$1" -- sh -c "pgrep -f '^$DONOR --coordinator $coord ' || true"
 }
 
-# rmpool-server on guest 1 with metrics and rdma_cm on coord_ip, the
-# caller's extra flags after; fails unless it is ready within 60 s.
+# rmpool-server on guest 1 with metrics and rdma_cm on coord_ip, debug
+# logging, the caller's extra flags after; fails unless it is ready
+# within 60 s.
 start_coordinator() { # EXTRA-FLAGS...
-	"$VM" exec --bg "$SRV" 1 -- "$SERVER" --listen "$coord" --secret-file "$secret" \
-		--http-addr "$coord_ip" --http-port "$HTTP_PORT" --rdma-addr "$coord_ip" --rdma-port "$RDMA_PORT" \
-		--provision-timeout 5m --log-level debug "$@" ||
-		fail "cannot start rmpool-server on guest 1"
-	for _ in $(seq 1 120); do
-		grep -q 'INFO: ready' "$RMPOOL_VM_SCRATCH/$SRV.log" 2>/dev/null && break
-		sleep 0.5
-	done
-	grep -q 'INFO: ready' "$RMPOOL_VM_SCRATCH/$SRV.log" || fail "rmpool-server did not get ready in 60 s"
-	grep -q "rdma_cm listener on $coord_ip" "$RMPOOL_VM_SCRATCH/$SRV.log" ||
-		fail "rmpool-server has no rdma_cm listener on $coord_ip"
+	stack_coordinator "$SRV" 60 --log-level debug "$@"
 }

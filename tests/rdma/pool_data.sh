@@ -35,16 +35,13 @@ HTTP_PORT=7411
 RDMA_PORT=7412
 POOL=data$$
 
-fail() {
-	echo "$T: FAIL: $*" >&2
-	exit 1
-}
-note() { echo "$T: $*"; }
+source "$(dirname "$(readlink -f "$0")")/cluster-lib.sh" # fail, note; the stack's start-up
 [[ -n ${RMPOOL_VM_DIR:-} ]] || fail "RMPOOL_VM_DIR is unset: run under deploy/vm/rmpool-vm run --hosts 3"
 read -r -a hosts <<<"${RMPOOL_VM_HOSTS:-}"
 ((${#hosts[@]} >= 3)) || fail "needs 3 hosts, the run has ${#hosts[@]}"
 coord_ip=${hosts[0]}
-export RMPOOL_COORDINATOR=$coord_ip:$PORT
+coord=$coord_ip:$PORT
+export RMPOOL_COORDINATOR=$coord
 export RMPOOL_WAIT=${RMPOOL_WAIT:-event} # 1-vCPU guests: block, do not spin (RXE-VM.md)
 work=$RMPOOL_VM_SCRATCH/pool_data_$$
 mkdir -p "$work"
@@ -81,26 +78,11 @@ run() { # HOST TIMEOUT CMD... (fails the test on failure)
 }
 
 # ------------------------------------------------------------ the pool
-"$VM" exec --bg "$SRV" 1 -- "$SERVER" --listen "$RMPOOL_COORDINATOR" --secret-file "$secret" \
-	--http-addr "$coord_ip" --http-port "$HTTP_PORT" --rdma-addr "$coord_ip" --rdma-port "$RDMA_PORT" \
-	--provision-timeout 5m || fail "cannot start rmpool-server"
-for _ in $(seq 1 120); do
-	grep -q 'INFO: ready' "$RMPOOL_VM_SCRATCH/$SRV.log" 2>/dev/null && break
-	sleep 0.5
-done
-grep -q 'INFO: ready' "$RMPOOL_VM_SCRATCH/$SRV.log" || fail "rmpool-server did not get ready in 60 s"
+stack_coordinator "$SRV" 60
 for g in 1 2 3; do
-	"$VM" exec --bg "$(agent_job $g)" "$g" -- "$DONOR" --agent --coordinator "$RMPOOL_COORDINATOR" \
-		--secret-file "$secret" --budget 128M --process-limit 64M --rdma-addr "${hosts[g - 1]}" \
-		--host "${hosts[g - 1]}" || fail "cannot start the agent on guest $g"
+	stack_agent "$(agent_job $g)" "$g" 128M 64M
 done
-for _ in $(seq 1 60); do
-	n=$("$VM" exec --timeout 30 2 -- curl -sf --max-time 5 "http://$coord_ip:$HTTP_PORT/metrics" |
-		awk '$1 == "rmpool_agents" { print $2 }' || true)
-	[[ $n == 3 ]] && break
-	sleep 1
-done
-[[ ${n:-0} == 3 ]] || fail "${n:-0} of 3 agents registered after 60 s"
+stack_wait_agents 3 60
 t0=$(date +%s%N)
 run 2 400 "$CLI" --coordinator "$RMPOOL_COORDINATOR" --secret-file "$secret" pool create "$POOL" 256M
 note "pool $POOL (256M) provisioned in $((($(date +%s%N) - t0) / 1000000)) ms"

@@ -100,19 +100,9 @@ note "coordinator ready on guest 1 ($coord, metrics :$HTTP_PORT, rdma_cm :$RDMA_
 
 # ------------------------------------------------------------ agents
 for g in 1 2 3; do
-	ip=${hosts[g - 1]}
-	"$VM" exec --bg "$(agent_job $g)" "$g" -- "$DONOR" --agent --coordinator "$coord" \
-		--secret-file "$secret" --budget "${BUDGETS[g - 1]}" --process-limit "$PROCESS_LIMIT" \
-		--rdma-addr "$ip" --host "$ip" --log-level debug ||
-		fail "cannot start the agent on guest $g"
+	stack_agent "$(agent_job $g)" "$g" "${BUDGETS[g - 1]}" "$PROCESS_LIMIT" --log-level debug
 done
-agents=0
-for _ in $(seq 1 60); do
-	agents=$(metric rmpool_agents)
-	[[ $agents == 3 ]] && break
-	sleep 1
-done
-[[ $agents == 3 ]] || fail "$agents of 3 agents registered after 60 s"
+stack_wait_agents 3 60
 note "3 agents registered: budgets ${BUDGETS[*]}, per-process limit $PROCESS_LIMIT"
 
 # setup-rxe.sh on a host that has rxe0 already: it must change nothing and succeed.

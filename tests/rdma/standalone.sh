@@ -115,10 +115,8 @@ sa_pid=$(donor_pids 3)
 [[ $(wc -w <<<"$sa_pid") == 1 ]] || fail "want one donor process on guest 3, found '$sa_pid'"
 note "standalone donor $sa_id (pid $sa_pid) on guest 3 is spare: $(grep -m1 'standalone donor [0-9]* registered' "$RMPOOL_VM_SCRATCH/$SRV.log" | sed 's/^.*INFO: //')"
 
-"$VM" exec --bg "$AGENT" 2 -- "$DONOR" --agent --coordinator "$coord" --secret-file "$secret" \
-	--budget "$AGENT_BUDGET" --process-limit "$PROCESS_LIMIT" --rdma-addr "$g2" --host "$g2" \
-	--log-level debug || fail "cannot start the agent on guest 2"
-wait_metric rmpool_agents 1 60
+stack_agent "$AGENT" 2 "$AGENT_BUDGET" "$PROCESS_LIMIT" --log-level debug
+stack_wait_agents 1 60
 m=$(metrics)
 [[ $(metric rmpool_donors_standalone "$m") == 1 ]] ||
 	fail "metrics: rmpool_donors_standalone $(metric rmpool_donors_standalone "$m"), want 1"
