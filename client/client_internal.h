@@ -11,7 +11,8 @@
  *   pool.c     rmp_pool_open/close/destroy/info
  *   meta.c     the metadata region read over rdma_cm and its check
  *   data.c     rmp_alloc/free/read/write over one-sided RDMA: the buddy
- *              engine on the metadata region, data in donor regions
+ *              engine on the metadata region, data in donor regions (with
+ *              route.c, transfer.c, buffer.c, async.c: see data.h)
  *
  * Locking (names say who must hold what):
  *   c->call_lock  one request/reply exchange at a time (client_call)

@@ -1,0 +1,147 @@
+/*
+ * data.h - what the modules of librmpool's data path share (not
+ * installed). The control half's modules share client_internal.h.
+ *
+ * Modules:
+ *   data.c      the pool's data path: setup on first use (metadata
+ *               connection, buddy engine, segment index), teardown,
+ *               rmp_alloc/rmp_free, argument and liveness checks, stats
+ *   route.c     the segment index and the one routing function (route.h)
+ *   transfer.c  rmp_read/rmp_write: donor connections and the pipeline
+ *               that moves a range's pieces
+ *   buffer.c    registered buffers (rmp_buffer_*, rmp_*_buf)
+ *   async.c     asynchronous operations: the worker threads (rmp_*_async,
+ *               rmp_op_*)
+ *
+ * Locks, in the order they are taken:
+ *   p->data_lock       the data path's setup (rmp_data_of)
+ *   donor locks        in index order; one covers a donor's connection,
+ *                      its pipeline, its bounce buffer and the MRs that
+ *                      registered buffers hold on its PD
+ *   buffer.c's list lock  the live registered buffers, their refs
+ *   async.c's lock     the queue and the ops not yet reaped
+ * The segment index is read-only after setup and needs no lock.
+ */
+#ifndef RMP_CLIENT_DATA_H
+#define RMP_CLIENT_DATA_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buddy.h"
+#include "client_internal.h"
+#include "liveset.h"
+#include "rdma.h"
+#include "route.h"
+#include "store_rdma.h"
+
+#define RMP_DATA_SHARDS 16u  /* engine contexts: one per thread, hashed */
+/* One work request moves at most this: rxe under emulation drops packets
+ * of long READ bursts and retries whole requests; shorter ones recover
+ * faster. */
+#define RMP_PIECE_MAX (64u << 10)
+#define RMP_DEPTH_MAX 16u    /* pieces in flight per donor (1 MiB): a power of 2 */
+/* Per donor connection: a bounce slot per piece in flight. */
+#define RMP_BOUNCE_BYTES (RMP_DEPTH_MAX * RMP_PIECE_MAX)
+
+/* One donor of the pool, in the segment table's order (its slot). */
+struct rmp_data_donor {
+	uint32_t donor_id;
+	struct rmp_wire_endpoint ep;
+	pthread_mutex_t lock;
+	rmp_rdma_conn *conn; /* NULL until first use */
+	uint8_t *bounce;
+	struct ibv_mr *bounce_mr;
+	/* the pipeline of the transfer holding the lock: pieces head - tail
+	 * are in flight (at most RMP_DEPTH_MAX), piece i in ops/user[i %
+	 * RMP_DEPTH_MAX] and (through the bounce buffer) in bounce slot i %
+	 * RMP_DEPTH_MAX of RMP_PIECE_MAX bytes */
+	struct rmp_rdma_op ops[RMP_DEPTH_MAX];
+	void *user[RMP_DEPTH_MAX]; /* read: where each piece goes */
+	unsigned head, tail;
+};
+
+struct rmp_data_shard {
+	alignas(64) struct rmp_buddy_ctx ctx;
+};
+
+struct rmp_async;
+
+struct rmp_data {
+	rmp_rdma_conn *meta;
+	rmp_store_rdma *store;
+	struct rmp_buddy b;
+	uint64_t usable;
+	struct rmp_route route;  /* segment -> donor slot, built at setup */
+	unsigned ndonors;
+	struct rmp_data_donor *donors;
+	struct rmp_rdma_opts opts;
+	struct rmp_async *async;
+	struct rmp_liveset live; /* blocks this process allocated, not yet freed */
+	struct rmp_data_shard shards[RMP_DATA_SHARDS];
+};
+
+/* ---- data.c ---- */
+
+/* The pool's data path, set up on first use (a failed setup is retried
+ * by the next call). -EINVAL for a NULL pool. */
+int rmp_data_of(rmp_pool *p, struct rmp_data **out);
+/* -EINVAL for a missing argument, the detail recorded for
+ * rmp_last_error() (on p's client when there is a pool), so that the
+ * detail never tells of an earlier call. */
+int rmp_data_bad_arg(const rmp_pool *p, const char *what);
+/* Checks a transfer of len bytes at handle a from/to buf: the range
+ * inside one live block of the pool. 0 with the pool offset of byte a. */
+int rmp_data_range_check(rmp_pool *p, struct rmp_data *d, rmp_addr a, const void *buf, uint64_t len,
+			 const char *what, uint64_t *off);
+/* The checks every bounce-buffer transfer makes before it touches the
+ * network: a buffer and a length, the data path up, the range inside one
+ * live block. 0 with *d and the pool offset of byte a. */
+int rmp_data_prepare(rmp_pool *p, rmp_addr a, const void *buf, uint64_t len, const char *what,
+		     struct rmp_data **d, uint64_t *off);
+/* A signed token of kind for target (a donor, a pool), for this client. */
+int rmp_data_token(rmp_pool *p, enum rmp_wire_token_kind kind, uint32_t target, uint8_t *out);
+/* rmp_rdma_connect, with one more try after a timeout. */
+int rmp_data_connect(const char *host, uint16_t port, const void *tok, uint8_t len,
+		     const struct rmp_rdma_opts *o, rmp_rdma_conn **out);
+
+/* ---- transfer.c ---- */
+
+/* Moves len bytes between buf and pool bytes [off, off+len) (checked by
+ * the caller) as a pipeline per donor. reg: buf lies in that registered
+ * buffer (a reference is held) and pieces go straight from/to it; NULL:
+ * through the donors' bounce buffers. */
+int rmp_transfer(rmp_pool *p, struct rmp_data *d, uint64_t off, uint8_t *buf, rmp_buffer *reg,
+		 uint64_t len, bool is_read);
+
+/* ---- buffer.c ---- */
+
+/* Checks a registered-buffer transfer (b live and registered on p,
+ * [boff, boff+len) inside it, the pool range inside one live block) and
+ * takes a reference on b: 0 with the pool offset and the local address. */
+int rmp_buffer_prepare(rmp_pool *p, struct rmp_data *d, rmp_buffer *b, size_t boff, rmp_addr a,
+		       uint64_t len, const char *what, uint64_t *off, uint8_t **local);
+/* Drops a reference taken by rmp_buffer_prepare. */
+void rmp_buffer_put(rmp_buffer *b);
+/* b's MR on donor slot's connection (made now if there is none): 0 with
+ * its lkey. Requires the donor's lock and a connection. */
+int rmp_buffer_mr_locked(rmp_pool *p, struct rmp_data_donor *dn, unsigned slot, rmp_buffer *b,
+			 uint32_t *lkey);
+/* Deregisters the MRs p's buffers hold on donor slot's connection (it is
+ * being replaced). Requires the donor's lock. */
+void rmp_buffer_drop_donor_locked(rmp_pool *p, unsigned slot);
+/* Frees every buffer still registered on p (the pool closes): their
+ * handles die. Before the donor connections close. */
+void rmp_buffer_drop_pool(rmp_pool *p);
+
+/* ---- async.c ---- */
+
+int rmp_async_create(struct rmp_async **out);
+/* Stops the workers (queued operations end with -ECANCELED, running ones
+ * finish, bounded by the RDMA timeout), frees every op and a. NULL is a
+ * no-op. */
+void rmp_async_destroy(struct rmp_async *a);
+
+#endif /* RMP_CLIENT_DATA_H */

@@ -1,0 +1,240 @@
+/*
+ * transfer.c - rmp_read/rmp_write: a pool range moved with one-sided RDMA
+ * READ and WRITE to the donors, as a pipeline per donor.
+ *
+ * A transfer asks the routing function (route.c) for the range's pieces:
+ * each lies in one segment, is at most RMP_PIECE_MAX bytes (one work
+ * request) and names its targets (donor slot, remote address, rkey).
+ * Each donor's connection runs a pipeline: up to RMP_DEPTH_MAX pieces in
+ * flight, the next one posted as soon as the oldest completes, so the
+ * send queue never drains in the middle of a transfer (an RDMA READ loss
+ * is then noticed from the next READ's response, not after the ACK
+ * timeout; see RMP_RDMA_ACK_TIMEOUT_DEFAULT for the timeout that remains
+ * at a tail). One allocation larger than any donor (and any host) is
+ * thus read and written as one range. A write goes to every target of a
+ * piece, a read comes from its first (today each piece has one).
+ *
+ * Steps of rmp_transfer:
+ *   1. the donors behind the range: one routing call per segment;
+ *   2. their locks in slot order (two transfers cannot deadlock), each
+ *      donor connected on first use (a DONOR token for that donor) and
+ *      its local key found (the bounce buffer's, or the registered
+ *      buffer's MR on that donor's PD, made now if needed);
+ *   3. the pieces posted, one routing call per piece, reaping the oldest
+ *      of a donor's pipeline when it is full;
+ *   4. every pipeline drained, also after an error (nothing may land in
+ *      a buffer after we return), and the locks released.
+ *
+ * rmp_read/rmp_write move data through a registered bounce buffer per
+ * donor connection (the caller's memory is not registered): a copy, in
+ * exchange for working with any buffer; piece i in flight uses bounce
+ * slot i % RMP_DEPTH_MAX, and a read's piece is copied out when it
+ * completes. A donor's lock covers its connection, its pipeline and its
+ * bounce buffer; it is held until the transfer's pipelines have drained.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data.h"
+#include "debug.h"
+
+/* Requires dn->lock. */
+static int donor_connect_locked(rmp_pool *p, struct rmp_data *d, struct rmp_data_donor *dn)
+{
+	uint8_t tok[RMP_AUTH_TOKEN_LEN];
+	int rc;
+
+	if (dn->conn && !rmp_rdma_conn_failed(dn->conn))
+		return 0;
+	if (dn->conn) {
+		/* A failed connection is never trusted again (late completions
+		 * could land in the bounce buffer): make a new one. The
+		 * registered buffers' MRs on its PD go first. */
+		rmp_buffer_drop_donor_locked(p, (unsigned)(dn - d->donors));
+		ibv_dereg_mr(dn->bounce_mr);
+		dn->bounce_mr = NULL;
+		rmp_rdma_close(dn->conn);
+		dn->conn = NULL;
+	}
+	if (!dn->bounce && !(dn->bounce = aligned_alloc(4096, RMP_BOUNCE_BYTES)))
+		return -ENOMEM;
+	rc = rmp_data_token(p, RMP_TOKEN_DONOR, dn->donor_id, tok);
+	if (rc)
+		return rc;
+	rc = rmp_data_connect(dn->ep.host, dn->ep.port, tok, sizeof(tok), &d->opts, &dn->conn);
+	if (rc)
+		return rmp_client_fail(p->c, rc, "donor %u at %s:%u: %s", dn->donor_id, dn->ep.host, dn->ep.port,
+				       rmp_strerror(rc));
+	dn->bounce_mr = ibv_reg_mr(rmp_rdma_conn_pd(dn->conn), dn->bounce, RMP_BOUNCE_BYTES, IBV_ACCESS_LOCAL_WRITE);
+	if (!dn->bounce_mr) {
+		rc = -errno;
+		rmp_rdma_close(dn->conn);
+		dn->conn = NULL;
+		return rc ? rc : -ENOMEM;
+	}
+	return 0;
+}
+
+/* Reaps at least min completions of donor dn's pipeline (they come back
+ * in posting order on its one RC queue pair); a read through the bounce
+ * buffer copies each piece to the caller as it completes. Requires the
+ * donor's lock. */
+static int pipe_reap_locked(rmp_pool *p, struct rmp_data_donor *dn, unsigned min, bool copy_back)
+{
+	uint64_t ids[RMP_DEPTH_MAX];
+
+	rmp_assert(min >= 1 && min <= dn->head - dn->tail && dn->head - dn->tail <= RMP_DEPTH_MAX);
+	int n = rmp_rdma_poll(dn->conn, min, ids, RMP_DEPTH_MAX);
+	if (n < 0) {
+		/* The connection is failed now (rdma.c marks it): nothing of
+		 * it is trusted again, donor_connect_locked replaces it. */
+		dn->head = dn->tail = 0;
+		return rmp_client_fail(p->c, n, "donor %u: %s", dn->donor_id, rmp_strerror(n));
+	}
+	rmp_assert((unsigned)n <= dn->head - dn->tail);
+	for (int i = 0; i < n; i++) {
+		unsigned k = dn->tail++ % RMP_DEPTH_MAX;
+		if (copy_back)
+			memcpy(dn->user[k], dn->ops[k].local, dn->ops[k].len);
+	}
+	return 0;
+}
+
+/* Posts one piece of n bytes (user: its bytes on our side; reg: user
+ * lies in a registered buffer with that lkey) to target t on its donor's
+ * pipeline, which must have room. Requires the donor's lock. */
+static int pipe_post_locked(rmp_pool *p, struct rmp_data_donor *dn, const struct rmp_route_target *t,
+			    uint8_t *user, uint32_t n, bool reg, uint32_t lkey, bool is_read)
+{
+	rmp_assert(dn->head - dn->tail < RMP_DEPTH_MAX);
+	rmp_assert(n > 0 && n <= RMP_PIECE_MAX);
+	unsigned k = dn->head % RMP_DEPTH_MAX;
+	uint8_t *local = reg ? user : dn->bounce + (size_t)k * RMP_PIECE_MAX;
+	if (!is_read && !reg)
+		memcpy(local, user, n);
+	dn->user[k] = user;
+	dn->ops[k] = (struct rmp_rdma_op){ .kind = is_read ? RMP_RDMA_READ : RMP_RDMA_WRITE, .local = local,
+					   .lkey = lkey, .len = n, .raddr = t->raddr, .rkey = t->rkey };
+	int rc = rmp_rdma_post(dn->conn, &dn->ops[k], 1, dn->head);
+	if (rc)
+		return rmp_client_fail(p->c, rc, "donor %u: %s", dn->donor_id, rmp_strerror(rc));
+	dn->head++;
+	return 0;
+}
+
+/* The targets of a piece a transfer posts to: all of them for a write,
+ * the first for a read. */
+static unsigned targets_used(const struct rmp_route_piece *pc, bool is_read)
+{
+	return is_read && pc->n_targets > 0 ? 1 : pc->n_targets;
+}
+
+/* Step 1: marks in_use[slot] for every donor the range's pieces go to
+ * (one routing call per segment: max is the whole range). */
+static int mark_donors(rmp_pool *p, struct rmp_data *d, uint64_t off, uint64_t len, bool is_read,
+		       uint8_t *in_use)
+{
+	memset(in_use, 0, d->ndonors ? d->ndonors : 1);
+	for (uint64_t pos = 0; pos < len;) {
+		struct rmp_route_piece pc;
+		if (rmp_route_range(&d->route, off + pos, len - pos, len - pos, &pc) != 0)
+			return rmp_client_fail(p->c, -EFAULT, "pool offset %#llx has no donor behind it",
+					       (unsigned long long)(off + pos));
+		for (unsigned i = 0; i < targets_used(&pc, is_read); i++)
+			in_use[pc.target[i].slot] = 1;
+		pos += pc.len;
+	}
+	return 0;
+}
+
+/* Step 3: posts every piece of the range; the donors are locked and
+ * connected, lkey[slot] is the local key on each. */
+static int post_range_locked(rmp_pool *p, struct rmp_data *d, uint64_t off, uint8_t *buf, bool reg,
+			     const uint32_t *lkey, const uint8_t *in_use, uint64_t len, bool is_read)
+{
+	bool copy_back = is_read && !reg;
+	int rc = 0;
+
+	for (uint64_t pos = 0; rc == 0 && pos < len;) {
+		struct rmp_route_piece pc;
+		if (rmp_route_range(&d->route, off + pos, len - pos, RMP_PIECE_MAX, &pc) != 0)
+			return rmp_client_fail(p->c, -EFAULT, "pool offset %#llx has no donor behind it",
+					       (unsigned long long)(off + pos));
+		for (unsigned i = 0; rc == 0 && i < targets_used(&pc, is_read); i++) {
+			const struct rmp_route_target *t = &pc.target[i];
+			struct rmp_data_donor *dn = &d->donors[t->slot];
+			rmp_assert(t->slot < d->ndonors && in_use[t->slot]);
+			if (dn->head - dn->tail == RMP_DEPTH_MAX) /* full: the oldest piece, at least */
+				rc = pipe_reap_locked(p, dn, 1, copy_back);
+			if (rc == 0)
+				rc = pipe_post_locked(p, dn, t, buf + pos, (uint32_t)pc.len, reg, lkey[t->slot],
+						      is_read);
+		}
+		pos += pc.len;
+	}
+	return rc;
+}
+
+int rmp_transfer(rmp_pool *p, struct rmp_data *d, uint64_t off, uint8_t *buf, rmp_buffer *reg,
+		 uint64_t len, bool is_read)
+{
+	unsigned nd = d->ndonors ? d->ndonors : 1;
+	uint8_t in_use[nd];
+	uint32_t lkey[nd];
+	bool copy_back = is_read && !reg;
+	unsigned locked = 0;
+	int rc;
+
+	if ((rc = mark_donors(p, d, off, len, is_read, in_use)) != 0)
+		return rc;
+	/* Step 2: lock in slot order, connect where needed, find the lkeys. */
+	for (unsigned i = 0; i < d->ndonors && rc == 0; i++) {
+		struct rmp_data_donor *dn = &d->donors[i];
+		if (!in_use[i])
+			continue;
+		pthread_mutex_lock(&dn->lock);
+		locked = i + 1;
+		dn->head = dn->tail = 0;
+		rc = donor_connect_locked(p, d, dn);
+		if (rc == 0 && reg)
+			rc = rmp_buffer_mr_locked(p, dn, i, reg, &lkey[i]);
+		else if (rc == 0)
+			lkey[i] = dn->bounce_mr->lkey;
+	}
+	if (rc == 0)
+		rc = post_range_locked(p, d, off, buf, reg != NULL, lkey, in_use, len, is_read);
+	/* Step 4: drain every pipeline, also after an error. */
+	for (unsigned i = 0; i < locked; i++) {
+		struct rmp_data_donor *dn = &d->donors[i];
+		if (!in_use[i] || !dn->conn)
+			continue;
+		while (dn->head != dn->tail) {
+			int e = pipe_reap_locked(p, dn, dn->head - dn->tail, copy_back && rc == 0);
+			if (e && rc == 0)
+				rc = e;
+		}
+	}
+	for (unsigned i = 0; i < locked; i++)
+		if (in_use[i])
+			pthread_mutex_unlock(&d->donors[i].lock);
+	return rc;
+}
+
+int rmp_write(rmp_pool *p, rmp_addr dst, const void *src, uint64_t len)
+{
+	struct rmp_data *d = NULL;
+	uint64_t off = 0;
+	int rc = rmp_data_prepare(p, dst, src, len, "rmp_write", &d, &off);
+
+	return rc ? rc : rmp_transfer(p, d, off, (uint8_t *)(uintptr_t)src, NULL, len, false);
+}
+
+int rmp_read(rmp_pool *p, void *dst, rmp_addr src, uint64_t len)
+{
+	struct rmp_data *d = NULL;
+	uint64_t off = 0;
+	int rc = rmp_data_prepare(p, src, dst, len, "rmp_read", &d, &off);
+
+	return rc ? rc : rmp_transfer(p, d, off, dst, NULL, len, true);
+}
