@@ -1,7 +1,9 @@
 /*
  * meta.c - read a pool's allocator metadata region over RDMA and check it.
  *
- * What `rmpool pool check` and the provisioning test run: connect with
+ * rmp_pool_check (public: what `rmpool pool check` runs) over
+ * rmp_meta_check (the internal report), and rmp_meta_try_connect for the
+ * provisioning test's forged-token probe. The check: connect with
  * rdma_cm to the coordinator endpoint of the segment table, carrying a
  * METADATA token (auth.h) for this pool and this client's session id;
  * register a local buffer; RDMA-READ the whole region into it in pieces
@@ -24,11 +26,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #include "buddy.h"
 #include "client_internal.h"
+#include "clock.h"
 #include "store.h"
 
 #ifdef RMPOOL_HAVE_RDMA
@@ -133,14 +136,6 @@ int rmp_meta_check_image(const uint64_t *words, uint64_t nwords, struct rmp_meta
 
 #ifdef RMPOOL_HAVE_RDMA
 
-static uint64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static int connect_meta(rmp_pool *p, const void *pd, uint8_t len, unsigned timeout_ms,
 			rmp_rdma_conn **conn)
 {
@@ -169,7 +164,7 @@ int rmp_meta_check(rmp_pool *p, unsigned timeout_ms, struct rmp_meta_report *r)
 	uint8_t token[RMP_AUTH_TOKEN_LEN];
 	rmp_rdma_conn *conn = NULL;
 	struct ibv_mr *mr;
-	uint64_t t0 = rmp_ctl_now_ms();
+	uint64_t t0 = rmp_mono_ms();
 	void *buf;
 	int rc;
 
@@ -183,7 +178,7 @@ int rmp_meta_check(rmp_pool *p, unsigned timeout_ms, struct rmp_meta_report *r)
 		.kind = RMP_TOKEN_METADATA,
 		.target_id = p->pool_id,
 		.client_id = p->c->session_id,
-		.expires_ms = wall_ms() + TOKEN_TTL_MS,
+		.expires_ms = rmp_wall_ms() + TOKEN_TTL_MS,
 	};
 	rc = rmp_auth_token_make(rmp_client_key(p->c), &t, token);
 	if (rc)
@@ -232,7 +227,7 @@ int rmp_meta_check(rmp_pool *p, unsigned timeout_ms, struct rmp_meta_report *r)
 		snprintf(r->error, sizeof(r->error), "%s", rmp_last_error(p->c));
 		goto out_dereg_mr;
 	}
-	r->read_ms = rmp_ctl_now_ms() - t0;
+	r->read_ms = rmp_mono_ms() - t0;
 	uint64_t read_ms = r->read_ms;
 	rc = rmp_meta_check_image(buf, meta->len / sizeof(uint64_t), r);
 	r->read_ms = read_ms;
@@ -267,3 +262,32 @@ int rmp_meta_check(rmp_pool *p, unsigned timeout_ms, struct rmp_meta_report *r)
 }
 
 #endif
+
+/* The least report a caller may pass: this call's first version. When a
+ * field is added at the end, this stays where it is (the end of error). */
+#define CHECK_REPORT_V1_SIZE \
+	(offsetof(struct rmp_pool_check_report, error) + sizeof(((struct rmp_pool_check_report *)0)->error))
+
+/* The public face of rmp_meta_check: a report the caller sized. */
+int rmp_pool_check(rmp_pool *p, unsigned timeout_ms, struct rmp_pool_check_report *r)
+{
+	struct rmp_meta_report m;
+	struct rmp_pool_check_report full;
+
+	if (!p || !r || r->size < CHECK_REPORT_V1_SIZE)
+		return rmp_client_fail(p ? p->c : NULL, -EINVAL, "rmp_pool_check: %s",
+				       !p ? "NULL pool" : !r ? "NULL report" : "report size below the first version's");
+	size_t n = r->size < sizeof(full) ? r->size : sizeof(full);
+	if (timeout_ms == 0)
+		timeout_ms = p->c->opts.rdma_timeout_ms ? p->c->opts.rdma_timeout_ms : 10000;
+	int rc = rmp_meta_check(p, timeout_ms, &m);
+	full = (struct rmp_pool_check_report){
+		.size = n, .bytes_read = m.bytes_read, .max_order = m.max_order, .min_order = m.min_order,
+		.usable = m.usable, .free_bytes = m.free_bytes, .alloc_bytes = m.alloc_bytes,
+		.reserved_bytes = m.reserved_bytes, .read_ms = m.read_ms, .valid = m.valid,
+	};
+	_Static_assert(sizeof(full.error) == sizeof(m.error), "the report's error text has the walk's size");
+	memcpy(full.error, m.error, sizeof(full.error));
+	memcpy(r, &full, n);
+	return rc;
+}

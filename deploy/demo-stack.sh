@@ -29,7 +29,7 @@ source "$here/stack-lib.sh"
 STACK_WRAP=(timeout 1800)
 SERVER=$build/server/rmpool-server
 DONOR=$build/donor/rmpool-donor
-DEMO=$build/client/rmpool-demo
+DEMO=$build/client/tools/rmpool-demo
 PORT=7420 HTTP_PORT=7421 RDMA_PORT=7422
 PROC_LIMIT=${RMPOOL_DEMO_PROCESS_LIMIT:-64M}
 POOL_SIZE=${RMPOOL_DEMO_POOL_SIZE:-256M}

@@ -321,6 +321,38 @@ RMP_API int rmp_pool_stats(rmp_pool *p, struct rmp_pool_stats *out);
 #define RMP_NO_DONOR UINT32_MAX
 RMP_API int rmp_pool_segment_donor(rmp_pool *p, uint64_t segment, uint32_t *donor_id);
 
+/* ---- checking a pool's metadata -------------------------------------- */
+
+/* What rmp_pool_check saw. The caller sets size to sizeof(struct
+ * rmp_pool_check_report) before the call; the library fills no more
+ * than that many bytes (and no more than its own report has) and sets
+ * size to what it filled, so a program built against this header keeps
+ * working with a later library whose report has grown (new fields go at
+ * the end), and the other way round. */
+struct rmp_pool_check_report {
+	size_t size;             /* set by the caller (see above) */
+	uint64_t bytes_read;     /* the metadata region's size */
+	unsigned max_order;      /* the space is 2^max_order bytes */
+	unsigned min_order;      /* the smallest block is 2^min_order bytes */
+	uint64_t usable;         /* bytes not reserved, from the region's header */
+	uint64_t free_bytes, alloc_bytes, reserved_bytes;
+	uint64_t read_ms;        /* connect and read */
+	int valid;               /* 1: every invariant holds */
+	char error[200];         /* the first violation, or why the region could not be read */
+};
+
+/* Connects to p's allocator metadata region over RDMA (a METADATA token
+ * for this pool and client), reads all of it and walks it with the
+ * buddy checker: every byte in exactly one free, allocated or reserved
+ * block, no two free buddies, free counts consistent. timeout_ms bounds
+ * each RDMA step (0: rdma_timeout_ms of the client). The snapshot is
+ * exact only while no allocation is in flight (a violation may then be a
+ * torn read). 0 with *r filled (r->valid says whether the invariants
+ * hold); -EINVAL (NULL, or r->size below this version's report), an
+ * RDMA error (-ETIMEDOUT, -ECONNREFUSED for a refused token, ...),
+ * -EPROTO (not buddy metadata), -ENOSYS (built without RDMA). */
+RMP_API int rmp_pool_check(rmp_pool *p, unsigned timeout_ms, struct rmp_pool_check_report *r);
+
 /* ---- status ----------------------------------------------------------- */
 
 struct rmp_status_pool {

@@ -2,7 +2,7 @@
 # provision: a pool larger than any process and any host may hold, end to end
 # on three Soft-RoCE hosts (qemu guests of deploy/vm/rmpool-vm).
 #
-# Usage: provision.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor
+# Usage: provision.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor PATH/TO/probe_metadata
 # Run:   deploy/vm/rmpool-vm run --hosts 3 -- ctest --test-dir build -R rdma_provision
 #
 # Scenario (issue 4):
@@ -25,9 +25,11 @@
 # region against its limit. Never skips: no harness, no pass.
 set -euo pipefail
 
-CLI=${1:?usage: provision.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor}
-SERVER=${2:?usage: provision.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor}
-DONOR=${3:?usage: provision.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor}
+usage="usage: provision.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor PATH/TO/probe_metadata"
+CLI=${1:?$usage}
+SERVER=${2:?$usage}
+DONOR=${3:?$usage}
+PROBE=${4:?$usage}
 VM=$(cd "$(dirname "$(readlink -f "$0")")/../../deploy/vm" && pwd)/rmpool-vm
 SETUP_RXE=$(cd "$(dirname "$(readlink -f "$0")")/../../deploy" && pwd)/setup-rxe.sh
 
@@ -52,7 +54,7 @@ source "$(dirname "$(readlink -f "$0")")/cluster-lib.sh"
 	fail "RMPOOL_VM_DIR is unset: run under the harness, e.g. deploy/vm/rmpool-vm run --hosts 3 -- ctest --test-dir build -R rdma_provision"
 read -r -a hosts <<<"${RMPOOL_VM_HOSTS:-}"
 ((${#hosts[@]} >= 3)) || fail "needs 3 hosts, the run has ${#hosts[@]} (${RMPOOL_VM_HOSTS:-none})"
-for b in "$CLI" "$SERVER" "$DONOR"; do
+for b in "$CLI" "$SERVER" "$DONOR" "$PROBE"; do
 	[[ -x $b ]] || fail "$b is not built"
 done
 command -v python3 >/dev/null || fail "python3 is needed on the host to read JSON"
@@ -253,7 +255,8 @@ wp=$(vmx 3 python3 "$work/wrong_proof.py" "$coord_ip" "$PORT") || fail "a forged
 note "forged proof (no secret): $wp"
 # rdma_cm connections to the metadata endpoint without a valid token.
 for mode in none garbage wrong-pool expired wrong-secret; do
-	cli 3 "$work/probe.out" probe-metadata "$POOL" "$mode" ||
+	"$VM" exec --timeout 400 3 -- sh -c 'out=$1; shift; exec "$@" >"$out" 2>"$out.err"' sh \
+		"$work/probe.out" "$PROBE" "$coord" "$secret" "$POOL" "$mode" ||
 		fail "rdma_cm connect with token '$mode': $(cat "$work/probe.out" "$work/probe.out.err")"
 	note "$(cat "$work/probe.out")"
 done

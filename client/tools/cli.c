@@ -1,5 +1,6 @@
 /*
- * cli.c - `rmpool`, the operator's command-line tool, built on librmpool.
+ * cli.c - `rmpool`, the operator's command-line tool, built on librmpool's
+ * public API (rmpool.h) alone.
  *
  *   rmpool [--coordinator HOST:PORT] [--secret-file F] COMMAND ...
  *     pool create NAME SIZE     provision a pool (progress as donors spawn)
@@ -8,9 +9,15 @@
  *     pool info NAME            segment table: donors, hosts, regions
  *     status [--json]           pools, hosts, capacity, free bytes, clients
  *     bench NAME                latency, bandwidth and round trips (bench.c)
- * Hidden commands for the integration tests (not in --help):
+ * A hidden command for the integration tests (not in --help):
  *     lease-hold NAME           attach and hold the lease until a signal
- *     probe-metadata NAME MODE  rdma_cm connect with a bad token: must be refused
+ * (The provisioning test's forged-token probe of the metadata endpoint
+ * is a test program, tests/rdma/probe_metadata.c: it needs the library's
+ * internals, which an operator's tool does not reach.)
+ *
+ * The commands are one table (commands[]): name, handler, synopsis,
+ * summary and help text. It drives the dispatch, the command list of
+ * --help and each command's --help; a row without a summary is hidden.
  *
  * Exit status: 0 ok, 1 failure (one line on stderr), 2 usage.
  * The coordinator comes from --coordinator, else $RMPOOL_COORDINATOR, else
@@ -26,16 +33,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
 
-#include "auth.h"
-#include "client_internal.h"
+#include "clock.h"
 #include "config.h"
 #include "rmpool.h"
+#include "secret.h"
 
 #define EXIT_OK 0
 #define EXIT_FAIL 1
@@ -112,14 +117,93 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+/* ---- the command table ---- */
+
+struct cli_cmd;
+/* argv[0] is the command's name; returns the exit status. */
+typedef int cli_handler(struct cli *cli, const struct cli_cmd *self, int argc, char **argv);
+
+struct cli_cmd {
+	const char *group;   /* "pool" for `pool NAME ...`; NULL: a top-level command */
+	const char *name;
+	cli_handler *run;
+	const char *args;    /* after the name in the command list */
+	const char *summary; /* the command list's text ('\n': a continuation line); NULL: hidden */
+	const char *usage;   /* its --help: the synopsis after the program's name ... */
+	const char *help;    /* ... and the text below it (NULL: the command prints its own) */
+};
+
+static cli_handler cmd_pool_create, cmd_pool_destroy, cmd_pool_check, cmd_pool_info, cmd_status, cmd_bench,
+	cmd_help, cmd_lease_hold;
+
+static const struct cli_cmd commands[] = {
+	{ "pool", "create", cmd_pool_create, "NAME SIZE", "provision a pool of SIZE usable bytes (3G, 512M)",
+	  "pool create [--timeout DURATION] [--json] NAME SIZE",
+	  "Create pool NAME of SIZE usable bytes (binary units: 224M, 3G, 1T). The\n"
+	  "coordinator starts donor processes on its hosts' agents, each holding at\n"
+	  "most its host's per-process limit, until they add up to SIZE; one line is\n"
+	  "printed per donor as it starts. The pool's address space is the next power\n"
+	  "of two, its tail reserved. Prints donors, hosts, capacity and the time taken.\n"
+	  "The pool lives until 'pool destroy'.\n"
+	  "\n"
+	  "  --timeout DURATION   how long provisioning may take (default 5m)\n"
+	  "  --json               print the result as JSON (progress goes to stderr)\n" },
+	{ "pool", "destroy", cmd_pool_destroy, "NAME", "destroy a pool; its donor processes terminate",
+	  "pool destroy [--timeout DURATION] NAME",
+	  "Destroy pool NAME: its donor processes terminate and their memory returns\n"
+	  "to the hosts. Waits for the coordinator to confirm (default bound 5m).\n" },
+	{ "pool", "check", cmd_pool_check, "NAME",
+	  "read the pool's allocator metadata over RDMA and\ncheck its invariants; prints free bytes",
+	  "pool check [--json] [--rdma-timeout DURATION] NAME",
+	  "Attach to pool NAME, connect to its allocator metadata region over RDMA\n"
+	  "(rdma_cm, with a token signed by the shared secret), read all of it and\n"
+	  "walk it: every byte in exactly one free, allocated or reserved block, no\n"
+	  "two free buddies, free counts consistent. Prints free, allocated and\n"
+	  "reserved bytes. Exits 1 when the invariants do not hold. The snapshot is\n"
+	  "exact only while no allocation is in flight.\n"
+	  "\n"
+	  "  --json                  machine-readable result\n"
+	  "  --rdma-timeout DURATION bound for each RDMA step (default 10s)\n" },
+	{ "pool", "info", cmd_pool_info, "NAME", "the pool's donors, hosts and regions", "pool info [--json] NAME",
+	  "Attach to pool NAME and print its geometry and segment table: each donor's\n"
+	  "host, rdma_cm port and the bytes of the pool it backs.\n" },
+	{ NULL, "status", cmd_status, "[--json]", "pools, donors per host, capacity, free bytes, clients",
+	  "status [--json]",
+	  "Ask the coordinator for its pools (capacity, space, free bytes, donors,\n"
+	  "clients) and hosts (donors, bytes used, budget).\n"
+	  "\n"
+	  "  --json   machine-readable output\n" },
+	{ NULL, "bench", cmd_bench, "NAME",
+	  "64 B read/write latency, alloc+free latency and round\ntrips, 1 MiB bandwidth, from this host (--help)",
+	  NULL, NULL /* bench.c has its own --help */ },
+	{ NULL, "help", cmd_help, NULL, NULL, NULL, NULL },
+	/* lease-hold NAME [SECONDS]: the provisioning test's consumer that
+	 * stops renewing (it SIGSTOPs it). */
+	{ NULL, "lease-hold", cmd_lease_hold, "NAME [SECONDS]", NULL, NULL, NULL },
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 /* ---- help ---- */
+
+/* Column of the command list's summaries (after two spaces of indent). */
+#define SUMMARY_COL 24
+
+static void print_summary(FILE *f, const struct cli_cmd *c)
+{
+	char head[64];
+
+	snprintf(head, sizeof(head), "%s%s%s%s%s", c->group ? c->group : "", c->group ? " " : "", c->name,
+		 c->args ? " " : "", c->args ? c->args : "");
+	fprintf(f, "  %-*s", SUMMARY_COL - 1, head);
+	for (const char *line = c->summary; line;) {
+		const char *nl = strchr(line, '\n');
+		int n = nl ? (int)(nl - line) : (int)strlen(line);
+		fprintf(f, " %.*s\n", n, line);
+		line = nl ? nl + 1 : NULL;
+		if (line)
+			fprintf(f, "  %-*s", SUMMARY_COL - 1, "");
+	}
+}
 
 static void help_main(FILE *f)
 {
@@ -129,15 +213,12 @@ static void help_main(FILE *f)
 		"Operate an rmpool coordinator: create, check and destroy pools of memory\n"
 		"that donor processes on several hosts give over RDMA.\n"
 		"\n"
-		"Commands:\n"
-		"  pool create NAME SIZE   provision a pool of SIZE usable bytes (3G, 512M)\n"
-		"  pool destroy NAME       destroy a pool; its donor processes terminate\n"
-		"  pool check NAME         read the pool's allocator metadata over RDMA and\n"
-		"                          check its invariants; prints free bytes\n"
-		"  pool info NAME          the pool's donors, hosts and regions\n"
-		"  status [--json]         pools, donors per host, capacity, free bytes, clients\n"
-		"  bench NAME              64 B read/write latency, alloc+free latency and round\n"
-		"                          trips, 1 MiB bandwidth, from this host (--help)\n"
+		"Commands:\n",
+		prog);
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (commands[i].summary)
+			print_summary(f, &commands[i]);
+	fprintf(f,
 		"\n"
 		"Options:\n"
 		"  -c, --coordinator HOST:PORT  coordinator control address\n"
@@ -148,98 +229,16 @@ static void help_main(FILE *f)
 		"  -h, --help                   this text; COMMAND --help for a command's\n"
 		"\n"
 		"Exit status: 0 success, 1 failure (one line on stderr), 2 usage error.\n",
-		prog, DEFAULT_COORDINATOR);
+		DEFAULT_COORDINATOR);
 }
 
-static void help_create(FILE *f)
+static int print_cmd_help(FILE *f, const struct cli_cmd *c)
 {
-	fprintf(f,
-		"Usage: %s pool create [--timeout DURATION] [--json] NAME SIZE\n"
-		"\n"
-		"Create pool NAME of SIZE usable bytes (binary units: 224M, 3G, 1T). The\n"
-		"coordinator starts donor processes on its hosts' agents, each holding at\n"
-		"most its host's per-process limit, until they add up to SIZE; one line is\n"
-		"printed per donor as it starts. The pool's address space is the next power\n"
-		"of two, its tail reserved. Prints donors, hosts, capacity and the time taken.\n"
-		"The pool lives until 'pool destroy'.\n"
-		"\n"
-		"  --timeout DURATION   how long provisioning may take (default 5m)\n"
-		"  --json               print the result as JSON (progress goes to stderr)\n",
-		prog);
-}
-
-static void help_destroy(FILE *f)
-{
-	fprintf(f,
-		"Usage: %s pool destroy [--timeout DURATION] NAME\n"
-		"\n"
-		"Destroy pool NAME: its donor processes terminate and their memory returns\n"
-		"to the hosts. Waits for the coordinator to confirm (default bound 5m).\n",
-		prog);
-}
-
-static void help_check(FILE *f)
-{
-	fprintf(f,
-		"Usage: %s pool check [--json] [--rdma-timeout DURATION] NAME\n"
-		"\n"
-		"Attach to pool NAME, connect to its allocator metadata region over RDMA\n"
-		"(rdma_cm, with a token signed by the shared secret), read all of it and\n"
-		"walk it: every byte in exactly one free, allocated or reserved block, no\n"
-		"two free buddies, free counts consistent. Prints free, allocated and\n"
-		"reserved bytes. Exits 1 when the invariants do not hold. The snapshot is\n"
-		"exact only while no allocation is in flight.\n"
-		"\n"
-		"  --json                  machine-readable result\n"
-		"  --rdma-timeout DURATION bound for each RDMA step (default 10s)\n",
-		prog);
-}
-
-static void help_info(FILE *f)
-{
-	fprintf(f,
-		"Usage: %s pool info [--json] NAME\n"
-		"\n"
-		"Attach to pool NAME and print its geometry and segment table: each donor's\n"
-		"host, rdma_cm port and the bytes of the pool it backs.\n",
-		prog);
-}
-
-static void help_status(FILE *f)
-{
-	fprintf(f,
-		"Usage: %s status [--json]\n"
-		"\n"
-		"Ask the coordinator for its pools (capacity, space, free bytes, donors,\n"
-		"clients) and hosts (donors, bytes used, budget).\n"
-		"\n"
-		"  --json   machine-readable output\n",
-		prog);
+	fprintf(f, "Usage: %s %s\n\n%s", prog, c->usage, c->help);
+	return EXIT_OK;
 }
 
 /* ---- connecting ---- */
-
-static int read_secret_file(const char *path, char **out)
-{
-	char buf[RMP_AUTH_SECRET_MAX + 2];
-	FILE *f = fopen(path, "r");
-
-	if (!f)
-		return fail("secret file %s: %s", path, strerror(errno));
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	bool err = ferror(f);
-	fclose(f);
-	if (err)
-		return fail("secret file %s: read error", path);
-	buf[n] = '\0';
-	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		buf[--n] = '\0';
-	if (n > RMP_AUTH_SECRET_MAX)
-		return fail("secret file %s: longer than %u bytes", path, RMP_AUTH_SECRET_MAX);
-	*out = strdup(buf);
-	explicit_bzero(buf, sizeof(buf));
-	return *out ? EXIT_OK : fail("out of memory");
-}
 
 static int cli_connect(struct cli *cli, rmp_client **c)
 {
@@ -371,7 +370,7 @@ static void json_pool_info(FILE *f, const struct rmp_pool_info *in, const char *
 	fprintf(f, "]\n%s}", indent);
 }
 
-static int cmd_pool_create(struct cli *cli, int argc, char **argv)
+static int cmd_pool_create(struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
 	struct cmd_opts o = { 0 };
 	struct rmp_pool_info *in = NULL;
@@ -383,10 +382,8 @@ static int cmd_pool_create(struct cli *cli, int argc, char **argv)
 
 	if (ex)
 		return ex;
-	if (o.help) {
-		help_create(stdout);
-		return EXIT_OK;
-	}
+	if (o.help)
+		return print_cmd_help(stdout, self);
 	if (argc - optind != 2)
 		return usage_error("pool create: want NAME SIZE");
 	const char *name = argv[optind], *sz = argv[optind + 1];
@@ -404,9 +401,9 @@ static int cmd_pool_create(struct cli *cli, int argc, char **argv)
 		cli->coordinator);
 	fflush(pf);
 	rmp_client_set_progress(c, on_progress, pf);
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = rmp_mono_ms();
 	rc = rmp_pool_open(c, name, size, &p);
-	uint64_t took = mono_ms() - t0;
+	uint64_t took = rmp_mono_ms() - t0;
 	if (rc) {
 		char what[128];
 		snprintf(what, sizeof(what), "pool create %s", name);
@@ -441,7 +438,7 @@ out_disconnect:
 
 /* ---- pool destroy ---- */
 
-static int cmd_pool_destroy(struct cli *cli, int argc, char **argv)
+static int cmd_pool_destroy(struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
 	struct cmd_opts o = { 0 };
 	rmp_client *c = NULL;
@@ -449,10 +446,8 @@ static int cmd_pool_destroy(struct cli *cli, int argc, char **argv)
 
 	if (ex)
 		return ex;
-	if (o.help) {
-		help_destroy(stdout);
-		return EXIT_OK;
-	}
+	if (o.help)
+		return print_cmd_help(stdout, self);
 	if (argc - optind != 1)
 		return usage_error("pool destroy: want NAME");
 	const char *name = argv[optind];
@@ -462,14 +457,14 @@ static int cmd_pool_destroy(struct cli *cli, int argc, char **argv)
 	if (ex)
 		return ex;
 	rmp_client_set_progress(c, on_progress, stdout);
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = rmp_mono_ms();
 	rc = rmp_pool_destroy(c, name);
 	if (rc) {
 		char what[128];
 		snprintf(what, sizeof(what), "pool destroy %s", name);
 		ex = fail_rc(what, rc, c);
 	} else {
-		uint64_t took = mono_ms() - t0;
+		uint64_t took = rmp_mono_ms() - t0;
 		printf("pool %s destroyed in %" PRIu64 ".%01" PRIu64 " s\n", name, took / 1000,
 		       took % 1000 / 100);
 	}
@@ -497,10 +492,10 @@ static int attach(struct cli *cli, const char *cmd, const char *name, rmp_client
 
 /* ---- pool check ---- */
 
-static int cmd_pool_check(struct cli *cli, int argc, char **argv)
+static int cmd_pool_check(struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
 	struct cmd_opts o = { 0 };
-	struct rmp_meta_report r;
+	struct rmp_pool_check_report r = { .size = sizeof(r) };
 	struct rmp_pool_info *in = NULL;
 	rmp_client *c;
 	rmp_pool *p;
@@ -509,10 +504,8 @@ static int cmd_pool_check(struct cli *cli, int argc, char **argv)
 
 	if (ex)
 		return ex;
-	if (o.help) {
-		help_check(stdout);
-		return EXIT_OK;
-	}
+	if (o.help)
+		return print_cmd_help(stdout, self);
 	if (argc - optind != 1)
 		return usage_error("pool check: want NAME");
 	const char *name = argv[optind];
@@ -524,7 +517,7 @@ static int cmd_pool_check(struct cli *cli, int argc, char **argv)
 		ex = fail("pool check %s: %s", name, rmp_strerror(rc));
 		goto out;
 	}
-	rc = rmp_meta_check(p, o.rdma_timeout_ms ? (unsigned)o.rdma_timeout_ms : cli->rdma_timeout_ms,
+	rc = rmp_pool_check(p, o.rdma_timeout_ms ? (unsigned)o.rdma_timeout_ms : cli->rdma_timeout_ms,
 			    &r);
 	if (rc) {
 		char what[128];
@@ -574,7 +567,7 @@ out:
 
 /* ---- pool info ---- */
 
-static int cmd_pool_info(struct cli *cli, int argc, char **argv)
+static int cmd_pool_info(struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
 	struct cmd_opts o = { 0 };
 	struct rmp_pool_info *in = NULL;
@@ -585,10 +578,8 @@ static int cmd_pool_info(struct cli *cli, int argc, char **argv)
 
 	if (ex)
 		return ex;
-	if (o.help) {
-		help_info(stdout);
-		return EXIT_OK;
-	}
+	if (o.help)
+		return print_cmd_help(stdout, self);
 	if (argc - optind != 1)
 		return usage_error("pool info: want NAME");
 	const char *name = argv[optind];
@@ -631,7 +622,7 @@ static void print_uptime(uint64_t ms, char *buf, size_t len)
 		snprintf(buf, len, "%" PRIu64 "m %" PRIu64 "s", s / 60, s % 60);
 }
 
-static int cmd_status(struct cli *cli, int argc, char **argv)
+static int cmd_status(struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
 	struct cmd_opts o = { 0 };
 	struct rmp_status *s;
@@ -641,10 +632,8 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
 
 	if (ex)
 		return ex;
-	if (o.help) {
-		help_status(stdout);
-		return EXIT_OK;
-	}
+	if (o.help)
+		return print_cmd_help(stdout, self);
 	if (argc - optind != 0)
 		return usage_error("status: unexpected argument '%s'", argv[optind]);
 	ex = cli_connect(cli, &c);
@@ -726,12 +715,13 @@ static void on_stop(int sig)
 /* lease-hold NAME [SECONDS]: attach, print the lease, hold it until a
  * signal (or SECONDS), reporting when it expires. The provisioning test
  * SIGSTOPs it to play a consumer that hangs and stops renewing. */
-static int cmd_lease_hold(struct cli *cli, int argc, char **argv)
+static int cmd_lease_hold(struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
 	struct rmp_pool_info *in = NULL;
 	rmp_client *c;
 	rmp_pool *p;
 
+	(void)self;
 	if (argc < 2 || argc > 3)
 		return usage_error("lease-hold: want NAME [SECONDS]");
 	long secs = argc == 3 ? strtol(argv[2], NULL, 10) : 3600;
@@ -764,91 +754,79 @@ static int cmd_lease_hold(struct cli *cli, int argc, char **argv)
 	return said ? 3 : EXIT_OK;
 }
 
-/* probe-metadata NAME MODE: an rdma_cm connect to the pool's metadata
- * endpoint with a token that must be refused. MODE: none (no private
- * data), garbage (random bytes), wrong-pool (well signed, another pool),
- * expired, wrong-secret. Exit 0 when refused, 1 when accepted. */
-static int cmd_probe_metadata(struct cli *cli, int argc, char **argv)
+/* ---- the other rows of the table ---- */
+
+static int cmd_bench(struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
-	uint8_t tok[RMP_AUTH_TOKEN_LEN];
-	uint8_t len = sizeof(tok);
-	rmp_client *c;
-	rmp_pool *p;
+	(void)self;
+	return rmpool_bench(cli->coordinator, cli->secret, &cli->opts, argc, argv);
+}
 
-	if (argc != 3)
-		return usage_error("probe-metadata: want NAME MODE");
-	const char *mode = argv[2];
-	int ex = attach(cli, "probe-metadata", argv[1], &c, &p);
-	if (ex)
-		return ex;
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
-	struct rmp_wire_token t = { .kind = RMP_TOKEN_METADATA,
-				    .target_id = p->pool_id,
-				    .client_id = rmp_client_id(c),
-				    .expires_ms = now_ms + 60000 };
-	const rmp_auth_key *key = rmp_client_key(c);
-	rmp_auth_key *other = NULL;
-	int rc = 0;
-
-	if (strcmp(mode, "none") == 0) {
-		len = 0;
-	} else if (strcmp(mode, "garbage") == 0) {
-		for (size_t i = 0; i < sizeof(tok); i++)
-			tok[i] = (uint8_t)(rand() ^ (int)i);
-	} else if (strcmp(mode, "wrong-pool") == 0) {
-		t.target_id = p->pool_id + 1000;
-		rc = rmp_auth_token_make(key, &t, tok);
-	} else if (strcmp(mode, "expired") == 0) {
-		t.expires_ms = now_ms - 1000;
-		rc = rmp_auth_token_make(key, &t, tok);
-	} else if (strcmp(mode, "wrong-secret") == 0) {
-		char err[128];
-		rc = rmp_auth_key_create("not-the-secret-of-this-cluster", &other, err, sizeof(err));
-		if (!rc)
-			rc = rmp_auth_token_make(other, &t, tok);
-		rmp_auth_key_destroy(other);
-	} else {
-		ex = usage_error("probe-metadata: MODE is none, garbage, wrong-pool, expired or wrong-secret");
-		goto out;
-	}
-	if (rc) {
-		ex = fail("probe-metadata: cannot make the token: %s", rmp_strerror(rc));
-		goto out;
-	}
-	rc = rmp_meta_try_connect(p, len ? tok : NULL, len, cli->rdma_timeout_ms);
-	if (rc == 0) {
-		ex = fail("probe-metadata %s: the coordinator ACCEPTED a connection with token '%s'",
-			  argv[1], mode);
-	} else {
-		printf("probe-metadata %s %s: refused (%s)\n", argv[1], mode, rmp_strerror(rc));
-		ex = EXIT_OK;
-	}
-out:
-	rmp_pool_close(p);
-	rmp_disconnect(c);
-	return ex;
+static int cmd_help(struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+{
+	(void)cli;
+	(void)self;
+	(void)argc;
+	(void)argv;
+	help_main(stdout);
+	return EXIT_OK;
 }
 
 /* ---- main ---- */
 
-static int cmd_pool(struct cli *cli, int argc, char **argv)
+static const struct cli_cmd *find_cmd(const char *group, const char *name)
 {
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		help_main(argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_USAGE : EXIT_OK;
+	for (size_t i = 0; i < N_COMMANDS; i++) {
+		const struct cli_cmd *c = &commands[i];
+		if ((group ? c->group && !strcmp(c->group, group) : !c->group) && !strcmp(c->name, name))
+			return c;
 	}
-	const char *sub = argv[1];
-	if (strcmp(sub, "create") == 0)
-		return cmd_pool_create(cli, argc - 1, argv + 1);
-	if (strcmp(sub, "destroy") == 0)
-		return cmd_pool_destroy(cli, argc - 1, argv + 1);
-	if (strcmp(sub, "check") == 0)
-		return cmd_pool_check(cli, argc - 1, argv + 1);
-	if (strcmp(sub, "info") == 0)
-		return cmd_pool_info(cli, argc - 1, argv + 1);
-	return usage_error("unknown pool command '%s'", sub);
+	return NULL;
+}
+
+static bool is_group(const char *name)
+{
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (commands[i].group && !strcmp(commands[i].group, name))
+			return true;
+	return false;
+}
+
+/* argv[0] is the command (or its group, "pool"). */
+static int dispatch(struct cli *cli, int argc, char **argv)
+{
+	const char *group = NULL;
+
+	if (is_group(argv[0])) {
+		if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+			help_main(argc < 2 ? stderr : stdout);
+			return argc < 2 ? EXIT_USAGE : EXIT_OK;
+		}
+		group = argv[0];
+		argc--;
+		argv++;
+	}
+	const struct cli_cmd *c = find_cmd(group, argv[0]);
+	if (!c)
+		return group ? usage_error("unknown %s command '%s'", group, argv[0])
+			     : usage_error("unknown command '%s'", argv[0]);
+	return c->run(cli, c, argc, argv);
+}
+
+/* The secret from --secret-file or $RMPOOL_SECRET_FILE (common/secret.h:
+ * one trailing newline trimmed, length bounds, a warning when others may
+ * read it). */
+static int load_secret(struct cli *cli, const char *path)
+{
+	char err[256];
+	bool loose = false;
+
+	if (rmp_secret_read_file_dup(path, &cli->secret, &loose, err, sizeof(err)) != 0)
+		return fail("%s", err);
+	if (loose)
+		fprintf(stderr, "%s: warning: secret file %s can be read by group or others (chmod 600 it)\n", prog,
+			path);
+	return EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -900,32 +878,11 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (secret_file && *secret_file) {
-		ex = read_secret_file(secret_file, &cli.secret);
+		ex = load_secret(&cli, secret_file);
 		if (ex)
 			return ex;
 	}
-	char **cargv = argv + optind;
-	int cargc = argc - optind;
-	const char *cmd = cargv[0];
-
-	if (strcmp(cmd, "pool") == 0)
-		ex = cmd_pool(&cli, cargc, cargv);
-	else if (strcmp(cmd, "status") == 0)
-		ex = cmd_status(&cli, cargc, cargv);
-	else if (strcmp(cmd, "help") == 0) {
-		help_main(stdout);
-		ex = EXIT_OK;
-	} else if (strcmp(cmd, "bench") == 0)
-		ex = rmpool_bench(cli.coordinator, cli.secret, &cli.opts, cargc, cargv);
-	else if (strcmp(cmd, "lease-hold") == 0)
-		ex = cmd_lease_hold(&cli, cargc, cargv);
-	else if (strcmp(cmd, "probe-metadata") == 0)
-		ex = cmd_probe_metadata(&cli, cargc, cargv);
-	else
-		ex = usage_error("unknown command '%s'", cmd);
-	if (cli.secret) {
-		explicit_bzero(cli.secret, strlen(cli.secret));
-		free(cli.secret);
-	}
+	ex = dispatch(&cli, argc - optind, argv + optind);
+	rmp_secret_free(cli.secret);
 	return ex;
 }

@@ -13,11 +13,16 @@
  * compares, prints the figures (donors, hosts, bytes, throughput, round
  * trips per allocation), frees the block and destroys the pool.
  *
+ * run() takes these steps in order, one function each (demo_limit,
+ * demo_create, demo_alloc, demo_write_read, demo_free, demo_destroy);
+ * what a step measures stays in struct demo for the summary.
+ *
  * Coordinator: --coordinator, else $RMPOOL_COORDINATOR, else
  * 127.0.0.1:7400. Secret: --secret-file, else $RMPOOL_SECRET_FILE, else
- * $RMPOOL_SECRET. Exit status 0 when every byte came back right, 1 on any
- * failure (the pool is still destroyed when it was created), 2 on bad
- * arguments.
+ * $RMPOOL_SECRET (the file read by common/secret.c: one trailing newline
+ * trimmed, a warning when others may read it). Exit status 0 when every
+ * byte came back right, 1 on any failure (the pool is still destroyed
+ * when it was created), 2 on bad arguments.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -28,11 +33,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "rmpool.h"
+#include "secret.h"
 
 #define EXIT_USAGE 2
 #define MIB (1024.0 * 1024.0)
@@ -51,6 +57,18 @@ struct demo {
 	rmp_pool *p;
 	bool created;
 	char *secret;
+
+	/* what the steps found and measured, for the ones after them */
+	struct rmp_pool_info *in;
+	uint64_t max_region;      /* the largest donor region */
+	rmp_addr a;               /* the big block */
+	uint64_t big, big_off;    /* its size and pool offset */
+	unsigned donors, hosts;   /* behind it */
+	uint64_t big_alloc_rt;    /* round trips of its rmp_alloc */
+	struct rmp_pool_stats st; /* after it was allocated */
+	double t_write, t_read;   /* seconds */
+	unsigned small_n;
+	double small_alloc_rt;
 };
 
 static const char *human(uint64_t bytes, char *buf, size_t len)
@@ -59,11 +77,10 @@ static const char *human(uint64_t bytes, char *buf, size_t len)
 	return buf;
 }
 
-static double now_s(void)
+/* Seconds since t0_ns (rmp_mono_ns). */
+static double s_since(uint64_t t0_ns)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)(rmp_mono_ns() - t0_ns) / 1e9;
 }
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -128,25 +145,21 @@ static void help(FILE *f)
 		RMP_DEFAULT_PORT);
 }
 
-static int read_secret_file(const char *path, char **out)
+/* The secret in path (common/secret.h), with a warning when group or
+ * others may read the file. */
+static int load_secret(struct demo *d, const char *path)
 {
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		fprintf(stderr, "rmpool-demo: secret file %s: %s\n", path, strerror(errno));
-		return -1;
+	char err[256];
+	bool loose = false;
+
+	if (rmp_secret_read_file_dup(path, &d->secret, &loose, err, sizeof(err)) != 0) {
+		fprintf(stderr, "rmpool-demo: %s\n", err);
+		return 1;
 	}
-	char buf[1024];
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-		buf[--n] = 0;
-	if (!n) {
-		fprintf(stderr, "rmpool-demo: secret file %s is empty\n", path);
-		return -1;
-	}
-	*out = strdup(buf);
-	return *out ? 0 : -1;
+	if (loose)
+		fprintf(stderr, "rmpool-demo: warning: secret file %s can be read by group or others (chmod 600 it)\n",
+			path);
+	return 0;
 }
 
 static int parse_size_opt(const char *opt, const char *s, uint64_t *out)
@@ -203,7 +216,7 @@ static int parse_args(struct demo *d, int argc, char **argv)
 		d->coordinator = "127.0.0.1:7400";
 	if (!d->secret_file || !*d->secret_file)
 		d->secret_file = getenv("RMPOOL_SECRET_FILE");
-	if (d->secret_file && *d->secret_file && read_secret_file(d->secret_file, &d->secret))
+	if (d->secret_file && *d->secret_file && load_secret(d, d->secret_file))
 		return 1;
 	return 0;
 }
@@ -310,6 +323,8 @@ static int placement_of(rmp_pool *p, const struct rmp_pool_info *in, uint64_t of
 /* Close and destroy the pool if we made it; quiet, best effort (after a failure). */
 static void cleanup(struct demo *d)
 {
+	rmp_pool_info_free(d->in);
+	d->in = NULL;
 	if (d->p) {
 		rmp_pool_close(d->p);
 		d->p = NULL;
@@ -325,14 +340,12 @@ static void cleanup(struct demo *d)
 	d->c = NULL;
 }
 
-static int run(struct demo *d)
+/* 1. The limit, before anything maps memory for the connection. */
+static int demo_limit(struct demo *d)
 {
-	char b1[32], b2[32], b3[32];
-	struct rlimit rl;
-	int rc;
+	struct rlimit rl = { .rlim_cur = d->as_limit, .rlim_max = d->as_limit };
+	char b1[32];
 
-	/* 1. The limit, before anything maps memory for the connection. */
-	rl.rlim_cur = rl.rlim_max = d->as_limit;
 	if (setrlimit(RLIMIT_AS, &rl)) {
 		fprintf(stderr, "rmpool-demo: FAILED: setrlimit(RLIMIT_AS, %" PRIu64 "): %s\n", d->as_limit,
 			strerror(errno));
@@ -342,8 +355,15 @@ static int run(struct demo *d)
 	    "several hosts, over RDMA.\n\n");
 	say("This process (pid %ld) limits its own address space to %s (RLIMIT_AS).\n", (long)getpid(),
 	    human(d->as_limit, b1, sizeof(b1)));
+	return 0;
+}
 
-	/* 2. Connect and create the pool. */
+/* 2. Connect and create the pool; say where its donors run. */
+static int demo_create(struct demo *d)
+{
+	char b1[32], b2[32], b3[32];
+	int rc;
+
 	say("Connecting to the coordinator at %s ...\n", d->coordinator);
 	rc = rmp_connect(d->coordinator, d->secret, &d->c);
 	if (rc)
@@ -352,22 +372,21 @@ static int run(struct demo *d)
 	rmp_client_set_progress(d->c, on_progress, &spawned);
 	say("Creating pool \"%s\" of %s (the coordinator's agents start donor processes):\n", d->pool,
 	    human(d->size, b1, sizeof(b1)));
-	double t0 = now_s();
+	uint64_t t0 = rmp_mono_ns();
 	rc = rmp_pool_open(d->c, d->pool, d->size, &d->p);
 	if (rc)
 		return failed(d, "create the pool", rc);
 	d->created = true;
-	double t_prov = now_s() - t0;
+	double t_prov = s_since(t0);
 	rmp_client_set_progress(d->c, NULL, NULL);
 
-	struct rmp_pool_info *in;
-	rc = rmp_pool_info(d->p, &in);
+	rc = rmp_pool_info(d->p, &d->in);
 	if (rc)
 		return failed(d, "pool info", rc);
-	uint64_t max_region = 0;
+	const struct rmp_pool_info *in = d->in;
 	for (size_t i = 0; i < in->n_donors; i++)
-		if (in->donors[i].bytes > max_region)
-			max_region = in->donors[i].bytes;
+		if (in->donors[i].bytes > d->max_region)
+			d->max_region = in->donors[i].bytes;
 	say("Pool \"%s\" ready in %.1f s: %s usable (address space %s, segments of %s),\n"
 	    "%zu donor process%s on %zu host%s:\n",
 	    in->name, t_prov, human(in->capacity, b1, sizeof(b1)), human(in->space, b2, sizeof(b2)),
@@ -376,25 +395,41 @@ static int run(struct demo *d)
 	for (size_t i = 0; i < in->n_donors; i++)
 		say("    donor %-3u on %-16s %s\n", in->donors[i].donor_id, in->donors[i].host,
 		    human(in->donors[i].bytes, b1, sizeof(b1)));
+	return 0;
+}
 
-	/* 3. The block: larger than any donor region and than our own limit. */
+/* The block to ask for: --block, else the power of two the pool would
+ * hand out above twice the largest donor region and above our own limit
+ * (at most the capacity). */
+static uint64_t block_wanted(const struct demo *d)
+{
 	uint64_t want = d->block;
+
 	if (!want) {
-		/* Blocks are powers of two: ask for the one the pool would hand out. */
-		uint64_t need = 2 * max_region > d->as_limit ? 2 * max_region : d->as_limit;
+		uint64_t need = 2 * d->max_region > d->as_limit ? 2 * d->max_region : d->as_limit;
 		want = 1;
-		while (want <= need && want < in->capacity)
+		while (want <= need && want < d->in->capacity)
 			want <<= 1;
-		if (want > in->capacity)
-			want = in->capacity;
+		if (want > d->in->capacity)
+			want = d->in->capacity;
 	}
+	return want;
+}
+
+/* 3. The block: larger than any donor region and than our own limit. */
+static int demo_alloc(struct demo *d)
+{
+	char b1[32], b2[32], b3[32];
+	uint64_t want = block_wanted(d);
+	int rc;
+
 	say("\nAllocating one block of %s", human(want, b1, sizeof(b1)));
-	if (want > max_region && want > d->as_limit)
+	if (want > d->max_region && want > d->as_limit)
 		say(": more than the largest donor region (%s)\nand more than this process's own limit (%s).\n",
-		    human(max_region, b2, sizeof(b2)), human(d->as_limit, b3, sizeof(b3)));
+		    human(d->max_region, b2, sizeof(b2)), human(d->as_limit, b3, sizeof(b3)));
 	else
 		say(" (note: NOT larger than both the largest donor region, %s, and this process's limit, %s).\n",
-		    human(max_region, b2, sizeof(b2)), human(d->as_limit, b3, sizeof(b3)));
+		    human(d->max_region, b2, sizeof(b2)), human(d->as_limit, b3, sizeof(b3)));
 	void *local = malloc(want);
 	if (local) {
 		say("    (malloc(%s) in this process succeeds: the limit does not bind here)\n",
@@ -405,149 +440,193 @@ static int run(struct demo *d)
 		    strerror(errno));
 	}
 
-	struct rmp_pool_stats st0, st1, st2, st3;
-	rmp_addr a;
+	struct rmp_pool_stats st0;
 	if ((rc = rmp_pool_stats(d->p, &st0)))
 		return failed(d, "pool stats", rc);
-	rc = rmp_alloc(d->p, want, &a);
+	rc = rmp_alloc(d->p, want, &d->a);
 	if (rc)
 		return failed(d, "allocate the block", rc);
-	if ((rc = rmp_pool_stats(d->p, &st1)))
+	if ((rc = rmp_pool_stats(d->p, &d->st)))
 		return failed(d, "pool stats", rc);
-	uint64_t block = UINT64_C(1) << RMP_ADDR_ORDER(a), off = RMP_ADDR_OFFSET(a);
+	d->big_alloc_rt = d->st.alloc_round_trips - st0.alloc_round_trips;
+	d->big = UINT64_C(1) << RMP_ADDR_ORDER(d->a);
+	d->big_off = RMP_ADDR_OFFSET(d->a);
 	struct placement pl;
-	if ((rc = placement_of(d->p, in, off, block, &pl)))
+	if ((rc = placement_of(d->p, d->in, d->big_off, d->big, &pl)))
 		return failed(d, "find the block's donors", rc);
+	d->donors = pl.donors;
+	d->hosts = pl.hosts;
 	say("    got %s at pool offset %s in %" PRIu64 " round trip%s;\n"
 	    "    it lies on %u donor%s on %u host%s.\n",
-	    human(block, b1, sizeof(b1)), human(off, b2, sizeof(b2)), st1.alloc_round_trips - st0.alloc_round_trips,
-	    st1.alloc_round_trips - st0.alloc_round_trips == 1 ? "" : "s", pl.donors, pl.donors == 1 ? "" : "s",
-	    pl.hosts, pl.hosts == 1 ? "" : "s");
+	    human(d->big, b1, sizeof(b1)), human(d->big_off, b2, sizeof(b2)), d->big_alloc_rt,
+	    d->big_alloc_rt == 1 ? "" : "s", pl.donors, pl.donors == 1 ? "" : "s", pl.hosts,
+	    pl.hosts == 1 ? "" : "s");
+	return 0;
+}
 
-	/* 4. Write, read back, verify: one chunk in local memory at a time. */
-	size_t chunk = (size_t)(d->chunk < block ? d->chunk : block);
+/* One pass over the block, chunk by chunk: write the pattern, or read
+ * and compare (buf: chunk bytes). */
+static int pass(struct demo *d, uint64_t *buf, size_t chunk, bool is_write)
+{
+	int rc;
+
+	for (uint64_t at = 0; at < d->big; at += chunk) {
+		size_t n = d->big - at < chunk ? (size_t)(d->big - at) : chunk;
+		if (is_write)
+			fill(buf, at, n);
+		else
+			memset(buf, 0, n);
+		rc = is_write ? rmp_write(d->p, d->a + at, buf, n) : rmp_read(d->p, buf, d->a + at, n);
+		if (rc) {
+			char what[96];
+			snprintf(what, sizeof(what), "%s at block offset %" PRIu64, is_write ? "write" : "read", at);
+			return failed(d, what, rc);
+		}
+		size_t bad = is_write ? n : check_chunk(buf, at, n);
+		if (bad < n) {
+			fflush(stdout);
+			fprintf(stderr, "rmpool-demo: FAILED: byte %" PRIu64 " of the block read back wrong\n", at + bad);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* 4. Write, read back, verify: one chunk in local memory at a time. */
+static int demo_write_read(struct demo *d)
+{
+	char b1[32], b2[32];
+	size_t chunk = (size_t)(d->chunk < d->big ? d->chunk : d->big);
 	uint64_t *buf = malloc(chunk);
+	int rc;
+
 	if (!buf) {
 		fprintf(stderr, "rmpool-demo: FAILED: a %zu-byte buffer: out of memory\n", chunk);
 		return 1;
 	}
-	say("\nWriting a pattern over all %s (%s per rmp_write) ...\n", human(block, b1, sizeof(b1)),
+	say("\nWriting a pattern over all %s (%s per rmp_write) ...\n", human(d->big, b1, sizeof(b1)),
 	    human(chunk, b2, sizeof(b2)));
-	t0 = now_s();
-	for (uint64_t at = 0; at < block; at += chunk) {
-		size_t n = block - at < chunk ? (size_t)(block - at) : chunk;
-		fill(buf, at, n);
-		if ((rc = rmp_write(d->p, a + at, buf, n))) {
-			char what[96];
-			snprintf(what, sizeof(what), "write at block offset %" PRIu64, at);
-			free(buf);
-			return failed(d, what, rc);
-		}
-	}
-	double t_write = now_s() - t0;
-	say("    wrote %s in %.2f s: %.1f MiB/s\n", human(block, b1, sizeof(b1)), t_write,
-	    (double)block / MIB / t_write);
+	uint64_t t0 = rmp_mono_ns();
+	if ((rc = pass(d, buf, chunk, true)) != 0)
+		goto out_free;
+	d->t_write = s_since(t0);
+	say("    wrote %s in %.2f s: %.1f MiB/s\n", human(d->big, b1, sizeof(b1)), d->t_write,
+	    (double)d->big / MIB / d->t_write);
 	say("Reading it back and comparing every byte ...\n");
-	t0 = now_s();
-	for (uint64_t at = 0; at < block; at += chunk) {
-		size_t n = block - at < chunk ? (size_t)(block - at) : chunk;
-		memset(buf, 0, n);
-		if ((rc = rmp_read(d->p, buf, a + at, n))) {
-			char what[96];
-			snprintf(what, sizeof(what), "read at block offset %" PRIu64, at);
-			free(buf);
-			return failed(d, what, rc);
-		}
-		size_t bad = check_chunk(buf, at, n);
-		if (bad < n) {
-			fflush(stdout);
-			fprintf(stderr, "rmpool-demo: FAILED: byte %" PRIu64 " of the block read back wrong\n",
-				at + bad);
-			free(buf);
-			return 1;
-		}
-	}
-	double t_read = now_s() - t0;
-	free(buf);
+	t0 = rmp_mono_ns();
+	if ((rc = pass(d, buf, chunk, false)) != 0)
+		goto out_free;
+	d->t_read = s_since(t0);
 	say("    read and verified %s in %.2f s: %.1f MiB/s; all %" PRIu64 " bytes match.\n",
-	    human(block, b1, sizeof(b1)), t_read, (double)block / MIB / t_read, block);
+	    human(d->big, b1, sizeof(b1)), d->t_read, (double)d->big / MIB / d->t_read, d->big);
+out_free:
+	free(buf);
+	return rc;
+}
 
-	/* 5. Free it; small allocations for the typical round trips. */
-	rc = rmp_free(d->p, a);
+/* 5b. --small minimum blocks allocated, then freed: the typical round
+ * trips per operation. from: the stats before. */
+static int demo_small(struct demo *d, const struct rmp_pool_stats *from)
+{
+	char b1[32];
+	struct rmp_pool_stats st3, st4;
+	int rc = 0;
+	rmp_addr *blocks = calloc(d->small, sizeof(*blocks));
+
+	if (!blocks) {
+		fprintf(stderr, "rmpool-demo: FAILED: out of memory\n");
+		return 1;
+	}
+	say("\nAllocating and freeing %u small blocks of %s (round trips per operation) ...\n", d->small,
+	    human(d->in->min_block, b1, sizeof(b1)));
+	for (unsigned i = 0; i < d->small && !rc; i++)
+		if (!(rc = rmp_alloc(d->p, d->in->min_block, &blocks[i])))
+			d->small_n++;
+	if ((rc = rmp_pool_stats(d->p, &st3))) {
+		free(blocks);
+		return failed(d, "pool stats", rc);
+	}
+	d->small_alloc_rt = (double)(st3.alloc_round_trips - from->alloc_round_trips) / (d->small_n ? d->small_n : 1);
+	for (unsigned i = 0; i < d->small_n && !rc; i++)
+		rc = rmp_free(d->p, blocks[i]);
+	free(blocks);
+	if (rc)
+		return failed(d, "free a small block", rc);
+	if (d->small_n < d->small)
+		return failed(d, "allocate a small block", rc);
+	if ((rc = rmp_pool_stats(d->p, &st4)))
+		return failed(d, "pool stats", rc);
+	double small_free_rt = (double)(st4.free_round_trips - st3.free_round_trips) / d->small_n;
+	say("    %.2f round trips per alloc, %.2f per free (%" PRIu64 " lost CAS races)\n", d->small_alloc_rt,
+	    small_free_rt,
+	    st4.alloc_cas_failed - from->alloc_cas_failed + st4.free_cas_failed - from->free_cas_failed);
+	return 0;
+}
+
+/* 5. Free the block; small allocations for the typical round trips. */
+static int demo_free(struct demo *d)
+{
+	struct rmp_pool_stats st2;
+	int rc = rmp_free(d->p, d->a);
+
 	if (rc)
 		return failed(d, "free the block", rc);
 	if ((rc = rmp_pool_stats(d->p, &st2)))
 		return failed(d, "pool stats", rc);
-	uint64_t big_free_rt = st2.free_round_trips - st1.free_round_trips;
+	uint64_t big_free_rt = st2.free_round_trips - d->st.free_round_trips;
 	say("    freed the block in %" PRIu64 " round trip%s.\n", big_free_rt, big_free_rt == 1 ? "" : "s");
+	return d->small ? demo_small(d, &st2) : 0;
+}
 
-	unsigned small_n = 0;
-	double small_alloc_rt = 0, small_free_rt = 0;
-	if (d->small) {
-		rmp_addr *blocks = calloc(d->small, sizeof(*blocks));
-		if (!blocks) {
-			fprintf(stderr, "rmpool-demo: FAILED: out of memory\n");
-			return 1;
-		}
-		say("\nAllocating and freeing %u small blocks of %s (round trips per operation) ...\n", d->small,
-		    human(in->min_block, b1, sizeof(b1)));
-		for (unsigned i = 0; i < d->small && !rc; i++)
-			if (!(rc = rmp_alloc(d->p, in->min_block, &blocks[i])))
-				small_n++;
-		if ((rc = rmp_pool_stats(d->p, &st3))) {
-			free(blocks);
-			return failed(d, "pool stats", rc);
-		}
-		small_alloc_rt = (double)(st3.alloc_round_trips - st2.alloc_round_trips) / (small_n ? small_n : 1);
-		for (unsigned i = 0; i < small_n && !rc; i++)
-			rc = rmp_free(d->p, blocks[i]);
-		free(blocks);
-		if (rc)
-			return failed(d, "free a small block", rc);
-		if (small_n < d->small)
-			return failed(d, "allocate a small block", rc);
-		struct rmp_pool_stats st4;
-		if ((rc = rmp_pool_stats(d->p, &st4)))
-			return failed(d, "pool stats", rc);
-		small_free_rt = (double)(st4.free_round_trips - st3.free_round_trips) / small_n;
-		say("    %.2f round trips per alloc, %.2f per free (%" PRIu64 " lost CAS races)\n", small_alloc_rt,
-		    small_free_rt,
-		    st4.alloc_cas_failed - st2.alloc_cas_failed + st4.free_cas_failed - st2.free_cas_failed);
-	}
-
-	/* 6. Close and destroy: the donors terminate. */
+/* 6. Close and destroy (the donors terminate); the summary. */
+static int demo_destroy(struct demo *d)
+{
+	char b1[32], b2[32];
 	uint64_t peak = vm_peak();
-	size_t n_donors = in->n_donors, n_hosts = in->n_hosts;
-	rmp_pool_info_free(in);
+	size_t n_donors = d->in->n_donors, n_hosts = d->in->n_hosts;
+	int rc;
+
+	rmp_pool_info_free(d->in);
+	d->in = NULL;
 	rc = rmp_pool_close(d->p);
 	d->p = NULL;
 	if (rc)
 		return failed(d, "close the pool", rc);
 	say("\nDestroying pool \"%s\" (its donor processes exit, the hosts get their memory back) ...\n",
 	    d->pool);
-	t0 = now_s();
+	uint64_t t0 = rmp_mono_ns();
 	rc = rmp_pool_destroy(d->c, d->pool);
 	d->created = false;
 	if (rc)
 		return failed(d, "destroy the pool", rc);
-	say("    done in %.1f s.\n", now_s() - t0);
+	say("    done in %.1f s.\n", s_since(t0));
 	if (peak)
 		say("This process's peak address space: %s of its %s limit.\n", human(peak, b1, sizeof(b1)),
 		    human(d->as_limit, b2, sizeof(b2)));
 	rmp_disconnect(d->c);
 	d->c = NULL;
 
-	uint64_t big_rt = st1.alloc_round_trips - st0.alloc_round_trips;
 	say("\nOK: one block of %s on %u of %zu donors and %u of %zu hosts, used by a process\n"
 	    "limited to %s: written at %.1f MiB/s, read back and verified at %.1f MiB/s;\n"
 	    "allocated in %" PRIu64 " round trip%s",
-	    human(block, b1, sizeof(b1)), pl.donors, n_donors, pl.hosts, n_hosts, human(d->as_limit, b2, sizeof(b2)),
-	    (double)block / MIB / t_write, (double)block / MIB / t_read, big_rt, big_rt == 1 ? "" : "s");
-	if (small_n)
-		say(" (small blocks: %.2f on average).\n", small_alloc_rt);
+	    human(d->big, b1, sizeof(b1)), d->donors, n_donors, d->hosts, n_hosts,
+	    human(d->as_limit, b2, sizeof(b2)), (double)d->big / MIB / d->t_write,
+	    (double)d->big / MIB / d->t_read, d->big_alloc_rt, d->big_alloc_rt == 1 ? "" : "s");
+	if (d->small_n)
+		say(" (small blocks: %.2f on average).\n", d->small_alloc_rt);
 	else
 		say(".\n");
 	return 0;
+}
+
+static int run(struct demo *d)
+{
+	int rc;
+
+	if ((rc = demo_limit(d)) != 0 || (rc = demo_create(d)) != 0 || (rc = demo_alloc(d)) != 0 ||
+	    (rc = demo_write_read(d)) != 0 || (rc = demo_free(d)) != 0)
+		return rc;
+	return demo_destroy(d);
 }
 
 int main(int argc, char **argv)
@@ -565,6 +644,6 @@ int main(int argc, char **argv)
 	rc = run(&d);
 	if (rc)
 		cleanup(&d);
-	free(d.secret);
+	rmp_secret_free(d.secret);
 	return rc;
 }
