@@ -10,8 +10,9 @@
  *           expired       well signed, expired a second ago
  *           wrong-secret  signed with another secret
  * Exit 0 when the coordinator refused the connection (one line on
- * stdout says how), 1 when it accepted it or the probe could not run,
- * 2 for bad usage.
+ * stdout says how), 1 when it accepted it or the probe could not run
+ * (tests/check.h: one "probe_metadata: FAILED: ..." line), 2 for bad
+ * usage.
  *
  * It forges tokens, so it needs librmpool's internals (the pool id, the
  * client's key, a connect with arbitrary private data): a test may reach
@@ -23,17 +24,17 @@
 #include <string.h>
 
 #include "auth.h"
+#include "check.h"
 #include "client_internal.h"
 #include "clock.h"
 #include "secret.h"
 
 #define RDMA_TIMEOUT_MS 10000u
 
-static int fail(const char *what, int rc, const rmp_client *c)
+static void require_ok(int rc, const char *what, const rmp_client *c)
 {
-	fprintf(stderr, "probe_metadata: %s: %s%s%s\n", what, rmp_strerror(rc), *rmp_last_error(c) ? ": " : "",
-		rmp_last_error(c));
-	return 1;
+	if (rc)
+		check_die("%s: %s%s%s", what, rmp_strerror(rc), *rmp_last_error(c) ? ": " : "", rmp_last_error(c));
 }
 
 /* The token of mode in tok (len: its length, 0 for none). 0, -EINVAL
@@ -82,48 +83,32 @@ int main(int argc, char **argv)
 	char *secret = NULL, err[256];
 	rmp_client *c;
 	rmp_pool *p;
-	int rc, ex;
 
 	if (argc != 5) {
 		fprintf(stderr, "usage: probe_metadata COORDINATOR SECRET_FILE NAME "
 				"none|garbage|wrong-pool|expired|wrong-secret\n");
 		return 2;
 	}
+	check_init("probe_metadata", NULL, 0);
 	const char *coord = argv[1], *name = argv[3], *mode = argv[4];
-	if (rmp_secret_read_file_dup(argv[2], &secret, NULL, err, sizeof(err)) != 0) {
-		fprintf(stderr, "probe_metadata: %s\n", err);
-		return 1;
-	}
-	rc = rmp_connect(coord, secret, &c);
+	if (rmp_secret_read_file_dup(argv[2], &secret, NULL, err, sizeof(err)) != 0)
+		check_die("%s", err);
+	int rc = rmp_connect(coord, secret, &c);
 	rmp_secret_free(secret);
-	if (rc)
-		return fail("connect", rc, NULL);
-	if ((rc = rmp_pool_open(c, name, 0, &p)) != 0) {
-		ex = fail("attach", rc, c);
-		goto out_disconnect;
-	}
+	require_ok(rc, "connect", NULL);
+	require_ok(rmp_pool_open(c, name, 0, &p), "attach", c);
 	rc = forge(mode, p, c, tok, &len);
 	if (rc == -EINVAL) {
 		fprintf(stderr, "probe_metadata: MODE is none, garbage, wrong-pool, expired or wrong-secret\n");
-		ex = 2;
-		goto out_close;
+		return 2;
 	}
-	if (rc) {
-		ex = fail("cannot make the token", rc, c);
-		goto out_close;
-	}
+	require_ok(rc, "cannot make the token", c);
 	rc = rmp_meta_try_connect(p, len ? tok : NULL, len, RDMA_TIMEOUT_MS);
-	if (rc == 0) {
-		fprintf(stderr, "probe_metadata %s: the coordinator ACCEPTED a connection with token '%s'\n", name,
-			mode);
-		ex = 1;
-	} else {
+	if (rc == 0)
+		check_fail("%s: the coordinator ACCEPTED a connection with token '%s'", name, mode);
+	else
 		printf("probe-metadata %s %s: refused (%s)\n", name, mode, rmp_strerror(rc));
-		ex = 0;
-	}
-out_close:
 	rmp_pool_close(p);
-out_disconnect:
 	rmp_disconnect(c);
-	return ex;
+	return check_failures() ? 1 : 0;
 }
