@@ -1,8 +1,8 @@
 /*
  * buddy.c - a lock-free binary buddy allocator on a word store.
  *
- * After the lock-free buddy heap seed (HeapCreate/HeapAlloc/HeapFree) and
- * DESIGN.md section 4, written for what one-sided RDMA offers: 64-bit
+ * After the lock-free buddy heap seed (HeapCreate/HeapAlloc/HeapFree;
+ * DESIGN.md, The buddy engine), written for what one-sided RDMA offers: 64-bit
  * loads, CAS and FAA on aligned words (store.h). No lock, no spin-wait on
  * another client, no kernel call.
  *

@@ -1,5 +1,6 @@
 /* config.h - table-driven options: one table drives the config file, the
- * command-line flags, --help and validation (STYLE.md 9).
+ * command-line flags, --help and validation (CONTRIBUTING.md,
+ * Configuration is a table).
  *
  * A daemon describes its options once:
  *

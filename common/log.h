@@ -6,9 +6,9 @@
  * serverLog does the same), so debug calls may stay in hot paths.
  *
  * The threshold starts at RMP_LOG_OFF: librmpool links this module and
- * must never print on its own (DESIGN.md 6), so nothing is written until
- * a daemon calls rmp_log_open(). A program that embeds the library may
- * route lines elsewhere with rmp_log_set_sink().
+ * must never print on its own (DESIGN.md, Consumer API), so nothing is
+ * written until a daemon calls rmp_log_open(). A program that embeds the
+ * library may route lines elsewhere with rmp_log_set_sink().
  *
  * Lines are whole: "2026-01-02T03:04:05.678Z rmpool-server[42] ERROR:
  * text" is built in one buffer and written with one call, so lines from

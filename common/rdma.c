@@ -15,7 +15,7 @@
  * event would block ibv_destroy_cq); WAIT_ADAPTIVE spins for
  * ADAPTIVE_SPIN_NS first, then blocks like WAIT_EVENT. The spin is short
  * on purpose: in a 1-vCPU guest rxe does its work in softirq context on
- * the same CPU, and a long spin starves it (RXE-VM.md).
+ * the same CPU, and a long spin starves it (DESIGN.md, Soft-RoCE).
  *
  * Invariants of a connection:
  *   - outstanding = WRs posted and not yet reaped (all signalled), never

@@ -10,7 +10,8 @@
  * allocation or a free and check that the others still finish.
  *
  * Never mix these atomics with RDMA atomics on the same memory: rxe
- * makes RDMA atomics atomic only against each other (RXE-VM.md).
+ * makes RDMA atomics atomic only against each other (DESIGN.md,
+ * Soft-RoCE).
  */
 #ifndef RMP_STORE_LOCAL_H
 #define RMP_STORE_LOCAL_H

@@ -1,4 +1,5 @@
-/* wire.c - encode and decode the control protocol (TCP, DESIGN.md 5).
+/* wire.c - encode and decode the control protocol (TCP; DESIGN.md, Wire
+ * protocol).
  *
  * Message sequence (every connection starts with the handshake; see
  * auth.c for what the proofs are):
@@ -319,8 +320,9 @@ static void cd_segtab(struct codec *c, struct rmp_wire_segtab *t)
 	cd_u8(c, "segment_log2", &t->segment_log2);
 	if (c->rc)
 		return;
-	/* DESIGN.md 3: m <= s <= M, and offsets are 58-bit handles (rmp_addr)
-	 * but a 2^63 bound is what keeps the shifts below defined. */
+	/* DESIGN.md, The global address space: m <= s <= M; offsets are
+	 * 58-bit handles (rmp_addr), but a 2^63 bound is what keeps the
+	 * shifts below defined. */
 	if (t->space_log2 > 63 || t->segment_log2 > t->space_log2 ||
 	    t->min_block_log2 > t->segment_log2) {
 		cd_fail(c, "segment_log2", "geometry m=%u s=%u M=%u violates m <= s <= M <= 63",

@@ -1,6 +1,6 @@
-/* agent.c - the host agent (DESIGN.md 2): a long-running daemon that
- * starts donor processes on this host when the coordinator asks, within
- * the host's budget, and reaps them.
+/* agent.c - the host agent (DESIGN.md, Process model): a long-running
+ * daemon that starts donor processes on this host when the coordinator
+ * asks, within the host's budget, and reaps them.
  *
  *   agent                                  coordinator
  *   (measure a donor's footprint once: run ourselves --measure-footprint)

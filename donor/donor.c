@@ -1,5 +1,6 @@
-/* donor.c - a donor process (DESIGN.md 1-2): the memory it gives lives
- * here, and it does nothing else than keep it registered until told to go.
+/* donor.c - a donor process (DESIGN.md, Where the ideas come from, and
+ * Process model): the memory it gives lives here, and it does nothing
+ * else than keep it registered until told to go.
  *
  * Sequence (each step fails with the numbers an operator needs):
  *   1. RLIMIT_AS := --process-limit, soft and hard, before anything is

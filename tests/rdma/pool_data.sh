@@ -42,7 +42,7 @@ read -r -a hosts <<<"${RMPOOL_VM_HOSTS:-}"
 coord_ip=${hosts[0]}
 coord=$coord_ip:$PORT
 export RMPOOL_COORDINATOR=$coord
-export RMPOOL_WAIT=${RMPOOL_WAIT:-event} # 1-vCPU guests: block, do not spin (RXE-VM.md)
+export RMPOOL_WAIT=${RMPOOL_WAIT:-event} # 1-vCPU guests: block, do not spin (DESIGN.md, Soft-RoCE)
 work=$RMPOOL_VM_SCRATCH/pool_data_$$
 mkdir -p "$work"
 secret=$work/secret

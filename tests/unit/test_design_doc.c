@@ -12,13 +12,22 @@
  * Each must appear in DESIGN.md as a whole word (ST_FREE is not found in
  * XST_FREE). Sections are cited by name, so no heading may be numbered.
  *
+ * And the cites: every "X.md" that a file of the tree names (under
+ * common, server, donor, client, tests, deploy, and the root's own files)
+ * is a file of the tree, and "DESIGN.md, Name" names one of its "##" or
+ * "###" headings (a quote before the name, and a comment line wrapped
+ * inside it, are fine); "DESIGN.md 4" and "DESIGN.md section 4" are
+ * refused.
+ *
  * RMP_SOURCE_DIR comes from CMake (the tree's root).
  */
 #include <ctype.h>
+#include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <criterion/criterion.h>
 
@@ -313,4 +322,224 @@ Test(design_doc, the_checker_finds_what_is_missing)
 	defines(src, &parsed);
 	cr_assert_eq(parsed.n, 3, "parsed %zu names", parsed.n);
 	cr_assert(has_name(&parsed, "A_1") && has_name(&parsed, "C_3") && has_name(&parsed, "E"));
+}
+
+/* ---- cites: every *.md a source names is in the tree; DESIGN.md is
+ * cited by section name ---- */
+
+#define MAX_FILES 4096
+
+struct paths {
+	size_t n;
+	char *v[MAX_FILES];
+};
+
+static void paths_add(struct paths *ps, const char *rel)
+{
+	cr_assert(ps->n < MAX_FILES, "more than %d files", MAX_FILES);
+	ps->v[ps->n] = strdup(rel);
+	cr_assert(ps->v[ps->n]);
+	ps->n++;
+}
+
+/* Regular files under RMP_SOURCE_DIR/rel (recursively), as paths from the
+ * root; rel "" lists the root's own files only. */
+static void walk(const char *rel, bool recurse, struct paths *out)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/%s", RMP_SOURCE_DIR, rel);
+	DIR *d = opendir(dir);
+	cr_assert(d, "cannot list %s", dir);
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		if (e->d_name[0] == '.')
+			continue; /* ., .., .git, .ci */
+		char sub[4096], full[8192];
+		snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
+		snprintf(full, sizeof(full), "%s/%s", RMP_SOURCE_DIR, sub);
+		struct stat st;
+		if (lstat(full, &st) != 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			if (recurse)
+				walk(sub, true, out);
+		} else if (S_ISREG(st.st_mode)) {
+			paths_add(out, sub);
+		}
+	}
+	closedir(d);
+}
+
+static const char *base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s ? s + 1 : path;
+}
+
+/* Whether a file named ref exists in the tree: a path from the root, or
+ * (a bare name) any file of that name. */
+static bool md_exists(const struct paths *tree, const char *ref)
+{
+	for (size_t i = 0; i < tree->n; i++) {
+		if (strchr(ref, '/') ? strcmp(tree->v[i], ref) == 0
+				     : strcmp(base_name(tree->v[i]), ref) == 0)
+			return true;
+		/* "vm/README.md" from inside deploy/ */
+		size_t lt = strlen(tree->v[i]), lr = strlen(ref);
+		if (strchr(ref, '/') && lt > lr && tree->v[i][lt - lr - 1] == '/' &&
+		    strcmp(tree->v[i] + lt - lr, ref) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The headings of DESIGN.md ("## Name" and "### Name"), text only. */
+static void headings(const char *doc, struct names *out)
+{
+	for (const char *p = doc; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		if (strncmp(p, "## ", 3) != 0 && strncmp(p, "### ", 4) != 0)
+			continue;
+		const char *s = p + (p[2] == ' ' ? 3 : 4);
+		const char *e = strchr(s, '\n');
+		size_t n = e ? (size_t)(e - s) : strlen(s);
+		char h[NAME_LEN];
+		cr_assert(n < NAME_LEN, "DESIGN.md: a heading of %zu bytes", n);
+		memcpy(h, s, n);
+		h[n] = '\0';
+		add_name(out, h);
+	}
+}
+
+/* The words after "DESIGN.md, " as one line: an opening quote dropped,
+ * a comment that wraps there joined (the next line's indentation and
+ * comment leader - " * ", "# ", "// " - become one space). */
+static void cite_text(const char *s, char *out, size_t cap)
+{
+	size_t n = 0;
+	if (*s == '"')
+		s++;
+	while (*s && n + 1 < cap) {
+		if (*s == '\n') {
+			s++;
+			while (*s == ' ' || *s == '\t' || *s == '*' || *s == '#' || *s == '/')
+				s++;
+			out[n++] = ' ';
+			continue;
+		}
+		out[n++] = *s++;
+	}
+	out[n] = '\0';
+}
+
+static bool md_char(char c)
+{
+	return ident_char(c) || c == '-' || c == '.' || c == '/';
+}
+
+/* Checks every "X.md" and every "DESIGN.md, Section" in one file. Appends
+ * "path:line: why" to bad for each offence; returns how many. */
+static size_t check_cites(const char *rel, const char *text, const struct paths *tree,
+			  const struct names *secs, char *bad, size_t cap)
+{
+	size_t k = 0;
+	for (const char *p = strstr(text, ".md"); p; p = strstr(p + 3, ".md")) {
+		if (ident_char(p[3]))
+			continue; /* ".mdx", ".md5" */
+		const char *s = p;
+		while (s > text && md_char(s[-1]))
+			s--;
+		while (strncmp(s, "./", 2) == 0 || strncmp(s, "../", 3) == 0)
+			s += s[0] == '.' && s[1] == '/' ? 2 : 3; /* "./x.md", "../x.md" */
+		if (s == p)
+			continue;
+		char ref[256];
+		size_t n = (size_t)(p + 3 - s);
+		if (n >= sizeof(ref))
+			continue;
+		memcpy(ref, s, n);
+		ref[n] = '\0';
+		size_t line = 1;
+		for (const char *q = text; q < p; q++)
+			line += *q == '\n';
+		char why[400] = "";
+		if (!md_exists(tree, ref)) {
+			snprintf(why, sizeof(why), "%s is not in the tree", ref);
+		} else if (strcmp(ref, "DESIGN.md") == 0) {
+			const char *after = p + 3;
+			if (after[0] == ',' && after[1] == ' ') {
+				char name[NAME_LEN + 2];
+				cite_text(after + 2, name, sizeof(name));
+				bool found = false;
+				for (size_t i = 0; i < secs->n && !found; i++) {
+					size_t hl = strlen(secs->v[i]);
+					found = strncmp(name, secs->v[i], hl) == 0 &&
+						!isalnum((unsigned char)name[hl]);
+				}
+				if (!found)
+					snprintf(why, sizeof(why), "\"DESIGN.md, %.40s...\" names no section of "
+						 "DESIGN.md", name);
+			} else if (after[0] == ' ' && (isdigit((unsigned char)after[1]) ||
+						       strncmp(after + 1, "section", 7) == 0)) {
+				snprintf(why, sizeof(why), "DESIGN.md cited by number: name the section "
+					 "(\"DESIGN.md, The buddy engine\")");
+			}
+		}
+		if (why[0]) {
+			k++;
+			size_t used = strlen(bad);
+			snprintf(bad + used, cap - used, "\n  %s:%zu: %s", rel, line, why);
+		}
+	}
+	return k;
+}
+
+Test(design_doc, cites_point_into_the_tree)
+{
+	static struct paths tree;
+	static struct names secs;
+	static char bad[16384];
+	char *doc = slurp("DESIGN.md");
+	const char *dirs[] = { "common", "server", "donor", "client", "tests", "deploy" };
+
+	headings(doc, &secs);
+	cr_assert(has_name(&secs, "The buddy engine") && has_name(&secs, "Wire protocol"),
+		  "DESIGN.md's headings were not parsed");
+	walk("", false, &tree);
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		walk(dirs[i], true, &tree);
+	size_t k = 0, scanned = 0;
+	for (size_t i = 0; i < tree.n; i++) {
+		const char *rel = tree.v[i];
+		/* This file spells out the forms it refuses. */
+		if (strcmp(rel, "tests/unit/test_design_doc.c") == 0)
+			continue;
+		char *text = slurp(rel); /* a binary file is read up to its first NUL */
+		k += check_cites(rel, text, &tree, &secs, bad, sizeof(bad));
+		scanned++;
+		free(text);
+	}
+	cr_assert(scanned > 50, "scanned only %zu files", scanned);
+	cr_assert_eq(k, 0, "%zu cite(s) that do not point into the tree:%s", k, bad);
+	free(doc);
+}
+
+/* The cite checker itself: it must be able to say no, and yes. */
+Test(design_doc, the_cite_checker_tells_good_from_bad)
+{
+	static struct paths tree;
+	static struct names secs;
+	char bad[2048] = "";
+	const char *text = "a (DESIGN.md, The buddy engine) b\n"
+			   " * DESIGN.md, \"The buddy\n * engine\" c\n"
+			   "see ./README.md and deploy/vm/README.md\n"
+			   "(DESIGN.md 4) (DESIGN.md section 4) (STYLE.md 9) (DESIGN.md, No such part)\n";
+
+	paths_add(&tree, "DESIGN.md");
+	paths_add(&tree, "README.md");
+	paths_add(&tree, "deploy/vm/README.md");
+	add_name(&secs, "The buddy engine");
+	size_t k = check_cites("x.c", text, &tree, &secs, bad, sizeof(bad));
+	cr_assert_eq(k, 4, "%zu offences:%s", k, bad);
+	cr_assert(strstr(bad, "x.c:5: DESIGN.md cited by number") != NULL, "%s", bad);
+	cr_assert(strstr(bad, "x.c:5: STYLE.md is not in the tree") != NULL, "%s", bad);
+	cr_assert(strstr(bad, "No such part") != NULL, "%s", bad);
 }
