@@ -16,7 +16,15 @@
  *   cached          5M times: allocate one block and free it
  * As in the drivers, the threads start together on a flag, the clock runs
  * from the flag to the last join, and ns/op is that time over all allocs
- * and frees of all threads.
+ * and frees of all threads. What the drivers do around each call is done
+ * here too, because in the cheap shapes it is a good part of what they
+ * measure, for NBBS as for rmp_heap: each alloc and free adds one to the
+ * thread's element of an array of counters indexed by thread (two
+ * threads' counters share a cache line, as in the drivers), and constant
+ * occupancy draws its victims with lrand48 (glibc's lrand48_r, the
+ * generator the drivers carry a copy of), seeded with 17 x thread.
+ * Without these, bench_shapes ran constant occupancy in 0.5-0.7 of the
+ * drivers' time on rmp_heap.
  *
  * Per cell it prints ns/op and the word operations the engine issued per
  * alloc and per free (rmp_heap_stats): the counts that become round trips
@@ -75,9 +83,12 @@ struct worker {
 	const struct cell *c;
 	unsigned id;
 	atomic_bool *go;
-	uint64_t allocs, frees;
+	volatile uint64_t *allocs, *frees; /* this thread's elements of drv_allocs, drv_frees */
 	uint64_t enomem, eagain, errors, bad_frees;
 };
+
+/* The drivers' counters: one array per count, one element per thread. */
+static volatile uint64_t drv_allocs[MAX_THREADS], drv_frees[MAX_THREADS];
 
 struct result {
 	double ns_op;
@@ -91,7 +102,7 @@ static void *get(struct worker *w, uint64_t size)
 {
 	void *p = rmp_heap_alloc(w->h, size);
 	if (p)
-		w->allocs++;
+		(*w->allocs)++;
 	else if (errno == ENOMEM)
 		w->enomem++;
 	else if (errno == EAGAIN)
@@ -106,7 +117,7 @@ static void put(struct worker *w, void *p)
 	if (!p)
 		return;
 	if (rmp_heap_free(w->h, p) == 0)
-		w->frees++;
+		(*w->frees)++;
 	else
 		w->bad_frees++;
 }
@@ -134,7 +145,7 @@ static int shape_bursts(struct worker *w, uint64_t n, uint64_t iterations)
 }
 
 /* Constant occupancy: the 31 live blocks of 5 sizes, one replaced per step
- * at random (xorshift; the driver uses lrand48 seeded by thread). */
+ * at random, drawn as the driver draws them. */
 static void shape_constant(struct worker *w)
 {
 	enum { BLOCKS = (1u << CO_LEVELS) - 1 };
@@ -148,20 +159,20 @@ static void shape_constant(struct worker *w)
 			k++;
 		}
 	/* The driver counts its steps, not the first allocations. */
-	w->allocs = 0;
-	uint64_t x = 88172645463325252ull ^ (17ull * (w->id + 1));
+	*w->allocs = 0;
+	struct drand48_data rnd;
+	srand48_r(17 * (long)w->id, &rnd);
 	uint64_t steps = scaled(CO_ITERATIONS / w->c->threads, w->c->scale);
 	for (uint64_t s = 0; s < steps; s++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		unsigned j = (unsigned)(x % BLOCKS);
+		long x;
+		lrand48_r(&rnd, &x);
+		unsigned j = (unsigned)x % BLOCKS;
 		put(w, chunk[j]);
 		chunk[j] = get(w, size[j]);
 	}
 	for (unsigned j = 0; j < BLOCKS; j++) {
 		put(w, chunk[j]);
-		w->frees -= chunk[j] != NULL; /* nor the last frees */
+		*w->frees -= chunk[j] != NULL; /* nor the last frees */
 	}
 }
 
@@ -203,8 +214,8 @@ static void *worker_main(void *arg)
 
 static void result_add(struct result *r, const struct worker *w)
 {
-	r->allocs += w->allocs;
-	r->frees += w->frees;
+	r->allocs += *w->allocs;
+	r->frees += *w->frees;
 	r->enomem += w->enomem;
 	r->eagain += w->eagain;
 	r->errors += w->errors;
@@ -228,7 +239,9 @@ static int run_cell(const struct cell *c, uint64_t heap_bytes, uint64_t min_bloc
 		return rc;
 	}
 	for (; started < c->threads; started++) {
-		w[started] = (struct worker){ .h = h, .c = c, .id = started, .go = &go };
+		drv_allocs[started] = drv_frees[started] = 0;
+		w[started] = (struct worker){ .h = h, .c = c, .id = started, .go = &go,
+					      .allocs = &drv_allocs[started], .frees = &drv_frees[started] };
 		rc = -pthread_create(&tid[started], NULL, worker_main, &w[started]);
 		if (rc) {
 			fprintf(stderr, "bench_shapes: pthread_create: %s\n", strerror(-rc));
