@@ -221,6 +221,7 @@ echo "load at end:   $LOAD_END"
 awk -F'\t' 'NR > 1 {
 	k = $1 SUBSEP $2 SUBSEP $3; keys[k] = 1
 	v[k, $5, $4] = $6
+	ld1[k, $5, $4] = $10
 	if ($5 == "rmp" || $5 == "shapes") { ld[k, $5, $4] = $7; cas[k, $5, $4] = $8; en[k] += $9 }
 	if ($4 > reps) reps = $4
 }
@@ -231,11 +232,14 @@ function med(a, n,   i, j, t) {
 function m(k, impl,   a, i) { for (i = 1; i <= reps; i++) a[i] = v[k, impl, i]; return med(a, reps) }
 function mr(k, num, den,   a, i) { for (i = 1; i <= reps; i++) a[i] = v[k, num, i] / v[k, den, i]; return med(a, reps) }
 function ml(arr, k, impl,   a, i) { for (i = 1; i <= reps; i++) a[i] = arr[k, impl, i]; return med(a, reps) }
+function spread(k, impl,   lo, hi, i) { lo = hi = v[k, impl, 1]
+	for (i = 2; i <= reps; i++) { if (v[k, impl, i] < lo) lo = v[k, impl, i]; if (v[k, impl, i] > hi) hi = v[k, impl, i] }
+	return hi / lo }
 END {
 	name["tt"] = "threadtest"; name["ls"] = "linux-scal"; name["co"] = "const-occ"; name["ca"] = "cached"
-	printf "%-10s %5s %3s | %9s %9s %9s %9s | %7s | %8s %8s | %17s %5s | %s\n", "shape", "size", "thr",
-		"1lvl-nb", "4lvl-nb", "rmp drv", "rmp shp", "shp/drv", "rmp/1lvl", "rmp/4lvl", "ld/alloc drv shp",
-		"cas", "false ENOMEM"
+	printf "%-10s %5s %3s | %9s %9s %9s %9s | %7s %6s | %8s %8s | %17s %5s | %6s | %4s\n", "shape", "size",
+		"thr", "1lvl-nb", "4lvl-nb", "rmp drv", "rmp shp", "shp/drv", "spread", "rmp/1lvl", "rmp/4lvl",
+		"ld/alloc drv shp", "cas", "ENOMEM", "load"
 	n = 0
 	for (k in keys) order[++n] = k
 	for (i = 2; i <= n; i++) for (j = i; j > 1 && rank(order[j]) < rank(order[j - 1]); j--) {
@@ -245,15 +249,19 @@ END {
 		k = order[i]; split(k, f, SUBSEP)
 		agree = m(k, "shapes") / m(k, "rmp")
 		if (agree < 0.8 || agree > 1.2) bad++
-		printf "%-10s %4dK %3d | %9.1f %9.1f %9.1f %9.1f | %6.2f%s | %7.2fx %7.2fx | %8.2f %8.2f %5.2f | %d\n",
+		printf "%-10s %4dK %3d | %9.1f %9.1f %9.1f %9.1f | %6.2f%s %5.2fx | %7.2fx %7.2fx | %8.2f %8.2f %5.2f | %6d | %4.1f\n",
 			name[f[1]], f[2] / 1024, f[3], m(k, "1lvl-nb"), m(k, "4lvl-nb"), m(k, "rmp"), m(k, "shapes"),
-			agree, (agree < 0.8 || agree > 1.2) ? "!" : " ", mr(k, "rmp", "1lvl-nb"), mr(k, "rmp", "4lvl-nb"),
-			ml(ld, k, "rmp"), ml(ld, k, "shapes"), ml(cas, k, "rmp"), en[k]
+			agree, (agree < 0.8 || agree > 1.2) ? "!" : " ", spread(k, "rmp"), mr(k, "rmp", "1lvl-nb"),
+			mr(k, "rmp", "4lvl-nb"), ml(ld, k, "rmp"), ml(ld, k, "shapes"), ml(cas, k, "rmp"), en[k],
+			ml(ld1, k, "rmp")
 	}
 	printf "ns/op: medians; rmp/NBBS: median of the per-run ratios (rmp driver run / the NBBS run beside it);\n"
 	printf "shp/drv: bench_shapes / driver for rmp_heap, must be within 0.80-1.20 (%d cells outside: marked !);\n", bad
+	printf "spread: slowest / fastest of the rmp driver runs (the noise: a cell with a spread well over 1.2 cannot\n"
+	printf "        show agreement within 20%%; re-run it with more --reps or on a quieter machine);\n"
 	printf "ld/alloc: loads per alloc, rmp_heap through the driver and in bench_shapes; cas: CAS per alloc (driver);\n"
-	printf "false ENOMEM: allocations refused by rmp_heap, summed over its driver and bench_shapes runs\n"
+	printf "ENOMEM: false ENOMEM, allocations refused by rmp_heap, summed over its driver and bench_shapes runs;\n"
+	printf "load: the 1-minute load average at the rmp driver runs (median)\n"
 }
 function rank(k,   f) { split(k, f, SUBSEP)
 	return index("tt ls co ca", f[1]) * 1e12 + f[2] * 1e3 + f[3] }' "$RAW"
