@@ -16,11 +16,14 @@
 #   4. one table: for each figure the median of B/A over the pairs (and
 #      the range), and the round-trip counts of both, which must be equal.
 # Usage: ab-bench.sh --a BUILD_DIR --b BUILD_DIR [--pairs N (4)] [--modes "event poll"]
-#        [--bench-args "--lat-iters 1000 ..."] [--out FILE]   (BUILD_DIR: a cmake build tree with rmpool, rmpool-server,
+#        [--bench-args "--lat-iters 1000 ..."] [--out FILE] [--report DIR]
+#   --report DIR: print the table of an earlier run's work directory only.
+# A pair in which either run failed (emulated rxe can time out a READ) is
+# left out of the ratios, and counted.   (BUILD_DIR: a cmake build tree with rmpool, rmpool-server,
 #        rmpool-donor and rmpool-demo; their paths are looked up in it)
 set -euo pipefail
 
-A= B= PAIRS=4 MODES="event poll" OUT= BARGS=
+A= B= PAIRS=4 MODES="event poll" OUT= BARGS= REPORT=
 usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
 	case "$1" in
@@ -30,6 +33,7 @@ while (($#)); do
 	--modes) MODES=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	--bench-args) BARGS=$2; shift 2 ;;
+	--report) REPORT=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "ab-bench: unknown argument '$1' (try --help)" >&2; exit 2 ;;
 	esac
@@ -38,10 +42,12 @@ fail() {
 	echo "ab-bench: FAIL: $*" >&2
 	exit 1
 }
-[[ -n $A && -n $B ]] || fail "want --a BUILD_DIR and --b BUILD_DIR"
+[[ -n $REPORT || ( -n $A && -n $B ) ]] || fail "want --a BUILD_DIR and --b BUILD_DIR"
 [[ $PAIRS =~ ^[1-9][0-9]*$ ]] || fail "--pairs wants a positive number"
 HERE=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 VM=$HERE/../../deploy/vm/rmpool-vm
+
+run_all() {
 [[ -n ${RMPOOL_VM_DIR:-} ]] || fail "run under deploy/vm/rmpool-vm run --hosts 2"
 read -r -a hosts <<<"${RMPOOL_VM_HOSTS:-}"
 ((${#hosts[@]} >= 2)) || fail "needs 2 hosts"
@@ -108,7 +114,9 @@ start_side B
 run_bench() { # side mode pair
 	local side=$1 mode=$2 i=$3 f=$work/bench.$1.$2.$3.txt
 	RMPOOL_WAIT=$mode "$VM" exec --timeout 600 2 -- "${CLI[$side]}" --coordinator "$ip1:${PORT[$side]}" \
-		bench "ab$side" $BARGS >"$f" 2>&1 || fail "side $side: rmpool bench ($mode, pair $i) failed: $(cat "$f")"
+		bench "ab$side" $BARGS >"$f" 2>&1 && return 0
+	echo "ab-bench: side $side: rmpool bench ($mode, pair $i) failed (pair left out): $(tail -n 2 "$f")" >&2
+	mv "$f" "$f.failed"
 }
 for mode in $MODES; do
 	for ((i = 1; i <= PAIRS; i++)); do
@@ -124,12 +132,34 @@ for side in A B; do
 		--pool "abdemo$side" --size 64M --block 16M >"$work/demo.$side.txt" 2>&1 ||
 		fail "side $side: rmpool-demo failed: $(tail -n 5 "$work/demo.$side.txt")"
 done
+echo "$A" >"$work/side.A" && echo "$B" >"$work/side.B" && echo "$PAIRS" >"$work/pairs" && echo "$MODES" >"$work/modes" &&
+	echo "$BARGS" >"$work/bargs"
+}
 
-get() { sed -n "s/^$2=//p" "$1" | head -n1; }
+if [[ -n $REPORT ]]; then
+	work=$REPORT
+	A=$(cat "$work/side.A" 2>/dev/null || echo "?") B=$(cat "$work/side.B" 2>/dev/null || echo "?")
+	[[ -r $work/pairs ]] && PAIRS=$(cat "$work/pairs")
+	[[ -r $work/modes ]] && MODES=$(cat "$work/modes")
+	[[ -r $work/bargs ]] && BARGS=$(cat "$work/bargs")
+else
+	run_all
+fi
+
+get() { sed -n "s/^$2=//p" "$1" 2>/dev/null | head -n1; }
+# The first pair of a mode in which both runs completed (0: none).
+first_pair() {
+	local i
+	for ((i = 1; i <= PAIRS; i++)); do
+		[[ -r $work/bench.A.$1.$i.txt && -r $work/bench.B.$1.$i.txt ]] && { echo "$i"; return; }
+	done
+	echo 0
+}
 # The median, min and max of B/A over the pairs of one mode and one key.
 ratios() {
 	local mode=$1 key=$2 i a b
 	for ((i = 1; i <= PAIRS; i++)); do
+		[[ -r $work/bench.A.$mode.$i.txt && -r $work/bench.B.$mode.$i.txt ]] || continue
 		a=$(get "$work/bench.A.$mode.$i.txt" "$key") b=$(get "$work/bench.B.$mode.$i.txt" "$key")
 		awk -v a="$a" -v b="$b" 'BEGIN { if (a == "" || b == "" || a == 0) exit; printf "%.4f\n", b / a }'
 	done | sort -n | awk '{ v[NR] = $1 } END {
@@ -139,7 +169,10 @@ ratios() {
 }
 medval() { # side mode key: median of the raw figure
 	local side=$1 mode=$2 key=$3 i
-	for ((i = 1; i <= PAIRS; i++)); do get "$work/bench.$side.$mode.$i.txt" "$key"; done | sort -n |
+	for ((i = 1; i <= PAIRS; i++)); do
+		[[ -r $work/bench.A.$mode.$i.txt && -r $work/bench.B.$mode.$i.txt ]] || continue
+		get "$work/bench.$side.$mode.$i.txt" "$key"
+	done | sort -n |
 		awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
 }
 {
@@ -149,6 +182,12 @@ medval() { # side mode key: median of the raw figure
 		"ratio = B / A, median of the pairs [min..max]"
 	printf '%-28s %6s %12s %12s %8s %18s %8s\n' figure mode "A (median)" "B (median)" ratio "[min..max]" target
 	for mode in $MODES; do
+		n=0
+		for ((i = 1; i <= PAIRS; i++)); do
+			[[ -r $work/bench.A.$mode.$i.txt && -r $work/bench.B.$mode.$i.txt ]] && n=$((n + 1))
+		done
+		echo "  $mode: $n complete pairs of $PAIRS$( ((n < PAIRS)) && echo " (the others had a failed run:" \
+			"$(cd "$work" && ls bench.*."$mode".*.failed 2>/dev/null | tr '\n' ' '))")"
 		for key in read_lat.median_us write_lat.median_us alloc_free_lat.median_us read_bw.MBps write_bw.MBps \
 			read_buf_bw.MBps write_buf_bw.MBps read_stream_bw.MBps write_stream_bw.MBps; do
 			read -r m lo hi <<<"$(ratios "$mode" "$key")"
@@ -161,7 +200,7 @@ medval() { # side mode key: median of the raw figure
 	echo "round trips (steady state, rmpool bench; they are counts, not times: A and B must be equal):"
 	for mode in $MODES; do
 		for side in A B; do
-			f=$work/bench.$side.$mode.1.txt
+			f=$work/bench.$side.$mode.$(first_pair "$mode").txt
 			echo "  $side $mode: alloc $(get "$f" alloc.round_trips), free $(get "$f" free.round_trips)," \
 				"work requests per alloc+free $(awk -v a="$(get "$f" alloc.work_requests)" \
 					-v b="$(get "$f" free.work_requests)" 'BEGIN { printf "%.2f", a + b }')"
@@ -169,17 +208,20 @@ medval() { # side mode key: median of the raw figure
 	done
 	echo "round trips on a fresh pool (rmpool-demo: small blocks after the first block was freed):"
 	for side in A B; do
-		echo "  $side: $(grep -E 'round trips per alloc' "$work/demo.$side.txt" | sed 's/^ *//')"
+		echo "  $side: $(grep -E 'round trips per alloc' "$work/demo.$side.txt" 2>/dev/null | sed 's/^ *//')"
 	done
 } | tee "${OUT:-/dev/null}"
 
 # The counts must agree exactly; the timed ratios are figures, not tests.
 for mode in $MODES; do
 	for key in alloc.round_trips free.round_trips alloc.work_requests free.work_requests; do
-		a=$(get "$work/bench.A.$mode.1.txt" "$key") b=$(get "$work/bench.B.$mode.1.txt" "$key")
+		i=$(first_pair "$mode")
+		((i > 0)) || fail "no complete pair in $mode mode"
+		a=$(get "$work/bench.A.$mode.$i.txt" "$key") b=$(get "$work/bench.B.$mode.$i.txt" "$key")
 		[[ $a == "$b" ]] || fail "$key differs in $mode mode: A $a, B $b"
 	done
 done
-fa=$(grep -E 'round trips per alloc' "$work/demo.A.txt" | sed 's/(.*//') fb=$(grep -E 'round trips per alloc' "$work/demo.B.txt" | sed 's/(.*//')
+fa=$(grep -E 'round trips per alloc' "$work/demo.A.txt" 2>/dev/null | sed 's/(.*//') || true
+fb=$(grep -E 'round trips per alloc' "$work/demo.B.txt" 2>/dev/null | sed 's/(.*//') || true
 [[ $fa == "$fb" ]] || fail "fresh-pool round trips differ: A '$fa', B '$fb'"
 echo "ab-bench: round trips identical; figures in $work"
