@@ -13,36 +13,88 @@
  *      (MAP_POPULATE: the pages exist before anyone is told about them)
  *      and register it for remote read, write and atomics.
  *   4. coordinator: handshake (role DONOR), DONOR_REGISTER {ids, pid,
- *      region, endpoint}, wait for DONOR_ACCEPTED (bounded).
- *   5. sleep in poll() on the coordinator socket, the rdma_cm channel and
- *      a signalfd. Connect requests are accepted only with a DONOR token
- *      for this donor id (rmp_auth_token_verify); TERMINATE, the
- *      coordinator closing the connection, SIGTERM or SIGINT end it.
+ *      region, endpoint}, wait for DONOR_ACCEPTED (bounded). A failure
+ *      here ends the donor (status 1): nobody has been told of it yet.
+ *   5. serve: poll() on the rdma_cm channel, a signalfd, the coordinator
+ *      socket and the timers of 5b. Connect requests are accepted only
+ *      with a DONOR token for this donor id (rmp_auth_token_verify) whose
+ *      generation is not older than the newest coordinator generation
+ *      this donor has seen; TERMINATE, SIGTERM or SIGINT end it.
+ *   5b. the coordinator connection drops (a restart, a crash, a network
+ *      cut; TCP keepalive notices a vanished host within a minute): the
+ *      region, its MR and the listener stay, consumers go on reading and
+ *      writing. The donor presents the same DONOR_REGISTER again (with
+ *      the id it was given), paced by away.h (100 ms doubling to 2 s,
+ *      jittered), each attempt on a thread of its own so that a
+ *      coordinator that is slow to answer never holds up rdma_cm events.
+ *      A coordinator of an older generation than one seen before is
+ *      refused (closed; the next attempt follows). The loss is logged
+ *      once, the return once, each distinct refusal once. If no
+ *      coordinator accepts the donor for --orphan-grace, it is an orphan:
+ *      on to 6, exit status 3 (DN_EXIT_ORPHANED).
  *   6. deregister (consumers' operations now fail, they never read freed
- *      memory), disconnect consumers, unmap, exit 0.
- * The sleep has no timeout on purpose (a donor lives as long as its pool);
- * TCP keepalive on the coordinator socket bounds how long a vanished
- * coordinator goes unnoticed.
+ *      memory), disconnect consumers, unmap, exit 0 (3: orphaned).
+ * While connected the sleep has no timeout on purpose (a donor lives as
+ * long as its pool).
  */
 #include "donor.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "away.h"
 #include "clock.h"
 #include "link.h"
 #include "log.h"
 #include "rdma.h"
 #include "wire.h"
+
+/* The stack of a return attempt's thread (5b): enough for getaddrinfo
+ * and the handshake, small because it counts against RLIMIT_AS - which
+ * is why --measure-footprint includes it, with its guard page. */
+#define ATTEMPT_STACK (256u << 10)
+#define ATTEMPT_VM (ATTEMPT_STACK + 4096u)
+
+/* How one registration (step 4, or a return in 5b) ended. */
+enum outcome_kind {
+	OUT_ACCEPTED,	 /* DONOR_ACCEPTED: the connection is open */
+	OUT_UNREACHABLE, /* no connection, handshake or answer */
+	OUT_STALE,	 /* a coordinator of an older generation */
+	OUT_REFUSED,	 /* ERROR, or an answer that is not one */
+	OUT_TERMINATE,	 /* TERMINATE instead of an acceptance */
+};
+
+struct outcome {
+	enum outcome_kind kind;
+	int rc;		     /* 0 or a negative errno */
+	uint64_t generation; /* the coordinator's, when it authenticated */
+	struct rmp_wire_donor_accepted acc;
+	char why[640];
+};
+
+/* A return attempt on its own thread. It owns ctl and out until it has
+ * written to efd; the main thread reads them only after joining it. */
+struct attempt {
+	pthread_t thread;
+	struct rmp_ctlconn ctl;
+	const struct dn_cfg *cfg;
+	struct rmp_wire_donor_register reg;
+	uint64_t known_gen;
+	int efd;
+	struct outcome out;
+};
 
 struct donor {
 	const struct dn_cfg *cfg;
@@ -53,9 +105,15 @@ struct donor {
 	void *region;
 	size_t len;
 	struct ibv_mr *mr;
-	struct rmp_ctlconn ctl;
+	struct rmp_ctlconn ctl; /* closed while away; keeps its settings */
 	bool have_ctl;
 	int sfd;
+	struct rmp_wire_donor_register reg; /* who we are, the same every time */
+	uint64_t generation; /* the newest coordinator generation seen */
+	struct dn_away away;
+	struct attempt *att; /* a return under way, or NULL */
+	int efd;	     /* the attempt's "done" */
+	char refusal[640];   /* the last refusal logged (each is logged once) */
 };
 
 uint64_t dn_vmsize(void)
@@ -97,6 +155,13 @@ static int accept_consumer(void *arg, const void *pdata, uint8_t len, uint64_t *
 			     : rc == -EACCES	? "not valid for this donor (MAC, kind or target)"
 						: "malformed or missing");
 		return rc;
+	}
+	if (rmp_auth_generation_older(tok.generation, d->generation)) {
+		rmp_log_warn("refused an RDMA connection to donor %u from consumer %" PRIu64
+			     ": its token is of coordinator generation %u, older than generation "
+			     "%" PRIu64 " (minted before a coordinator restart)",
+			     d->donor_id, tok.client_id, (unsigned)tok.generation, d->generation);
+		return -EACCES;
 	}
 	*tag = tok.client_id;
 	rmp_log_info("consumer %" PRIu64 " connected over RDMA", tok.client_id);
@@ -171,7 +236,9 @@ int dn_measure_footprint(const struct dn_cfg *cfg)
 	struct donor d = {.cfg = cfg};
 	if (open_listener(&d))
 		return 1;
-	printf("%" PRIu64 "\n", dn_vmsize());
+	/* What a donor holds besides its region: the device open, and the
+	 * stack of the thread that takes it back to a coordinator. */
+	printf("%" PRIu64 "\n", dn_vmsize() + ATTEMPT_VM);
 	fflush(stdout);
 	rmp_rdma_listener_close(d.listener);
 	return 0;
@@ -182,7 +249,7 @@ static int map_region(struct donor *d, rlim_t limit)
 {
 	const struct dn_cfg *cfg = d->cfg;
 	char a[32], b[32], c[32];
-	uint64_t foot = dn_vmsize();
+	uint64_t foot = dn_vmsize() + (cfg->no_coordinator ? 0 : ATTEMPT_VM);
 
 	if (limit != RLIM_INFINITY && (cfg->size >= limit || foot + cfg->size > limit)) {
 		rmp_log_error("--size %s (%" PRIu64 " bytes) does not fit under --process-limit %s "
@@ -218,23 +285,94 @@ static int map_region(struct donor *d, rlim_t limit)
 	return 0;
 }
 
-/* Step 4. */
+/* Step 4, and every return of 5b: connect, check the coordinator's
+ * generation, DONOR_REGISTER, wait for the answer. Logs nothing (runs on
+ * the attempt thread too): *o says what happened and why. c is open when
+ * o->kind is OUT_ACCEPTED, closed otherwise. */
+static void register_once(struct rmp_ctlconn *c, const struct dn_cfg *cfg,
+			  const struct rmp_wire_donor_register *reg, uint64_t known_gen,
+			  struct outcome *o)
+{
+	char err[512];
+	struct rmp_wire_msg m = {.type = RMP_MSG_DONOR_REGISTER};
+
+	*o = (struct outcome){.kind = OUT_UNREACHABLE};
+	o->rc = dn_link_try(c, cfg, o->why, sizeof(o->why));
+	if (o->rc)
+		return;
+	o->generation = c->generation;
+	if (c->generation < known_gen) {
+		o->kind = OUT_STALE;
+		o->rc = -ESTALE;
+		snprintf(o->why, sizeof(o->why),
+			 "coordinator %s is of generation %" PRIu64 ", older than generation %" PRIu64
+			 " which this donor has seen (it has been replaced): refused",
+			 c->peer, c->generation, known_gen);
+		goto out_close;
+	}
+	m.u.donor_register = *reg;
+	o->rc = rmp_ctlconn_send(c, &m, rmp_deadline_ms(cfg->timeout_ms));
+	if (o->rc) {
+		snprintf(o->why, sizeof(o->why), "rmp_ctlconn_send(): DONOR_REGISTER to %s: %s",
+			 c->peer, strerror(-o->rc));
+		goto out_close;
+	}
+	o->rc = rmp_ctlconn_recv(c, &m, rmp_deadline_ms(cfg->timeout_ms), err, sizeof(err));
+	if (o->rc) {
+		snprintf(o->why, sizeof(o->why), "waiting for DONOR_ACCEPTED: %s", err);
+		goto out_close;
+	}
+	switch (m.type) {
+	case RMP_MSG_DONOR_ACCEPTED:
+		o->kind = OUT_ACCEPTED;
+		o->acc = m.u.donor_accepted;
+		return;
+	case RMP_MSG_ERROR:
+		o->kind = OUT_REFUSED;
+		o->rc = m.u.error.code ? -(int)m.u.error.code : -EPROTO;
+		snprintf(o->why, sizeof(o->why), "the coordinator refused this donor: %s (%s)",
+			 m.u.error.text, strerror((int)m.u.error.code));
+		break;
+	case RMP_MSG_TERMINATE: /* for us: a pool destroyed while we were away */
+		o->kind = OUT_TERMINATE;
+		o->rc = 0;
+		snprintf(o->why, sizeof(o->why), "the coordinator terminates this donor");
+		break;
+	default:
+		o->kind = OUT_REFUSED;
+		o->rc = -EPROTO;
+		snprintf(o->why, sizeof(o->why), "%s: expected DONOR_ACCEPTED, got %s", c->peer,
+			 rmp_wire_type_name(m.type));
+		rmp_wire_msg_release(&m);
+		break;
+	}
+out_close:
+	rmp_ctlconn_close(c);
+}
+
+/* A coordinator accepted us (the first time, or back from 5b). */
+static void accepted(struct donor *d, const struct outcome *o)
+{
+	d->donor_id = o->acc.donor_id;
+	d->reg.donor_id = o->acc.donor_id; /* a standalone donor: the id it was given */
+	if (o->generation > d->generation)
+		d->generation = o->generation;
+	d->have_ctl = true;
+	d->refusal[0] = '\0';
+}
+
+/* Step 4. 0: accepted; 1: told to go instead; < 0: failed (logged). */
 static int hand_over(struct donor *d)
 {
 	const struct dn_cfg *cfg = d->cfg;
-	char err[512], ident[RMP_WIRE_IDENT_MAX + 1];
+	char ident[RMP_WIRE_IDENT_MAX + 1];
+	struct outcome o;
 
 	snprintf(ident, sizeof(ident), "donor-%ld@%.40s", (long)getpid(), d->addr);
 	int rc = dn_link_init(&d->ctl, cfg, d->key, RMP_ROLE_DONOR, ident);
 	if (rc)
 		return rc;
-	rc = dn_link_connect(&d->ctl, cfg);
-	if (rc)
-		return rc;
-	d->have_ctl = true;
-
-	struct rmp_wire_msg m = {.type = RMP_MSG_DONOR_REGISTER};
-	struct rmp_wire_donor_register *r = &m.u.donor_register;
+	struct rmp_wire_donor_register *r = &d->reg;
 	r->donor_id = (uint32_t)cfg->donor_id;
 	r->pool_id = (uint32_t)cfg->pool_id;
 	r->pid = (uint32_t)getpid();
@@ -243,36 +381,156 @@ static int hand_over(struct donor *d)
 	r->region.rkey = d->mr->rkey;
 	snprintf(r->endpoint.host, sizeof(r->endpoint.host), "%s", d->addr);
 	r->endpoint.port = rmp_rdma_listener_port(d->listener);
-	rc = rmp_ctlconn_send(&d->ctl, &m, rmp_deadline_ms(cfg->timeout_ms));
-	if (rc) {
-		rmp_log_syserr("rmp_ctlconn_send", rc, "DONOR_REGISTER to %s", d->ctl.peer);
-		return rc;
+
+	register_once(&d->ctl, cfg, r, 0, &o);
+	if (o.kind == OUT_TERMINATE) {
+		rmp_log_info("%s", o.why);
+		return 1;
 	}
-	rc = rmp_ctlconn_recv(&d->ctl, &m, rmp_deadline_ms(cfg->timeout_ms), err, sizeof(err));
-	if (rc) {
-		rmp_log_error("waiting for DONOR_ACCEPTED: %s", err);
-		return rc;
+	if (o.kind != OUT_ACCEPTED) {
+		rmp_log_error("%s", o.why);
+		return o.rc ? o.rc : -EPROTO;
 	}
-	if (m.type == RMP_MSG_ERROR) {
-		rmp_log_error("the coordinator refused this donor: %s (%s)", m.u.error.text,
-			      strerror((int)m.u.error.code));
-		return m.u.error.code ? -(int)m.u.error.code : -EPROTO;
-	}
-	if (m.type != RMP_MSG_DONOR_ACCEPTED) {
-		rmp_log_error("%s: expected DONOR_ACCEPTED, got %s", d->ctl.peer,
-			      rmp_wire_type_name(m.type));
-		rmp_wire_msg_release(&m);
-		return -EPROTO;
-	}
-	d->donor_id = m.u.donor_accepted.donor_id;
+	accepted(d, &o);
 	rmp_log_info("donor %u of pool %u: %" PRIu64 " bytes at pool address %" PRIu64
-		     ", rdma_cm %s:%u",
-		     d->donor_id, m.u.donor_accepted.pool_id, (uint64_t)d->len,
-		     m.u.donor_accepted.base, d->addr, rmp_rdma_listener_port(d->listener));
+		     ", rdma_cm %s:%u (coordinator generation %" PRIu64 ")",
+		     d->donor_id, o.acc.pool_id, (uint64_t)d->len, o.acc.base, d->addr,
+		     rmp_rdma_listener_port(d->listener), d->generation);
 	return 0;
 }
 
-/* Handles what the coordinator sent. 1: time to go; 0: keep sleeping. */
+/* ---- 5b: away from the coordinator ---- */
+
+static void went_away(struct donor *d, const char *why)
+{
+	char grace[32];
+
+	rmp_ctlconn_close(&d->ctl);
+	d->have_ctl = false;
+	dn_away_lost(&d->away, rmp_mono_ms());
+	rmp_config_format_duration(d->away.grace_ms, grace, sizeof(grace));
+	rmp_log_warn("lost the coordinator %s (%s): donor %u keeps serving its region and "
+		     "registers again when a coordinator is back (an orphan after %s)",
+		     d->ctl.peer, why, d->donor_id, grace);
+}
+
+static void *attempt_main(void *arg)
+{
+	struct attempt *a = arg;
+	uint64_t one = 1;
+
+	register_once(&a->ctl, a->cfg, &a->reg, a->known_gen, &a->out);
+	ssize_t ignored = write(a->efd, &one, sizeof(one));
+	(void)ignored; /* an eventfd counter does not overflow at 1 */
+	return NULL;
+}
+
+/* Starts a return attempt; false (logged) when no thread can be made:
+ * the caller counts it as a failed attempt. */
+static bool attempt_start(struct donor *d)
+{
+	struct attempt *a = calloc(1, sizeof(*a));
+	if (!a) {
+		rmp_log_warn("no memory for a reconnection attempt; trying later");
+		return false;
+	}
+	*a = (struct attempt){.ctl = d->ctl, /* closed: its settings only */
+			      .cfg = d->cfg,
+			      .reg = d->reg,
+			      .known_gen = d->generation,
+			      .efd = d->efd};
+	pthread_attr_t attr;
+	int rc = pthread_attr_init(&attr);
+	if (!rc) {
+		rc = pthread_attr_setstacksize(&attr, ATTEMPT_STACK);
+		if (!rc)
+			rc = pthread_create(&a->thread, &attr, attempt_main, a);
+		pthread_attr_destroy(&attr);
+	}
+	if (rc) {
+		rmp_log_syserr("pthread_create", rc, "reconnection attempt; trying later");
+		free(a);
+		return false;
+	}
+	d->att = a;
+	return true;
+}
+
+/* At exit: an attempt still running is cancelled (its connect, poll or
+ * read is a cancellation point) so that it cannot outlive the key. */
+static void attempt_cancel(struct donor *d)
+{
+	if (!d->att)
+		return;
+	pthread_cancel(d->att->thread);
+	pthread_join(d->att->thread, NULL);
+	free(d->att); /* its socket and buffer go with the process */
+	d->att = NULL;
+}
+
+/* The attempt's thread is done: join it and act on its outcome.
+ * 1: time to go (TERMINATE); 0: serve on. */
+static int attempt_finish(struct donor *d)
+{
+	uint64_t n;
+	if (read(d->efd, &n, sizeof(n)) != (ssize_t)sizeof(n))
+		return 0; /* not yet (spurious wakeup) */
+	struct attempt *a = d->att;
+	pthread_join(a->thread, NULL);
+	d->att = NULL;
+	const struct outcome *o = &a->out;
+	uint64_t now = rmp_mono_ms();
+	int leave = 0;
+
+	switch (o->kind) {
+	case OUT_ACCEPTED:
+		rmp_log_info("back with coordinator %s (generation %" PRIu64 ") after %" PRIu64
+			     " ms away and %u failed attempt(s): donor %u of pool %u registered "
+			     "again",
+			     a->ctl.peer, o->generation, dn_away_for_ms(&d->away, now),
+			     d->away.attempts, o->acc.donor_id, o->acc.pool_id);
+		d->ctl = a->ctl; /* the open connection is ours now */
+		accepted(d, o);
+		dn_away_back(&d->away);
+		break;
+	case OUT_TERMINATE:
+		rmp_log_info("%s", o->why);
+		leave = 1;
+		break;
+	case OUT_STALE:
+	case OUT_REFUSED:
+		if (strcmp(o->why, d->refusal) != 0) {
+			rmp_log_warn("%s; trying again until the orphan grace ends", o->why);
+			snprintf(d->refusal, sizeof(d->refusal), "%s", o->why);
+		}
+		dn_away_failed(&d->away, now);
+		break;
+	case OUT_UNREACHABLE:
+		rmp_log_debug("attempt %u: %s", d->away.attempts + 1, o->why);
+		dn_away_failed(&d->away, now);
+		break;
+	}
+	free(a);
+	return leave;
+}
+
+static int orphaned(struct donor *d, uint64_t now)
+{
+	char grace[32], len[32];
+
+	rmp_config_format_duration(d->away.grace_ms, grace, sizeof(grace));
+	rmp_log_warn("orphaned: no coordinator has accepted donor %u for %" PRIu64
+		     " ms (--orphan-grace %s, %u attempts), so nobody will use its %s region "
+		     "again: freeing it and exiting with status %d",
+		     d->donor_id, dn_away_for_ms(&d->away, now), grace, d->away.attempts,
+		     human(d->len, len, sizeof(len)), DN_EXIT_ORPHANED);
+	return DN_EXIT_ORPHANED;
+}
+
+/* ---- step 5 ---- */
+
+/* Handles what the coordinator sent. 1: time to go; 0: serve on (also
+ * when the connection was lost: then we are away). */
 static int on_control(struct donor *d)
 {
 	char err[512];
@@ -282,8 +540,8 @@ static int on_control(struct donor *d)
 	for (;;) {
 		int got = rmp_ctlconn_pop(&d->ctl, &m, err, sizeof(err));
 		if (got < 0) {
-			rmp_log_error("bad frame from the coordinator, leaving: %s", err);
-			return 1;
+			went_away(d, err);
+			return 0;
 		}
 		if (got == 0)
 			break;
@@ -305,26 +563,27 @@ static int on_control(struct donor *d)
 			break;
 		}
 	}
-	if (rc) {
-		if (rc == -ECONNRESET)
-			rmp_log_info("the coordinator closed the connection: leaving");
-		else
-			rmp_log_syserr("recv", rc, "coordinator connection lost, leaving");
-		return 1;
-	}
+	if (rc)
+		went_away(d, rc == -ECONNRESET ? "it closed the connection" : strerror(-rc));
 	return 0;
 }
 
-/* Step 5. */
-static int sleep_until_done(struct donor *d)
+/* Step 5 (and 5b). Returns the exit status. */
+static int serve(struct donor *d)
 {
 	for (;;) {
-		struct pollfd pfd[3] = {
+		uint64_t now = rmp_mono_ms();
+		if (dn_away_orphaned(&d->away, now))
+			return orphaned(d, now);
+		if (!d->have_ctl && !d->att && dn_away_due(&d->away, now) && !attempt_start(d))
+			dn_away_failed(&d->away, now);
+		struct pollfd pfd[4] = {
 			{.fd = d->sfd, .events = POLLIN},
 			{.fd = rmp_rdma_listener_fd(d->listener), .events = POLLIN},
 			{.fd = d->have_ctl ? d->ctl.fd : -1, .events = POLLIN},
+			{.fd = d->att ? d->efd : -1, .events = POLLIN},
 		};
-		int n = poll(pfd, 3, -1);
+		int n = poll(pfd, 4, dn_away_poll_ms(&d->away, now, d->att != NULL));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -345,17 +604,26 @@ static int sleep_until_done(struct donor *d)
 		}
 		if (pfd[2].revents && on_control(d))
 			return 0;
+		if (pfd[3].revents && attempt_finish(d))
+			return 0;
 	}
 }
 
 int dn_donor_run(const struct dn_cfg *cfg, const rmp_auth_key *key)
 {
-	struct donor d = {.cfg = cfg, .key = key, .donor_id = (uint32_t)cfg->donor_id, .sfd = -1};
+	struct donor d = {.cfg = cfg, .key = key, .donor_id = (uint32_t)cfg->donor_id,
+			  .ctl = {.fd = -1}, .sfd = -1, .efd = -1};
 	rlim_t limit = RLIM_INFINITY;
 	int status = 1;
 	sigset_t set;
 
-	/* Signals become fd events; blocked before anything can arrive. */
+	/* Signals become fd events; blocked before anything can arrive (and
+	 * before the attempt threads, which inherit the mask). A log line to
+	 * a pipe whose reader is gone (an agent's, say) must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+	/* One malloc arena: a thread's own would reserve 64 MiB of address
+	 * space, far past what RLIMIT_AS leaves a donor beside its region. */
+	mallopt(M_ARENA_MAX, 1);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
@@ -363,10 +631,16 @@ int dn_donor_run(const struct dn_cfg *cfg, const rmp_auth_key *key)
 		rmp_log_syserr("signalfd", errno, "cannot watch SIGTERM");
 		return 1;
 	}
+	d.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (d.efd < 0) {
+		rmp_log_syserr("eventfd", errno, "for reconnection attempts");
+		goto out_close_signalfd;
+	}
+	dn_away_init(&d.away, cfg->orphan_grace_ms, (uint64_t)getpid() << 32 ^ rmp_wall_ms());
 	if (apply_rlimit(cfg, &limit))
-		goto out_close_signalfd;
+		goto out_close_eventfd;
 	if (open_listener(&d))
-		goto out_close_signalfd;
+		goto out_close_eventfd;
 	if (map_region(&d, limit))
 		goto out_close_listener;
 
@@ -376,18 +650,20 @@ int dn_donor_run(const struct dn_cfg *cfg, const rmp_auth_key *key)
 		       rmp_rdma_listener_port(d.listener), (uint64_t)(uintptr_t)d.region,
 		       d.mr->rkey, (uint64_t)d.len, (long)getpid());
 		fflush(stdout);
-	} else if (hand_over(&d)) {
-		goto out_dereg;
+		status = serve(&d);
+	} else {
+		int rc = hand_over(&d);
+		status = rc < 0 ? 1 : rc == 1 ? 0 : serve(&d);
 	}
-	status = sleep_until_done(&d);
 
-out_dereg:
+	attempt_cancel(&d);
 	ibv_dereg_mr(d.mr);
 	munmap(d.region, d.len);
-	if (d.have_ctl)
-		rmp_ctlconn_close(&d.ctl);
+	rmp_ctlconn_close(&d.ctl);
 out_close_listener:
 	rmp_rdma_listener_close(d.listener);
+out_close_eventfd:
+	close(d.efd);
 out_close_signalfd:
 	close(d.sfd);
 	return status;

@@ -6,7 +6,9 @@
  *                       registration, rdma_cm listener, hand-over, sleep
  *   dn_agent_run()      a host agent (agent.c): spawns and reaps donors
  *   dn_measure_footprint()  --measure-footprint (donor.c)
- * Each returns the process exit status.
+ * Each returns the process exit status: 0 done as asked (TERMINATE,
+ * SIGTERM, SIGINT), 1 failed, 2 bad usage, DN_EXIT_ORPHANED a donor that
+ * no coordinator accepted for --orphan-grace after it lost its own.
  */
 #ifndef RMP_DONOR_DONOR_H
 #define RMP_DONOR_DONOR_H
@@ -18,6 +20,11 @@
 #include "config.h"
 
 #define DN_SECRET_FILE_MAX 4096
+
+/* A donor's exit status when it gave up on its coordinator (donor.c 5b):
+ * not 0, so that an agent's log and an init system see that its memory
+ * went unused rather than that someone asked it to go. */
+#define DN_EXIT_ORPHANED 3
 
 struct dn_cfg {
 	bool agent;
@@ -36,6 +43,7 @@ struct dn_cfg {
 	uint64_t timeout_ms;	   /* every network wait */
 	uint64_t term_grace_ms;	   /* agent: SIGTERM -> SIGKILL */
 	uint64_t reconnect_max_ms; /* agent: backoff cap */
+	uint64_t orphan_grace_ms;  /* donor: give up on coordinators; agent: pass on */
 	int log_level;
 };
 

@@ -24,4 +24,9 @@ int dn_link_init(struct rmp_ctlconn *c, const struct dn_cfg *cfg, const rmp_auth
  * -ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH, -EPROTO, ... */
 int dn_link_connect(struct rmp_ctlconn *c, const struct dn_cfg *cfg);
 
+/* The same without the log line: the reason goes to err. For the
+ * attempts after a loss, which their callers log once, not each. Safe
+ * on another thread than the caller's (it touches c and err only). */
+int dn_link_try(struct rmp_ctlconn *c, const struct dn_cfg *cfg, char *err, size_t errlen);
+
 #endif /* RMP_DONOR_LINK_H */

@@ -56,6 +56,11 @@ static const struct rmp_config_option options[] = {
 			 "agent: time a donor has to exit after SIGTERM before SIGKILL"),
 	RMP_OPT_DURATION("reconnect-max", 0, struct dn_cfg, reconnect_max_ms, "30s", 1000,
 			 3600000, "agent: longest pause between reconnection attempts"),
+	RMP_OPT_DURATION("orphan-grace", 0, struct dn_cfg, orphan_grace_ms, "10m", 100,
+			 INT64_C(7) * 24 * 3600 * 1000,
+			 "donor: after losing its coordinator, how long it serves on and tries to "
+			 "register again; then it frees its region and exits with status 3. "
+			 "agent: given to the donors it starts"),
 	RMP_OPT_ENUM("log-level", 0, struct dn_cfg, log_level, "info", dn_log_levels,
 		     "log threshold"),
 	RMP_OPT_BOOL("measure-footprint", 0, struct dn_cfg, measure_footprint, "false",
