@@ -18,18 +18,35 @@
  * cost sizing.h's placement uses); SPAWN is refused when the live donors'
  * costs plus the new one would exceed --budget.
  *
- * No donor outlives its agent or its coordinator link: children get
- * PR_SET_PDEATHSIG(SIGTERM); when the coordinator connection drops the
- * agent terminates all its donors (the coordinator forgets them too) and
- * reconnects (rmp_ctlconn_reconnect) with exponential backoff capped at
- * --reconnect-max (rmp_ctlconn_backoff, no jitter yet), logging each
- * attempt.
+ * Donors outlive their agent (issue 11): a donor serves a pool, not the
+ * agent that started it, so losing the agent must not lose its memory.
+ * The child calls setsid() before exec - a session and process group of
+ * its own, so neither a signal to the agent's group nor a hangup of its
+ * terminal reaches it - and gets no death signal. When the coordinator
+ * connection drops the donors keep serving (each has its own connection
+ * and finds its way back by itself, donor.c) and the agent reconnects
+ * with exponential backoff from 1 s to --reconnect-max, jittered (the
+ * agents of one restarted coordinator should not arrive together),
+ * logging the loss and the return once each. SIGTERM ends the agent
+ * alone: it finishes the terminations under way (bounded by
+ * --term-grace) and leaves the other donors running.
  *
- * Why a poll loop and not libevent: the agent watches two fds (the
- * coordinator socket and a signalfd for SIGCHLD/SIGTERM) and one timer
- * (the nearest SIGKILL deadline), sends a handful of small frames and
- * shares its blocking-with-deadline I/O with the donor role and the
- * library (common/ctlconn.c).
+ * A restarted agent adopts the donors it finds running on this host for
+ * the same coordinator (adopt.h says how, and why /proc rather than the
+ * coordinator): they count against its budget, and TERMINATE works on
+ * them through a pidfd (pidfd_send_signal, then the pidfd turning
+ * readable at the exit; Linux >= 5.3). Not our children, their exit
+ * status is unknown: EXITED carries no error unless they needed SIGKILL.
+ * The coordinator is not told anything new: each donor re-registers on
+ * its own connection, and the coordinator hands the donors it has on
+ * record for this host to the agent that registers for it (server/
+ * agents.c), so the protocol is unchanged.
+ *
+ * Why a poll loop and not libevent: the agent watches a few fds (the
+ * coordinator socket, a signalfd for SIGCHLD/SIGTERM, the pidfds of
+ * adopted donors) and one timer (the nearest SIGKILL deadline), sends a
+ * handful of small frames and shares its blocking-with-deadline I/O with
+ * the donor role and the library (common/ctlconn.c).
  * libevent would add a dependency and buffering without removing code.
  */
 #include "donor.h"
@@ -44,11 +61,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
+#include <sys/pidfd.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "adopt.h"
 #include "clock.h"
 #include "link.h"
 #include "log.h"
@@ -56,10 +74,13 @@
 #include "wire.h"
 
 #define BACKOFF_START_MS 1000
+#define BACKOFF_JITTER_PCT 50
 #define FOOTPRINT_TIMEOUT_MS 60000 /* opening the device is slow under TCG */
 
 struct child {
 	pid_t pid;
+	int pidfd;	/* an adopted donor's (not our child); -1 for a child */
+	bool killed;	/* SIGKILL sent */
 	uint32_t donor_id;
 	uint32_t pool_id;
 	uint64_t request_id; /* the SPAWN's, then the TERMINATE's */
@@ -80,8 +101,11 @@ struct agent {
 	struct child *children;
 	struct rmp_ctlconn ctl; /* set up once; reconnected after each loss */
 	bool connected;
+	char lost_why[600]; /* why connected went false, for the one log line */
 	bool stopping;
 	int sfd;
+	struct pollfd *pfd; /* wait_once's, grown with the adopted donors */
+	size_t pfd_cap;
 };
 
 static const char *human(uint64_t bytes, char *buf, size_t len)
@@ -122,7 +146,8 @@ static void send_progress(struct agent *a, uint64_t request_id, uint32_t donor_i
 		return;
 	int rc = rmp_ctlconn_send(&a->ctl, &m, rmp_deadline_ms(a->cfg->timeout_ms));
 	if (rc) {
-		rmp_log_syserr("rmp_ctlconn_send", rc, "PROGRESS to %s", a->ctl.peer);
+		snprintf(a->lost_why, sizeof(a->lost_why), "rmp_ctlconn_send(): PROGRESS: %s",
+			 strerror(-rc));
 		a->connected = false; /* the loop notices and reconnects */
 	}
 }
@@ -147,7 +172,33 @@ static void child_remove(struct agent *a, struct child *gone)
 	}
 	a->used -= gone->cost;
 	a->n_children--;
+	if (gone->pidfd >= 0)
+		close(gone->pidfd);
 	free(gone);
+}
+
+/* kill(2) for a child, pidfd_send_signal(2) for an adopted donor (its
+ * pid might have been reused by now; the pidfd cannot be). 0 or -errno. */
+static int signal_child(struct child *c, int sig)
+{
+	int rc = c->pidfd >= 0 ? pidfd_send_signal(c->pidfd, sig, NULL, 0) : kill(c->pid, sig);
+	return rc ? -errno : 0;
+}
+
+/* An adopted donor's pidfd turned readable: it has exited. Not our
+ * child, so its status is not ours to read. */
+static void adopted_exited(struct agent *a, struct child *c)
+{
+	bool asked = c->kill_at_ms != 0;
+	if (c->killed)
+		send_progress(a, c->request_id, c->donor_id, RMP_PROGRESS_EXITED, c->pid, ETIMEDOUT,
+			      "pid %ld (adopted) killed: it ignored SIGTERM for the grace period",
+			      (long)c->pid);
+	else
+		send_progress(a, c->request_id, c->donor_id, RMP_PROGRESS_EXITED, c->pid, 0,
+			      "pid %ld (adopted, not our child: exit status unknown) exited%s",
+			      (long)c->pid, asked ? "" : " unasked (see the donor's log)");
+	child_remove(a, c);
 }
 
 /* Reaps every child that has exited and reports it. */
@@ -186,9 +237,10 @@ static void terminate_child(struct agent *a, struct child *c)
 {
 	if (c->kill_at_ms)
 		return; /* already on its way */
-	if (kill(c->pid, SIGTERM) && errno != ESRCH)
-		rmp_log_syserr("kill", errno, "SIGTERM to donor %u (pid %ld)", c->donor_id,
-			       (long)c->pid);
+	int rc = signal_child(c, SIGTERM);
+	if (rc && rc != -ESRCH)
+		rmp_log_syserr(c->pidfd >= 0 ? "pidfd_send_signal" : "kill", -rc,
+			       "SIGTERM to donor %u (pid %ld)", c->donor_id, (long)c->pid);
 	c->kill_at_ms = rmp_deadline_ms(a->cfg->term_grace_ms);
 }
 
@@ -202,7 +254,8 @@ static int enforce_deadlines(struct agent *a)
 		if (!c->kill_at_ms)
 			continue;
 		if (now >= c->kill_at_ms) {
-			if (kill(c->pid, SIGKILL) == 0)
+			c->killed = true;
+			if (signal_child(c, SIGKILL) == 0)
 				rmp_log_warn("donor %u (pid %ld) still there after %" PRIu64
 					     " ms: SIGKILL",
 					     c->donor_id, (long)c->pid, a->cfg->term_grace_ms);
@@ -223,32 +276,18 @@ static void on_signals(struct agent *a)
 	struct signalfd_siginfo si;
 	while (read(a->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			unsigned ending = 0;
+			for (struct child *c = a->children; c; c = c->next)
+				ending += c->kill_at_ms != 0;
 			if (!a->stopping)
-				rmp_log_info("%s: terminating %u donor(s) and leaving",
-					     strsignal((int)si.ssi_signo), a->n_children);
+				rmp_log_info("%s: the agent leaves; its %u other donor(s) keep serving "
+					     "(a restarted agent adopts them)%s",
+					     strsignal((int)si.ssi_signo), a->n_children - ending,
+					     ending ? ", once the terminations under way are done" : "");
 			a->stopping = true;
 		}
 	}
 	reap(a);
-}
-
-/* Terminates every child and waits (bounded: SIGKILL after the grace,
- * then at most one more grace) until all are reaped. */
-static void terminate_all(struct agent *a)
-{
-	for (struct child *c = a->children; c; c = c->next)
-		terminate_child(a, c);
-	uint64_t give_up = rmp_deadline_ms(3 * a->cfg->term_grace_ms);
-	while (a->children && rmp_mono_ms() < give_up) {
-		int next = enforce_deadlines(a);
-		struct pollfd pfd = {.fd = a->sfd, .events = POLLIN};
-		if (poll(&pfd, 1, next < 0 ? 100 : next) > 0)
-			on_signals(a);
-		reap(a);
-	}
-	for (struct child *c = a->children; c; c = c->next)
-		rmp_log_error("donor %u (pid %ld) did not die even after SIGKILL", c->donor_id,
-			      (long)c->pid);
 }
 
 /* "host:port" as our own --coordinator flag reads it back. */
@@ -288,7 +327,7 @@ static pid_t fork_piped(int pfd[2])
 static int spawn_donor(struct agent *a, const struct rmp_wire_spawn *s, pid_t *out, int *child_err)
 {
 	const struct dn_cfg *cfg = a->cfg;
-	char coord[300], pool[16], donor[16], size[32], limit[32], tmo[32];
+	char coord[300], pool[16], donor[16], size[32], limit[32], tmo[32], grace[32];
 	int pfd[2];
 
 	format_hostport(&cfg->coordinator, coord, sizeof(coord));
@@ -297,25 +336,27 @@ static int spawn_donor(struct agent *a, const struct rmp_wire_spawn *s, pid_t *o
 	snprintf(size, sizeof(size), "%" PRIu64, s->region_len);
 	snprintf(limit, sizeof(limit), "%" PRIu64, cfg->process_limit);
 	snprintf(tmo, sizeof(tmo), "%" PRIu64 "ms", cfg->timeout_ms);
+	snprintf(grace, sizeof(grace), "%" PRIu64 "ms", cfg->orphan_grace_ms);
+	/* adopt.c reads this argv back after an agent restart. */
 	char *argv[] = {a->self,	   "--coordinator", coord,
 			"--pool-id",	   pool,	    "--donor-id",
 			donor,		   "--size",	    size,
 			"--process-limit", limit,	    "--timeout",
-			tmo,		   "--log-level",   (char *)dn_log_levels[cfg->log_level],
+			tmo,		   "--orphan-grace", grace,
+			"--log-level",	   (char *)dn_log_levels[cfg->log_level],
 			cfg->rdma_addr[0] ? "--rdma-addr" : NULL, (char *)cfg->rdma_addr,
 			NULL};
 
-	pid_t parent = getpid();
 	pid_t pid = fork_piped(pfd);
 	if (pid < 0)
 		return (int)pid;
 	if (pid == 0) {
-		/* Child: async-signal-safe calls only until exec. */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		/* Child: async-signal-safe calls only until exec. A session of
+		 * its own and no death signal: the donor outlives the agent. */
 		int e = 0;
-		if (getppid() != parent) /* the agent died before prctl */
-			_exit(1);
-		if (a->secret && setenv(RMP_AUTH_SECRET_ENV, a->secret, 1))
+		if (setsid() < 0)
+			e = errno;
+		if (!e && a->secret && setenv(RMP_AUTH_SECRET_ENV, a->secret, 1))
 			e = errno;
 		if (!e) {
 			execv(a->self, argv);
@@ -343,6 +384,11 @@ static void on_spawn(struct agent *a, const struct rmp_wire_spawn *s)
 	char b1[32], b2[32], b3[32], b4[32];
 	uint64_t cost = s->region_len + a->footprint;
 
+	if (a->stopping) {
+		send_progress(a, s->request_id, s->donor_id, RMP_PROGRESS_FAILED, 0, ESHUTDOWN,
+			      "the agent is shutting down");
+		return;
+	}
 	if (child_by_donor(a, s->donor_id)) {
 		send_progress(a, s->request_id, s->donor_id, RMP_PROGRESS_FAILED, 0, EEXIST,
 			      "donor %u already runs on this host", s->donor_id);
@@ -384,7 +430,7 @@ static void on_spawn(struct agent *a, const struct rmp_wire_spawn *s)
 			      "fork(): %s", strerror(-rc));
 		return;
 	}
-	*c = (struct child){.pid = pid, .donor_id = s->donor_id, .pool_id = s->pool_id,
+	*c = (struct child){.pid = pid, .pidfd = -1, .donor_id = s->donor_id, .pool_id = s->pool_id,
 			    .request_id = s->request_id, .cost = cost, .next = a->children};
 	a->children = c;
 	a->n_children++;
@@ -425,7 +471,7 @@ static void on_control(struct agent *a)
 	for (;;) {
 		int got = rmp_ctlconn_pop(&a->ctl, &m, err, sizeof(err));
 		if (got < 0) {
-			rmp_log_error("bad frame, dropping the connection: %s", err);
+			snprintf(a->lost_why, sizeof(a->lost_why), "a bad frame: %s", err);
 			a->connected = false;
 			return;
 		}
@@ -450,21 +496,20 @@ static void on_control(struct agent *a)
 			return;
 	}
 	if (rc) {
-		if (rc == -ECONNRESET)
-			rmp_log_warn("the coordinator %s closed the connection", a->ctl.peer);
-		else
-			rmp_log_syserr("recv", rc, "coordinator %s", a->ctl.peer);
+		snprintf(a->lost_why, sizeof(a->lost_why), "%s",
+			 rc == -ECONNRESET ? "it closed the connection" : strerror(-rc));
 		a->connected = false;
 	}
 }
 
-/* Connect, handshake, AGENT_REGISTER, AGENT_REGISTERED. */
-static int register_agent(struct agent *a)
+/* Connect, handshake, AGENT_REGISTER, AGENT_REGISTERED. Quiet on failure
+ * (run_sessions logs): why says what went wrong. */
+static int register_agent(struct agent *a, char *why, size_t whylen)
 {
 	const struct dn_cfg *cfg = a->cfg;
 	char err[512];
 
-	int rc = dn_link_connect(&a->ctl, cfg);
+	int rc = dn_link_try(&a->ctl, cfg, why, whylen);
 	if (rc)
 		return rc;
 	struct rmp_wire_msg m = {.type = RMP_MSG_AGENT_REGISTER};
@@ -474,27 +519,30 @@ static int register_agent(struct agent *a)
 	m.u.agent_register.donor_footprint = a->footprint;
 	rc = rmp_ctlconn_send(&a->ctl, &m, rmp_deadline_ms(cfg->timeout_ms));
 	if (rc) {
-		rmp_log_syserr("rmp_ctlconn_send", rc, "AGENT_REGISTER to %s", a->ctl.peer);
+		snprintf(why, whylen, "rmp_ctlconn_send(): AGENT_REGISTER to %s: %s", a->ctl.peer,
+			 strerror(-rc));
 		goto out_close;
 	}
 	rc = rmp_ctlconn_recv(&a->ctl, &m, rmp_deadline_ms(cfg->timeout_ms), err, sizeof(err));
 	if (rc) {
-		rmp_log_error("waiting for AGENT_REGISTERED: %s", err);
+		snprintf(why, whylen, "waiting for AGENT_REGISTERED: %s", err);
 		goto out_close;
 	}
 	if (m.type != RMP_MSG_AGENT_REGISTERED) {
-		rmp_log_error("%s answered AGENT_REGISTER with %s%s%s", a->ctl.peer,
-			      rmp_wire_type_name(m.type), m.type == RMP_MSG_ERROR ? ": " : "",
-			      m.type == RMP_MSG_ERROR ? m.u.error.text : "");
+		snprintf(why, whylen, "%s answered AGENT_REGISTER with %s%s%s", a->ctl.peer,
+			 rmp_wire_type_name(m.type), m.type == RMP_MSG_ERROR ? ": " : "",
+			 m.type == RMP_MSG_ERROR ? m.u.error.text : "");
 		rmp_wire_msg_release(&m);
 		rc = -EPROTO;
 		goto out_close;
 	}
-	char b1[32], b2[32], b3[32];
-	rmp_log_info("agent %u for host %s at %s: budget %s, process limit %s, donor footprint %s",
+	char b1[32], b2[32], b3[32], b4[32];
+	rmp_log_info("agent %u for host %s at %s: budget %s, process limit %s, donor footprint %s; "
+		     "%u donor(s) running, %s in use",
 		     m.u.agent_registered.agent_id, a->host, a->ctl.peer,
 		     human(cfg->budget, b1, sizeof(b1)), human(cfg->process_limit, b2, sizeof(b2)),
-		     human(a->footprint, b3, sizeof(b3)));
+		     human(a->footprint, b3, sizeof(b3)), a->n_children,
+		     human(a->used, b4, sizeof(b4)));
 	a->connected = true;
 	return 0;
 
@@ -555,6 +603,55 @@ static int measure_footprint(struct agent *a)
 	return 0;
 }
 
+/* One poll over the signalfd, the coordinator socket (when connected)
+ * and the adopted donors' pidfds, then whatever came. timeout_ms as
+ * poll(2)'s. */
+static void wait_once(struct agent *a, int timeout_ms)
+{
+	size_t want = 2 + a->n_children, n = 0;
+	if (want > a->pfd_cap) {
+		struct pollfd *p = realloc(a->pfd, want * sizeof(*p));
+		if (p) {
+			a->pfd = p;
+			a->pfd_cap = want;
+		}
+	}
+	if (a->pfd_cap < 2) { /* not even that: wait on the signals alone */
+		struct pollfd p = {.fd = a->sfd, .events = POLLIN};
+		if (poll(&p, 1, timeout_ms) > 0)
+			on_signals(a);
+		return;
+	}
+	struct pollfd *p = a->pfd;
+	p[n++] = (struct pollfd){.fd = a->sfd, .events = POLLIN};
+	p[n++] = (struct pollfd){.fd = a->connected ? a->ctl.fd : -1, .events = POLLIN};
+	for (struct child *c = a->children; c && n < a->pfd_cap; c = c->next)
+		if (c->pidfd >= 0)
+			p[n++] = (struct pollfd){.fd = c->pidfd, .events = POLLIN};
+	int k = poll(p, (nfds_t)n, timeout_ms);
+	if (k < 0 && errno != EINTR) {
+		rmp_log_syserr("poll", errno, "agent loop");
+		a->stopping = true;
+	}
+	if (k <= 0)
+		return;
+	if (p[0].revents)
+		on_signals(a);
+	if (p[1].revents)
+		on_control(a);
+	/* Neither removes an adopted donor, so the fds still name them. */
+	for (size_t i = 2; i < n; i++) {
+		if (!p[i].revents)
+			continue;
+		for (struct child *c = a->children; c; c = c->next) {
+			if (c->pidfd == p[i].fd) {
+				adopted_exited(a, c);
+				break;
+			}
+		}
+	}
+}
+
 /* Waits ms (or until a signal), reaping children meanwhile. */
 static void pause_ms(struct agent *a, uint64_t ms)
 {
@@ -563,68 +660,125 @@ static void pause_ms(struct agent *a, uint64_t ms)
 	/* rmp_ms_left, not until - now: the time may pass between a check
 	 * and the subtraction, and a wrapped difference is an endless poll. */
 	while (!a->stopping && (left = rmp_ms_left(until)) > 0) {
-		struct pollfd p = {.fd = a->sfd, .events = POLLIN};
-		if (poll(&p, 1, left) > 0)
-			on_signals(a);
+		int next = enforce_deadlines(a);
+		wait_once(a, next >= 0 && next < left ? next : left);
 	}
+}
+
+/* At SIGTERM: the terminations under way are finished (SIGKILL after the
+ * grace, then at most one more grace), so that their EXITED still
+ * reaches the coordinator; every other donor stays. */
+static void finish_terminations(struct agent *a)
+{
+	uint64_t give_up = rmp_deadline_ms(3 * a->cfg->term_grace_ms);
+	for (;;) {
+		bool ending = false;
+		for (struct child *c = a->children; c; c = c->next)
+			ending |= c->kill_at_ms != 0;
+		if (!ending || rmp_mono_ms() >= give_up)
+			break;
+		int next = enforce_deadlines(a);
+		wait_once(a, next < 0 || next > 100 ? 100 : next);
+		reap(a);
+	}
+	for (struct child *c = a->children; c; c = c->next)
+		if (c->kill_at_ms)
+			rmp_log_error("donor %u (pid %ld) did not die even after SIGKILL", c->donor_id,
+				      (long)c->pid);
 }
 
 /* Serves one connected session until it drops or we are stopped. */
 static void serve(struct agent *a)
 {
-	while (a->connected && !a->stopping) {
-		int next = enforce_deadlines(a);
-		struct pollfd pfd[2] = {{.fd = a->sfd, .events = POLLIN},
-					{.fd = a->ctl.fd, .events = POLLIN}};
-		int n = poll(pfd, 2, next);
-		if (n < 0 && errno != EINTR) {
-			rmp_log_syserr("poll", errno, "agent loop");
-			a->stopping = true;
-			break;
-		}
-		if (n > 0 && pfd[0].revents)
-			on_signals(a);
-		if (n > 0 && pfd[1].revents)
-			on_control(a);
-	}
+	while (a->connected && !a->stopping)
+		wait_once(a, enforce_deadlines(a));
 }
 
-/* Registers, serves, and after a loss terminates the donors and registers
- * again, pacing failed attempts, until stopped. */
+/* Registers and serves; after a loss registers again, pacing failed
+ * attempts, until stopped. The donors are left alone throughout. A loss,
+ * the first failure of a series and the return are logged; the attempts
+ * between them only at debug level. */
 static void run_sessions(struct agent *a)
 {
 	struct rmp_ctlconn_backoff bo;
-	unsigned attempt = 0;
+	unsigned failed = 0;
+	uint64_t since = rmp_mono_ms();
+	char why[640];
 
-	/* No jitter: the delays this agent always used. One coordinator
-	 * restart with many agents is the case for turning it on. */
-	rmp_ctlconn_backoff_init(&bo, BACKOFF_START_MS, (uint32_t)a->cfg->reconnect_max_ms, 0, 0);
+	rmp_ctlconn_backoff_init(&bo, BACKOFF_START_MS, (uint32_t)a->cfg->reconnect_max_ms,
+				 BACKOFF_JITTER_PCT, (uint64_t)getpid() << 32 ^ rmp_wall_ms());
 	while (!a->stopping) {
-		attempt++;
-		if (register_agent(a)) {
+		if (register_agent(a, why, sizeof(why))) {
 			uint32_t delay = rmp_ctlconn_backoff_next(&bo);
-			rmp_log_warn("coordinator %s: attempt %u failed, next in %" PRIu32 " ms",
-				     a->ctl.peer, attempt, delay);
+			if (failed++ == 0)
+				rmp_log_warn("%s; trying again with backoff up to %" PRIu64
+					     " ms (further failures at debug level)",
+					     why, a->cfg->reconnect_max_ms);
+			else
+				rmp_log_debug("attempt %u: %s; next in %" PRIu32 " ms", failed + 1,
+					      why, delay);
 			pause_ms(a, delay);
 			continue;
 		}
-		attempt = 0;
+		if (failed)
+			rmp_log_info("registered with %s after %u failed attempt(s), %" PRIu64
+				     " ms",
+				     a->ctl.peer, failed, rmp_mono_ms() - since);
+		failed = 0;
 		rmp_ctlconn_backoff_reset(&bo);
 		serve(a);
-		if (a->stopping) {
-			terminate_all(a); /* still connected: EXITED reaches it */
+		if (a->stopping)
 			break;
-		}
-		rmp_log_warn("lost the coordinator: terminating %u donor(s), then reconnecting",
-			     a->n_children);
-		a->connected = false;
-		terminate_all(a);
-		rmp_ctlconn_close(&a->ctl);
-	}
-	if (a->connected) {
+		rmp_log_warn("lost the coordinator %s (%s): its %u donor(s) here keep serving; "
+			     "reconnecting",
+			     a->ctl.peer, a->lost_why, a->n_children);
+		since = rmp_mono_ms();
 		a->connected = false;
 		rmp_ctlconn_close(&a->ctl);
 	}
+}
+
+/* dn_adopt_scan's callback: one donor a previous agent started. */
+static int adopt_one(void *arg, pid_t pid, int pidfd, const struct dn_adopt_args *d)
+{
+	struct agent *a = arg;
+	char b[32];
+
+	struct child *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(pidfd);
+		return -ENOMEM;
+	}
+	*c = (struct child){.pid = pid, .pidfd = pidfd, .donor_id = d->donor_id,
+			    .pool_id = d->pool_id, .cost = d->size + a->footprint,
+			    .next = a->children};
+	a->children = c;
+	a->n_children++;
+	a->used += c->cost;
+	rmp_log_info("adopted donor %u of pool %u (pid %ld, %s region): it outlived the agent "
+		     "that started it",
+		     c->donor_id, c->pool_id, (long)pid, human(d->size, b, sizeof(b)));
+	return 0;
+}
+
+/* The donors a previous agent left running, counted against the budget. */
+static int adopt_running(struct agent *a)
+{
+	char b1[32], b2[32];
+
+	int n = dn_adopt_scan(a->self, &a->cfg->coordinator, adopt_one, a);
+	if (n < 0) {
+		rmp_log_syserr("dn_adopt_scan", n, "cannot look for this host's running donors");
+		return n;
+	}
+	if (n == 0)
+		return 0;
+	rmp_log_info("adopted %d running donor(s): %s of this host's budget of %s in use", n,
+		     human(a->used, b1, sizeof(b1)), human(a->cfg->budget, b2, sizeof(b2)));
+	if (a->used > a->cfg->budget)
+		rmp_log_warn("the adopted donors use more than --budget: every SPAWN is refused "
+			     "until some of them exit");
+	return 0;
 }
 
 int dn_agent_run(const struct dn_cfg *cfg, const rmp_auth_key *key, const char *secret)
@@ -654,6 +808,7 @@ int dn_agent_run(const struct dn_cfg *cfg, const rmp_auth_key *key, const char *
 	if (dn_link_init(&a.ctl, cfg, key, RMP_ROLE_AGENT, ident))
 		return 1;
 
+	signal(SIGPIPE, SIG_IGN); /* a log line to a pipe nobody reads */
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGTERM);
@@ -667,12 +822,21 @@ int dn_agent_run(const struct dn_cfg *cfg, const rmp_auth_key *key, const char *
 		goto out_close_signalfd;
 	char b[32];
 	rmp_log_info("a donor process costs %s before its region", human(a.footprint, b, sizeof(b)));
+	if (adopt_running(&a))
+		goto out_close_signalfd;
 
 	run_sessions(&a);
-	terminate_all(&a);
-	status = a.children ? 1 : 0;
+	finish_terminations(&a);
+	if (a.connected) {
+		a.connected = false;
+		rmp_ctlconn_close(&a.ctl);
+	}
+	status = 0;
 
 out_close_signalfd:
+	while (a.children) /* forgets them: they run on */
+		child_remove(&a, a.children);
+	free(a.pfd);
 	close(a.sfd);
 	return status;
 }
