@@ -1,7 +1,10 @@
 #!/bin/bash
 # donor_agent: the host agent spawning, refusing, terminating and reaping
-# donor processes, against a scripted fake coordinator (donor_agent.c),
-# all on host 1 of the harness (the donors need its RDMA device).
+# donor processes, donors outliving their agent and their coordinator
+# connection, a restarted agent adopting them, generations and the orphan
+# grace, against a scripted fake coordinator (donor_agent.c, which lists
+# the checks), all on host 1 of the harness (the donors need its RDMA
+# device). donor_agent reads the shared log back to check what was logged.
 # Usage: donor_agent.sh PATH/TO/donor_agent PATH/TO/rmpool-donor
 # Never skips: no harness, no pass.
 set -euo pipefail
@@ -24,7 +27,7 @@ export RMPOOL_SECRET
 # overwriting each other.
 log=$RMPOOL_VM_SCRATCH/donor_agent_$$.log
 rc=0
-"$VM" exec --timeout 400 1 -- sh -c 'exec "$0" "$1" >"$2" 2>&1' "$BIN" "$DONOR" "$log" || rc=$?
+"$VM" exec --timeout 400 1 -- sh -c 'exec "$0" "$1" "$2" >"$2" 2>&1' "$BIN" "$DONOR" "$log" || rc=$?
 cat "$log"
 ((rc == 0)) || fail "donor_agent on host 1 exited with status $rc"
 # No donor may outlive the test (they would show as rmpool-donor processes).

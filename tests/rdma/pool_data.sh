@@ -64,6 +64,7 @@ cleanup() {
 		pool destroy "$POOL" >/dev/null 2>&1 || true
 	for g in 1 2 3; do "$VM" kill "$(agent_job $g)" TERM 2>/dev/null || true; done
 	"$VM" kill "$SRV" TERM 2>/dev/null || true
+	kill_donors
 	if ((rc != 0)); then
 		echo "---- coordinator log (tail) ----" >&2
 		tail -n 40 "$RMPOOL_VM_SCRATCH/$SRV.log" >&2 2>/dev/null || true

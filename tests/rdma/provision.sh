@@ -77,6 +77,7 @@ cleanup() {
 	"$VM" kill "$LEASE_JOB" KILL 2>/dev/null || true
 	for g in 1 2 3; do "$VM" kill "$(agent_job $g)" TERM 2>/dev/null || true; done
 	"$VM" kill "$SRV" TERM 2>/dev/null || true
+	kill_donors
 	if ((rc != 0)); then
 		echo "---- coordinator log (tail) ----" >&2
 		tail -n 60 "$RMPOOL_VM_SCRATCH/$SRV.log" >&2 2>/dev/null || true

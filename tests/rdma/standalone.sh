@@ -19,8 +19,14 @@
 #   - `pool_data big` writes and verifies one block that spans the
 #     standalone donor and spawned ones (or, for a pool too small for
 #     that, `rmpool pool check`);
+#   - the agent on guest 2 SIGKILLed (its pid only) while a consumer that
+#     has connected to every donor waits: the spawned donors keep running,
+#     the consumer's alloc/write/read/free rounds after the kill succeed;
+#     a restarted agent adopts the donors (its log, and the coordinator's
+#     status counts them on guest 2);
 #   - `rmpool pool destroy`: the standalone donor gets TERMINATE on its own
-#     connection and exits 0; no donor process is left, rmpool_donors 0;
+#     connection and exits 0, the adopted ones are terminated by the new
+#     agent; no donor process is left, rmpool_donors 0;
 #   - a spare standalone donor that goes away is dropped (spare back to 0).
 # Never skips: no harness, no pass.
 set -euo pipefail
@@ -67,6 +73,8 @@ secret=$work/secret
 (umask 077 && head -c 24 /dev/urandom | base64 >"$secret")
 SRV=sa_srv_$$
 AGENT=sa_agent_$$
+AGENT2=sa_agent2_$$
+RIDE=sa_ride_$$
 SA=sa_donor_$$
 SA2=sa_donor2_$$
 
@@ -74,11 +82,12 @@ cleanup() {
 	local rc=$?
 	"$VM" exec --timeout 120 2 -- "$CLI" --coordinator "$coord" --secret-file "$secret" \
 		pool destroy "$POOL" >/dev/null 2>&1 || true
-	for j in "$SA2" "$SA" "$AGENT" "$SRV"; do "$VM" kill "$j" TERM 2>/dev/null || true; done
+	for j in "$RIDE" "$SA2" "$SA" "$AGENT2" "$AGENT" "$SRV"; do "$VM" kill "$j" TERM 2>/dev/null || true; done
+	kill_donors
 	if ((rc != 0)); then
 		echo "---- coordinator log (tail) ----" >&2
 		tail -n 60 "$RMPOOL_VM_SCRATCH/$SRV.log" >&2 2>/dev/null || true
-		for j in "$SA" "$AGENT"; do
+		for j in "$SA" "$AGENT" "$AGENT2" "$RIDE"; do
 			echo "---- $j log (tail) ----" >&2
 			tail -n 20 "$RMPOOL_VM_SCRATCH/$j.log" >&2 2>/dev/null || true
 		done
@@ -175,6 +184,35 @@ free=$(json "$work/check.json" 'j["free_bytes"]')
 ((free == capacity)) || fail "pool check: free bytes $free != capacity $capacity"
 note "pool check: valid, free $free == capacity"
 
+# ------------------------------------------------------------ the agent killed, its donors serve on
+go=$work/ride.go
+"$VM" exec --bg "$RIDE" 2 -- "$POOL_DATA" stopped "$POOL" --go "$go" || fail "cannot start pool_data stopped"
+for _ in $(seq 1 600); do
+	[[ -e $go.ready ]] && break
+	sleep 0.1
+done
+[[ -e $go.ready ]] || fail "pool_data stopped did not connect to every donor in 60 s: $(tail -n 5 "$RMPOOL_VM_SCRATCH/$RIDE.log")"
+agent_pid=$("$VM" exec --timeout 30 2 -- sh -c "pgrep -f '^$DONOR --agent --coordinator $coord ' || true")
+[[ $(wc -w <<<"$agent_pid") == 1 ]] || fail "want one agent process on guest 2, found '$agent_pid'"
+"$VM" exec --timeout 30 2 -- kill -KILL "$agent_pid" || fail "cannot SIGKILL the agent (pid $agent_pid)"
+wait_metric rmpool_agents 0 30
+[[ $(donor_pids 2 | sort | xargs) == $(xargs -n1 <<<"$spawned" | sort | xargs) ]] ||
+	fail "the agent's SIGKILL took donors with it: before '$spawned', after '$(donor_pids 2)'"
+touch "$go"
+rc=0
+"$VM" wait --timeout 120 "$RIDE" >/dev/null 2>&1 || rc=$?
+sed "s/^/$T: ride: /" "$RMPOOL_VM_SCRATCH/$RIDE.log"
+((rc == 0)) || fail "the consumer failed with the agent gone (status $rc)"
+stack_agent "$AGENT2" 2 "$AGENT_BUDGET" "$PROCESS_LIMIT" --log-level debug
+stack_wait_agents 1 60
+n_spawned=$(wc -w <<<"$spawned")
+grep -q "adopted $n_spawned running donor(s)" "$RMPOOL_VM_SCRATCH/$AGENT2.log" ||
+	fail "the restarted agent did not adopt the $n_spawned donor(s): $(grep -m3 adopted "$RMPOOL_VM_SCRATCH/$AGENT2.log")"
+cli 2 "$work/status2.json" status --json || fail "status: $(cat "$work/status2.json.err")"
+hd=$(json "$work/status2.json" "sum(h['donors'] for h in j['hosts'] if h['host'] == '$g2')")
+((hd == n_spawned)) || fail "status: host $g2 has $hd donors after the agent's restart, want $n_spawned"
+note "agent on guest 2 SIGKILLed (pid $agent_pid): its $n_spawned donor(s) kept running, a connected consumer's rounds passed, the restarted agent adopted them: $(grep -m1 'adopted [0-9]* running' "$RMPOOL_VM_SCRATCH/$AGENT2.log" | sed 's/^.*INFO: //')"
+
 # ------------------------------------------------------------ destroy
 cli 2 "$work/destroy.out" pool destroy "$POOL" || fail "pool destroy: $(cat "$work/destroy.out.err")"
 sed "s/^/$T: destroy: /" "$work/destroy.out"
@@ -200,7 +238,9 @@ m=$(metrics)
 for n in rmpool_donors rmpool_donors_standalone rmpool_donors_spare rmpool_pools; do
 	[[ $(metric $n "$m") == 0 ]] || fail "metrics: $n is $(metric $n "$m") after destroy, want 0"
 done
-note "pool destroy: standalone donor $sa_id got TERMINATE on its connection and exited 0; no donor process left, rmpool_donors 0"
+n_ended=$(grep -c 'adopted, not our child' "$RMPOOL_VM_SCRATCH/$AGENT2.log" || true)
+((n_ended == n_spawned)) || fail "the restarted agent reported $n_ended adopted donor exits, want $n_spawned"
+note "pool destroy: standalone donor $sa_id got TERMINATE on its connection and exited 0; the new agent terminated the $n_spawned adopted donor(s); no donor process left, rmpool_donors 0"
 
 # ------------------------------------------------------------ a spare donor that goes away is dropped
 "$VM" exec --bg "$SA2" 3 -- "$DONOR" --coordinator "$coord" --secret-file "$secret" --size 8M \
