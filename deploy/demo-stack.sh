@@ -81,13 +81,15 @@ cleanup() {
 	local rc=$? j
 	trap - EXIT
 	((rc == 0)) || log_tails
-	# The agents terminate their donor processes when they stop.
+	# The demo destroyed its pool; donors outlive their agents, so any a
+	# failed run left are ended by name.
 	for ((i = ${#started[@]} - 1; i >= 0; i--)); do
 		"$VM" kill "${started[i]}" TERM 2>/dev/null || true
 	done
 	for j in "${started[@]}"; do
 		"$VM" wait --timeout 15 "$j" >/dev/null 2>&1 || "$VM" kill "$j" KILL 2>/dev/null || true
 	done
+	stack_kill_donors
 	((rc != 0)) || say "stopped the agents and the coordinator"
 	exit "$rc"
 }

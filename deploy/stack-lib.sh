@@ -51,6 +51,20 @@ stack_agent() {
 		--rdma-addr "$ip" --host "$ip" "$@" || fail "cannot start the agent on host $host"
 }
 
+# stack_kill_donors: SIGKILLs every donor process of this stack's
+# coordinator on every host. Donors outlive their agent and their
+# coordinator (sessions of their own: rmpool-vm's process-group signals do
+# not reach them; they leave by themselves only after --orphan-grace), so
+# whoever ends a stack ends its donors with this.
+stack_kill_donors() {
+	local addrs h
+	read -r -a addrs <<<"${RMPOOL_VM_HOSTS:-}"
+	for ((h = 1; h <= ${#addrs[@]}; h++)); do
+		"$VM" exec --timeout 30 "$h" -- sh -c "pkill -KILL -f '^$DONOR --coordinator $coord ' || true" \
+			>/dev/null 2>&1 || true
+	done
+}
+
 # stack_metric NAME -> its value on the coordinator's /metrics, fetched
 # from host 1 with bash alone (no curl needed); empty when it cannot.
 stack_metric() {

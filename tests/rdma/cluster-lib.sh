@@ -57,11 +57,7 @@ wait_metric() { # NAME VALUE SECONDS -> fails unless NAME reaches VALUE in time
 # cleanup ends its own with this, or they would serve on for their
 # --orphan-grace and hold the guests' memory during the next tests.
 kill_donors() { # -> every donor process of our coordinator, on every guest, SIGKILLed
-	local g
-	for ((g = 1; g <= ${#hosts[@]}; g++)); do
-		"$VM" exec --timeout 30 "$g" -- sh -c "pkill -KILL -f '^$DONOR --coordinator $coord ' || true" \
-			>/dev/null 2>&1 || true
-	done
+	stack_kill_donors
 }
 
 donor_pids() { # HOST -> pids of donor processes (not the agent) of our coordinator
