@@ -15,7 +15,8 @@
 #   HTTP_PORT RDMA_PORT
 # and may set the array STACK_WRAP, a command that wraps every process
 # started here (the demo: STACK_WRAP=(timeout 1800), so that nothing
-# outlives a lost run).
+# outlives a lost run; the donors an agent starts run in sessions of their
+# own, and outlive it by at most their --orphan-grace).
 # Every wait is bounded, and each failure says which process and host.
 
 # stack_coordinator JOB READY_SECONDS [FLAGS...]

@@ -690,6 +690,8 @@ static void finish_terminations(struct agent *a)
 /* Serves one connected session until it drops or we are stopped. */
 static void serve(struct agent *a)
 {
+	/* A frame that came with AGENT_REGISTERED is buffered, not pollable. */
+	on_control(a);
 	while (a->connected && !a->stopping)
 		wait_once(a, enforce_deadlines(a));
 }

@@ -468,6 +468,8 @@ static void attempt_cancel(struct donor *d)
 	d->att = NULL;
 }
 
+static int on_control(struct donor *d);
+
 /* The attempt's thread is done: join it and act on its outcome.
  * 1: time to go (TERMINATE); 0: serve on. */
 static int attempt_finish(struct donor *d)
@@ -492,6 +494,9 @@ static int attempt_finish(struct donor *d)
 		d->ctl = a->ctl; /* the open connection is ours now */
 		accepted(d, o);
 		dn_away_back(&d->away);
+		/* What came behind DONOR_ACCEPTED may be buffered already,
+		 * where poll cannot see it. */
+		leave = on_control(d);
 		break;
 	case OUT_TERMINATE:
 		rmp_log_info("%s", o->why);
@@ -571,6 +576,9 @@ static int on_control(struct donor *d)
 /* Step 5 (and 5b). Returns the exit status. */
 static int serve(struct donor *d)
 {
+	/* A frame that came with DONOR_ACCEPTED is buffered, not pollable. */
+	if (d->have_ctl && on_control(d))
+		return 0;
 	for (;;) {
 		uint64_t now = rmp_mono_ms();
 		if (dn_away_orphaned(&d->away, now))
