@@ -6,10 +6,12 @@
  * loads, CAS and FAA on aligned words (store.h). No lock, no spin-wait on
  * another client, no kernel call.
  *
- * Layout of the metadata region (words of 64 bits):
- *   [0, 8)          header: magic+version, orders, usable bytes, size
- *   [8, 8+levels)   count[t]: free blocks at level t (a hint, kept by FAA)
- *   then per level t (8-word aligned): the level bitmap, 2 bits per block.
+ * Layout of the metadata region (words of 64 bits), layout version 2:
+ *   [0, 8)          header: magic+version, orders, usable bytes, size;
+ *                   word 7 is the transit word (below)
+ *   [8, 8+levels)   count[t]: free blocks at level t, the root of its summary
+ *   then per level t (8-word aligned): the level bitmap, 2 bits per block
+ *   then per level t, per tier k = 1..tiers[t] (8-word aligned): the summary
  * Level t holds the 2^t blocks of order M - t; level 0 is the whole heap.
  * Block i of level t has state bits at word i/32, shift 2*(i%32):
  *   00 NONE     split into halves, or inside a larger block
@@ -25,13 +27,38 @@
  * set those bits with FAA (adding to bits known to be 0 cannot carry into
  * a neighbour) in one batch, without retries.
  *
- * alloc(order): the level of the order is t. Load the chunk of level t at
- * this client's cursor; for a FREE bit, CAS it to ALLOC: done, in two
- * round trips when the chunk had one. Otherwise read the counts, scan the
- * level if its count says it has a free block, else claim a FREE block of
- * the nearest larger order (CAS FREE->NONE) and split it down: for each
- * level below it, FAA the right half to FREE, and at the target level the
- * left half to ALLOC - one batch. The block is halved until it is less
+ * The summary says where free blocks are, so that no search reads more
+ * than O(levels) words whatever the fill. Per level, a tree of free-block
+ * counts: tier 1 has one count per group of 64 bitmap words (2048
+ * blocks), tier k one per 64 counts of tier k-1, until a tier has at most
+ * 64 words; count[t] is the root. A search reads the roots (one load),
+ * then the top tier of a level whose root says it has a free block, then
+ * the 64 counts below a non-zero one, ..., then 64 bitmap words, and CASes
+ * a FREE block: 1 + tiers + 1 loads and a CAS, tiers <= 3 (a level of 2^28
+ * blocks). Invariant of the summary: a count is never below the number of
+ * FREE blocks in its subtree (it may say more, never fewer), so a zero
+ * count proves its subtree has nothing free. The update order that keeps
+ * it (FAA on every count of the path, root included, in one batch):
+ *   - before a block becomes FREE (a free, a split's halves, a merged
+ *     parent): increment its path, and only then CAS/FAA the block FREE;
+ *   - after a block stops being FREE (a claim, a split's parent, a merged
+ *     buddy): CAS it first, and only then decrement its path.
+ * In between the counts over-report, which costs a searcher a look at an
+ * empty group, never a missed block. A ctx that keeps credit
+ * (rmp_buddy_ctx_defer) over-reports on purpose, by a bounded amount.
+ *
+ * Cost of the summary in metadata bytes: 1/63 of the bitmaps, plus the
+ * 8-word alignment of each tier. 1 GiB of 4 KiB blocks (19 levels): 128
+ * KiB of bitmaps, 2.1 KiB of summary, 130.8 KiB in all (was 128.7); 4 GiB
+ * (21 levels): 512 KiB and 8.2 KiB, 520.9 KiB (was 512.7); 1 TiB of 4 KiB
+ * blocks: 128 MiB and 2.0 MiB. The transit word is a header word.
+ *
+ * alloc(order): the level of the order is t. Look at the client's cursor
+ * first (the block it freed or split off last: warm, LIFO-like); on a miss
+ * search the summary of level t, then of the nearest larger order, claim a
+ * FREE block there (CAS FREE->NONE) and split it down: for each level
+ * below it, FAA the half not on the way to FREE, and at level t the block
+ * on the way to ALLOC, in one batch. The block is halved until it is less
  * than twice the request, as in the seed.
  *
  * free(offset, order): the block must be ALLOC (else -EINVAL: a double
@@ -40,10 +67,30 @@
  * when it is not, CAS the block to FREE. Every step is one CAS; a failed
  * CAS returns the current word and the step is recomputed from it.
  *
+ * Memory in passing, and no false ENOMEM. A split holds memory that is
+ * nobody's (the claimed parent, before its halves are FREE), and so does a
+ * merge (the merged pair, before the parent is FREE above). The transit
+ * word counts these moves: low half moves in progress, high half moves
+ * begun. A move adds 1 to both (FAA) before it takes memory out of FREE
+ * (the claim, the first merge CAS), and 1 is taken off the low half after
+ * the memory is FREE again where it lands (exec, never left in a queue).
+ * ENOMEM is said only when a complete search found nothing FREE at levels
+ * 0..t and the transit word, read before and after that search (an atomic
+ * read), showed no move in progress and no move begun: then during the
+ * search no memory was in passing and none moved between levels, and the
+ * zero counts it followed were true. The proof costs two searches and two
+ * reads of the transit word: O(levels). When the summary says memory
+ * exists and no search gets it (a client stalled or preempted in the
+ * middle of a split or merge, or lost races) the allocation returns
+ * -EAGAIN after ALLOC_RETRIES searches: lock-free, never waiting for the
+ * client that holds it. (A client that dies in the middle of a move
+ * leaves the transit word up for good: allocations then say -EAGAIN
+ * rather than ENOMEM when the pool is full, until the pool is recreated.)
+ *
  * Loads are hints (an RDMA READ may race with atomics): a load that says
  * "not mine" is confirmed by a CAS that would change nothing before any
- * error is returned. The counts are hints too, updated after the CAS that
- * decides, off the critical path (store post()).
+ * error is returned; the ENOMEM proof reads the transit word and, on a
+ * remote store, the roots with FAA 0, which an old value cannot fake.
  *
  * A stalled client holds at most the block it has claimed; it never
  * blocks another (tests freeze clients after every word operation).
@@ -51,12 +98,14 @@
  * On local memory (store->direct) the steady state is inline: alloc loads
  * the word at the cursor and CASes a free block in it; free tries the
  * order it freed last, then walks top-down, and CASes the block FREE. A
- * ctx that one thread owns may keep the count changes of that fast path
- * to itself (rmp_buddy_ctx_defer: a free and an alloc of one order
- * cancel). Each ctx has a home (rmp_buddy_ctx_home); a local miss first
- * looks, at every level, at the blocks overlapping the bitmap line around
- * its cursor, and splits toward the cursor, so that threads keep to their
- * own cache lines. Remote clients split to the left, as the seed does.
+ * ctx that one thread owns may keep credit (rmp_buddy_ctx_defer): then an
+ * alloc and a free in the same bitmap group leave the counts as they are,
+ * and the steady state is one load and one CAS each. Each ctx has a home
+ * (rmp_buddy_ctx_home); a local miss first looks, at every level, at the
+ * blocks overlapping the bitmap line around its home, and splits toward
+ * it, so that threads keep to their own cache lines; when the home line
+ * is exhausted its cursor follows what the summary search found. Remote
+ * clients split to the left, as the seed does.
  */
 #include "buddy.h"
 
@@ -80,13 +129,36 @@ enum {
 /* The FREE (low) bit of every 2-bit state in a word. */
 #define LOW_BITS       0x5555555555555555ull
 #define MAX_CHUNK      64u
-#define ALLOC_RETRIES  8u   /* searches after one that found memory held in passing */
-#define SWEEP_CHUNK    512u /* words per load in the last-resort sweep: 4 KiB READs */
+/* The summary's fan-out: bitmap words per tier-1 count, counts per count
+ * above. 64 words are one 512-byte READ: a remote search step costs what
+ * a one-word step costs, and 3 tiers reach 2^28 blocks. */
+#define SUM_SHIFT      6u
+#define SUM_FAN        (1u << SUM_SHIFT)
+/* Searches before -EAGAIN when the summary says memory exists but it is
+ * not found (held in passing by another client, or races lost). On local
+ * memory one search is well under a microsecond; remotely a few round
+ * trips. */
+#define ALLOC_RETRIES  32u
+/* Group reads per search: a full descent is 1 + tiers; the rest is for
+ * groups other clients over-report (their credit, a decrement not landed
+ * yet). Past it the search does not count as complete. */
+#define SEARCH_BUDGET  1024u
 #define LOCAL_SPAN_WORDS 8u /* local memory: a cache line of a level's bitmap */
 #define HDR_MAGIC_WORD 0
 #define HDR_ORDERS_WORD 1
 #define HDR_USABLE_WORD 2
 #define HDR_SIZE_WORD  3
+#define HDR_TRANSIT_WORD 7
+/* The transit word: moves in progress in the low half, moves begun in the
+ * high half (a sequence: equal values read at two instants mean no move
+ * began in between). */
+#define TRANSIT_BEGIN  (1ull + (1ull << 32))
+#define TRANSIT_END    (~0ull) /* -1 on the low half, which is >= 1 then */
+#define TRANSIT_MOVES(x) ((uint32_t)(x))
+/* Operations of one summary path: the root and every tier. */
+#define PATH_OPS       (RMP_BUDDY_MAX_TIERS + 1u)
+/* A split's first batch: the transit word and the path of every half. */
+#define SPLIT_OPS      (1u + RMP_BUDDY_MAX_LEVELS * PATH_OPS)
 
 enum { OP_ALLOC = 0, OP_FREE = 1 };
 enum { C_CALLS, C_RTS, C_LOADS, C_CAS_OK, C_CAS_FAIL, C_FAA, C_FAST, C_FAST_LOADS, C_N };
@@ -143,6 +215,13 @@ static inline uint64_t level_words(unsigned t)
 	return (blocks + BLOCKS_PER_WORD - 1) / BLOCKS_PER_WORD;
 }
 
+/* Words of tier k of level t's summary (k = 0: the bitmap itself). */
+static inline uint64_t tier_len(unsigned t, unsigned k)
+{
+	unsigned s = SUM_SHIFT * k;
+	return (level_words(t) + (1ull << s) - 1) >> s;
+}
+
 int rmp_buddy_geom_init(struct rmp_buddy_geom *g, unsigned max_order, unsigned min_order)
 {
 	if (max_order > RMP_BUDDY_MAX_ORDER || min_order > max_order ||
@@ -152,12 +231,25 @@ int rmp_buddy_geom_init(struct rmp_buddy_geom *g, unsigned max_order, unsigned m
 	g->max_order = max_order;
 	g->min_order = min_order;
 	g->levels = max_order - min_order + 1;
+	g->transit_word = HDR_TRANSIT_WORD;
 	g->count_word = RMP_BUDDY_HDR_WORDS;
 	uint64_t w = g->count_word + g->levels;
 	for (unsigned t = 0; t < g->levels; t++) {
 		w = (w + 7) & ~7ull; /* each level starts on a cache line */
 		g->level_word[t] = w;
 		w += level_words(t);
+	}
+	for (unsigned t = 0; t < g->levels; t++) {
+		unsigned k = 0;
+		while (tier_len(t, k) > SUM_FAN)
+			k++; /* the top tier fits in one group: the root's children */
+		rmp_assert(k <= RMP_BUDDY_MAX_TIERS);
+		g->tiers[t] = k;
+		for (unsigned j = 1; j <= k; j++) {
+			w = (w + 7) & ~7ull;
+			g->tier_word[t][j - 1] = w;
+			w += tier_len(t, j);
+		}
 	}
 	g->total_words = (w + 7) & ~7ull;
 	return 0;
@@ -188,6 +280,18 @@ static void fmt_mark(uint64_t *words, const struct rmp_buddy_geom *g, unsigned t
 		words[g->count_word + t]++;
 }
 
+/* The summary of a freshly marked bitmap: every tier counts the FREE
+ * blocks below it (the roots were counted while marking). */
+static void fmt_summary(uint64_t *words, const struct rmp_buddy_geom *g)
+{
+	for (unsigned t = 0; t < g->levels; t++)
+		for (uint64_t wi = 0; wi < level_words(t); wi++) {
+			uint64_t n = (uint64_t)__builtin_popcountll(free_bits(words[g->level_word[t] + wi]));
+			for (unsigned k = 1; k <= g->tiers[t] && n; k++)
+				words[g->tier_word[t][k - 1] + (wi >> (SUM_SHIFT * k))] += n;
+		}
+}
+
 void rmp_buddy_format(uint64_t *words, const struct rmp_buddy_geom *g, uint64_t usable)
 {
 	uint64_t cap = 1ull << g->max_order, minb = 1ull << g->min_order;
@@ -201,6 +305,7 @@ void rmp_buddy_format(uint64_t *words, const struct rmp_buddy_geom *g, uint64_t 
 	words[HDR_USABLE_WORD] = usable;
 	words[HDR_SIZE_WORD] = g->total_words;
 	fmt_mark(words, g, 0, 0, usable);
+	fmt_summary(words, g);
 }
 
 int rmp_buddy_header_version(const uint64_t hdr[RMP_BUDDY_HDR_WORDS], unsigned *version)
@@ -249,8 +354,10 @@ void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, ui
 	for (unsigned k = 0; k < 2; k++)
 		for (unsigned c = 0; c < C_N; c++)
 			atomic_init(&ctx->ctr[k][c], 0);
-	for (unsigned t = 0; t <= RMP_BUDDY_MAX_LEVELS; t++)
-		atomic_init(&ctx->pending[t], 0);
+	for (unsigned t = 0; t <= RMP_BUDDY_MAX_LEVELS; t++) {
+		atomic_init(&ctx->credit[t], 0);
+		atomic_init(&ctx->credit_grp[t], 0);
+	}
 	ctx->defer_max = 0;
 	atomic_init(&ctx->last_free_order, 0);
 	ctx->home = 0;
@@ -267,10 +374,11 @@ static inline uint64_t home_blk(const struct rmp_buddy_ctx *ctx, unsigned t)
 
 /* Point the cursor of level t at block i: always, or for a homed ctx only
  * inside its home line (a block it took or freed elsewhere is not worth
- * coming back to: that line is another thread's). */
-static inline void cursor_set(struct rmp_buddy_ctx *ctx, unsigned t, uint64_t i)
+ * coming back to: that line is another thread's), unless follow (its home
+ * line had nothing: stay where the search found memory). */
+static inline void cursor_set(struct rmp_buddy_ctx *ctx, unsigned t, uint64_t i, bool follow)
 {
-	if (ctx->homed && i / LINE_BLOCKS != home_blk(ctx, t) / LINE_BLOCKS)
+	if (!follow && ctx->homed && i / LINE_BLOCKS != home_blk(ctx, t) / LINE_BLOCKS)
 		return;
 	atomic_store_explicit(&ctx->cursor[t], i, memory_order_relaxed);
 }
@@ -323,7 +431,10 @@ static int st_exec(const struct rmp_buddy *b, struct tally *tl, struct rmp_wop *
 {
 	_Atomic uint64_t *direct = b->store->direct;
 
+	if (n == 0)
+		return 0;
 	for (unsigned i = 0; i < n; i++) {
+		rmp_assert(ops[i].idx < b->g.total_words);
 		if (ops[i].kind == RMP_WOP_LOAD)
 			tl_add(tl, C_LOADS, 1);
 		else if (ops[i].kind == RMP_WOP_FAA)
@@ -348,6 +459,8 @@ static int st_post(const struct rmp_buddy *b, struct tally *tl, struct rmp_wop *
 {
 	_Atomic uint64_t *direct = b->store->direct;
 
+	if (n == 0)
+		return 0;
 	tl_add(tl, C_FAA, n);
 	if (!direct)
 		return b->store->ops->post(b->store, ops, n);
@@ -401,38 +514,114 @@ static int st_cas(const struct rmp_buddy *b, struct tally *tl, uint64_t idx, uin
 	return op.old == expect;
 }
 
-static int count_faa(const struct rmp_buddy *b, struct tally *tl, unsigned t, int64_t delta)
-{
-	_Atomic uint64_t *direct = b->store->direct;
+/* --- the summary: count paths, credit, the transit word ---------------- */
 
-	rmp_assert(t < b->g.levels);
-	if (direct) {
-		tl_add(tl, C_FAA, 1);
-		atomic_fetch_add_explicit(&direct[b->g.count_word + t], (uint64_t)delta, memory_order_relaxed);
-		return 0;
-	}
-	struct rmp_wop op;
-	rmp_wop_faa(&op, b->g.count_word + t, (uint64_t)delta);
-	return st_post(b, tl, &op, 1);
+/* The FAAs that add d to every count on the summary path of bitmap word
+ * wi of level t (root first). Returns how many (1 + tiers). */
+static unsigned path_ops(const struct rmp_buddy_geom *g, unsigned t, uint64_t wi, int64_t d, struct rmp_wop *ops)
+{
+	unsigned n = 0;
+
+	rmp_assert(t < g->levels && wi < level_words(t));
+	rmp_wop_faa(&ops[n++], g->count_word + t, (uint64_t)d);
+	for (unsigned k = 1; k <= g->tiers[t]; k++)
+		rmp_wop_faa(&ops[n++], g->tier_word[t][k - 1] + (wi >> (SUM_SHIFT * k)), (uint64_t)d);
+	return n;
 }
 
-/* Change the free count of level t by delta: at once, or when the ctx
- * defers, once its pending change for the level leaves [-max, max]. */
-static inline __attribute__((always_inline)) int count_add(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl, unsigned t,
-		     int64_t delta)
+/* A block of level t in bitmap group grp (word / 64) stopped being FREE:
+ * the change to make on the group's path now, after the CAS (0: kept as
+ * credit). Credit is one group per level: a claim elsewhere pays at once. */
+static inline int64_t credit_claimed(struct rmp_buddy_ctx *ctx, unsigned t, uint64_t grp, unsigned n)
 {
 	int64_t max = ctx->defer_max;
-	if (max == 0)
-		return count_faa(b, tl, t, delta);
-	int64_t p = atomic_load_explicit(&ctx->pending[t], memory_order_relaxed) + delta;
-	if (p > max || p < -max) {
-		int rc = count_faa(b, tl, t, p);
-		if (rc)
-			return rc;
-		p = 0;
+	if (!max)
+		return -(int64_t)n;
+	int64_t c = atomic_load_explicit(&ctx->credit[t], memory_order_relaxed);
+	if (c == 0)
+		atomic_store_explicit(&ctx->credit_grp[t], grp, memory_order_relaxed);
+	else if (atomic_load_explicit(&ctx->credit_grp[t], memory_order_relaxed) != grp)
+		return -(int64_t)n;
+	c += n;
+	int64_t d = 0;
+	if (c > max) {
+		d = -(c - max / 2); /* keep half: the next frees there are free too */
+		c = max / 2;
 	}
-	atomic_store_explicit(&ctx->pending[t], p, memory_order_relaxed);
-	return 0;
+	atomic_store_explicit(&ctx->credit[t], c, memory_order_relaxed);
+	return d;
+}
+
+/* A block of level t in bitmap group grp is about to become FREE: the
+ * change to make on the group's path first (0: the credit covers it).
+ * Without credit there, pay for this block and half a credit ahead. */
+static inline int64_t credit_freeing(struct rmp_buddy_ctx *ctx, unsigned t, uint64_t grp)
+{
+	int64_t max = ctx->defer_max;
+	if (!max)
+		return 1;
+	int64_t c = atomic_load_explicit(&ctx->credit[t], memory_order_relaxed);
+	if (c > 0) {
+		if (atomic_load_explicit(&ctx->credit_grp[t], memory_order_relaxed) != grp)
+			return 1;
+		atomic_store_explicit(&ctx->credit[t], c - 1, memory_order_relaxed);
+		return 0;
+	}
+	atomic_store_explicit(&ctx->credit_grp[t], grp, memory_order_relaxed);
+	atomic_store_explicit(&ctx->credit[t], max / 2, memory_order_relaxed);
+	return 1 + max / 2;
+}
+
+/* The ctx's own over-report on the count at tier k, index idx, of level t
+ * (k = tiers + 1: the root): what a search may take off what it reads. */
+static inline int64_t credit_on(const struct rmp_buddy_ctx *ctx, const struct rmp_buddy_geom *g, unsigned t,
+				unsigned k, uint64_t idx)
+{
+	if (!ctx->defer_max)
+		return 0;
+	int64_t c = atomic_load_explicit(&ctx->credit[t], memory_order_relaxed);
+	if (c == 0)
+		return 0;
+	if (k > g->tiers[t])
+		return c;
+	uint64_t grp = atomic_load_explicit(&ctx->credit_grp[t], memory_order_relaxed);
+	return grp >> (SUM_SHIFT * (k - 1)) == idx ? c : 0;
+}
+
+/* After n blocks of level t in bitmap word wi stopped being FREE: lower
+ * their path (posted: it only has to land after the CAS that decided), or
+ * keep it as credit. */
+static int count_down(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl, unsigned t,
+		      uint64_t wi, unsigned n)
+{
+	int64_t d = credit_claimed(ctx, t, wi >> SUM_SHIFT, n);
+	if (d == 0)
+		return 0;
+	_Atomic uint64_t *direct = b->store->direct;
+	if (direct) {
+		/* Inline, as in st_post: relaxed would do for a count alone,
+		 * acq_rel keeps it ordered with the transit word. */
+		const struct rmp_buddy_geom *g = &b->g;
+		tl_add(tl, C_FAA, 1 + g->tiers[t]);
+		atomic_fetch_add_explicit(&direct[g->count_word + t], (uint64_t)d, memory_order_acq_rel);
+		for (unsigned k = 1; k <= g->tiers[t]; k++)
+			atomic_fetch_add_explicit(&direct[g->tier_word[t][k - 1] + (wi >> (SUM_SHIFT * k))],
+						  (uint64_t)d, memory_order_acq_rel);
+		return 0;
+	}
+	struct rmp_wop ops[PATH_OPS];
+	unsigned m = path_ops(&b->g, t, wi, d, ops);
+	return st_post(b, tl, ops, m);
+}
+
+/* Before a block of level t in bitmap word wi becomes FREE: the FAAs that
+ * raise its path, appended at ops (none when the credit covers it). They
+ * must have landed before the CAS or FAA that makes the block FREE. */
+static unsigned count_up_ops(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsigned t, uint64_t wi,
+			     struct rmp_wop *ops)
+{
+	int64_t d = credit_freeing(ctx, t, wi >> SUM_SHIFT);
+	return d ? path_ops(&b->g, t, wi, d, ops) : 0;
 }
 
 int rmp_buddy_ctx_flush(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx)
@@ -441,285 +630,353 @@ int rmp_buddy_ctx_flush(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx)
 	struct tally tl = { scratch };
 
 	for (unsigned t = 0; t < b->g.levels; t++) {
-		int64_t p = atomic_load_explicit(&ctx->pending[t], memory_order_relaxed);
-		if (p == 0)
+		int64_t c = atomic_load_explicit(&ctx->credit[t], memory_order_relaxed);
+		if (c == 0)
 			continue;
-		int rc = count_faa(b, &tl, t, p);
+		struct rmp_wop ops[PATH_OPS];
+		uint64_t grp = atomic_load_explicit(&ctx->credit_grp[t], memory_order_relaxed);
+		unsigned n = path_ops(&b->g, t, grp << SUM_SHIFT, -c, ops);
+		int rc = st_exec(b, &tl, ops, n);
 		if (rc)
 			return rc;
-		atomic_store_explicit(&ctx->pending[t], 0, memory_order_relaxed);
+		atomic_store_explicit(&ctx->credit[t], 0, memory_order_relaxed);
 	}
 	return 0;
+}
+
+/* The transit word, read so that an old value cannot pass for the current
+ * one: an acquire load on local memory, FAA 0 on any other store. */
+static int transit_read(const struct rmp_buddy *b, struct tally *tl, uint64_t *x)
+{
+	if (b->store->direct)
+		return st_load(b, tl, b->g.transit_word, 1, x);
+	struct rmp_wop op;
+	rmp_wop_faa(&op, b->g.transit_word, 0);
+	int rc = st_exec(b, tl, &op, 1);
+	*x = op.old;
+	return rc;
+}
+
+/* A move's end: memory it held is FREE where it landed. Executed, never
+ * left in a queue: others' ENOMEM proofs wait for it. */
+static int transit_end(const struct rmp_buddy *b, struct tally *tl)
+{
+	struct rmp_wop op;
+	rmp_wop_faa(&op, b->g.transit_word, TRANSIT_END);
+	return st_exec(b, tl, &op, 1);
 }
 
 /* --- allocation -------------------------------------------------------- */
 
-/*
- * Scan up to max_words words of level t from the client's cursor (wrapping)
- * and claim the first FREE block found by CAS-ing it to new_state.
- * 0 and *blk on success, -ENOMEM if none was found, or a store error.
- */
-static int scan_claim(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
-		      unsigned t, unsigned new_state, uint64_t max_words, uint64_t *blk, uint64_t *counts,
-		      bool sweep)
-{
-	const struct rmp_buddy_geom *g = &b->g;
-	uint64_t nw = level_words(t); /* a power of two */
-	/* The cursor is a block: the one this client freed or split off
-	 * last at this level, else where it last found one. Trying it first
-	 * reuses memory that is still warm in cache (like a LIFO free list)
-	 * and keeps clients apart. */
-	uint64_t cur = atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed);
-	uint64_t start = (cur / BLOCKS_PER_WORD) & (nw - 1);
-	unsigned pref = blk_shift(cur);
-	uint64_t chunk = b->store->chunk_words;
-	uint64_t buf[SWEEP_CHUNK];
-
-	if (chunk == 0 || chunk > MAX_CHUNK)
-		chunk = MAX_CHUNK;
-	if (sweep)
-		chunk = SWEEP_CHUNK;
-	if (b->store->direct)
-		chunk = 1; /* local memory: read a word only when the last had nothing */
-	if (max_words > nw)
-		max_words = nw;
-	for (uint64_t scanned = 0; scanned < max_words;) {
-		uint64_t w0 = (start + scanned) & (nw - 1);
-		uint64_t n = chunk;
-		if (n > nw - w0)
-			n = nw - w0;
-		if (n > max_words - scanned)
-			n = max_words - scanned;
-		int rc;
-		if (counts && scanned == 0) {
-			/* Remote: the free counts ride in the same round trip as
-			 * the first chunk, for the caller's next step on a miss. */
-			struct rmp_wop two[2];
-			rmp_wop_load(&two[0], g->level_word[t] + w0, (uint32_t)n, buf);
-			rmp_wop_load(&two[1], g->count_word, t + 1, counts);
-			rc = st_exec(b, tl, two, 2);
-		} else
-			rc = st_load(b, tl, g->level_word[t] + w0, (uint32_t)n, buf);
-		if (rc)
-			return rc;
-		for (uint64_t k = 0; k < n; k++, pref = 0) {
-			uint64_t v = buf[k];
-			for (;;) {
-				uint64_t fb = free_bits(v);
-				if (!fb)
-					break;
-				/* From the cursor's block on, wrapping. */
-				uint64_t hi = fb & (~0ull << pref);
-				unsigned bit = (unsigned)__builtin_ctzll(hi ? hi : fb);
-				uint64_t i = (w0 + k) * BLOCKS_PER_WORD + bit / 2;
-				uint64_t seen = 0;
-				rc = st_cas(b, tl, g->level_word[t] + w0 + k, v, with_state(v, i, new_state), &seen);
-				if (rc < 0)
-					return rc;
-				if (rc == 1) {
-					cursor_set(ctx, t, i);
-					*blk = i;
-					return 0;
-				}
-				v = seen; /* lost a race: recompute from what is there now */
-			}
-		}
-		scanned += n;
-	}
-	return -ENOMEM;
-}
-
-/*
- * We own block `blk` of level j (just CAS-ed FREE -> NONE) and everything
- * below it. Split it down to level t toward block `target` of level t (in
- * blk's range): at each level the half on the way stays ours and the
- * other half becomes FREE; at level t ours becomes ALLOC. All bits touched
- * are 0, so FAA sets them exactly; one batch, any completion order. The
- * seed splits toward the left (target = blk << (t - j)); local memory
- * splits toward the thread's cursor, to keep threads on their own lines.
- */
-static int split_down(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
-		      unsigned j, uint64_t blk, unsigned t, uint64_t target, uint64_t *left)
-{
-	const struct rmp_buddy_geom *g = &b->g;
-	struct rmp_wop ops[RMP_BUDDY_MAX_LEVELS + 1], cnt[RMP_BUDDY_MAX_LEVELS + 2];
-	unsigned n = 0;
-	uint64_t c;
-
-	/* A claimed block of level j splits down to level t, toward a block
-	 * of its own range. */
-	rmp_assert(j < t && t < g->levels);
-	rmp_assert(target >> (t - j) == blk);
-	for (unsigned lv = j + 1; lv <= t; lv++) {
-		c = target >> (t - lv); /* ours at level lv; c ^ 1 is set free */
-		uint64_t add = (uint64_t)ST_FREE << blk_shift(c ^ 1);
-		if (lv == t)
-			add += (uint64_t)ST_ALLOC << blk_shift(c);
-		rmp_wop_faa(&ops[n], blk_word(g, lv, c), add);
-		rmp_wop_faa(&cnt[n], g->count_word + lv, 1);
-		n++;
-	}
-	int rc = st_exec(b, tl, ops, n);
-	if (rc)
-		return rc;
-	/* Published at once, even by a ctx that defers: the halves are
-	 * free for others, and the counts are how they find them near
-	 * their own cursors instead of sweeping into this client's. */
-	rmp_wop_faa(&cnt[n], g->count_word + j, (uint64_t)-1);
-	rc = st_post(b, tl, cnt, n + 1);
-	if (rc)
-		return rc;
-	for (unsigned lv = j + 1; lv <= t; lv++)
-		cursor_set(ctx, lv, (target >> (t - lv)) ^ 1);
-	*left = target;
-	return 0;
-}
+/* One search for a block of level t: what it looks at and what it found. */
+struct search {
+	const struct rmp_buddy *b;
+	struct rmp_buddy_ctx *ctx;
+	struct tally *tl;
+	unsigned t;      /* the level asked for */
+	unsigned j;      /* the level being searched (<= t: j < t means a split) */
+	bool follow;     /* the home line had nothing: cursors follow what is found */
+	bool cut;        /* the budget ran out: not a complete search */
+	unsigned budget; /* group reads left */
+	uint64_t blk;    /* found: the block of level t */
+};
 
 /* Where to split block blk of level j toward, at level t: the seed's left
- * end, or on local memory the block of blk's range nearest the cursor. */
+ * end, or on local memory the block of blk's range nearest the cursor
+ * (for a homed ctx, inside its home line until it had nothing). */
 static uint64_t split_target(const struct rmp_buddy *b, const struct rmp_buddy_ctx *ctx, unsigned j,
 			     uint64_t blk, unsigned t)
 {
 	uint64_t lo = blk << (t - j), hi = lo + (1ull << (t - j)) - 1;
 	if (!b->store->direct)
 		return lo;
-	uint64_t cur = ctx->homed ? home_blk(ctx, t) : atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed);
+	uint64_t cur = atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed);
 	return cur < lo ? lo : cur > hi ? hi : cur;
 }
 
 /*
- * Local memory: claim a FREE block of level lv that overlaps the address
- * range of the bitmap line holding this ctx's cursor at level t (its home
- * in that level). 0 with *blk, -ENOMEM, or a store error.
+ * Claim FREE block i of level s->j (its word holds v) and split it down to
+ * level s->t toward a target in its range: at each level the half on the
+ * way stays ours and the other half becomes FREE; at level t ours becomes
+ * ALLOC. In order, each step after the one before has landed:
+ *   1. transit +1 (a move begins) and +1 on the path of every half;
+ *   2. CAS the block FREE -> NONE (the claim; memory in passing now);
+ *   3. FAA the halves FREE and the target ALLOC (all bits touched are 0,
+ *      so FAA sets them exactly, in any completion order), and -1 on the
+ *      claimed block's path;
+ *   4. transit -1.
+ * A lost claim takes step 1 back. 1 claimed (s->blk), 0 lost with *seen
+ * the word now, or a store error.
  */
-static int claim_near(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl, unsigned t,
-		      unsigned lv, unsigned new_state, uint64_t *blk)
+static int split_claim(struct search *s, uint64_t i, uint64_t v, uint64_t *seen)
 {
+	const struct rmp_buddy *b = s->b;
 	const struct rmp_buddy_geom *g = &b->g;
-	uint64_t cur = ctx->homed ? home_blk(ctx, t)
-				  : atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed) & ((1ull << t) - 1);
+	unsigned j = s->j, t = s->t;
+	uint64_t target = split_target(b, s->ctx, j, i, t);
+	struct rmp_wop ops[SPLIT_OPS];
+	unsigned n = 0;
+	int rc;
+
+	/* A claimed block of level j splits down to level t, toward a block
+	 * of its own range. */
+	rmp_assert(j < t && t < g->levels);
+	rmp_assert(target >> (t - j) == i);
+	rmp_wop_faa(&ops[n++], g->transit_word, TRANSIT_BEGIN);
+	for (unsigned lv = j + 1; lv <= t; lv++) {
+		uint64_t half = (target >> (t - lv)) ^ 1;
+		n += count_up_ops(b, s->ctx, lv, half / BLOCKS_PER_WORD, &ops[n]);
+	}
+	rmp_assert(n <= SPLIT_OPS);
+	if ((rc = st_exec(b, s->tl, ops, n)) != 0)
+		return rc;
+	rc = st_cas(b, s->tl, blk_word(g, j, i), v, with_state(v, i, ST_NONE), seen);
+	if (rc <= 0) {
+		/* Lost (or failed): the halves never became FREE; the counts
+		 * come down again and the move is over. */
+		for (unsigned lv = j + 1; lv <= t && rc == 0; lv++)
+			rc = count_down(b, s->ctx, s->tl, lv, ((target >> (t - lv)) ^ 1) / BLOCKS_PER_WORD, 1);
+		int rc2 = transit_end(b, s->tl);
+		return rc < 0 ? rc : rc2;
+	}
+	n = 0;
+	for (unsigned lv = j + 1; lv <= t; lv++) {
+		uint64_t c = target >> (t - lv); /* ours at level lv; c ^ 1 is set free */
+		uint64_t add = (uint64_t)ST_FREE << blk_shift(c ^ 1);
+		if (lv == t)
+			add += (uint64_t)ST_ALLOC << blk_shift(c);
+		rmp_wop_faa(&ops[n++], blk_word(g, lv, c), add);
+	}
+	if ((rc = st_exec(b, s->tl, ops, n)) != 0)
+		return rc;
+	if ((rc = count_down(b, s->ctx, s->tl, j, i / BLOCKS_PER_WORD, 1)) != 0)
+		return rc;
+	if ((rc = transit_end(b, s->tl)) != 0)
+		return rc;
+	for (unsigned lv = j + 1; lv <= t; lv++)
+		cursor_set(s->ctx, lv, (target >> (t - lv)) ^ 1, s->follow);
+	s->blk = target;
+	return 1;
+}
+
+/*
+ * Claim a FREE block among the bits of word wi of level s->j (its value v)
+ * that mask allows, from the cursor's block on: ALLOC when j is the level
+ * asked for, else split. A lost CAS recomputes from the word it returned.
+ * 1 claimed, 0 nothing (left), or a store error.
+ */
+static int claim_in_word(struct search *s, uint64_t wi, uint64_t v, uint64_t mask)
+{
+	const struct rmp_buddy_geom *g = &s->b->g;
+	unsigned j = s->j;
+	uint64_t cur = atomic_load_explicit(&s->ctx->cursor[j], memory_order_relaxed);
+	unsigned pref = cur / BLOCKS_PER_WORD == wi ? blk_shift(cur) : 0;
+
+	for (;;) {
+		uint64_t fb = free_bits(v) & mask;
+		if (!fb)
+			return 0;
+		uint64_t hi = fb & (~0ull << pref);
+		uint64_t i = wi * BLOCKS_PER_WORD + (unsigned)__builtin_ctzll(hi ? hi : fb) / 2;
+		uint64_t seen = 0;
+		int rc;
+		if (j < s->t)
+			rc = split_claim(s, i, v, &seen);
+		else {
+			rc = st_cas(s->b, s->tl, g->level_word[j] + wi, v, with_state(v, i, ST_ALLOC), &seen);
+			if (rc == 1) {
+				rc = count_down(s->b, s->ctx, s->tl, j, wi, 1);
+				if (rc)
+					return rc;
+				cursor_set(s->ctx, j, i, s->follow);
+				s->blk = i;
+				return 1;
+			}
+		}
+		if (rc)
+			return rc;
+		v = seen;
+	}
+}
+
+/*
+ * Local memory: claim a FREE block of level s->j that overlaps the address
+ * range of the bitmap line holding this ctx's cursor at level t (for a
+ * homed ctx its home line, until that had nothing and the cursor followed
+ * the search). A few words at most, read as one load. 1, 0, or a store
+ * error.
+ */
+static int claim_near(struct search *s)
+{
+	const struct rmp_buddy_geom *g = &s->b->g;
+	struct rmp_buddy_ctx *ctx = s->ctx;
+	unsigned t = s->t, lv = s->j;
+	uint64_t cur = atomic_load_explicit(&ctx->cursor[t], memory_order_relaxed) & ((1ull << t) - 1);
 	uint64_t lo = cur / LINE_BLOCKS * LINE_BLOCKS, hi = lo + LINE_BLOCKS; /* level-t blocks [lo, hi) */
+	uint64_t buf[LOCAL_SPAN_WORDS];
 
 	if (hi > (1ull << t))
 		hi = 1ull << t;
 	lo >>= t - lv;
 	hi = ((hi - 1) >> (t - lv)) + 1; /* level-lv blocks [lo, hi) */
-	for (uint64_t wi = lo / BLOCKS_PER_WORD; wi * BLOCKS_PER_WORD < hi; wi++) {
-		uint64_t v, seen = 0;
-		int rc = st_load(b, tl, g->level_word[lv] + wi, 1, &v);
-		if (rc)
-			return rc;
-		uint64_t first = wi * BLOCKS_PER_WORD, mask = ~0ull;
+	uint64_t w0 = lo / BLOCKS_PER_WORD, nw = (hi - 1) / BLOCKS_PER_WORD - w0 + 1;
+	rmp_assert(nw <= LOCAL_SPAN_WORDS);
+	int rc = st_load(s->b, s->tl, g->level_word[lv] + w0, (uint32_t)nw, buf);
+	if (rc)
+		return rc;
+	for (uint64_t k = 0; k < nw; k++) {
+		uint64_t first = (w0 + k) * BLOCKS_PER_WORD, mask = ~0ull;
 		if (lo > first)
 			mask &= ~0ull << blk_shift(lo);
 		if (hi < first + BLOCKS_PER_WORD)
 			mask &= ~(~0ull << blk_shift(hi));
-		for (uint64_t fb; (fb = free_bits(v) & mask) != 0;) {
-			uint64_t i = first + (unsigned)__builtin_ctzll(fb) / 2;
-			rc = st_cas(b, tl, g->level_word[lv] + wi, v, with_state(v, i, new_state), &seen);
-			if (rc < 0)
-				return rc;
-			if (rc == 1) {
-				if (lv == t)
-					cursor_set(ctx, t, i);
-				*blk = i;
-				return 0;
-			}
-			v = seen;
-		}
+		if (!(free_bits(buf[k]) & mask))
+			continue;
+		rc = claim_in_word(s, w0 + k, buf[k], mask);
+		if (rc)
+			return rc;
 	}
-	return -ENOMEM;
+	return 0;
 }
 
-static int do_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
-		    unsigned t, uint64_t *blk, bool *held)
+/*
+ * Depth-first through level s->j's summary from node n of tier k (k =
+ * tiers + 1: the root, n = 0): read its children in one load - counts of
+ * tier k - 1, or bitmap words when k = 1 - and go into those with a
+ * count above this ctx's own credit there, the one toward the cursor
+ * first. A child that turns out empty (others' over-report) costs one
+ * read; the budget bounds them. 1 claimed, 0 nothing, or a store error.
+ */
+static int dfs(struct search *s, unsigned k, uint64_t n)
+{
+	const struct rmp_buddy_geom *g = &s->b->g;
+	unsigned j = s->j, ck = k - 1; /* the children's tier; 0: bitmap words */
+	uint64_t nchild = tier_len(j, ck), first, cnt;
+	uint64_t buf[SUM_FAN];
+
+	if (k == g->tiers[j] + 1) {
+		first = 0;
+		cnt = nchild; /* the top tier: at most 64 words */
+	} else {
+		first = n << SUM_SHIFT;
+		cnt = nchild - first < SUM_FAN ? nchild - first : SUM_FAN;
+	}
+	rmp_assert(cnt >= 1 && cnt <= SUM_FAN);
+	if (s->budget == 0) {
+		s->cut = true;
+		return 0;
+	}
+	s->budget--;
+	uint64_t base = ck ? g->tier_word[j][ck - 1] : g->level_word[j];
+	int rc = st_load(s->b, s->tl, base + first, (uint32_t)cnt, buf);
+	if (rc)
+		return rc;
+	uint64_t pref = (atomic_load_explicit(&s->ctx->cursor[j], memory_order_relaxed) / BLOCKS_PER_WORD) >>
+			(SUM_SHIFT * ck);
+	uint64_t start = pref >= first && pref < first + cnt ? pref - first : 0;
+	for (uint64_t q = 0; q < cnt; q++) {
+		uint64_t c = (start + q) % cnt, idx = first + c;
+		if (ck == 0) {
+			if (free_bits(buf[c]))
+				rc = claim_in_word(s, idx, buf[c], ~0ull);
+		} else if ((int64_t)buf[c] - credit_on(s->ctx, g, j, ck, idx) > 0) {
+			rc = dfs(s, ck, idx);
+		}
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * Remote: the first look, one round trip: the chunk of level t at the
+ * cursor and the roots of levels 0..t (for the search that follows a
+ * miss), then a CAS on a free block of the chunk. 1, 0, or a store error.
+ */
+static int first_batch(struct search *s, uint64_t *counts)
+{
+	const struct rmp_buddy_geom *g = &s->b->g;
+	unsigned t = s->t;
+	uint64_t nw = level_words(t), buf[MAX_CHUNK];
+	uint64_t chunk = s->b->store->chunk_words;
+	uint64_t w0 = (atomic_load_explicit(&s->ctx->cursor[t], memory_order_relaxed) / BLOCKS_PER_WORD) & (nw - 1);
+	struct rmp_wop two[2];
+
+	if (chunk == 0 || chunk > MAX_CHUNK)
+		chunk = MAX_CHUNK;
+	if (chunk > nw - w0)
+		chunk = nw - w0;
+	rmp_wop_load(&two[0], g->level_word[t] + w0, (uint32_t)chunk, buf);
+	rmp_wop_load(&two[1], g->count_word, t + 1, counts);
+	int rc = st_exec(s->b, s->tl, two, 2);
+	if (rc)
+		return rc;
+	s->j = t;
+	for (uint64_t k = 0; k < chunk; k++) {
+		if (!free_bits(buf[k]))
+			continue;
+		rc = claim_in_word(s, w0 + k, buf[k], ~0ull);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* The roots of levels 0..t; authoritative (FAA 0: no old value) for an
+ * ENOMEM proof on a store whose loads may be stale. */
+static int read_roots(const struct rmp_buddy *b, struct tally *tl, unsigned t, bool proof, uint64_t *counts)
+{
+	if (!proof || b->store->direct)
+		return st_load(b, tl, b->g.count_word, t + 1, counts);
+	struct rmp_wop ops[RMP_BUDDY_MAX_LEVELS + 1];
+	for (unsigned j = 0; j <= t; j++)
+		rmp_wop_faa(&ops[j], b->g.count_word + j, 0);
+	int rc = st_exec(b, tl, ops, t + 1);
+	for (unsigned j = 0; j <= t && rc == 0; j++)
+		counts[j] = ops[j].old;
+	return rc;
+}
+
+/*
+ * One search for a block of level t: on the first, the cheap looks (near
+ * home on local memory, the chunk at the cursor remotely); then the
+ * summary of level t and of every larger order, nearest first (halve as
+ * little as possible). 1 with *blk, 0 when nothing was found (*complete:
+ * every count that said "free" was followed to the end), or a store error.
+ */
+static int search(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl, unsigned t,
+		  bool first, bool proof, uint64_t *blk, bool *complete)
 {
 	const struct rmp_buddy_geom *g = &b->g;
 	uint64_t counts[RMP_BUDDY_MAX_LEVELS + 1];
-	int rc;
+	struct search s = { .b = b, .ctx = ctx, .tl = tl, .t = t, .budget = SEARCH_BUDGET };
+	bool have_counts = false;
+	int rc = 0;
 
-	/* Fast path: a free block of this order near where we last saw one.
-	 * A remote store loads the counts in the same round trip. */
-	bool have_counts = b->store->direct == NULL;
-	rc = scan_claim(b, ctx, tl, t, ST_ALLOC, b->store->chunk_words, blk, have_counts ? counts : NULL, false);
-	if (rc != -ENOMEM)
-		goto out_claimed;
-
-	/* Local memory first looks near home: blocks of every level that
-	 * overlap the bitmap line around the cursor at level t, so that a
-	 * thread splits a block there rather than take a free block of the
-	 * order in another thread's lines (they would share cache lines from
-	 * then on); every level, a few words each, since the counts may not
-	 * show what other threads keep back. Then two passes over whole
-	 * levels where the counts say: they lag the CAS that decides by one
-	 * posted FAA, so a miss is worth one more look before ENOMEM. */
-	int first = b->store->direct ? -1 : 0;
-	for (int pass = first; pass < 2; pass++) {
-		if (pass == 0 && !have_counts) {
-			rc = st_load(b, tl, g->count_word, t + 1, counts);
-			if (rc)
-				return rc;
-		} else if (pass > 0) {
-			rc = st_load(b, tl, g->count_word, t + 1, counts);
-			if (rc)
-				return rc;
+	if (first && b->store->direct) {
+		/* Near home at every level first, so that a thread splits a
+		 * block there rather than take one in another thread's lines. */
+		for (unsigned lv = t + 1; lv-- > 0 && rc == 0;) {
+			s.j = lv;
+			rc = claim_near(&s);
 		}
-		/* What this ctx has not published yet is as good as published. */
-		if (pass >= 0 && ctx->defer_max)
-			for (unsigned j = 0; j <= t; j++)
-				counts[j] += (uint64_t)atomic_load_explicit(&ctx->pending[j], memory_order_relaxed);
-		if (pass < 0 || (int64_t)counts[t] > 0) {
-			if (pass < 0)
-				rc = claim_near(b, ctx, tl, t, t, ST_ALLOC, blk);
-			else
-				rc = scan_claim(b, ctx, tl, t, ST_ALLOC, UINT64_MAX, blk, NULL, false);
-			if (rc != -ENOMEM)
-				goto out_claimed;
-		}
-		/* The nearest larger order first: halve as little as possible. */
-		for (unsigned j = t; j-- > 0;) {
-			if (pass >= 0 && (int64_t)counts[j] <= 0)
-				continue;
-			uint64_t big;
-			if (pass < 0)
-				rc = claim_near(b, ctx, tl, t, j, ST_NONE, &big);
-			else
-				rc = scan_claim(b, ctx, tl, j, ST_NONE, UINT64_MAX, &big, NULL, false);
-			if (rc == -ENOMEM)
-				continue;
-			if (rc)
-				return rc;
-			return split_down(b, ctx, tl, j, big, t, split_target(b, ctx, j, big, t), blk);
-		}
+		s.follow = ctx->homed;
+	} else if (first) {
+		rc = first_batch(&s, counts);
+		have_counts = true;
 	}
-	/* The counts said nothing fits. They lag (a remote client's count
-	 * updates ride with its next batch), so before saying ENOMEM sweep
-	 * every level that could serve, in large reads: only a sweep that
-	 * finds nothing proves the pool full for this order. */
-	for (unsigned j = t + 1; j-- > 0;) {
-		uint64_t big;
-		rc = scan_claim(b, ctx, tl, j, j == t ? ST_ALLOC : ST_NONE, UINT64_MAX, &big, NULL, true);
-		if (rc == -ENOMEM)
+	if (rc == 0 && !have_counts)
+		rc = read_roots(b, tl, t, proof, counts);
+	for (unsigned j = t + 1; rc == 0 && j-- > 0;) {
+		if ((int64_t)counts[j] - credit_on(ctx, g, j, g->tiers[j] + 1, 0) <= 0)
 			continue;
-		if (rc)
-			return rc;
-		if (j == t) {
-			*blk = big;
-			return count_faa(b, tl, t, -1);
-		}
-		return split_down(b, ctx, tl, j, big, t, split_target(b, ctx, j, big, t), blk);
+		s.j = j;
+		rc = dfs(&s, g->tiers[j] + 1, 0);
 	}
-	/* Nothing free, yet the counts (last read) say a block that would do
-	 * exists: another client holds it in passing (claimed and being split,
-	 * or merged and being freed upward). Worth another try. */
-	for (unsigned j = 0; j <= t; j++)
-		*held |= (int64_t)counts[j] > 0;
-	return -ENOMEM;
-
-out_claimed:
-	if (rc)
-		return rc;
-	return count_faa(b, tl, t, -1);
+	if (rc == 1)
+		*blk = s.blk;
+	*complete = !s.cut;
+	return rc;
 }
 
 /*
@@ -753,32 +1010,49 @@ static inline int alloc_direct(const struct rmp_buddy *b, struct rmp_buddy_ctx *
 	}
 	tl_add(tl, C_FAST, 1); /* the call, 1 load, 1 CAS, 2 round trips */
 	tl_add(tl, C_FAST_LOADS, 1);
-	cursor_set(ctx, t, i);
+	cursor_set(ctx, t, i, false);
 	*blk = i;
 	return 1;
 }
 
+/*
+ * Searches until one finds a block, or proves there is none: a complete
+ * search that found nothing, between two reads of the transit word that
+ * show no move in progress and none begun (buddy.c's opening comment).
+ * The first search has no read before it, so ENOMEM takes two. After
+ * ALLOC_RETRIES searches that neither found nor proved: -EAGAIN.
+ */
 static __attribute__((noinline)) int alloc_slow(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx,
-						       struct tally tl, unsigned order, uint64_t *offset)
+						struct tally tl, unsigned order, uint64_t *offset)
 {
 	unsigned t = b->g.max_order - order;
-	uint64_t blk;
+	uint64_t blk = 0, before = 0;
+	bool have_before = false;
 	int rc;
 
-	/* Lock-free, not wait-free: a client stalled in the middle of a split
-	 * holds the block it claimed, and a request that only that block
-	 * could serve fails meanwhile. A few more searches cover the usual
-	 * case (the other client finishes within a round trip or two); a
-	 * client stalled for longer makes this return ENOMEM, never wait. */
 	for (unsigned attempt = 0;; attempt++) {
-		bool held = false;
-		rc = do_alloc(b, ctx, &tl, t, &blk, &held);
-		if (rc != -ENOMEM || !held || attempt == ALLOC_RETRIES)
+		bool complete = false;
+		rc = search(b, ctx, &tl, t, attempt == 0, have_before, &blk, &complete);
+		if (rc != 0)
 			break;
+		uint64_t after;
+		if ((rc = transit_read(b, &tl, &after)) != 0)
+			break;
+		if (have_before && complete && after == before && TRANSIT_MOVES(after) == 0) {
+			rc = -ENOMEM;
+			break;
+		}
+		if (attempt == ALLOC_RETRIES) {
+			rc = -EAGAIN;
+			break;
+		}
+		before = after;
+		have_before = true;
 	}
 	tl_add(&tl, C_CALLS, 1);
-	if (rc)
+	if (rc < 0)
 		return rc;
+	rmp_assert(blk >> t == 0);
 	*offset = blk << order;
 	return 0;
 }
@@ -794,7 +1068,7 @@ int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsign
 		return -EINVAL;
 	unsigned t = b->g.max_order - order;
 	if (direct && alloc_direct(b, ctx, &tl, direct, t, &blk)) {
-		int rc = count_add(b, ctx, &tl, t, -1);
+		int rc = count_down(b, ctx, &tl, t, blk / BLOCKS_PER_WORD, 1);
 		if (rc)
 			return rc;
 		rmp_assert(blk >> t == 0);
@@ -806,67 +1080,137 @@ int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsign
 
 /* --- free -------------------------------------------------------------- */
 
-/* v: the block's word as last seen, or NULL to load it first. */
+/* Where a free stands: the block (level t, index i) it is about to mark
+ * FREE or merge, and which count changes it has made ahead. */
+struct freeing {
+	unsigned t;
+	uint64_t i;
+	unsigned expect; /* ALLOC: the block freed; NONE: a parent merged into */
+	bool counted;    /* the block's path was raised (it is to become FREE at t) */
+	bool pcounted;   /* the parent's path was raised (a merge was about to be) */
+	bool moving;     /* transit +1 done: memory in passing until the last CAS */
+};
+
+/* The free stops without freeing (not a live block, corrupt metadata, a
+ * store error): take back what it did ahead. Returns rc. */
+static int free_abort(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
+		      const struct freeing *f, int rc)
+{
+	if (f->counted)
+		count_down(b, ctx, tl, f->t, f->i / BLOCKS_PER_WORD, 1);
+	if (f->pcounted)
+		count_down(b, ctx, tl, f->t - 1, (f->i >> 1) / BLOCKS_PER_WORD, 1);
+	if (f->moving)
+		transit_end(b, tl);
+	return rc;
+}
+
+/*
+ * Free block i of level t. Each step is one CAS on the block's word,
+ * preceded by what must land before it and followed by what may land
+ * after it:
+ *   merge (buddy FREE): [transit +1 once, +1 on the parent's path], CAS
+ *     the pair to NONE, then -1 on the pair's path for the buddy (and for
+ *     the block, if it was counted ahead), and go up to the parent (NONE,
+ *     ours, counted already);
+ *   free (buddy not FREE): [+1 on the block's path unless counted], CAS
+ *     the block FREE, then transit -1 if this free was a move.
+ * A remote free loads the block's word and raises its path in the same
+ * round trip (counted ahead: wasted, and taken back, only if it merges).
+ * seen_word: the block's word as last seen, or NULL to load it first.
+ */
 static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
 		   unsigned t, uint64_t i, const uint64_t *seen_word)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	unsigned expect = ST_ALLOC; /* the freed block; its merged parents are NONE */
+	struct freeing f = { .t = t, .i = i, .expect = ST_ALLOC };
+	struct rmp_wop ops[2 * PATH_OPS + 1];
 	bool confirmed = false;
-	uint64_t v, seen = 0;
+	uint64_t v = 0, seen = 0;
+	unsigned n = 0;
 	int rc;
 
 	rmp_assert(t < g->levels && i >> t == 0);
 	if (seen_word)
 		v = *seen_word;
-	else if ((rc = st_load(b, tl, blk_word(g, t, i), 1, &v)) != 0)
-		return rc;
+	else {
+		rmp_wop_load(&ops[n++], blk_word(g, t, i), 1, &v);
+		if (!b->store->direct) {
+			n += count_up_ops(b, ctx, t, i / BLOCKS_PER_WORD, &ops[n]);
+			f.counted = true;
+		}
+		if ((rc = st_exec(b, tl, ops, n)) != 0)
+			return rc;
+	}
 	for (;;) {
-		uint64_t widx = blk_word(g, t, i);
-		if (state_of(v, i) != expect) {
+		uint64_t widx = blk_word(g, f.t, f.i);
+		if (state_of(v, f.i) != f.expect) {
 			if (!confirmed) {
 				/* A load is a hint: ask the word itself with a CAS
 				 * that changes nothing, then decide. */
 				rc = st_cas(b, tl, widx, v, v, &seen);
 				if (rc < 0)
-					return rc;
+					return free_abort(b, ctx, tl, &f, rc);
 				confirmed = true;
 				v = seen;
 				continue;
 			}
 			/* ALLOC missing: not a live block of this order. NONE
 			 * missing above a merge: the metadata is corrupt. */
-			return expect == ST_ALLOC ? -EINVAL : -EUCLEAN;
+			return free_abort(b, ctx, tl, &f, f.expect == ST_ALLOC ? -EINVAL : -EUCLEAN);
 		}
-		if (t > 0 && state_of(v, i ^ 1) == ST_FREE) {
+		n = 0;
+		if (f.t > 0 && state_of(v, f.i ^ 1) == ST_FREE) {
 			/* Buddy free: take both out; the parent is ours to free. */
-			uint64_t pm = PAIR_MASK << blk_shift(i & ~1ull);
+			if (!f.moving)
+				rmp_wop_faa(&ops[n++], g->transit_word, TRANSIT_BEGIN);
+			if (!f.pcounted)
+				n += count_up_ops(b, ctx, f.t - 1, (f.i >> 1) / BLOCKS_PER_WORD, &ops[n]);
+			f.moving = f.pcounted = true;
+			if ((rc = st_exec(b, tl, ops, n)) != 0)
+				return free_abort(b, ctx, tl, &f, rc);
+			uint64_t pm = PAIR_MASK << blk_shift(f.i & ~1ull);
 			rc = st_cas(b, tl, widx, v, v & ~pm, &seen);
 			if (rc < 0)
-				return rc;
+				return free_abort(b, ctx, tl, &f, rc);
 			if (rc == 0) {
 				v = seen;
 				confirmed = true;
 				continue;
 			}
-			rc = count_faa(b, tl, t, -1);
+			rc = count_down(b, ctx, tl, f.t, f.i / BLOCKS_PER_WORD, f.counted ? 2 : 1);
 			if (rc)
 				return rc;
-			t--;
-			i >>= 1;
-			expect = ST_NONE;
+			f.t--;
+			f.i >>= 1;
+			f.expect = ST_NONE;
+			f.counted = true;
+			f.pcounted = false;
 			confirmed = false;
-			rc = st_load(b, tl, blk_word(g, t, i), 1, &v);
+			rc = st_load(b, tl, blk_word(g, f.t, f.i), 1, &v);
 			if (rc)
-				return rc;
+				return free_abort(b, ctx, tl, &f, rc);
 			continue;
 		}
-		rc = st_cas(b, tl, widx, v, with_state(v, i, ST_FREE), &seen);
+		if (f.pcounted) {
+			/* The merge this was raised for did not happen. */
+			rc = count_down(b, ctx, tl, f.t - 1, (f.i >> 1) / BLOCKS_PER_WORD, 1);
+			if (rc)
+				return free_abort(b, ctx, tl, &f, rc);
+			f.pcounted = false;
+		}
+		if (!f.counted) {
+			n = count_up_ops(b, ctx, f.t, widx - g->level_word[f.t], ops);
+			f.counted = true;
+			if ((rc = st_exec(b, tl, ops, n)) != 0)
+				return free_abort(b, ctx, tl, &f, rc);
+		}
+		rc = st_cas(b, tl, widx, v, with_state(v, f.i, ST_FREE), &seen);
 		if (rc < 0)
-			return rc;
+			return free_abort(b, ctx, tl, &f, rc);
 		if (rc == 1) {
-			cursor_set(ctx, t, i);
-			return count_faa(b, tl, t, 1);
+			cursor_set(ctx, f.t, f.i, false);
+			return f.moving ? transit_end(b, tl) : 0;
 		}
 		v = seen;
 		confirmed = true;
@@ -928,12 +1272,13 @@ static int find_live(const struct rmp_buddy *b, struct tally *tl, uint64_t offse
 
 /*
  * The steady state on local memory, inline: find the live block and, when
- * its buddy is not free, CAS it to FREE. The order this ctx freed last is
- * tried first: a block ALLOC at (order, offset) is the live block that
- * starts at offset, since nothing above or below an ALLOC block is set.
- * Else top-down as find_live() does. 1: freed; 0: take the general path
- * with *order and *v set when the block was found (a merge is due, or the
- * CAS lost a race), else with *order = 0.
+ * its buddy is not free, raise its path (or take a credit) and CAS it to
+ * FREE. The order this ctx freed last is tried first: a block ALLOC at
+ * (order, offset) is the live block that starts at offset, since nothing
+ * above or below an ALLOC block is set. Else top-down as find_live()
+ * does. 1: freed; 0: take the general path with *order and *v set when
+ * the block was found (a merge is due, or the CAS lost a race), else with
+ * *order = 0; negative: a store error.
  */
 static inline int free_direct(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
 			      _Atomic uint64_t *direct, uint64_t offset, unsigned *order, uint64_t *v)
@@ -969,15 +1314,27 @@ static inline int free_direct(const struct rmp_buddy *b, struct rmp_buddy_ctx *c
 		*v = x;
 		if (t > 0 && state_of(x, i ^ 1) == ST_FREE)
 			break; /* a merge: the general path */
+		uint64_t wi = i / BLOCKS_PER_WORD;
+		int64_t d = credit_freeing(ctx, t, wi >> SUM_SHIFT);
+		if (d) {
+			struct rmp_wop ops[PATH_OPS];
+			int rc = st_post(b, tl, ops, path_ops(g, t, wi, d, ops)); /* direct: applied now */
+			if (rc)
+				return rc;
+		}
 		if (!atomic_compare_exchange_strong_explicit(w, v, with_state(x, i, ST_FREE), memory_order_acq_rel,
 							     memory_order_acquire)) {
 			tl_add(tl, C_RTS, 1);
 			tl_add(tl, C_CAS_FAIL, 1);
+			/* Not freed: take the count back (over-report until then). */
+			int rc = count_down(b, ctx, tl, t, wi, 1);
+			if (rc)
+				return rc;
 			break;
 		}
 		tl_add(tl, C_FAST, 1); /* the call, 1 CAS, a round trip per load and the CAS */
 		tl_add(tl, C_FAST_LOADS, loads);
-		cursor_set(ctx, t, i);
+		cursor_set(ctx, t, i, false);
 		if (o != hint)
 			atomic_store_explicit(&ctx->last_free_order, o, memory_order_relaxed);
 		return 1;
@@ -1026,11 +1383,15 @@ int rmp_buddy_free_at(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint
 
 	if ((offset >> g->max_order) != 0 || (offset & ((1ull << g->min_order) - 1)) != 0)
 		return -EINVAL;
-	if (direct && free_direct(b, ctx, &tl, direct, offset, &order, &v)) {
-		int rc = count_add(b, ctx, &tl, g->max_order - order, 1);
-		if (rc == 0 && order_out)
-			*order_out = order;
-		return rc;
+	if (direct) {
+		int rc = free_direct(b, ctx, &tl, direct, offset, &order, &v);
+		if (rc < 0)
+			return rc;
+		if (rc == 1) {
+			if (order_out)
+				*order_out = order;
+			return 0;
+		}
 	}
 	return free_at_slow(b, ctx, tl, offset, order, v, order_out);
 }
@@ -1079,6 +1440,85 @@ static int check_fail(struct rmp_buddy_report *r, const char *what, unsigned t, 
 	return -EUCLEAN;
 }
 
+/* Level t's summary against its bitmap, exactly: every count of tier k is
+ * the number of FREE blocks in its 64^k bitmap words, the root their sum.
+ * 0, -EUCLEAN with r->error, or -ENOMEM. */
+static int check_summary(const struct rmp_buddy_geom *g, const uint64_t *words, unsigned t,
+			 struct rmp_buddy_report *r)
+{
+	uint64_t nw = level_words(t), *low = malloc(nw * sizeof(uint64_t)), total = 0;
+	int rc = 0;
+
+	if (!low)
+		return -ENOMEM;
+	for (uint64_t wi = 0; wi < nw; wi++) {
+		low[wi] = (uint64_t)__builtin_popcountll(free_bits(words[g->level_word[t] + wi]));
+		total += low[wi];
+	}
+	/* Tier k from tier k - 1, in place: entry c of tier k sums entries
+	 * [64c, 64c + 64) of the tier below, which are not needed after. */
+	for (unsigned k = 1; k <= g->tiers[t] && rc == 0; k++) {
+		uint64_t below = tier_len(t, k - 1), len = tier_len(t, k);
+		for (uint64_t c = 0; c < len; c++) {
+			uint64_t sum = 0;
+			for (uint64_t q = c << SUM_SHIFT; q < below && q < (c + 1) << SUM_SHIFT; q++)
+				sum += low[q];
+			low[c] = sum;
+			uint64_t have = words[g->tier_word[t][k - 1] + c];
+			if (have != sum && rc == 0) {
+				snprintf(r->error, sizeof(r->error),
+					 "level %u: summary tier %u count %llu says %llu free, its words hold %llu", t,
+					 k, (unsigned long long)c, (unsigned long long)have, (unsigned long long)sum);
+				rc = -EUCLEAN;
+			}
+		}
+	}
+	if (rc == 0 && words[g->count_word + t] != total) {
+		snprintf(r->error, sizeof(r->error), "level %u: count says %lld free, its bitmap holds %llu", t,
+			 (long long)words[g->count_word + t], (unsigned long long)total);
+		rc = -EUCLEAN;
+	}
+	free(low);
+	return rc;
+}
+
+/* One level of the walk: each block's state against what covers it from
+ * above (covered: per block of level t-1, set or inside a set block). */
+static int check_level(const struct rmp_buddy_geom *g, const uint64_t *words, unsigned t, const uint8_t *covered,
+		       uint8_t *covered_next, struct rmp_buddy_report *r)
+{
+	uint64_t nb = 1ull << t, bsz = 1ull << (g->max_order - t);
+
+	r->counts[t] = (int64_t)words[g->count_word + t];
+	for (uint64_t i = 0; i < nb; i++) {
+		unsigned st = state_of(words[blk_word(g, t, i)], i);
+		bool inside = t > 0 && covered[i >> 1];
+		if (inside && st != ST_NONE)
+			return check_fail(r, "set inside a larger block", t, i);
+		if (!inside && st == ST_NONE && t == g->levels - 1)
+			return check_fail(r, "split below the minimum block", t, i);
+		if (!inside && st == ST_FREE && t > 0 && (i & 1) == 0 &&
+		    state_of(words[blk_word(g, t, i + 1)], i + 1) == ST_FREE)
+			return check_fail(r, "it and its buddy are both free (lost merge)", t, i);
+		covered_next[i] = inside || st != ST_NONE;
+		if (inside)
+			continue;
+		if (st == ST_FREE) {
+			r->free_bytes += bsz;
+			r->free_blocks[t]++;
+		} else if (st == ST_ALLOC)
+			r->alloc_bytes += bsz;
+		else if (st == ST_RESERVED)
+			r->reserved_bytes += bsz;
+	}
+	if (r->counts[t] != (int64_t)r->free_blocks[t]) {
+		snprintf(r->error, sizeof(r->error), "level %u: count says %lld free, walk found %llu", t,
+			 (long long)r->counts[t], (unsigned long long)r->free_blocks[t]);
+		return -EUCLEAN;
+	}
+	return check_summary(g, words, t, r);
+}
+
 int rmp_buddy_check(const struct rmp_buddy *b, struct rmp_buddy_report *r)
 {
 	const struct rmp_buddy_geom *g = &b->g;
@@ -1108,6 +1548,13 @@ int rmp_buddy_check(const struct rmp_buddy *b, struct rmp_buddy_report *r)
 			 (unsigned long long)words[HDR_MAGIC_WORD]);
 		goto out_free_words;
 	}
+	r->transit = words[g->transit_word];
+	if (TRANSIT_MOVES(r->transit) != 0) {
+		snprintf(r->error, sizeof(r->error), "transit word says %u moves in progress on a quiet heap",
+			 TRANSIT_MOVES(r->transit));
+		rc = -EUCLEAN;
+		goto out_free_words;
+	}
 	rc = -ENOMEM;
 	covered = calloc(1ull << (g->levels - 1), 1);
 	covered_next = calloc(1ull << (g->levels - 1), 1);
@@ -1115,40 +1562,7 @@ int rmp_buddy_check(const struct rmp_buddy *b, struct rmp_buddy_report *r)
 		goto out_free_maps;
 	rc = 0;
 	for (unsigned t = 0; t < g->levels && rc == 0; t++) {
-		uint64_t nb = 1ull << t, bsz = 1ull << (g->max_order - t);
-		r->counts[t] = (int64_t)words[g->count_word + t];
-		for (uint64_t i = 0; i < nb; i++) {
-			unsigned st = state_of(words[blk_word(g, t, i)], i);
-			bool inside = t > 0 && covered[i >> 1];
-			if (inside && st != ST_NONE) {
-				rc = check_fail(r, "set inside a larger block", t, i);
-				break;
-			}
-			if (!inside && st == ST_NONE && t == g->levels - 1) {
-				rc = check_fail(r, "split below the minimum block", t, i);
-				break;
-			}
-			if (!inside && st == ST_FREE && t > 0 && (i & 1) == 0 &&
-			    state_of(words[blk_word(g, t, i + 1)], i + 1) == ST_FREE) {
-				rc = check_fail(r, "it and its buddy are both free (lost merge)", t, i);
-				break;
-			}
-			covered_next[i] = inside || st != ST_NONE;
-			if (!inside) {
-				if (st == ST_FREE) {
-					r->free_bytes += bsz;
-					r->free_blocks[t]++;
-				} else if (st == ST_ALLOC)
-					r->alloc_bytes += bsz;
-				else if (st == ST_RESERVED)
-					r->reserved_bytes += bsz;
-			}
-		}
-		if (rc == 0 && r->counts[t] != (int64_t)r->free_blocks[t]) {
-			snprintf(r->error, sizeof(r->error), "level %u: count says %lld free, walk found %llu",
-				 t, (long long)r->counts[t], (unsigned long long)r->free_blocks[t]);
-			rc = -EUCLEAN;
-		}
+		rc = check_level(g, words, t, covered, covered_next, r);
 		uint8_t *tmp = covered;
 		covered = covered_next;
 		covered_next = tmp;

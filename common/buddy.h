@@ -16,18 +16,26 @@
 #include "store.h"
 
 #define RMP_BUDDY_MAGIC      0x524d50425544ull /* "RMPBUD" */
-#define RMP_BUDDY_VERSION    1u /* layout version: bumped with any change of the region's format */
+#define RMP_BUDDY_VERSION    2u /* layout version: bumped with any change of the region's format
+				    * (2: the free-count summary and the transit word) */
 #define RMP_BUDDY_MAX_ORDER  57u /* offsets fit the 58 low bits of a handle */
 #define RMP_BUDDY_MAX_LEVELS 29u /* 2^30 bits of metadata: 128 MiB (1 TiB of 4 KiB blocks) */
 #define RMP_BUDDY_HDR_WORDS  8u
+#define RMP_BUDDY_MAX_TIERS  4u /* summary tiers below a level's count (3 reach 2^28 blocks) */
 
 /* Where everything lives in the metadata region, in words. */
 struct rmp_buddy_geom {
 	unsigned max_order;          /* M: capacity is 2^M bytes */
 	unsigned min_order;          /* m: smallest block is 2^m bytes */
 	unsigned levels;             /* M - m + 1; level t holds blocks of order M - t */
-	uint64_t count_word;         /* first of `levels` free-count words */
+	uint64_t transit_word;       /* moves in progress (low half), moves begun (high half) */
+	uint64_t count_word;         /* first of `levels` free-count words: the summaries' roots */
 	uint64_t level_word[RMP_BUDDY_MAX_LEVELS + 1]; /* first bitmap word of each level */
+	/* The summary of level t: tiers[t] tiers of free counts below its
+	 * count word; tier k (1-based) has one count per 64^k bitmap words,
+	 * starting at word tier_word[t][k - 1]. */
+	unsigned tiers[RMP_BUDDY_MAX_LEVELS + 1];
+	uint64_t tier_word[RMP_BUDDY_MAX_LEVELS + 1][RMP_BUDDY_MAX_TIERS];
 	uint64_t total_words;
 };
 
@@ -47,7 +55,7 @@ struct rmp_buddy_stats {
 
 /* Per-client state: where to start looking, and what was issued. A ctx
  * may be shared by threads (all fields are atomics, relaxed: the cursors
- * are hints and the counters only add up) unless it defers counts. */
+ * are hints and the counters only add up) unless it keeps credit. */
 struct rmp_buddy_ctx {
 	_Atomic uint64_t cursor[RMP_BUDDY_MAX_LEVELS + 1]; /* per level: block to try first */
 	/* [alloc|free][calls, rts, loads, cas_ok, cas_fail, faa, fast, fast_loads]:
@@ -55,9 +63,11 @@ struct rmp_buddy_ctx {
 	 * that succeeded after fast_loads loads in all (rmp_buddy_stats adds
 	 * them in: one counter on the hot path instead of five). */
 	_Atomic uint64_t ctr[2][8];
-	/* Free-count changes not yet added to the shared counts, per level
-	 * (only with defer_max > 0; see rmp_buddy_ctx_defer). */
-	_Atomic int64_t pending[RMP_BUDDY_MAX_LEVELS + 1];
+	/* Credit, per level (only with defer_max > 0; rmp_buddy_ctx_defer):
+	 * the counts on the summary path of bitmap group credit_grp[t] say
+	 * credit[t] more free blocks than there are, on this ctx's account. */
+	_Atomic int64_t credit[RMP_BUDDY_MAX_LEVELS + 1];
+	_Atomic uint64_t credit_grp[RMP_BUDDY_MAX_LEVELS + 1];
 	int64_t defer_max;
 	_Atomic unsigned last_free_order; /* local fast path: the order to try first */
 	uint64_t home;                     /* fraction of the heap, / 2^64 (rmp_buddy_ctx_home) */
@@ -100,21 +110,30 @@ void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, ui
  * that threads homed apart work on different cache lines. */
 void rmp_buddy_ctx_home(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, uint64_t frac);
 
-/* Let this ctx keep up to max (|delta| per level) of its free-count
- * changes to itself before it adds them to the shared counts with one
- * FAA: a free and an alloc of the same order then cost no FAA at all,
- * and threads stop bouncing the counts' cache line. The counts are hints
- * either way (an ENOMEM is only returned after a sweep of the bitmaps);
- * others see them off by at most max per deferring ctx. Only for a ctx
- * that one thread uses at a time (the pending deltas are plain
- * read-modify-writes) and that stays with the heap (rmp_buddy_ctx_flush
- * before a check, or a departing client's deltas are lost). 0: off. */
+/* Let this ctx keep up to max blocks of credit per level: the free counts
+ * on the summary path of one bitmap group may say up to max more free
+ * blocks than there are, on this ctx's account. An allocation there then
+ * leaves the counts as they are (credit + 1) and a free there takes one
+ * back (credit - 1) before its block is marked free: the steady state of
+ * alloc and free costs no FAA, and threads stop bouncing the counts'
+ * cache lines. The counts only ever over-report (never fewer than the
+ * free blocks: buddy.c), so nothing is missed; a search that follows
+ * another ctx's credit finds that group empty and goes on. Only for a ctx
+ * that one thread uses at a time (plain read-modify-writes) and that
+ * stays with the heap (rmp_buddy_ctx_flush before a check; a departing
+ * client's credit stays as harmless over-report). 0: off. */
 void rmp_buddy_ctx_defer(struct rmp_buddy_ctx *ctx, unsigned max);
-/* Add the ctx's pending count changes to the shared counts. */
+/* Give the ctx's credit back: the counts are exact again for its share. */
 int rmp_buddy_ctx_flush(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx);
 
-/* Allocate one block of 2^order bytes. 0 and *offset, -ENOMEM, -EINVAL,
- * or a store error. */
+/* Allocate one block of 2^order bytes. 0 and *offset; -ENOMEM when no
+ * block of the order is free nor can be made by splitting (proved from
+ * the summary in O(levels) while no split or merge is in progress); -EAGAIN
+ * when the counts say memory exists but a bounded number of searches did
+ * not get it: another client holds it in passing (stalled in the middle of
+ * a split or a merge, or preempted there) or the searches kept losing
+ * races. The caller may retry; the engine never waits for another client.
+ * -EINVAL, or a store error. */
 int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsigned order,
 		    uint64_t *offset);
 /* Free the live block of 2^order bytes at offset, coalescing with free
@@ -149,14 +168,16 @@ struct rmp_buddy_report {
 	uint64_t alloc_bytes;
 	uint64_t reserved_bytes;
 	uint64_t free_blocks[RMP_BUDDY_MAX_LEVELS + 1];  /* per level, as walked */
-	int64_t counts[RMP_BUDDY_MAX_LEVELS + 1];        /* per level, the hint words */
+	int64_t counts[RMP_BUDDY_MAX_LEVELS + 1];        /* per level, the summaries' roots */
+	uint64_t transit;                                /* the transit word */
 	char error[160];                                 /* first violation found */
 };
 
-/* Invariant walker, for a quiet heap (no operation in flight): every
- * byte is in exactly one free, allocated or reserved block; no two free
- * buddies (coalescing was never lost); nothing below a leaf; the free
- * counts match. 0, -EUCLEAN with r->error set, or a store error. */
+/* Invariant walker, for a quiet heap (no operation in flight, credit
+ * flushed): every byte is in exactly one free, allocated or reserved
+ * block; no two free buddies (coalescing was never lost); nothing below a
+ * leaf; every count of every summary equals the free blocks below it; no
+ * move in transit. 0, -EUCLEAN with r->error set, or a store error. */
 int rmp_buddy_check(const struct rmp_buddy *b, struct rmp_buddy_report *r);
 
 void rmp_buddy_stats(const struct rmp_buddy_ctx *ctx, struct rmp_buddy_stats *out);

@@ -8,14 +8,18 @@
  * doubled free is caught from the shared state, not from a per-thread
  * table.
  *
- * Per-thread engine contexts (cursors, counters, deferred free counts)
- * live in cache-line aligned shards. A thread owns a slot (0..63) for its
+ * Per-thread engine contexts (cursors, counters, credit) live in
+ * cache-line aligned shards. A thread owns a slot (0..63) for its
  * lifetime, the same in every heap, taken on its first call with one CAS
  * on a process-wide mask and given back when it exits; a slot's shard is
- * used by one thread at a time, so it may defer its count changes
+ * used by one thread at a time, so it may keep credit on the free counts
  * (rmp_buddy_ctx_defer): a free and an alloc of the same order, the
- * steady state, then touch no shared count. Threads beyond 64 share one
- * more shard that does not defer.
+ * steady state, then touch no shared count (one load and one CAS each).
+ * Threads beyond 64 share one more shard that keeps no credit.
+ *
+ * rmp_heap_alloc() never waits for another thread: when the memory that
+ * could serve is held in passing by a thread preempted in the middle of a
+ * split or merge, it fails with EAGAIN (buddy.h), not ENOMEM.
  */
 #include "heap_internal.h"
 
@@ -28,7 +32,7 @@
 #include <sys/mman.h>
 
 #define HEAP_SHARDS 64u /* slots: bits of one mask word */
-#define DEFER_MAX   8u  /* count changes a shard keeps to itself, per level */
+#define DEFER_MAX   8u  /* credit a shard may keep on the free counts, per level */
 
 struct shard {
 	alignas(64) struct rmp_buddy_ctx ctx;
@@ -246,8 +250,8 @@ int rmp_heap_check(rmp_heap *h, char *err, size_t errlen, uint64_t *free_bytes)
 
 	if (!r)
 		return -ENOMEM;
-	/* The heap is quiet (the caller's promise): publish what every
-	 * thread's shard has kept back, then the counts must be exact. */
+	/* The heap is quiet (the caller's promise): every thread's shard
+	 * gives its credit back, then the counts must be exact. */
 	for (unsigned s = 0; s < HEAP_SHARDS; s++)
 		rmp_buddy_ctx_flush(&h->b, &h->shards[s].ctx);
 	rc = rmp_buddy_check(&h->b, r);

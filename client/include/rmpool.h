@@ -215,8 +215,11 @@ RMP_API void rmp_pool_info_free(struct rmp_pool_info *info);
 /* Allocates a block of at least size bytes (a power of two, at least the
  * pool's minimum block) and returns its handle. Blocks are NOT zeroed
  * (like malloc). -EINVAL (size 0 or above the pool's usable capacity),
- * -ENOMEM (no free block that large), an RDMA error (-ETIMEDOUT, -EIO,
- * -ECONNREFUSED, -EOPNOTSUPP: a device without atomics). */
+ * -ENOMEM (no free block that large), -EAGAIN (the memory that could
+ * serve is held in passing by another client stalled in the middle of a
+ * split or merge; the call does not wait for it: try again), an RDMA error
+ * (-ETIMEDOUT, -EIO, -ECONNREFUSED, -EOPNOTSUPP: a device without
+ * atomics). */
 RMP_API int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out);
 /* Frees the block whose first byte is a. -EINVAL for anything else,
  * including a second free, also when another process freed it: that is

@@ -11,6 +11,15 @@
  * is checked before the free. At the end, the walker checks the metadata
  * and the whole capacity must be allocatable in one piece.
  *
+ * With --nearly-empty each thread holds one block (--live) of at most 1/64
+ * of the capacity at a time (at most 16 live blocks in all: they touch at
+ * most 16 of the 64 aligned blocks of that size): every request can be
+ * served, so every ENOMEM is false and fails the run. The whole heap is
+ * split from the top and merged back to it all the time (the case where
+ * a thread held the root in passing and others said ENOMEM); an EAGAIN
+ * (memory held in passing by a thread in the middle of a split or merge)
+ * is counted, not failed.
+ *
  * With --check-every K (the default at RMPOOL_DEBUG >= 2: every 2000
  * steps of each thread) all threads also meet at a barrier every K steps;
  * there, one of them walks the metadata with the invariant checker while
@@ -18,7 +27,7 @@
  * bytes must equal the capacity. A thread that fails still comes to every
  * barrier, and all threads leave together, so a failure never hangs it.
  *
- *   stress_heap [--threads N] [--ops N] [--live N] [--rdma-like] [--check-every K]
+ *   stress_heap [--threads N] [--ops N] [--live N] [--rdma-like] [--nearly-empty] [--check-every K]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -54,6 +63,7 @@ struct shared {
 	uint64_t check_every;
 	unsigned nthreads;
 	int rdma_like;
+	bool nearly_empty;
 	pthread_barrier_t barrier;
 	bool stop;
 	uint64_t walks;
@@ -65,7 +75,7 @@ struct thread {
 	struct shared *s;
 	unsigned id;
 	pthread_t tid;
-	uint64_t tries, ok;
+	uint64_t tries, ok, eagain, false_enomem;
 	uint64_t live_bytes; /* read by the walker at a barrier */
 };
 
@@ -129,7 +139,7 @@ static int step_once(struct thread *t, struct slot *live, uint64_t *x)
 {
 	struct shared *s = t->s;
 	uint32_t me = t->id + 1;
-	double lo = MIN_ORDER, hi = CAP_ORDER - 3;
+	double lo = MIN_ORDER, hi = s->nearly_empty ? CAP_ORDER - 6 : CAP_ORDER - 3;
 	struct slot *b = &live[rnd(x) % s->live];
 
 	if (b->p) {
@@ -150,6 +160,14 @@ static int step_once(struct thread *t, struct slot *live, uint64_t *x)
 	t->tries++;
 	b->p = rmp_heap_alloc(s->h, size);
 	if (!b->p) {
+		if (errno == EAGAIN) {
+			t->eagain++; /* memory held in passing by another thread: documented */
+			return 0;
+		}
+		if (errno == ENOMEM && s->nearly_empty) {
+			t->false_enomem++; /* there was room: see the opening comment */
+			return 0;
+		}
 		if (errno != ENOMEM) {
 			check_fail("alloc of %llu bytes: %s", (unsigned long long)size, strerror(errno));
 			return -1;
@@ -230,7 +248,7 @@ static void *thread_main(void *arg)
 
 int main(int argc, char **argv)
 {
-	unsigned nthreads = 4, live = 4;
+	unsigned nthreads = 4, live = 0;
 	uint64_t ops = 1000000;
 	int rdma_like = 0;
 	static const struct option opts[] = {
@@ -238,29 +256,33 @@ int main(int argc, char **argv)
 		{ "ops", required_argument, NULL, 'n' },
 		{ "live", required_argument, NULL, 'l' },
 		{ "rdma-like", no_argument, NULL, 'r' },
+		{ "nearly-empty", no_argument, NULL, 'e' },
 		{ "check-every", required_argument, NULL, 'c' },
 		{ "inject-lost-block", no_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t check_every = DEFAULT_CHECK_EVERY;
-	bool inject = false;
+	bool inject = false, nearly_empty = false;
 	/* "stress_heap: FAILED: why" for the first failure only: the threads
 	 * that trip over the same broken heap after it add nothing. */
 	check_init("stress_heap", NULL, CHECK_FIRST_ONLY);
-	for (int c; (c = getopt_long(argc, argv, "t:n:l:rc:Lh", opts, NULL)) != -1;) {
+	for (int c; (c = getopt_long(argc, argv, "t:n:l:rec:Lh", opts, NULL)) != -1;) {
 		switch (c) {
 		case 't': nthreads = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'n': ops = strtoull(optarg, NULL, 10); break;
 		case 'l': live = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'r': rdma_like = 1; break;
+		case 'e': nearly_empty = true; break;
 		case 'c': check_every = strtoull(optarg, NULL, 10); break;
 		case 'L': inject = true; break;
 		default:
 			fprintf(c == 'h' ? stdout : stderr,
-				"usage: %s [--threads N (4)] [--ops TOTAL (1000000)] [--live PER_THREAD (4)] [--rdma-like]\n"
-				"          [--check-every K (%u)]\n"
+				"usage: %s [--threads N (4)] [--ops TOTAL (1000000)] [--live PER_THREAD (4; 1)] [--rdma-like]\n"
+				"          [--nearly-empty] [--check-every K (%u)]\n"
 				"  --rdma-like: the store returns stale loads and completes batches in random order\n"
+				"  --nearly-empty: blocks of at most 1/64 of the heap, 1 per thread: any ENOMEM is\n"
+				"                  false and fails the run (EAGAIN is counted)\n"
 				"  --check-every: all threads stop every K steps while one walks the metadata\n"
 				"                 (0: only at the end; the default is set by RMPOOL_DEBUG)\n"
 				"  --inject-lost-block: thread 0 forgets a live block halfway (must FAIL)\n",
@@ -268,13 +290,22 @@ int main(int argc, char **argv)
 			return c == 'h' ? 0 : 2;
 		}
 	}
+	if (live == 0)
+		live = nearly_empty ? 1 : 4;
 	if (nthreads < 1 || nthreads > 64 || live < 1 || ops < nthreads) {
 		fprintf(stderr, "stress_heap: --threads must be 1..64, --live >= 1, --ops >= threads\n");
 		return 2;
 	}
+	if (nearly_empty && nthreads * live > 16) {
+		/* 16 live blocks of 1/64 touch at most 16 of the 64 aligned
+		 * blocks of that size: room for every request is certain. */
+		fprintf(stderr, "stress_heap: --nearly-empty allows at most 16 live blocks in all (threads x live)\n");
+		return 2;
+	}
 
 	struct shared s = { .ops_per_thread = ops / nthreads, .live = live, .check_every = check_every,
-			    .nthreads = nthreads, .rdma_like = rdma_like, .inject_lost_block = inject };
+			    .nthreads = nthreads, .rdma_like = rdma_like, .inject_lost_block = inject,
+			    .nearly_empty = nearly_empty };
 	int rc = rmp_heap_create(1ull << CAP_ORDER, 1ull << MIN_ORDER, &s.h);
 	if (rc) {
 		fprintf(stderr, "rmp_heap_create(): %s\n", strerror(-rc));
@@ -295,10 +326,12 @@ int main(int argc, char **argv)
 		t[i] = (struct thread){ .s = &s, .id = i };
 		pthread_create(&t[i].tid, NULL, thread_main, &t[i]);
 	}
-	uint64_t tries = 0, ok = 0;
+	uint64_t tries = 0, ok = 0, eagain = 0, false_enomem = 0;
 	for (unsigned i = 0; i < nthreads; i++) {
 		pthread_join(t[i].tid, NULL);
 		tries += t[i].tries;
+		eagain += t[i].eagain;
+		false_enomem += t[i].false_enomem;
 		ok += t[i].ok;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -312,9 +345,10 @@ int main(int argc, char **argv)
 		printf("stress_heap: the walker ran at %llu barriers (every %llu steps per thread)\n",
 		       (unsigned long long)s.walks, (unsigned long long)check_every);
 	}
-	printf("stress_heap: %u threads, %llu steps, %s store: %.1f%% of %llu allocations succeeded, %.2f s (%.0f steps/s)\n",
+	printf("stress_heap: %u threads, %llu steps, %s store: %.1f%% of %llu allocations succeeded (%llu EAGAIN), %.2f s (%.0f steps/s)\n",
 	       nthreads, (unsigned long long)(s.ops_per_thread * nthreads), rdma_like ? "RDMA-like" : "plain",
-	       100 * rate, (unsigned long long)tries, secs, (double)(s.ops_per_thread * nthreads) / secs);
+	       100 * rate, (unsigned long long)tries, (unsigned long long)eagain, secs,
+	       (double)(s.ops_per_thread * nthreads) / secs);
 	struct rmp_heap_stats st;
 	rmp_heap_stats(s.h, &st);
 	printf("stress_heap: per alloc %.2f loads %.2f CAS ok %.2f CAS failed %.2f FAA; per free %.2f loads %.2f CAS ok %.2f CAS failed %.2f FAA\n",
@@ -322,6 +356,13 @@ int main(int argc, char **argv)
 	       (double)st.alloc.cas_fail / (double)st.alloc.calls, (double)st.alloc.faa / (double)st.alloc.calls,
 	       (double)st.free.loads / (double)st.free.calls, (double)st.free.cas_ok / (double)st.free.calls,
 	       (double)st.free.cas_fail / (double)st.free.calls, (double)st.free.faa / (double)st.free.calls);
+	if (nearly_empty)
+		printf("stress_heap: nearly empty heap: %llu false ENOMEM, %llu EAGAIN in %llu allocations\n",
+		       (unsigned long long)false_enomem, (unsigned long long)eagain, (unsigned long long)tries);
+	if (!bad && false_enomem) {
+		check_fail("%llu false ENOMEM (room for every request was certain)", (unsigned long long)false_enomem);
+		bad = 1;
+	}
 	if (!bad && rate < 0.90) {
 		check_fail("only %.1f%% of allocations succeeded (need 90%%)", 100 * rate);
 		bad = 1;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,8 +61,10 @@ Test(buddy, geometry_bounds)
 	cr_assert_eq(rmp_buddy_geom_init(&g, 8, 9), -EINVAL);
 	cr_assert_eq(rmp_buddy_geom_init(&g, 58, 40), -EINVAL);
 	cr_assert_eq(rmp_buddy_geom_init(&g, 40, 12), 0, "1 TiB of 4 KiB blocks");
-	/* 2 bits per block per order: about 128 MiB for 1 TiB / 4 KiB. */
-	cr_assert_lt(g.total_words * 8, (128ull << 20) + (1 << 20));
+	/* 2 bits per block per order: about 128 MiB for 1 TiB / 4 KiB, and
+	 * the summary 1/63 of that on top (buddy.c: 1 MiB per 64). */
+	cr_assert_lt(g.total_words * 8, (128ull << 20) + (3ull << 20));
+	cr_assert_gt(g.total_words * 8, (128ull << 20) + (2ull << 20));
 	cr_assert_eq(rmp_buddy_geom_init(&g, 41, 12), -EINVAL, "more levels than allowed");
 	cr_assert_eq(g.levels, 29, "a failed init leaves the old geometry");
 
@@ -285,7 +288,7 @@ static void *worker_main(void *arg)
 			int rc = rmp_buddy_alloc(&w->e->b, &w->e->ctx[w->id], w->e->g.min_order, &live[n]);
 			if (rc == 0)
 				n++;
-			else if (rc != -ENOMEM)
+			else if (rc != -ENOMEM && rc != -EAGAIN) /* EAGAIN: the victim holds it in passing */
 				w->failures++;
 		}
 	}
@@ -384,4 +387,208 @@ Test(buddy, lock_free_with_a_client_frozen_inside_alloc, .timeout = 240)
 Test(buddy, lock_free_with_a_client_frozen_inside_free, .timeout = 240)
 {
 	run_frozen(1);
+}
+
+/* --- no false ENOMEM: a client frozen in the middle of a split or merge --
+ *
+ * A 64-block heap; the victim (ctx 1) allocates one block on the fresh
+ * heap (a split from the top) or frees its only block (a merge back to the
+ * top), frozen after each of its word operations in turn. Meanwhile two
+ * others take the 63 blocks that are not the victim's: every answer must
+ * be 0 or -EAGAIN (memory in passing, held by the frozen split or merge),
+ * never -ENOMEM. Once the victim thaws it finishes, the others get the
+ * rest, and only then does the full heap say -ENOMEM. */
+
+struct taker {
+	struct engine *e;
+	unsigned id, want, n;
+	uint64_t live[64];
+	bool frozen_phase; /* stop at the first run of EAGAIN: the rest is in passing */
+	unsigned eagain, enomem, other;
+};
+
+static void *taker_main(void *arg)
+{
+	struct taker *tk = arg;
+	unsigned streak = 0;
+	while (tk->n < tk->want) {
+		int rc = rmp_buddy_alloc(&tk->e->b, &tk->e->ctx[tk->id], tk->e->g.min_order, &tk->live[tk->n]);
+		if (rc == 0) {
+			tk->n++;
+			streak = 0;
+		} else if (rc == -EAGAIN) {
+			tk->eagain++;
+			if ((tk->frozen_phase && ++streak == 3) || tk->eagain > 100000)
+				break;
+		} else {
+			if (rc == -ENOMEM)
+				tk->enomem++;
+			else
+				tk->other++;
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void run_takers(struct taker *tk, unsigned n)
+{
+	pthread_t th[2];
+	for (unsigned i = 0; i < n; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, taker_main, &tk[i]), 0);
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(th[i], NULL);
+}
+
+static void run_frozen_no_enomem(int do_free)
+{
+	uint64_t len = op_length(do_free);
+	unsigned saw_eagain = 0;
+	for (uint64_t k = 1; k <= len; k++) {
+		struct engine *e = engine_new(14, 8, 0);
+		struct freeze f = { .froze = 0 };
+		struct victim v = { .e = e, .f = &f, .k = k, .do_free = do_free };
+		sem_init(&f.frozen, 0, 0);
+		sem_init(&f.release, 0, 0);
+		if (do_free)
+			cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &v.off), 0);
+		pthread_t vt;
+		pthread_create(&vt, NULL, victim_main, &v);
+		cr_assert_eq(sem_wait_secs(&f.frozen, 20), 0, "victim never froze nor finished (k=%llu)",
+			     (unsigned long long)k);
+		cr_assert(atomic_load(&f.froze), "victim finished before its word op %llu of %llu",
+			  (unsigned long long)k, (unsigned long long)len);
+
+		struct taker tk[2] = {
+			{ .e = e, .id = 2, .want = 32, .frozen_phase = true },
+			{ .e = e, .id = 3, .want = 31, .frozen_phase = true },
+		};
+		/* The takers keep credit: the counts over-report on their
+		 * account, and the full heap must still say ENOMEM below. */
+		rmp_buddy_ctx_defer(&e->ctx[2], 8);
+		rmp_buddy_ctx_defer(&e->ctx[3], 8);
+		run_takers(tk, 2);
+		for (unsigned i = 0; i < 2; i++) {
+			cr_assert_eq(tk[i].enomem, 0,
+				     "%s frozen after word op %llu of %llu: taker %u got ENOMEM holding %u + %u of 63",
+				     do_free ? "free" : "alloc", (unsigned long long)k, (unsigned long long)len, i,
+				     tk[0].n, tk[1].n);
+			cr_assert_eq(tk[i].other, 0);
+			saw_eagain += tk[i].eagain > 0;
+		}
+		sem_post(&f.release);
+		pthread_join(vt, NULL);
+		cr_assert_eq(v.rc, 0, "victim's own operation failed after thaw: %d", v.rc);
+
+		/* Thawed: the rest of the heap is there to take. */
+		tk[0].frozen_phase = tk[1].frozen_phase = false;
+		tk[1].want = do_free ? 32 : 31;
+		run_takers(tk, 2);
+		for (unsigned i = 0; i < 2; i++)
+			cr_assert(tk[i].n == tk[i].want && tk[i].enomem == 0 && tk[i].other == 0,
+				  "k=%llu after thaw: taker %u has %u of %u (ENOMEM %u, other %u)",
+				  (unsigned long long)k, i, tk[i].n, tk[i].want, tk[i].enomem, tk[i].other);
+		uint64_t off;
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[0], 8, &off), -ENOMEM, "the heap is full now");
+		for (unsigned i = 0; i < 2; i++)
+			for (unsigned m = 0; m < tk[i].n; m++)
+				cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[tk[i].id], tk[i].live[m], 8), 0);
+		if (!do_free)
+			cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[1], v.off, 8), 0);
+		cr_assert_eq(rmp_buddy_ctx_flush(&e->b, &e->ctx[2]), 0);
+		cr_assert_eq(rmp_buddy_ctx_flush(&e->b, &e->ctx[3]), 0);
+		struct rmp_buddy_report r;
+		check_ok(e, &r);
+		cr_assert_eq(r.free_bytes, 1u << 14);
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[0], 14, &off), 0);
+		sem_destroy(&f.frozen);
+		sem_destroy(&f.release);
+		engine_free(e);
+	}
+	/* The frozen victim did hold memory in passing at some of its steps. */
+	cr_assert_gt(saw_eagain, 0);
+}
+
+Test(buddy, no_false_enomem_with_a_client_frozen_inside_a_split, .timeout = 240)
+{
+	run_frozen_no_enomem(0);
+}
+
+Test(buddy, no_false_enomem_with_a_client_frozen_inside_a_merge, .timeout = 240)
+{
+	run_frozen_no_enomem(1);
+}
+
+/* --- searches bounded by the levels -------------------------------------
+ *
+ * On the RDMA-like store (no direct path, 64-word chunks as the RDMA store
+ * reads), at 256 MiB and 4 GiB of 4 KiB blocks: the last free block of a
+ * full pool is found, and ENOMEM proved, in at most 2 x levels round
+ * trips; a burst of allocations costs a bounded number of loads each,
+ * whatever its length. */
+
+static struct engine *engine_remote_like(unsigned max_order, unsigned min_order)
+{
+	struct engine *e = engine_new(max_order, min_order, 0);
+	e->store.base.chunk_words = 64;
+	return e;
+}
+
+static uint64_t rts_of(struct rmp_buddy_ctx *ctx, int do_free)
+{
+	struct rmp_buddy_stats s;
+	rmp_buddy_stats(ctx, &s);
+	return do_free ? s.free.round_trips : s.alloc.round_trips;
+}
+
+Test(buddy, last_block_and_enomem_in_at_most_2x_levels_round_trips)
+{
+	unsigned orders[] = { 28, 32 };
+	for (unsigned k = 0; k < 2; k++) {
+		unsigned M = orders[k], m = 12;
+		struct engine *e = engine_remote_like(M, m);
+		uint64_t off, last;
+		/* Everything but one 4 KiB block: 2^(M-1), ..., 2^m, each once. */
+		for (unsigned o = M - 1; o >= m; o--)
+			cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[0], o, &off), 0);
+		/* Another client, whose cursors point elsewhere. */
+		uint64_t r0 = rts_of(&e->ctx[5], 0);
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[5], m, &last), 0);
+		uint64_t lb = rts_of(&e->ctx[5], 0) - r0;
+		r0 = rts_of(&e->ctx[5], 0);
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[5], m, &off), -ENOMEM);
+		uint64_t en = rts_of(&e->ctx[5], 0) - r0;
+		r0 = rts_of(&e->ctx[6], 0);
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[6], M - 1, &off), -ENOMEM);
+		uint64_t en_big = rts_of(&e->ctx[6], 0) - r0;
+		cr_log_info("2^%u bytes, %u levels: last free block in %llu round trips, ENOMEM in %llu (%llu for "
+			    "half the pool)", M, e->g.levels, (unsigned long long)lb, (unsigned long long)en,
+			    (unsigned long long)en_big);
+		cr_assert_leq(lb, 2 * e->g.levels);
+		cr_assert_leq(en, 2 * e->g.levels);
+		cr_assert_leq(en_big, 2 * e->g.levels);
+		engine_free(e);
+	}
+}
+
+Test(buddy, loads_per_alloc_in_a_burst_do_not_grow_with_the_burst)
+{
+	unsigned bursts[] = { 1000, 10000, 50000 };
+	double per[3];
+	for (unsigned k = 0; k < 3; k++) {
+		struct engine *e = engine_remote_like(31, 12); /* 2 GiB of 4 KiB blocks */
+		struct rmp_buddy_stats s0, s1;
+		uint64_t off;
+		rmp_buddy_stats(&e->ctx[0], &s0);
+		for (unsigned i = 0; i < bursts[k]; i++)
+			cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[0], 12, &off), 0);
+		rmp_buddy_stats(&e->ctx[0], &s1);
+		per[k] = (double)(s1.alloc.loads - s0.alloc.loads) / bursts[k];
+		cr_log_info("burst of %u allocations on the RDMA-like store: %.2f loads, %.2f round trips each",
+			    bursts[k], per[k], (double)(s1.alloc.round_trips - s0.alloc.round_trips) / bursts[k]);
+		cr_assert_leq(per[k], 2.0 * e->g.levels);
+		engine_free(e);
+	}
+	cr_assert_leq(per[2], per[0] * 1.5 + 1, "loads per alloc grow with the burst: %.2f at 1k, %.2f at 50k",
+		      per[0], per[2]);
 }

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -206,22 +207,30 @@ Test(heap, stats_count_word_operations)
 	rmp_heap_stats(h, &s1);
 	cr_assert_eq(s1.alloc.calls - s0.alloc.calls, 1);
 	/* A block of the order is free: one load, one CAS, and no count FAA:
-	 * the thread keeps the count change (it cancels a's free). */
+	 * the count stays as it was, as the thread's credit. */
 	cr_assert_eq(s1.alloc.cas_ok - s0.alloc.cas_ok, 1);
 	cr_assert_eq(s1.alloc.cas_fail - s0.alloc.cas_fail, 0);
 	cr_assert_eq(s1.alloc.loads - s0.alloc.loads, 1);
 	cr_assert_eq(s1.alloc.round_trips - s0.alloc.round_trips, 2);
 	cr_assert_eq(s1.alloc.faa - s0.alloc.faa, 0);
-	cr_assert_eq(rmp_heap_free(h, b), 0);
+	/* And its free: the order freed last, one load, one CAS, no FAA (the
+	 * credit the alloc left pays for it). */
 	cr_assert_eq(rmp_heap_free(h, c), 0);
+	rmp_heap_stats(h, &s0);
+	cr_assert_eq(s0.free.loads - s1.free.loads, 1);
+	cr_assert_eq(s0.free.cas_ok - s1.free.cas_ok, 1);
+	cr_assert_eq(s0.free.faa - s1.free.faa, 0);
+	cr_assert_eq(s0.free.round_trips - s1.free.round_trips, 2);
+	cr_assert_eq(rmp_heap_free(h, b), 0);
 	assert_consistent(h, 1 << 20);
 	rmp_heap_destroy(h);
 }
 
-/* A thread keeps at most a few count changes per order to itself: 32
- * frees of one order publish theirs with a few FAA, and the shared count
- * stays within that bound of the truth. */
-Test(heap, deferred_counts_are_bounded)
+/* A thread keeps a bounded credit per order: 32 frees of one order pay
+ * for theirs with a few FAA (each pays for itself and 4 more), and the
+ * shared count never says fewer free blocks than there are, nor more
+ * than the truth plus that credit (DEFER_MAX = 8). */
+Test(heap, credit_is_bounded_and_never_under_reports)
 {
 	rmp_heap *h;
 	struct rmp_heap_stats s0, s1;
@@ -232,7 +241,9 @@ Test(heap, deferred_counts_are_bounded)
 	char *base = rmp_heap_base(h);
 	for (int i = 0; i < N; i++)
 		cr_assert_not_null(p[i] = rmp_heap_alloc(h, 64));
+	errno = 0;
 	cr_assert_null(rmp_heap_alloc(h, 64), "the heap is full");
+	cr_assert_eq(errno, ENOMEM, "a full heap says ENOMEM (not EAGAIN) despite the thread's own credit");
 	rmp_heap_stats(h, &s0);
 	/* Every left buddy: no merge, 32 more free blocks of 64 B. */
 	for (int i = 0; i < N; i++)
@@ -240,15 +251,15 @@ Test(heap, deferred_counts_are_bounded)
 			cr_assert_eq(rmp_heap_free(h, p[i]), 0);
 	rmp_heap_stats(h, &s1);
 	uint64_t faa = s1.free.faa - s0.free.faa;
-	cr_assert(faa >= 1 && faa <= 4, "32 count changes published with %llu FAA", (unsigned long long)faa);
+	cr_assert(faa >= 1 && faa <= 32 / 5 + 1, "32 count changes paid with %llu FAA", (unsigned long long)faa);
 	_Atomic uint64_t *words = rmp_heap_store(h)->words;
 	unsigned leaf = b->g.levels - 1;
 	for (unsigned lv = 0; lv < b->g.levels; lv++) {
 		int64_t c = (int64_t)atomic_load(&words[b->g.count_word + lv]), truth = lv == leaf ? N / 2 : 0;
-		cr_assert(c - truth >= -8 && c - truth <= 8, "level %u: count %lld, truth %lld", lv, (long long)c,
+		cr_assert(c >= truth && c - truth <= 8, "level %u: count %lld, truth %lld", lv, (long long)c,
 			  (long long)truth);
 	}
-	assert_consistent(h, N / 2 * 64); /* publishes, then exact */
+	assert_consistent(h, N / 2 * 64); /* gives the credit back, then exact */
 	for (int i = 0; i < N; i++)
 		if ((((char *)p[i] - base) / 64) % 2 == 1)
 			cr_assert_eq(rmp_heap_free(h, p[i]), 0);
@@ -270,9 +281,17 @@ static void *many_main(void *arg)
 {
 	struct many_arg *m = arg;
 	void *p[8];
-	for (int i = 0; i < 8; i++)
-		if (!(p[i] = rmp_heap_alloc(m->h, 4096)))
+	for (int i = 0; i < 8; i++) {
+		/* 640 blocks of 4 KiB in 16 MiB: ENOMEM would be false. EAGAIN
+		 * is not: another thread preempted in the middle of a split
+		 * holds the memory in passing (on one CPU, the common case);
+		 * it runs again once this one yields. */
+		unsigned tries = 0;
+		while (!(p[i] = rmp_heap_alloc(m->h, 4096)) && errno == EAGAIN && ++tries < 100000)
+			sched_yield();
+		if (!p[i])
 			m->bad++;
+	}
 	for (int i = 0; i < 8; i++)
 		if (p[i])
 			memset(p[i], (int)(uintptr_t)m & 0xff, 4096);

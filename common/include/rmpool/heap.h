@@ -12,7 +12,10 @@
  *
  * Errors: functions returning int give 0 or a negative errno; alloc gives
  * NULL and sets errno (EINVAL for a size of 0 or above the capacity,
- * ENOMEM when no block is free).
+ * ENOMEM when no block of the size is free nor can be made by splitting,
+ * EAGAIN when the memory that could serve is held in passing by another
+ * thread stalled or preempted in the middle of a split or merge: alloc
+ * does not wait for it; try again).
  */
 #ifndef RMPOOL_HEAP_H
 #define RMPOOL_HEAP_H
@@ -33,7 +36,7 @@ typedef struct rmp_heap rmp_heap;
  * block in all). -EINVAL when these do not hold, -ENOMEM when the memory
  * cannot be mapped. */
 int rmp_heap_create(uint64_t bytes, uint64_t min_block, rmp_heap **out);
-/* NULL + errno (EINVAL, ENOMEM) when it can't. */
+/* NULL + errno (EINVAL, ENOMEM, EAGAIN: see above) when it can't. */
 void *rmp_heap_alloc(rmp_heap *h, uint64_t size);
 /* 0, or -EINVAL for NULL, a pointer not from this heap, not the start of
  * a live block, or a block freed already. The heap is unchanged then. */
