@@ -168,8 +168,10 @@ static int data_init_meta(rmp_pool *p, struct rmp_data *d)
 	if (rc)
 		return rc;
 	rmp_buddy_init(&d->b, &g, rmp_store_rdma_base(d->store));
-	for (unsigned s = 0; s < RMP_DATA_SHARDS; s++)
+	for (unsigned s = 0; s < RMP_DATA_SHARDS; s++) {
 		rmp_buddy_ctx_init(&d->shards[s].ctx, &d->b, p->c->session_id * RMP_DATA_SHARDS + s);
+		rmp_buddy_ctx_cache(&d->shards[s].ctx, d->shards[s].words, RMP_SHARD_WORDS_CACHED);
+	}
 	return 0;
 }
 

@@ -63,8 +63,13 @@ struct rmp_data_donor {
 	unsigned head, tail;
 };
 
+/* The engine's word cache per shard: the words a thread saw last, so that
+ * a free or an allocation where nothing changed since is one round trip. */
+#define RMP_SHARD_WORDS_CACHED 1024u
+
 struct rmp_data_shard {
 	alignas(64) struct rmp_buddy_ctx ctx;
+	_Atomic uint64_t words[2 * RMP_SHARD_WORDS_CACHED];
 };
 
 struct rmp_async;

@@ -87,6 +87,18 @@
  * leaves the transit word up for good: allocations then say -EAGAIN
  * rather than ENOMEM when the pool is full, until the pool is recreated.)
  *
+ * Remote round trips. Each step is one batch; the atomics that must land
+ * before a step's CAS ride in its batch ahead of it, the CAS marked
+ * `after` them (store.h: one queue pair executes atomics in order), and
+ * what may land later is posted (sent at once, not waited for). A ctx
+ * remembers the bitmap words it saw last (its word cache): an allocation
+ * CASes a FREE block of the word at its cursor as last seen, beside the
+ * READ of the chunk there and of the roots; a free CASes its block's word
+ * as last seen, with +1 on its path ahead of it and the READ of all its
+ * ancestors' words beside it. When nothing changed since, each is one
+ * round trip; a split costs two more (the claim with its counts ahead,
+ * then the halves with transit -1 behind), a merge one per level.
+ *
  * Loads are hints (an RDMA READ may race with atomics): a load that says
  * "not mine" is confirmed by a CAS that would change nothing before any
  * error is returned; the ENOMEM proof reads the transit word and, on a
@@ -170,7 +182,8 @@ enum { C_CALLS, C_RTS, C_LOADS, C_CAS_OK, C_CAS_FAIL, C_FAA, C_FAST, C_FAST_LOAD
  * than the operation's own atomics. Two threads sharing a ctx may lose
  * counts, never correctness. */
 struct tally {
-	_Atomic uint64_t *c; /* C_N counters */
+	_Atomic uint64_t *c;          /* C_N counters */
+	struct rmp_buddy_ctx *ctx;    /* whose word cache results go to; NULL: none */
 };
 _Static_assert(sizeof(((struct rmp_buddy_ctx *)0)->ctr[0]) == C_N * sizeof(uint64_t), "ctr has C_N counters");
 
@@ -360,6 +373,10 @@ void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, ui
 	}
 	ctx->defer_max = 0;
 	atomic_init(&ctx->last_free_order, 0);
+	for (unsigned k = 0; k < 2 * RMP_BUDDY_WCACHE; k++)
+		atomic_init(&ctx->wc_inline[k], 0);
+	ctx->wc = ctx->wc_inline;
+	ctx->wc_mask = RMP_BUDDY_WCACHE - 1;
 	ctx->home = 0;
 	ctx->homed = false;
 }
@@ -391,6 +408,15 @@ void rmp_buddy_ctx_home(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, ui
 		atomic_store_explicit(&ctx->cursor[t], home_blk(ctx, t), memory_order_relaxed);
 }
 
+void rmp_buddy_ctx_cache(struct rmp_buddy_ctx *ctx, _Atomic uint64_t *mem, unsigned entries)
+{
+	rmp_assert(entries >= 1 && (entries & (entries - 1)) == 0);
+	for (unsigned k = 0; k < 2 * entries; k++)
+		atomic_init(&mem[k], 0);
+	ctx->wc = mem;
+	ctx->wc_mask = entries - 1;
+}
+
 void rmp_buddy_ctx_defer(struct rmp_buddy_ctx *ctx, unsigned max)
 {
 	ctx->defer_max = max;
@@ -403,6 +429,54 @@ int rmp_buddy_order_for(const struct rmp_buddy_geom *g, uint64_t size, unsigned 
 	unsigned o = size <= 1 ? 0 : 64 - (unsigned)__builtin_clzll(size - 1);
 	*order = o < g->min_order ? g->min_order : o;
 	return 0;
+}
+
+/* --- the word cache (remote stores) ----------------------------------- */
+
+/* Where word idx goes: a multiplicative hash, since the words at the same
+ * place of different levels are apart by powers of two. */
+static inline uint64_t wc_slot(const struct rmp_buddy_ctx *ctx, uint64_t idx)
+{
+	return ((idx + 1) * 0x9E3779B97F4A7C15ull >> 32) & ctx->wc_mask;
+}
+
+/* Remember what bitmap word idx holds. Two threads sharing a ctx may pair
+ * one's index with the other's value: a wrong guess, which a CAS corrects. */
+static void wc_note(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t idx, uint64_t val)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	uint64_t end = g->level_word[g->levels - 1] + level_words(g->levels - 1);
+
+	if (!ctx || idx < g->level_word[0] || idx >= end)
+		return;
+	_Atomic uint64_t *e = &ctx->wc[2 * wc_slot(ctx, idx)];
+	atomic_store_explicit(&e[1], val, memory_order_relaxed);
+	atomic_store_explicit(&e[0], idx + 1, memory_order_relaxed);
+}
+
+/* What this ctx saw last in word idx, if it remembers it. */
+static bool wc_get(const struct rmp_buddy_ctx *ctx, uint64_t idx, uint64_t *val)
+{
+	_Atomic uint64_t *e = &ctx->wc[2 * wc_slot(ctx, idx)];
+	if (atomic_load_explicit(&e[0], memory_order_relaxed) != idx + 1)
+		return false;
+	*val = atomic_load_explicit(&e[1], memory_order_relaxed);
+	return true;
+}
+
+/* After a remote batch: what its results say the words hold now. */
+static void wc_note_batch(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, const struct rmp_wop *ops,
+			  unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		const struct rmp_wop *op = &ops[i];
+		if (op->kind == RMP_WOP_LOAD)
+			wc_note(b, ctx, op->idx, op->dst[0]); /* the first: a chunk would flush the cache */
+		else if (op->kind == RMP_WOP_CAS)
+			wc_note(b, ctx, op->idx, op->old == op->arg ? op->swap : op->old);
+		else
+			wc_note(b, ctx, op->idx, op->old + op->arg);
+	}
 }
 
 /* --- issuing operations, with counting --------------------------------- */
@@ -448,6 +522,8 @@ static int st_exec(const struct rmp_buddy *b, struct tally *tl, struct rmp_wop *
 		int rc = b->store->ops->exec(b->store, ops, n);
 		if (rc)
 			return rc;
+		if (tl->ctx)
+			wc_note_batch(b, tl->ctx, ops, n);
 	}
 	for (unsigned i = 0; i < n; i++)
 		if (ops[i].kind == RMP_WOP_CAS)
@@ -603,7 +679,10 @@ static int count_down(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 		 * acq_rel keeps it ordered with the transit word. */
 		const struct rmp_buddy_geom *g = &b->g;
 		tl_add(tl, C_FAA, 1 + g->tiers[t]);
-		atomic_fetch_add_explicit(&direct[g->count_word + t], (uint64_t)d, memory_order_acq_rel);
+		uint64_t old = atomic_fetch_add_explicit(&direct[g->count_word + t], (uint64_t)d, memory_order_acq_rel);
+		/* The summary's invariant: a decrement follows the increment of
+		 * the same block (or of credit), so no count goes below zero. */
+		rmp_assert((int64_t)old + d >= 0);
 		for (unsigned k = 1; k <= g->tiers[t]; k++)
 			atomic_fetch_add_explicit(&direct[g->tier_word[t][k - 1] + (wi >> (SUM_SHIFT * k))],
 						  (uint64_t)d, memory_order_acq_rel);
@@ -612,6 +691,15 @@ static int count_down(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 	struct rmp_wop ops[PATH_OPS];
 	unsigned m = path_ops(&b->g, t, wi, d, ops);
 	return st_post(b, tl, ops, m);
+}
+
+/* count_down as operations appended at ops, for a batch that must carry
+ * them (none when the credit takes them). */
+static unsigned count_down_ops(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsigned t, uint64_t wi,
+			       unsigned n, struct rmp_wop *ops)
+{
+	int64_t d = credit_claimed(ctx, t, wi >> SUM_SHIFT, n);
+	return d ? path_ops(&b->g, t, wi, d, ops) : 0;
 }
 
 /* Before a block of level t in bitmap word wi becomes FREE: the FAAs that
@@ -627,7 +715,7 @@ static unsigned count_up_ops(const struct rmp_buddy *b, struct rmp_buddy_ctx *ct
 int rmp_buddy_ctx_flush(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx)
 {
 	_Atomic uint64_t scratch[C_N]; /* bookkeeping, not an operation: counted nowhere */
-	struct tally tl = { scratch };
+	struct tally tl = { scratch, NULL };
 
 	for (unsigned t = 0; t < b->g.levels; t++) {
 		int64_t c = atomic_load_explicit(&ctx->credit[t], memory_order_relaxed);
@@ -657,13 +745,14 @@ static int transit_read(const struct rmp_buddy *b, struct tally *tl, uint64_t *x
 	return rc;
 }
 
-/* A move's end: memory it held is FREE where it landed. Executed, never
- * left in a queue: others' ENOMEM proofs wait for it. */
+/* A move's end, after the memory it held is FREE where it landed: posted
+ * (sent at once, not waited for; store.h), never held back for a later
+ * batch: others' ENOMEM proofs wait for it. */
 static int transit_end(const struct rmp_buddy *b, struct tally *tl)
 {
 	struct rmp_wop op;
 	rmp_wop_faa(&op, b->g.transit_word, TRANSIT_END);
-	return st_exec(b, tl, &op, 1);
+	return st_post(b, tl, &op, 1);
 }
 
 /* --- allocation -------------------------------------------------------- */
@@ -698,15 +787,15 @@ static uint64_t split_target(const struct rmp_buddy *b, const struct rmp_buddy_c
  * Claim FREE block i of level s->j (its word holds v) and split it down to
  * level s->t toward a target in its range: at each level the half on the
  * way stays ours and the other half becomes FREE; at level t ours becomes
- * ALLOC. In order, each step after the one before has landed:
- *   1. transit +1 (a move begins) and +1 on the path of every half;
- *   2. CAS the block FREE -> NONE (the claim; memory in passing now);
- *   3. FAA the halves FREE and the target ALLOC (all bits touched are 0,
- *      so FAA sets them exactly, in any completion order), and -1 on the
- *      claimed block's path;
- *   4. transit -1.
- * A lost claim takes step 1 back. 1 claimed (s->blk), 0 lost with *seen
- * the word now, or a store error.
+ * ALLOC. Two batches, each atomic marked `after` behind the ones before it
+ * (store.h):
+ *   1. transit +1 (a move begins), +1 on the path of every half, then the
+ *      CAS of the block FREE -> NONE (the claim; memory in passing now);
+ *   2. FAA the halves FREE and the target ALLOC (all bits touched are 0,
+ *      so FAA sets them exactly, in any completion order), -1 on the
+ *      claimed block's path, then transit -1.
+ * A lost claim takes batch 1 back (posted). 1 claimed (s->blk), 0 lost
+ * with *seen the word now, or a store error.
  */
 static int split_claim(struct search *s, uint64_t i, uint64_t v, uint64_t *seen)
 {
@@ -714,7 +803,7 @@ static int split_claim(struct search *s, uint64_t i, uint64_t v, uint64_t *seen)
 	const struct rmp_buddy_geom *g = &b->g;
 	unsigned j = s->j, t = s->t;
 	uint64_t target = split_target(b, s->ctx, j, i, t);
-	struct rmp_wop ops[SPLIT_OPS];
+	struct rmp_wop ops[SPLIT_OPS + 1];
 	unsigned n = 0;
 	int rc;
 
@@ -727,13 +816,16 @@ static int split_claim(struct search *s, uint64_t i, uint64_t v, uint64_t *seen)
 		uint64_t half = (target >> (t - lv)) ^ 1;
 		n += count_up_ops(b, s->ctx, lv, half / BLOCKS_PER_WORD, &ops[n]);
 	}
-	rmp_assert(n <= SPLIT_OPS);
+	unsigned claim = n++;
+	rmp_wop_cas(&ops[claim], blk_word(g, j, i), v, with_state(v, i, ST_NONE));
+	ops[claim].after = 1;
+	rmp_assert(n <= SPLIT_OPS + 1);
 	if ((rc = st_exec(b, s->tl, ops, n)) != 0)
 		return rc;
-	rc = st_cas(b, s->tl, blk_word(g, j, i), v, with_state(v, i, ST_NONE), seen);
-	if (rc <= 0) {
-		/* Lost (or failed): the halves never became FREE; the counts
-		 * come down again and the move is over. */
+	*seen = ops[claim].old;
+	if (*seen != v) {
+		/* Lost: the halves never became FREE; the counts come down
+		 * again and the move is over. */
 		for (unsigned lv = j + 1; lv <= t && rc == 0; lv++)
 			rc = count_down(b, s->ctx, s->tl, lv, ((target >> (t - lv)) ^ 1) / BLOCKS_PER_WORD, 1);
 		int rc2 = transit_end(b, s->tl);
@@ -747,11 +839,10 @@ static int split_claim(struct search *s, uint64_t i, uint64_t v, uint64_t *seen)
 			add += (uint64_t)ST_ALLOC << blk_shift(c);
 		rmp_wop_faa(&ops[n++], blk_word(g, lv, c), add);
 	}
+	n += count_down_ops(b, s->ctx, j, i / BLOCKS_PER_WORD, 1, &ops[n]);
+	rmp_wop_faa(&ops[n], g->transit_word, TRANSIT_END);
+	ops[n++].after = 1;
 	if ((rc = st_exec(b, s->tl, ops, n)) != 0)
-		return rc;
-	if ((rc = count_down(b, s->ctx, s->tl, j, i / BLOCKS_PER_WORD, 1)) != 0)
-		return rc;
-	if ((rc = transit_end(b, s->tl)) != 0)
 		return rc;
 	for (unsigned lv = j + 1; lv <= t; lv++)
 		cursor_set(s->ctx, lv, (target >> (t - lv)) ^ 1, s->follow);
@@ -889,9 +980,12 @@ static int dfs(struct search *s, unsigned k, uint64_t n)
 }
 
 /*
- * Remote: the first look, one round trip: the chunk of level t at the
- * cursor and the roots of levels 0..t (for the search that follows a
- * miss), then a CAS on a free block of the chunk. 1, 0, or a store error.
+ * Remote: the first look, one round trip: a CAS on a FREE block of the
+ * word at the cursor as this ctx last saw it (when it remembers one), with
+ * the chunk of level t from that word and the roots of levels 0..t (for
+ * what follows a miss). In the steady state the word has not changed and
+ * the CAS is the allocation. Else a CAS on a FREE block of what was read.
+ * 1, 0, or a store error.
  */
 static int first_batch(struct search *s, uint64_t *counts)
 {
@@ -899,19 +993,37 @@ static int first_batch(struct search *s, uint64_t *counts)
 	unsigned t = s->t;
 	uint64_t nw = level_words(t), buf[MAX_CHUNK];
 	uint64_t chunk = s->b->store->chunk_words;
-	uint64_t w0 = (atomic_load_explicit(&s->ctx->cursor[t], memory_order_relaxed) / BLOCKS_PER_WORD) & (nw - 1);
-	struct rmp_wop two[2];
+	uint64_t cur = atomic_load_explicit(&s->ctx->cursor[t], memory_order_relaxed) & ((1ull << t) - 1);
+	uint64_t w0 = cur / BLOCKS_PER_WORD, guess = 0, i = 0;
+	struct rmp_wop ops[3];
+	unsigned n = 0;
+	int rc;
 
 	if (chunk == 0 || chunk > MAX_CHUNK)
 		chunk = MAX_CHUNK;
 	if (chunk > nw - w0)
 		chunk = nw - w0;
-	rmp_wop_load(&two[0], g->level_word[t] + w0, (uint32_t)chunk, buf);
-	rmp_wop_load(&two[1], g->count_word, t + 1, counts);
-	int rc = st_exec(s->b, s->tl, two, 2);
-	if (rc)
-		return rc;
 	s->j = t;
+	bool spec = wc_get(s->ctx, g->level_word[t] + w0, &guess) && free_bits(guess);
+	if (spec) {
+		uint64_t fb = free_bits(guess), hi = fb & (~0ull << blk_shift(cur));
+		i = w0 * BLOCKS_PER_WORD + (unsigned)__builtin_ctzll(hi ? hi : fb) / 2;
+		rmp_wop_cas(&ops[n++], g->level_word[t] + w0, guess, with_state(guess, i, ST_ALLOC));
+	}
+	rmp_wop_load(&ops[n++], g->level_word[t] + w0, (uint32_t)chunk, buf);
+	rmp_wop_load(&ops[n++], g->count_word, t + 1, counts);
+	if ((rc = st_exec(s->b, s->tl, ops, n)) != 0)
+		return rc;
+	if (spec) {
+		if (ops[0].old == guess) {
+			if ((rc = count_down(s->b, s->ctx, s->tl, t, w0, 1)) != 0)
+				return rc;
+			cursor_set(s->ctx, t, i, false);
+			s->blk = i;
+			return 1;
+		}
+		buf[0] = ops[0].old; /* the word itself, newer than the READ beside it */
+	}
 	for (uint64_t k = 0; k < chunk; k++) {
 		if (!free_bits(buf[k]))
 			continue;
@@ -920,6 +1032,21 @@ static int first_batch(struct search *s, uint64_t *counts)
 			return rc;
 	}
 	return 0;
+}
+
+/* Remote: before a search of level s->j reads anything, the word at its
+ * cursor as this ctx last saw it (after a split, the half it set FREE
+ * there): a CAS on a FREE block of it, which corrects a wrong guess. */
+static int claim_cached(struct search *s)
+{
+	const struct rmp_buddy_geom *g = &s->b->g;
+	unsigned j = s->j;
+	uint64_t wi = (atomic_load_explicit(&s->ctx->cursor[j], memory_order_relaxed) & ((1ull << j) - 1)) /
+		      BLOCKS_PER_WORD, v;
+
+	if (s->b->store->direct || !wc_get(s->ctx, g->level_word[j] + wi, &v) || !free_bits(v))
+		return 0;
+	return claim_in_word(s, wi, v, ~0ull);
 }
 
 /* The roots of levels 0..t; authoritative (FAA 0: no old value) for an
@@ -971,7 +1098,10 @@ static int search(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct t
 		if ((int64_t)counts[j] - credit_on(ctx, g, j, g->tiers[j] + 1, 0) <= 0)
 			continue;
 		s.j = j;
-		rc = dfs(&s, g->tiers[j] + 1, 0);
+		if (j < t || !first)
+			rc = claim_cached(&s);
+		if (rc == 0)
+			rc = dfs(&s, g->tiers[j] + 1, 0);
 	}
 	if (rc == 1)
 		*blk = s.blk;
@@ -1060,7 +1190,7 @@ static __attribute__((noinline)) int alloc_slow(const struct rmp_buddy *b, struc
 int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsigned order,
 		    uint64_t *offset)
 {
-	struct tally tl = { ctx->ctr[OP_ALLOC] };
+	struct tally tl = { ctx->ctr[OP_ALLOC], ctx };
 	_Atomic uint64_t *direct = b->store->direct;
 	uint64_t blk;
 
@@ -1081,13 +1211,12 @@ int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsign
 /* --- free -------------------------------------------------------------- */
 
 /* Where a free stands: the block (level t, index i) it is about to mark
- * FREE or merge, and which count changes it has made ahead. */
+ * FREE or merge, and what it has done ahead. */
 struct freeing {
 	unsigned t;
 	uint64_t i;
 	unsigned expect; /* ALLOC: the block freed; NONE: a parent merged into */
 	bool counted;    /* the block's path was raised (it is to become FREE at t) */
-	bool pcounted;   /* the parent's path was raised (a merge was about to be) */
 	bool moving;     /* transit +1 done: memory in passing until the last CAS */
 };
 
@@ -1098,57 +1227,119 @@ static int free_abort(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 {
 	if (f->counted)
 		count_down(b, ctx, tl, f->t, f->i / BLOCKS_PER_WORD, 1);
-	if (f->pcounted)
-		count_down(b, ctx, tl, f->t - 1, (f->i >> 1) / BLOCKS_PER_WORD, 1);
 	if (f->moving)
 		transit_end(b, tl);
 	return rc;
 }
 
 /*
- * Free block i of level t. Each step is one CAS on the block's word,
- * preceded by what must land before it and followed by what may land
- * after it:
- *   merge (buddy FREE): [transit +1 once, +1 on the parent's path], CAS
- *     the pair to NONE, then -1 on the pair's path for the buddy (and for
- *     the block, if it was counted ahead), and go up to the parent (NONE,
- *     ours, counted already);
+ * One step of a free: block f->i of level f->t, its word as last seen v.
+ * One batch whose CAS (the last operation) is marked `after` the atomics
+ * it needs landed:
+ *   merge (buddy FREE): [transit +1 the first time], CAS the pair to NONE;
+ *     after it, -1 on the pair's path for the buddy (and for the block, if
+ *     it was counted), and the free goes on at the parent (NONE, ours);
  *   free (buddy not FREE): [+1 on the block's path unless counted], CAS
- *     the block FREE, then transit -1 if this free was a move.
- * A remote free loads the block's word and raises its path in the same
- * round trip (counted ahead: wasted, and taken back, only if it merges).
- * seen_word: the block's word as last seen, or NULL to load it first.
+ *     the block FREE; after it, transit -1 if this free was a move.
+ * step_ops() builds the batch (and notes in f what it does ahead); it
+ * returns how many operations, *merge which kind of step.
+ */
+static unsigned step_ops(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct freeing *f, uint64_t v,
+			 struct rmp_wop *ops, bool *merge)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	unsigned n = 0;
+
+	*merge = f->t > 0 && state_of(v, f->i ^ 1) == ST_FREE;
+	if (*merge && !f->moving)
+		rmp_wop_faa(&ops[n++], g->transit_word, TRANSIT_BEGIN);
+	if (!*merge && !f->counted)
+		n += count_up_ops(b, ctx, f->t, f->i / BLOCKS_PER_WORD, &ops[n]);
+	f->moving |= *merge;
+	f->counted |= !*merge;
+	uint64_t want = *merge ? v & ~(PAIR_MASK << blk_shift(f->i & ~1ull)) : with_state(v, f->i, ST_FREE);
+	rmp_wop_cas(&ops[n], blk_word(g, f->t, f->i), v, want);
+	ops[n].after = 1;
+	return n + 1;
+}
+
+/* What follows the step's CAS, which found old where v was expected.
+ * 1: the free is done; 0: go on (f moved up to the parent after a merge,
+ * or the CAS lost and old is the word now); negative: an error (what was
+ * done ahead is taken back). */
+static int step_done(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl, struct freeing *f,
+		     uint64_t v, uint64_t old, bool merge)
+{
+	int rc;
+
+	if (old != v)
+		return 0;
+	if (!merge) {
+		cursor_set(ctx, f->t, f->i, false);
+		if (f->moving && (rc = transit_end(b, tl)) != 0)
+			return rc;
+		return 1;
+	}
+	/* Buddy and block are NONE now: the parent is ours to free. */
+	rc = count_down(b, ctx, tl, f->t, f->i / BLOCKS_PER_WORD, f->counted ? 2 : 1);
+	f->t--;
+	f->i >>= 1;
+	f->expect = ST_NONE;
+	f->counted = false;
+	return rc ? free_abort(b, ctx, tl, f, rc) : 0;
+}
+
+/*
+ * Free block i of level t: steps from the block up while merges go on.
+ * Remotely the first round trip reads the words of the block and of all
+ * its ancestors (so that each merge step is one round trip: a CAS on a
+ * word that changed fails and returns it), and carries the first step
+ * already when this ctx remembers the block's word: one round trip in the
+ * steady state. seen_word: the block's word as last seen, or NULL.
  */
 static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
 		   unsigned t, uint64_t i, const uint64_t *seen_word)
 {
 	const struct rmp_buddy_geom *g = &b->g;
 	struct freeing f = { .t = t, .i = i, .expect = ST_ALLOC };
-	struct rmp_wop ops[2 * PATH_OPS + 1];
-	bool confirmed = false;
+	uint64_t chain[RMP_BUDDY_MAX_LEVELS + 1]; /* chain[k]: the word of the ancestor at level k */
+	bool have_chain = false, confirmed = false, merge = false;
 	uint64_t v = 0, seen = 0;
-	unsigned n = 0;
+	struct rmp_wop ops[RMP_BUDDY_MAX_LEVELS + PATH_OPS + 2];
+	unsigned n = 0, cas = 0;
 	int rc;
 
 	rmp_assert(t < g->levels && i >> t == 0);
 	if (seen_word)
 		v = *seen_word;
-	else {
-		rmp_wop_load(&ops[n++], blk_word(g, t, i), 1, &v);
-		if (!b->store->direct) {
-			n += count_up_ops(b, ctx, t, i / BLOCKS_PER_WORD, &ops[n]);
-			f.counted = true;
-		}
-		if ((rc = st_exec(b, tl, ops, n)) != 0)
+	else if (b->store->direct) {
+		if ((rc = st_load(b, tl, blk_word(g, t, i), 1, &v)) != 0)
 			return rc;
+	} else {
+		bool spec = wc_get(ctx, blk_word(g, t, i), &v) && state_of(v, i) == ST_ALLOC;
+		if (spec)
+			cas = (n = step_ops(b, ctx, &f, v, ops, &merge)) - 1;
+		for (unsigned k = 0; k <= t; k++)
+			rmp_wop_load(&ops[n++], blk_word(g, k, i >> (t - k)), 1, &chain[k]);
+		if ((rc = st_exec(b, tl, ops, n)) != 0)
+			return free_abort(b, ctx, tl, &f, rc);
+		have_chain = true;
+		if (!spec)
+			v = chain[t];
+		else if ((rc = step_done(b, ctx, tl, &f, v, ops[cas].old, merge)) != 0)
+			return rc < 0 ? rc : 0;
+		else if (f.t == t) {
+			v = ops[cas].old; /* lost: the word itself, now */
+			confirmed = true;
+		} else
+			v = chain[f.t];
 	}
 	for (;;) {
-		uint64_t widx = blk_word(g, f.t, f.i);
 		if (state_of(v, f.i) != f.expect) {
 			if (!confirmed) {
 				/* A load is a hint: ask the word itself with a CAS
 				 * that changes nothing, then decide. */
-				rc = st_cas(b, tl, widx, v, v, &seen);
+				rc = st_cas(b, tl, blk_word(g, f.t, f.i), v, v, &seen);
 				if (rc < 0)
 					return free_abort(b, ctx, tl, &f, rc);
 				confirmed = true;
@@ -1159,61 +1350,22 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 			 * missing above a merge: the metadata is corrupt. */
 			return free_abort(b, ctx, tl, &f, f.expect == ST_ALLOC ? -EINVAL : -EUCLEAN);
 		}
-		n = 0;
-		if (f.t > 0 && state_of(v, f.i ^ 1) == ST_FREE) {
-			/* Buddy free: take both out; the parent is ours to free. */
-			if (!f.moving)
-				rmp_wop_faa(&ops[n++], g->transit_word, TRANSIT_BEGIN);
-			if (!f.pcounted)
-				n += count_up_ops(b, ctx, f.t - 1, (f.i >> 1) / BLOCKS_PER_WORD, &ops[n]);
-			f.moving = f.pcounted = true;
-			if ((rc = st_exec(b, tl, ops, n)) != 0)
-				return free_abort(b, ctx, tl, &f, rc);
-			uint64_t pm = PAIR_MASK << blk_shift(f.i & ~1ull);
-			rc = st_cas(b, tl, widx, v, v & ~pm, &seen);
-			if (rc < 0)
-				return free_abort(b, ctx, tl, &f, rc);
-			if (rc == 0) {
-				v = seen;
-				confirmed = true;
-				continue;
-			}
-			rc = count_down(b, ctx, tl, f.t, f.i / BLOCKS_PER_WORD, f.counted ? 2 : 1);
-			if (rc)
-				return rc;
-			f.t--;
-			f.i >>= 1;
-			f.expect = ST_NONE;
-			f.counted = true;
-			f.pcounted = false;
-			confirmed = false;
-			rc = st_load(b, tl, blk_word(g, f.t, f.i), 1, &v);
-			if (rc)
-				return free_abort(b, ctx, tl, &f, rc);
+		unsigned level = f.t;
+		n = step_ops(b, ctx, &f, v, ops, &merge);
+		if ((rc = st_exec(b, tl, ops, n)) != 0)
+			return free_abort(b, ctx, tl, &f, rc);
+		if ((rc = step_done(b, ctx, tl, &f, v, ops[n - 1].old, merge)) != 0)
+			return rc < 0 ? rc : 0;
+		if (f.t == level) {
+			v = ops[n - 1].old; /* lost: the word now, from the CAS */
+			confirmed = true;
 			continue;
 		}
-		if (f.pcounted) {
-			/* The merge this was raised for did not happen. */
-			rc = count_down(b, ctx, tl, f.t - 1, (f.i >> 1) / BLOCKS_PER_WORD, 1);
-			if (rc)
-				return free_abort(b, ctx, tl, &f, rc);
-			f.pcounted = false;
-		}
-		if (!f.counted) {
-			n = count_up_ops(b, ctx, f.t, widx - g->level_word[f.t], ops);
-			f.counted = true;
-			if ((rc = st_exec(b, tl, ops, n)) != 0)
-				return free_abort(b, ctx, tl, &f, rc);
-		}
-		rc = st_cas(b, tl, widx, v, with_state(v, f.i, ST_FREE), &seen);
-		if (rc < 0)
+		confirmed = false;
+		if (have_chain)
+			v = chain[f.t]; /* read with the block: a hint */
+		else if ((rc = st_load(b, tl, blk_word(g, f.t, f.i), 1, &v)) != 0)
 			return free_abort(b, ctx, tl, &f, rc);
-		if (rc == 1) {
-			cursor_set(ctx, f.t, f.i, false);
-			return f.moving ? transit_end(b, tl) : 0;
-		}
-		v = seen;
-		confirmed = true;
 	}
 }
 
@@ -1221,7 +1373,7 @@ int rmp_buddy_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_
 		   unsigned order)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct tally tl = { ctx->ctr[OP_FREE] };
+	struct tally tl = { ctx->ctr[OP_FREE], ctx };
 
 	if (order < g->min_order || order > g->max_order || (offset >> g->max_order) != 0 ||
 	    (offset & ((1ull << order) - 1)) != 0)
@@ -1376,7 +1528,7 @@ int rmp_buddy_free_at(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint
 		      unsigned *order_out)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct tally tl = { ctx->ctr[OP_FREE] };
+	struct tally tl = { ctx->ctr[OP_FREE], ctx };
 	_Atomic uint64_t *direct = b->store->direct;
 	unsigned order = 0;
 	uint64_t v = 0;
@@ -1400,7 +1552,7 @@ int rmp_buddy_order_of(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uin
 		       bool authoritative, unsigned *order)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct tally tl = { ctx->ctr[OP_FREE] };
+	struct tally tl = { ctx->ctr[OP_FREE], ctx };
 	uint64_t v;
 
 	if ((offset >> g->max_order) != 0 || (offset & ((1ull << g->min_order) - 1)) != 0)
@@ -1412,7 +1564,7 @@ int rmp_buddy_order_of(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uin
 int rmp_buddy_is_live(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset, unsigned order)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct tally tl = { ctx->ctr[OP_FREE] };
+	struct tally tl = { ctx->ctr[OP_FREE], ctx };
 
 	if (order < g->min_order || order > g->max_order || (offset >> g->max_order) != 0 ||
 	    (offset & ((1ull << order) - 1)) != 0)
@@ -1523,7 +1675,7 @@ int rmp_buddy_check(const struct rmp_buddy *b, struct rmp_buddy_report *r)
 {
 	const struct rmp_buddy_geom *g = &b->g;
 	_Atomic uint64_t scratch[C_N]; /* the walk's reads count nowhere */
-	struct tally tl = { scratch };
+	struct tally tl = { scratch, NULL };
 
 	for (unsigned c = 0; c < C_N; c++)
 		atomic_init(&scratch[c], 0);

@@ -22,6 +22,7 @@
 #define RMP_BUDDY_MAX_LEVELS 29u /* 2^30 bits of metadata: 128 MiB (1 TiB of 4 KiB blocks) */
 #define RMP_BUDDY_HDR_WORDS  8u
 #define RMP_BUDDY_MAX_TIERS  4u /* summary tiers below a level's count (3 reach 2^28 blocks) */
+#define RMP_BUDDY_WCACHE     64u /* bitmap words a ctx remembers without a cache of its own */
 
 /* Where everything lives in the metadata region, in words. */
 struct rmp_buddy_geom {
@@ -70,6 +71,14 @@ struct rmp_buddy_ctx {
 	_Atomic uint64_t credit_grp[RMP_BUDDY_MAX_LEVELS + 1];
 	int64_t defer_max;
 	_Atomic unsigned last_free_order; /* local fast path: the order to try first */
+	/* Remote stores: the bitmap words this ctx saw last, so that a CAS
+	 * can expect a value before anything is read (one round trip when the
+	 * word has not changed since). wc_mask + 1 pairs (index + 1, value),
+	 * direct-mapped: wc_inline, or a larger cache (rmp_buddy_ctx_cache).
+	 * Hints. */
+	_Atomic uint64_t *wc;
+	uint64_t wc_mask;
+	_Atomic uint64_t wc_inline[2 * RMP_BUDDY_WCACHE];
 	uint64_t home;                     /* fraction of the heap, / 2^64 (rmp_buddy_ctx_home) */
 	bool homed;
 };
@@ -109,6 +118,12 @@ void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, ui
  * and the cursor only follows blocks inside the home's bitmap line, so
  * that threads homed apart work on different cache lines. */
 void rmp_buddy_ctx_home(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, uint64_t frac);
+
+/* Give this ctx a word cache of its own: entries (a power of two) pairs
+ * of words at mem, which the caller keeps while the ctx lives (16 bytes
+ * an entry; 1024 make a remote client's frees one round trip on a busy
+ * pool, where the default 64 remember too little). Before any operation. */
+void rmp_buddy_ctx_cache(struct rmp_buddy_ctx *ctx, _Atomic uint64_t *mem, unsigned entries);
 
 /* Let this ctx keep up to max blocks of credit per level: the free counts
  * on the summary path of one bitmap group may say up to max more free

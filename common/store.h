@@ -11,13 +11,19 @@
  * Operations are posted as a batch and waited for together (exec): the
  * remote store turns one batch into one round trip of pipelined work
  * requests. Inside a batch the operations are independent and may
- * complete in any order; a load in a batch may return a value that was
- * already stale when it landed. The engine therefore treats loads as
- * hints and takes decisions only from successful CAS results.
+ * complete in any order, except that an atomic marked `after` takes
+ * effect after every atomic before it in the batch (one RC queue pair
+ * executes atomics in the order they were posted; an atomic is not
+ * ordered after a READ, so `after` never follows a LOAD). A load in a
+ * batch may return a value that was already stale when it landed. The
+ * engine therefore treats loads as hints and takes decisions only from
+ * successful CAS results.
  *
- * post() hands over operations whose results nobody reads (the per-order
- * free counts): the store may complete them later, which takes them off
- * the critical path of a remote operation.
+ * post() hands over FAAs whose results nobody reads (free-count changes,
+ * the end of a move): the store sends them at once and does not wait; they
+ * take effect after everything executed before and before anything
+ * executed after, and soon whatever the caller does next (they are not
+ * held back for a later batch).
  *
  * Implementations: store_local.c (C11 atomics on process memory, with
  * test modes) and, in client/, the RDMA store.
@@ -42,6 +48,7 @@ struct rmp_wop {
 	uint64_t *dst;    /* LOAD: destination for nwords words */
 	uint32_t nwords;  /* LOAD: number of consecutive words (>= 1) */
 	uint8_t kind;     /* enum rmp_wop_kind */
+	uint8_t after;    /* CAS/FAA: after every earlier CAS/FAA of the batch */
 };
 
 struct rmp_store;

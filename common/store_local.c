@@ -13,7 +13,10 @@
  * point, which is what an RDMA READ racing with atomics can return.
  *
  * Shuffle: the operations of a batch run in a random order, as posted
- * RDMA work requests may land under emulation.
+ * RDMA work requests may land under emulation, except that an atomic
+ * marked `after` runs after every earlier atomic of its batch (store.h):
+ * the batch is cut before each such atomic and the pieces run in order,
+ * each shuffled, loads of a piece anywhere in it.
  */
 #include "store_local.h"
 
@@ -124,11 +127,14 @@ static int local_exec(struct rmp_store *base, struct rmp_wop *ops, unsigned n)
 		}
 		return 0;
 	}
-	/* Random completion order: visit a random permutation of the batch. */
+	/* Random completion order: a random permutation of each piece
+	 * between atomics marked `after`. */
 	unsigned order[64];
 	unsigned done = 0;
 	while (done < n) {
-		unsigned m = n - done < 64 ? n - done : 64;
+		unsigned m = 1;
+		while (m < 64 && done + m < n && !(ops[done + m].after && ops[done + m].kind != RMP_WOP_LOAD))
+			m++;
 		for (unsigned i = 0; i < m; i++)
 			order[i] = done + i;
 		for (unsigned i = m - 1; i > 0; i--) {

@@ -5,13 +5,18 @@
  *   LOAD n words  -> one RDMA READ of 8n bytes into a registered scratch
  *   CAS           -> IBV_WR_ATOMIC_CMP_AND_SWP, old value into scratch
  *   FAA           -> IBV_WR_ATOMIC_FETCH_AND_ADD, old value into scratch
- * posted together and waited for together (rmp_rdma_exec): one round
- * trip, whatever the batch holds. Atomic results pass through
- * rmp_rdma_atomic_result(), the one place that knows their byte order.
+ * posted together and waited for together: one round trip, whatever the
+ * batch holds. Atomic results pass through rmp_rdma_atomic_result(), the
+ * one place that knows their byte order. One RC queue pair executes
+ * atomics in posting order (the responder takes requests in PSN order;
+ * only an RDMA READ may be executed late, so an atomic marked `after`
+ * must not follow a READ of its batch: refused with -EINVAL).
  *
- * Posted operations (free-count FAAs whose results nobody reads) wait in
- * a small queue and are sent in front of the next batch, so they cost no
- * round trip. A full queue is flushed on its own.
+ * Posted operations (FAAs whose results nobody reads: free-count changes,
+ * the end of a move) are sent at once and not waited for; their results
+ * land in a ring of their own. The next batch is posted behind them and
+ * waits for all completions, theirs included (they were sent first, so
+ * they cost it nothing); a full ring is reaped first.
  *
  * The scratch region is registered once; a mutex hands it to one batch at
  * a time. Several threads therefore serialize here; the engine is still
@@ -21,12 +26,13 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SCRATCH_WORDS 8192u /* the largest load: the walker reads 4096 words */
-#define MAX_BATCH 128u      /* work requests per exec, posted ones included */
-#define POST_QUEUE 32u
+#define MAX_BATCH 128u      /* work requests per exec */
+#define POST_SLOTS 32u      /* posted operations in flight at most */
 
 struct rmp_store_rdma {
 	struct rmp_store base; /* first: the engine sees a struct rmp_store */
@@ -36,78 +42,104 @@ struct rmp_store_rdma {
 	uint64_t nwords;
 	pthread_mutex_t lock;
 	struct ibv_mr *mr;
-	uint64_t *scratch;
-	struct rmp_wop queued[POST_QUEUE];
-	unsigned nqueued;
+	uint64_t *scratch;     /* [0, SCRATCH_WORDS): a batch; then POST_SLOTS for posted results */
+	unsigned inflight;     /* posted operations not reaped yet */
 };
+
+/* One work request per operation, its result at *slot onwards. */
+static int to_rdma_op(struct rmp_store_rdma *s, const struct rmp_wop *op, uint64_t *local, struct rmp_rdma_op *r)
+{
+	uint32_t words = op->kind == RMP_WOP_LOAD ? op->nwords : 1;
+
+	if (op->idx >= s->nwords || words == 0 || words > s->nwords - op->idx)
+		return -EFAULT;
+	*r = (struct rmp_rdma_op){
+		.local = local,
+		.lkey = s->mr->lkey,
+		.len = words * 8u,
+		.raddr = s->raddr + op->idx * 8u,
+		.rkey = s->rkey,
+	};
+	switch (op->kind) {
+	case RMP_WOP_LOAD:
+		r->kind = RMP_RDMA_READ;
+		break;
+	case RMP_WOP_CAS:
+		r->kind = RMP_RDMA_CAS;
+		r->compare = op->arg;
+		r->swap_add = op->swap;
+		break;
+	case RMP_WOP_FAA:
+		r->kind = RMP_RDMA_FAA;
+		r->swap_add = op->arg;
+		break;
+	default:
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Wait for every posted operation. Requires s->lock. */
+static int reap_posted_locked(struct rmp_store_rdma *s)
+{
+	if (s->inflight == 0)
+		return 0;
+	int got = rmp_rdma_poll(s->conn, s->inflight, NULL, 0);
+	s->inflight = 0; /* reaped, or the connection failed for good */
+	return got < 0 ? got : 0;
+}
 
 static int run_batch_locked(struct rmp_store_rdma *s, struct rmp_wop *ops, unsigned n)
 {
 	struct rmp_rdma_op rops[MAX_BATCH];
-	unsigned slot = 0, total = s->nqueued + n;
+	unsigned slot = 0;
+	bool seen_load = false;
 
-	if (total > MAX_BATCH)
+	if (n > MAX_BATCH)
 		return -E2BIG;
-	for (unsigned k = 0; k < total; k++) {
-		struct rmp_wop *op = k < s->nqueued ? &s->queued[k] : &ops[k - s->nqueued];
-		struct rmp_rdma_op *r = &rops[k];
+	for (unsigned k = 0; k < n; k++) {
+		struct rmp_wop *op = &ops[k];
 		uint32_t words = op->kind == RMP_WOP_LOAD ? op->nwords : 1;
-		if (op->idx >= s->nwords || words == 0 || words > s->nwords - op->idx ||
-		    words > SCRATCH_WORDS - slot)
+		if (words > SCRATCH_WORDS - slot)
 			return -EFAULT;
-		*r = (struct rmp_rdma_op){
-			.local = &s->scratch[slot],
-			.lkey = s->mr->lkey,
-			.len = words * 8u,
-			.raddr = s->raddr + op->idx * 8u,
-			.rkey = s->rkey,
-		};
-		switch (op->kind) {
-		case RMP_WOP_LOAD:
-			r->kind = RMP_RDMA_READ;
-			break;
-		case RMP_WOP_CAS:
-			r->kind = RMP_RDMA_CAS;
-			r->compare = op->arg;
-			r->swap_add = op->swap;
-			break;
-		case RMP_WOP_FAA:
-			r->kind = RMP_RDMA_FAA;
-			r->swap_add = op->arg;
-			break;
-		default:
-			return -EINVAL;
-		}
+		if (op->after && op->kind != RMP_WOP_LOAD && seen_load)
+			return -EINVAL; /* an atomic is not ordered after a READ */
+		seen_load |= op->kind == RMP_WOP_LOAD;
+		int rc = to_rdma_op(s, op, &s->scratch[slot], &rops[k]);
+		if (rc)
+			return rc;
 		slot += words;
 	}
-	int rc = rmp_rdma_exec(s->conn, rops, total);
+	/* Behind the posted operations, on the same queue pair; then wait for
+	 * all of them. A batch too large to post beside them goes alone. */
+	int rc = rmp_rdma_post(s->conn, rops, n, 0);
+	if (rc == -EAGAIN) {
+		if ((rc = reap_posted_locked(s)) != 0)
+			return rc;
+		rc = rmp_rdma_exec(s->conn, rops, n);
+	} else if (rc == 0) {
+		int got = rmp_rdma_poll(s->conn, s->inflight + n, NULL, 0);
+		s->inflight = 0;
+		rc = got < 0 ? got : 0;
+	}
 	if (rc)
 		return rc;
-	for (unsigned k = s->nqueued; k < total; k++) {
-		struct rmp_wop *op = &ops[k - s->nqueued];
+	for (unsigned k = 0; k < n; k++) {
+		struct rmp_wop *op = &ops[k];
 		if (op->kind == RMP_WOP_LOAD)
 			memcpy(op->dst, rops[k].local, (size_t)op->nwords * 8u);
 		else
 			op->old = rmp_rdma_atomic_result(s->conn, rops[k].local);
 	}
-	s->nqueued = 0;
 	return 0;
 }
 
 static int rdma_exec(struct rmp_store *base, struct rmp_wop *ops, unsigned n)
 {
 	struct rmp_store_rdma *s = (struct rmp_store_rdma *)base;
-	int rc;
 
 	pthread_mutex_lock(&s->lock);
-	if (s->nqueued + n > MAX_BATCH) {
-		/* Too many to ride along: send the queue on its own first. */
-		rc = run_batch_locked(s, NULL, 0);
-		if (rc)
-			goto out_unlock;
-	}
-	rc = run_batch_locked(s, ops, n);
-out_unlock:
+	int rc = run_batch_locked(s, ops, n);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
@@ -115,18 +147,33 @@ out_unlock:
 static int rdma_post(struct rmp_store *base, struct rmp_wop *ops, unsigned n)
 {
 	struct rmp_store_rdma *s = (struct rmp_store_rdma *)base;
+	struct rmp_rdma_op rops[POST_SLOTS];
 	int rc = 0;
 
 	pthread_mutex_lock(&s->lock);
-	for (unsigned i = 0; i < n && rc == 0; i++) {
-		if (ops[i].kind != RMP_WOP_FAA) {
-			rc = -EINVAL; /* only results nobody reads may wait */
+	for (unsigned done = 0; done < n && rc == 0;) {
+		unsigned m = n - done < POST_SLOTS ? n - done : POST_SLOTS;
+		if (s->inflight + m > POST_SLOTS && (rc = reap_posted_locked(s)) != 0)
+			break;
+		for (unsigned k = 0; k < m && rc == 0; k++) {
+			if (ops[done + k].kind != RMP_WOP_FAA)
+				rc = -EINVAL; /* only results nobody reads may go unwaited */
+			else
+				rc = to_rdma_op(s, &ops[done + k], &s->scratch[SCRATCH_WORDS + s->inflight + k], &rops[k]);
+		}
+		if (rc)
+			break;
+		rc = rmp_rdma_post(s->conn, rops, m, 0);
+		if (rc == -EAGAIN) {
+			/* The queue pair is full of posted work: wait for it. */
+			if ((rc = reap_posted_locked(s)) == 0)
+				continue;
 			break;
 		}
-		if (s->nqueued == POST_QUEUE)
-			rc = run_batch_locked(s, NULL, 0);
-		if (rc == 0)
-			s->queued[s->nqueued++] = ops[i];
+		if (rc == 0) {
+			s->inflight += m;
+			done += m;
+		}
 	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;
@@ -148,12 +195,13 @@ int rmp_store_rdma_create(rmp_rdma_conn *conn, uint64_t raddr, uint32_t rkey, ui
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->scratch = aligned_alloc(64, SCRATCH_WORDS * 8u);
+	s->scratch = aligned_alloc(64, (SCRATCH_WORDS + POST_SLOTS) * 8u);
 	if (!s->scratch) {
 		rc = -ENOMEM;
 		goto out_free_store;
 	}
-	s->mr = ibv_reg_mr(rmp_rdma_conn_pd(conn), s->scratch, SCRATCH_WORDS * 8u, IBV_ACCESS_LOCAL_WRITE);
+	s->mr = ibv_reg_mr(rmp_rdma_conn_pd(conn), s->scratch, (SCRATCH_WORDS + POST_SLOTS) * 8u,
+			   IBV_ACCESS_LOCAL_WRITE);
 	if (!s->mr) {
 		rc = errno ? -errno : -ENOMEM;
 		goto out_free_scratch;
@@ -184,11 +232,8 @@ struct rmp_store *rmp_store_rdma_base(rmp_store_rdma *s)
 
 int rmp_store_rdma_flush(rmp_store_rdma *s)
 {
-	int rc = 0;
-
 	pthread_mutex_lock(&s->lock);
-	if (s->nqueued)
-		rc = run_batch_locked(s, NULL, 0);
+	int rc = reap_posted_locked(s);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }

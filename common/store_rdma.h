@@ -4,10 +4,12 @@
  * READ and changed only with RDMA compare-and-swap and fetch-and-add.
  *
  * One exec() is one round trip: its operations are posted together and
- * waited for together. post() (the engine's free-count hints) does not
- * cost a round trip of its own: the operations wait in the store and ride
- * along with the next exec() (or rmp_store_rdma_flush()). Counts are
- * hints, so the lag is harmless; flush before anyone checks them exactly.
+ * waited for together. post() (free-count changes, the end of a move)
+ * costs no round trip: the operations are sent at once and their
+ * completions reaped by the next exec() (or rmp_store_rdma_flush(), which
+ * waits for them: flush before anyone checks the counts exactly, and
+ * before an rmp_rdma_exec() of your own on the same connection, which
+ * refuses to run while they are in flight).
  *
  * Thread-safe: one store may serve many threads (a mutex covers a batch;
  * the queue pair serializes them anyway).
@@ -26,7 +28,7 @@ typedef struct rmp_store_rdma rmp_store_rdma; /* opaque; its first member is a s
 int rmp_store_rdma_create(rmp_rdma_conn *conn, uint64_t raddr, uint32_t rkey, uint64_t nwords,
 			  rmp_store_rdma **out);
 struct rmp_store *rmp_store_rdma_base(rmp_store_rdma *s);
-/* Execute what post() queued. */
+/* Wait for what post() sent. */
 int rmp_store_rdma_flush(rmp_store_rdma *s);
 /* Flushes, then frees (the connection stays the caller's). */
 void rmp_store_rdma_destroy(rmp_store_rdma *s);

@@ -171,13 +171,19 @@ struct client_thread {
 	double secs;
 };
 
-static int owner_batch(rmp_rdma_conn *c, struct ibv_mr *mr, uint64_t *res, const struct info *in,
-		       uint64_t off, unsigned order, uint64_t expect, uint64_t swap)
+/* The owner words of a block, CAS-ed on the connection the store uses:
+ * the store's posted operations are reaped first (rmp_rdma_exec refuses
+ * to run while they are in flight). */
+static int owner_batch(rmp_rdma_conn *c, rmp_store_rdma *st, struct ibv_mr *mr, uint64_t *res,
+		       const struct info *in, uint64_t off, unsigned order, uint64_t expect, uint64_t swap)
 {
 	uint64_t first = off >> in->min_order, n = 1ull << (order - in->min_order);
 	struct rmp_rdma_op ops[64];
 	if (n > 64)
 		return -E2BIG;
+	int frc = rmp_store_rdma_flush(st);
+	if (frc)
+		return frc;
 	for (uint64_t i = 0; i < n; i++)
 		ops[i] = (struct rmp_rdma_op){ .kind = RMP_RDMA_CAS, .local = &res[i], .lkey = mr->lkey, .len = 8,
 					       .raddr = in->owner_addr + (first + i) * 8, .rkey = in->owner_rkey,
@@ -227,6 +233,8 @@ static void *client_main(void *arg)
 	rmp_buddy_geom_init(&g, in->max_order, in->min_order);
 	rmp_buddy_init(&b, &g, rmp_store_rdma_base(st));
 	rmp_buddy_ctx_init(ctx, &b, t->id);
+	static _Thread_local _Atomic uint64_t words[2 * 1024]; /* the word cache: one round trip when unchanged */
+	rmp_buddy_ctx_cache(ctx, words, 1024);
 
 	/* Connected: say so, then wait for the go (the driver stops the
 	 * server in between: connecting needs its CPU, working must not). */
@@ -253,7 +261,7 @@ static void *client_main(void *arg)
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		unsigned k = (unsigned)(x % LIVE);
 		if (live[k].used) {
-			if (owner_batch(c, mr, res, in, live[k].off, live[k].order, t->id, 0) != 0)
+			if (owner_batch(c, st, mr, res, in, live[k].off, live[k].order, t->id, 0) != 0)
 				goto out;
 			if ((rc = rmp_buddy_free(&b, ctx, live[k].off, live[k].order)) != 0) {
 				check_fail("free: %s", strerror(-rc));
@@ -265,7 +273,7 @@ static void *client_main(void *arg)
 		unsigned order = in->min_order + (unsigned)((x >> 20) % 5);
 		t->tries++;
 		rc = rmp_buddy_alloc(&b, ctx, order, &live[k].off);
-		if (rc == -ENOMEM)
+		if (rc == -ENOMEM || rc == -EAGAIN) /* EAGAIN: held in passing by another client */
 			continue;
 		if (rc) {
 			check_fail("alloc: %s", strerror(-rc));
@@ -274,12 +282,12 @@ static void *client_main(void *arg)
 		t->ok++;
 		live[k].order = order;
 		live[k].used = 1;
-		if (owner_batch(c, mr, res, in, live[k].off, order, 0, t->id) != 0)
+		if (owner_batch(c, st, mr, res, in, live[k].off, order, 0, t->id) != 0)
 			goto out;
 	}
 	for (unsigned k = 0; k < LIVE; k++)
 		if (live[k].used) {
-			if (owner_batch(c, mr, res, in, live[k].off, live[k].order, t->id, 0) != 0 ||
+			if (owner_batch(c, st, mr, res, in, live[k].off, live[k].order, t->id, 0) != 0 ||
 			    rmp_buddy_free(&b, ctx, live[k].off, live[k].order) != 0)
 				goto out;
 		}

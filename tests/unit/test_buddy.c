@@ -592,3 +592,59 @@ Test(buddy, loads_per_alloc_in_a_burst_do_not_grow_with_the_burst)
 	cr_assert_leq(per[2], per[0] * 1.5 + 1, "loads per alloc grow with the burst: %.2f at 1k, %.2f at 50k",
 		      per[0], per[2]);
 }
+
+/* --- round trips on the RDMA-like store ---------------------------------
+ *
+ * With a word cache of 1024 entries (what librmpool gives each shard), in
+ * the steady state (a block freed and one of its order taken again, 64
+ * live blocks of mixed orders) alloc and free are one round trip each on
+ * average, or nearly; a fresh pool's burst of small allocations and frees
+ * (the demo's) costs at most about two. */
+
+Test(buddy, round_trips_per_operation_on_the_rdma_like_store)
+{
+	static _Atomic uint64_t words[2 * 1024];
+	struct engine *e = engine_remote_like(28, 12);
+	struct rmp_buddy_ctx *c = &e->ctx[0];
+	struct rmp_buddy_stats s0, s1;
+	uint64_t off[100];
+	rmp_buddy_ctx_cache(c, words, 1024);
+	rmp_buddy_stats(c, &s0);
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(rmp_buddy_alloc(&e->b, c, 12, &off[i]), 0);
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(rmp_buddy_free(&e->b, c, off[i], 12), 0);
+	rmp_buddy_stats(c, &s1);
+	double fa = (double)(s1.alloc.round_trips - s0.alloc.round_trips) / 100;
+	double ff = (double)(s1.free.round_trips - s0.free.round_trips) / 100;
+
+	enum { L = 64, S = 4000 };
+	uint64_t lo[L];
+	unsigned lord[L], seed = 1;
+	for (int i = 0; i < L; i++) {
+		lord[i] = 12 + (unsigned)(i % 4);
+		cr_assert_eq(rmp_buddy_alloc(&e->b, c, lord[i], &lo[i]), 0);
+	}
+	rmp_buddy_stats(c, &s0);
+	for (int s = 0; s < S; s++) {
+		seed = seed * 1103515245u + 12345u;
+		int k = (int)((seed >> 16) % L);
+		cr_assert_eq(rmp_buddy_free(&e->b, c, lo[k], lord[k]), 0);
+		cr_assert_eq(rmp_buddy_alloc(&e->b, c, lord[k], &lo[k]), 0);
+	}
+	rmp_buddy_stats(c, &s1);
+	double sa = (double)(s1.alloc.round_trips - s0.alloc.round_trips) / S;
+	double sf = (double)(s1.free.round_trips - s0.free.round_trips) / S;
+	cr_log_info("RDMA-like store, 256 MiB of 4 KiB blocks: fresh pool burst %.2f round trips per alloc, %.2f "
+		    "per free; steady state %.2f per alloc, %.2f per free", fa, ff, sa, sf);
+	cr_assert_leq(sa, 1.05);
+	cr_assert_leq(sf, 1.3);
+	cr_assert_leq(fa, 2.2);
+	cr_assert_leq(ff, 2.3);
+	for (int i = 0; i < L; i++)
+		cr_assert_eq(rmp_buddy_free(&e->b, c, lo[i], lord[i]), 0);
+	struct rmp_buddy_report r;
+	check_ok(e, &r);
+	cr_assert_eq(r.free_bytes, 1ull << 28);
+	engine_free(e);
+}
