@@ -450,8 +450,8 @@ int main(int argc, char **argv)
 	       o.scale > 1 ? " (repetitions scaled down)" : "", (unsigned long long)(o.heap >> 20),
 	       (unsigned long long)o.min_block);
 	/* What the heap keeps per thread; there is no switch to turn it off. */
-	printf("per-thread state: a slot per thread (64) with its own cursors and up to 8 deferred free-count "
-	       "changes per level; no per-thread block cache\n");
+	printf("per-thread state: a slot per thread (64) with its own cursors and up to 8 blocks of credit on "
+	       "the free counts per level; no per-thread block cache\n");
 	if (o.cells && run_shapes(&o, &tot))
 		return 1;
 	if (o.bursts[0] && run_bursts(&o, &tot))
