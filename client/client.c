@@ -722,6 +722,7 @@ int rmp_status(rmp_client *c, struct rmp_status **out)
 	if (!s->pools || !s->hosts)
 		goto out_nomem;
 	s->uptime_ms = w->uptime_ms;
+	s->generation = w->generation;
 	s->capacity = w->capacity;
 	s->free_bytes = w->free_bytes;
 	s->clients = w->clients;
@@ -738,6 +739,11 @@ int rmp_status(rmp_client *c, struct rmp_status **out)
 		sp->clients = wp->clients;
 		sp->donors = wp->donors;
 		sp->segtab_version = wp->segtab_version;
+		sp->state = (enum rmp_pool_state)wp->state;
+		sp->donors_away = wp->donors_away;
+		sp->donors_lost = wp->donors_lost;
+		sp->lost_bytes = wp->lost_bytes;
+		snprintf(sp->note, sizeof(sp->note), "%s", wp->note);
 	}
 	for (uint32_t i = 0; i < w->n_hosts; i++) {
 		snprintf(s->hosts[i].host, sizeof(s->hosts[i].host), "%s", w->hosts[i].host);

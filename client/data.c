@@ -58,8 +58,11 @@ int rmp_data_connect(const char *host, uint16_t port, const void *tok, uint8_t l
 
 int rmp_data_token(rmp_pool *p, enum rmp_wire_token_kind kind, uint32_t target, uint8_t *out)
 {
+	/* Minted under the generation of our control connection: a coordinator
+	 * (or donor) that knows a newer one refuses it (DESIGN.md, "Generations"). */
 	struct rmp_wire_token t = { .kind = (uint8_t)kind, .target_id = target,
-				    .client_id = p->c->session_id, .expires_ms = rmp_wall_ms() + TOKEN_TTL_MS };
+				    .client_id = p->c->session_id, .expires_ms = rmp_wall_ms() + TOKEN_TTL_MS,
+				    .generation = (uint16_t)p->c->ctl.generation };
 	return rmp_auth_token_make(rmp_client_key(p->c), &t, out);
 }
 

@@ -179,6 +179,7 @@ int rmp_meta_check(rmp_pool *p, unsigned timeout_ms, struct rmp_meta_report *r)
 		.target_id = p->pool_id,
 		.client_id = p->c->session_id,
 		.expires_ms = rmp_wall_ms() + TOKEN_TTL_MS,
+		.generation = (uint16_t)p->c->ctl.generation,
 	};
 	rc = rmp_auth_token_make(rmp_client_key(p->c), &t, token);
 	if (rc)

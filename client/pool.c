@@ -135,6 +135,24 @@ int rmp_pool_destroy(rmp_client *c, const char *name)
 	return rc;
 }
 
+int rmp_pool_forget(rmp_client *c, const char *name)
+{
+	static const uint8_t want[] = { RMP_MSG_ACK };
+	struct rmp_wire_msg req = { .type = RMP_MSG_POOL_FORGET }, rep;
+	int rc;
+
+	if (!c)
+		return -EINVAL;
+	rc = check_name(c, name);
+	if (rc)
+		return rc;
+	strcpy(req.u.pool_forget.name, name);
+	rc = rmp_client_call(c, &req, want, 1, false, c->opts.request_timeout_ms, &rep);
+	if (rc == 0)
+		rmp_wire_msg_release(&rep);
+	return rc;
+}
+
 /* ---- rmp_pool_info ---- */
 
 static int cmp_u32(const void *a, const void *b)

@@ -23,6 +23,10 @@
 #define RMP_BUDDY_HDR_WORDS  8u
 #define RMP_BUDDY_MAX_TIERS  4u /* summary tiers below a level's count (3 reach 2^28 blocks) */
 #define RMP_BUDDY_WCACHE     64u /* bitmap words a ctx remembers without a cache of its own */
+/* Header word 4: the generation of the coordinator that registered the
+ * region last (set with the CPU before each registration; clients only
+ * read header words). The engine neither sets nor checks it. */
+#define RMP_BUDDY_HDR_GEN_WORD 4u
 
 /* Where everything lives in the metadata region, in words. */
 struct rmp_buddy_geom {

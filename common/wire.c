@@ -22,6 +22,7 @@
  *                                       <---  SEGTAB {pool, segtab}
  *   POOL_CLOSE {pool, lease}            --->
  *   POOL_DESTROY {name}                 --->
+ *   POOL_FORGET {name}                  --->  (a pool whose donors are gone)
  *                                       <---  ACK {ref_type}
  *   STATUS_REQUEST                      --->
  *                                       <---  STATUS_REPLY {pools, hosts}
@@ -498,6 +499,11 @@ static void codec_pool_destroy(struct codec *c, struct rmp_wire_msg *m)
 	cd_str(c, "name", m->u.pool_destroy.name, 1, RMP_WIRE_NAME_MAX);
 }
 
+static void codec_pool_forget(struct codec *c, struct rmp_wire_msg *m)
+{
+	cd_str(c, "name", m->u.pool_forget.name, 1, RMP_WIRE_NAME_MAX);
+}
+
 static void codec_lease_renew(struct codec *c, struct rmp_wire_msg *m)
 {
 	cd_u64(c, "lease_id", &m->u.lease_renew.lease_id);
@@ -529,7 +535,8 @@ static void codec_status_reply(struct codec *c, struct rmp_wire_msg *m)
 	cd_u64(c, "free_bytes", &s->free_bytes);
 	cd_u32(c, "clients", &s->clients);
 
-	cd_count(c, "n_pools", &s->n_pools, RMP_WIRE_MAX_POOLS, 2 + 1 + 4 + 3 * 8 + 2 * 4 + 8);
+	cd_count(c, "n_pools", &s->n_pools, RMP_WIRE_MAX_POOLS,
+		 2 + 1 + 4 + 3 * 8 + 2 * 4 + 8 + 1 + 2 * 4 + 8 + 2);
 	cd_array(c, "pools", (void **)&s->pools, s->n_pools, sizeof(*s->pools));
 	for (uint32_t i = 0; i < s->n_pools && !c->rc; i++) {
 		struct rmp_wire_pool_status *p = &s->pools[i];
@@ -541,6 +548,11 @@ static void codec_status_reply(struct codec *c, struct rmp_wire_msg *m)
 		cd_u32(c, "pools.clients", &p->clients);
 		cd_u32(c, "pools.donors", &p->donors);
 		cd_u64(c, "pools.segtab_version", &p->segtab_version);
+		cd_u8_in(c, "pools.state", &p->state, RMP_POOL_CREATING, RMP_POOL_LOST);
+		cd_u32(c, "pools.donors_away", &p->donors_away);
+		cd_u32(c, "pools.donors_lost", &p->donors_lost);
+		cd_u64(c, "pools.lost_bytes", &p->lost_bytes);
+		cd_str(c, "pools.note", p->note, 0, RMP_WIRE_TEXT_MAX);
 	}
 
 	cd_count(c, "n_hosts", &s->n_hosts, RMP_WIRE_MAX_HOSTS, 2 + 1 + 4 + 2 * 8);
@@ -552,6 +564,7 @@ static void codec_status_reply(struct codec *c, struct rmp_wire_msg *m)
 		cd_u64(c, "hosts.budget", &h->budget);
 		cd_u64(c, "hosts.used", &h->used);
 	}
+	cd_u64(c, "generation", &s->generation);
 }
 
 struct msg_desc {
@@ -582,6 +595,7 @@ static const struct msg_desc msg_table[256] = {
 	[RMP_MSG_SEGTAB] = {"SEGTAB", false, codec_segtab},
 	[RMP_MSG_POOL_CLOSE] = {"POOL_CLOSE", false, codec_pool_close},
 	[RMP_MSG_POOL_DESTROY] = {"POOL_DESTROY", false, codec_pool_destroy},
+	[RMP_MSG_POOL_FORGET] = {"POOL_FORGET", false, codec_pool_forget},
 	[RMP_MSG_LEASE_RENEW] = {"LEASE_RENEW", false, codec_lease_renew},
 	[RMP_MSG_LEASE_GRANT] = {"LEASE_GRANT", false, codec_lease_grant},
 	[RMP_MSG_LEASE_EXPIRED] = {"LEASE_EXPIRED", false, codec_lease_expired},

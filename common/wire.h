@@ -79,6 +79,7 @@ enum rmp_wire_type {
 	RMP_MSG_SEGTAB = 0x23,
 	RMP_MSG_POOL_CLOSE = 0x24,
 	RMP_MSG_POOL_DESTROY = 0x25,
+	RMP_MSG_POOL_FORGET = 0x26,
 	/* leases */
 	RMP_MSG_LEASE_RENEW = 0x30,
 	RMP_MSG_LEASE_GRANT = 0x31,
@@ -92,6 +93,15 @@ enum rmp_wire_role {
 	RMP_ROLE_CLIENT = 1, /* consumer (librmpool, the rmpool CLI) */
 	RMP_ROLE_DONOR = 2,
 	RMP_ROLE_AGENT = 3,
+};
+
+/* A pool's state in STATUS_REPLY. */
+enum rmp_wire_pool_state {
+	RMP_POOL_CREATING = 1,	 /* its donors are being provisioned */
+	RMP_POOL_READY = 2,	 /* attachable */
+	RMP_POOL_DESTROYING = 3, /* its donors are being terminated */
+	RMP_POOL_RECOVERING = 4, /* re-adopted after a restart: waiting for its donors */
+	RMP_POOL_LOST = 5,	 /* could not be re-adopted: note says why */
 };
 
 /* How a spawn or terminate request is going (RMP_MSG_PROGRESS). */
@@ -254,6 +264,12 @@ struct rmp_wire_pool_destroy {
 	char name[RMP_WIRE_NAME_MAX + 1];
 };
 
+/* Forget a pool whose donors are gone (lost): its state and its shm
+ * objects go; refused while any of its donors is live. ACKed. */
+struct rmp_wire_pool_forget {
+	char name[RMP_WIRE_NAME_MAX + 1];
+};
+
 struct rmp_wire_lease_renew {
 	uint64_t lease_id;
 };
@@ -277,6 +293,11 @@ struct rmp_wire_pool_status {
 	uint32_t clients;
 	uint32_t donors;
 	uint64_t segtab_version;
+	uint8_t state;	       /* enum rmp_wire_pool_state */
+	uint32_t donors_away;  /* recorded, not re-registered yet */
+	uint32_t donors_lost;  /* did not come back, or died */
+	uint64_t lost_bytes;   /* of the space, on lost donors */
+	char note[RMP_WIRE_TEXT_MAX + 1]; /* why it is lost or degraded; "" */
 };
 
 struct rmp_wire_host_status {
@@ -295,6 +316,7 @@ struct rmp_wire_status_reply {
 	struct rmp_wire_pool_status *pools;
 	uint32_t n_hosts;
 	struct rmp_wire_host_status *hosts;
+	uint64_t generation; /* the coordinator's (as in AUTH_OK) */
 };
 
 struct rmp_wire_msg {
@@ -319,6 +341,7 @@ struct rmp_wire_msg {
 		struct rmp_wire_segtab_reply segtab;
 		struct rmp_wire_pool_close pool_close;
 		struct rmp_wire_pool_destroy pool_destroy;
+		struct rmp_wire_pool_forget pool_forget;
 		struct rmp_wire_lease_renew lease_renew;
 		struct rmp_wire_lease_grant lease_grant;
 		struct rmp_wire_lease_expired lease_expired;

@@ -16,7 +16,11 @@
 # and may set the array STACK_WRAP, a command that wraps every process
 # started here (the demo: STACK_WRAP=(timeout 1800), so that nothing
 # outlives a lost run; the donors an agent starts run in sessions of their
-# own, and outlive it by at most their --orphan-grace).
+# own, and outlive it by at most their --orphan-grace), and STACK_STATE_DIR,
+# the coordinator's --state-dir on host 1 (default /tmp/rmpool-state.JOB:
+# one per job, so that runs sharing the hosts never see each other's
+# pools; a caller that restarts the coordinator under another job name
+# sets it).
 # Every wait is bounded, and each failure says which process and host.
 
 # stack_coordinator JOB READY_SECONDS [FLAGS...]
@@ -28,7 +32,8 @@ stack_coordinator() {
 	log=$RMPOOL_VM_SCRATCH/$job.log
 	"$VM" exec --bg "$job" 1 -- ${STACK_WRAP[@]+"${STACK_WRAP[@]}"} "$SERVER" --listen "$coord" --secret-file "$secret" \
 		--http-addr "$coord_ip" --http-port "$HTTP_PORT" --rdma-addr "$coord_ip" --rdma-port "$RDMA_PORT" \
-		--provision-timeout 5m "$@" || fail "cannot start rmpool-server on host 1"
+		--provision-timeout 5m --state-dir "${STACK_STATE_DIR:-/tmp/rmpool-state.$job}" "$@" ||
+		fail "cannot start rmpool-server on host 1"
 	for _ in $(seq 1 $((ready_s * 2))); do
 		grep -q 'INFO: ready' "$log" 2>/dev/null && break
 		sleep 0.5

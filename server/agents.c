@@ -15,8 +15,10 @@
  * An agent that disconnects leaves its donors running (a restarted
  * agent must not take pools down); they are terminated through their own
  * connections from then on, like standalone donors (donors.c), which
- * never had an agent and which a returning agent does not adopt. The
- * donor records themselves are donors.c's.
+ * never had an agent. An agent that registers (again, or after the
+ * coordinator restarted) is charged for the donors on record on its host
+ * that are not lost, and is asked to end those that are being
+ * terminated. The donor records themselves are donors.c's.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -30,6 +32,24 @@
 static struct rmp_srv_agent *agent_of(struct rmp_srv_conn *c)
 {
 	return c->agent;
+}
+
+/* Donors of the agent's host that were being terminated when their agent
+ * (or the coordinator) went away: TERMINATE them through it now. */
+static void terminate_pending(struct rmp_srv *srv, struct rmp_srv_agent *a)
+{
+	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next) {
+		if (d->agent != a || d->state != RMP_SRV_DONOR_TERMINATING)
+			continue;
+		struct rmp_wire_msg m = { .type = RMP_MSG_TERMINATE };
+		d->request_id = srv->next_request++;
+		m.u.terminate.request_id = d->request_id;
+		m.u.terminate.donor_id = d->id;
+		if (rmp_srv_conn_send(a->conn, &m) == 0)
+			rmp_log_info("donor %" PRIu32 " (pool %" PRIu32 ", host %s): terminate sent via "
+				     "its agent, which registered again",
+				     d->id, d->pool_id, d->host);
+	}
 }
 
 void rmp_srv_agent_register(struct rmp_srv_conn *c, const struct rmp_wire_agent_register *r)
@@ -71,14 +91,23 @@ void rmp_srv_agent_register(struct rmp_srv_conn *c, const struct rmp_wire_agent_
 		return;
 	}
 	a->id = srv->next_agent++;
+	if (rmp_srv_persist_ids(srv)) {
+		rmp_srv_conn_send_error(c, EIO, RMP_MSG_AGENT_REGISTER,
+					"the coordinator cannot record the agent: %s",
+					rmp_srv_persist_error(srv));
+		free(a);
+		return;
+	}
 	a->conn = c;
 	memcpy(a->host, r->host, sizeof(a->host));
 	a->budget = r->budget;
 	a->process_limit = r->process_limit;
 	a->donor_footprint = r->donor_footprint;
-	/* Donors this host still runs from before (the agent restarted). */
+	/* Donors this host still runs from before (the agent or the
+	 * coordinator restarted); a lost one is charged again if it returns. */
 	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next) {
-		if (!d->agent && !d->standalone && strcmp(d->host, a->host) == 0) {
+		if (!d->agent && !d->standalone && d->state != RMP_SRV_DONOR_LOST &&
+		    strcmp(d->host, a->host) == 0) {
 			d->agent = a;
 			a->used += d->cost;
 			a->donors++;
@@ -95,8 +124,9 @@ void rmp_srv_agent_register(struct rmp_srv_conn *c, const struct rmp_wire_agent_
 	rmp_config_format_bytes(a->process_limit, l, sizeof(l));
 	rmp_config_format_bytes(a->donor_footprint, f, sizeof(f));
 	rmp_log_info("agent %" PRIu32 " registered: host %s (%s), budget %s, process limit %s, "
-		     "donor footprint %s",
-		     a->id, a->host, c->peer, b, l, f);
+		     "donor footprint %s; %" PRIu32 " donor(s) of its host on record",
+		     a->id, a->host, c->peer, b, l, f, a->donors);
+	terminate_pending(srv, a);
 }
 
 int rmp_srv_agent_spawn(struct rmp_srv *srv, struct rmp_srv_donor *d, uint64_t segment_size)
@@ -158,11 +188,18 @@ void rmp_srv_agent_progress(struct rmp_srv_conn *c, const struct rmp_wire_progre
 				     ") on %s exited unasked%s%s",
 				     d->id, d->pool_id, d->pid, a->host, p->text[0] ? ": " : "",
 				     p->text);
-		if (d->pool) {
+		struct rmp_srv_pool *pl = d->pool;
+		if (!asked && pl && pl->state != RMP_SRV_POOL_PROVISIONING &&
+		    pl->state != RMP_SRV_POOL_DESTROYING) {
+			/* Its pool lives on: the record stays, LOST (donors.c). */
+			rmp_srv_donor_lost(srv, d, "the donor process exited");
+			break;
+		}
+		if (pl) {
 			if (asked)
-				rmp_srv_pool_donor_exited(d->pool, d);
+				rmp_srv_pool_donor_exited(pl, d);
 			else
-				rmp_srv_pool_donor_failed(d->pool, d, "the donor process exited");
+				rmp_srv_pool_donor_failed(pl, d, "the donor process exited");
 		}
 		rmp_srv_donor_gone(srv, d, asked ? "terminated" : "exited");
 		break;

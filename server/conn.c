@@ -207,6 +207,14 @@ static bool handshake_step(struct rmp_srv_conn *c, struct rmp_wire_msg *m)
 			auth_failed(c, "wrong proof (is the peer using another secret?)");
 			return false;
 		}
+		if (rmp_srv_persist_session(srv)) {
+			/* Ids must never repeat across a restart: refuse rather than guess. */
+			rmp_srv_conn_send_error(c, EIO, RMP_MSG_AUTH_PROOF,
+						"the coordinator cannot record session ids: %s",
+						rmp_srv_persist_error(srv));
+			conn_close_after_flush(c);
+			return false;
+		}
 		c->authed = true;
 		c->session_id = srv->next_session++;
 		event_free(c->hs_timer);
@@ -261,6 +269,9 @@ static bool dispatch(struct rmp_srv_conn *c, struct rmp_wire_msg *m)
 		return true;
 	case RMP_MSG_POOL_DESTROY:
 		rmp_srv_pool_destroy(c, &m->u.pool_destroy);
+		return true;
+	case RMP_MSG_POOL_FORGET:
+		rmp_srv_pool_forget(c, &m->u.pool_forget);
 		return true;
 	case RMP_MSG_SEGTAB_FETCH:
 		rmp_srv_pool_segtab_fetch(c, &m->u.segtab_fetch);

@@ -21,8 +21,7 @@ uint64_t rmp_srv_lease_deadline(uint64_t now_ms, uint64_t ttl_ms)
 	return now_ms > UINT64_MAX - ttl_ms ? UINT64_MAX : now_ms + ttl_ms;
 }
 
-int rmp_srv_leases_grant(struct rmp_srv_leases *t, uint32_t pool_id, uint64_t client_id,
-			 void *owner, uint64_t now_ms, uint64_t *id)
+static int reserve_one(struct rmp_srv_leases *t)
 {
 	if (t->n == t->cap) {
 		size_t cap = t->cap ? 2 * t->cap : 16;
@@ -32,6 +31,30 @@ int rmp_srv_leases_grant(struct rmp_srv_leases *t, uint32_t pool_id, uint64_t cl
 		t->v = v;
 		t->cap = cap;
 	}
+	return 0;
+}
+
+int rmp_srv_leases_restore(struct rmp_srv_leases *t, uint64_t id, uint32_t pool_id,
+			   uint64_t client_id, uint64_t deadline_ms)
+{
+	if (id == 0 || rmp_srv_leases_find(t, id))
+		return -EEXIST;
+	if (reserve_one(t))
+		return -ENOMEM;
+	t->v[t->n++] = (struct rmp_srv_lease){ .id = id,
+					       .pool_id = pool_id,
+					       .client_id = client_id,
+					       .deadline_ms = deadline_ms };
+	if (t->next_id <= id)
+		t->next_id = id + 1;
+	return 0;
+}
+
+int rmp_srv_leases_grant(struct rmp_srv_leases *t, uint32_t pool_id, uint64_t client_id,
+			 void *owner, uint64_t now_ms, uint64_t *id)
+{
+	if (reserve_one(t))
+		return -ENOMEM;
 	struct rmp_srv_lease *l = &t->v[t->n++];
 	*l = (struct rmp_srv_lease){ .id = t->next_id++,
 				     .pool_id = pool_id,

@@ -39,6 +39,11 @@ uint64_t rmp_srv_lease_deadline(uint64_t now_ms, uint64_t ttl_ms);
 /* 0 and *id, or -ENOMEM. */
 int rmp_srv_leases_grant(struct rmp_srv_leases *t, uint32_t pool_id, uint64_t client_id,
 			 void *owner, uint64_t now_ms, uint64_t *id);
+/* A lease taken back from the state store after a restart, with its id
+ * and deadline (no owner until it is renewed); next_id moves past id so
+ * that ids never repeat. -EEXIST (id held already) or -ENOMEM. */
+int rmp_srv_leases_restore(struct rmp_srv_leases *t, uint64_t id, uint32_t pool_id,
+			   uint64_t client_id, uint64_t deadline_ms);
 /* NULL when unknown (never granted, closed or reaped). */
 struct rmp_srv_lease *rmp_srv_leases_find(struct rmp_srv_leases *t, uint64_t id);
 /* Pushes the deadline to now + ttl and moves it to owner. -ENOENT unknown,

@@ -1,15 +1,20 @@
-/* main.c - rmpool-server: options, the secret, the event loop.
+/* main.c - rmpool-server: options, the secret, the state, the event loop.
  *
  * Start-up order: options (refused with the option's name, value and
  * range), the secret (file or RMPOOL_SECRET; never printed; a file that
- * group or others may read is used with a warning), the control
- * listener, HTTP, then the rdma_cm listener, which may be missing (see
- * rdma_listen.c). A 250 ms tick expires leases and forgets donors that
- * never reported their exit.
+ * group or others may read is used with a warning), the state store
+ * (--state-dir: refused, exit 1, when it is held by another coordinator,
+ * damaged, foreign, newer, or not writable; its generation is raised) and
+ * what it records (recover.c), the control listener, HTTP, the rdma_cm
+ * listener, which may be missing (see rdma_listen.c), then the recorded
+ * pools are re-adopted - all before the event loop serves anyone. A
+ * 250 ms tick expires leases, marks donors that did not come back lost
+ * and forgets donors that never reported their exit.
  *
- * SIGINT/SIGTERM stop the loop and close every connection. Pools are not
- * destroyed and donors are not terminated: the metadata lives on in
- * shared memory and the donors keep their regions (DESIGN.md,
+ * SIGINT/SIGTERM stop the loop and close every connection, like a crash:
+ * pools are not destroyed, donors are not terminated and the state keeps
+ * every record; the metadata lives on in shared memory and the donors
+ * keep their regions, and the next start takes them back (DESIGN.md,
  * "Failure model").
  */
 #include <errno.h>
@@ -66,8 +71,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct rmp_srv *srv = arg;
 
-	rmp_log_info("%s: shutting down (pools and donors stay; metadata is in shm)",
-		     sig == SIGINT ? "SIGINT" : "SIGTERM");
+	rmp_log_info("%s: shutting down; pools, donors and the state stay (metadata in shm, "
+		     "records in %s): the next start takes them back",
+		     sig == SIGINT ? "SIGINT" : "SIGTERM", rmp_state_path(srv->state));
 	event_base_loopexit(srv->base, NULL);
 }
 
@@ -77,7 +83,28 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = rmp_mono_ms();
 
 	rmp_srv_leases_tick(srv, now);
+	rmp_srv_donors_tick(srv, now);
 	rmp_srv_donors_reap_overdue(srv, now);
+	/* A recovering pool whose record could not be written last time. */
+	for (struct rmp_srv_pool *p = srv->pools; p; p = p->next)
+		rmp_srv_pool_check_recovered(p);
+}
+
+/* The state store and what it records; refusals go to stderr, exit 1. */
+static int open_state(struct rmp_srv *srv)
+{
+	char err[600];
+
+	int rc = rmp_state_open_sqlite(srv->cfg.state_dir, &srv->state, &srv->generation, err,
+				       sizeof(err));
+	if (rc) {
+		fprintf(stderr, "rmpool-server: --state-dir: %s\n", err);
+		return rc;
+	}
+	rc = rmp_srv_recover_load(srv, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "rmpool-server: --state-dir %s: %s\n", srv->cfg.state_dir, err);
+	return rc;
 }
 
 static void log_options(const struct rmp_srv *srv)
@@ -124,10 +151,12 @@ int main(int argc, char **argv)
 	srv.next_session = srv.next_request = 1;
 	srv.next_agent = srv.next_donor = srv.next_pool = 1;
 	rmp_srv_leases_init(&srv.leases, srv.cfg.lease_ms, 1);
+	if (open_state(&srv))
+		goto out_state;
 	srv.base = event_base_new();
 	if (!srv.base) {
 		rmp_log_error("event_base_new(): cannot start the event loop");
-		goto out_key;
+		goto out_state;
 	}
 	srv.sig_int = evsignal_new(srv.base, SIGINT, signal_cb, &srv);
 	srv.sig_term = evsignal_new(srv.base, SIGTERM, signal_cb, &srv);
@@ -143,8 +172,9 @@ int main(int argc, char **argv)
 	if (rmp_srv_http_start(&srv))
 		goto out_listen;
 	rmp_srv_rdma_start(&srv);
+	rmp_srv_recover_adopt(&srv);
 
-	rmp_log_info("ready");
+	rmp_log_info("ready (generation %" PRIu64 ")", srv.generation);
 	if (event_base_dispatch(srv.base) < 0)
 		rmp_log_error("event_base_dispatch(): the event loop failed");
 	else
@@ -168,7 +198,10 @@ out_events:
 	if (srv.sig_int)
 		event_free(srv.sig_int);
 	event_base_free(srv.base);
-out_key:
+out_state:
+	if (!srv.base) /* nothing above ran: the records loaded are freed here */
+		rmp_srv_pools_free_all(&srv);
+	rmp_state_close(srv.state);
 	rmp_srv_leases_fini(&srv.leases);
 	rmp_auth_key_destroy(srv.key);
 	return status;

@@ -3,9 +3,12 @@
  * ("/rmpool-<name>.self").
  *
  * Shared memory rather than malloc because the objects outlive this
- * process (DESIGN.md, "Failure model"): a coordinator that restarts finds its pools'
- * metadata where it left it. The object is created O_EXCL: one left by
- * an earlier run is never silently overwritten (it may hold live
+ * process (DESIGN.md, "Failure model"): a coordinator that restarts finds
+ * its pools' metadata where it left it and maps it again
+ * (rmp_srv_meta_open: an existing object only, of the recorded size, never
+ * created, so a wiped /dev/shm shows as a missing object and is never
+ * papered over by an empty one). A new object is created O_EXCL: one left
+ * by an earlier run is never silently overwritten (it may hold live
  * allocations); the error names it so an operator can remove it.
  *
  * The caller formats the metadata with plain stores before the region
@@ -69,6 +72,57 @@ out_unlink:
 	shm_unlink(r->shm_name);
 	r->shm_name[0] = '\0';
 	return rc;
+}
+
+int rmp_srv_meta_open(struct rmp_srv_region *r, const char *shm_name, uint64_t len, char *err,
+		      size_t errlen)
+{
+	struct stat sb;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->shm_name, sizeof(r->shm_name), "%s", shm_name);
+	int fd = shm_open(shm_name, O_RDWR | O_CLOEXEC, 0);
+	if (fd < 0) {
+		int e = errno;
+		if (e == ENOENT)
+			snprintf(err, errlen,
+				 "shared-memory object %s is gone (the host rebooted, or /dev/shm was "
+				 "wiped): the pool's allocations cannot be recovered",
+				 shm_name);
+		else
+			snprintf(err, errlen, "shm_open(%s): %s", shm_name, strerror(e));
+		r->shm_name[0] = '\0';
+		return -e;
+	}
+	int rc = 0;
+	if (fstat(fd, &sb) != 0) {
+		rc = -errno;
+		snprintf(err, errlen, "fstat(%s): %s", shm_name, strerror(-rc));
+	} else if ((uint64_t)sb.st_size != len) {
+		rc = -EPROTO;
+		snprintf(err, errlen,
+			 "shared-memory object %s is %" PRIu64 " bytes; the record says %" PRIu64,
+			 shm_name, (uint64_t)sb.st_size, len);
+	}
+	void *mem = rc ? MAP_FAILED : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (!rc && mem == MAP_FAILED) {
+		rc = -errno;
+		snprintf(err, errlen, "mmap(%s, %" PRIu64 "): %s", shm_name, len, strerror(-rc));
+	}
+	close(fd);
+	if (rc) {
+		r->shm_name[0] = '\0';
+		return rc;
+	}
+	r->mem = mem;
+	r->len = len;
+	return 0;
+}
+
+void rmp_srv_meta_unlink(const char *shm_name)
+{
+	if (shm_name[0] && shm_unlink(shm_name) < 0 && errno != ENOENT)
+		rmp_log_syserr("shm_unlink()", errno, "%s", shm_name);
 }
 
 void rmp_srv_meta_destroy(struct rmp_srv_region *r, bool unlink_shm)

@@ -29,6 +29,14 @@ static const struct row rows[] = {
 	ROW(agents, "gauge", "Host agents registered."),
 	ROW(leases, "gauge", "Leases held."),
 	ROW(connections, "gauge", "Control connections open."),
+	ROW(pools_recovering, "gauge",
+	    "Pools re-adopted after a restart that wait for their donors to register again."),
+	ROW(pools_lost, "gauge", "Pools that could not be re-adopted (rmpool status says why)."),
+	ROW(donors_away, "gauge",
+	    "Donors whose control connection is gone (or not back since a restart), within "
+	    "their return timeout."),
+	ROW(donors_lost, "gauge", "Donors of pools that died or did not come back in time."),
+	ROW(generation, "gauge", "This coordinator's generation, raised at every start."),
 	ROW(frames_rejected_total, "counter",
 	    "Frames refused as malformed, truncated, oversized or unauthenticated."),
 	ROW(auth_failures_total, "counter", "Handshakes that failed or timed out."),
@@ -36,6 +44,10 @@ static const struct row rows[] = {
 	ROW(pools_created_total, "counter", "Pools provisioned."),
 	ROW(pool_failures_total, "counter", "Pool creations that failed."),
 	ROW(connections_total, "counter", "Control connections accepted."),
+	ROW(pools_readopted_total, "counter", "Pools taken back after a restart."),
+	ROW(donors_readopted_total, "counter",
+	    "Donors taken back after a restart or a dropped control connection."),
+	ROW(state_errors_total, "counter", "Writes to the state store that failed."),
 };
 
 size_t rmp_srv_metrics_format(const struct rmp_srv_metrics *m, char *buf, size_t cap)

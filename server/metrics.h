@@ -23,6 +23,11 @@ struct rmp_srv_metrics {
 	uint64_t agents;
 	uint64_t leases;
 	uint64_t connections;
+	uint64_t pools_recovering;
+	uint64_t pools_lost;
+	uint64_t donors_away;
+	uint64_t donors_lost;
+	uint64_t generation;
 	/* counters */
 	uint64_t frames_rejected_total;
 	uint64_t auth_failures_total;
@@ -30,6 +35,9 @@ struct rmp_srv_metrics {
 	uint64_t pools_created_total;
 	uint64_t pool_failures_total;
 	uint64_t connections_total;
+	uint64_t pools_readopted_total;
+	uint64_t donors_readopted_total;
+	uint64_t state_errors_total;
 };
 
 /* Writes the exposition into buf (NUL-terminated). Returns its length,

@@ -14,6 +14,13 @@
  *                         couple of lost renewals.
  *   provision-timeout 60s forking donors and registering their memory on
  *                         Soft-RoCE in a slow VM takes seconds, not minutes.
+ *   state-dir /var/lib/rmpool  where a system service keeps its state
+ *                         (systemd's StateDirectory=rmpool); tests and
+ *                         unprivileged runs give their own.
+ *   donor-return-timeout 30s  donors reconnect with a backoff that tops out
+ *                         at 2 s: 30 s rides out a slow restart many times
+ *                         over, while a pool whose donor really died is
+ *                         reported within half a minute.
  */
 #include "options.h"
 
@@ -60,6 +67,13 @@ static const struct rmp_config_option opts[] = {
 			 60000, "a peer must authenticate within this"),
 	RMP_OPT_INT("max-connections", 0, struct rmp_srv_cfg, max_connections, "1024", 1,
 		    65536, "control connections held at once; more are refused"),
+	RMP_OPT_STRING("state-dir", 0, struct rmp_srv_cfg, state_dir, "/var/lib/rmpool", 1,
+		       "directory of the durable state (pools, donors, leases, ids); one "
+		       "coordinator per directory"),
+	RMP_OPT_DURATION("donor-return-timeout", 0, struct rmp_srv_cfg, donor_return_ms, "30s",
+			 100, 3600000,
+			 "how long a donor may stay away (a restart, a dropped connection) "
+			 "before its segments are marked lost"),
 	RMP_OPT_ENUM("log-level", 'v', struct rmp_srv_cfg, log_level, "info", log_levels,
 		     "log threshold"),
 };

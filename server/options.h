@@ -35,6 +35,8 @@ struct rmp_srv_cfg {
 	uint64_t terminate_ms;
 	uint64_t handshake_ms;
 	int64_t max_connections;
+	char state_dir[RMP_SRV_PATH_MAX + 1]; /* the durable state (state.h) */
+	uint64_t donor_return_ms; /* a donor away longer than this is lost */
 	int log_level; /* index into the level names: off, error, warn, info, debug */
 };
 

@@ -42,9 +42,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
+#include "adopt.h"
 #include "layout.h"
 #include "clock.h"
 #include "debug.h"
@@ -99,21 +101,38 @@ static void pool_unlink(struct rmp_srv *srv, struct rmp_srv_pool *p)
 }
 
 /* Frees the pool and what the coordinator holds for it; the donors must
- * have been detached already. */
-static void pool_free(struct rmp_srv *srv, struct rmp_srv_pool *p, bool unlink_shm)
+ * have been detached already. forget: its shm objects go, then its
+ * record (in that order: a crash between leaves a record whose objects
+ * are gone, which a restart reports, never an object nobody names). */
+void rmp_srv_pool_free(struct rmp_srv *srv, struct rmp_srv_pool *p, bool forget)
 {
 	pool_unlink(srv, p);
-	rmp_srv_leases_drop_pool(&srv->leases, p->id);
 	if (p->timer)
 		event_free(p->timer);
 	rmp_srv_rdma_dereg(&p->meta);
-	rmp_srv_meta_destroy(&p->meta, unlink_shm);
+	rmp_srv_meta_destroy(&p->meta, false);
 	rmp_srv_rdma_dereg(&p->self);
-	rmp_srv_meta_destroy(&p->self, unlink_shm);
+	rmp_srv_meta_destroy(&p->self, false);
+	if (forget) {
+		rmp_srv_meta_unlink(p->meta_shm);
+		rmp_srv_meta_unlink(p->self_shm);
+		rmp_srv_persist_pool_gone(srv, p->id);
+	}
+	rmp_srv_leases_drop_pool(&srv->leases, p->id);
 	free(p->segtab.donors);
 	free(p->segtab.segments);
+	free(p->rec_segtab);
 	free(p->donors);
 	free(p);
+}
+
+uint32_t rmp_srv_pool_count_donors(const struct rmp_srv_pool *p, enum rmp_srv_donor_state st)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < p->n_donors; i++)
+		n += p->donors[i] && p->donors[i]->state == st;
+	return n;
 }
 
 static uint32_t pool_live_donors(const struct rmp_srv_pool *p)
@@ -155,7 +174,7 @@ static void pool_terminate_donors(struct rmp_srv *srv, struct rmp_srv_pool *p,
 			if (d) {
 				pool_detach(p, d);
 				if (release_standalone && d->standalone)
-					rmp_srv_donor_release(d);
+					rmp_srv_donor_release(srv, d);
 				else
 					rmp_srv_donor_terminate(srv, d);
 			}
@@ -170,7 +189,7 @@ static void pool_terminate_donors(struct rmp_srv *srv, struct rmp_srv_pool *p,
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		if (release_standalone && v[i]->standalone)
-			rmp_srv_donor_release(v[i]);
+			rmp_srv_donor_release(srv, v[i]);
 		else
 			rmp_srv_donor_terminate(srv, v[i]);
 	}
@@ -198,7 +217,7 @@ static void pool_fail(struct rmp_srv *srv, struct rmp_srv_pool *p, int code, con
 					p->name, why);
 	p->requester = NULL;
 	pool_terminate_donors(srv, p, true);
-	pool_free(srv, p, true);
+	rmp_srv_pool_free(srv, p, true);
 }
 
 static void provision_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -225,6 +244,14 @@ static int grant_and_send_ready(struct rmp_srv_conn *c, struct rmp_srv_pool *p)
 		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "out of memory for a lease");
 		return rc;
 	}
+	rc = rmp_srv_persist_lease(srv, lease);
+	if (rc) {
+		rmp_srv_leases_release(&srv->leases, lease);
+		rmp_srv_conn_send_error(c, EIO, RMP_MSG_POOL_OPEN,
+					"pool %s: the coordinator cannot record a lease: %s", p->name,
+					rmp_srv_persist_error(srv));
+		return rc;
+	}
 	m.u.pool_ready.pool_id = p->id;
 	m.u.pool_ready.lease_id = lease;
 	m.u.pool_ready.lease_ms = (uint32_t)srv->cfg.lease_ms;
@@ -232,6 +259,7 @@ static int grant_and_send_ready(struct rmp_srv_conn *c, struct rmp_srv_pool *p)
 	rc = rmp_srv_conn_send(c, &m);
 	if (rc) {
 		rmp_srv_leases_release(&srv->leases, lease);
+		rmp_srv_persist_lease_gone(srv, lease);
 		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN,
 					"cannot send the segment table: %s", strerror(-rc));
 		return rc;
@@ -301,9 +329,16 @@ static void pool_finish_provisioning(struct rmp_srv *srv, struct rmp_srv_pool *p
 		pool_fail(srv, p, -rc, "segment table: %s", err);
 		return;
 	}
+	/* On record before anyone hears that it is ready. */
+	p->state = RMP_SRV_POOL_READY;
+	rc = rmp_srv_persist_pool(srv, p);
+	if (rc) {
+		p->state = RMP_SRV_POOL_PROVISIONING;
+		pool_fail(srv, p, EIO, "cannot record the pool: %s", rmp_srv_persist_error(srv));
+		return;
+	}
 	if (p->timer)
 		evtimer_del(p->timer);
-	p->state = RMP_SRV_POOL_READY;
 	srv->m.pools_created_total++;
 	char cap[32], space[32];
 	rmp_config_format_bytes(p->capacity, cap, sizeof(cap));
@@ -318,6 +353,34 @@ static void pool_finish_provisioning(struct rmp_srv *srv, struct rmp_srv_pool *p
 		grant_and_send_ready(c, p);
 }
 
+/* A pool that is not ready refuses what needs it ready, saying why: one
+ * being re-adopted with EAGAIN (try again in a moment), a lost one with
+ * EIO and the reason, one being created or destroyed with EBUSY. */
+static bool pool_refuse_unready(struct rmp_srv_conn *c, const struct rmp_srv_pool *p,
+				uint8_t ref_type)
+{
+	switch (p->state) {
+	case RMP_SRV_POOL_READY:
+		return false;
+	case RMP_SRV_POOL_RECOVERING:
+		rmp_srv_conn_send_error(c, EAGAIN, ref_type,
+					"pool %s is being re-adopted after a restart: %" PRIu32
+					" of its donors have not registered again yet",
+					p->name, rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_AWAY));
+		return true;
+	case RMP_SRV_POOL_LOST:
+		rmp_srv_conn_send_error(c, EIO, ref_type,
+					"pool %s is lost: %s (rmpool pool forget %s removes it)",
+					p->name, p->lost, p->name);
+		return true;
+	default:
+		rmp_srv_conn_send_error(c, EBUSY, ref_type, "pool %s is being %s", p->name,
+					p->state == RMP_SRV_POOL_PROVISIONING ? "created"
+									      : "destroyed");
+		return true;
+	}
+}
+
 static void pool_attach(struct rmp_srv_conn *c, const struct rmp_wire_pool_open *o)
 {
 	struct rmp_srv_pool *p = pool_find_name(c->srv, o->name);
@@ -327,12 +390,8 @@ static void pool_attach(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 					"no pool named %s (give a capacity to create it)", o->name);
 		return;
 	}
-	if (p->state != RMP_SRV_POOL_READY) {
-		rmp_srv_conn_send_error(c, EBUSY, RMP_MSG_POOL_OPEN, "pool %s is being %s", p->name,
-					p->state == RMP_SRV_POOL_PROVISIONING ? "created"
-									      : "destroyed");
+	if (pool_refuse_unready(c, p, RMP_MSG_POOL_OPEN))
 		return;
-	}
 	grant_and_send_ready(c, p);
 }
 
@@ -408,6 +467,17 @@ static struct rmp_srv_pool *pool_new(struct rmp_srv_conn *c, const struct rmp_wi
 	p->geom = plan->buddy;
 	p->requester = c;
 	p->request_type = RMP_MSG_POOL_OPEN;
+	/* What its record names (meta.c makes the same names and rounds the
+	 * same way): the record is written before the objects exist. */
+	long page = sysconf(_SC_PAGESIZE);
+	uint64_t pg = page > 0 ? (uint64_t)page : 4096u;
+	snprintf(p->meta_shm, sizeof(p->meta_shm), "/rmpool-%s", p->name);
+	p->meta_len = (p->geom.total_words * sizeof(uint64_t) + pg - 1) & ~(pg - 1);
+	if (plan->self_len) {
+		snprintf(p->self_shm, sizeof(p->self_shm), "/rmpool-%s.self", p->name);
+		p->self_len = plan->self_len;
+		p->self_donor_id = srv->next_donor++;
+	}
 	return p;
 }
 
@@ -443,7 +513,10 @@ static int pool_setup_meta(struct rmp_srv *srv, struct rmp_srv_pool *p, uint64_t
 	int rc = rmp_srv_meta_create(&p->meta, p->name, "", p->geom.total_words * sizeof(uint64_t),
 				     why, sizeof(why));
 	if (rc == 0) {
+		rmp_assert(p->meta.len == p->meta_len);
 		rmp_buddy_format(p->meta.mem, &p->geom, p->capacity);
+		/* Plain stores, before the key exists (DESIGN.md, "Generations"). */
+		((uint64_t *)p->meta.mem)[RMP_BUDDY_HDR_GEN_WORD] = srv->generation;
 		rc = rmp_srv_rdma_reg(srv, &p->meta, why, sizeof(why));
 	}
 	if (rc) {
@@ -451,6 +524,7 @@ static int pool_setup_meta(struct rmp_srv *srv, struct rmp_srv_pool *p, uint64_t
 		return rc;
 	}
 	if (self_len) {
+		rmp_assert(self_len == p->self_len && p->self_donor_id != 0);
 		rc = rmp_srv_meta_create(&p->self, p->name, ".self", self_len, why, sizeof(why));
 		if (rc == 0)
 			rc = rmp_srv_rdma_reg(srv, &p->self, why, sizeof(why));
@@ -459,7 +533,6 @@ static int pool_setup_meta(struct rmp_srv *srv, struct rmp_srv_pool *p, uint64_t
 			return rc;
 		}
 		p->self.len = self_len; /* the page-rounded rest backs nothing */
-		p->self_donor_id = srv->next_donor++;
 	}
 	p->timer = evtimer_new(srv->base, provision_timeout_cb, p);
 	if (!p->timer) {
@@ -492,21 +565,32 @@ static void pool_take_standalone(struct rmp_srv_pool *p, const struct rmp_srv_pl
 	}
 }
 
-/* The third step: SPAWN the other donors, host by host in placement
- * order, each relaying its PROGRESS to the consumer from now on. 0, or
- * the pool has failed (and is freed). */
+/* The third step: every donor's record (the standalone ones have joined
+ * already), all of them written down in one transaction, then SPAWN the
+ * spawned ones, host by host in placement order, each relaying its
+ * PROGRESS to the consumer from now on. 0, or the pool has failed (and
+ * is freed). */
 static int pool_spawn_donors(struct rmp_srv *srv, struct rmp_srv_pool *p,
 			     const struct rmp_srv_plan *plan, const struct pool_sources *src)
 {
 	for (uint64_t k = 0; k < plan->n_spawn; k++) {
 		const struct rmp_srv_plan_piece *pc = &plan->spawn[k];
 		rmp_assert(pc->from < src->n_hosts);
-		struct rmp_srv_donor *d = rmp_srv_donor_new_spawned(srv, p, src->hosts[pc->from].owner,
-								    pc->len, pc->base);
-		if (!d) {
+		if (!rmp_srv_donor_new_spawned(srv, p, src->hosts[pc->from].owner, pc->len,
+					       pc->base)) {
 			pool_fail(srv, p, ENOMEM, "out of memory for donor %" PRIu64, k);
 			return -ENOMEM;
 		}
+	}
+	if (rmp_srv_persist_pool_donors(srv, p)) {
+		/* No SPAWN went out: the records go at once (donors.c). */
+		pool_fail(srv, p, EIO, "cannot record its donors: %s", rmp_srv_persist_error(srv));
+		return -EIO;
+	}
+	for (uint32_t i = 0; i < p->n_donors; i++) {
+		struct rmp_srv_donor *d = p->donors[i];
+		if (!d || d->standalone)
+			continue;
 		int rc = rmp_srv_agent_spawn(srv, d, srv->cfg.segment_size);
 		if (rc) {
 			pool_fail(srv, p, -rc, "cannot send SPAWN to the agent on %s: %s", d->host,
@@ -561,18 +645,28 @@ static void pool_create(struct rmp_srv_conn *c, const struct rmp_wire_pool_open 
 		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "%s", plan.err);
 		goto out_free_plan;
 	}
-	/* 2. metadata */
+	/* 2. metadata, on record before its shm objects exist */
 	struct rmp_srv_pool *p = pool_new(c, o, &plan);
 	if (!p) {
 		srv->m.pool_failures_total++;
 		rmp_srv_conn_send_error(c, ENOMEM, RMP_MSG_POOL_OPEN, "out of memory");
 		goto out_free_plan;
 	}
+	if (rmp_srv_persist_pool(srv, p)) {
+		srv->m.pool_failures_total++;
+		rmp_srv_conn_send_error(c, EIO, RMP_MSG_POOL_OPEN,
+					"pool %s: the coordinator cannot record it: %s", p->name,
+					rmp_srv_persist_error(srv));
+		pool_discard(p);
+		goto out_free_plan;
+	}
 	rc = pool_setup_meta(srv, p, plan.self_len, err, sizeof(err));
 	if (rc) {
 		srv->m.pool_failures_total++;
 		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "%s", err);
-		pool_discard(p);
+		uint32_t id = p->id;
+		pool_discard(p); /* its objects first, then the record that names them */
+		rmp_srv_persist_pool_gone(srv, id);
 		goto out_free_plan;
 	}
 	p->next = srv->pools;
@@ -647,9 +741,12 @@ void rmp_srv_pool_donor_failed(struct rmp_srv_pool *p, struct rmp_srv_donor *d, 
 		pool_fail(p->srv, p, EIO, "donor %" PRIu32 " on %s: %s", d->id, d->host, why);
 		break;
 	case RMP_SRV_POOL_READY:
+	case RMP_SRV_POOL_RECOVERING:
+	case RMP_SRV_POOL_LOST:
 		rmp_log_warn("pool %s: donor %" PRIu32 " on %s is gone (%s): reads and writes of "
 			     "its segments fail from now on",
 			     p->name, d->id, d->host, why);
+		rmp_srv_pool_check_recovered(p);
 		break;
 	case RMP_SRV_POOL_DESTROYING:
 		rmp_srv_pool_donor_exited(p, d);
@@ -657,12 +754,12 @@ void rmp_srv_pool_donor_failed(struct rmp_srv_pool *p, struct rmp_srv_donor *d, 
 	}
 }
 
-static void pool_destroy_finish(struct rmp_srv *srv, struct rmp_srv_pool *p)
+void rmp_srv_pool_destroy_done(struct rmp_srv *srv, struct rmp_srv_pool *p)
 {
 	struct rmp_srv_conn *c = p->requester;
 
 	rmp_log_info("pool %s (id %" PRIu32 ") destroyed", p->name, p->id);
-	pool_free(srv, p, true);
+	rmp_srv_pool_free(srv, p, true);
 	if (c) {
 		struct rmp_wire_msg m = { .type = RMP_MSG_ACK };
 		m.u.ack.ref_type = RMP_MSG_POOL_DESTROY;
@@ -678,7 +775,7 @@ void rmp_srv_pool_donor_exited(struct rmp_srv_pool *p, struct rmp_srv_donor *d)
 	/* The last exit completes a destroy; a pool whose donors were all
 	 * detached at once (pool_terminate_donors) finishes there instead. */
 	if (p->state == RMP_SRV_POOL_DESTROYING && !p->busy && pool_live_donors(p) == 0)
-		pool_destroy_finish(p->srv, p);
+		rmp_srv_pool_destroy_done(p->srv, p);
 }
 
 void rmp_srv_pool_close(struct rmp_srv_conn *c, const struct rmp_wire_pool_close *pc)
@@ -693,6 +790,7 @@ void rmp_srv_pool_close(struct rmp_srv_conn *c, const struct rmp_wire_pool_close
 		return;
 	}
 	rmp_srv_leases_release(&srv->leases, pc->lease_id);
+	rmp_srv_persist_lease_gone(srv, pc->lease_id);
 	rmp_log_info("lease %" PRIu64 " on pool %" PRIu32 " closed by %s", pc->lease_id,
 		     pc->pool_id, c->peer);
 	struct rmp_wire_msg m = { .type = RMP_MSG_ACK };
@@ -710,18 +808,27 @@ void rmp_srv_pool_destroy(struct rmp_srv_conn *c, const struct rmp_wire_pool_des
 					pd->name);
 		return;
 	}
-	if (p->state != RMP_SRV_POOL_READY) {
+	if (p->state == RMP_SRV_POOL_PROVISIONING || p->state == RMP_SRV_POOL_DESTROYING) {
 		rmp_srv_conn_send_error(c, EBUSY, RMP_MSG_POOL_DESTROY, "pool %s is being %s",
 					p->name,
 					p->state == RMP_SRV_POOL_PROVISIONING ? "created"
 									      : "destroyed");
 		return;
 	}
+	/* On record first: a restart in the middle finishes the destroy. */
+	enum rmp_srv_pool_state was = p->state;
+	p->state = RMP_SRV_POOL_DESTROYING;
+	if (rmp_srv_persist_pool(srv, p)) {
+		p->state = was;
+		rmp_srv_conn_send_error(c, EIO, RMP_MSG_POOL_DESTROY,
+					"pool %s: the coordinator cannot record the destroy: %s",
+					p->name, rmp_srv_persist_error(srv));
+		return;
+	}
 	uint32_t held = rmp_srv_leases_count_pool(&srv->leases, p->id);
 	rmp_log_info("pool %s: destroy asked by %s (%" PRIu32 " lease(s) held); terminating %" PRIu32
 		     " donor(s)",
 		     p->name, c->peer, held, pool_live_donors(p));
-	p->state = RMP_SRV_POOL_DESTROYING;
 	p->requester = c;
 	p->request_type = RMP_MSG_POOL_DESTROY;
 	rmp_srv_leases_drop_pool(&srv->leases, p->id);
@@ -744,18 +851,105 @@ void rmp_srv_pool_destroy(struct rmp_srv_conn *c, const struct rmp_wire_pool_des
 		pool_terminate_donors(srv, p, false);
 	}
 	if (pool_live_donors(p) == 0)
-		pool_destroy_finish(srv, p);
+		rmp_srv_pool_destroy_done(srv, p);
+}
+
+/* POOL_FORGET: an operator gives up on a pool whose donors are gone for
+ * good - lost, or one whose metadata could not be re-adopted. Its
+ * records, its state and its shm objects go; nothing is terminated (no
+ * donor of it runs), so a pool with a live donor, or served by the
+ * coordinator's own memory, is refused: destroy that. */
+void rmp_srv_pool_forget(struct rmp_srv_conn *c, const struct rmp_wire_pool_forget *f)
+{
+	struct rmp_srv *srv = c->srv;
+	struct rmp_srv_pool *p = pool_find_name(srv, f->name);
+
+	if (!p) {
+		rmp_srv_conn_send_error(c, ENOENT, RMP_MSG_POOL_FORGET, "no pool named %s", f->name);
+		return;
+	}
+	uint32_t live = rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_REGISTERED) +
+			rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_AWAY);
+	bool self = p->self_donor_id && p->self.mem && p->state != RMP_SRV_POOL_LOST;
+	if (p->state == RMP_SRV_POOL_PROVISIONING || p->state == RMP_SRV_POOL_DESTROYING || live ||
+	    self) {
+		rmp_srv_conn_send_error(c, EBUSY, RMP_MSG_POOL_FORGET,
+					"pool %s %s: destroy it instead (rmpool pool destroy %s)",
+					p->name,
+					p->state == RMP_SRV_POOL_PROVISIONING ? "is being created"
+					: p->state == RMP_SRV_POOL_DESTROYING ? "is being destroyed"
+					: live ? "has donors that are alive or may come back"
+					       : "is served by the coordinator's own memory",
+					p->name);
+		return;
+	}
+	uint32_t lost = rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_LOST);
+	rmp_log_warn("pool %s (id %" PRIu32 ") forgotten, asked by %s: %" PRIu32 " lost donor(s)%s%s",
+		     p->name, p->id, c->peer, lost, p->lost[0] ? "; it was lost: " : "", p->lost);
+	for (uint32_t i = 0; i < p->n_donors; i++) {
+		struct rmp_srv_donor *d = p->donors[i];
+		if (d) {
+			pool_detach(p, d);
+			rmp_srv_donor_gone(srv, d, "its pool was forgotten");
+		}
+	}
+	rmp_srv_pool_free(srv, p, true);
+	struct rmp_wire_msg m = { .type = RMP_MSG_ACK };
+	m.u.ack.ref_type = RMP_MSG_POOL_FORGET;
+	rmp_srv_conn_send(c, &m);
+}
+
+/* Every donor of a re-adopted pool is back or lost: its table gets the
+ * new metadata key and address, the coordinator's endpoint and share,
+ * and a new version, written down before the pool is ready again. */
+void rmp_srv_pool_check_recovered(struct rmp_srv_pool *p)
+{
+	struct rmp_srv *srv = p->srv;
+	char err[RMP_WIRE_TEXT_MAX + 1];
+
+	if (p->state != RMP_SRV_POOL_RECOVERING || rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_AWAY))
+		return;
+	struct rmp_srv_adopt_patch pt = {
+		.meta = { .addr = (uint64_t)(uintptr_t)p->meta.mem, .len = p->meta.len, .rkey = p->meta.rkey },
+		.self_donor_id = p->self_donor_id,
+		.self = { .addr = (uint64_t)(uintptr_t)p->self.mem, .len = p->self_len, .rkey = p->self.rkey },
+	};
+	rmp_srv_rdma_endpoint(srv, &pt.coordinator);
+	uint64_t version = p->segtab.version;
+	int rc = rmp_srv_adopt_segtab_patch(&p->segtab, &pt, err, sizeof(err));
+	if (rc) {
+		rmp_errf(p->lost, sizeof(p->lost), "its recorded segment table: %s", err);
+		p->state = RMP_SRV_POOL_LOST;
+		rmp_log_error("pool %s is lost: %s", p->name, p->lost);
+		rmp_srv_persist_pool(srv, p);
+		return;
+	}
+	p->state = RMP_SRV_POOL_READY;
+	if (rmp_srv_persist_pool(srv, p)) {
+		/* Not on record: stay recovering and try again on the tick. */
+		p->state = RMP_SRV_POOL_RECOVERING;
+		p->segtab.version = version;
+		return;
+	}
+	srv->m.pools_readopted_total++;
+	uint32_t lost = rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_LOST);
+	rmp_log_info("pool %s (id %" PRIu32 ") re-adopted and ready, %" PRIu64 " ms after the start: "
+		     "%" PRIu32 " donor(s) back, %" PRIu32 " lost; segment table version %" PRIu64,
+		     p->name, p->id, rmp_mono_ms() - srv->start_ms,
+		     rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_REGISTERED), lost, p->segtab.version);
 }
 
 void rmp_srv_pool_segtab_fetch(struct rmp_srv_conn *c, const struct rmp_wire_segtab_fetch *f)
 {
 	struct rmp_srv_pool *p = rmp_srv_pool_find_id(c->srv, f->pool_id);
 
-	if (!p || p->state != RMP_SRV_POOL_READY) {
+	if (!p) {
 		rmp_srv_conn_send_error(c, ENOENT, RMP_MSG_SEGTAB_FETCH,
 					"no ready pool with id %" PRIu32, f->pool_id);
 		return;
 	}
+	if (pool_refuse_unready(c, p, RMP_MSG_SEGTAB_FETCH))
+		return;
 	struct rmp_wire_msg m = { .type = RMP_MSG_SEGTAB };
 	m.u.segtab.pool_id = p->id;
 	m.u.segtab.segtab = p->segtab;
@@ -825,6 +1019,7 @@ static void lease_expired_cb(void *arg, const struct rmp_srv_lease *l)
 	struct rmp_srv_conn *c = l->owner;
 
 	srv->m.leases_expired_total++;
+	rmp_srv_persist_lease_gone(srv, l->id);
 	rmp_log_warn("lease %" PRIu64 " of session %" PRIu64 " on pool %s expired (not renewed "
 		     "in time)%s",
 		     l->id, l->client_id, p ? p->name : "?", c ? "" : "; its client is gone");
@@ -843,14 +1038,16 @@ void rmp_srv_leases_tick(struct rmp_srv *srv, uint64_t now_ms)
 
 void rmp_srv_pools_free_all(struct rmp_srv *srv)
 {
-	/* Shutdown: the metadata stays in shm and the donors keep running
-	 * (DESIGN.md, "Failure model"); only this process's mappings go. */
+	/* Shutdown, like a crash: the metadata stays in shm, the donors keep
+	 * running and the state keeps every record (DESIGN.md, "Failure
+	 * model"); only this process's mappings go. A pool being created is
+	 * failed and cleaned by the next start. */
 	while (srv->pools) {
 		struct rmp_srv_pool *p = srv->pools;
 		for (uint32_t i = 0; i < p->n_donors; i++)
 			if (p->donors[i])
 				p->donors[i]->pool = NULL;
-		pool_free(srv, p, p->state == RMP_SRV_POOL_PROVISIONING);
+		rmp_srv_pool_free(srv, p, false);
 	}
 	while (srv->donors) {
 		struct rmp_srv_donor *d = srv->donors;

@@ -4,7 +4,11 @@
  * kind METADATA, target = pool id) and, when the coordinator contributes
  * memory itself, that share (kind DONOR, target = the pool's self donor
  * id). A connect request is accepted only with a valid, unexpired token
- * for a pool that is ready; everything else is rejected and logged.
+ * for a pool that is ready, minted under this coordinator's generation
+ * (or a later one): a token of an older generation was minted before a
+ * restart, by a client that has not reconnected since, and is refused so
+ * that it reconnects and learns the new segment table. Everything else is
+ * rejected and logged.
  *
  * Without an RDMA device (or without the rdma module in the build) the
  * coordinator still runs: it logs one warning, serves control, status
@@ -64,6 +68,13 @@ static int accept_cb(void *arg, const void *pdata, uint8_t len, uint64_t *tag)
 			     t.client_id,
 			     rc == -EKEYEXPIRED ? "expired" : "does not verify (wrong secret?)");
 		return rc;
+	}
+	if (rmp_auth_generation_older(t.generation, srv->generation)) {
+		rmp_log_warn("rdma: connect request from client %" PRIu64 ": token of generation %u, "
+			     "older than this coordinator's %" PRIu64 " (minted before a restart); "
+			     "rejected",
+			     t.client_id, (unsigned)t.generation, srv->generation);
+		return -EACCES;
 	}
 	*tag = t.client_id;
 	rmp_log_info("rdma: client %" PRIu64 " connected to %s %" PRIu32, t.client_id,

@@ -16,7 +16,10 @@
  *                  A standalone donor (started by an operator, no agent)
  *                  lives from its DONOR_REGISTER until its connection
  *                  closes; while in no pool it is "spare" (offered memory)
- *   rmp_srv_pool   a pool, from POOL_OPEN until destroyed
+ *   rmp_srv_pool   a pool, from POOL_OPEN until destroyed (or forgotten)
+ * Every change to pools, donors, leases and ids is written to the state
+ * store (persist.c) before it is acknowledged; a restart loads it back
+ * (recover.c). The states below are stored by value: never renumber.
  * Cross pointers (donor->agent, donor->conn, pool->requester, ...) are
  * cleared by the module that frees the target (rmp_srv_*_conn_closed).
  */
@@ -34,6 +37,7 @@
 #include "leases.h"
 #include "metrics.h"
 #include "options.h"
+#include "state.h"
 #include "wire.h"
 
 struct bufferevent;
@@ -67,11 +71,13 @@ struct rmp_srv_agent {
 };
 
 enum rmp_srv_donor_state {
-	RMP_SRV_DONOR_SPAWNING,	  /* SPAWN sent */
-	RMP_SRV_DONOR_SPAWNED,	  /* the agent reported a pid */
-	RMP_SRV_DONOR_REGISTERED, /* region handed over */
-	RMP_SRV_DONOR_LOST,	  /* its connection dropped while the pool lives */
-	RMP_SRV_DONOR_TERMINATING,
+	RMP_SRV_DONOR_SPAWNING = 0,   /* SPAWN sent (request_id 0: not yet) */
+	RMP_SRV_DONOR_SPAWNED = 1,    /* the agent reported a pid */
+	RMP_SRV_DONOR_REGISTERED = 2, /* region handed over */
+	RMP_SRV_DONOR_LOST = 3,	      /* died, or did not come back in time */
+	RMP_SRV_DONOR_TERMINATING = 4,
+	RMP_SRV_DONOR_AWAY = 5, /* its connection is gone (or not back since a restart):
+				 * it keeps serving; lost if not back by away_deadline_ms */
 };
 
 struct rmp_srv_donor {
@@ -91,12 +97,15 @@ struct rmp_srv_donor {
 	struct rmp_wire_region region;
 	struct rmp_wire_endpoint endpoint;
 	uint64_t terminate_deadline_ms;
+	uint64_t away_deadline_ms; /* AWAY: marked LOST at this time */
 };
 
 enum rmp_srv_pool_state {
-	RMP_SRV_POOL_PROVISIONING,
-	RMP_SRV_POOL_READY,
-	RMP_SRV_POOL_DESTROYING,
+	RMP_SRV_POOL_PROVISIONING = 0,
+	RMP_SRV_POOL_READY = 1,
+	RMP_SRV_POOL_DESTROYING = 2,
+	RMP_SRV_POOL_RECOVERING = 3, /* re-adopted at start, waiting for its donors (not stored) */
+	RMP_SRV_POOL_LOST = 4,	     /* could not be re-adopted; `lost` says why */
 };
 
 /* The coordinator's own memory in a pool (self-contribution). */
@@ -125,8 +134,17 @@ struct rmp_srv_pool {
 	struct rmp_srv_region self;
 	struct rmp_srv_region meta; /* the buddy metadata, in shm */
 	struct rmp_buddy_geom geom;
-	struct rmp_wire_segtab segtab; /* valid once ready */
+	struct rmp_wire_segtab segtab; /* valid once ready (recovering: the recorded one) */
 	struct event *timer;		/* provisioning or destroy deadline */
+	/* What the state store knows it by: the shm objects' names and sizes
+	 * (set at creation, or from the record; the regions above may not be
+	 * mapped), why it is lost, and a recorded table that did not decode
+	 * (kept as it was, never overwritten). */
+	char meta_shm[RMP_STATE_SHM_MAX], self_shm[RMP_STATE_SHM_MAX];
+	uint64_t meta_len, self_len;
+	char lost[RMP_WIRE_TEXT_MAX + 1];
+	uint8_t *rec_segtab;
+	size_t rec_segtab_len;
 };
 
 struct rmp_srv {
@@ -148,7 +166,9 @@ struct rmp_srv {
 	uint64_t next_session, next_request;
 	uint32_t next_agent, next_donor, next_pool;
 	uint64_t start_ms;
-	uint64_t generation; /* raised at every start (state store); 0: none */
+	uint64_t generation; /* raised at every start (state store) */
+	struct rmp_state *state;  /* the durable state (--state-dir) */
+	uint64_t session_reserved; /* session ids below this are recorded as used */
 	bool stopping; /* shutdown: connections close without tearing pools down */
 };
 
@@ -188,7 +208,7 @@ void rmp_srv_donor_join(struct rmp_srv_donor *d, struct rmp_srv_pool *p, uint64_
 			uint64_t base);
 /* A standalone donor leaves a pool that never became ready: spare again.
  * The caller has detached it from the pool. */
-void rmp_srv_donor_release(struct rmp_srv_donor *d);
+void rmp_srv_donor_release(struct rmp_srv *srv, struct rmp_srv_donor *d);
 /* Asks the donor to exit: through its agent, else on its own connection.
  * The donor stays listed until it has exited or its deadline passed. */
 void rmp_srv_donor_terminate(struct rmp_srv *srv, struct rmp_srv_donor *d);
@@ -196,11 +216,22 @@ void rmp_srv_donor_terminate(struct rmp_srv *srv, struct rmp_srv_donor *d);
 void rmp_srv_donor_gone(struct rmp_srv *srv, struct rmp_srv_donor *d, const char *why);
 void rmp_srv_donor_conn_closed(struct rmp_srv_conn *c);
 void rmp_srv_donors_reap_overdue(struct rmp_srv *srv, uint64_t now_ms);
+/* The donor's control connection is gone but the process may serve on:
+ * AWAY until it registers again or return-timeout passes. */
+void rmp_srv_donor_away(struct rmp_srv *srv, struct rmp_srv_donor *d, uint64_t deadline_ms);
+/* It died, or did not come back in time: LOST, kept in its pool (its
+ * segments stay in the table, status counts them), uncharged. */
+void rmp_srv_donor_lost(struct rmp_srv *srv, struct rmp_srv_donor *d, const char *why);
+/* AWAY donors past their deadline become LOST. */
+void rmp_srv_donors_tick(struct rmp_srv *srv, uint64_t now_ms);
+/* Whether the process is known to run and reach us (not AWAY or LOST). */
+bool rmp_srv_donor_live(const struct rmp_srv_donor *d);
 
 /* pool.c */
 void rmp_srv_pool_open(struct rmp_srv_conn *c, const struct rmp_wire_pool_open *o);
 void rmp_srv_pool_close(struct rmp_srv_conn *c, const struct rmp_wire_pool_close *pc);
 void rmp_srv_pool_destroy(struct rmp_srv_conn *c, const struct rmp_wire_pool_destroy *d);
+void rmp_srv_pool_forget(struct rmp_srv_conn *c, const struct rmp_wire_pool_forget *f);
 void rmp_srv_pool_segtab_fetch(struct rmp_srv_conn *c, const struct rmp_wire_segtab_fetch *f);
 void rmp_srv_pool_lease_renew(struct rmp_srv_conn *c, const struct rmp_wire_lease_renew *r);
 /* Events from agents.c and donors.c about one of a pool's donors. */
@@ -217,6 +248,17 @@ void rmp_srv_pool_donor_exited(struct rmp_srv_pool *p, struct rmp_srv_donor *d);
 /* The connection of a consumer waiting on a create or destroy closed. */
 void rmp_srv_pool_conn_closed(struct rmp_srv_conn *c);
 struct rmp_srv_pool *rmp_srv_pool_find_id(struct rmp_srv *srv, uint32_t id);
+/* A recovering pool with no donor AWAY any more is ready again (a new
+ * table version, written down first). */
+void rmp_srv_pool_check_recovered(struct rmp_srv_pool *p);
+/* Finishes a destroy whose donors are all gone (also one recorded at a
+ * crash); frees p. */
+void rmp_srv_pool_destroy_done(struct rmp_srv *srv, struct rmp_srv_pool *p);
+/* Frees a pool's memory and mappings; forget: also its shm objects and
+ * its state (else both stay, as at shutdown). */
+void rmp_srv_pool_free(struct rmp_srv *srv, struct rmp_srv_pool *p, bool forget);
+/* Donors of p by state. */
+uint32_t rmp_srv_pool_count_donors(const struct rmp_srv_pool *p, enum rmp_srv_donor_state st);
 uint64_t rmp_srv_pool_free_bytes(const struct rmp_srv_pool *p);
 void rmp_srv_pools_free_all(struct rmp_srv *srv);
 void rmp_srv_leases_tick(struct rmp_srv *srv, uint64_t now_ms);
@@ -224,7 +266,38 @@ void rmp_srv_leases_tick(struct rmp_srv *srv, uint64_t now_ms);
 /* meta.c: the metadata region and the coordinator's own share */
 int rmp_srv_meta_create(struct rmp_srv_region *r, const char *pool_name, const char *suffix,
 			uint64_t len, char *err, size_t errlen);
+/* Maps an existing object (a recorded pool's) of exactly len bytes;
+ * never creates one. -ENOENT: it is gone; -EPROTO: another size. */
+int rmp_srv_meta_open(struct rmp_srv_region *r, const char *shm_name, uint64_t len, char *err,
+		      size_t errlen);
 void rmp_srv_meta_destroy(struct rmp_srv_region *r, bool unlink_shm);
+/* Removes a shm object by name ("" and a missing one are fine). */
+void rmp_srv_meta_unlink(const char *shm_name);
+
+/* persist.c: changes written to the state store before they are
+ * acknowledged. The int ones return 0 or a negative errno, with the
+ * store's text in rmp_srv_persist_error(); the void ones log a failure
+ * (nothing waits on them; a restart reconciles). */
+int rmp_srv_persist_pool(struct rmp_srv *srv, const struct rmp_srv_pool *p);
+int rmp_srv_persist_pool_donors(struct rmp_srv *srv, const struct rmp_srv_pool *p);
+int rmp_srv_persist_donor(struct rmp_srv *srv, const struct rmp_srv_donor *d);
+void rmp_srv_persist_donor_state(struct rmp_srv *srv, const struct rmp_srv_donor *d);
+void rmp_srv_persist_donor_gone(struct rmp_srv *srv, uint32_t id);
+void rmp_srv_persist_pool_gone(struct rmp_srv *srv, uint32_t id);
+int rmp_srv_persist_lease(struct rmp_srv *srv, uint64_t lease_id);
+void rmp_srv_persist_lease_gone(struct rmp_srv *srv, uint64_t id);
+int rmp_srv_persist_ids(struct rmp_srv *srv);
+/* Before session id srv->next_session is handed out. */
+int rmp_srv_persist_session(struct rmp_srv *srv);
+const char *rmp_srv_persist_error(const struct rmp_srv *srv);
+
+/* recover.c: a restart takes the recorded state back. */
+/* Before listening: ids, pools, donors and leases into memory; pools
+ * that were being created are failed and cleaned. */
+int rmp_srv_recover_load(struct rmp_srv *srv, char *err, size_t errlen);
+/* After the rdma listener is up: re-opens, checks and registers each
+ * recorded pool's shm objects (else marks it lost, saying why). */
+void rmp_srv_recover_adopt(struct rmp_srv *srv);
 
 /* status.c */
 void rmp_srv_status_reply(struct rmp_srv_conn *c);

@@ -2,12 +2,19 @@
  * `rmpool status` view) and for the metrics gauges. Both read the same
  * live lists, so they cannot disagree.
  *
+ * Pools: their state (a re-adopted one waiting for donors, a lost one
+ * with why), donors away and lost, and the bytes of the space on lost
+ * donors: a lost donor's segments stay in the table, so this is where
+ * they show.
+ *
  * Hosts: one entry per agent, and one per other host that runs standalone
  * donors. A standalone donor counts on its host as a donor; its offer
  * (whole segments) adds to the host's budget, and to its used bytes while
  * a pool holds it (a pool takes a standalone donor whole).
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +29,47 @@ static uint32_t pool_donor_count(const struct rmp_srv_pool *p)
 	for (uint32_t i = 0; i < p->n_donors; i++)
 		n += p->donors[i] != NULL;
 	return n;
+}
+
+static uint8_t wire_state(enum rmp_srv_pool_state st)
+{
+	switch (st) {
+	case RMP_SRV_POOL_PROVISIONING:
+		return RMP_POOL_CREATING;
+	case RMP_SRV_POOL_READY:
+		return RMP_POOL_READY;
+	case RMP_SRV_POOL_DESTROYING:
+		return RMP_POOL_DESTROYING;
+	case RMP_SRV_POOL_RECOVERING:
+		return RMP_POOL_RECOVERING;
+	case RMP_SRV_POOL_LOST:
+		break;
+	}
+	return RMP_POOL_LOST;
+}
+
+/* State, donors away and lost, bytes on lost donors, and a note. */
+static void pool_health(const struct rmp_srv_pool *p, struct rmp_wire_pool_status *ps)
+{
+	ps->state = wire_state(p->state);
+	ps->donors_away = rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_AWAY);
+	ps->donors_lost = rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_LOST);
+	for (uint32_t i = 0; i < p->n_donors; i++)
+		if (p->donors[i] && p->donors[i]->state == RMP_SRV_DONOR_LOST)
+			ps->lost_bytes += p->donors[i]->region_len;
+	if (p->state == RMP_SRV_POOL_LOST)
+		snprintf(ps->note, sizeof(ps->note), "%s", p->lost);
+	else if (ps->donors_lost)
+		snprintf(ps->note, sizeof(ps->note),
+			 "%" PRIu32 " donor(s) lost: their segments are unbacked", ps->donors_lost);
+	else if (ps->donors_away)
+		snprintf(ps->note, sizeof(ps->note),
+			 "%" PRIu32 " donor(s) away: waiting for them to register again",
+			 ps->donors_away);
+	/* The reason came from our own text, but stay wire-clean whatever it holds. */
+	for (char *c = ps->note; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = ' ';
 }
 
 static uint32_t client_count(const struct rmp_srv *srv)
@@ -59,6 +107,7 @@ void rmp_srv_status_reply(struct rmp_srv_conn *c)
 		return;
 	}
 	s->uptime_ms = rmp_mono_ms() - srv->start_ms;
+	s->generation = srv->generation;
 	s->clients = client_count(srv);
 	for (struct rmp_srv_pool *p = srv->pools; p && s->n_pools < np; p = p->next) {
 		struct rmp_wire_pool_status *ps = &s->pools[s->n_pools++];
@@ -70,6 +119,7 @@ void rmp_srv_status_reply(struct rmp_srv_conn *c)
 		ps->clients = rmp_srv_leases_count_pool(&srv->leases, p->id);
 		ps->donors = pool_donor_count(p);
 		ps->segtab_version = p->segtab.version;
+		pool_health(p, ps);
 		if (p->state == RMP_SRV_POOL_READY) {
 			s->capacity += p->capacity;
 			s->free_bytes += ps->free_bytes;
@@ -109,8 +159,12 @@ void rmp_srv_metrics_snapshot(struct rmp_srv *srv, struct rmp_srv_metrics *out)
 {
 	*out = srv->m;
 	out->pools = out->capacity_bytes = out->free_bytes = out->donors = 0;
+	out->pools_recovering = out->pools_lost = out->donors_away = out->donors_lost = 0;
+	out->generation = srv->generation;
 	for (struct rmp_srv_pool *p = srv->pools; p; p = p->next) {
 		out->pools++;
+		out->pools_recovering += p->state == RMP_SRV_POOL_RECOVERING;
+		out->pools_lost += p->state == RMP_SRV_POOL_LOST;
 		if (p->state == RMP_SRV_POOL_READY) {
 			out->capacity_bytes += p->capacity;
 			out->free_bytes += rmp_srv_pool_free_bytes(p);
@@ -121,6 +175,8 @@ void rmp_srv_metrics_snapshot(struct rmp_srv *srv, struct rmp_srv_metrics *out)
 		out->donors++;
 		out->donors_standalone += d->standalone;
 		out->donors_spare += rmp_srv_donor_spare(d);
+		out->donors_away += d->state == RMP_SRV_DONOR_AWAY;
+		out->donors_lost += d->state == RMP_SRV_DONOR_LOST;
 	}
 	out->clients = client_count(srv);
 	out->agents = 0;

@@ -177,6 +177,13 @@ RMP_API int rmp_pool_close(rmp_pool *p);
  * Pools of that name open on this client are not closed: close them. */
 RMP_API int rmp_pool_destroy(rmp_client *c, const char *name);
 
+/* Forgets pool `name` whose donors are gone for good (lost, see
+ * rmp_status), or that could not be re-adopted after a coordinator
+ * restart: its records and its metadata go; nothing is terminated.
+ * -EBUSY while any of its donors is alive or may come back (destroy it
+ * instead), -ENOENT when there is no such pool. */
+RMP_API int rmp_pool_forget(rmp_client *c, const char *name);
+
 struct rmp_pool_donor {
 	uint32_t donor_id;
 	char host[256];     /* where its rdma_cm listener is */
@@ -358,6 +365,17 @@ RMP_API int rmp_pool_check(rmp_pool *p, unsigned timeout_ms, struct rmp_pool_che
 
 /* ---- status ----------------------------------------------------------- */
 
+/* A pool's state in rmp_status (the values are the wire's). */
+enum rmp_pool_state {
+	RMP_POOL_STATE_CREATING = 1,   /* its donors are being provisioned */
+	RMP_POOL_STATE_READY = 2,      /* attachable */
+	RMP_POOL_STATE_DESTROYING = 3, /* its donors are being terminated */
+	RMP_POOL_STATE_RECOVERING = 4, /* re-adopted after a coordinator restart: waiting for its
+					* donors to register again (attach: -EAGAIN meanwhile) */
+	RMP_POOL_STATE_LOST = 5,       /* could not be re-adopted (note says why; attach: -EIO);
+					* rmp_pool_forget() removes it */
+};
+
 struct rmp_status_pool {
 	char name[65];
 	uint32_t pool_id;
@@ -367,6 +385,11 @@ struct rmp_status_pool {
 	uint32_t clients;
 	uint32_t donors;
 	uint64_t segtab_version;
+	enum rmp_pool_state state;
+	uint32_t donors_away; /* lost their coordinator link; still serving, expected back */
+	uint32_t donors_lost; /* died, or not back in time: their segments are unbacked */
+	uint64_t lost_bytes;  /* of the space, on lost donors */
+	char note[201];	      /* why it is lost or degraded; "" */
 };
 
 struct rmp_status_host {
@@ -378,6 +401,7 @@ struct rmp_status_host {
 
 struct rmp_status {
 	uint64_t uptime_ms;
+	uint64_t generation;  /* the coordinator's, raised at each of its starts */
 	uint64_t capacity;   /* in all pools */
 	uint64_t free_bytes; /* in all pools */
 	uint32_t clients;

@@ -5,6 +5,7 @@
  *   rmpool [--coordinator HOST:PORT] [--secret-file F] COMMAND ...
  *     pool create NAME SIZE     provision a pool (progress as donors spawn)
  *     pool destroy NAME         terminate its donors
+ *     pool forget NAME          drop a pool whose donors are gone (lost)
  *     pool check NAME           read its metadata over RDMA and walk it
  *     pool info NAME            segment table: donors, hosts, regions
  *     status [--json]           pools, hosts, capacity, free bytes, clients
@@ -133,8 +134,8 @@ struct cli_cmd {
 	const char *help;    /* ... and the text below it (NULL: the command prints its own) */
 };
 
-static cli_handler cmd_pool_create, cmd_pool_destroy, cmd_pool_check, cmd_pool_info, cmd_status, cmd_bench,
-	cmd_help, cmd_lease_hold;
+static cli_handler cmd_pool_create, cmd_pool_destroy, cmd_pool_forget, cmd_pool_check, cmd_pool_info,
+	cmd_status, cmd_bench, cmd_help, cmd_lease_hold;
 
 static const struct cli_cmd commands[] = {
 	{ "pool", "create", cmd_pool_create, "NAME SIZE", "provision a pool of SIZE usable bytes (3G, 512M)",
@@ -152,6 +153,14 @@ static const struct cli_cmd commands[] = {
 	  "pool destroy [--timeout DURATION] NAME",
 	  "Destroy pool NAME: its donor processes terminate and their memory returns\n"
 	  "to the hosts. Waits for the coordinator to confirm (default bound 5m).\n" },
+	{ "pool", "forget", cmd_pool_forget, "NAME",
+	  "forget a pool whose donors are gone for good (lost,\nor not re-adopted after a restart; see status)",
+	  "pool forget NAME",
+	  "Forget pool NAME, whose donors are gone for good: its donors are lost, or\n"
+	  "the coordinator could not re-adopt it after a restart ('rmpool status'\n"
+	  "says which, and why). Its records and its metadata are removed; nothing is\n"
+	  "terminated. Refused while any of its donors is alive or may come back:\n"
+	  "destroy the pool instead.\n" },
 	{ "pool", "check", cmd_pool_check, "NAME",
 	  "read the pool's allocator metadata over RDMA and\ncheck its invariants; prints free bytes",
 	  "pool check [--json] [--rdma-timeout DURATION] NAME",
@@ -472,6 +481,36 @@ static int cmd_pool_destroy(struct cli *cli, const struct cli_cmd *self, int arg
 	return ex;
 }
 
+/* ---- pool forget ---- */
+
+static int cmd_pool_forget(struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+{
+	struct cmd_opts o = { 0 };
+	rmp_client *c = NULL;
+	int rc, ex = parse_cmd_opts(argc, argv, &o, false, false, false);
+
+	if (ex)
+		return ex;
+	if (o.help)
+		return print_cmd_help(stdout, self);
+	if (argc - optind != 1)
+		return usage_error("pool forget: want NAME");
+	const char *name = argv[optind];
+	ex = cli_connect(cli, &c);
+	if (ex)
+		return ex;
+	rc = rmp_pool_forget(c, name);
+	if (rc) {
+		char what[128];
+		snprintf(what, sizeof(what), "pool forget %s", name);
+		ex = fail_rc(what, rc, c);
+	} else {
+		printf("pool %s forgotten\n", name);
+	}
+	rmp_disconnect(c);
+	return ex;
+}
+
 /* ---- attach helpers ---- */
 
 static int attach(struct cli *cli, const char *cmd, const char *name, rmp_client **c, rmp_pool **p)
@@ -622,6 +661,23 @@ static void print_uptime(uint64_t ms, char *buf, size_t len)
 		snprintf(buf, len, "%" PRIu64 "m %" PRIu64 "s", s / 60, s % 60);
 }
 
+static const char *pool_state_name(enum rmp_pool_state st)
+{
+	switch (st) {
+	case RMP_POOL_STATE_CREATING:
+		return "creating";
+	case RMP_POOL_STATE_READY:
+		return "ready";
+	case RMP_POOL_STATE_DESTROYING:
+		return "destroying";
+	case RMP_POOL_STATE_RECOVERING:
+		return "recovering";
+	case RMP_POOL_STATE_LOST:
+		return "lost";
+	}
+	return "unknown";
+}
+
 static int cmd_status(struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
 	struct cmd_opts o = { 0 };
@@ -648,18 +704,24 @@ static int cmd_status(struct cli *cli, const struct cli_cmd *self, int argc, cha
 	if (o.json) {
 		printf("{\n  \"coordinator\": ");
 		json_str(stdout, cli->coordinator);
-		printf(",\n  \"uptime_ms\": %" PRIu64 ",\n  \"capacity\": %" PRIu64
-		       ",\n  \"free_bytes\": %" PRIu64 ",\n  \"clients\": %u,\n  \"pools\": [",
-		       s->uptime_ms, s->capacity, s->free_bytes, s->clients);
+		printf(",\n  \"uptime_ms\": %" PRIu64 ",\n  \"generation\": %" PRIu64
+		       ",\n  \"capacity\": %" PRIu64 ",\n  \"free_bytes\": %" PRIu64
+		       ",\n  \"clients\": %u,\n  \"pools\": [",
+		       s->uptime_ms, s->generation, s->capacity, s->free_bytes, s->clients);
 		for (size_t i = 0; i < s->n_pools; i++) {
 			const struct rmp_status_pool *p = &s->pools[i];
 			printf("%s\n    {\"name\": ", i ? "," : "");
 			json_str(stdout, p->name);
 			printf(", \"id\": %u, \"capacity\": %" PRIu64 ", \"space\": %" PRIu64
 			       ", \"free_bytes\": %" PRIu64 ", \"clients\": %u, \"donors\": %u"
-			       ", \"segtab_version\": %" PRIu64 "}",
+			       ", \"segtab_version\": %" PRIu64 ", \"state\": \"%s\""
+			       ", \"donors_away\": %u, \"donors_lost\": %u, \"lost_bytes\": %" PRIu64
+			       ", \"note\": ",
 			       p->pool_id, p->capacity, p->space, p->free_bytes, p->clients, p->donors,
-			       p->segtab_version);
+			       p->segtab_version, pool_state_name(p->state), p->donors_away,
+			       p->donors_lost, p->lost_bytes);
+			json_str(stdout, p->note);
+			printf("}");
 		}
 		printf("%s],\n  \"hosts\": [", s->n_pools ? "\n  " : "");
 		for (size_t i = 0; i < s->n_hosts; i++) {
@@ -672,20 +734,24 @@ static int cmd_status(struct cli *cli, const struct cli_cmd *self, int argc, cha
 		printf("%s]\n}\n", s->n_hosts ? "\n  " : "");
 	} else {
 		print_uptime(s->uptime_ms, b1, sizeof(b1));
-		printf("coordinator %s: up %s, %u client%s, %zu pool%s, %zu host%s\n",
-		       cli->coordinator, b1, s->clients, s->clients == 1 ? "" : "s", s->n_pools,
-		       s->n_pools == 1 ? "" : "s", s->n_hosts, s->n_hosts == 1 ? "" : "s");
+		printf("coordinator %s: up %s (generation %" PRIu64 "), %u client%s, %zu pool%s, "
+		       "%zu host%s\n",
+		       cli->coordinator, b1, s->generation, s->clients, s->clients == 1 ? "" : "s",
+		       s->n_pools, s->n_pools == 1 ? "" : "s", s->n_hosts, s->n_hosts == 1 ? "" : "s");
 		printf("capacity %s, free %s\n", human(s->capacity, b1, sizeof(b1)),
 		       human(s->free_bytes, b2, sizeof(b2)));
 		if (s->n_pools) {
-			printf("\n%-20s %5s %12s %12s %12s %7s %8s %8s\n", "POOL", "ID", "CAPACITY",
-			       "SPACE", "FREE", "DONORS", "CLIENTS", "VERSION");
+			printf("\n%-20s %5s %12s %12s %12s %7s %8s %8s %-10s\n", "POOL", "ID",
+			       "CAPACITY", "SPACE", "FREE", "DONORS", "CLIENTS", "VERSION", "STATE");
 			for (size_t i = 0; i < s->n_pools; i++) {
 				const struct rmp_status_pool *p = &s->pools[i];
-				printf("%-20s %5u %12s %12s %12s %7u %8u %8" PRIu64 "\n", p->name,
+				printf("%-20s %5u %12s %12s %12s %7u %8u %8" PRIu64 " %-10s\n", p->name,
 				       p->pool_id, human(p->capacity, b1, sizeof(b1)),
 				       human(p->space, b2, sizeof(b2)), human(p->free_bytes, b3, sizeof(b3)),
-				       p->donors, p->clients, p->segtab_version);
+				       p->donors, p->clients, p->segtab_version,
+				       pool_state_name(p->state));
+				if (p->note[0])
+					printf("  %s: %s\n", p->name, p->note);
 			}
 		}
 		if (s->n_hosts) {

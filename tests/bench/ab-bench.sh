@@ -89,9 +89,13 @@ cleanup() {
 trap cleanup EXIT
 
 start_side() {
-	local side=$1 p=${PORT[$1]} ok=0
+	local side=$1 p=${PORT[$1]} ok=0 state=()
+	# A build with a state store gets a directory of its own per side.
+	if "${SRV[$side]}" --help 2>/dev/null | grep -q -- --state-dir; then
+		state=(--state-dir "/tmp/rmpool-state.ab_$side.$$")
+	fi
 	"$VM" exec --bg "ab_srv_$side" 1 -- "${SRV[$side]}" --listen "$ip1:$p" --http-port 0 --rdma-addr "$ip1" \
-		--rdma-port $((p + 2)) || fail "side $side: cannot start rmpool-server"
+		--rdma-port $((p + 2)) "${state[@]}" || fail "side $side: cannot start rmpool-server"
 	for _ in $(seq 1 120); do
 		grep -q 'INFO: ready' "$RMPOOL_VM_SCRATCH/ab_srv_$side.log" 2>/dev/null && break
 		sleep 0.5

@@ -67,7 +67,8 @@ trap cleanup EXIT
 	--tests read_bw --ack-timeout 14 --first-port 18700 ||
 	echo "pool-bench: ib_read_bw -u 14 had failed runs (see above)" >&2
 
-"$VM" exec --bg "$SRV" 1 -- "$SERVER" --listen "$coord" --http-port 0 --rdma-addr "$ip1" --rdma-port 7422 ||
+"$VM" exec --bg "$SRV" 1 -- "$SERVER" --listen "$coord" --http-port 0 --rdma-addr "$ip1" --rdma-port 7422 \
+	--state-dir "/tmp/rmpool-state.$SRV.$$" ||
 	fail "cannot start rmpool-server"
 for _ in $(seq 1 120); do
 	grep -q 'INFO: ready' "$RMPOOL_VM_SCRATCH/$SRV.log" 2>/dev/null && break

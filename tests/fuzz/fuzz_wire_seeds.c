@@ -101,8 +101,13 @@ static void fill(unsigned type, struct rmp_wire_msg *m)
 	case RMP_MSG_POOL_DESTROY:
 		strcpy(m->u.pool_destroy.name, "seed-pool");
 		break;
+	case RMP_MSG_POOL_FORGET:
+		strcpy(m->u.pool_forget.name, "seed-pool");
+		break;
 	case RMP_MSG_STATUS_REPLY:
 		strcpy(pools[0].name, "seed-pool");
+		pools[0].state = RMP_POOL_LOST;
+		strcpy(pools[0].note, "metadata object /rmpool-seed-pool is gone");
 		strcpy(hosts[0].host, "host-1");
 		strcpy(hosts[1].host, "host-2");
 		m->u.status.n_pools = 1;

@@ -2,12 +2,16 @@
  *
  *   server_itest SERVER_BINARY CASE
  *
- * Each case starts its own server (ephemeral ports, a test secret,
- * stderr to a log file that is printed when the case fails), talks to it
- * like a peer would, with the real codec (common/wire) and handshake
- * (common/auth), and stops it with SIGTERM, which must exit 0. The
- * point of most cases: one bad peer loses its connection, and the next
- * good peer is served as if nothing happened.
+ * Each case starts its own server (ephemeral ports, a test secret, a
+ * state directory of its own, stderr to a log file that is printed when
+ * the case fails), talks to it like a peer would, with the real codec
+ * (common/wire) and handshake (common/auth), and stops it with SIGTERM,
+ * which must exit 0. The point of most cases: one bad peer loses its
+ * connection, and the next good peer is served as if nothing happened.
+ * The state cases write a state directory with the server's own store
+ * (server/state.c) before a start, to see what a restarted coordinator
+ * makes of pools, donors and leases on record - all but the RDMA
+ * registration, which needs a device (tests/rdma/restart.sh).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,8 +31,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/mman.h>
+
+#include <sqlite3.h>
+
+#include "adopt.h"
 #include "auth.h"
+#include "buddy.h"
 #include "check.h"
+#include "state.h"
 #include "wire.h"
 
 #define SECRET "integration-test-secret-0123456789"
@@ -38,6 +49,9 @@ static const char *server_bin;
 static char log_path[256];
 static pid_t server_pid;
 static int ctl_port, http_port;
+static char state_dir[256]; /* this case's --state-dir, made on first use */
+static uint64_t last_generation; /* from the last handshake's AUTH_OK */
+static uint64_t last_session;
 
 static void dump_log(void)
 {
@@ -139,6 +153,28 @@ static int run_to_exit(char *const argv[], bool with_secret, char *out, size_t c
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* This case's state directory, made (empty) on first use in the working
+ * directory; removed when the case passes. */
+static const char *the_state_dir(void)
+{
+	if (!state_dir[0]) {
+		snprintf(state_dir, sizeof(state_dir), "server_itest.%d.state.XXXXXX", (int)getpid());
+		REQUIRE(mkdtemp(state_dir), "mkdtemp: %s", strerror(errno));
+	}
+	return state_dir;
+}
+
+static void remove_state_dir(void)
+{
+	char cmd[300];
+
+	if (!state_dir[0] || getenv("ITEST_KEEP_LOG"))
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", state_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "warning: cannot remove %s\n", state_dir);
+}
+
 /* Starts the server with ephemeral ports and extra arguments (NULL-ended). */
 static void start_server(const char *extra, ...)
 {
@@ -163,6 +199,8 @@ static void start_server(const char *extra, ...)
 	argv[n++] = http;
 	argv[n++] = "--log-level";
 	argv[n++] = "debug";
+	argv[n++] = "--state-dir";
+	argv[n++] = the_state_dir();
 	va_start(ap, extra);
 	for (const char *a = extra; a && n < 62; a = va_arg(ap, const char *))
 		argv[n++] = a;
@@ -325,8 +363,11 @@ static uint64_t handshake(int fd, uint8_t role, const char *secret, struct rmp_w
 	}
 	send_msg(fd, &m);
 	recv_msg(fd, &r);
-	if (r.type == RMP_MSG_AUTH_OK)
+	if (r.type == RMP_MSG_AUTH_OK) {
+		last_generation = r.u.auth_ok.generation;
+		last_session = r.u.auth_ok.session_id;
 		return r.u.auth_ok.session_id;
+	}
 	REQUIRE(r.type == RMP_MSG_ERROR, "expected AUTH_OK or ERROR, got %s",
 	      rmp_wire_type_name(r.type));
 	if (refusal)
@@ -409,7 +450,8 @@ static void case_help(void)
 			       "--min-block",	   "4K",		 "--self-contribution",
 			       "--lease-timeout",  "10s",		 "--provision-timeout",
 			       "--handshake-timeout", "--terminate-timeout", "--log-level",
-			       "--config",	   "default:" };
+			       "--config",	   "default:",		 "--state-dir",
+			       "/var/lib/rmpool",  "--donor-return-timeout", "30s" };
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		REQUIRE(strstr(out, want[i]), "--help does not mention %s:\n%s", want[i], out);
 }
@@ -720,6 +762,410 @@ static void case_pool_open(void)
 	stop_server();
 }
 
+/* ---- the state directory ---- */
+
+/* Runs the server to its exit on dir (as uid 65534 when as_nobody), with
+ * its output in out. Returns the exit status. */
+static int run_on_state(const char *dir, bool as_nobody, char *out, size_t cap)
+{
+	char listen[64];
+	int pfd[2];
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", free_port());
+	char *argv[] = { (char *)server_bin, "--listen", listen, "--http-port", "0",
+			 "--state-dir", (char *)dir, NULL };
+	REQUIRE(pipe(pfd) == 0, "pipe");
+	pid_t pid = fork();
+	REQUIRE(pid >= 0, "fork");
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		close(pfd[0]);
+		setenv(RMP_AUTH_SECRET_ENV, SECRET, 1);
+		if (as_nobody && (setgid(65534) != 0 || setuid(65534) != 0))
+			_exit(126);
+		execv(server_bin, argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	size_t used = 0;
+	ssize_t n;
+	while ((n = read(pfd[0], out + used, cap - 1 - used)) > 0)
+		used += (size_t)n;
+	out[used] = '\0';
+	close(pfd[0]);
+	int st;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void expect_state_refused(const char *dir, bool as_nobody, const char *mention)
+{
+	char out[4096];
+	int st = run_on_state(dir, as_nobody, out, sizeof(out));
+
+	REQUIRE(st != 126, "cannot drop privileges to test this");
+	REQUIRE(st == 1, "state %s: exit status %d, want 1 (output: %s)", dir, st, out);
+	REQUIRE(strstr(out, "--state-dir") && strstr(out, mention),
+		"state %s: the refusal does not say \"%s\": %s", dir, mention, out);
+	fprintf(stderr, "refused as it should: %s", strstr(out, "rmpool-server: "));
+}
+
+static void make_dir(char *dir, size_t cap, const char *what)
+{
+	snprintf(dir, cap, "server_itest.%d.%s.XXXXXX", (int)getpid(), what);
+	REQUIRE(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+}
+
+static void write_file(const char *path, const void *buf, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	REQUIRE(f && fwrite(buf, 1, len, f) == len && fclose(f) == 0, "cannot write %s", path);
+}
+
+static uint64_t status_generation(int fd)
+{
+	struct rmp_wire_msg m = { .type = RMP_MSG_STATUS_REQUEST }, r;
+
+	send_msg(fd, &m);
+	recv_msg(fd, &r);
+	REQUIRE(r.type == RMP_MSG_STATUS_REPLY, "got %s", rmp_wire_type_name(r.type));
+	uint64_t g = r.u.status.generation;
+	rmp_wire_msg_release(&r);
+	return g;
+}
+
+/* Generations rise across restarts and reach every peer (AUTH_OK, status,
+ * metrics); session ids never repeat; a second coordinator on the same
+ * directory is refused and names the first one's pid. */
+static void case_state_dir(void)
+{
+	char out[4096];
+
+	start_server(NULL);
+	int fd = client();
+	uint64_t g1 = last_generation, s1 = last_session;
+	REQUIRE(g1 >= 1, "AUTH_OK generation %" PRIu64 ", want >= 1", g1);
+	REQUIRE(status_generation(fd) == g1, "status and AUTH_OK disagree on the generation");
+	REQUIRE(metric("rmpool_generation") == g1, "rmpool_generation %" PRIu64, metric("rmpool_generation"));
+	int st = run_on_state(state_dir, false, out, sizeof(out));
+	char holder[64];
+	snprintf(holder, sizeof(holder), "(pid %d)", (int)server_pid);
+	REQUIRE(st == 1 && strstr(out, "held by another rmpool-server") && strstr(out, holder),
+		"a second coordinator on %s: status %d, output: %s", state_dir, st, out);
+	close(fd);
+	stop_server();
+	start_server(NULL);
+	fd = client();
+	REQUIRE(last_generation == g1 + 1, "generation %" PRIu64 " after a restart, before %" PRIu64,
+		last_generation, g1);
+	REQUIRE(last_session > s1, "session id %" PRIu64 " after a restart, %" PRIu64 " before",
+		last_session, s1);
+	close(fd);
+	stop_server();
+}
+
+/* Bad state is refused with a clear error (exit 1) and left unchanged. */
+static void case_state_refused(void)
+{
+	char dir[128], path[192];
+	struct stat sb;
+
+	make_dir(dir, sizeof(dir), "garbage");
+	snprintf(path, sizeof(path), "%s/state.db", dir);
+	static const char junk[] = "this is not a database at all, just some bytes to refuse.....";
+	write_file(path, junk, sizeof(junk));
+	expect_state_refused(dir, false, "not an rmpool state file");
+	REQUIRE(stat(path, &sb) == 0 && sb.st_size == (off_t)sizeof(junk), "the garbage was changed");
+
+	make_dir(dir, sizeof(dir), "empty");
+	snprintf(path, sizeof(path), "%s/state.db", dir);
+	write_file(path, "", 0);
+	expect_state_refused(dir, false, "empty");
+
+	make_dir(dir, sizeof(dir), "foreign");
+	snprintf(path, sizeof(path), "%s/state.db", dir);
+	sqlite3 *db;
+	REQUIRE(sqlite3_open(path, &db) == SQLITE_OK, "sqlite3_open");
+	REQUIRE(sqlite3_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES(1);", NULL, NULL, NULL) ==
+			SQLITE_OK, "sqlite3_exec");
+	sqlite3_close(db);
+	expect_state_refused(dir, false, "another program");
+
+	make_dir(dir, sizeof(dir), "newer");
+	struct rmp_state *st;
+	uint64_t g;
+	char err[512];
+	REQUIRE(rmp_state_open_sqlite(dir, &st, &g, err, sizeof(err)) == 0, "%s", err);
+	rmp_state_close(st);
+	snprintf(path, sizeof(path), "%s/state.db", dir);
+	REQUIRE(sqlite3_open(path, &db) == SQLITE_OK, "sqlite3_open");
+	REQUIRE(sqlite3_exec(db, "PRAGMA user_version = 99;", NULL, NULL, NULL) == SQLITE_OK, "pragma");
+	sqlite3_close(db);
+	expect_state_refused(dir, false, "newer");
+
+	make_dir(dir, sizeof(dir), "readonly");
+	REQUIRE(chmod(dir, 0755) == 0, "chmod");
+	expect_state_refused(dir, true, "not writable");
+	if (!getenv("ITEST_KEEP_LOG"))
+		REQUIRE(system("rm -rf server_itest.*.garbage.* server_itest.*.empty.* "
+			       "server_itest.*.foreign.* server_itest.*.newer.* "
+			       "server_itest.*.readonly.*") == 0, "cleanup");
+}
+
+/* ---- pools, donors and leases on record ---- */
+
+#define REC_DONOR_ADDR UINT64_C(0x7f0000000000)
+#define REC_SEG (UINT64_C(4) << 20)
+
+static char shm_old[64], shm_new[64], shm_gone[64], pool_gone[40], pool_old[40];
+
+static void put_pool(struct rmp_state *st, uint32_t id, uint32_t state, const char *name,
+		     const char *shm, bool with_table)
+{
+	struct rmp_wire_segment segs[2] = { { 11, 7, REC_DONOR_ADDR },
+					    { RMP_WIRE_SEG_RESERVED, 0, 0 } };
+	struct rmp_wire_donor_entry dn[1] = { { .donor_id = 11, .endpoint = { "127.0.0.1", 9999 } } };
+	struct rmp_wire_segtab t = { .version = 1, .capacity = REC_SEG, .space_log2 = 23,
+				     .min_block_log2 = 12, .segment_log2 = 22,
+				     .meta = { 0x1000, 4096, 5 },
+				     .coordinator = { "127.0.0.1", 7402 },
+				     .n_donors = 1, .donors = dn, .n_segments = 2, .segments = segs };
+	struct rmp_state_pool p = { .id = id, .state = state, .capacity = REC_SEG, .space_log2 = 23,
+				    .segment_log2 = 22, .min_block_log2 = 12, .meta_len = 4096,
+				    .segtab_version = 1 };
+	uint8_t *blob = NULL;
+
+	snprintf(p.name, sizeof(p.name), "%s", name);
+	snprintf(p.meta_shm, sizeof(p.meta_shm), "%s", shm);
+	if (with_table) {
+		REQUIRE(rmp_srv_adopt_segtab_encode(id, &t, &blob, &p.segtab_len) == 0, "encode");
+		p.segtab = blob;
+	}
+	REQUIRE(rmp_state_pool_put(st, &p) == 0, "%s", rmp_state_error(st));
+	free(blob);
+}
+
+/* Three pools on record: one whose shm object is gone (a host reboot),
+ * one whose object is buddy metadata of another layout version, one that
+ * was being created; a registered donor, a spawned one, two leases. */
+static void craft_state(const char *dir)
+{
+	struct rmp_state *st;
+	uint64_t g;
+	char err[512];
+
+	snprintf(shm_gone, sizeof(shm_gone), "/rmpool-itest-gone-%d", (int)getpid());
+	snprintf(shm_old, sizeof(shm_old), "/rmpool-itest-old-%d", (int)getpid());
+	snprintf(shm_new, sizeof(shm_new), "/rmpool-itest-new-%d", (int)getpid());
+	snprintf(pool_gone, sizeof(pool_gone), "itest-gone-%d", (int)getpid());
+	snprintf(pool_old, sizeof(pool_old), "itest-old-%d", (int)getpid());
+	REQUIRE(rmp_state_open_sqlite(dir, &st, &g, err, sizeof(err)) == 0, "%s", err);
+	REQUIRE(rmp_state_begin(st) == 0, "%s", rmp_state_error(st));
+	put_pool(st, 3, 1 /* ready */, pool_gone, shm_gone, true);
+	put_pool(st, 4, 1 /* ready */, pool_old, shm_old, true);
+	put_pool(st, 5, 0 /* being created */, "itest-new", shm_new, false);
+	struct rmp_state_donor d = { .id = 11, .pool_id = 3, .state = 2, .pid = 4242,
+				     .host = "itest-host",
+				     .region = { REC_DONOR_ADDR, REC_SEG, 7 },
+				     .endpoint = { "127.0.0.1", 9999 }, .cost = REC_SEG + 4096 };
+	REQUIRE(rmp_state_donor_put(st, &d) == 0, "%s", rmp_state_error(st));
+	d = (struct rmp_state_donor){ .id = 12, .pool_id = 5, .state = 1, .pid = 4343,
+				      .host = "itest-host" };
+	REQUIRE(rmp_state_donor_put(st, &d) == 0, "%s", rmp_state_error(st));
+	struct rmp_state_lease l = { .id = 5, .pool_id = 3, .session = 3, .expires_wall_ms = 1 };
+	REQUIRE(rmp_state_lease_put(st, &l) == 0, "%s", rmp_state_error(st));
+	l = (struct rmp_state_lease){ .id = 6, .pool_id = 5, .session = 3, .expires_wall_ms = 1 };
+	REQUIRE(rmp_state_lease_put(st, &l) == 0, "%s", rmp_state_error(st));
+	REQUIRE(rmp_state_counter_set(st, RMP_STATE_NEXT_POOL, 6) == 0 &&
+			rmp_state_counter_set(st, RMP_STATE_NEXT_DONOR, 100) == 0 &&
+			rmp_state_counter_set(st, RMP_STATE_NEXT_SESSION, 500) == 0 &&
+			rmp_state_counter_set(st, RMP_STATE_NEXT_LEASE, 7) == 0,
+		"%s", rmp_state_error(st));
+	REQUIRE(rmp_state_commit(st) == 0, "%s", rmp_state_error(st));
+	rmp_state_close(st);
+
+	/* The objects: another layout version's header, and a fresh one. */
+	uint64_t hdr[512] = { RMP_BUDDY_MAGIC << 16 | 99 };
+	const char *names[] = { shm_old, shm_new };
+	for (int i = 0; i < 2; i++) {
+		int fd = shm_open(names[i], O_RDWR | O_CREAT | O_EXCL, 0600);
+		REQUIRE(fd >= 0, "shm_open(%s): %s", names[i], strerror(errno));
+		REQUIRE(write(fd, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr), "write %s", names[i]);
+		close(fd);
+		hdr[0] = 0;
+	}
+}
+
+static bool shm_exists(const char *name)
+{
+	int fd = shm_open(name, O_RDONLY, 0);
+	if (fd >= 0)
+		close(fd);
+	return fd >= 0;
+}
+
+/* The pool named name in a fresh status, copied to *out; false if none. */
+static bool pool_status(int fd, const char *name, struct rmp_wire_pool_status *out, uint32_t *n)
+{
+	struct rmp_wire_msg m = { .type = RMP_MSG_STATUS_REQUEST }, r;
+	bool found = false;
+
+	send_msg(fd, &m);
+	recv_msg(fd, &r);
+	REQUIRE(r.type == RMP_MSG_STATUS_REPLY, "got %s", rmp_wire_type_name(r.type));
+	for (uint32_t i = 0; i < r.u.status.n_pools; i++) {
+		if (strcmp(r.u.status.pools[i].name, name) == 0) {
+			*out = r.u.status.pools[i];
+			found = true;
+		}
+	}
+	if (n)
+		*n = r.u.status.n_pools;
+	rmp_wire_msg_release(&r);
+	return found;
+}
+
+static void expect_error(int fd, const struct rmp_wire_msg *req, uint32_t code, const char *text)
+{
+	struct rmp_wire_msg r;
+
+	send_msg(fd, req);
+	recv_msg(fd, &r);
+	REQUIRE(r.type == RMP_MSG_ERROR, "%s: got %s", rmp_wire_type_name(req->type),
+		rmp_wire_type_name(r.type));
+	REQUIRE(r.u.error.code == code && strstr(r.u.error.text, text),
+		"%s: error %u \"%s\", want %u with \"%s\"", rmp_wire_type_name(req->type),
+		r.u.error.code, r.u.error.text, code, text);
+}
+
+static void forget(int fd, const char *name, uint32_t refused_with)
+{
+	struct rmp_wire_msg m = { .type = RMP_MSG_POOL_FORGET }, r;
+
+	snprintf(m.u.pool_forget.name, sizeof(m.u.pool_forget.name), "%s", name);
+	if (refused_with) {
+		expect_error(fd, &m, refused_with, name);
+		return;
+	}
+	send_msg(fd, &m);
+	recv_msg(fd, &r);
+	REQUIRE(r.type == RMP_MSG_ACK && r.u.ack.ref_type == RMP_MSG_POOL_FORGET,
+		"forget %s: got %s", name, rmp_wire_type_name(r.type));
+}
+
+static void donor_register(int fd, uint32_t id, uint32_t pool, uint32_t pid, uint32_t rkey)
+{
+	struct rmp_wire_msg m = { .type = RMP_MSG_DONOR_REGISTER };
+
+	m.u.donor_register = (struct rmp_wire_donor_register){
+		.donor_id = id, .pool_id = pool, .pid = pid,
+		.region = { REC_DONOR_ADDR, REC_SEG, rkey }, .endpoint = { "127.0.0.1", 9999 } };
+	send_msg(fd, &m);
+}
+
+/* The recorded donors come back: the wrong process is refused, the right
+ * one taken back; one of a pool that was being created is told to exit. */
+static void recorded_donors(int *d1)
+{
+	struct rmp_wire_msg m = { .type = RMP_MSG_DONOR_REGISTER }, r;
+
+	*d1 = connect_ctl();
+	REQUIRE(handshake(*d1, RMP_ROLE_DONOR, SECRET, NULL), "donor auth");
+	donor_register(*d1, 11, 3, 4242, 8);
+	recv_msg(*d1, &r);
+	REQUIRE(r.type == RMP_MSG_ERROR && r.u.error.code == EINVAL &&
+			strstr(r.u.error.text, "not taken back"),
+		"a donor with another rkey: %s \"%s\"", rmp_wire_type_name(r.type), r.u.error.text);
+	donor_register(*d1, 11, 3, 4242, 7);
+	recv_msg(*d1, &r);
+	REQUIRE(r.type == RMP_MSG_DONOR_ACCEPTED && r.u.donor_accepted.donor_id == 11 &&
+			r.u.donor_accepted.pool_id == 3,
+		"the recorded donor: got %s", rmp_wire_type_name(r.type));
+	int d2 = connect_ctl();
+	REQUIRE(handshake(d2, RMP_ROLE_DONOR, SECRET, NULL), "donor auth");
+	donor_register(d2, 12, 5, 4343, 1);
+	recv_msg(d2, &r);
+	REQUIRE(r.type == RMP_MSG_DONOR_ACCEPTED, "donor 12: got %s", rmp_wire_type_name(r.type));
+	recv_msg(d2, &r);
+	REQUIRE(r.type == RMP_MSG_TERMINATE && r.u.terminate.donor_id == 12,
+		"donor 12 of a pool that was being created: got %s", rmp_wire_type_name(r.type));
+	close(d2);
+	/* A new standalone donor gets an id past every one on record. */
+	int d3 = connect_ctl();
+	REQUIRE(handshake(d3, RMP_ROLE_DONOR, SECRET, NULL), "donor auth");
+	m.u.donor_register = (struct rmp_wire_donor_register){
+		.pid = 77, .region = { REC_DONOR_ADDR, REC_SEG, 9 }, .endpoint = { "127.0.0.1", 9998 } };
+	send_msg(d3, &m);
+	recv_msg(d3, &r);
+	REQUIRE(r.type == RMP_MSG_DONOR_ACCEPTED && r.u.donor_accepted.donor_id >= 100,
+		"a new standalone donor: %s, id %u", rmp_wire_type_name(r.type),
+		r.u.donor_accepted.donor_id);
+	close(d3);
+}
+
+static void case_recorded(void)
+{
+	struct rmp_wire_pool_status ps;
+	struct rmp_wire_msg m;
+	int d1;
+
+	craft_state(the_state_dir());
+	start_server("--donor-return-timeout", "2s", NULL);
+	int fd = client();
+	REQUIRE(last_generation == 2 && last_session >= 500, "generation %" PRIu64 ", session %" PRIu64,
+		last_generation, last_session);
+	REQUIRE(pool_status(fd, pool_gone, &ps, NULL) && ps.state == RMP_POOL_LOST &&
+			strstr(ps.note, "is gone") && ps.donors_away == 1 && ps.clients == 1,
+		"pool %s: state %u, away %u, clients %u, note \"%s\"", pool_gone, ps.state,
+		ps.donors_away, ps.clients, ps.note);
+	REQUIRE(pool_status(fd, pool_old, &ps, NULL) && ps.state == RMP_POOL_LOST &&
+			strstr(ps.note, "layout version 99"),
+		"pool %s: state %u, note \"%s\"", pool_old, ps.state, ps.note);
+	REQUIRE(!pool_status(fd, "itest-new", &ps, NULL), "a pool that was being created is listed");
+	REQUIRE(!shm_exists(shm_new) && shm_exists(shm_old), "shm: %s %s, %s %s", shm_new,
+		shm_exists(shm_new) ? "stayed" : "gone", shm_old, shm_exists(shm_old) ? "stayed" : "gone");
+	REQUIRE(metric("rmpool_pools_lost") == 2, "rmpool_pools_lost");
+
+	m = (struct rmp_wire_msg){ .type = RMP_MSG_POOL_OPEN };
+	snprintf(m.u.pool_open.name, sizeof(m.u.pool_open.name), "%s", pool_gone);
+	expect_error(fd, &m, EIO, "is lost");
+	m = (struct rmp_wire_msg){ .type = RMP_MSG_LEASE_RENEW };
+	m.u.lease_renew.lease_id = 6;
+	expect_error(fd, &m, ENOENT, "lease 6");
+	m.u.lease_renew.lease_id = 5;
+	struct rmp_wire_msg r;
+	send_msg(fd, &m);
+	recv_msg(fd, &r);
+	REQUIRE(r.type == RMP_MSG_LEASE_GRANT, "the recorded lease: %s", rmp_wire_type_name(r.type));
+
+	recorded_donors(&d1);
+	REQUIRE(pool_status(fd, pool_gone, &ps, NULL) && ps.donors_away == 0, "away %u", ps.donors_away);
+	forget(fd, pool_gone, EBUSY);
+	close(d1); /* away, then lost after 2 s */
+	uint64_t until = now_ms() + 10000;
+	while (pool_status(fd, pool_gone, &ps, NULL) && ps.donors_lost == 0) {
+		REQUIRE(now_ms() < until, "donor 11 not marked lost within 10 s");
+		usleep(100000);
+	}
+	REQUIRE(ps.lost_bytes == REC_SEG, "lost bytes %" PRIu64, ps.lost_bytes);
+	forget(fd, pool_gone, 0);
+	close(fd);
+	stop_server();
+
+	/* All of it was on record: the lost pool is still lost, the forgotten one gone. */
+	start_server(NULL);
+	fd = client();
+	uint32_t n;
+	REQUIRE(last_generation == 3, "generation %" PRIu64, last_generation);
+	REQUIRE(!pool_status(fd, pool_gone, &ps, &n) && n == 1, "%u pools after forget", n);
+	REQUIRE(pool_status(fd, pool_old, &ps, NULL) && ps.state == RMP_POOL_LOST, "state %u", ps.state);
+	forget(fd, pool_old, 0);
+	REQUIRE(!shm_exists(shm_old), "forget left %s", shm_old);
+	close(fd);
+	stop_server();
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -735,6 +1181,9 @@ int main(int argc, char **argv)
 		{ "preauth", case_preauth },
 		{ "status_http", case_status_and_http },
 		{ "pool_open", case_pool_open },
+		{ "state_dir", case_state_dir },
+		{ "state_refused", case_state_refused },
+		{ "recorded", case_recorded },
 	};
 
 	if (argc != 3) {
@@ -748,6 +1197,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (strcmp(argv[2], cases[i].name) == 0) {
 			cases[i].fn();
+			remove_state_dir();
 			printf("ok: %s\n", cases[i].name);
 			return 0;
 		}

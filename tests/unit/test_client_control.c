@@ -202,6 +202,10 @@ static void serve(struct fake *f, struct rmp_ctlconn *conn)
 			strcpy(out.u.status.pools[0].name, "p");
 			out.u.status.pools[0].pool_id = 5;
 			out.u.status.pools[0].donors = 2;
+			out.u.status.pools[0].state = RMP_POOL_RECOVERING;
+			out.u.status.pools[0].donors_away = 1;
+			strcpy(out.u.status.pools[0].note, "1 donor(s) away");
+			out.u.status.generation = 9;
 			out.u.status.n_hosts = 2;
 			out.u.status.hosts = calloc(2, sizeof(*out.u.status.hosts));
 			strcpy(out.u.status.hosts[0].host, "198.18.0.2");
@@ -298,6 +302,10 @@ Test(client_control, connect_and_status)
 	cr_assert_eq(s->uptime_ms, 65000);
 	cr_assert_eq(s->n_pools, 1);
 	cr_assert_str_eq(s->pools[0].name, "p");
+	cr_assert_eq(s->pools[0].state, RMP_POOL_STATE_RECOVERING);
+	cr_assert_eq(s->pools[0].donors_away, 1);
+	cr_assert_str_eq(s->pools[0].note, "1 donor(s) away");
+	cr_assert_eq(s->generation, 9);
 	cr_assert_eq(s->n_hosts, 2);
 	cr_assert_str_eq(s->hosts[1].host, "198.18.0.3");
 	rmp_status_free(s);

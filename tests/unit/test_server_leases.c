@@ -109,3 +109,28 @@ Test(server_leases, many_expire_in_one_pass)
 	rmp_srv_leases_fini(&t);
 	cr_assert_eq(rmp_srv_leases_next_deadline(&t), UINT64_MAX);
 }
+
+Test(server_leases, restored_leases_keep_their_ids_and_ids_never_repeat)
+{
+	struct rmp_srv_leases t;
+	int o;
+	uint64_t id;
+
+	rmp_srv_leases_init(&t, 100, 1);
+	cr_assert_eq(rmp_srv_leases_restore(&t, 40, 3, 7, 500), 0);
+	cr_assert_eq(rmp_srv_leases_restore(&t, 12, 3, 8, 450), 0);
+	cr_assert_eq(rmp_srv_leases_restore(&t, 40, 3, 7, 500), -EEXIST);
+	cr_assert_eq(rmp_srv_leases_restore(&t, 0, 3, 7, 500), -EEXIST);
+	const struct rmp_srv_lease *l = rmp_srv_leases_find(&t, 40);
+	cr_assert_not_null(l);
+	cr_assert_eq(l->pool_id, 3);
+	cr_assert_eq(l->client_id, 7);
+	cr_assert_null(l->owner, "no owner until it is renewed");
+	cr_assert_eq(rmp_srv_leases_grant(&t, 3, 9, NULL, 0, &id), 0);
+	cr_assert_eq(id, 41, "a new lease takes an id past every restored one");
+	/* A renewal by its holder's new connection takes it over. */
+	cr_assert_eq(rmp_srv_leases_renew(&t, 12, &o, 400), 0);
+	cr_assert_eq(rmp_srv_leases_find(&t, 12)->owner, &o);
+	cr_assert_eq(rmp_srv_leases_find(&t, 12)->deadline_ms, 500);
+	rmp_srv_leases_fini(&t);
+}

@@ -29,6 +29,8 @@ Test(server_options, defaults)
 	cr_assert_eq(cfg.lease_ms, 10000);
 	cr_assert_eq(cfg.self_contribution, 0);
 	cr_assert_str_eq(cfg.rdma_addr, "");
+	cr_assert_str_eq(cfg.state_dir, "/var/lib/rmpool");
+	cr_assert_eq(cfg.donor_return_ms, 30000);
 }
 
 Test(server_options, cross_checks)

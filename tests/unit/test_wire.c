@@ -20,6 +20,7 @@ static const enum rmp_wire_type all_types[] = {
 	RMP_MSG_SEGTAB_FETCH,	RMP_MSG_SEGTAB,		  RMP_MSG_POOL_CLOSE,
 	RMP_MSG_POOL_DESTROY,	RMP_MSG_LEASE_RENEW,	  RMP_MSG_LEASE_GRANT,
 	RMP_MSG_LEASE_EXPIRED,	RMP_MSG_STATUS_REQUEST,	  RMP_MSG_STATUS_REPLY,
+	RMP_MSG_POOL_FORGET,
 };
 #define N_TYPES (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -148,6 +149,9 @@ static void sample(enum rmp_wire_type type, struct rmp_wire_msg *m)
 	case RMP_MSG_POOL_DESTROY:
 		strcpy(m->u.pool_destroy.name, "kv-cache");
 		break;
+	case RMP_MSG_POOL_FORGET:
+		strcpy(m->u.pool_forget.name, "kv-cache");
+		break;
 	case RMP_MSG_LEASE_RENEW:
 		m->u.lease_renew.lease_id = 0xfeedull;
 		break;
@@ -173,6 +177,12 @@ static void sample(enum rmp_wire_type type, struct rmp_wire_msg *m)
 			sample_pools[i].clients = 2 + i;
 			sample_pools[i].donors = 10;
 			sample_pools[i].segtab_version = 3;
+			sample_pools[i].state = i ? RMP_POOL_LOST : RMP_POOL_READY;
+			sample_pools[i].donors_away = 1 + i;
+			sample_pools[i].donors_lost = i;
+			sample_pools[i].lost_bytes = i ? 8ull << 30 : 0;
+			snprintf(sample_pools[i].note, sizeof(sample_pools[i].note), "%s",
+				 i ? "metadata object /rmpool-pool-1 is gone" : "");
 			snprintf(sample_hosts[i].host, sizeof(sample_hosts[i].host), "host-%u", i);
 			sample_hosts[i].donors = 10;
 			sample_hosts[i].budget = 64ull << 30;
@@ -182,6 +192,7 @@ static void sample(enum rmp_wire_type type, struct rmp_wire_msg *m)
 		m->u.status.pools = sample_pools;
 		m->u.status.n_hosts = 2;
 		m->u.status.hosts = sample_hosts;
+		m->u.status.generation = 0x1234567ull;
 		break;
 	}
 }
