@@ -9,6 +9,9 @@
  *           wrong-pool    well signed, for another pool
  *           expired       well signed, expired a second ago
  *           wrong-secret  signed with another secret
+ *           old-generation  well signed, under the coordinator generation
+ *                         before this one (as a client that has not
+ *                         reconnected since a restart would mint it)
  * Exit 0 when the coordinator refused the connection (one line on
  * stdout says how), 1 when it accepted it or the probe could not run
  * (tests/check.h: one "probe_metadata: FAILED: ..." line), 2 for bad
@@ -43,7 +46,8 @@ static int forge(const char *mode, const rmp_pool *p, const rmp_client *c, uint8
 {
 	uint64_t now_ms = rmp_wall_ms();
 	struct rmp_wire_token t = { .kind = RMP_TOKEN_METADATA, .target_id = p->pool_id,
-				    .client_id = rmp_client_id(c), .expires_ms = now_ms + 60000 };
+				    .client_id = rmp_client_id(c), .expires_ms = now_ms + 60000,
+				    .generation = (uint16_t)c->ctl.generation };
 	const rmp_auth_key *key = rmp_client_key(c);
 
 	*len = RMP_AUTH_TOKEN_LEN;
@@ -62,6 +66,10 @@ static int forge(const char *mode, const rmp_pool *p, const rmp_client *c, uint8
 	}
 	if (strcmp(mode, "expired") == 0) {
 		t.expires_ms = now_ms - 1000;
+		return rmp_auth_token_make(key, &t, tok);
+	}
+	if (strcmp(mode, "old-generation") == 0) {
+		t.generation = (uint16_t)(c->ctl.generation - 1);
 		return rmp_auth_token_make(key, &t, tok);
 	}
 	if (strcmp(mode, "wrong-secret") == 0) {
@@ -86,7 +94,7 @@ int main(int argc, char **argv)
 
 	if (argc != 5) {
 		fprintf(stderr, "usage: probe_metadata COORDINATOR SECRET_FILE NAME "
-				"none|garbage|wrong-pool|expired|wrong-secret\n");
+				"none|garbage|wrong-pool|expired|wrong-secret|old-generation\n");
 		return 2;
 	}
 	check_init("probe_metadata", NULL, 0);

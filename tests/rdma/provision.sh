@@ -17,7 +17,8 @@
 #   - `rmpool pool check` on guest 2 reads the metadata region over RDMA:
 #     valid, free bytes == capacity;
 #   - a garbage frame, a wrong secret and rdma_cm connections without a
-#     valid token are refused, and the pool still checks out afterwards;
+#     valid token (or with one of an older generation) are refused, and the
+#     pool still checks out afterwards;
 #   - a consumer that stops renewing (SIGSTOP) loses its lease (metrics
 #     and the coordinator's log say so);
 #   - `rmpool pool destroy` leaves no donor process on any guest.
@@ -255,7 +256,7 @@ PY
 wp=$(vmx 3 python3 "$work/wrong_proof.py" "$coord_ip" "$PORT") || fail "a forged proof was accepted: $wp"
 note "forged proof (no secret): $wp"
 # rdma_cm connections to the metadata endpoint without a valid token.
-for mode in none garbage wrong-pool expired wrong-secret; do
+for mode in none garbage wrong-pool expired wrong-secret old-generation; do
 	"$VM" exec --timeout 400 3 -- sh -c 'out=$1; shift; exec "$@" >"$out" 2>"$out.err"' sh \
 		"$work/probe.out" "$PROBE" "$coord" "$secret" "$POOL" "$mode" ||
 		fail "rdma_cm connect with token '$mode': $(cat "$work/probe.out" "$work/probe.out.err")"
@@ -267,7 +268,9 @@ auth1=$(metric rmpool_auth_failures_total "$m1")
 ((rej1 >= rej0 + 2)) || fail "metrics: frames_rejected_total $rej0 -> $rej1, want +2"
 ((auth1 >= auth0 + 1)) || fail "metrics: auth_failures_total $auth0 -> $auth1, want +1"
 n_rdma_rej=$(grep -c 'rdma: connect request.*rejected\|rdma: connect request without a valid token' "$RMPOOL_VM_SCRATCH/$SRV.log" || true)
-((n_rdma_rej >= 5)) || fail "the coordinator logged $n_rdma_rej rejected rdma_cm requests, want 5"
+((n_rdma_rej >= 6)) || fail "the coordinator logged $n_rdma_rej rejected rdma_cm requests, want 6"
+grep -q 'rdma: connect request .*older than this coordinator' "$RMPOOL_VM_SCRATCH/$SRV.log" ||
+	fail "the coordinator did not log refusing a token of an older generation"
 note "bad peers refused: frames_rejected_total $rej0 -> $rej1, auth_failures_total $auth0 -> $auth1, $n_rdma_rej rdma_cm rejections logged"
 check_pool "after the bad peers"
 
