@@ -102,7 +102,7 @@ status_of() { # EXPR on the pool's entry in `status --json` -> value
 
 # Waits until the pool is ready again; prints the seconds it took.
 wait_ready() { # SECONDS
-	local st= t0=$SECONDS
+	local st='' t0=$SECONDS
 	for _ in $(seq 1 "$1"); do
 		st=$(status_of "['state']" 2>/dev/null || echo none)
 		[[ $st == ready ]] && { echo $((SECONDS - t0)); return 0; }
