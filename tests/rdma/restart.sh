@@ -3,6 +3,7 @@
 # Soft-RoCE hosts (qemu guests of deploy/vm/rmpool-vm).
 #
 # Usage: restart.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor PATH/TO/restart_data
+#                   PATH/TO/probe_metadata
 # Run:   deploy/vm/rmpool-vm run --hosts 3 -- ctest --test-dir build -R rdma_restart
 #
 # Scenario (first version: the coordinator's side; the consumer that
@@ -30,11 +31,12 @@
 # and restarts survived out of tried. Never skips: no harness, no pass.
 set -euo pipefail
 
-usage="usage: restart.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor PATH/TO/restart_data"
+usage="usage: restart.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor PATH/TO/restart_data PATH/TO/probe_metadata"
 CLI=${1:?$usage}
 SERVER=${2:?$usage}
 DONOR=${3:?$usage}
 RDATA=${4:?$usage}
+PROBE=${5:?$usage}
 VM=$(cd "$(dirname "$(readlink -f "$0")")/../../deploy/vm" && pwd)/rmpool-vm
 
 # 40M per process: 32M regions after the donor's footprint, in 4M
@@ -58,7 +60,7 @@ source "$(dirname "$(readlink -f "$0")")/cluster-lib.sh"
 	fail "RMPOOL_VM_DIR is unset: run under the harness, e.g. deploy/vm/rmpool-vm run --hosts 3 -- ctest --test-dir build -R rdma_restart"
 read -r -a hosts <<<"${RMPOOL_VM_HOSTS:-}"
 ((${#hosts[@]} >= 3)) || fail "needs 3 hosts, the run has ${#hosts[@]} (${RMPOOL_VM_HOSTS:-none})"
-for b in "$CLI" "$SERVER" "$DONOR" "$RDATA"; do
+for b in "$CLI" "$SERVER" "$DONOR" "$RDATA" "$PROBE"; do
 	[[ -x $b ]] || fail "$b is not built"
 done
 command -v python3 >/dev/null || fail "python3 is needed on the host to read JSON"
@@ -69,7 +71,8 @@ work=$RMPOOL_VM_SCRATCH/restart_$$
 mkdir -p "$work"
 secret=$work/secret
 (umask 077 && head -c 24 /dev/urandom | base64 >"$secret")
-STATE_DIR=/tmp/rmpool-state.restart.$$
+# One state directory for every coordinator of the run (stack-lib.sh).
+STACK_STATE_DIR=/tmp/rmpool-state.restart.$$
 SRV=restart_srv0_$$
 agent_job() { echo "restart_agent$1_$$"; }
 
@@ -114,13 +117,9 @@ wait_ready() { # SECONDS
 # ------------------------------------------------------------ the cluster and the pool
 start_coordinator --lease-timeout "$LEASE" --donor-return-timeout 60s
 for g in 1 2 3; do
-	ip=${hosts[g - 1]}
-	"$VM" exec --bg "$(agent_job $g)" "$g" -- "$DONOR" --agent --coordinator "$coord" \
-		--secret-file "$secret" --budget "$BUDGET" --process-limit "$PROCESS_LIMIT" \
-		--rdma-addr "$ip" --host "$ip" --log-level debug ||
-		fail "cannot start the agent on guest $g"
+	stack_agent "$(agent_job $g)" "$g" "$BUDGET" "$PROCESS_LIMIT" --log-level debug
 done
-wait_metric rmpool_agents 3 60
+stack_wait_agents 3 60
 cli 2 "$work/create.out" pool create "$POOL" "$POOL_SIZE" ||
 	fail "pool create $POOL $POOL_SIZE: $(cat "$work/create.out.err")"
 capacity=$(status_of "['capacity']")
@@ -160,8 +159,8 @@ for i in $(seq 1 "$CYCLES"); do
 	rdata get "$POOL" "$work/blocks"
 	rdata put "$POOL" "$work/more" $((1 << 20)) 1
 	rdata get "$POOL" "$work/blocks"
-	cli 3 "$work/probe.out" probe-metadata "$POOL" old-generation ||
-		fail "restart $i: a token of the generation before was not refused: $(cat "$work/probe.out" "$work/probe.out.err")"
+	"$VM" exec --timeout 400 3 -- "$PROBE" "$coord" "$secret" "$POOL" old-generation >"$work/probe.out" 2>&1 ||
+		fail "restart $i: a token of the generation before was not refused: $(cat "$work/probe.out")"
 	survived=$((survived + 1))
 done
 
@@ -176,9 +175,9 @@ usable=$(json "$work/check.json" "j['usable']")
 ((free == usable)) || fail "pool check: free bytes $free after every free, want $usable"
 note "after the restarts and every free: free bytes == capacity ($free), invariants hold"
 
-out=$("$VM" exec --timeout 60 1 -- sh -c "RMPOOL_SECRET=x$(cat "$secret") '$SERVER' --listen $coord_ip:$((PORT + 50)) --http-port 0 --state-dir '$STATE_DIR' 2>&1; echo status \$?" || true)
+out=$("$VM" exec --timeout 60 1 -- sh -c "RMPOOL_SECRET=x$(cat "$secret") '$SERVER' --listen $coord_ip:$((PORT + 50)) --http-port 0 --state-dir '$STACK_STATE_DIR' 2>&1; echo status \$?" || true)
 grep -q 'held by another rmpool-server (pid' <<<"$out" && grep -q 'status 1' <<<"$out" ||
-	fail "a second coordinator on $STATE_DIR was not refused: $out"
+	fail "a second coordinator on $STACK_STATE_DIR was not refused: $out"
 note "a second coordinator on the same state directory: $(grep -o 'state directory .*' <<<"$out" | head -1)"
 
 cli 2 "$work/destroy.out" pool destroy "$POOL" || fail "pool destroy: $(cat "$work/destroy.out.err")"
