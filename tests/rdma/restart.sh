@@ -6,7 +6,7 @@
 #                   PATH/TO/probe_metadata
 # Run:   deploy/vm/rmpool-vm run --hosts 3 -- ctest --test-dir build -R rdma_restart
 #
-# Scenario (first version: the coordinator's side; the consumer that
+# Scenario (the coordinator's side and the donors'; the consumer that
 # rides through each outage with a write/verify loop comes with the
 # library's part of the issue):
 #   - the coordinator on guest 1 with a state directory of its own, an
