@@ -25,7 +25,7 @@
 #define RMP_BUDDY_WCACHE     64u /* bitmap words a ctx remembers without a cache of its own */
 /* Header word 4: the generation of the coordinator that registered the
  * region last (set with the CPU before each registration; clients only
- * read header words). The engine neither sets nor checks it. */
+ * read it). The engine neither sets nor checks it. */
 #define RMP_BUDDY_HDR_GEN_WORD 4u
 
 /* Where everything lives in the metadata region, in words. */

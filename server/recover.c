@@ -31,7 +31,7 @@
  * The generation word is the one store a restarted coordinator makes in
  * a pool's metadata, and it makes it with the CPU before the region is
  * registered again: no RDMA reaches the region then (the registration of
- * the process before died with it), and no client ever writes a header
+ * the process before died with it), and no client ever writes that
  * word, so the store races with nothing (DESIGN.md, "Generations").
  */
 #include <errno.h>
