@@ -65,6 +65,8 @@ const char *rmp_strerror(int rc)
 		return "the coordinator refused the request";
 	case RMP_ECORRUPT:
 		return "the pool's allocator metadata fails its invariants";
+	case RMP_EAWAY:
+		return "the coordinator is away (restarting or unreachable); the library reconnects by itself: try again";
 	case ENOSYS:
 		return "not implemented yet (the RDMA data path comes in a later release)";
 	case ENOTCONN:

@@ -83,7 +83,13 @@ enum {
 	RMP_EAUTH = 4096,   /* the handshake failed: secrets differ */
 	RMP_ELEASE = 4097,  /* the pool's lease expired: reopen the pool */
 	RMP_EREMOTE = 4098, /* the coordinator refused; rmp_last_error() says why */
-	RMP_ECORRUPT = 4099 /* pool metadata fails its invariants */
+	RMP_ECORRUPT = 4099, /* pool metadata fails its invariants */
+	/* The coordinator is away (its connection dropped; it restarts, or
+	 * the network is down) or the pool is still being re-adopted after
+	 * its restart. The library reconnects by itself in the background:
+	 * try again later. Reads and writes of blocks this process allocated
+	 * never return it (they need only the donors). */
+	RMP_EAWAY = 4100
 };
 
 /* ---- connecting ---------------------------------------------------- */
