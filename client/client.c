@@ -22,6 +22,19 @@
  * to the next request. (ACKs name the request they answer, so a late ACK
  * of a POOL_CLOSE is harmless and does not need that.)
  *
+ * When the connection drops (the coordinator restarts, or the network
+ * fails), nothing is torn down: the client goes "away", calls fail at
+ * once with -RMP_EAWAY, and the I/O thread reconnects with bounded
+ * backoff (RECONNECT_BASE_MS doubling to RECONNECT_MAX_MS, jittered),
+ * forever, until rmp_disconnect. Back, it renews every pool's lease by
+ * its old id (the restarted coordinator has it on record and grants a
+ * grace of one lease) and fetches each pool's segment table again
+ * (SEGTAB_FETCH, retried while the pool is still being re-adopted); the
+ * new table brings the metadata region's new key, and the data path
+ * re-opens its metadata connection on its next use. Lease expiry is not
+ * counted locally while away: the coordinator is the judge once it is
+ * back (a refused renewal marks the pool expired).
+ *
  * The connection itself - connect, handshake, frames - is common/ctlconn.c,
  * shared with the donor and the agent; the handshake runs before the
  * thread starts, synchronously. connect_rc() is the one place its codes
@@ -44,6 +57,13 @@
 #define RENEW_BATCH 32u
 /* The I/O thread wakes at least this often, to notice silent lease loss. */
 #define IO_TICK_MS 1000
+/* Reconnect pacing (ctlconn.h's backoff), and one attempt's bound. */
+#define RECONNECT_BASE_MS 100u
+#define RECONNECT_MAX_MS 1000u
+#define RECONNECT_JITTER_PCT 50u
+#define RECONNECT_ATTEMPT_MS 3000u
+/* SEGTAB_FETCH again this long after "the pool is being re-adopted". */
+#define REFETCH_MS 200u
 
 /* ---- locking helpers: these cannot fail on a valid, unlocked mutex ---- */
 
@@ -84,13 +104,33 @@ static void wake_io(rmp_client *c)
 	(void)n; /* a full pipe already holds a wake-up */
 }
 
-/* Requires c->lock. The connection is unusable from now on. */
-static void mark_dead_locked(rmp_client *c, int rc)
+bool rmp_client_away(const rmp_client *c)
 {
-	if (c->dead)
+	return atomic_load_explicit(&c->away_flag, memory_order_acquire);
+}
+
+int rmp_client_fail_away(rmp_client *c, const char *what)
+{
+	lock(&c->lock);
+	uint64_t since = c->away ? rmp_mono_ms() - c->away_since_ms : 0;
+	char text[sizeof(c->away_text)];
+	snprintf(text, sizeof(text), "%s", c->away_text);
+	unlock(&c->lock);
+	return rmp_client_fail(c, -RMP_EAWAY, "%s: the coordinator %s:%u is away (%llu ms; %s); "
+			       "reconnecting in the background", what, c->host, (unsigned)c->port,
+			       (unsigned long long)since, text[0] ? text : "connection lost");
+}
+
+/* Requires c->lock. The connection is gone: calls fail with -RMP_EAWAY
+ * (the one in flight ends), and the I/O thread reconnects. */
+static void go_away_locked(rmp_client *c, int rc, const char *why)
+{
+	if (c->away || c->dead)
 		return;
-	c->dead = true;
-	c->dead_rc = rc;
+	c->away = true;
+	c->away_since_ms = rmp_mono_ms();
+	snprintf(c->away_text, sizeof(c->away_text), "%s: %s", why, rmp_strerror(rc));
+	atomic_store_explicit(&c->away_flag, true, memory_order_release);
 	pthread_cond_broadcast(&c->cond);
 }
 
@@ -115,6 +155,68 @@ static bool call_wants(const struct rmp_call *call, const struct rmp_wire_msg *m
 		if (call->want[i] == m->type)
 			return true;
 	return false;
+}
+
+/* Requires c->lock. A pool's table as the coordinator has it now (the
+ * answer to the I/O thread's SEGTAB_FETCH after a reconnect). What the
+ * library follows: the metadata region's key and address and the
+ * coordinator's endpoint (a restart changes them), and the version. The
+ * donors and segments stay those the pool opened with: a restart does
+ * not change them (the coordinator re-adopts the same donors), and
+ * following a donor's replacement is the elasticity work's. */
+static void install_segtab_locked(rmp_client *c, const struct rmp_wire_segtab_reply *r)
+{
+	rmp_pool *p = c->pools;
+
+	while (p && (p->pool_id != r->pool_id || !p->resync))
+		p = p->next;
+	if (!p)
+		return; /* closed meanwhile, or not asked for */
+	const struct rmp_wire_segtab *t = &r->segtab;
+	if (t->meta.len != p->segtab.meta.len || t->space_log2 != p->segtab.space_log2 ||
+	    t->min_block_log2 != p->segtab.min_block_log2) {
+		p->expired = true;
+		snprintf(p->expired_text, sizeof(p->expired_text),
+			 "pool %s came back with another geometry (metadata %llu bytes, was %llu): reopen it",
+			 p->name, (unsigned long long)t->meta.len, (unsigned long long)p->segtab.meta.len);
+	}
+	p->segtab.version = t->version;
+	p->segtab.meta = t->meta;
+	p->segtab.coordinator = t->coordinator;
+	p->resync = false;
+	p->fetch_sent_ms = 0;
+	/* Always a new epoch, even with the same key: the metadata
+	 * connection went with the coordinator the control connection lost. */
+	atomic_fetch_add_explicit(&p->meta_epoch, 1, memory_order_acq_rel);
+	atomic_store_explicit(&p->resyncing, false, memory_order_release);
+}
+
+/* Requires c->lock. An ERROR answering the I/O thread's SEGTAB_FETCH:
+ * fetches are answered in order, so it is the oldest one outstanding.
+ * EAGAIN: the pool is still being re-adopted (its donors registering
+ * again): ask again shortly. Anything else (the pool was lost, or
+ * forgotten): the pool is expired with the coordinator's reason. false
+ * when no fetch of ours is outstanding (then it is a caller's). */
+static bool refetch_refused_locked(rmp_client *c, const struct rmp_wire_error *e)
+{
+	rmp_pool *oldest = NULL;
+
+	for (rmp_pool *p = c->pools; p; p = p->next)
+		if (p->resync && p->fetch_sent_ms && (!oldest || p->fetch_sent_ms < oldest->fetch_sent_ms))
+			oldest = p;
+	if (!oldest)
+		return false;
+	oldest->fetch_sent_ms = 0;
+	if (e->code == EAGAIN) {
+		oldest->fetch_next_ms = rmp_mono_ms() + REFETCH_MS;
+		return true;
+	}
+	oldest->resync = false;
+	oldest->expired = true;
+	snprintf(oldest->expired_text, sizeof(oldest->expired_text), "after the coordinator's restart: %.*s",
+		 (int)RMP_WIRE_TEXT_MAX, e->text);
+	atomic_store_explicit(&oldest->resyncing, false, memory_order_release);
+	return true;
 }
 
 /* Requires c->lock. Takes over m (moves it or releases it). */
@@ -157,7 +259,14 @@ static void dispatch_locked(rmp_client *c, struct rmp_wire_msg *m)
 			}
 		}
 		break;
+	case RMP_MSG_SEGTAB:
+		if (call && !call->done && call_wants(call, m))
+			goto reply; /* a caller's own fetch */
+		install_segtab_locked(c, &m->u.segtab);
+		break;
 	case RMP_MSG_ERROR:
+		if (m->u.error.ref_type == RMP_MSG_SEGTAB_FETCH && refetch_refused_locked(c, &m->u.error))
+			break;
 		if (m->u.error.ref_type == RMP_MSG_LEASE_RENEW) {
 			/* Renewals are answered in order: the oldest one
 			 * outstanding is the one refused. */
@@ -180,6 +289,7 @@ static void dispatch_locked(rmp_client *c, struct rmp_wire_msg *m)
 		}
 		break;
 	default:
+	reply:
 		if (call && !call->done && call_wants(call, m)) {
 			if (m->type == RMP_MSG_POOL_READY && call->pool_name) {
 				call->new_pool = rmp_pool_from_ready(c, call->pool_name, &m->u.pool_ready);
@@ -230,45 +340,189 @@ static unsigned due_renewals_locked(rmp_client *c, uint64_t now, uint64_t *ids, 
 	return n;
 }
 
+/* Pools whose table must be fetched again (after a reconnect): their
+ * pool ids in ids[], at most RENEW_BATCH. Requires c->lock; lowers
+ * *wait_ms to the next retry. */
+static unsigned due_fetches_locked(rmp_client *c, uint64_t now, uint32_t *ids, int *wait_ms)
+{
+	unsigned n = 0;
+
+	for (rmp_pool *p = c->pools; p; p = p->next) {
+		if (!p->resync || p->fetch_sent_ms)
+			continue;
+		if (now >= p->fetch_next_ms && n < RENEW_BATCH) {
+			ids[n++] = p->pool_id;
+			p->fetch_sent_ms = now;
+			continue;
+		}
+		int w = p->fetch_next_ms > now ? (int)(p->fetch_next_ms - now) : 0;
+		if (w < *wait_ms)
+			*wait_ms = w;
+	}
+	return n;
+}
+
+/* The connection is back (c->lock held): every pool renews its lease by
+ * its old id at once, with a grace of one time to live from now (the
+ * restarted coordinator grants the same), and fetches its table again. */
+static void back_locked(rmp_client *c)
+{
+	uint64_t now = rmp_mono_ms();
+
+	for (rmp_pool *p = c->pools; p; p = p->next) {
+		p->last_grant_ms = now;
+		p->next_renew_ms = now;
+		p->renew_sent_ms = 0;
+		p->resync = true;
+		p->fetch_next_ms = now;
+		p->fetch_sent_ms = 0;
+		atomic_store_explicit(&p->resyncing, true, memory_order_release);
+	}
+	c->away = false;
+	c->away_text[0] = '\0';
+	c->reconnects++;
+	atomic_store_explicit(&c->away_flag, false, memory_order_release);
+	pthread_cond_broadcast(&c->cond);
+}
+
+/* One reconnect attempt, after the backoff's delay (cut short by a stop).
+ * The socket is replaced under wlock, so a sender never writes to a
+ * descriptor that is being closed and reused. */
+static void reconnect_step(rmp_client *c)
+{
+	char err[256];
+	struct pollfd pfd = { .fd = c->wake[0], .events = POLLIN };
+
+	(void)poll(&pfd, 1, (int)rmp_ctlconn_backoff_next(&c->backoff));
+	if (pfd.revents & POLLIN) {
+		char buf[64];
+		while (read(c->wake[0], buf, sizeof(buf)) > 0)
+			;
+	}
+	lock(&c->lock);
+	bool stop = c->stopping;
+	unlock(&c->lock);
+	if (stop)
+		return;
+
+	unsigned t = c->opts.connect_timeout_ms < RECONNECT_ATTEMPT_MS ? c->opts.connect_timeout_ms
+								     : RECONNECT_ATTEMPT_MS;
+	lock(&c->wlock);
+	atomic_fetch_add_explicit(&c->conn_epoch, 1, memory_order_acq_rel);
+	int rc = rmp_ctlconn_reconnect(&c->ctl, rmp_deadline_ms(t), err, sizeof(err));
+	uint64_t known = atomic_load_explicit(&c->generation, memory_order_relaxed);
+	if (rc == 0 && c->ctl.generation < known) {
+		/* A coordinator older than the one we knew (a stale process on
+		 * an old state directory): not ours to trust. */
+		snprintf(err, sizeof(err), "coordinator %.100s: generation %llu is older than %llu, seen before",
+			 c->ctl.peer, (unsigned long long)c->ctl.generation, (unsigned long long)known);
+		rmp_ctlconn_close(&c->ctl);
+		rc = -ESTALE;
+	}
+	if (rc == 0)
+		atomic_store_explicit(&c->generation, c->ctl.generation, memory_order_release);
+	unlock(&c->wlock);
+
+	lock(&c->lock);
+	if (rc == 0) {
+		rmp_ctlconn_backoff_reset(&c->backoff);
+		back_locked(c);
+	} else {
+		snprintf(c->away_text, sizeof(c->away_text), "reconnecting: %.200s", err);
+	}
+	unlock(&c->lock);
+}
+
+/* Sends what is due (renewals, table fetches); on a send failure the
+ * client goes away. Returns whether anything was sent. */
+static bool send_due(rmp_client *c, int *wait_ms)
+{
+	uint64_t ids[RENEW_BATCH];
+	uint32_t pids[RENEW_BATCH];
+
+	lock(&c->lock);
+	uint64_t now = rmp_mono_ms();
+	unsigned n = due_renewals_locked(c, now, ids, wait_ms);
+	unsigned nf = due_fetches_locked(c, now, pids, wait_ms);
+	unlock(&c->lock);
+
+	int rc = 0;
+	for (unsigned i = 0; i < n && !rc; i++) {
+		struct rmp_wire_msg m = { .type = RMP_MSG_LEASE_RENEW };
+		m.u.lease_renew.lease_id = ids[i];
+		rc = rmp_client_send(c, &m);
+	}
+	for (unsigned i = 0; i < nf && !rc; i++) {
+		struct rmp_wire_msg m = { .type = RMP_MSG_SEGTAB_FETCH };
+		m.u.segtab_fetch.pool_id = pids[i];
+		rc = rmp_client_send(c, &m);
+	}
+	if (rc) {
+		lock(&c->lock);
+		go_away_locked(c, rc, "sending to the coordinator");
+		unlock(&c->lock);
+	}
+	return n + nf > 0;
+}
+
+/* Reads what came and dispatches it; a lost connection or a bad frame
+ * sends the client away. */
+static void read_frames(rmp_client *c)
+{
+	char err[256];
+
+	int rc = rmp_ctlconn_fill(&c->ctl);
+	if (rc < 0) {
+		lock(&c->lock);
+		go_away_locked(c, rc, "the connection was lost");
+		unlock(&c->lock);
+		return;
+	}
+	for (;;) {
+		struct rmp_wire_msg m;
+		rc = rmp_ctlconn_pop(&c->ctl, &m, err, sizeof(err));
+		if (rc == 0)
+			return;
+		lock(&c->lock);
+		if (rc < 0)
+			go_away_locked(c, -EPROTO, err);
+		else
+			dispatch_locked(c, &m);
+		unlock(&c->lock);
+		if (rc < 0)
+			return;
+	}
+}
+
 static void *io_main(void *arg)
 {
 	rmp_client *c = arg;
-	uint64_t ids[RENEW_BATCH];
-	char err[256];
 
 	for (;;) {
-		int wait_ms;
 		lock(&c->lock);
-		if (c->stopping || c->dead) {
-			unlock(&c->lock);
-			break;
-		}
-		uint64_t now = rmp_mono_ms();
-		unsigned n = due_renewals_locked(c, now, ids, &wait_ms);
+		bool stop = c->stopping || c->dead, away = c->away;
 		unlock(&c->lock);
-
-		for (unsigned i = 0; i < n; i++) {
-			struct rmp_wire_msg m = { .type = RMP_MSG_LEASE_RENEW };
-			m.u.lease_renew.lease_id = ids[i];
-			int rc = rmp_client_send(c, &m);
-			if (rc) {
-				lock(&c->lock);
-				mark_dead_locked(c, -ENOTCONN);
-				unlock(&c->lock);
-				break;
-			}
+		if (stop)
+			break;
+		if (away) {
+			reconnect_step(c);
+			continue;
 		}
+		int wait_ms = IO_TICK_MS;
+		bool sent = send_due(c, &wait_ms);
+		if (rmp_client_away(c))
+			continue;
 
 		struct pollfd pfd[2] = {
 			{ .fd = c->ctl.fd, .events = POLLIN },
 			{ .fd = c->wake[0], .events = POLLIN },
 		};
-		int pn = poll(pfd, 2, n ? 0 : wait_ms);
+		int pn = poll(pfd, 2, sent ? 0 : wait_ms);
 		if (pn < 0 && errno != EINTR) {
 			lock(&c->lock);
-			mark_dead_locked(c, -errno);
+			go_away_locked(c, -errno, "poll");
 			unlock(&c->lock);
-			break;
+			continue;
 		}
 		if (pn <= 0)
 			continue;
@@ -277,43 +531,36 @@ static void *io_main(void *arg)
 			while (read(c->wake[0], buf, sizeof(buf)) > 0)
 				;
 		}
-		if (!(pfd[0].revents & (POLLIN | POLLERR | POLLHUP)))
-			continue;
-		int rc = rmp_ctlconn_fill(&c->ctl);
-		if (rc < 0) {
-			lock(&c->lock);
-			mark_dead_locked(c, -ENOTCONN);
-			unlock(&c->lock);
-			break;
-		}
-		for (;;) {
-			struct rmp_wire_msg m;
-			rc = rmp_ctlconn_pop(&c->ctl, &m, err, sizeof(err));
-			if (rc == 0)
-				break;
-			lock(&c->lock);
-			if (rc < 0)
-				mark_dead_locked(c, -EPROTO);
-			else
-				dispatch_locked(c, &m);
-			unlock(&c->lock);
-			if (rc < 0)
-				break;
-		}
+		if (pfd[0].revents & (POLLIN | POLLERR | POLLHUP))
+			read_frames(c);
 	}
 	return NULL;
 }
 
 /* ---- requests ---- */
 
-int rmp_client_send(rmp_client *c, const struct rmp_wire_msg *m)
+/* Sends m on the connection of epoch (a reconnect since: -ENOTCONN, so
+ * that a request meant for the lost coordinator never reaches the new
+ * one unannounced). */
+static int send_in_epoch(rmp_client *c, const struct rmp_wire_msg *m, uint64_t epoch)
 {
 	unsigned t = c->opts.request_timeout_ms;
 
 	lock(&c->wlock);
-	int rc = rmp_ctlconn_send(&c->ctl, m, rmp_deadline_ms(t));
+	int rc = atomic_load_explicit(&c->conn_epoch, memory_order_acquire) != epoch || c->ctl.fd < 0
+			 ? -ENOTCONN
+			 : rmp_ctlconn_send(&c->ctl, m, rmp_deadline_ms(t));
 	unlock(&c->wlock);
 	return rc;
+}
+
+int rmp_client_send(rmp_client *c, const struct rmp_wire_msg *m)
+{
+	uint64_t epoch = atomic_load_explicit(&c->conn_epoch, memory_order_acquire);
+
+	if (rmp_client_away(c))
+		return -ENOTCONN;
+	return send_in_epoch(c, m, epoch);
 }
 
 static void run_progress(rmp_client *c, struct rmp_progress_item *it)
@@ -374,27 +621,31 @@ static int do_call(rmp_client *c, struct rmp_call *callp, const struct rmp_wire_
 
 	lock(&c->call_lock);
 	lock(&c->lock);
-	if (c->dead) {
+	if (c->dead || c->away) {
 		rc = c->dead_rc;
+		bool away = c->away;
 		unlock(&c->lock);
 		unlock(&c->call_lock);
+		if (away)
+			return rmp_client_fail_away(c, what);
 		return rmp_client_fail(c, -ENOTCONN, "%s: not connected to %s:%u (%s)", what, c->host,
 				       (unsigned)c->port, rmp_strerror(rc));
 	}
+	uint64_t epoch = atomic_load_explicit(&c->conn_epoch, memory_order_acquire);
 	c->call = call;
 	unlock(&c->lock);
 
-	rc = rmp_client_send(c, req);
+	rc = send_in_epoch(c, req, epoch);
 
 	lock(&c->lock);
 	if (rc) {
-		mark_dead_locked(c, -ENOTCONN);
+		go_away_locked(c, rc, "sending a request");
 	} else {
 		struct timespec ts;
 		deadline_ts(deadline, &ts);
-		while (!call->done && !c->dead) {
+		while (!call->done && !c->dead && !c->away) {
 			drain_progress_locked(c, call);
-			if (call->done || c->dead)
+			if (call->done || c->dead || c->away)
 				break;
 			if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT)
 				break;
@@ -402,25 +653,27 @@ static int do_call(rmp_client *c, struct rmp_call *callp, const struct rmp_wire_
 		drain_progress_locked(c, call);
 	}
 	c->call = NULL;
-	bool timed_out = !call->done && !c->dead;
+	bool timed_out = !call->done && !c->dead && !c->away;
 	if (timed_out && req->type != RMP_MSG_POOL_CLOSE) {
-		/* Drop the connection: a late reply must not answer the next request. */
-		mark_dead_locked(c, -ENOTCONN);
+		/* Drop the connection: a late reply must not answer the next
+		 * request. The I/O thread connects again. */
+		go_away_locked(c, -ETIMEDOUT, "a request went unanswered");
 		shutdown(c->ctl.fd, SHUT_RDWR);
 	}
-	bool dead = c->dead;
+	bool lost = !call->done && (c->dead || c->away) && !timed_out;
 	unlock(&c->lock);
 	unlock(&c->call_lock);
 
 	if (rc)
-		return rmp_client_fail(c, -ENOTCONN, "%s: sending to %s:%u failed: %s", what, c->host,
-				       (unsigned)c->port, rmp_strerror(rc));
+		return rmp_client_fail(c, -RMP_EAWAY, "%s: sending to %s:%u failed: %s (reconnecting)", what,
+				       c->host, (unsigned)c->port, rmp_strerror(rc));
 	if (timed_out)
 		return rmp_client_fail(c, -ETIMEDOUT, "%s: no answer from %s:%u in %u ms", what,
 				       c->host, (unsigned)c->port, timeout_ms);
-	if (!call->done && dead)
-		return rmp_client_fail(c, -ENOTCONN, "%s: the connection to %s:%u was lost", what,
-				       c->host, (unsigned)c->port);
+	if (lost)
+		return rmp_client_fail(c, -RMP_EAWAY, "%s: the connection to %s:%u was lost before the "
+				       "answer (the request may have been carried out); reconnecting",
+				       what, c->host, (unsigned)c->port);
 	if (call->reply.type == RMP_MSG_ERROR) {
 		int code = call->reply.u.error.code ? (int)call->reply.u.error.code : RMP_EREMOTE;
 		rmp_client_fail(c, -code, "%s", call->reply.u.error.text);
@@ -559,6 +812,11 @@ static int connect_ctl(rmp_client *c, uint64_t deadline)
 	if (rc)
 		return rmp_client_fail(NULL, connect_rc(rc), "%s", err);
 	c->session_id = c->ctl.session_id;
+	atomic_store_explicit(&c->generation, c->ctl.generation, memory_order_release);
+	/* The jitter's seed differs per process: consumers that lost the
+	 * coordinator together do not come back in step. */
+	rmp_ctlconn_backoff_init(&c->backoff, RECONNECT_BASE_MS, RECONNECT_MAX_MS, RECONNECT_JITTER_PCT,
+				 c->session_id * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid());
 	return 0;
 }
 
@@ -686,6 +944,8 @@ void rmp_disconnect(rmp_client *c)
 	}
 	lock(&c->lock);
 	c->stopping = true;
+	c->dead = true;
+	c->dead_rc = -ENOTCONN;
 	unlock(&c->lock);
 	wake_io(c);
 	if (c->io_started)

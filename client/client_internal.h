@@ -20,14 +20,25 @@
  *                 takes it around rmp_ctlconn_send)
  *   c->lock       everything the I/O thread shares with callers: the
  *                 pending call, the list of open pools and their lease
- *                 state, dead/dead_rc; c->cond signals changes
+ *                 and table state, dead/dead_rc, away and its detail;
+ *                 c->cond signals changes
  * Order: call_lock, then lock or wlock; lock and wlock are never held
- * together.
+ * together. The I/O thread replaces the socket (a reconnect) under wlock.
+ *
+ * Riding through a coordinator restart (DESIGN.md, "Consumers ride
+ * through"): when the connection drops, the client is "away" (c->away,
+ * mirrored in the atomic c->away_flag for the data path's fast check)
+ * and the I/O thread reconnects in the background; calls fail at once
+ * with -RMP_EAWAY. Once back it renews each pool's lease by its old id
+ * and fetches its segment table; each pool stays "resyncing" (alloc and
+ * free: -RMP_EAWAY) until the new table is in, which raises the pool's
+ * meta_epoch; the data path then re-opens its metadata connection.
  */
 #ifndef RMP_CLIENT_INTERNAL_H
 #define RMP_CLIENT_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -98,14 +109,24 @@ struct rmp_client {
 	/* under lock */
 	struct rmp_call *call;
 	struct rmp_pool *pools;
-	bool dead;   /* the connection is gone; calls fail with dead_rc */
+	bool dead;   /* closed for good (rmp_disconnect); calls fail with dead_rc */
 	int dead_rc;
 	bool stopping;
+	bool away;              /* the connection dropped; the I/O thread reconnects */
+	uint64_t away_since_ms; /* monotonic: when it dropped */
+	char away_text[256];    /* why it dropped, then why the last reconnect failed */
+	uint64_t reconnects;    /* successful reconnects since rmp_connect */
 	rmp_progress_fn *progress_fn;
 	void *progress_arg;
 
 	pthread_t io_thread;
 	bool io_started;
+
+	/* Read without c->lock (the data path; senders): */
+	_Atomic bool away_flag;        /* == away */
+	_Atomic uint64_t generation;   /* the coordinator's, from the last AUTH_OK */
+	_Atomic uint64_t conn_epoch;   /* raised at each reconnect (under wlock) */
+	struct rmp_ctlconn_backoff backoff; /* the I/O thread's alone */
 };
 
 struct rmp_pool {
@@ -123,6 +144,14 @@ struct rmp_pool {
 	uint64_t renew_sent_ms; /* 0: no renewal outstanding */
 	bool expired;
 	char expired_text[RMP_WIRE_TEXT_MAX + 64];
+
+	/* after a reconnect, under c->lock: the table is being fetched again */
+	bool resync;
+	uint64_t fetch_next_ms; /* when to send (again) SEGTAB_FETCH */
+	uint64_t fetch_sent_ms; /* 0: none outstanding */
+	/* Read without c->lock by the data path: */
+	_Atomic bool resyncing;        /* == resync */
+	_Atomic uint64_t meta_epoch;   /* raised when a new table brings a new metadata key */
 
 	/* data path (data.c), set up on first use under data_lock */
 	pthread_mutex_t data_lock;
@@ -146,6 +175,16 @@ int rmp_client_send(rmp_client *c, const struct rmp_wire_msg *m);
 void rmp_client_remove_pool(rmp_client *c, rmp_pool *p);
 /* Makes the I/O thread recompute its renewal deadlines now. */
 void rmp_client_wake(rmp_client *c);
+/* The coordinator is away (no lock: a hint that is exact once the I/O
+ * thread has noticed the loss). */
+bool rmp_client_away(const rmp_client *c);
+/* -RMP_EAWAY, with the detail (what was refused, since when, why) for
+ * rmp_last_error(). */
+int rmp_client_fail_away(rmp_client *c, const char *what);
+/* The pool's metadata region and coordinator endpoint as of meta_epoch
+ * *epoch (copied under c->lock: the I/O thread replaces them). */
+void rmp_pool_meta_get(rmp_pool *p, struct rmp_wire_region *meta, struct rmp_wire_endpoint *coord,
+		       uint64_t *epoch);
 const rmp_auth_key *rmp_client_key(const rmp_client *c);
 
 /* ---- pool.c ---- */

@@ -16,6 +16,17 @@
  * first transfer on each donor (transfer.c). data.h lists the other
  * modules of the data path and its locks.
  *
+ * The coordinator away (client.c: its connection dropped, it restarts):
+ * alloc, free and liveness checks of handles this process did not
+ * allocate fail at once with -RMP_EAWAY, before touching the metadata
+ * connection; an operation already on it when the coordinator went ends
+ * within the RDMA timeout, also -RMP_EAWAY. Transfers of this process's
+ * own blocks need only the donors and go on. Once the pool's new segment
+ * table is in (its meta_epoch moved), the next use re-opens the metadata
+ * connection to the new registration under d->meta_rw's write side, so
+ * no operation runs on a half-replaced engine. The engine's per-thread
+ * state (cursors, credit) stays: the metadata are the same memory.
+ *
  * Liveness: a transfer is refused (-EINVAL) unless its handle's block is
  * live. The blocks this process allocated and has not freed are in a
  * local set (liveset.h) and cost nothing to check; any other handle (a
@@ -62,7 +73,8 @@ int rmp_data_token(rmp_pool *p, enum rmp_wire_token_kind kind, uint32_t target, 
 	 * (or donor) that knows a newer one refuses it (DESIGN.md, "Generations"). */
 	struct rmp_wire_token t = { .kind = (uint8_t)kind, .target_id = target,
 				    .client_id = p->c->session_id, .expires_ms = rmp_wall_ms() + TOKEN_TTL_MS,
-				    .generation = (uint16_t)p->c->ctl.generation };
+				    .generation = (uint16_t)atomic_load_explicit(&p->c->generation,
+										 memory_order_acquire) };
 	return rmp_auth_token_make(rmp_client_key(p->c), &t, out);
 }
 
@@ -76,10 +88,14 @@ void rmp_data_close(rmp_pool *p)
 	/* Buffers still registered on this pool: their MRs go before the
 	 * connections (and PDs) they were made on. */
 	rmp_buffer_drop_pool(p);
-	if (d->store)
+	bool failed = d->meta && (rmp_rdma_conn_failed(d->meta) || rmp_client_away(p->c));
+	if (d->store && failed)
+		rmp_store_rdma_abandon(d->store); /* nothing more reaches a failed one */
+	else if (d->store)
 		rmp_store_rdma_destroy(d->store); /* sends what waits (count hints) */
 	if (d->meta)
 		rmp_rdma_close(d->meta);
+	pthread_rwlock_destroy(&d->meta_rw);
 	for (unsigned i = 0; i < d->ndonors; i++) {
 		struct rmp_data_donor *dn = &d->donors[i];
 		if (dn->bounce_mr)
@@ -131,26 +147,32 @@ static int data_init_local(rmp_pool *p, struct rmp_data *d, unsigned timeout_ms)
 	return rmp_async_create(&d->async);
 }
 
-/* The metadata region: connect, check its header against the segment
- * table, learn the device's atomic byte order, start the engine. */
-static int data_init_meta(rmp_pool *p, struct rmp_data *d)
+/* The metadata region of the pool's current table: connect, check its
+ * header against the segment table (and, re-opening, against the
+ * geometry the engine runs with), learn the device's atomic byte order.
+ * Sets d->meta, d->store, d->meta_epoch; *g gets the geometry. */
+static int meta_connect(rmp_pool *p, struct rmp_data *d, struct rmp_buddy_geom *g)
 {
 	const struct rmp_wire_segtab *st = &p->segtab;
+	struct rmp_wire_region meta;
+	struct rmp_wire_endpoint ep;
 	uint8_t tok[RMP_AUTH_TOKEN_LEN];
 	uint64_t hdr[RMP_BUDDY_HDR_WORDS];
-	struct rmp_buddy_geom g;
 	int rc;
 
+	if (rmp_client_away(p->c) || atomic_load_explicit(&p->resyncing, memory_order_acquire))
+		return rmp_client_fail_away(p->c, "metadata connection");
+	rmp_pool_meta_get(p, &meta, &ep, &d->meta_epoch);
 	rc = rmp_data_token(p, RMP_TOKEN_METADATA, p->pool_id, tok);
 	if (rc)
 		return rc;
-	rc = rmp_data_connect(st->coordinator.host, st->coordinator.port, tok, sizeof(tok), &d->opts, &d->meta);
+	rc = rmp_data_connect(ep.host, ep.port, tok, sizeof(tok), &d->opts, &d->meta);
 	if (rc)
-		return rmp_client_fail(p->c, rc, "metadata region at %s:%u: %s", st->coordinator.host,
-				       st->coordinator.port, rmp_strerror(rc));
+		return rmp_client_fail(p->c, rc, "metadata region at %s:%u: %s", ep.host, ep.port,
+				       rmp_strerror(rc));
 	if (rmp_rdma_conn_device(d->meta)->atomic_cap == IBV_ATOMIC_NONE)
 		return rmp_client_fail(p->c, -EOPNOTSUPP, "the RDMA device has no atomics: the allocator needs them");
-	rc = rmp_store_rdma_create(d->meta, st->meta.addr, st->meta.rkey, st->meta.len / 8, &d->store);
+	rc = rmp_store_rdma_create(d->meta, meta.addr, meta.rkey, meta.len / 8, &d->store);
 	if (rc)
 		return rc;
 	/* The header says how the region was formatted; it must agree with
@@ -161,13 +183,32 @@ static int data_init_meta(rmp_pool *p, struct rmp_data *d)
 	rc = rmp_store_rdma_base(d->store)->ops->exec(rmp_store_rdma_base(d->store), &op, 1);
 	if (rc)
 		return rc;
-	rc = rmp_buddy_geom_from_header(&g, hdr, &d->usable);
-	if (rc || g.max_order != st->space_log2 || g.min_order != st->min_block_log2 ||
-	    g.total_words * 8 > st->meta.len)
+	rc = rmp_buddy_geom_from_header(g, hdr, &d->usable);
+	if (rc || g->max_order != st->space_log2 || g->min_order != st->min_block_log2 ||
+	    g->total_words * 8 > meta.len)
 		return rmp_client_fail(p->c, -EPROTO, "the metadata region does not match the segment table");
 	/* Atomic replies: learn the device's byte order once, on the magic
 	 * word (which is never a palindrome and never changes). */
-	rc = rmp_rdma_probe_atomic_order(d->meta, st->meta.addr, st->meta.rkey);
+	return rmp_rdma_probe_atomic_order(d->meta, meta.addr, meta.rkey);
+}
+
+/* The metadata connection and store go (before a new one, or on a failed
+ * setup). */
+static void meta_drop(struct rmp_data *d)
+{
+	if (d->store)
+		rmp_store_rdma_abandon(d->store);
+	if (d->meta)
+		rmp_rdma_close(d->meta);
+	d->store = NULL;
+	d->meta = NULL;
+}
+
+/* First setup: connect, then start the engine and its shards. */
+static int data_init_meta(rmp_pool *p, struct rmp_data *d)
+{
+	struct rmp_buddy_geom g;
+	int rc = meta_connect(p, d, &g);
 	if (rc)
 		return rc;
 	rmp_buddy_init(&d->b, &g, rmp_store_rdma_base(d->store));
@@ -176,6 +217,78 @@ static int data_init_meta(rmp_pool *p, struct rmp_data *d)
 		rmp_buddy_ctx_cache(&d->shards[s].ctx, d->shards[s].words, RMP_SHARD_WORDS_CACHED);
 	}
 	return 0;
+}
+
+/* Requires d->meta_rw for writing. The metadata connection again, to the
+ * pool's current table: after a coordinator restart (a new key), or
+ * after an RDMA error on it. The geometry must be the one the engine
+ * runs with; the word caches start empty (words may have changed while
+ * we were away, and a cached word is only worth a guess). */
+static int meta_reopen(rmp_pool *p, struct rmp_data *d)
+{
+	struct rmp_buddy_geom g;
+
+	meta_drop(d);
+	int rc = meta_connect(p, d, &g);
+	if (rc == 0 && (g.max_order != d->b.g.max_order || g.min_order != d->b.g.min_order ||
+			g.total_words != d->b.g.total_words))
+		rc = rmp_client_fail(p->c, -EPROTO, "pool %s: the metadata region came back with another geometry",
+				     p->name);
+	if (rc) {
+		meta_drop(d);
+		atomic_store_explicit(&d->meta_broken, true, memory_order_release);
+		return rc;
+	}
+	d->b.store = rmp_store_rdma_base(d->store);
+	for (unsigned s = 0; s < RMP_DATA_SHARDS; s++)
+		rmp_buddy_ctx_cache(&d->shards[s].ctx, d->shards[s].words, RMP_SHARD_WORDS_CACHED);
+	atomic_store_explicit(&d->meta_broken, false, memory_order_release);
+	d->meta_reopens++;
+	return 0;
+}
+
+/* Before any use of the metadata connection: -RMP_EAWAY at once while
+ * the coordinator is away or the pool's table is being fetched again;
+ * re-opens the connection if the table moved on or it failed. 0 with
+ * d->meta_rw held for reading (meta_leave releases it). */
+static int meta_enter(rmp_pool *p, struct rmp_data *d, const char *what)
+{
+	for (unsigned tries = 0;; tries++) {
+		if (rmp_client_away(p->c) || atomic_load_explicit(&p->resyncing, memory_order_acquire))
+			return rmp_client_fail_away(p->c, what);
+		pthread_rwlock_rdlock(&d->meta_rw);
+		uint64_t want = atomic_load_explicit(&p->meta_epoch, memory_order_acquire);
+		if (d->meta && d->meta_epoch == want && !atomic_load_explicit(&d->meta_broken, memory_order_acquire))
+			return 0;
+		pthread_rwlock_unlock(&d->meta_rw);
+		if (tries == 2)
+			return rmp_client_fail(p->c, -EAGAIN, "%s: the pool's segment table keeps changing", what);
+		pthread_rwlock_wrlock(&d->meta_rw);
+		int rc = 0;
+		if (!d->meta || d->meta_epoch != atomic_load_explicit(&p->meta_epoch, memory_order_acquire) ||
+		    atomic_load_explicit(&d->meta_broken, memory_order_acquire))
+			rc = meta_reopen(p, d);
+		pthread_rwlock_unlock(&d->meta_rw);
+		if (rc)
+			return rc;
+	}
+}
+
+/* After the engine ran: releases d->meta_rw. An error that is not the
+ * engine's own answer (ENOMEM, EINVAL, EAGAIN) came from the connection:
+ * it is marked for re-opening, and while the coordinator is away the
+ * caller gets -RMP_EAWAY (the operation may or may not have landed). */
+static int meta_leave(rmp_pool *p, struct rmp_data *d, int rc, const char *what)
+{
+	bool conn_failed = rc < 0 && rc != -ENOMEM && rc != -EINVAL && rc != -EAGAIN &&
+			   d->meta && rmp_rdma_conn_failed(d->meta);
+	pthread_rwlock_unlock(&d->meta_rw);
+	if (!conn_failed)
+		return rc;
+	atomic_store_explicit(&d->meta_broken, true, memory_order_release);
+	if (rmp_client_away(p->c))
+		return rmp_client_fail_away(p->c, what);
+	return rc;
 }
 
 static int data_open(rmp_pool *p, unsigned timeout_ms)
@@ -187,9 +300,12 @@ static int data_open(rmp_pool *p, unsigned timeout_ms)
 		return -ENOMEM;
 	memset(d, 0, sizeof(*d));
 	rmp_liveset_init(&d->live);
+	pthread_rwlock_init(&d->meta_rw, NULL);
 	p->data = d;
-	if ((rc = data_init_local(p, d, timeout_ms)) != 0 || (rc = data_init_meta(p, d)) != 0)
+	if ((rc = data_init_local(p, d, timeout_ms)) != 0 || (rc = data_init_meta(p, d)) != 0) {
+		meta_drop(d);
 		rmp_data_close(p);
+	}
 	return rc;
 }
 
@@ -235,7 +351,11 @@ int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out)
 	rc = rmp_buddy_order_for(&d->b.g, size, &order);
 	if (rc)
 		return rc;
+	if ((rc = meta_enter(p, d, "rmp_alloc")) != 0)
+		return rc;
 	rc = rmp_buddy_alloc(&d->b, my_ctx(d), order, &off);
+	if ((rc = meta_leave(p, d, rc, "rmp_alloc")) == -RMP_EAWAY)
+		return rc;
 	if (rc == -ENOMEM)
 		return rmp_client_fail(p->c, rc, "rmp_alloc: no free block of %llu bytes",
 				       (unsigned long long)(1ull << order));
@@ -275,10 +395,14 @@ int rmp_free(rmp_pool *p, rmp_addr a)
 	if (decode(d, a, &order, &off) != 0 || (off & ((1ull << order) - 1)) != 0)
 		return rmp_client_fail(p->c, -EINVAL, "rmp_free: %#llx is not the handle of a block",
 				       (unsigned long long)a);
+	if ((rc = meta_enter(p, d, "rmp_free")) != 0)
+		return rc; /* still live, still in the set: free it again later */
 	/* Out of the set first: from now on a transfer on it asks the
 	 * metadata, which says "free" as soon as the CAS below lands. */
 	rmp_liveset_remove(&d->live, a);
 	rc = rmp_buddy_free(&d->b, my_ctx(d), off, order);
+	if ((rc = meta_leave(p, d, rc, "rmp_free")) == -RMP_EAWAY)
+		return rc;
 	if (rc == -EINVAL)
 		return rmp_client_fail(p->c, rc, "rmp_free: no live block of %llu bytes at %#llx (freed already?)",
 				       (unsigned long long)(1ull << order), (unsigned long long)off);
@@ -306,7 +430,12 @@ int rmp_data_range_check(rmp_pool *p, struct rmp_data *d, rmp_addr a, const void
 	uint64_t start = *off - in_block;
 	if (rmp_liveset_has(&d->live, RMP_ADDR_MAKE(order, start)))
 		return 0;
-	int rc = rmp_buddy_is_live(&d->b, my_ctx(d), start, order);
+	int rc = meta_enter(p, d, what);
+	if (rc)
+		return rc;
+	rc = meta_leave(p, d, rmp_buddy_is_live(&d->b, my_ctx(d), start, order), what);
+	if (rc == -RMP_EAWAY)
+		return rc;
 	if (rc == 0)
 		return rmp_client_fail(p->c, -EINVAL, "%s: no live block of %llu bytes at %#llx (freed, or never allocated)",
 				       what, (unsigned long long)(1ull << order), (unsigned long long)start);

@@ -15,6 +15,8 @@
  *
  * Locks, in the order they are taken:
  *   p->data_lock       the data path's setup (rmp_data_of)
+ *   d->meta_rw         the metadata connection (read: using it; write:
+ *                      re-opening it)
  *   donor locks        in index order; one covers a donor's connection,
  *                      its pipeline, its bounce buffer and the MRs that
  *                      registered buffers hold on its PD
@@ -75,8 +77,15 @@ struct rmp_data_shard {
 struct rmp_async;
 
 struct rmp_data {
+	/* The metadata connection and the engine on it. Held for reading by
+	 * every use (alloc, free, a liveness check), for writing by its
+	 * re-opening (data.c: after a coordinator restart, or a failure). */
+	pthread_rwlock_t meta_rw;
 	rmp_rdma_conn *meta;
 	rmp_store_rdma *store;
+	uint64_t meta_epoch;       /* the pool's meta_epoch it was opened at */
+	_Atomic bool meta_broken;  /* an RDMA error on it: open it again */
+	uint64_t meta_reopens;     /* times it was opened again */
 	struct rmp_buddy b;
 	uint64_t usable;
 	struct rmp_route route;  /* segment -> donor slot, built at setup */

@@ -140,12 +140,17 @@ static int connect_meta(rmp_pool *p, const void *pd, uint8_t len, unsigned timeo
 			rmp_rdma_conn **conn)
 {
 	struct rmp_rdma_opts o = { .timeout_ms = (int)timeout_ms, .wait = RMP_RDMA_WAIT_ADAPTIVE };
-	const struct rmp_wire_endpoint *ep = &p->segtab.coordinator;
+	struct rmp_wire_region meta;
+	struct rmp_wire_endpoint ep;
+	uint64_t epoch;
 
-	int rc = rmp_rdma_connect(ep->host, ep->port, pd, len, &o, conn);
+	if (rmp_client_away(p->c))
+		return rmp_client_fail_away(p->c, "metadata connect");
+	rmp_pool_meta_get(p, &meta, &ep, &epoch);
+	int rc = rmp_rdma_connect(ep.host, ep.port, pd, len, &o, conn);
 	if (rc)
-		rmp_client_fail(p->c, rc, "rdma_cm connect to %s:%u (pool %s metadata): %s", ep->host,
-				(unsigned)ep->port, p->name, rmp_strerror(rc));
+		rmp_client_fail(p->c, rc, "rdma_cm connect to %s:%u (pool %s metadata): %s", ep.host,
+				(unsigned)ep.port, p->name, rmp_strerror(rc));
 	return rc;
 }
 
@@ -160,7 +165,11 @@ int rmp_meta_try_connect(rmp_pool *p, const void *pdata, uint8_t len, unsigned t
 
 int rmp_meta_check(rmp_pool *p, unsigned timeout_ms, struct rmp_meta_report *r)
 {
-	const struct rmp_wire_region *meta = &p->segtab.meta;
+	struct rmp_wire_region meta_now;
+	struct rmp_wire_endpoint ep_now;
+	uint64_t epoch;
+	rmp_pool_meta_get(p, &meta_now, &ep_now, &epoch);
+	const struct rmp_wire_region *meta = &meta_now;
 	uint8_t token[RMP_AUTH_TOKEN_LEN];
 	rmp_rdma_conn *conn = NULL;
 	struct ibv_mr *mr;
@@ -179,7 +188,7 @@ int rmp_meta_check(rmp_pool *p, unsigned timeout_ms, struct rmp_meta_report *r)
 		.target_id = p->pool_id,
 		.client_id = p->c->session_id,
 		.expires_ms = rmp_wall_ms() + TOKEN_TTL_MS,
-		.generation = (uint16_t)p->c->ctl.generation,
+		.generation = (uint16_t)atomic_load_explicit(&p->c->generation, memory_order_acquire),
 	};
 	rc = rmp_auth_token_make(rmp_client_key(p->c), &t, token);
 	if (rc)

@@ -108,8 +108,10 @@ int rmp_pool_close(rmp_pool *p)
 	rc = rmp_client_call(c, &req, want, 1, false, c->opts.request_timeout_ms, &rep);
 	if (rc == 0)
 		rmp_wire_msg_release(&rep);
-	/* Unknown lease: it had expired already, which is what close wants. */
-	if (rc == -ENOENT || rc == -ETIMEDOUT || rc == -ENOTCONN)
+	/* Unknown lease: it had expired already, which is what close wants.
+	 * The coordinator away: the lease ends by itself when it is not
+	 * renewed (the pool is off the renewal list already). */
+	if (rc == -ENOENT || rc == -ETIMEDOUT || rc == -ENOTCONN || rc == -RMP_EAWAY)
 		rc = 0;
 	rmp_pool_free(p);
 	return rc;
@@ -182,6 +184,10 @@ int rmp_pool_info(rmp_pool *p, struct rmp_pool_info **out)
 		rmp_pool_info_free(in);
 		return -ENOMEM;
 	}
+	rmp_client *c = p->c;
+	/* The I/O thread updates the table's version, metadata key and
+	 * endpoint after a reconnect (client.c): read them under its lock. */
+	pthread_mutex_lock(&c->lock);
 	snprintf(in->name, sizeof(in->name), "%s", p->name);
 	in->pool_id = p->pool_id;
 	in->capacity = t->capacity;
@@ -226,14 +232,22 @@ int rmp_pool_info(rmp_pool *p, struct rmp_pool_info **out)
 			in->n_hosts++;
 	free(hostidx);
 
-	rmp_client *c = p->c;
-	pthread_mutex_lock(&c->lock);
 	in->lease_id = p->lease_id;
 	in->lease_ttl_ms = p->ttl_ms;
 	in->lease_expired = p->expired;
 	pthread_mutex_unlock(&c->lock);
 	*out = in;
 	return 0;
+}
+
+void rmp_pool_meta_get(rmp_pool *p, struct rmp_wire_region *meta, struct rmp_wire_endpoint *coord,
+		       uint64_t *epoch)
+{
+	pthread_mutex_lock(&p->c->lock);
+	*meta = p->segtab.meta;
+	*coord = p->segtab.coordinator;
+	*epoch = atomic_load_explicit(&p->meta_epoch, memory_order_acquire);
+	pthread_mutex_unlock(&p->c->lock);
 }
 
 void rmp_pool_info_free(struct rmp_pool_info *info)

@@ -238,6 +238,16 @@ int rmp_store_rdma_flush(rmp_store_rdma *s)
 	return rc;
 }
 
+void rmp_store_rdma_abandon(rmp_store_rdma *s)
+{
+	if (!s)
+		return;
+	ibv_dereg_mr(s->mr);
+	pthread_mutex_destroy(&s->lock);
+	free(s->scratch);
+	free(s);
+}
+
 void rmp_store_rdma_destroy(rmp_store_rdma *s)
 {
 	if (!s)

@@ -32,5 +32,9 @@ struct rmp_store *rmp_store_rdma_base(rmp_store_rdma *s);
 int rmp_store_rdma_flush(rmp_store_rdma *s);
 /* Flushes, then frees (the connection stays the caller's). */
 void rmp_store_rdma_destroy(rmp_store_rdma *s);
+/* Frees without waiting for what post() sent: for a connection that has
+ * failed (its peer is gone), where a flush would only wait for the
+ * timeout. Before the connection is closed (the scratch MR is on its PD). */
+void rmp_store_rdma_abandon(rmp_store_rdma *s);
 
 #endif /* RMP_STORE_RDMA_H */

@@ -33,8 +33,18 @@
  *
  * Timeouts. Every wait is bounded (see struct rmp_connect_opts). When a
  * request times out, the client drops its connection (a late reply could
- * otherwise be taken for the answer to the next request): later calls on
- * that client return -ENOTCONN; disconnect and connect again.
+ * otherwise be taken for the answer to the next request) and connects
+ * again by itself, as below.
+ *
+ * Coordinator restarts. When the connection to the coordinator drops (it
+ * restarts, or the network fails), the client reconnects in the
+ * background (100 ms doubling to 1 s between attempts, for as long as the
+ * client lives), renews its pools' leases and fetches their segment
+ * tables again. Meanwhile requests, rmp_alloc and rmp_free fail at once
+ * with -RMP_EAWAY (one already on the wire when the connection went ends
+ * with it too, within rdma_timeout_ms); reads and writes of blocks this
+ * process allocated go on (they need only the donors). Once the pool is
+ * back, every call works again: nobody has to reconnect or reopen.
  */
 #ifndef RMPOOL_H
 #define RMPOOL_H
@@ -230,13 +240,16 @@ RMP_API void rmp_pool_info_free(struct rmp_pool_info *info);
  * (like malloc). -EINVAL (size 0 or above the pool's usable capacity),
  * -ENOMEM (no free block that large), -EAGAIN (the memory that could
  * serve is held in passing by another client stalled in the middle of a
- * split or merge; the call does not wait for it: try again), an RDMA error
- * (-ETIMEDOUT, -EIO, -ECONNREFUSED, -EOPNOTSUPP: a device without
- * atomics). */
+ * split or merge; the call does not wait for it: try again), -RMP_EAWAY
+ * (the coordinator is away or the pool is being re-adopted: try again),
+ * an RDMA error (-ETIMEDOUT, -EIO, -ECONNREFUSED, -EOPNOTSUPP: a device
+ * without atomics). */
 RMP_API int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out);
 /* Frees the block whose first byte is a. -EINVAL for anything else,
  * including a second free, also when another process freed it: that is
- * decided from the pool's shared metadata. Nothing changes then. */
+ * decided from the pool's shared metadata. Nothing changes then.
+ * -RMP_EAWAY while the coordinator is away: the block stays allocated
+ * (and readable); free it again later. */
 RMP_API int rmp_free(rmp_pool *p, rmp_addr a);
 /* Copies len > 0 bytes from src to the pool at dst (= a block's handle
  * plus an offset), or from src to dst for rmp_read. The range must lie

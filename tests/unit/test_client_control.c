@@ -3,12 +3,16 @@
  * and the real handshake): connect and authenticate, wrong secrets, pool
  * open with progress relayed, lease renewal and expiry, refused requests
  * with their text, bounded waits, a coordinator sending garbage, destroy,
- * status; plus rmp_strerror and the data-path stubs. The fake speaks
+ * status; a coordinator that goes and comes back (the client rides
+ * through: -RMP_EAWAY meanwhile, the lease renewed by its old id, the
+ * table fetched again, an older generation refused); plus rmp_strerror
+ * and the data-path stubs. The fake speaks
  * through common/ctlconn.h too (an adopted, accepted socket).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -42,6 +46,17 @@ struct fake {
 	_Atomic int done;
 	int auth_rc;
 	uint64_t arg; /* script parameter */
+	/* coordinator restarts: connections accepted in turn, the one being
+	 * served, the generation each announces, the gap before the next */
+	int n_conns;
+	int conn_index;
+	uint64_t gen[4];
+	unsigned gap_ms;
+	_Atomic int kill;        /* the test asks the fake to drop the connection */
+	_Atomic int fetches;     /* SEGTAB_FETCH seen (after a restart) */
+	_Atomic int old_renewals;/* LEASE_RENEW of lease 42 after a restart */
+	_Atomic uint64_t back_ms;/* when the second connection was authenticated */
+	_Atomic int hung_up;     /* the client closed the second connection */
 };
 
 static int recv_msg(struct rmp_ctlconn *conn, struct rmp_wire_msg *m, unsigned ms)
@@ -86,7 +101,8 @@ static int coord_handshake(struct fake *f, struct rmp_ctlconn *conn)
 		goto out;
 	}
 	out = (struct rmp_wire_msg){ .type = RMP_MSG_AUTH_OK };
-	out.u.auth_ok.session_id = 77;
+	out.u.auth_ok.session_id = 77 + (uint64_t)f->conn_index;
+	out.u.auth_ok.generation = f->gen[f->conn_index];
 	send_msg(conn, &out);
 	rmp_ctlconn_set_authed(conn);
 out:
@@ -97,17 +113,29 @@ out:
 static void *fake_main(void *arg)
 {
 	struct fake *f = arg;
-	struct rmp_ctlconn conn;
-	int fd = accept4(f->lfd, NULL, NULL, SOCK_NONBLOCK);
+	int n = f->n_conns ? f->n_conns : 1;
 
-	if (fd < 0)
-		return NULL;
-	cr_assert_eq(rmp_ctlconn_adopt(&conn, fd, "the client"), 0);
-	f->auth_rc = coord_handshake(f, &conn);
-	if (f->auth_rc == 0 && f->script)
-		f->script(f, &conn);
+	for (f->conn_index = 0; f->conn_index < n; f->conn_index++) {
+		struct rmp_ctlconn conn;
+		if (f->conn_index > 0 && f->gap_ms)
+			usleep(f->gap_ms * 1000u);
+		/* Bounded: a client that never comes back fails the test, it
+		 * does not hang it. */
+		struct pollfd pfd = { .fd = f->lfd, .events = POLLIN };
+		if (poll(&pfd, 1, 10000) != 1)
+			break;
+		int fd = accept4(f->lfd, NULL, NULL, SOCK_NONBLOCK);
+		if (fd < 0)
+			break;
+		cr_assert_eq(rmp_ctlconn_adopt(&conn, fd, "the client"), 0);
+		f->auth_rc = coord_handshake(f, &conn);
+		if (f->conn_index > 0)
+			atomic_store(&f->back_ms, rmp_mono_ms());
+		if (f->auth_rc == 0 && f->script)
+			f->script(f, &conn);
+		rmp_ctlconn_close(&conn);
+	}
 	atomic_store(&f->done, 1);
-	rmp_ctlconn_close(&conn);
 	return NULL;
 }
 
@@ -517,7 +545,12 @@ Test(client_control, unanswered_request_is_bounded_and_drops_the_connection)
 	cr_assert_eq(rmp_status(c, &s), -ETIMEDOUT);
 	uint64_t took = rmp_mono_ms() - t0;
 	cr_assert(took >= 250 && took < 2000, "took %llu ms", (unsigned long long)took);
-	cr_assert_eq(rmp_status(c, &s), -ENOTCONN);
+	/* The connection was dropped (a late reply must not answer the next
+	 * request); the client reconnects in the background, and meanwhile
+	 * says so at once. */
+	t0 = rmp_mono_ms();
+	cr_assert_eq(rmp_status(c, &s), -RMP_EAWAY);
+	cr_assert_lt(rmp_mono_ms() - t0, 100);
 	rmp_disconnect(c);
 	fake_stop(f);
 }
@@ -529,8 +562,11 @@ Test(client_control, garbage_from_the_coordinator_drops_the_connection)
 	rmp_client *c = NULL;
 
 	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
-	cr_assert_eq(rmp_status(c, &s), -ENOTCONN);
-	cr_assert_eq(rmp_status(c, &s), -ENOTCONN);
+	/* The answer never comes: the connection goes, the client is away. */
+	cr_assert_eq(rmp_status(c, &s), -RMP_EAWAY);
+	cr_assert(strstr(rmp_last_error(c), "lost before the answer"), "%s", rmp_last_error(c));
+	cr_assert_eq(rmp_status(c, &s), -RMP_EAWAY);
+	cr_assert(strstr(rmp_last_error(c), "is away"), "%s", rmp_last_error(c));
 	rmp_disconnect(c);
 	fake_stop(f);
 }
@@ -601,4 +637,258 @@ Test(client_control, strerror_covers_every_code)
 	cr_assert_str_eq(rmp_strerror(-ENOENT), "No such file or directory");
 	cr_assert_str_eq(rmp_strerror(ENOENT), "No such file or directory");
 	cr_assert_str_eq(rmp_strerror(-999999), "unknown error");
+}
+
+/* ---- a coordinator that goes and comes back ---- */
+
+enum { RESTART_OK = 0, RESTART_LOST = 1, RESTART_LEASE_GONE = 2 };
+
+static void send_status(struct rmp_ctlconn *conn, uint64_t gen)
+{
+	struct rmp_wire_msg out = { .type = RMP_MSG_STATUS_REPLY };
+	out.u.status.generation = gen;
+	send_msg(conn, &out);
+}
+
+/* Connection 0: opens pool 5 (lease 42, table version 3, metadata key 9),
+ * grants renewals, and hangs up when the test sets f->kill. Connection 1
+ * (the restarted coordinator): renewals of lease 42 granted (or refused:
+ * RESTART_LEASE_GONE); the first SEGTAB_FETCH answered "still being
+ * re-adopted" (EAGAIN), the next with version 4 and key 10 (or, with
+ * RESTART_LOST, the pool is lost: EIO). */
+static void serve_restart(struct fake *f, struct rmp_ctlconn *conn)
+{
+	for (;;) {
+		struct rmp_wire_msg in, out = { 0 };
+		if (f->conn_index == 0 && atomic_load(&f->kill))
+			return;
+		int rc = recv_msg(conn, &in, 50);
+		if (rc == -ETIMEDOUT)
+			continue;
+		if (rc) {
+			if (f->conn_index > 0)
+				atomic_store(&f->hung_up, 1);
+			return;
+		}
+		switch (in.type) {
+		case RMP_MSG_STATUS_REQUEST:
+			send_status(conn, f->gen[f->conn_index]);
+			break;
+		case RMP_MSG_POOL_OPEN:
+			out.type = RMP_MSG_POOL_READY;
+			out.u.pool_ready.pool_id = 5;
+			out.u.pool_ready.lease_id = 42;
+			out.u.pool_ready.lease_ms = 600;
+			fill_segtab(&out.u.pool_ready.segtab);
+			send_msg(conn, &out);
+			free(out.u.pool_ready.segtab.donors);
+			free(out.u.pool_ready.segtab.segments);
+			break;
+		case RMP_MSG_LEASE_RENEW:
+			cr_assert_eq(in.u.lease_renew.lease_id, 42);
+			if (f->conn_index > 0)
+				atomic_fetch_add(&f->old_renewals, 1);
+			if (f->conn_index > 0 && f->arg == RESTART_LEASE_GONE) {
+				out.type = RMP_MSG_ERROR;
+				out.u.error.code = ENOENT;
+				out.u.error.ref_type = RMP_MSG_LEASE_RENEW;
+				strcpy(out.u.error.text, "lease 42 is unknown or closed");
+			} else {
+				out.type = RMP_MSG_LEASE_GRANT;
+				out.u.lease_grant.lease_id = 42;
+				out.u.lease_grant.ttl_ms = 600;
+			}
+			send_msg(conn, &out);
+			break;
+		case RMP_MSG_SEGTAB_FETCH:
+			cr_assert_eq(in.u.segtab_fetch.pool_id, 5);
+			if (atomic_fetch_add(&f->fetches, 1) == 0 || f->arg == RESTART_LOST) {
+				out.type = RMP_MSG_ERROR;
+				out.u.error.code = f->arg == RESTART_LOST && atomic_load(&f->fetches) > 1 ? EIO : EAGAIN;
+				out.u.error.ref_type = RMP_MSG_SEGTAB_FETCH;
+				strcpy(out.u.error.text, out.u.error.code == EIO ? "pool p is lost: its shared memory is gone"
+										 : "pool p is being re-adopted");
+				send_msg(conn, &out);
+				break;
+			}
+			out.type = RMP_MSG_SEGTAB;
+			out.u.segtab.pool_id = 5;
+			fill_segtab(&out.u.segtab.segtab);
+			out.u.segtab.segtab.version = 4;
+			out.u.segtab.segtab.meta.rkey = 10;
+			send_msg(conn, &out);
+			free(out.u.segtab.segtab.donors);
+			free(out.u.segtab.segtab.segments);
+			break;
+		case RMP_MSG_POOL_CLOSE:
+			out.type = RMP_MSG_ACK;
+			out.u.ack.ref_type = RMP_MSG_POOL_CLOSE;
+			send_msg(conn, &out);
+			break;
+		default:
+			break;
+		}
+		rmp_wire_msg_release(&in);
+	}
+}
+
+static struct fake *restart_fake(uint64_t mode, uint64_t gen0, uint64_t gen1)
+{
+	struct fake *f = fake_start(SECRET, NULL, mode);
+	/* fake_start's thread may already wait in poll(); these are read
+	 * only after an accept, which the client's connect comes before. */
+	f->n_conns = 2;
+	f->gen[0] = gen0;
+	f->gen[1] = gen1;
+	f->gap_ms = 400;
+	f->script = serve_restart;
+	return f;
+}
+
+/* Polls pool info until pred holds, 5 s at most. */
+static bool wait_info(rmp_pool *p, bool (*pred)(const struct rmp_pool_info *), struct rmp_pool_info *last)
+{
+	for (int i = 0; i < 500; i++) {
+		struct rmp_pool_info *in = NULL;
+		cr_assert_eq(rmp_pool_info(p, &in), 0);
+		*last = *in;
+		last->donors = NULL;
+		bool ok = pred(in);
+		rmp_pool_info_free(in);
+		if (ok)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+static bool at_version_4(const struct rmp_pool_info *in)
+{
+	return in->segtab_version == 4;
+}
+
+static bool expired(const struct rmp_pool_info *in)
+{
+	return in->lease_expired != 0;
+}
+
+Test(client_control, coordinator_restart_is_ridden_through)
+{
+	struct fake *f = restart_fake(RESTART_OK, 5, 6);
+	struct rmp_status *s = NULL;
+	struct rmp_pool_info last;
+	rmp_client *c = NULL;
+	rmp_pool *p = NULL;
+	rmp_addr a = 0;
+
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0, "%s", rmp_last_error(NULL));
+	cr_assert_eq(rmp_pool_open(c, "p", 0, &p), 0, "%s", rmp_last_error(c));
+	cr_assert_eq(atomic_load(&p->meta_epoch), 0);
+
+	atomic_store(&f->kill, 1); /* the coordinator goes */
+	int rc = 0;
+	for (int i = 0; i < 200 && rc != -RMP_EAWAY; i++) {
+		rc = rmp_status(c, &s);
+		if (rc == 0)
+			rmp_status_free(s);
+		usleep(5000);
+	}
+	cr_assert_eq(rc, -RMP_EAWAY, "the client never noticed the coordinator go (%d)", rc);
+	/* Away: every request, and alloc/free, fails at once. */
+	uint64_t t0 = rmp_mono_ms();
+	cr_assert_eq(rmp_status(c, &s), -RMP_EAWAY);
+	rmp_pool *q = NULL;
+	cr_assert_eq(rmp_pool_open(c, "q", 0, &q), -RMP_EAWAY);
+	cr_assert_null(q);
+	cr_assert_eq(rmp_alloc(p, 4096, &a), -RMP_EAWAY, "%s", rmp_last_error(c));
+	cr_assert_eq(rmp_free(p, RMP_ADDR_MAKE(12, 0)), -RMP_EAWAY, "%s", rmp_last_error(c));
+	cr_assert_lt(rmp_mono_ms() - t0, 200, "calls while away took %llu ms",
+		     (unsigned long long)(rmp_mono_ms() - t0));
+	cr_assert(strstr(rmp_last_error(c), "is away"), "%s", rmp_last_error(c));
+
+	/* Back (after 400 ms, longer than the 600 ms lease's renewal pace):
+	 * the lease is renewed by its old id, the table fetched again (once
+	 * refused while the pool is re-adopted), and the client works. */
+	cr_assert(wait_info(p, at_version_4, &last), "the table was never fetched again (version %llu)",
+		  (unsigned long long)last.segtab_version);
+	uint64_t back = atomic_load(&f->back_ms);
+	cr_assert_neq(back, 0);
+	cr_assert_eq(rmp_status(c, &s), 0, "%s", rmp_last_error(c));
+	cr_assert_eq(s->generation, 6);
+	rmp_status_free(s);
+	cr_assert_geq(atomic_load(&f->old_renewals), 1);
+	cr_assert_geq(atomic_load(&f->fetches), 2);
+	cr_assert_eq(atomic_load(&p->meta_epoch), 1);
+	cr_assert_not(atomic_load(&p->resyncing));
+	cr_assert_eq(p->segtab.meta.rkey, 10);
+	cr_assert_eq(atomic_load(&c->generation), 6);
+	cr_assert_eq(c->reconnects, 1);
+	/* The lease lived through an outage longer than its renewal pace. */
+	usleep(700000);
+	struct rmp_pool_info *in = NULL;
+	cr_assert_eq(rmp_pool_info(p, &in), 0);
+	cr_assert_eq(in->lease_expired, 0);
+	rmp_pool_info_free(in);
+	rmp_disconnect(c);
+	fake_stop(f);
+}
+
+Test(client_control, pool_lost_in_the_restart_expires_it)
+{
+	struct fake *f = restart_fake(RESTART_LOST, 5, 6);
+	struct rmp_pool_info last;
+	rmp_client *c = NULL;
+	rmp_pool *p = NULL;
+
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
+	cr_assert_eq(rmp_pool_open(c, "p", 0, &p), 0, "%s", rmp_last_error(c));
+	atomic_store(&f->kill, 1);
+	cr_assert(wait_info(p, expired, &last), "a pool the coordinator lost was never marked expired");
+	pthread_mutex_lock(&c->lock);
+	cr_assert(strstr(p->expired_text, "shared memory is gone"), "%s", p->expired_text);
+	cr_assert_not(p->resync);
+	pthread_mutex_unlock(&c->lock);
+	cr_assert_eq(atomic_load(&p->meta_epoch), 0);
+	rmp_disconnect(c);
+	fake_stop(f);
+}
+
+Test(client_control, lease_refused_after_the_restart_expires_it)
+{
+	struct fake *f = restart_fake(RESTART_LEASE_GONE, 5, 6);
+	struct rmp_pool_info last;
+	rmp_client *c = NULL;
+	rmp_pool *p = NULL;
+
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
+	cr_assert_eq(rmp_pool_open(c, "p", 0, &p), 0, "%s", rmp_last_error(c));
+	atomic_store(&f->kill, 1);
+	cr_assert(wait_info(p, expired, &last), "a lease the restarted coordinator refused was kept");
+	pthread_mutex_lock(&c->lock);
+	cr_assert(strstr(p->expired_text, "unknown or closed"), "%s", p->expired_text);
+	pthread_mutex_unlock(&c->lock);
+	rmp_disconnect(c);
+	fake_stop(f);
+}
+
+Test(client_control, older_generation_coordinator_is_refused)
+{
+	struct fake *f = restart_fake(RESTART_OK, 5, 4);
+	struct rmp_status *s = NULL;
+	rmp_client *c = NULL;
+	rmp_pool *p = NULL;
+
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
+	cr_assert_eq(rmp_pool_open(c, "p", 0, &p), 0, "%s", rmp_last_error(c));
+	atomic_store(&f->kill, 1);
+	/* The second coordinator authenticates but is older: the client hangs
+	 * up on it and stays away. */
+	for (int i = 0; i < 500 && !atomic_load(&f->hung_up); i++)
+		usleep(10000);
+	cr_assert(atomic_load(&f->hung_up), "the client kept a coordinator of an older generation");
+	cr_assert_eq(atomic_load(&f->old_renewals), 0);
+	cr_assert_eq(rmp_status(c, &s), -RMP_EAWAY);
+	cr_assert(strstr(rmp_last_error(c), "older than 5"), "%s", rmp_last_error(c));
+	rmp_disconnect(c);
+	fake_stop(f);
 }
