@@ -852,6 +852,34 @@ int rmp_connect(const char *coordinator, const char *secret, rmp_client **out)
 	return rmp_connect_ex(coordinator, secret, NULL, out);
 }
 
+/* The first layout with a size (0.1.0, symbol version RMPOOL_1.0): it
+ * ends with rdma_timeout_ms. Callers compiled since have at least this. */
+#define CONNECT_OPTS_SIZE_1 \
+	(offsetof(struct rmp_connect_opts, rdma_timeout_ms) + sizeof(unsigned))
+
+/* The caller's options, read as far as its own layout goes (rmpool.h,
+ * "Versions and layouts"): what it does not have stays 0 (the default);
+ * what it has beyond ours must be 0, or it asked for something this
+ * library cannot do. dst is zeroed. */
+static int connect_opts_copy(struct rmp_connect_opts *dst, const struct rmp_connect_opts *src)
+{
+	size_t n = src->size;
+
+	if (n < CONNECT_OPTS_SIZE_1)
+		return rmp_client_fail(NULL, -EINVAL,
+				       "rmp_connect: opts->size is %zu, not sizeof(struct rmp_connect_opts) "
+				       "(start from RMP_CONNECT_OPTS_INIT)",
+				       n);
+	for (size_t i = sizeof(*dst); i < n; i++)
+		if (((const unsigned char *)src)[i])
+			return rmp_client_fail(NULL, -E2BIG,
+					       "rmp_connect: opts sets a field librmpool %s does not have",
+					       RMPOOL_VERSION);
+	memcpy(dst, src, n < sizeof(*dst) ? n : sizeof(*dst));
+	dst->size = sizeof(*dst);
+	return 0;
+}
+
 int rmp_connect_ex(const char *coordinator, const char *secret,
 		   const struct rmp_connect_opts *opts, rmp_client **out)
 {
@@ -867,8 +895,11 @@ int rmp_connect_ex(const char *coordinator, const char *secret,
 		return rmp_client_fail(NULL, -ENOMEM, "rmp_connect: out of memory");
 	c->ctl.fd = -1; /* closed: rmp_ctlconn_close is a no-op on it */
 	c->wake[0] = c->wake[1] = -1;
-	if (opts)
-		c->opts = *opts;
+	rc = opts ? connect_opts_copy(&c->opts, opts) : 0;
+	if (rc) {
+		free(c);
+		return rc;
+	}
 	if (!c->opts.connect_timeout_ms)
 		c->opts.connect_timeout_ms = RMP_CLIENT_DEF_CONNECT_MS;
 	if (!c->opts.request_timeout_ms)

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 #include "log.h"
+#include "rmpool/version.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -21,6 +22,7 @@
 #define OPT_VAL_BASE 0x100
 #define OPT_VAL_CONFIG (OPT_VAL_BASE - 1)
 #define OPT_VAL_HELP (OPT_VAL_BASE - 2)
+#define OPT_VAL_VERSION (OPT_VAL_BASE - 3)
 
 /* Longest value quoted in an error message: enough to recognise it. */
 #define QUOTE_MAX 64
@@ -423,8 +425,8 @@ static int check_table(const struct rmp_config_spec *spec, char *err, size_t err
 			}
 		}
 		if (strcmp(o->name, "config") == 0 || strcmp(o->name, "help") == 0 ||
-		    o->short_name == 'c' || o->short_name == 'h') {
-			rmp_errf(err, errlen, "option table: %s clashes with --config/--help",
+		    strcmp(o->name, "version") == 0 || o->short_name == 'c' || o->short_name == 'h') {
+			rmp_errf(err, errlen, "option table: %s clashes with --config/--help/--version",
 			     o->name);
 			return -EINVAL;
 		}
@@ -617,7 +619,7 @@ static int flag_tables_build(const struct rmp_config_spec *spec, struct flag_tab
 {
 	size_t n = spec->n_opts;
 
-	t->longopts = calloc(n + 3, sizeof(*t->longopts));
+	t->longopts = calloc(n + 4, sizeof(*t->longopts));
 	/* ':' first: report a missing argument as ':' rather than '?'. */
 	t->shortopts = calloc(1 + 3 * n + 5, 1);
 	if (!t->longopts || !t->shortopts) {
@@ -641,14 +643,16 @@ static int flag_tables_build(const struct rmp_config_spec *spec, struct flag_tab
 	}
 	t->longopts[n] = (struct option){"config", required_argument, NULL, OPT_VAL_CONFIG};
 	t->longopts[n + 1] = (struct option){"help", no_argument, NULL, OPT_VAL_HELP};
+	t->longopts[n + 2] = (struct option){"version", no_argument, NULL, OPT_VAL_VERSION};
 	memcpy(s, "c:h", 4);
 	return 0;
 }
 
-/* Maps a getopt result to a row index, OPT_VAL_CONFIG, OPT_VAL_HELP. */
+/* Maps a getopt result to a row index, OPT_VAL_CONFIG, OPT_VAL_HELP,
+ * OPT_VAL_VERSION. */
 static int flag_row(const struct rmp_config_spec *spec, int c)
 {
-	if (c == OPT_VAL_CONFIG || c == OPT_VAL_HELP)
+	if (c == OPT_VAL_CONFIG || c == OPT_VAL_HELP || c == OPT_VAL_VERSION)
 		return c;
 	if (c == 'c')
 		return OPT_VAL_CONFIG;
@@ -662,10 +666,12 @@ static int flag_row(const struct rmp_config_spec *spec, int c)
 	return -1;
 }
 
-/* One pass over argv. With apply false it only finds --config and
- * --help (and reports syntax errors); with apply true it sets values. */
+/* One pass over argv. With apply false it only finds --config, --help
+ * and --version (and reports syntax errors); with apply true it sets
+ * values. */
 static int flags_pass(const struct rmp_config_spec *spec, void *target, int argc, char **argv,
-		      bool apply, const char **config, bool *help, char *err, size_t errlen)
+		      bool apply, const char **config, bool *help, bool *version, char *err,
+		      size_t errlen)
 {
 	struct flag_tables t = {0};
 	int rc = flag_tables_build(spec, &t);
@@ -681,7 +687,8 @@ static int flags_pass(const struct rmp_config_spec *spec, void *target, int argc
 		if (c == '?') {
 			if (optopt && optopt < OPT_VAL_BASE - 2)
 				rmp_errf(err, errlen, "unknown option '-%c' (see --help)", optopt);
-			else if (optopt >= OPT_VAL_BASE || optopt == OPT_VAL_HELP)
+			else if (optopt >= OPT_VAL_BASE || optopt == OPT_VAL_HELP ||
+				 optopt == OPT_VAL_VERSION)
 				rmp_errf(err, errlen, "%s takes no value (see --help)", arg);
 			else
 				rmp_errf(err, errlen, "unknown or ambiguous option '%.*s' (see --help)",
@@ -703,6 +710,8 @@ static int flags_pass(const struct rmp_config_spec *spec, void *target, int argc
 			*config = optarg;
 		} else if (row == OPT_VAL_HELP) {
 			*help = true;
+		} else if (row == OPT_VAL_VERSION) {
+			*version = true;
 		} else if (row >= 0 && apply) {
 			const struct rmp_config_option *o = &spec->opts[row];
 			/* A bare boolean flag means true. */
@@ -726,18 +735,24 @@ int rmp_config_load(const struct rmp_config_spec *spec, void *target, int argc, 
 		    FILE *help_out, char *err, size_t errlen)
 {
 	const char *config = NULL;
-	bool help = false;
+	bool help = false, version = false;
 
 	int rc = rmp_config_defaults(spec, target, err, errlen);
 	if (rc)
 		return rc;
 	/* First pass: --config and --help only, so the file goes in before
 	 * the flags that override it, whatever their order on the line. */
-	rc = flags_pass(spec, target, argc, argv, false, &config, &help, err, errlen);
+	rc = flags_pass(spec, target, argc, argv, false, &config, &help, &version, err, errlen);
 	if (rc)
 		return rc;
 	if (help) {
 		rmp_config_help(spec, help_out ? help_out : stdout);
+		return RMP_CONFIG_HELP;
+	}
+	if (version) {
+		/* The GNU form, which help2man reads for the man pages. */
+		fprintf(help_out ? help_out : stdout, "%s (rmpool) %s\n",
+			spec->prog ? spec->prog : "rmpool", RMPOOL_VERSION);
 		return RMP_CONFIG_HELP;
 	}
 	if (config) {
@@ -745,7 +760,7 @@ int rmp_config_load(const struct rmp_config_spec *spec, void *target, int argc, 
 		if (rc)
 			return rc;
 	}
-	return flags_pass(spec, target, argc, argv, true, &config, &help, err, errlen);
+	return flags_pass(spec, target, argc, argv, true, &config, &help, &version, err, errlen);
 }
 
 /* ---- --help ---- */
@@ -775,6 +790,7 @@ void rmp_config_help(const struct rmp_config_spec *spec, FILE *out)
 	help_row(out, 'c', "config", "=FILE",
 		 "read options from FILE (\"key = value\" lines); flags override it", "");
 	help_row(out, 'h', "help", "", "show this help and exit", "");
+	help_row(out, 0, "version", "", "show the version and exit", "");
 	for (size_t i = 0; i < spec->n_opts; i++) {
 		const struct rmp_config_option *o = &spec->opts[i];
 		char extra[256], lo[32], hi[32], list[160] = "";

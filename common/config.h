@@ -19,7 +19,7 @@
  * allowed:  --lease-timeout: "0s" is out of range [1s, 1h]
  *           /etc/rmpool/server.conf:7: lease-timeout: "0s" is out of range [1s, 1h]
  *
- * Nothing here prints except rmp_config_help(), to the stream it is given.
+ * Nothing here prints except --help and --version, to the stream given.
  */
 #ifndef RMP_CONFIG_H
 #define RMP_CONFIG_H
@@ -86,7 +86,8 @@ struct rmp_config_spec {
 	size_t n_opts;
 };
 
-/* rmp_config_load() returned this: --help was printed to `help_out`. */
+/* rmp_config_load() returned this: --help or --version was printed to
+ * `help_out`; the program exits 0. */
 #define RMP_CONFIG_HELP 1
 
 /* Defaults, then --config FILE, then flags. 0, RMP_CONFIG_HELP, or a

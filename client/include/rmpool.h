@@ -23,6 +23,22 @@
  *
  * Nothing in this library prints or exits.
  *
+ * Versions and layouts (the consumer API, DESIGN.md). RMPOOL_VERSION
+ * (rmpool/version.h) is the version of this header, rmp_version() that
+ * of the library loaded. Every exported function carries the symbol
+ * version RMPOOL_1.0 (later ones get RMPOOL_1.1 and so on), so a program
+ * built against a later library refuses to start on an older one rather
+ * than failing at its first call. Every struct the caller fills and
+ * passes in begins with `size_t size`, which the caller sets to the
+ * sizeof the struct it was compiled with (the *_INIT macros do): a later
+ * library adds fields only at the end and takes the missing ones as 0
+ * (their default), and an older library accepts a larger struct when the
+ * fields it does not know are all 0 (else -E2BIG: an option it cannot
+ * honour must not be dropped silently). A size of 0, or below the
+ * first published layout, is -EINVAL: the size was not set. (Structs the
+ * library fills or allocates, like rmp_status, may grow at the end
+ * without that: the library owns their memory.)
+ *
  * Threads. An rmp_client and its pools may be used by several threads at
  * once. Requests to the coordinator on one client are serialized (one
  * request/reply exchange at a time); a background thread per client owns
@@ -51,6 +67,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "rmpool/version.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -102,17 +120,32 @@ enum {
 	RMP_EAWAY = 4100
 };
 
+/* ---- version ------------------------------------------------------- */
+
+/* The loaded library's version, "0.1.0" (RMPOOL_VERSION of the header it
+ * was built from). Static storage; never NULL. */
+RMP_API const char *rmp_version(void);
+
 /* ---- connecting ---------------------------------------------------- */
 
-/* All times in milliseconds; 0 takes the default in brackets. */
+/* All times in milliseconds; 0 takes the default in brackets. Start
+ * from RMP_CONNECT_OPTS_INIT (it sets size; see "Versions and layouts"
+ * above), then set what you need:
+ *   struct rmp_connect_opts o = RMP_CONNECT_OPTS_INIT;
+ *   o.connect_timeout_ms = 3000;
+ * (C++: value-initialize it, then set o.size = sizeof o.) */
 struct rmp_connect_opts {
+	size_t size;                   /* sizeof(struct rmp_connect_opts): the caller's layout */
 	unsigned connect_timeout_ms;   /* TCP connect plus handshake [10000] */
 	unsigned request_timeout_ms;   /* one request/reply exchange [10000] */
 	unsigned provision_timeout_ms; /* rmp_pool_open of a new pool [300000] */
 	const char *ident;             /* how the coordinator logs us; NULL: librmpool/HOST/PID */
 	int wait_mode;                 /* RDMA completions: enum rmp_wait_mode [RMP_WAIT_DEFAULT] */
 	unsigned rdma_timeout_ms;      /* any one RDMA wait (connect, a batch) [10000] */
+	/* New fields go here, at the end (0 must mean their default). */
 };
+
+#define RMP_CONNECT_OPTS_INIT { .size = sizeof(struct rmp_connect_opts) }
 
 /* How the data path waits for RDMA completions. Spinning is fastest on
  * a host with cores to spare; in a 1-vCPU guest it starves Soft-RoCE,
@@ -132,7 +165,9 @@ enum rmp_wait_mode {
  * coordinator), -ENOMEM. Name resolution uses the system resolver and
  * its own timeouts. */
 RMP_API int rmp_connect(const char *coordinator, const char *secret, rmp_client **out);
-/* Same, with options (opts may be NULL). */
+/* Same, with options (opts may be NULL: all defaults). Also -EINVAL
+ * when opts->size is not set, -E2BIG when opts comes from a later
+ * header and sets a field this library does not have. */
 RMP_API int rmp_connect_ex(const char *coordinator, const char *secret,
 			   const struct rmp_connect_opts *opts, rmp_client **out);
 

@@ -236,6 +236,7 @@ static void help_main(FILE *f)
 		"                               (default $RMPOOL_SECRET_FILE, else $RMPOOL_SECRET)\n"
 		"  -t, --timeout DURATION       bound for connecting and for each request (10s)\n"
 		"  -h, --help                   this text; COMMAND --help for a command's\n"
+		"      --version                print the version and exit\n"
 		"\n"
 		"Exit status: 0 success, 1 failure (one line on stderr), 2 usage error.\n",
 		DEFAULT_COORDINATOR);
@@ -704,6 +705,8 @@ static int cmd_status(struct cli *cli, const struct cli_cmd *self, int argc, cha
 	if (o.json) {
 		printf("{\n  \"coordinator\": ");
 		json_str(stdout, cli->coordinator);
+		printf(",\n  \"client_version\": ");
+		json_str(stdout, rmp_version());
 		printf(",\n  \"uptime_ms\": %" PRIu64 ",\n  \"generation\": %" PRIu64
 		       ",\n  \"capacity\": %" PRIu64 ",\n  \"free_bytes\": %" PRIu64
 		       ",\n  \"clients\": %u,\n  \"pools\": [",
@@ -902,9 +905,10 @@ int main(int argc, char **argv)
 		{ "secret-file", required_argument, NULL, 's' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct cli cli = { .rdma_timeout_ms = 10000 };
+	struct cli cli = { .opts = RMP_CONNECT_OPTS_INIT, .rdma_timeout_ms = 10000 };
 	const char *secret_file = getenv("RMPOOL_SECRET_FILE");
 	int ch, ex;
 
@@ -930,6 +934,10 @@ int main(int argc, char **argv)
 		}
 		case 'h':
 			help_main(stdout);
+			return EXIT_OK;
+		case 'V':
+			/* The GNU form (help2man reads it); the library is linked in. */
+			printf("%s (rmpool) %s\n", prog, rmp_version());
 			return EXIT_OK;
 		case '?':
 			if (optopt)

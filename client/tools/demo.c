@@ -140,6 +140,7 @@ static void help(FILE *f)
 		"  -S, --secret-file FILE       the shared secret (else $RMPOOL_SECRET_FILE, else\n"
 		"                               $RMPOOL_SECRET)\n"
 		"  -h, --help                   this help\n"
+		"      --version                print the version and exit\n"
 		"SIZE takes K, M, G suffixes (powers of 1024). Data-path waits follow\n"
 		"$RMPOOL_WAIT (poll|event|adaptive): use event in 1-vCPU guests.\n",
 		RMP_DEFAULT_PORT);
@@ -176,7 +177,8 @@ static int parse_args(struct demo *d, int argc, char **argv)
 		{ "size", required_argument, NULL, 's' },	 { "as-limit", required_argument, NULL, 'l' },
 		{ "block", required_argument, NULL, 'b' },	 { "chunk", required_argument, NULL, 'k' },
 		{ "small", required_argument, NULL, 'n' },	 { "secret-file", required_argument, NULL, 'S' },
-		{ "help", no_argument, NULL, 'h' },		 { NULL, 0, NULL, 0 },
+		{ "help", no_argument, NULL, 'h' },		 { "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int ch, rc;
 	char *end;
@@ -199,6 +201,7 @@ static int parse_args(struct demo *d, int argc, char **argv)
 			break;
 		case 'S': d->secret_file = optarg; break;
 		case 'h': help(stdout); exit(0);
+		case 'V': printf("rmpool-demo (rmpool) %s\n", rmp_version()); exit(0);
 		default: return usage_error("bad option");
 		}
 	}

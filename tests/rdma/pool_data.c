@@ -572,7 +572,8 @@ static int cmd_async(const char *name)
 
 static int cmd_noanswer(const char *coord)
 {
-	struct rmp_connect_opts o = { .connect_timeout_ms = 3000 };
+	struct rmp_connect_opts o = RMP_CONNECT_OPTS_INIT;
+	o.connect_timeout_ms = 3000;
 	double t0 = now_s();
 	int rc = rmp_connect_ex(coord, NULL, &o, &cl);
 	double secs = now_s() - t0;

@@ -167,6 +167,7 @@ static void fake_stop(struct fake *f)
 }
 
 static const struct rmp_connect_opts fast = {
+	.size = sizeof(struct rmp_connect_opts),
 	.connect_timeout_ms = 3000, .request_timeout_ms = 1500, .provision_timeout_ms = 3000,
 	.ident = "test-client",
 };
@@ -374,6 +375,46 @@ Test(client_control, bad_arguments)
 	cr_assert_eq(rmp_connect("no:port:here", SECRET, &c), -EINVAL);
 	cr_assert_eq(rmp_connect("host:99999", SECRET, &c), -EINVAL);
 	cr_assert_eq(rmp_connect("127.0.0.1:7400", SECRET, NULL), -EINVAL);
+}
+
+/* The caller-filled struct's size (rmpool.h, "Versions and layouts"). */
+Test(client_control, connect_opts_size)
+{
+	struct fake *f = fake_start(SECRET, serve, MODE_NORMAL);
+	struct rmp_connect_opts unset = { .connect_timeout_ms = 3000 };
+	struct rmp_connect_opts init = RMP_CONNECT_OPTS_INIT;
+	/* A caller compiled against a later header: our layout, then a field
+	 * we do not have. */
+	struct {
+		struct rmp_connect_opts o;
+		uint64_t later_field;
+	} later = { .o = fast, .later_field = 0 };
+	rmp_client *c = NULL;
+
+	cr_assert_eq(init.size, sizeof(struct rmp_connect_opts));
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &unset, &c), -EINVAL);
+	cr_assert_null(c);
+	cr_assert(strstr(rmp_last_error(NULL), "RMP_CONNECT_OPTS_INIT") != NULL, "%s",
+		  rmp_last_error(NULL));
+	later.o.size = sizeof(later);
+	later.later_field = 1;
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &later.o, &c), -E2BIG);
+	cr_assert_null(c);
+	/* The same, the field left 0 (its default): accepted. */
+	later.later_field = 0;
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &later.o, &c), 0, "%s", rmp_last_error(NULL));
+	cr_assert_eq(rmp_client_id(c), 77);
+	rmp_disconnect(c);
+	fake_stop(f);
+}
+
+Test(client_control, version)
+{
+	cr_assert_str_eq(rmp_version(), RMPOOL_VERSION);
+	char want[32];
+	snprintf(want, sizeof(want), "%d.%d.%d", RMPOOL_VERSION_MAJOR, RMPOOL_VERSION_MINOR,
+		 RMPOOL_VERSION_PATCH);
+	cr_assert_str_eq(RMPOOL_VERSION, want);
 }
 
 Test(client_control, connection_refused)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "rmpool/version.h"
 
 struct cfg {
 	struct rmp_config_hostport listen;
@@ -237,6 +238,22 @@ Test(config, file_rejections)
 	struct cfg c;
 	cr_assert_eq(LOAD(&c, "--config=/nonexistent/rmpool.conf"), -ENOENT);
 	cr_assert_str_eq(err, "/nonexistent/rmpool.conf: cannot open: No such file or directory");
+}
+
+Test(config, version)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	struct cfg c;
+	char *av[] = {"rmpool-server", "--workers=0", "--version", NULL};
+
+	/* Like --help: printed, nothing else checked, exit 0. */
+	cr_assert_eq(rmp_config_load(&spec, &c, 3, av, out, err, sizeof(err)), RMP_CONFIG_HELP,
+		     "%s", err);
+	fclose(out);
+	cr_assert_str_eq(text, "rmpool-server (rmpool) " RMPOOL_VERSION "\n");
+	free(text);
 }
 
 Test(config, help)
