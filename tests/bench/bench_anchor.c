@@ -572,7 +572,7 @@ static int parse_client(int argc, char **argv, int first, struct client_opts *o)
 {
 	*o = (struct client_opts){ .space = 64u * MIB, .min_block = 4096, .lat_iters = 200, .af_iters = 200,
 				   .bw_iters = 20 };
-	for (int i = first; i < argc; i++) {
+	for (int i = first; i < argc; i += 2) {
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!v)
 			goto usage;
@@ -590,7 +590,6 @@ static int parse_client(int argc, char **argv, int first, struct client_opts *o)
 			o->bw_iters = (unsigned)strtoul(v, NULL, 10);
 		else
 			goto usage;
-		i++;
 	}
 	if (!o->capacity)
 		o->capacity = o->space;
