@@ -27,7 +27,10 @@
  *       local copy of the pool's metadata, formatted as the coordinator
  *       formats it, behind a store that records each batch with the chunk
  *       size of the real RDMA store); the recorded round trips and work
- *       requests per alloc and per free are printed beside it;
+ *       requests per alloc and per free are printed beside it, and the
+ *       batches of the first and last pair (anchor.pairN=alloc [C+R64+R15]
+ *       [>F+F] free [...]: R<n> a READ of n words, C a CAS, F a FAA, '>'
+ *       a posted batch);
  *   (c) read_bw / write_bw: 1 MiB moved as rmpool's transfer.c moves it to
  *       one donor: pieces of RMP_PIECE_MAX bytes, at most RMP_DEPTH_MAX in
  *       flight, the next one posted as the oldest completes, from and to a
@@ -40,6 +43,8 @@
  * locks, the engine's CPU, bounce copies) on the same QPs; perftest, run
  * beside these in the same session, is the anchor that knows nothing of
  * rmpool (raw verbs, its own QP setup).
+ *   bench_anchor pattern [--space ...]
+ *       Only records and prints the allocator's pattern (no network).
  * Exit status: 0 when every figure was measured, 1 on a failure (said on
  * stderr), 2 for bad usage.
  */
@@ -597,8 +602,10 @@ static int parse_client(int argc, char **argv, int first, struct client_opts *o)
 	    o->af_iters <= 100000 && o->bw_iters <= 100000)
 		return -1;
 usage:
-	fprintf(stderr, "usage: bench_anchor client HOST PORT RADDR RKEY LEN [--space B] [--min-block B] [--capacity B]\n"
-			"       [--lat-iters N (200)] [--alloc-iters N (200)] [--bw-iters N (20)]\n");
+	fprintf(stderr, "usage: bench_anchor client HOST PORT RADDR RKEY LEN [OPTIONS]\n"
+			"       bench_anchor pattern [OPTIONS]   (the recorded allocator pattern, no network)\n"
+			"OPTIONS: [--space B] [--min-block B] [--capacity B] [--lat-iters N (200)]\n"
+			"         [--alloc-iters N (200)] [--bw-iters N (20)]\n");
 	return 2;
 }
 
@@ -643,6 +650,34 @@ static int client_connect(struct anchor *a, const char *host, uint16_t port, enu
 	return 0;
 }
 
+/* One batch as text: R<words> for a READ, C for a CAS, F for a FAA,
+ * joined by '+', in brackets; posted batches marked with '>'. */
+static void print_batch(const struct pattern *pt, const struct rec_batch *b)
+{
+	printf(" [%s", b->posted ? ">" : "");
+	for (unsigned k = 0; k < b->n; k++) {
+		const struct rec_op *o = &pt->r.ops[b->first + k];
+		if (o->kind == RMP_WOP_LOAD)
+			printf("%sR%u", k ? "+" : "", o->nwords);
+		else
+			printf("%s%c", k ? "+" : "", o->kind == RMP_WOP_CAS ? 'C' : 'F');
+	}
+	printf("]");
+}
+
+/* The batches of recorded pair i as one key=value line. */
+static void print_pair(const struct pattern *pt, unsigned i)
+{
+	const struct rec_pair *p = &pt->pairs[i];
+	printf("anchor.pair%u=alloc", i);
+	for (size_t k = 0; k < p->alloc_batches + p->free_batches; k++) {
+		if (k == p->alloc_batches)
+			printf(" free");
+		print_batch(pt, &pt->r.b[p->first_batch + k]);
+	}
+	printf("\n");
+}
+
 static int run_client(int argc, char **argv)
 {
 	struct anchor a = { 0 };
@@ -682,6 +717,8 @@ static int run_client(int argc, char **argv)
 		printf("anchor.chunk_words=%u\n", chunk);
 		printf("anchor.read_bw.MBps=%.2f\nanchor.write_bw.MBps=%.2f\n", rbw, wbw);
 		printf("anchor.piece_bytes=%u\nanchor.depth=%u\n", RMP_PIECE_MAX, RMP_DEPTH_MAX);
+		print_pair(&pt, 0); /* what (b) replays: the first pair, the last */
+		print_pair(&pt, pt.npairs - 1);
 	}
 	if (a.mr)
 		ibv_dereg_mr(a.mr);
@@ -694,23 +731,8 @@ static int run_client(int argc, char **argv)
 	return ex;
 }
 
-/* One batch as text: R<words> for a READ, C for a CAS, F for a FAA,
- * joined by '+', in brackets; posted batches marked with '>'. */
-static void print_batch(const struct pattern *pt, const struct rec_batch *b)
-{
-	printf(" [%s", b->posted ? ">" : "");
-	for (unsigned k = 0; k < b->n; k++) {
-		const struct rec_op *o = &pt->r.ops[b->first + k];
-		if (o->kind == RMP_WOP_LOAD)
-			printf("%sR%u", k ? "+" : "", o->nwords);
-		else
-			printf("%s%c", k ? "+" : "", o->kind == RMP_WOP_CAS ? 'C' : 'F');
-	}
-	printf("]");
-}
-
 /* `bench_anchor pattern [options]`: the recorded pattern without a
- * network (chunk size as store_rdma.c's): counts, and the batches of the
+ * network (chunk size 64, store_rdma.c's): counts, and the batches of the
  * first and the last pair. */
 static int run_pattern(int argc, char **argv)
 {
@@ -724,16 +746,8 @@ static int run_pattern(int argc, char **argv)
 	if (ex == 0) {
 		printf("anchor.alloc.round_trips=%.2f\nanchor.free.round_trips=%.2f\n", pt.rt_alloc, pt.rt_free);
 		printf("anchor.alloc.work_requests=%.2f\nanchor.free.work_requests=%.2f\n", pt.wr_alloc, pt.wr_free);
-		for (unsigned i = 0; i < pt.npairs; i += pt.npairs - 1) {
-			const struct rec_pair *p = &pt.pairs[i];
-			printf("anchor.pair%u=alloc", i);
-			for (size_t k = 0; k < p->alloc_batches + p->free_batches; k++) {
-				if (k == p->alloc_batches)
-					printf(" free");
-				print_batch(&pt, &pt.r.b[p->first_batch + k]);
-			}
-			printf("\n");
-		}
+		print_pair(&pt, 0);
+		print_pair(&pt, pt.npairs - 1);
 	}
 	free(pt.pairs);
 	free(pt.r.ops);

@@ -134,12 +134,14 @@ run_once() { # NAME KIND SIZE MODE PORT
 	rm -f "$RMPOOL_VM_SCRATCH/$job.log"
 	# The line after the "#bytes" header: lat -> t_typical is column 5,
 	# bw -> BW average[MB/sec] is column 4.
+	# A figure that is not a finite number is a failed run: under TCG
+	# perftest's cycle clock sometimes gives a typical latency of "inf".
 	awk -v col="$([[ $kind == lat ]] && echo 5 || echo 4)" '
-		hdr && $1 ~ /^[0-9]+$/ { print $col; found = 1; exit }
+		hdr && $1 ~ /^[0-9]+$/ { if ($col ~ /^[0-9]+(\.[0-9]+)?$/) { print $col; found = 1 }; exit }
 		/#bytes/ { hdr = 1 }
 		END { exit !found }' <<<"$out" || {
 		printf '%s\n' "$out" | tail -n 5 >&2
-		echo "ib_$name ${opts[*]}: no result line" >&2
+		echo "ib_$name ${opts[*]}: no result line, or not a finite figure" >&2
 		return 1
 	}
 }

@@ -31,19 +31,23 @@
 #      (with its smallest and largest), and the target;
 #   4. both hosts' rxe counters over the rmpool runs: packets sent and
 #      received each way, READ retries and the duplicates they caused.
-# Usage: pool-bench.sh RMPOOL RMPOOL-SERVER RMPOOL-DONOR BENCH-ANCHOR [--pairs N] [--perftest-ack N]
+#   5. with --out DIR, every raw file of the run copied to DIR (the
+#      harness removes its scratch folder after a run).
+# Usage: pool-bench.sh RMPOOL RMPOOL-SERVER RMPOOL-DONOR BENCH-ANCHOR [--pairs N] [--perftest-ack N] [--out DIR]
 set -euo pipefail
 
-CLI=${1:?usage: pool-bench.sh rmpool rmpool-server rmpool-donor bench_anchor [--pairs N] [--perftest-ack N]}
+CLI=${1:?usage: pool-bench.sh rmpool rmpool-server rmpool-donor bench_anchor [--pairs N] [--perftest-ack N] [--out DIR]}
 SERVER=${2:?}
 DONOR=${3:?}
 ANCHOR=${4:?}
 shift 4
 PAIRS=5
 PT_ACK=14
+OUT=
 while (($#)); do
 	case $1 in
 	--pairs) PAIRS=$2; shift 2 ;;
+	--out) OUT=$2; shift 2 ;;
 	--perftest-ack) PT_ACK=$2; shift 2 ;;
 	*) echo "pool-bench: unknown option '$1'" >&2; exit 2 ;;
 	esac
@@ -165,9 +169,10 @@ stat() {
 			for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
 			return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 		}
-		$1 != "" && $1 + 0 > 0 { nr++; r[nr] = $1 + 0 }
-		$2 != "" && $2 + 0 > 0 { na++; a[na] = $2 + 0 }
-		$1 + 0 > 0 && $2 + 0 > 0 { n++; q[n] = $1 / $2; lo = (n == 1 || q[n] < lo) ? q[n] : lo; hi = (n == 1 || q[n] > hi) ? q[n] : hi }
+		{ okr = $1 ~ /^[0-9]+(\.[0-9]+)?$/ && $1 > 0; oka = $2 ~ /^[0-9]+(\.[0-9]+)?$/ && $2 > 0 }
+		okr { nr++; r[nr] = $1 + 0 }
+		oka { na++; a[na] = $2 + 0 }
+		okr && oka { n++; q[n] = $1 / $2; lo = (n == 1 || q[n] < lo) ? q[n] : lo; hi = (n == 1 || q[n] > hi) ? q[n] : hi }
 		END {
 			printf "%s %s %s %s %s %d\n", nr ? sprintf("%.2f", med(r, nr)) : "-", na ? sprintf("%.2f", med(a, na)) : "-",
 				n ? sprintf("%.2fx", med(q, n)) : "-", n ? sprintf("%.2f", lo) : "-", n ? sprintf("%.2f", hi) : "-", n
@@ -188,7 +193,7 @@ for mode in poll event; do
 	row "  vs ib_read_lat" "$mode" read_lat.median_us pt "read_lat.$mode.typical_us" "-"
 	row "64 B rmp_write (us) vs (a) WRITE" "$mode" write_lat.median_us anc anchor.write_lat.median_us "<=1.15x"
 	row "alloc+free (us) vs (b) replay" "$mode" alloc_free_lat.median_us anc anchor.alloc_free_lat.median_us "-"
-	row "  per round trip vs (b) READ+CAS" "$mode" af_per_rt_us anc anchor.batch_lat.median_us "-"
+	row "  per round trip vs READ+CAS batch" "$mode" af_per_rt_us anc anchor.batch_lat.median_us "-"
 	row "1 MiB rmp_read (MB/s) vs (c)" "$mode" read_bw.MBps anc anchor.read_bw.MBps ">=0.9x"
 	row "  vs ib_read_bw -u $PT_ACK" "$mode" read_bw.MBps pt "read_bw.$mode.avg_MBps" "-"
 	row "  rmp_read_buf vs (c)" "$mode" read_buf_bw.MBps anc anchor.read_bw.MBps "-"
@@ -227,5 +232,9 @@ echo "(Anchors (a)-(c): bench_anchor on common/rdma.c, rmpool's QP options (ACK 
 echo " 1 MiB as $(get "$work/anc.poll.1.txt" anchor.piece_bytes)-byte pieces, $(get "$work/anc.poll.1.txt" anchor.depth) in flight, from a registered buffer;"
 echo " rmp_read/rmp_write go through a bounce buffer (a copy), rmp_*_buf do not. perftest: -R -u $PT_ACK, 64 KiB messages"
 echo " (1 MiB READs make ib_read_bw fail on emulated rxe), many in flight all along like the async rows."
-echo " The per-round-trip row divides rmpool's alloc+free by its round trips per alloc plus per free."
-echo " Raw files: $work)"
+echo " (b) replays rmpool's own batches (pair 1: $(get "$work/anc.event.1.txt" anchor.pair0));"
+echo " the per-round-trip row divides rmpool's alloc+free by its round trips per alloc plus per free and"
+echo " sets it beside the lightest allocator round trip, one 64-word READ + CAS.)"
+if [[ -n $OUT ]]; then
+	mkdir -p "$OUT" && cp -r "$work/." "$OUT/" && rm -f "$OUT/secret" && echo "raw files: $OUT"
+fi
