@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench_anchor - the floors bench-pool (tests/bench/pool-bench.sh) sets
  * rmpool's figures against: minimal verbs loops of the project's own,
