@@ -5,11 +5,15 @@
  *   1. the directory exists (made 0700 if not) and is writable;
  *   2. STATE_DIR/lock: flock(LOCK_EX|LOCK_NB); on EWOULDBLOCK the pid the
  *      holder wrote there is named; on success our pid is written;
- *   3. state.db: an existing file must be non-empty, a SQLite database
- *      that passes quick_check, with our application_id and a schema
- *      version we read; a missing file gets the schema, in one
- *      transaction;
+ *   3. state.db: an existing file must be non-empty, whole (a SQLite
+ *      file is a whole number of pages, as many as its header says when
+ *      no WAL holds more), a SQLite database that passes quick_check,
+ *      with our application_id, our tables and a schema version we
+ *      read; a missing file gets the schema, in one transaction;
  *   4. the generation is raised (its own transaction).
+ * A refused file is left as it was, byte for byte: the checks only read,
+ * and the connection does not checkpoint a WAL into the file when it
+ * closes until they have passed.
  * The lock is held for the life of the process: a second coordinator on
  * the same directory cannot start (step 2), and a kernel releases the
  * lock when the holder dies, however it dies.
@@ -435,15 +439,93 @@ static int take_lock(struct rmp_state *st, const char *dir)
 	return 0;
 }
 
+static uint32_t be32(const unsigned char *b)
+{
+	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+/* Step 3, before SQLite opens it: a SQLite file cut short (a copy that
+ * stopped, a full disk) is refused as what it is. SQLite itself reads
+ * the pages past the end as zeros, which quick_check may not notice
+ * (the cut-off end of a page holds cells), and its next write would
+ * extend the file - a silent repair. SQLite writes whole pages only, and
+ * the header's page count is exact (valid while the change counter at
+ * 24 equals the version-valid-for number at 92) unless a WAL holds newer
+ * pages. A file that is not SQLite is left to SQLite to refuse. */
+static int check_whole(struct rmp_state *st, off_t size)
+{
+	unsigned char h[100];
+	char wal[sizeof(st->path) + 8];
+	struct stat wb;
+	int fd = open(st->path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return fail(st, -errno, "state %s: cannot open it: %s", st->path, strerror(errno));
+	ssize_t n = pread(fd, h, sizeof(h), 0);
+	close(fd);
+	if (n < 16 || memcmp(h, "SQLite format 3", 16) != 0)
+		return 0;
+	if (n < (ssize_t)sizeof(h))
+		return fail(st, -EPROTO, "state %s is truncated (%lld bytes, shorter than a SQLite header); it "
+				      "was not changed: restore it, or move it away to start with no pools",
+			    st->path, (long long)size);
+	uint32_t page = (uint32_t)h[16] << 8 | h[17];
+	if (page == 1)
+		page = 65536;
+	if (page < 512 || (page & (page - 1)))
+		return 0; /* not a header SQLite wrote: quick_check will say */
+	uint32_t pages = be32(h + 28);
+	snprintf(wal, sizeof(wal), "%s-wal", st->path);
+	bool wal_has_pages = stat(wal, &wb) == 0 && wb.st_size > 0;
+	bool count_valid = pages && be32(h + 24) == be32(h + 92) && !wal_has_pages;
+	if (size % page || (count_valid && (uint64_t)size < (uint64_t)pages * page))
+		return fail(st, -EPROTO, "state %s is truncated (%lld bytes; its header says %" PRIu32
+				      " pages of %" PRIu32 " bytes); it was not changed: restore it, or move "
+				      "it away to start with no pools",
+			    st->path, (long long)size, pages, page);
+	return 0;
+}
+
+/* Our application_id and a version, but are our tables there? (A file
+ * stamped by hand, or a schema step that never ran.) */
+static int check_tables(struct rmp_state *st)
+{
+	static const char *const tables[] = { "counters", "pools", "donors", "leases" };
+	sqlite3_stmt *s;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+			       -1, &s, NULL) != SQLITE_OK)
+		return db_fail(st, "read the schema");
+	int rc = 0;
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]) && !rc; i++) {
+		sqlite3_bind_text(s, 1, tables[i], -1, SQLITE_STATIC);
+		int step = sqlite3_step(s);
+		if (step == SQLITE_DONE)
+			rc = fail(st, -EPROTO, "state %s has rmpool's application_id but not its schema (no "
+					    "table %s); it was not changed",
+				  st->path, tables[i]);
+		else if (step != SQLITE_ROW)
+			rc = db_fail(st, "read the schema");
+		sqlite3_reset(s);
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
 /* Step 3 for an existing file: ours, whole, of a schema we read. */
 static int check_existing(struct rmp_state *st)
 {
 	sqlite3_stmt *s;
 	int rc;
 
-	if (sqlite3_prepare_v2(st->db, "PRAGMA quick_check", -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(st->db, "PRAGMA quick_check", -1, &s, NULL) != SQLITE_OK) {
+		if (sqlite3_errcode(st->db) == SQLITE_CORRUPT)
+			return fail(st, -EPROTO, "state %s is damaged (%s); it was not changed: restore it, or "
+					      "move it away to start with no pools",
+				    st->path, sqlite3_errmsg(st->db));
 		return fail(st, -EPROTO, "state %s is not an rmpool state file: %s", st->path,
 			    sqlite3_errmsg(st->db));
+	}
 	int step = sqlite3_step(s);
 	const unsigned char *verdict = step == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
 	rc = verdict && strcmp((const char *)verdict, "ok") == 0
@@ -475,7 +557,7 @@ static int check_existing(struct rmp_state *st)
 			    st->path, version, RMP_STATE_SCHEMA_VERSION);
 	if (version < 1)
 		return fail(st, -EPROTO, "state %s has no schema version", st->path);
-	return 0;
+	return check_tables(st);
 }
 
 static int create_schema(struct rmp_state *st)
@@ -524,13 +606,19 @@ static int open_db(struct rmp_state *st, const char *dir)
 		return fail(st, -EPROTO, "state %s is empty (truncated?); it was not changed: restore it, or "
 				      "remove it to start with no pools",
 			    st->path);
+	int rc = existed ? check_whole(st, sb.st_size) : 0;
+	if (rc)
+		return rc;
 	if (sqlite3_open_v2(st->path, &st->db, SQLITE_OPEN_READWRITE | (existed ? 0 : SQLITE_OPEN_CREATE),
 			    NULL) != SQLITE_OK)
 		return db_fail(st, "open");
 	sqlite3_busy_timeout(st->db, 5000); /* bounded: nobody else should hold it */
-	int rc = existed ? check_existing(st) : 0;
+	/* A refused file keeps its WAL beside it, not folded into it. */
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	rc = existed ? check_existing(st) : 0;
 	if (rc)
 		return rc;
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
 	/* WAL: a reader never blocks the writer; FULL: COMMIT is durable. */
 	if ((rc = exec_sql(st, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
 			   "set the journal mode")) != 0)

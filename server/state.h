@@ -19,9 +19,11 @@
  * (rmp_state_begin/commit around the writes of one change), a schema
  * version in PRAGMA user_version and the file's owner in application_id.
  *
- * Refused, never silently replaced: a file that is not SQLite or is
- * damaged (quick_check), an existing empty file (truncated), a SQLite
- * file of another program (application_id), a newer schema, a state
+ * Refused, never silently replaced (the file left byte for byte as it
+ * was): a file that is not SQLite or is damaged (quick_check), an
+ * existing empty or truncated file (a size that is not the whole pages
+ * its header counts), a SQLite file of another program (application_id)
+ * or with rmpool's stamp but not its tables, a newer schema, a state
  * directory that cannot be written, and a directory already held by a
  * live coordinator (an flock on STATE_DIR/lock; the holder's pid is
  * named). A new state file is made only where none existed.

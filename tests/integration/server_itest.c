@@ -31,7 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 
 #include <sqlite3.h>
 
@@ -764,9 +766,27 @@ static void case_pool_open(void)
 
 /* ---- the state directory ---- */
 
-/* Runs the server to its exit on dir (as uid 65534 when as_nobody), with
- * its output in out. Returns the exit status. */
-static int run_on_state(const char *dir, bool as_nobody, char *out, size_t cap)
+/* How run_on_state runs the server: as root; as uid 65534 (a directory
+ * it may not write); as root in a mount namespace of its own where the
+ * directory is a read-only bind mount (root writes anything else: the
+ * read-only filesystem is what stops it then). */
+enum run_as { AS_ROOT, AS_NOBODY, ON_READ_ONLY_MOUNT };
+
+/* The child's side of ON_READ_ONLY_MOUNT; 0 or errno. The root is made
+ * private first, or the bind mount would show in the parent's namespace
+ * (a shared root, as systemd makes it) and outlive the test. */
+static int read_only_mount(const char *dir)
+{
+	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount(dir, dir, NULL, MS_BIND, NULL) != 0 ||
+	    mount(NULL, dir, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0)
+		return errno;
+	return 0;
+}
+
+/* Runs the server to its exit on dir, with its output in out. Returns
+ * its exit status; 126 when the child could not become what how asks. */
+static int run_on_state(const char *dir, enum run_as how, char *out, size_t cap)
 {
 	char listen[64];
 	int pfd[2];
@@ -782,8 +802,13 @@ static int run_on_state(const char *dir, bool as_nobody, char *out, size_t cap)
 		dup2(pfd[1], 2);
 		close(pfd[0]);
 		setenv(RMP_AUTH_SECRET_ENV, SECRET, 1);
-		if (as_nobody && (setgid(65534) != 0 || setuid(65534) != 0))
+		if (how == AS_NOBODY && (setgid(65534) != 0 || setuid(65534) != 0))
 			_exit(126);
+		int e = how == ON_READ_ONLY_MOUNT ? read_only_mount(dir) : 0;
+		if (e) {
+			printf("cannot make %s a read-only mount: %s\n", dir, strerror(e));
+			_exit(126);
+		}
 		execv(server_bin, argv);
 		_exit(127);
 	}
@@ -799,16 +824,83 @@ static int run_on_state(const char *dir, bool as_nobody, char *out, size_t cap)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static void expect_state_refused(const char *dir, bool as_nobody, const char *mention)
+/* The whole of a file (NULL, *len 0 when there is none). */
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf = NULL;
+
+	*len = 0;
+	if (!f)
+		return NULL;
+	REQUIRE(fseek(f, 0, SEEK_END) == 0, "fseek %s", path);
+	long size = ftell(f);
+	REQUIRE(size >= 0 && fseek(f, 0, SEEK_SET) == 0, "ftell %s", path);
+	buf = malloc((size_t)size + 1);
+	REQUIRE(buf && fread(buf, 1, (size_t)size, f) == (size_t)size, "read %s", path);
+	fclose(f);
+	*len = (size_t)size;
+	return buf;
+}
+
+/* The state files of dir as they are: state.db and its WAL. */
+struct state_files {
+	uint8_t *db, *wal;
+	size_t db_len, wal_len;
+	bool had_db, had_wal;
+};
+
+static void state_files_read(const char *dir, struct state_files *f)
+{
+	char path[300];
+
+	snprintf(path, sizeof(path), "%s/state.db", dir);
+	f->db = slurp(path, &f->db_len);
+	f->had_db = access(path, F_OK) == 0;
+	snprintf(path, sizeof(path), "%s/state.db-wal", dir);
+	f->wal = slurp(path, &f->wal_len);
+	f->had_wal = access(path, F_OK) == 0;
+}
+
+static bool same_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+/* The server on dir must exit 1 with one line that names names (the
+ * file, or the directory) and says mention, and leave state.db (and its
+ * WAL, if there is one) byte for byte as they were. */
+static void expect_state_refused(const char *dir, enum run_as how, const char *names,
+				 const char *mention)
 {
 	char out[4096];
-	int st = run_on_state(dir, as_nobody, out, sizeof(out));
+	struct state_files before, after;
 
-	REQUIRE(st != 126, "cannot drop privileges to test this");
+	state_files_read(dir, &before);
+	int st = run_on_state(dir, how, out, sizeof(out));
+	REQUIRE(st != 126, "cannot run the server as this case needs (run as root): %s", out);
 	REQUIRE(st == 1, "state %s: exit status %d, want 1 (output: %s)", dir, st, out);
-	REQUIRE(strstr(out, "--state-dir") && strstr(out, mention),
-		"state %s: the refusal does not say \"%s\": %s", dir, mention, out);
-	fprintf(stderr, "refused as it should: %s", strstr(out, "rmpool-server: "));
+	const char *line = strstr(out, "rmpool-server: --state-dir");
+	REQUIRE(line, "state %s: no refusal line: %s", dir, out);
+	size_t n = strcspn(line, "\n");
+	char one[1024];
+	snprintf(one, sizeof(one), "%.*s", (int)n, line);
+	REQUIRE(strstr(one, names) && strstr(one, mention),
+		"state %s: the refusal line does not name %s and say \"%s\": %s", dir, names, mention,
+		one);
+	state_files_read(dir, &after);
+	REQUIRE(after.had_db == before.had_db &&
+			same_bytes(after.db, after.db_len, before.db, before.db_len),
+		"state %s: state.db was changed by the refusal (%zu bytes before, %zu after)", dir,
+		before.db_len, after.db_len);
+	/* SQLite's opening of a WAL file makes an empty WAL beside it if
+	 * there was none: an empty one holds nothing. */
+	REQUIRE(same_bytes(after.wal, after.wal_len, before.wal, before.wal_len) &&
+			(after.had_wal == before.had_wal || after.wal_len == 0),
+		"state %s: state.db-wal was changed by the refusal (%zu bytes before, %zu after)", dir,
+		before.wal_len, after.wal_len);
+	free(before.db), free(before.wal), free(after.db), free(after.wal);
+	fprintf(stderr, "refused as it should: %s\n", one);
 }
 
 static void make_dir(char *dir, size_t cap, const char *what)
@@ -848,7 +940,7 @@ static void case_state_dir(void)
 	REQUIRE(g1 >= 1, "AUTH_OK generation %" PRIu64 ", want >= 1", g1);
 	REQUIRE(status_generation(fd) == g1, "status and AUTH_OK disagree on the generation");
 	REQUIRE(metric("rmpool_generation") == g1, "rmpool_generation %" PRIu64, metric("rmpool_generation"));
-	int st = run_on_state(state_dir, false, out, sizeof(out));
+	int st = run_on_state(state_dir, AS_ROOT, out, sizeof(out));
 	char holder[64];
 	snprintf(holder, sizeof(holder), "(pid %d)", (int)server_pid);
 	REQUIRE(st == 1 && strstr(out, "held by another rmpool-server") && strstr(out, holder),
@@ -865,52 +957,131 @@ static void case_state_dir(void)
 	stop_server();
 }
 
-/* Bad state is refused with a clear error (exit 1) and left unchanged. */
+/* A good state directory with a few pools on record (so that state.db
+ * spans several pages), closed: the WAL is folded into state.db. */
+static void make_good_state(char *dir, size_t cap, const char *what, char *db, size_t dbcap)
+{
+	struct rmp_state *st;
+	uint64_t g;
+	char err[512];
+
+	make_dir(dir, cap, what);
+	snprintf(db, dbcap, "%s/state.db", dir);
+	REQUIRE(rmp_state_open_sqlite(dir, &st, &g, err, sizeof(err)) == 0, "%s", err);
+	REQUIRE(rmp_state_begin(st) == 0, "%s", rmp_state_error(st));
+	for (uint32_t id = 1; id <= 60; id++) {
+		struct rmp_state_pool p = { .id = id, .state = 1, .capacity = 1u << 20,
+					    .space_log2 = 20, .segment_log2 = 16,
+					    .min_block_log2 = 12 };
+		snprintf(p.name, sizeof(p.name), "pool-%u", id);
+		snprintf(p.meta_shm, sizeof(p.meta_shm), "/rmpool-pool-%u", id);
+		REQUIRE(rmp_state_pool_put(st, &p) == 0, "%s", rmp_state_error(st));
+	}
+	REQUIRE(rmp_state_commit(st) == 0, "%s", rmp_state_error(st));
+	rmp_state_close(st);
+}
+
+static void sql(const char *db_path, const char *statements)
+{
+	sqlite3 *db;
+
+	REQUIRE(sqlite3_open(db_path, &db) == SQLITE_OK, "sqlite3_open(%s)", db_path);
+	REQUIRE(sqlite3_exec(db, statements, NULL, NULL, NULL) == SQLITE_OK, "%s: %s", statements,
+		sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+/* A newer rmpool-server's change that is still in the WAL: a process
+ * that commits it and dies before its connection closes (no checkpoint). */
+static void commit_and_die(const char *db_path, const char *statements)
+{
+	pid_t pid = fork();
+
+	REQUIRE(pid >= 0, "fork");
+	if (pid == 0) {
+		sqlite3 *db;
+		if (sqlite3_open(db_path, &db) != SQLITE_OK ||
+		    sqlite3_exec(db, statements, NULL, NULL, NULL) != SQLITE_OK)
+			_exit(1);
+		_exit(0);
+	}
+	int st;
+	REQUIRE(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		"the writer of %s failed", db_path);
+}
+
+/* Bad state is refused before anything else starts (no RDMA device is
+ * needed to see it): exit 1, one line naming the file (or directory) and
+ * the reason, and the files left byte for byte as they were. */
 static void case_state_refused(void)
 {
 	char dir[128], path[192];
-	struct stat sb;
+	size_t len;
 
 	make_dir(dir, sizeof(dir), "garbage");
 	snprintf(path, sizeof(path), "%s/state.db", dir);
 	static const char junk[] = "this is not a database at all, just some bytes to refuse.....";
 	write_file(path, junk, sizeof(junk));
-	expect_state_refused(dir, false, "not an rmpool state file");
-	REQUIRE(stat(path, &sb) == 0 && sb.st_size == (off_t)sizeof(junk), "the garbage was changed");
+	expect_state_refused(dir, AS_ROOT, path, "not an rmpool state file");
 
 	make_dir(dir, sizeof(dir), "empty");
 	snprintf(path, sizeof(path), "%s/state.db", dir);
 	write_file(path, "", 0);
-	expect_state_refused(dir, false, "empty");
+	expect_state_refused(dir, AS_ROOT, path, "empty");
+
+	/* Truncated: cut mid-page, and one byte short (which SQLite alone
+	 * would read as a zero and then write over: a silent repair). */
+	make_good_state(dir, sizeof(dir), "truncated", path, sizeof(path));
+	uint8_t *whole = slurp(path, &len);
+	REQUIRE(len > 3 * 4096, "state.db is %zu bytes, want several pages", len);
+	write_file(path, whole, len / 2 + 1000);
+	expect_state_refused(dir, AS_ROOT, path, "is truncated");
+	write_file(path, whole, len - 1);
+	expect_state_refused(dir, AS_ROOT, path, "is truncated");
+	free(whole);
 
 	make_dir(dir, sizeof(dir), "foreign");
 	snprintf(path, sizeof(path), "%s/state.db", dir);
-	sqlite3 *db;
-	REQUIRE(sqlite3_open(path, &db) == SQLITE_OK, "sqlite3_open");
-	REQUIRE(sqlite3_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES(1);", NULL, NULL, NULL) ==
-			SQLITE_OK, "sqlite3_exec");
-	sqlite3_close(db);
-	expect_state_refused(dir, false, "another program");
-
-	make_dir(dir, sizeof(dir), "newer");
-	struct rmp_state *st;
-	uint64_t g;
-	char err[512];
-	REQUIRE(rmp_state_open_sqlite(dir, &st, &g, err, sizeof(err)) == 0, "%s", err);
-	rmp_state_close(st);
+	sql(path, "CREATE TABLE t(x); INSERT INTO t VALUES(1);");
+	expect_state_refused(dir, AS_ROOT, path, "another program (application_id 0,");
+	make_dir(dir, sizeof(dir), "foreign");
 	snprintf(path, sizeof(path), "%s/state.db", dir);
-	REQUIRE(sqlite3_open(path, &db) == SQLITE_OK, "sqlite3_open");
-	REQUIRE(sqlite3_exec(db, "PRAGMA user_version = 99;", NULL, NULL, NULL) == SQLITE_OK, "pragma");
-	sqlite3_close(db);
-	expect_state_refused(dir, false, "newer");
+	sql(path, "PRAGMA application_id = 305419896; CREATE TABLE pools(x);");
+	expect_state_refused(dir, AS_ROOT, path, "another program (application_id 0x12345678,");
+	/* Our stamp, not our tables: nothing is created over it. */
+	make_dir(dir, sizeof(dir), "foreign");
+	snprintf(path, sizeof(path), "%s/state.db", dir);
+	char stamp[128];
+	snprintf(stamp, sizeof(stamp), "PRAGMA application_id = %d; PRAGMA user_version = %d; "
+		 "CREATE TABLE t(x);", RMP_STATE_APP_ID, RMP_STATE_SCHEMA_VERSION);
+	sql(path, stamp);
+	expect_state_refused(dir, AS_ROOT, path, "not its schema (no table counters)");
 
+	make_good_state(dir, sizeof(dir), "newer", path, sizeof(path));
+	sql(path, "PRAGMA user_version = 99;");
+	expect_state_refused(dir, AS_ROOT, path, "schema version 99, newer");
+	/* The same, with the newer version in a WAL that nobody folded into
+	 * state.db: the refusal must not fold it in either. */
+	make_good_state(dir, sizeof(dir), "newer", path, sizeof(path));
+	commit_and_die(path, "PRAGMA user_version = 99;");
+	char wal[200];
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	struct stat sb;
+	REQUIRE(stat(wal, &sb) == 0 && sb.st_size > 0, "no WAL beside %s", path);
+	expect_state_refused(dir, AS_ROOT, path, "schema version 99, newer");
+
+	/* A directory it cannot write: as a user the directory's mode stops,
+	 * and as root on a read-only mount (a good state inside, which stays
+	 * as it was: the generation is not raised). */
 	make_dir(dir, sizeof(dir), "readonly");
 	REQUIRE(chmod(dir, 0755) == 0, "chmod");
-	expect_state_refused(dir, true, "not writable");
+	expect_state_refused(dir, AS_NOBODY, dir, "not writable: Permission denied");
+	make_good_state(dir, sizeof(dir), "readonly", path, sizeof(path));
+	expect_state_refused(dir, ON_READ_ONLY_MOUNT, dir, "not writable: Read-only file system");
 	if (!getenv("ITEST_KEEP_LOG"))
 		REQUIRE(system("rm -rf server_itest.*.garbage.* server_itest.*.empty.* "
-			       "server_itest.*.foreign.* server_itest.*.newer.* "
-			       "server_itest.*.readonly.*") == 0, "cleanup");
+			       "server_itest.*.truncated.* server_itest.*.foreign.* "
+			       "server_itest.*.newer.* server_itest.*.readonly.*") == 0, "cleanup");
 }
 
 /* ---- pools, donors and leases on record ---- */
