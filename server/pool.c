@@ -368,11 +368,18 @@ static bool pool_refuse_unready(struct rmp_srv_conn *c, const struct rmp_srv_poo
 					" of its donors have not registered again yet",
 					p->name, rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_AWAY));
 		return true;
-	case RMP_SRV_POOL_LOST:
-		rmp_srv_conn_send_error(c, EIO, ref_type,
-					"pool %s is lost: %s (rmpool pool forget %s removes it)",
-					p->name, p->lost, p->name);
+	case RMP_SRV_POOL_LOST: {
+		/* A wire text holds RMP_WIRE_TEXT_MAX bytes: when the hint does
+		 * not fit, the reason goes whole and the hint not at all (a cut
+		 * one reads as garbage). */
+		char text[RMP_WIRE_TEXT_MAX + 1];
+		int n = snprintf(text, sizeof(text), "pool %s is lost: %s (rmpool pool forget %s removes it)",
+				 p->name, p->lost, p->name);
+		if (n < 0 || (size_t)n >= sizeof(text))
+			rmp_errf(text, sizeof(text), "pool %s is lost: %s", p->name, p->lost);
+		rmp_srv_conn_send_error(c, EIO, ref_type, "%s", text);
 		return true;
+	}
 	default:
 		rmp_srv_conn_send_error(c, EBUSY, ref_type, "pool %s is being %s", p->name,
 					p->state == RMP_SRV_POOL_PROVISIONING ? "created"

@@ -1301,11 +1301,23 @@ static void case_recorded(void)
 	m = (struct rmp_wire_msg){ .type = RMP_MSG_POOL_OPEN };
 	snprintf(m.u.pool_open.name, sizeof(m.u.pool_open.name), "%s", pool_gone);
 	expect_error(fd, &m, EIO, "is lost");
+	/* Reasons too long for the hint beside them in a wire text: whole,
+	 * without a hint cut short. */
+	struct rmp_wire_msg r;
+	static const char *const ends[] = { "cannot be recovered", "(run the rmpool-server that made it)" };
+	for (int i = 0; i < 2; i++) {
+		snprintf(m.u.pool_open.name, sizeof(m.u.pool_open.name), "%s", i ? pool_old : pool_gone);
+		send_msg(fd, &m);
+		recv_msg(fd, &r);
+		size_t tl = strlen(r.u.error.text), el = strlen(ends[i]);
+		REQUIRE(r.type == RMP_MSG_ERROR && tl > el && strcmp(r.u.error.text + tl - el, ends[i]) == 0,
+			"attach to %s: \"%s\" does not end with its reason's end", m.u.pool_open.name,
+			r.u.error.text);
+	}
 	m = (struct rmp_wire_msg){ .type = RMP_MSG_LEASE_RENEW };
 	m.u.lease_renew.lease_id = 6;
 	expect_error(fd, &m, ENOENT, "lease 6");
 	m.u.lease_renew.lease_id = 5;
-	struct rmp_wire_msg r;
 	send_msg(fd, &m);
 	recv_msg(fd, &r);
 	REQUIRE(r.type == RMP_MSG_LEASE_GRANT, "the recorded lease: %s", rmp_wire_type_name(r.type));
