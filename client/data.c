@@ -57,13 +57,23 @@ static struct rmp_buddy_ctx *my_ctx(struct rmp_data *d)
 
 /* rdma_cm setup needs the far side's CPU (it accepts the connection); a
  * loaded host may miss one bounded wait. A refusal (-ECONNREFUSED: a bad
- * token) is final; a timeout is worth one more bounded try. */
+ * token) is final; a timeout is worth one more try - within the same
+ * bound: the first attempt gets two thirds of it, the second what is
+ * left, so a stopped donor costs rdma_timeout_ms, not twice that. */
 int rmp_data_connect(const char *host, uint16_t port, const void *tok, uint8_t len,
 		     const struct rmp_rdma_opts *o, rmp_rdma_conn **out)
 {
-	int rc = rmp_rdma_connect(host, port, tok, len, o, out);
-	if (rc == -ETIMEDOUT)
-		rc = rmp_rdma_connect(host, port, tok, len, o, out);
+	uint64_t deadline = rmp_deadline_ms((uint64_t)o->timeout_ms);
+	struct rmp_rdma_opts first = *o;
+	first.timeout_ms = o->timeout_ms * 2 / 3 > 0 ? o->timeout_ms * 2 / 3 : 1;
+
+	int rc = rmp_rdma_connect(host, port, tok, len, &first, out);
+	int left = (int)rmp_ms_left(deadline);
+	if (rc == -ETIMEDOUT && left > 0) {
+		struct rmp_rdma_opts second = *o;
+		second.timeout_ms = left;
+		rc = rmp_rdma_connect(host, port, tok, len, &second, out);
+	}
 	return rc;
 }
 
