@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "config.h"
 #include "data.h"
 
 #define TOKEN_TTL_MS (24ull * 3600 * 1000)
@@ -95,6 +96,11 @@ void rmp_data_close(rmp_pool *p)
 	if (!d)
 		return;
 	rmp_async_destroy(d->async);
+	/* The small-block cache's chunks go back while the engine is up
+	 * (carved handles die with the pool). */
+	if (d->cache_ready)
+		(void)rmp_cache_destroy(&d->cache);
+	d->cache_ready = false;
 	/* Buffers still registered on this pool: their MRs go before the
 	 * connections (and PDs) they were made on. */
 	rmp_buffer_drop_pool(p);
@@ -214,6 +220,8 @@ static void meta_drop(struct rmp_data *d)
 	d->meta = NULL;
 }
 
+static int cache_setup(rmp_pool *p, struct rmp_data *d);
+
 /* First setup: connect, then start the engine and its shards. */
 static int data_init_meta(rmp_pool *p, struct rmp_data *d)
 {
@@ -226,7 +234,7 @@ static int data_init_meta(rmp_pool *p, struct rmp_data *d)
 		rmp_buddy_ctx_init(&d->shards[s].ctx, &d->b, p->c->session_id * RMP_DATA_SHARDS + s);
 		rmp_buddy_ctx_cache(&d->shards[s].ctx, d->shards[s].words, RMP_SHARD_WORDS_CACHED);
 	}
-	return 0;
+	return cache_setup(p, d);
 }
 
 /* Requires d->meta_rw for writing. The metadata connection again, to the
@@ -301,6 +309,117 @@ static int meta_leave(rmp_pool *p, struct rmp_data *d, int rc, const char *what)
 	return rc;
 }
 
+/* ---- the small-block cache's chunks: blocks of the shared engine ---- */
+
+static int cache_claim(void *arg, unsigned order, uint64_t *off)
+{
+	rmp_pool *p = arg;
+	struct rmp_data *d = p->data;
+	int rc = meta_enter(p, d, "small-block cache: claiming a chunk");
+	if (rc)
+		return rc;
+	rc = rmp_buddy_alloc(&d->b, my_ctx(d), order, off);
+	return meta_leave(p, d, rc, "small-block cache: claiming a chunk");
+}
+
+static int cache_release(void *arg, uint64_t off, unsigned order)
+{
+	rmp_pool *p = arg;
+	struct rmp_data *d = p->data;
+	int rc = meta_enter(p, d, "small-block cache: giving a chunk back");
+	if (rc)
+		return rc;
+	rc = rmp_buddy_free(&d->b, my_ctx(d), off, order);
+	return meta_leave(p, d, rc, "small-block cache: giving a chunk back");
+}
+
+/* The cache exists once the engine runs, if the pool's space holds a few
+ * chunks; it carves only once asked (rmp_pool_set_small_cache or
+ * RMPOOL_SMALL_CACHE). */
+static int cache_setup(rmp_pool *p, struct rmp_data *d)
+{
+	const struct rmp_buddy_geom *g = &d->b.g;
+	const struct rmp_cache_source src = { .claim = cache_claim, .release = cache_release, .arg = p };
+
+	if (g->max_order < RMP_CACHE_CHUNK_ORDER + 2 || g->min_order >= RMP_CACHE_CHUNK_ORDER)
+		return 0;
+	unsigned top = 31 - (unsigned)__builtin_clz(RMP_SMALL_CACHE_MAX);
+	if (top < g->min_order)
+		return 0;
+	int rc = rmp_cache_init(&d->cache, g->min_order, top, RMP_CACHE_CHUNK_ORDER, &src);
+	if (rc)
+		return rc;
+	d->cache_ready = true;
+	const char *e = getenv("RMPOOL_SMALL_CACHE");
+	uint64_t max = 0;
+	if (e && *e && rmp_config_parse_size(e, &max) == 0 && max > 0) {
+		unsigned o;
+		if (max > RMP_SMALL_CACHE_MAX)
+			max = RMP_SMALL_CACHE_MAX;
+		if (rmp_buddy_order_for(g, max, &o) == 0)
+			atomic_store_explicit(&d->cache_order, o, memory_order_release);
+	}
+	return 0;
+}
+
+int rmp_pool_set_small_cache(rmp_pool *p, uint64_t max_size)
+{
+	struct rmp_data *d;
+	unsigned o = 0;
+	int rc;
+
+	if (max_size > RMP_SMALL_CACHE_MAX)
+		return rmp_data_bad_arg(p, "rmp_pool_set_small_cache: at most 64 KiB");
+	if ((rc = rmp_data_of(p, &d)) != 0)
+		return rc;
+	if (max_size && !d->cache_ready)
+		return rmp_client_fail(p->c, -EOPNOTSUPP,
+				       "rmp_pool_set_small_cache: the pool's space is too small for 1 MiB chunks");
+	if (max_size && (rc = rmp_buddy_order_for(&d->b.g, max_size, &o)) != 0)
+		return rc;
+	atomic_store_explicit(&d->cache_order, o, memory_order_release);
+	return 0;
+}
+
+int rmp_pool_small_cache_stats(rmp_pool *p, struct rmp_small_cache_stats *out)
+{
+	struct rmp_small_cache_stats s = { 0 };
+	struct rmp_cache_counts k = { 0 };
+	struct rmp_data *d;
+	int rc;
+
+	if (!out || out->size < sizeof(size_t))
+		return rmp_data_bad_arg(p, "rmp_pool_small_cache_stats: set out->size");
+	if ((rc = rmp_data_of(p, &d)) != 0)
+		return rc;
+	if (d->cache_ready)
+		rmp_cache_counts(&d->cache, &k);
+	unsigned o = atomic_load_explicit(&d->cache_order, memory_order_acquire);
+	s = (struct rmp_small_cache_stats){
+		.max_size = o ? 1ull << o : 0,
+		.carved_allocs = k.carved_allocs, .carved_frees = k.carved_frees,
+		.chunks_claimed = k.chunks_claimed, .chunks_released = k.chunks_released,
+		.chunks_held = k.chunks_held, .bytes_held = k.bytes_held,
+		.carved_live = k.carved_live, .carved_live_bytes = k.carved_live_bytes,
+	};
+	size_t n = out->size < sizeof(s) ? out->size : sizeof(s);
+	s.size = n;
+	memcpy(out, &s, n);
+	return 0;
+}
+
+/* A handle that the pool's metadata says is no block: is it inside a
+ * live chunk of some process's small-block cache? 1 (yes: -RMP_ECACHED
+ * is the honest answer), 0, or a store error. One more round trip, on
+ * the error path only. Requires d->meta_rw for reading. */
+static int in_live_chunk(struct rmp_data *d, uint64_t start, unsigned order)
+{
+	if (order >= RMP_CACHE_CHUNK_ORDER || d->b.g.max_order < RMP_CACHE_CHUNK_ORDER)
+		return 0;
+	uint64_t chunk = start & ~((1ull << RMP_CACHE_CHUNK_ORDER) - 1);
+	return rmp_buddy_is_live(&d->b, my_ctx(d), chunk, RMP_CACHE_CHUNK_ORDER);
+}
+
 static int data_open(rmp_pool *p, unsigned timeout_ms)
 {
 	struct rmp_data *d = aligned_alloc(alignof(struct rmp_data_shard), sizeof(*d));
@@ -361,6 +480,20 @@ int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out)
 	rc = rmp_buddy_order_for(&d->b.g, size, &order);
 	if (rc)
 		return rc;
+	unsigned co = atomic_load_explicit(&d->cache_order, memory_order_acquire);
+	if (co && order <= co) {
+		/* From the small-block cache; if it cannot claim a chunk (the
+		 * pool has no free 1 MiB block), the engine may still find a
+		 * small block: no ENOMEM the pool would not give. */
+		if ((rc = rmp_cache_alloc(&d->cache, order, &off)) == 0) {
+			*out = RMP_ADDR_MAKE(order, off);
+			(void)rmp_liveset_add(&d->live, *out);
+			return 0;
+		}
+		if (rc != -ENOMEM && rc != -EAGAIN)
+			return rc == -RMP_EAWAY ? rc : rmp_client_fail(p->c, rc, "rmp_alloc: small-block cache: %s",
+								      rmp_strerror(rc));
+	}
 	if ((rc = meta_enter(p, d, "rmp_alloc")) != 0)
 		return rc;
 	rc = rmp_buddy_alloc(&d->b, my_ctx(d), order, &off);
@@ -405,14 +538,33 @@ int rmp_free(rmp_pool *p, rmp_addr a)
 	if (decode(d, a, &order, &off) != 0 || (off & ((1ull << order) - 1)) != 0)
 		return rmp_client_fail(p->c, -EINVAL, "rmp_free: %#llx is not the handle of a block",
 				       (unsigned long long)a);
+	if (d->cache_ready) {
+		/* A block of our own cache is freed here, with no round trip
+		 * (an emptied chunk may go back: its error is not the caller's). */
+		rc = rmp_cache_free(&d->cache, off, order);
+		if (rc == -EINVAL)
+			return rmp_client_fail(p->c, rc, "rmp_free: no live block of %llu bytes at %#llx in this "
+					       "process's small-block cache (freed already?)",
+					       (unsigned long long)(1ull << order), (unsigned long long)off);
+		if (rc != -ENOENT) {
+			rmp_liveset_remove(&d->live, a);
+			return 0;
+		}
+	}
 	if ((rc = meta_enter(p, d, "rmp_free")) != 0)
 		return rc; /* still live, still in the set: free it again later */
 	/* Out of the set first: from now on a transfer on it asks the
 	 * metadata, which says "free" as soon as the CAS below lands. */
 	rmp_liveset_remove(&d->live, a);
 	rc = rmp_buddy_free(&d->b, my_ctx(d), off, order);
+	if (rc == -EINVAL && in_live_chunk(d, off, order) == 1)
+		rc = -RMP_ECACHED;
 	if ((rc = meta_leave(p, d, rc, "rmp_free")) == -RMP_EAWAY)
 		return rc;
+	if (rc == -RMP_ECACHED)
+		return rmp_client_fail(p->c, rc, "rmp_free: %#llx lies inside a live 1 MiB chunk of another "
+				       "process's small-block cache: only that process can free it",
+				       (unsigned long long)a);
 	if (rc == -EINVAL)
 		return rmp_client_fail(p->c, rc, "rmp_free: no live block of %llu bytes at %#llx (freed already?)",
 				       (unsigned long long)(1ull << order), (unsigned long long)off);
@@ -440,12 +592,26 @@ int rmp_data_range_check(rmp_pool *p, struct rmp_data *d, rmp_addr a, const void
 	uint64_t start = *off - in_block;
 	if (rmp_liveset_has(&d->live, RMP_ADDR_MAKE(order, start)))
 		return 0;
-	int rc = meta_enter(p, d, what);
-	if (rc)
+	int rc;
+	if (d->cache_ready && (rc = rmp_cache_is_live(&d->cache, start, order)) != -ENOENT) {
+		if (rc == 1)
+			return 0;
+		return rmp_client_fail(p->c, -EINVAL, "%s: no live block of %llu bytes at %#llx in this process's "
+				       "small-block cache (freed?)", what, (unsigned long long)(1ull << order),
+				       (unsigned long long)start);
+	}
+	if ((rc = meta_enter(p, d, what)) != 0)
 		return rc;
-	rc = meta_leave(p, d, rmp_buddy_is_live(&d->b, my_ctx(d), start, order), what);
+	rc = rmp_buddy_is_live(&d->b, my_ctx(d), start, order);
+	if (rc == 0 && in_live_chunk(d, start, order) == 1)
+		rc = -RMP_ECACHED;
+	rc = meta_leave(p, d, rc, what);
 	if (rc == -RMP_EAWAY)
 		return rc;
+	if (rc == -RMP_ECACHED)
+		return rmp_client_fail(p->c, rc, "%s: %#llx lies inside a live 1 MiB chunk of another process's "
+				       "small-block cache: it cannot be checked from here", what,
+				       (unsigned long long)a);
 	if (rc == 0)
 		return rmp_client_fail(p->c, -EINVAL, "%s: no live block of %llu bytes at %#llx (freed, or never allocated)",
 				       what, (unsigned long long)(1ull << order), (unsigned long long)start);

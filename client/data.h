@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "buddy.h"
+#include "cache.h"
 #include "client_internal.h"
 #include "liveset.h"
 #include "rdma.h"
@@ -47,6 +48,10 @@
 #define RMP_DEPTH_MAX 16u    /* pieces in flight per donor (1 MiB): a power of 2 */
 /* Per donor connection: a bounce slot per piece in flight. */
 #define RMP_BOUNCE_BYTES (RMP_DEPTH_MAX * RMP_PIECE_MAX)
+/* The small-block cache's chunks: 1 MiB blocks of the pool. A library
+ * constant, so that any process can tell a handle inside a live chunk
+ * (rmpool.h, rmp_pool_set_small_cache). */
+#define RMP_CACHE_CHUNK_ORDER 20u
 
 /* One donor of the pool, in the segment table's order (its slot). */
 struct rmp_data_donor {
@@ -94,6 +99,11 @@ struct rmp_data {
 	struct rmp_rdma_opts opts;
 	struct rmp_async *async;
 	struct rmp_liveset live; /* blocks this process allocated, not yet freed */
+	/* The small-block cache (cache.h): set up with the engine when the
+	 * pool's space can hold a chunk; carving only while cache_order > 0. */
+	bool cache_ready;
+	_Atomic unsigned cache_order; /* largest carved order, 0: off */
+	struct rmp_cache cache;
 	struct rmp_data_shard shards[RMP_DATA_SHARDS];
 };
 

@@ -65,6 +65,8 @@ const char *rmp_strerror(int rc)
 		return "the coordinator refused the request";
 	case RMP_ECORRUPT:
 		return "the pool's allocator metadata fails its invariants";
+	case RMP_ECACHED:
+		return "the block lies in another process's small-block cache: only that process can free or check it";
 	case RMP_EAWAY:
 		return "the coordinator is away (restarting or unreachable); the library reconnects by itself: try again";
 	case ENOSYS:

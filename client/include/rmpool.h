@@ -117,7 +117,11 @@ enum {
 	 * its restart. The library reconnects by itself in the background:
 	 * try again later. Reads and writes of blocks this process allocated
 	 * never return it (they need only the donors). */
-	RMP_EAWAY = 4100
+	RMP_EAWAY = 4100,
+	/* The handle lies inside another process's small-block cache (see
+	 * rmp_pool_set_small_cache): only that process can free it or
+	 * check it; nothing was changed. */
+	RMP_ECACHED = 4101
 };
 
 /* ---- version ------------------------------------------------------- */
@@ -381,6 +385,35 @@ struct rmp_pool_stats {
 	uint64_t frees, free_round_trips, free_cas_failed, free_wrs;
 }; /* wrs: work requests (READ, CAS, FAA) issued */
 RMP_API int rmp_pool_stats(rmp_pool *p, struct rmp_pool_stats *out);
+/*
+ * The small-block cache, off by default. With max_size > 0, allocations
+ * of up to max_size bytes (at most 64 KiB) are carved, inside this
+ * process, out of 1 MiB blocks claimed from the pool once: most of them,
+ * and their frees, cost no round trip. Their handles work like any other
+ * in this process (reads, writes, frees; a double free is -EINVAL). The
+ * pool's metadata sees only the 1 MiB block, so another process cannot
+ * free or check a carved handle: it gets -RMP_ECACHED (and the block
+ * stays as it is). Turn it on for memory this process keeps to itself.
+ * max_size 0 stops carving (blocks carved already stay valid). Held
+ * blocks go back to the pool when it closes (carved handles die then).
+ * The environment variable RMPOOL_SMALL_CACHE=SIZE (e.g. 32K) turns it
+ * on for every pool of the process. -EINVAL for a size above 64 KiB.
+ */
+#define RMP_SMALL_CACHE_MAX (64u << 10)
+RMP_API int rmp_pool_set_small_cache(rmp_pool *p, uint64_t max_size);
+/* What the cache did. The caller sets size to sizeof(struct
+ * rmp_small_cache_stats); the library fills no more than that (new
+ * fields go at the end) and sets size to what it filled. */
+struct rmp_small_cache_stats {
+	size_t size;
+	uint64_t max_size;                     /* carved sizes, 0: off */
+	uint64_t carved_allocs, carved_frees;  /* served with no round trip */
+	uint64_t chunks_claimed, chunks_released;
+	uint64_t chunks_held, bytes_held;      /* 1 MiB blocks held now */
+	uint64_t carved_live, carved_live_bytes;
+};
+RMP_API int rmp_pool_small_cache_stats(rmp_pool *p, struct rmp_small_cache_stats *out);
+
 /* The donor behind segment `segment` of p (RMP_NO_DONOR: reserved tail). */
 #define RMP_NO_DONOR UINT32_MAX
 RMP_API int rmp_pool_segment_donor(rmp_pool *p, uint64_t segment, uint32_t *donor_id);
