@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # state_faults: bad state that only a real pool can show, and a
 # coordinator killed while it creates a pool (issue 11, Tests), on three
 # Soft-RoCE hosts (qemu guests of deploy/vm/rmpool-vm). The bad state
