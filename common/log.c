@@ -2,14 +2,23 @@
  * the macros; here a line is built in a fixed stack buffer (truncated,
  * never allocated, so logging works when memory is short) and handed to
  * the sink in one piece.
+ *
+ * Under systemd (stderr is the journal's stream: $JOURNAL_STREAM names
+ * its device and inode, see systemd.exec(5)) a line starts with the
+ * syslog priority in angle brackets instead of our time, name and pid,
+ * which the journal records itself: "<4>text" is a warning, which
+ * `journalctl -p warning` finds. The check is made once, at
+ * rmp_log_open(), so only daemons do it.
  */
 #include "log.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +31,7 @@
 _Atomic int rmp_log_threshold = RMP_LOG_OFF;
 
 static char log_ident[64] = "rmpool";
+static bool log_journal; /* stderr is the journal: "<prio>" prefixes */
 static rmp_log_sink_fn *log_sink;
 static void *log_sink_ctx;
 
@@ -30,12 +40,32 @@ static const char *const level_names[] = {
 	[RMP_LOG_INFO] = "info",   [RMP_LOG_DEBUG] = "debug",
 };
 
+/* Whether stderr is the stream $JOURNAL_STREAM ("DEV:INODE") names. A
+ * variable inherited by a process whose stderr was redirected elsewhere
+ * names another file, and then plain lines are right. */
+static bool stderr_is_journal(void)
+{
+	const char *v = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (!v || sscanf(v, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st))
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void rmp_log_open(const char *ident, enum rmp_log_level level)
 {
 	if (ident) {
 		snprintf(log_ident, sizeof(log_ident), "%s", ident);
 	}
+	log_journal = stderr_is_journal();
 	rmp_log_set_level(level);
+}
+
+bool rmp_log_journal(void)
+{
+	return log_journal;
 }
 
 void rmp_log_set_level(enum rmp_log_level level)
@@ -75,9 +105,20 @@ const char *rmp_log_level_name(enum rmp_log_level level)
 	return level_names[level];
 }
 
-/* Writes the "time ident[pid] LEVEL: " prefix; returns its length. */
+/* syslog(3) priorities: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
+static int journal_priority(enum rmp_log_level level)
+{
+	return level == RMP_LOG_ERROR ? 3 : level == RMP_LOG_WARN ? 4 : level == RMP_LOG_INFO ? 6 : 7;
+}
+
+/* Writes the "time ident[pid] LEVEL: " prefix, or under the journal
+ * "<priority>"; returns its length. */
 static size_t log_prefix(char *buf, size_t cap, enum rmp_log_level level)
 {
+	if (log_journal) {
+		int n = snprintf(buf, cap, "<%d>", journal_priority(level));
+		return n < 0 ? 0 : ((size_t)n < cap ? (size_t)n : cap - 1);
+	}
 	uint64_t now = rmp_wall_ms();
 	time_t sec = (time_t)(now / 1000u);
 	struct tm tm;

@@ -41,8 +41,12 @@ static inline bool rmp_log_enabled(enum rmp_log_level level)
 	return (int)level <= atomic_load_explicit(&rmp_log_threshold, memory_order_relaxed);
 }
 
-/* Daemons: name the process in every line and print from `level` up. */
+/* Daemons: name the process in every line and print from `level` up.
+ * When stderr is systemd's journal stream ($JOURNAL_STREAM), lines carry
+ * a "<priority>" prefix (syslog's 3, 4, 6, 7) instead of time and name. */
 void rmp_log_open(const char *ident, enum rmp_log_level level);
+/* Whether rmp_log_open() found the journal on stderr. */
+bool rmp_log_journal(void);
 void rmp_log_set_level(enum rmp_log_level level);
 enum rmp_log_level rmp_log_get_level(void);
 /* NULL restores stderr. Not to be changed while other threads log. */

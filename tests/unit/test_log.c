@@ -1,11 +1,13 @@
 /* test_log.c - silent by default, filtered before formatting, one whole
- * line per message, "call(): what: strerror" for system errors.
+ * line per message, "call(): what: strerror" for system errors, syslog
+ * priorities when stderr is the journal's stream.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -122,4 +124,60 @@ Test(log, level_names)
 	cr_assert_eq(l, RMP_LOG_OFF);
 	cr_assert_eq(rmp_log_level_parse("verbose", &l), -EINVAL);
 	cr_assert_str_eq(rmp_log_level_name(RMP_LOG_DEBUG), "debug");
+}
+
+/* Points stderr at a fresh file; returns its descriptor for reading. */
+static int stderr_to_file(char *path, size_t cap, struct stat *st)
+{
+	snprintf(path, cap, "/tmp/test_log.%d.XXXXXX", (int)getpid());
+	int fd = mkstemp(path);
+	cr_assert(fd >= 0);
+	cr_assert(dup2(fd, STDERR_FILENO) == STDERR_FILENO);
+	cr_assert(fstat(fd, st) == 0);
+	return fd;
+}
+
+static void read_back(int fd, char *buf, size_t cap)
+{
+	ssize_t n = pread(fd, buf, cap - 1, 0);
+	cr_assert(n >= 0);
+	buf[n] = '\0';
+}
+
+Test(log, journal_priorities)
+{
+	char path[64], env[64], out[512];
+	struct stat st;
+	int fd = stderr_to_file(path, sizeof(path), &st);
+
+	snprintf(env, sizeof(env), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", env, 1);
+	rmp_log_open("test", RMP_LOG_DEBUG);
+	cr_assert(rmp_log_journal(), "stderr is the stream $JOURNAL_STREAM names");
+	rmp_log_error("e %d", 1);
+	rmp_log_warn("w");
+	rmp_log_info("i");
+	rmp_log_debug("d");
+	rmp_log_syserr("open", ENOENT, "f");
+	read_back(fd, out, sizeof(out));
+	unlink(path);
+	cr_assert_str_eq(out, "<3>e 1\n<4>w\n<6>i\n<7>d\n<3>open(): f: No such file or directory\n");
+}
+
+Test(log, journal_stream_of_another_file)
+{
+	char path[64], out[512];
+	struct stat st;
+	int fd = stderr_to_file(path, sizeof(path), &st);
+
+	/* Inherited from a parent whose stderr was the journal: not ours. */
+	setenv("JOURNAL_STREAM", "1:1", 1);
+	rmp_log_open("test", RMP_LOG_INFO);
+	cr_assert(!rmp_log_journal());
+	rmp_log_warn("w");
+	read_back(fd, out, sizeof(out));
+	unlink(path);
+	cr_assert(strstr(out, " test[") && strstr(out, "] WARN: w\n"), "plain line: %s", out);
+	cr_assert(out[0] != '<', "no priority prefix: %s", out);
 }
