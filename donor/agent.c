@@ -29,7 +29,13 @@
  * agents of one restarted coordinator should not arrive together),
  * logging the loss and the return once each. SIGTERM ends the agent
  * alone: it finishes the terminations under way (bounded by
- * --term-grace) and leaves the other donors running.
+ * --term-grace) and leaves the other donors running. SIGHUP reloads the
+ * log level (dn_reload).
+ *
+ * Under systemd (Type=notify) the agent is ready once its coordinator
+ * accepted AGENT_REGISTER - only then can donors be placed on this host -
+ * and STATUS= says whom it waits for meanwhile. The donors it starts do
+ * not inherit $NOTIFY_SOCKET: they are not the unit's main process.
  *
  * A restarted agent adopts the donors it finds running on this host for
  * the same coordinator (adopt.h says how, and why /proc rather than the
@@ -70,6 +76,7 @@
 #include "clock.h"
 #include "link.h"
 #include "log.h"
+#include "notify.h"
 #include "rdma.h"
 #include "wire.h"
 
@@ -270,12 +277,18 @@ static int enforce_deadlines(struct agent *a)
 	return next;
 }
 
-/* Drains signals: SIGCHLD reaps, SIGTERM/SIGINT start the shutdown. */
+/* Drains signals: SIGCHLD reaps, SIGTERM/SIGINT start the shutdown,
+ * SIGHUP reloads the log level. */
 static void on_signals(struct agent *a)
 {
 	struct signalfd_siginfo si;
 	while (read(a->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGHUP)
+			dn_reload();
 		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			if (!a->stopping)
+				rmp_notify_stopping("stopping (%s); the donors keep serving",
+						    strsignal((int)si.ssi_signo));
 			unsigned ending = 0;
 			for (struct child *c = a->children; c; c = c->next)
 				ending += c->kill_at_ms != 0;
@@ -356,6 +369,7 @@ static int spawn_donor(struct agent *a, const struct rmp_wire_spawn *s, pid_t *o
 		int e = 0;
 		if (setsid() < 0)
 			e = errno;
+		rmp_notify_hide(); /* the donor does not speak for our unit */
 		if (!e && a->secret && setenv(RMP_AUTH_SECRET_ENV, a->secret, 1))
 			e = errno;
 		if (!e) {
@@ -543,6 +557,9 @@ static int register_agent(struct agent *a, char *why, size_t whylen)
 		     human(cfg->budget, b1, sizeof(b1)), human(cfg->process_limit, b2, sizeof(b2)),
 		     human(a->footprint, b3, sizeof(b3)), a->n_children,
 		     human(a->used, b4, sizeof(b4)));
+	/* Ready (again): the coordinator can place donors on this host. */
+	rmp_notify_ready("registered with %s as host %s: budget %s, %u donor(s), %s in use",
+			 a->ctl.peer, a->host, b1, a->n_children, b4);
 	a->connected = true;
 	return 0;
 
@@ -566,6 +583,7 @@ static int measure_footprint(struct agent *a)
 		return (int)pid;
 	if (pid == 0) {
 		dup2(pfd[1], STDOUT_FILENO);
+		rmp_notify_hide();
 		execv(a->self, argv);
 		_exit(127);
 	}
@@ -712,6 +730,7 @@ static void run_sessions(struct agent *a)
 	while (!a->stopping) {
 		if (register_agent(a, why, sizeof(why))) {
 			uint32_t delay = rmp_ctlconn_backoff_next(&bo);
+			rmp_notify_status("waiting for the coordinator: %s", why);
 			if (failed++ == 0)
 				rmp_log_warn("%s; trying again with backoff up to %" PRIu64
 					     " ms (further failures at debug level)",
@@ -815,6 +834,7 @@ int dn_agent_run(const struct dn_cfg *cfg, const rmp_auth_key *key, const char *
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) ||
 	    (a.sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
 		rmp_log_syserr("signalfd", errno, "cannot watch SIGCHLD and SIGTERM");

@@ -19,7 +19,9 @@
  *      socket and the timers of 5b. Connect requests are accepted only
  *      with a DONOR token for this donor id (rmp_auth_token_verify) whose
  *      generation is not older than the newest coordinator generation
- *      this donor has seen; TERMINATE, SIGTERM or SIGINT end it.
+ *      this donor has seen; TERMINATE, SIGTERM or SIGINT end it, SIGHUP
+ *      reloads the log level (dn_reload). A donor started on its own
+ *      under systemd (Type=notify) reports READY=1 once accepted.
  *   5b. the coordinator connection drops (a restart, a crash, a network
  *      cut; TCP keepalive notices a vanished host within a minute): the
  *      region, its MR and the listener stay, consumers go on reading and
@@ -58,6 +60,7 @@
 #include "clock.h"
 #include "link.h"
 #include "log.h"
+#include "notify.h"
 #include "rdma.h"
 #include "wire.h"
 
@@ -396,6 +399,11 @@ static int hand_over(struct donor *d)
 		     ", rdma_cm %s:%u (coordinator generation %" PRIu64 ")",
 		     d->donor_id, o.acc.pool_id, (uint64_t)d->len, o.acc.base, d->addr,
 		     rmp_rdma_listener_port(d->listener), d->generation);
+	/* A standalone donor's unit is ready now (a spawned one's agent
+	 * hid the socket from it: it is not a unit's main process). */
+	rmp_notify_ready("donor %u of pool %u: %" PRIu64 " bytes, rdma_cm %s:%u, coordinator %s",
+			 d->donor_id, o.acc.pool_id, (uint64_t)d->len, d->addr,
+			 rmp_rdma_listener_port(d->listener), d->ctl.peer);
 	return 0;
 }
 
@@ -409,6 +417,8 @@ static void went_away(struct donor *d, const char *why)
 	d->have_ctl = false;
 	dn_away_lost(&d->away, rmp_mono_ms());
 	rmp_config_format_duration(d->away.grace_ms, grace, sizeof(grace));
+	rmp_notify_status("away: lost the coordinator %s (%s); serving on, registering again",
+			  d->ctl.peer, why);
 	rmp_log_warn("lost the coordinator %s (%s): donor %u keeps serving its region and "
 		     "registers again when a coordinator is back (an orphan after %s)",
 		     d->ctl.peer, why, d->donor_id, grace);
@@ -493,6 +503,8 @@ static int attempt_finish(struct donor *d)
 			     d->away.attempts, o->acc.donor_id, o->acc.pool_id);
 		d->ctl = a->ctl; /* the open connection is ours now */
 		accepted(d, o);
+		rmp_notify_status("donor %u of pool %u: back with coordinator %s", o->acc.donor_id,
+				  o->acc.pool_id, d->ctl.peer);
 		dn_away_back(&d->away);
 		/* What came behind DONOR_ACCEPTED may be buffered already,
 		 * where poll cannot see it. */
@@ -601,6 +613,11 @@ static int serve(struct donor *d)
 		if (pfd[0].revents) {
 			struct signalfd_siginfo si;
 			if (read(d->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				if (si.ssi_signo == SIGHUP) {
+					dn_reload();
+					continue;
+				}
+				rmp_notify_stopping("stopping (%s)", strsignal((int)si.ssi_signo));
 				rmp_log_info("%s: leaving", strsignal((int)si.ssi_signo));
 				return 0;
 			}
@@ -635,6 +652,7 @@ int dn_donor_run(const struct dn_cfg *cfg, const rmp_auth_key *key)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) || (d.sfd = signalfd(-1, &set, SFD_CLOEXEC)) < 0) {
 		rmp_log_syserr("signalfd", errno, "cannot watch SIGTERM");
 		return 1;

@@ -54,6 +54,10 @@ int dn_donor_run(const struct dn_cfg *cfg, const rmp_auth_key *key);
 int dn_measure_footprint(const struct dn_cfg *cfg);
 int dn_agent_run(const struct dn_cfg *cfg, const rmp_auth_key *key, const char *secret);
 
+/* SIGHUP: the options read again (command line, --config), the log level
+ * applied, the reload logged; nothing else changes (main.c). */
+void dn_reload(void);
+
 /* VmSize of this process in bytes (from /proc/self/status), or 0. */
 uint64_t dn_vmsize(void);
 

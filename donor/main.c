@@ -10,6 +10,11 @@
  * $RMPOOL_SECRET, in that order. It is read into locked memory (auth.h)
  * and the copies here are wiped; the agent hands it to its donors through
  * their environment, never on their command line.
+ *
+ * SIGHUP (both roles) reads the command line and the --config file again
+ * (dn_reload) and applies the log level, the one option that can change
+ * while running; a file that does not load changes nothing. It is logged
+ * and never ends the process.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -78,6 +83,30 @@ static const struct rmp_config_spec spec = {
 	.n_opts = sizeof(options) / sizeof(options[0]),
 };
 
+static int saved_argc;
+static char **saved_argv;
+
+void dn_reload(void)
+{
+	static struct dn_cfg fresh; /* static: large, and it may hold a secret */
+	char err[512];
+
+	int was = rmp_log_get_level();
+	int rc = rmp_config_load(&spec, &fresh, saved_argc, saved_argv, NULL, err, sizeof(err));
+	explicit_bzero(fresh.secret, sizeof(fresh.secret));
+	if (rc) {
+		rmp_log_error("SIGHUP: the configuration does not load, nothing changed: %s", err);
+		return;
+	}
+	int now = fresh.log_level + RMP_LOG_ERROR;
+	rmp_log_set_level((enum rmp_log_level)now);
+	/* At warning, so that it shows whatever the new level is. */
+	rmp_log_warn("SIGHUP: configuration reloaded; log-level %s -> %s (the other options "
+		     "take effect at the next start)",
+		     rmp_log_level_name((enum rmp_log_level)was),
+		     rmp_log_level_name((enum rmp_log_level)now));
+}
+
 /* --secret-file into buf. The exit status on failure: 2 for a secret
  * that is not one (too short, too long: what rmp_auth_key_create says of
  * a bad --secret too), 1 when the file cannot be read. */
@@ -111,6 +140,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	rmp_log_set_level((enum rmp_log_level)(cfg.log_level + RMP_LOG_ERROR));
+	saved_argc = argc;
+	saved_argv = argv;
 
 	if (cfg.measure_footprint)
 		return dn_measure_footprint(&cfg);

@@ -8,7 +8,9 @@
  * buffer at most 256 bytes, and must finish within handshake-timeout.
  * Every refusal (bad magic, version, type, length, payload, a frame out
  * of order, a wrong proof) closes that connection only, counts in the
- * metrics and logs one line naming the peer. A failed proof gets a bare
+ * metrics and logs one line naming the peer; so does a peer that hangs up
+ * after our CHALLENGE (it could not verify our proof: another secret),
+ * at warning, counted in auth_failures_total. A failed proof gets a bare
  * ERROR "authentication failed": no pool name or any other state leaks
  * to a peer that does not hold the secret.
  *
@@ -365,11 +367,21 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 		/* Port probes (health checks, scanners) hang up before HELLO:
-		 * not worth a line at info. */
-		if (c->authed)
+		 * not worth a line at info. A peer that hangs up after our
+		 * CHALLENGE found that our proof does not verify with its
+		 * secret (ctlconn.c checks it before proving itself): that is
+		 * a failed authentication, told to the operator like a wrong
+		 * proof. */
+		if (c->authed) {
 			rmp_log_info("%s %s closed the connection", role_name(c->role), c->peer);
-		else
+		} else if (c->hs.state == RMP_AUTH_CHALLENGED) {
+			c->srv->m.auth_failures_total++;
+			rmp_log_warn("%s %s (\"%s\"): authentication failed: it hung up after the "
+				     "challenge (is the peer using another secret?)",
+				     role_name(c->role), c->peer, c->hs.ident);
+		} else {
 			rmp_log_debug("%s closed the connection before authenticating", c->peer);
+		}
 	} else if (what & BEV_EVENT_ERROR) {
 		rmp_log_warn("%s %s: connection error: %s", role_name(c->role), c->peer,
 			     evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));

@@ -1,5 +1,6 @@
 /* http.c - the HTTP endpoint (libevent evhttp): GET /metrics in the
- * Prometheus text format, GET /healthz. Read-only and unauthenticated,
+ * Prometheus text format, GET /healthz (200 "ok", or 503 and the reason
+ * while a needed listener is down: health.c). Read-only and unauthenticated,
  * which is why it binds to loopback unless configured otherwise.
  */
 #include <errno.h>
@@ -57,18 +58,23 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	evbuffer_free(body);
 }
 
+/* 200 "ok", or 503 with the reason (health.c: a needed listener is down). */
 static void healthz_cb(struct evhttp_request *req, void *arg)
 {
+	struct rmp_srv *srv = arg;
+	char why[512];
+
 	if (!only_get(req))
 		return;
+	bool ok = rmp_srv_health(srv, why, sizeof(why));
 	struct evbuffer *body = evbuffer_new();
 	if (!body) {
 		evhttp_send_error(req, 500, "out of memory");
 		return;
 	}
-	evbuffer_add(body, "ok\n", 3);
+	evbuffer_add_printf(body, "%s\n", why);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
-	evhttp_send_reply(req, 200, "OK", body);
+	evhttp_send_reply(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", body);
 	evbuffer_free(body);
 }
 

@@ -39,7 +39,9 @@ static const struct row rows[] = {
 	ROW(generation, "gauge", "This coordinator's generation, raised at every start."),
 	ROW(frames_rejected_total, "counter",
 	    "Frames refused as malformed, truncated, oversized or unauthenticated."),
-	ROW(auth_failures_total, "counter", "Handshakes that failed or timed out."),
+	ROW(auth_failures_total, "counter",
+	    "Handshakes that failed (a wrong proof, a peer that hung up after the challenge, "
+	    "a frame before authenticating) or timed out, and rdma_cm tokens whose MAC did not verify."),
 	ROW(leases_expired_total, "counter", "Leases not renewed in time."),
 	ROW(pools_created_total, "counter", "Pools provisioned."),
 	ROW(pool_failures_total, "counter", "Pool creations that failed."),

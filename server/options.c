@@ -51,6 +51,9 @@ static const struct rmp_config_option opts[] = {
 		       "address of the rdma_cm listener (\"\": the first RDMA device's)"),
 	RMP_OPT_INT("rdma-port", 0, struct rmp_srv_cfg, rdma_port, "7402", 0, 65535,
 		    "port of the rdma_cm listener; 0 picks a free one"),
+	RMP_OPT_BOOL("require-rdma", 0, struct rmp_srv_cfg, require_rdma, "true",
+		     "report ready (systemd) and healthy (/healthz) only once the rdma_cm listener "
+		     "is bound; false: also without it (control, status and metrics only)"),
 	RMP_OPT_SIZE("segment-size", 0, struct rmp_srv_cfg, segment_size, "4M", 4 * KIB, TIB,
 		     "segment size, a power of two: donor regions are whole segments"),
 	RMP_OPT_SIZE("min-block", 0, struct rmp_srv_cfg, min_block, "4K", 64, GIB,

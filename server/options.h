@@ -12,6 +12,7 @@
 #ifndef RMP_SRV_OPTIONS_H
 #define RMP_SRV_OPTIONS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ struct rmp_srv_cfg {
 	int64_t http_port; /* 0: no HTTP endpoint */
 	char rdma_addr[RMP_CONFIG_HOST_MAX + 1]; /* "": the first RDMA device's */
 	int64_t rdma_port;
+	bool require_rdma; /* ready and healthy only with the rdma_cm listener bound */
 	uint64_t segment_size;
 	uint64_t min_block;
 	uint64_t self_contribution;

@@ -914,7 +914,10 @@ void rmp_srv_pool_check_recovered(struct rmp_srv_pool *p)
 	struct rmp_srv *srv = p->srv;
 	char err[RMP_WIRE_TEXT_MAX + 1];
 
-	if (p->state != RMP_SRV_POOL_RECOVERING || rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_AWAY))
+	/* Not before its metadata is re-adopted (that waits for the rdma_cm
+	 * listener, rdma_listen.c): its donors may all be back sooner. */
+	if (p->state != RMP_SRV_POOL_RECOVERING || !srv->adopted ||
+	    rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_AWAY))
 		return;
 	struct rmp_srv_adopt_patch pt = {
 		.meta = { .addr = (uint64_t)(uintptr_t)p->meta.mem, .len = p->meta.len, .rkey = p->meta.rkey },

@@ -10,9 +10,16 @@
  * that it reconnects and learns the new segment table. Everything else is
  * rejected and logged.
  *
- * Without an RDMA device (or without the rdma module in the build) the
- * coordinator still runs: it logs one warning, serves control, status
- * and metrics, and refuses to create pools, saying why.
+ * The listener is bound at start; when that fails (no RDMA device yet,
+ * its address not configured yet) it is tried again on a timer with a
+ * bounded backoff (250 ms doubling to 5 s, jittered) until it works. The
+ * first failure is logged at warning, the attempts after it at debug,
+ * the success at info; meanwhile the coordinator serves control, status
+ * and metrics, refuses to create pools saying why, answers /healthz with
+ * 503 and the reason, and has not told systemd it is ready (health.c,
+ * unless require-rdma is false). Recorded pools wait: they are
+ * re-adopted once the listener is up (rmp_srv_rdma_up). Without the rdma
+ * module in the build there is nothing to retry.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -25,7 +32,17 @@
 #include "srv.h"
 
 #ifdef RMPOOL_SERVER_HAVE_RDMA
+#include <unistd.h>
+
+#include "ctlconn.h"
 #include "rdma.h"
+
+/* Retry pacing of a listener that could not be bound: quick at first
+ * (an address being configured right now), then every few seconds -
+ * each attempt opens the devices, cheap but not free. */
+#define RDMA_RETRY_MIN_MS 250
+#define RDMA_RETRY_MAX_MS 5000
+#define RDMA_RETRY_JITTER_PCT 20
 
 struct rmp_srv_rdma {
 	rmp_rdma_listener *l;
@@ -64,6 +81,8 @@ static int accept_cb(void *arg, const void *pdata, uint8_t len, uint64_t *tag)
 	int rc = rmp_auth_token_verify(srv->key, pdata, len, (enum rmp_wire_token_kind)t.kind,
 				       t.target_id, rmp_wall_ms(), &t);
 	if (rc) {
+		if (rc != -EKEYEXPIRED) /* a MAC that does not verify: another secret */
+			srv->m.auth_failures_total++;
 		rmp_log_warn("rdma: connect request from client %" PRIu64 ": token %s; rejected",
 			     t.client_id,
 			     rc == -EKEYEXPIRED ? "expired" : "does not verify (wrong secret?)");
@@ -97,7 +116,9 @@ static void readable_cb(evutil_socket_t fd, short what, void *arg)
 		rmp_log_syserr("rmp_rdma_listener_dispatch()", rc, "rdma_cm event");
 }
 
-void rmp_srv_rdma_start(struct rmp_srv *srv)
+/* One attempt: 0 with srv->rdma set, or a negative errno with the
+ * reason in srv->rdma_why_not. */
+static int rdma_try_listen(struct rmp_srv *srv)
 {
 	char addr[RMP_WIRE_HOST_MAX + 1];
 	int rc;
@@ -107,15 +128,12 @@ void rmp_srv_rdma_start(struct rmp_srv *srv)
 	} else if ((rc = rmp_rdma_local_addr(addr, sizeof(addr))) < 0) {
 		snprintf(srv->rdma_why_not, sizeof(srv->rdma_why_not),
 			 "no RDMA device with an IPv4 address found: %s", strerror(-rc));
-		rmp_log_warn("rdma: %s; serving control, status and metrics only, pools cannot "
-			     "be created",
-			     srv->rdma_why_not);
-		return;
+		return rc;
 	}
 	struct rmp_srv_rdma *r = calloc(1, sizeof(*r));
 	if (!r) {
 		snprintf(srv->rdma_why_not, sizeof(srv->rdma_why_not), "out of memory");
-		return;
+		return -ENOMEM;
 	}
 	struct rmp_rdma_opts opts = { .timeout_ms = 5000 };
 	rc = rmp_rdma_listen(addr, (uint16_t)srv->cfg.rdma_port, &opts, accept_cb, closed_cb, srv,
@@ -124,34 +142,82 @@ void rmp_srv_rdma_start(struct rmp_srv *srv)
 		snprintf(srv->rdma_why_not, sizeof(srv->rdma_why_not),
 			 "rdma_cm listen on %s:%d failed: %s", addr, (int)srv->cfg.rdma_port,
 			 strerror(-rc));
-		rmp_log_warn("rdma: %s; serving control, status and metrics only, pools cannot "
-			     "be created",
-			     srv->rdma_why_not);
 		free(r);
-		return;
+		return rc;
 	}
 	r->ev = event_new(srv->base, rmp_rdma_listener_fd(r->l), EV_READ | EV_PERSIST, readable_cb,
 			  srv);
 	if (!r->ev || event_add(r->ev, NULL)) {
 		snprintf(srv->rdma_why_not, sizeof(srv->rdma_why_not),
 			 "cannot watch the rdma_cm channel");
-		rmp_log_error("rdma: %s", srv->rdma_why_not);
 		if (r->ev)
 			event_free(r->ev);
 		rmp_rdma_listener_close(r->l);
 		free(r);
-		return;
+		return -ENOMEM;
 	}
 	snprintf(r->addr, sizeof(r->addr), "%s", addr);
 	r->port = rmp_rdma_listener_port(r->l);
 	srv->rdma = r;
-	rmp_log_info("rdma_cm listener on %s:%u", r->addr, r->port);
+	srv->rdma_why_not[0] = '\0';
+	return 0;
+}
+
+/* The retry timer: one more attempt, then the next one paced by the
+ * backoff, until the listener is bound. */
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rmp_srv *srv = arg;
+
+	srv->rdma_attempts++;
+	if (rdma_try_listen(srv) == 0) {
+		rmp_log_info("rdma_cm listener on %s:%u, after %" PRIu32 " attempt(s)",
+			     srv->rdma->addr, srv->rdma->port, srv->rdma_attempts);
+		rmp_srv_rdma_up(srv);
+		return;
+	}
+	uint32_t delay = rmp_ctlconn_backoff_next(&srv->rdma_backoff);
+	rmp_log_debug("rdma: attempt %" PRIu32 ": %s; next in %" PRIu32 " ms", srv->rdma_attempts,
+		      srv->rdma_why_not, delay);
+	struct timeval tv = { .tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000 };
+	if (evtimer_add(srv->rdma_retry, &tv))
+		rmp_log_error("rdma: cannot arm the retry timer; no more attempts");
+}
+
+void rmp_srv_rdma_start(struct rmp_srv *srv)
+{
+	srv->rdma_attempts = 1;
+	if (rdma_try_listen(srv) == 0) {
+		rmp_log_info("rdma_cm listener on %s:%u", srv->rdma->addr, srv->rdma->port);
+		return;
+	}
+	/* The address may come later than we do (an interface configured
+	 * after rdma-hw.target, an rxe device added by hand): keep trying,
+	 * from RDMA_RETRY_MIN_MS doubling to RDMA_RETRY_MAX_MS, jittered. */
+	rmp_ctlconn_backoff_init(&srv->rdma_backoff, RDMA_RETRY_MIN_MS, RDMA_RETRY_MAX_MS,
+				 RDMA_RETRY_JITTER_PCT, (uint64_t)getpid());
+	srv->rdma_retry = evtimer_new(srv->base, retry_cb, srv);
+	uint32_t delay = rmp_ctlconn_backoff_next(&srv->rdma_backoff);
+	struct timeval tv = { .tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000 };
+	if (!srv->rdma_retry || evtimer_add(srv->rdma_retry, &tv)) {
+		rmp_log_error("rdma: %s; cannot arm the retry timer: serving control, status and "
+			      "metrics only, pools cannot be created",
+			      srv->rdma_why_not);
+		return;
+	}
+	rmp_log_warn("rdma: %s; retrying every %u..%u ms until it works (/healthz answers 503 "
+		     "meanwhile; pools cannot be created yet)",
+		     srv->rdma_why_not, RDMA_RETRY_MIN_MS, RDMA_RETRY_MAX_MS);
 }
 
 void rmp_srv_rdma_stop(struct rmp_srv *srv)
 {
 	struct rmp_srv_rdma *r = srv->rdma;
 
+	if (srv->rdma_retry) {
+		event_free(srv->rdma_retry);
+		srv->rdma_retry = NULL;
+	}
 	if (!r)
 		return;
 	event_free(r->ev);
@@ -205,6 +271,7 @@ void rmp_srv_rdma_start(struct rmp_srv *srv)
 {
 	snprintf(srv->rdma_why_not, sizeof(srv->rdma_why_not),
 		 "this rmpool-server was built without RDMA support");
+	srv->rdma_attempts = 1;
 	rmp_log_warn("rdma: %s; serving control, status and metrics only", srv->rdma_why_not);
 }
 

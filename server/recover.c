@@ -25,7 +25,10 @@
  * stamped with this generation and registered again (a new key); the
  * coordinator's share likewise. Anything wrong makes the pool LOST with
  * the reason (status, logs, attach refuses naming it) and leaves its
- * objects as they are: never half-adopted. A recovering pool is ready
+ * objects as they are: never half-adopted. When the rdma_cm listener is
+ * not bound yet (rdma_listen.c retries it) the objects are checked and
+ * unmapped again, and the pool waits, RECOVERING, until the listener is
+ * up (rmp_srv_recover_register). A recovering pool is ready
  * again when none of its donors is AWAY (pool.c).
  *
  * The generation word is the one store a restarted coordinator makes in
@@ -339,6 +342,12 @@ static int adopt_region(struct rmp_srv *srv, struct rmp_srv_region *r, const cha
 
 	if (!rc && meta)
 		rc = rmp_srv_adopt_check_meta(r->mem, r->len, meta, why, whylen);
+	if (!rc && !srv->rdma && srv->rdma_retry) {
+		/* Sound so far; registering waits for the listener being
+		 * retried (rmp_srv_recover_register). */
+		rmp_srv_meta_destroy(r, false);
+		return -EAGAIN;
+	}
 	if (!rc && !srv->rdma) {
 		snprintf(why, whylen, "this coordinator has no RDMA listener (%s)",
 			 rmp_srv_rdma_why_not(srv));
@@ -369,6 +378,12 @@ static void adopt_pool(struct rmp_srv *srv, struct rmp_srv_pool *p)
 			rmp_srv_rdma_dereg(&p->meta);
 			rmp_srv_meta_destroy(&p->meta, false);
 		}
+	}
+	if (rc == -EAGAIN) {
+		rmp_log_info("pool %s (id %" PRIu32 "): metadata %s checked; it is registered once "
+			     "the rdma_cm listener is up",
+			     p->name, p->id, p->meta_shm);
+		return;
 	}
 	if (rc) {
 		pool_lost(p, why);
@@ -405,5 +420,14 @@ void rmp_srv_recover_adopt(struct rmp_srv *srv)
 			if (n == 0)
 				rmp_srv_pool_destroy_done(srv, p);
 		}
+	}
+}
+
+void rmp_srv_recover_register(struct rmp_srv *srv)
+{
+	for (struct rmp_srv_pool *p = srv->pools, *next; p; p = next) {
+		next = p->next;
+		if (p->state == RMP_SRV_POOL_RECOVERING && !p->meta.mem)
+			adopt_pool(srv, p);
 	}
 }

@@ -34,6 +34,7 @@
 
 #include "auth.h"
 #include "buddy.h"
+#include "ctlconn.h"
 #include "leases.h"
 #include "metrics.h"
 #include "options.h"
@@ -155,7 +156,15 @@ struct rmp_srv {
 	struct evhttp *http;
 	struct rmp_srv_rdma *rdma; /* NULL: no RDMA device; pools are refused */
 	char rdma_why_not[400];	   /* why rdma is NULL, for the refusals */
-	struct event *sig_int, *sig_term, *tick;
+	struct event *rdma_retry;  /* armed while the rdma_cm listener is not bound */
+	struct rmp_ctlconn_backoff rdma_backoff;
+	uint32_t rdma_attempts;	   /* to bind it, so far */
+	bool adopted;		   /* the recorded pools were re-adopted (rmp_srv_rdma_up) */
+	bool loop_running;	   /* the event loop dispatches: health.c may say ready */
+	bool ready_sent;	   /* READY=1 went to systemd */
+	int argc;		   /* the command line, read again at SIGHUP */
+	char **argv;
+	struct event *sig_int, *sig_term, *sig_hup, *tick;
 	struct rmp_srv_conn *conns;
 	struct rmp_srv_agent *agents;
 	struct rmp_srv_donor *donors;
@@ -298,10 +307,21 @@ int rmp_srv_recover_load(struct rmp_srv *srv, char *err, size_t errlen);
 /* After the rdma listener is up: re-opens, checks and registers each
  * recorded pool's shm objects (else marks it lost, saying why). */
 void rmp_srv_recover_adopt(struct rmp_srv *srv);
+/* The rdma_cm listener came up after the start: the recovering pools that
+ * waited for it are checked again and registered. */
+void rmp_srv_recover_register(struct rmp_srv *srv);
 
 /* status.c */
 void rmp_srv_status_reply(struct rmp_srv_conn *c);
 void rmp_srv_metrics_snapshot(struct rmp_srv *srv, struct rmp_srv_metrics *out);
+
+/* health.c: healthy = every needed listener up (why says what is not);
+ * update tells systemd (READY=1 the first time, then STATUS=). */
+bool rmp_srv_health(const struct rmp_srv *srv, char *why, size_t len);
+void rmp_srv_health_update(struct rmp_srv *srv);
+/* The rdma_cm listener is bound (at start or by a retry): recorded pools
+ * are re-adopted now if they were waiting, then health is updated. */
+void rmp_srv_rdma_up(struct rmp_srv *srv);
 
 /* http.c */
 int rmp_srv_http_start(struct rmp_srv *srv);

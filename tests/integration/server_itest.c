@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -54,6 +55,14 @@ static int ctl_port, http_port;
 static char state_dir[256]; /* this case's --state-dir, made on first use */
 static uint64_t last_generation; /* from the last handshake's AUTH_OK */
 static uint64_t last_session;
+/* What start_server gives the server: a --log-level flag (NULL: none,
+ * the config file's level counts) and $NOTIFY_SOCKET (NULL: unset). */
+static const char *start_log_level = "debug";
+static const char *notify_path;
+static bool start_waits = true; /* for the control port to accept */
+/* An address no host has (TEST-NET-1, RFC 5737): the rdma_cm listener
+ * can never bind it, whatever RDMA devices this host has. */
+#define NO_SUCH_RDMA_ADDR "192.0.2.1"
 
 static void dump_log(void)
 {
@@ -67,6 +76,21 @@ static void dump_log(void)
 		fputs(line, stderr);
 	fprintf(stderr, "---- end of server log ----\n");
 	fclose(f);
+}
+
+/* How many lines of the server's log contain needle. */
+static int log_count(const char *needle)
+{
+	FILE *f = fopen(log_path, "r");
+	char line[2048];
+	int n = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, needle) != NULL;
+	fclose(f);
+	return n;
 }
 
 /* check.h's fatal hook: the server goes, and its log tells why. */
@@ -199,8 +223,10 @@ static void start_server(const char *extra, ...)
 	argv[n++] = listen;
 	argv[n++] = "--http-port";
 	argv[n++] = http;
-	argv[n++] = "--log-level";
-	argv[n++] = "debug";
+	if (start_log_level) {
+		argv[n++] = "--log-level";
+		argv[n++] = start_log_level;
+	}
 	argv[n++] = "--state-dir";
 	argv[n++] = the_state_dir();
 	va_start(ap, extra);
@@ -218,9 +244,15 @@ static void start_server(const char *extra, ...)
 			dup2(fd, 2);
 		}
 		setenv(RMP_AUTH_SECRET_ENV, SECRET, 1);
+		if (notify_path)
+			setenv("NOTIFY_SOCKET", notify_path, 1);
+		else
+			unsetenv("NOTIFY_SOCKET");
 		execv(server_bin, (char *const *)argv);
 		_exit(127);
 	}
+	if (!start_waits)
+		return;
 	uint64_t until = now_ms() + 10000;
 	for (;;) {
 		int fd = try_connect(ctl_port);
@@ -615,6 +647,18 @@ static void case_wrong_secret(void)
 	      "a wrong secret verified the server's proof");
 	rmp_auth_key_destroy(k);
 	close(fd);
+	/* ...and hangs up, as librmpool and the daemons do: a failure the
+	 * operator sees (warning, with the peer) and the metric counts. */
+	uint64_t until = now_ms() + 5000;
+	while (metric("rmpool_auth_failures_total") == 0) {
+		REQUIRE(now_ms() < until, "a peer hanging up after the challenge was not counted");
+		usleep(20000);
+	}
+	REQUIRE(metric("rmpool_auth_failures_total") == 1, "counted %" PRIu64 " times",
+		metric("rmpool_auth_failures_total"));
+	REQUIRE(log_count("WARN: client 127.0.0.1:") == 1 &&
+			log_count("(\"itest\"): authentication failed: it hung up after the challenge") == 1,
+		"no warning naming the peer for the hang-up");
 	/* ...and a proof it makes up anyway is refused, with nothing in the
 	 * refusal but "authentication failed". */
 	fd = connect_ctl();
@@ -626,7 +670,9 @@ static void case_wrong_secret(void)
 	REQUIRE(got == 0, "the server sent %zu more bytes after refusing", got);
 	close(fd);
 	good_client_served();
-	REQUIRE(metric("rmpool_auth_failures_total") >= 1, "auth failure not counted");
+	REQUIRE(metric("rmpool_auth_failures_total") == 2, "the wrong proof not counted: %" PRIu64,
+		metric("rmpool_auth_failures_total"));
+	REQUIRE(log_count("authentication failed: wrong proof") == 1, "no warning for the wrong proof");
 	stop_server();
 }
 
@@ -665,7 +711,7 @@ static void case_status_and_http(void)
 {
 	char body[16384];
 
-	start_server(NULL);
+	start_server("--rdma-addr", NO_SUCH_RDMA_ADDR, NULL);
 	int fd = client();
 	check_status(fd, 0, 0);
 	/* An agent registers; STATUS shows its host. */
@@ -686,8 +732,11 @@ static void case_status_and_http(void)
 	check_status(fd, 0, 1);
 	REQUIRE(metric("rmpool_agents") == 1, "agents gauge");
 
-	REQUIRE(http_get("/healthz", body, sizeof(body)) == 200, "GET /healthz");
-	REQUIRE(strncmp(body, "ok", 2) == 0, "/healthz body \"%s\"", body);
+	/* The rdma_cm listener cannot bind NO_SUCH_RDMA_ADDR: unhealthy, and why. */
+	REQUIRE(http_get("/healthz", body, sizeof(body)) == 503, "GET /healthz: %s", body);
+	REQUIRE(strstr(body, "the rdma_cm listener is down") && strstr(body, NO_SUCH_RDMA_ADDR) &&
+			strstr(body, "retrying"),
+		"/healthz body \"%s\"", body);
 	REQUIRE(http_get("/metrics", body, sizeof(body)) == 200, "GET /metrics");
 	const char *names[] = { "rmpool_pools",
 				"rmpool_capacity_bytes",
@@ -1349,6 +1398,145 @@ static void case_recorded(void)
 	stop_server();
 }
 
+/* ---- systemd: readiness (sd_notify) and SIGHUP ---- */
+
+/* A datagram socket where the server's sd_notify() messages arrive. */
+static int notify_open(char *path, size_t cap)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	REQUIRE(fd >= 0, "socket(AF_UNIX)");
+	snprintf(path, cap, "/tmp/server_itest.notify.%d", (int)getpid());
+	unlink(path);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	REQUIRE(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "bind %s: %s", path, strerror(errno));
+	return fd;
+}
+
+/* The next message within timeout_ms into msg; false when none came. */
+static bool notify_recv(int fd, char *msg, size_t cap, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return false;
+	ssize_t n = recv(fd, msg, cap - 1, 0);
+	REQUIRE(n >= 0, "recv: %s", strerror(errno));
+	msg[n] = '\0';
+	return true;
+}
+
+/* Messages until one contains want (each must keep the server alive). */
+static void notify_expect(int fd, const char *want, char *msg, size_t cap)
+{
+	uint64_t until = now_ms() + 10000;
+	int st;
+
+	for (;;) {
+		REQUIRE(waitpid(server_pid, &st, WNOHANG) == 0, "the server exited");
+		REQUIRE(now_ms() < until, "no \"%s\" from the server within 10 s", want);
+		if (notify_recv(fd, msg, cap, 100) && strstr(msg, want))
+			return;
+	}
+}
+
+static void case_notify(void)
+{
+	char path[108], msg[1024], body[4096];
+	int nfd = notify_open(path, sizeof(path));
+
+	/* Without the rdma_cm listener it needs: STATUS= says why, never READY=1. */
+	notify_path = path;
+	start_server("--rdma-addr", NO_SUCH_RDMA_ADDR, NULL);
+	notify_expect(nfd, "STATUS=waiting: the rdma_cm listener is down", msg, sizeof(msg));
+	REQUIRE(!strstr(msg, "READY=1"), "READY while the listener is down: %s", msg);
+	uint64_t until = now_ms() + 1500;
+	while (now_ms() < until)
+		if (notify_recv(nfd, msg, sizeof(msg), 100))
+			REQUIRE(!strstr(msg, "READY=1"), "READY while the listener is down: %s", msg);
+	REQUIRE(http_get("/healthz", body, sizeof(body)) == 503, "/healthz: %s", body);
+	stop_server();
+
+	/* Not needed (require-rdma false): READY=1 once the listeners answer.
+	 * No waiting for the control port here: READY must come first, and
+	 * then both ports must answer at the first try. */
+	start_waits = false;
+	start_server("--rdma-addr", NO_SUCH_RDMA_ADDR, "--require-rdma=false", NULL);
+	start_waits = true;
+	notify_expect(nfd, "READY=1", msg, sizeof(msg));
+	REQUIRE(strstr(msg, "STATUS=serving: control 127.0.0.1:"), "READY without STATUS: %s", msg);
+	int fd = try_connect(ctl_port);
+	REQUIRE(fd >= 0, "READY sent, but the control port refuses: %s", strerror(errno));
+	close(fd);
+	REQUIRE(http_get("/healthz", body, sizeof(body)) == 200 && strcmp(body, "ok\n") == 0,
+		"READY sent, but /healthz says: %s", body);
+	good_client_served();
+	/* A reload: RELOADING=1, then READY=1 again. */
+	REQUIRE(kill(server_pid, SIGHUP) == 0, "kill -HUP");
+	notify_expect(nfd, "RELOADING=1", msg, sizeof(msg));
+	notify_expect(nfd, "READY=1", msg, sizeof(msg));
+	REQUIRE(strstr(msg, "reloaded at SIGHUP"), "after the reload: %s", msg);
+	REQUIRE(kill(server_pid, SIGTERM) == 0, "kill -TERM");
+	notify_expect(nfd, "STOPPING=1", msg, sizeof(msg));
+	stop_server();
+	notify_path = NULL;
+	close(nfd);
+	unlink(path);
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	REQUIRE(f && fputs(text, f) >= 0 && fclose(f) == 0, "write %s", path);
+}
+
+/* Waits for a line in the log while the server keeps running. */
+static void log_expect(const char *needle)
+{
+	uint64_t until = now_ms() + 10000;
+	int st;
+
+	while (log_count(needle) == 0) {
+		REQUIRE(waitpid(server_pid, &st, WNOHANG) == 0, "the server exited (status 0x%x)", st);
+		REQUIRE(now_ms() < until, "no log line \"%s\" within 10 s", needle);
+		usleep(20000);
+	}
+}
+
+static void case_sighup(void)
+{
+	char conf[64];
+
+	snprintf(conf, sizeof(conf), "server_itest.%d.conf", (int)getpid());
+	write_text(conf, "log-level = warn\n");
+	start_log_level = NULL; /* the file's level counts */
+	start_server("--config", conf, "--require-rdma=false", NULL);
+	good_client_served();
+	REQUIRE(log_count(" INFO: ") == 0 && log_count(" DEBUG: ") == 0, "info lines at warn");
+
+	/* Two reloadable changes, one that needs a restart. */
+	write_text(conf, "log-level = debug\nhandshake-timeout = 2s\nsegment-size = 8M\n");
+	REQUIRE(kill(server_pid, SIGHUP) == 0, "kill -HUP");
+	log_expect("WARN: SIGHUP: configuration reloaded; applied: handshake-timeout 5s -> 2s, "
+		   "log-level warn -> debug");
+	log_expect("WARN: SIGHUP: changed but fixed until the next start: segment-size 4M -> 8M");
+	good_client_served();
+	log_expect(" DEBUG: ");
+	REQUIRE(log_count(" INFO: ") > 0, "no info line at debug");
+
+	/* A file that does not parse changes nothing, and kills nothing. */
+	write_text(conf, "log-level = loud\n");
+	REQUIRE(kill(server_pid, SIGHUP) == 0, "kill -HUP");
+	log_expect("ERROR: SIGHUP: the configuration does not load, nothing changed:");
+	int before = log_count(" DEBUG: ");
+	good_client_served();
+	REQUIRE(log_count(" DEBUG: ") > before, "the level changed after a bad reload");
+	stop_server(); /* still running, and exits 0 */
+	start_log_level = "debug";
+	unlink(conf);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -1367,6 +1555,8 @@ int main(int argc, char **argv)
 		{ "state_dir", case_state_dir },
 		{ "state_refused", case_state_refused },
 		{ "recorded", case_recorded },
+		{ "notify", case_notify },
+		{ "sighup", case_sighup },
 	};
 
 	if (argc != 3) {
