@@ -23,7 +23,10 @@
  * Exit status: 0 ok, 1 failure (one line on stderr), 2 usage.
  * The coordinator comes from --coordinator, else $RMPOOL_COORDINATOR, else
  * 127.0.0.1:7400; the secret from --secret-file, else $RMPOOL_SECRET_FILE,
- * else $RMPOOL_SECRET (read by the library).
+ * else $RMPOOL_SECRET (read by the library), else the daemons' own secret
+ * file (RMPOOL_DEFAULT_SECRET_FILE, SYSCONFDIR/rmpool/secret, which the
+ * units' config examples name) when this user may read it - one format
+ * for every program, common/secret.c.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -233,7 +236,8 @@ static void help_main(FILE *f)
 		"  -c, --coordinator HOST:PORT  coordinator control address\n"
 		"                               (default $RMPOOL_COORDINATOR, else %s)\n"
 		"  -s, --secret-file FILE       file holding the shared secret\n"
-		"                               (default $RMPOOL_SECRET_FILE, else $RMPOOL_SECRET)\n"
+		"                               (default $RMPOOL_SECRET_FILE, else $RMPOOL_SECRET,\n"
+		"                               else " RMPOOL_DEFAULT_SECRET_FILE " if readable)\n"
 		"  -t, --timeout DURATION       bound for connecting and for each request (10s)\n"
 		"  -h, --help                   this text; COMMAND --help for a command's\n"
 		"      --version                print the version and exit\n"
@@ -951,6 +955,10 @@ int main(int argc, char **argv)
 		help_main(stderr);
 		return EXIT_USAGE;
 	}
+	/* The daemons' file, as an operator on their host would pass it. */
+	if ((!secret_file || !*secret_file) && !getenv("RMPOOL_SECRET") &&
+	    access(RMPOOL_DEFAULT_SECRET_FILE, R_OK) == 0)
+		secret_file = RMPOOL_DEFAULT_SECRET_FILE;
 	if (secret_file && *secret_file) {
 		ex = load_secret(&cli, secret_file);
 		if (ex)

@@ -49,6 +49,7 @@
 #define IO_TIMEOUT_MS 5000
 
 static const char *server_bin;
+static const char *cli_bin; /* the rmpool CLI, for the cases that run it */
 static char log_path[256];
 static pid_t server_pid;
 static int ctl_port, http_port;
@@ -171,6 +172,36 @@ static int run_to_exit(char *const argv[], bool with_secret, char *out, size_t c
 	size_t used = 0;
 	ssize_t n;
 	while ((n = read(pfd[0], out + used, cap - 1 - used)) > 0)
+		used += (size_t)n;
+	out[used] = '\0';
+	close(pfd[0]);
+	int st;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Runs a program to completion (no $RMPOOL_SECRET, no $RMPOOL_SECRET_FILE);
+ * its stdout and stderr go to out. Returns the exit status. */
+static int run_prog(char *const argv[], char *out, size_t cap)
+{
+	int pfd[2];
+
+	REQUIRE(pipe(pfd) == 0, "pipe");
+	pid_t pid = fork();
+	REQUIRE(pid >= 0, "fork");
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		close(pfd[0]);
+		unsetenv(RMP_AUTH_SECRET_ENV);
+		unsetenv("RMPOOL_SECRET_FILE");
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	size_t used = 0;
+	ssize_t n;
+	while (used < cap - 1 && (n = read(pfd[0], out + used, cap - 1 - used)) > 0)
 		used += (size_t)n;
 	out[used] = '\0';
 	close(pfd[0]);
@@ -1537,6 +1568,37 @@ static void case_sighup(void)
 	unlink(conf);
 }
 
+/* The daemons and the CLI read one secret file format (common/secret.c):
+ * the server started on a file as the units' config names it - a line
+ * with its newline, mode 0600 - and `rmpool --secret-file` on the same
+ * file is served; a file with another secret is refused. */
+static void case_cli_secret(void)
+{
+	char file[64], other[64], listen[64], out[4096];
+
+	REQUIRE(cli_bin, "usage: server_itest SERVER cli_secret CLI");
+	snprintf(file, sizeof(file), "server_itest.%d.secret", (int)getpid());
+	snprintf(other, sizeof(other), "server_itest.%d.other", (int)getpid());
+	umask(077);
+	write_text(file, "a-secret-as-base64-of-32-bytes-0123456789AB=\n");
+	write_text(other, "another-secret-of-the-same-sort-0123456789=\n");
+	start_server("--secret-file", file, "--require-rdma=false", NULL);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", ctl_port);
+	char *const ok[] = { (char *)cli_bin, "--coordinator", listen, "--secret-file", file,
+			     "status", "--json", NULL };
+	int st = run_prog(ok, out, sizeof(out));
+	REQUIRE(st == 0 && strstr(out, "\"generation\""), "rmpool status with the daemon's file: %d %s",
+		st, out);
+	char *const bad[] = { (char *)cli_bin, "--coordinator", listen, "--secret-file", other,
+			      "status", NULL };
+	st = run_prog(bad, out, sizeof(out));
+	REQUIRE(st == 1 && strstr(out, "authentication failed"), "another secret: %d %s", st, out);
+	REQUIRE(metric("rmpool_auth_failures_total") == 1, "the CLI's failure counted once");
+	stop_server();
+	unlink(file);
+	unlink(other);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -1557,13 +1619,15 @@ int main(int argc, char **argv)
 		{ "recorded", case_recorded },
 		{ "notify", case_notify },
 		{ "sighup", case_sighup },
+		{ "cli_secret", case_cli_secret },
 	};
 
-	if (argc != 3) {
-		fprintf(stderr, "usage: %s SERVER_BINARY CASE\n", argv[0]);
+	if (argc != 3 && argc != 4) {
+		fprintf(stderr, "usage: %s SERVER_BINARY CASE [CLI_BINARY]\n", argv[0]);
 		return 2;
 	}
 	server_bin = argv[1];
+	cli_bin = argc == 4 ? argv[3] : NULL;
 	/* "file:line: cond", then "FAIL: why"; the server's log after it */
 	check_init(NULL, kill_server_dump_log, CHECK_COND_LINE);
 	signal(SIGPIPE, SIG_IGN);
