@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* notify.c - see notify.h. A thin layer over libsystemd's sd_notify():
  * the text is formatted here into a bounded buffer (STATUS= lines are
  * meant to be short), control characters become spaces so that a reason

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* notify.h - the daemons' side of systemd's service protocol: readiness
  * and status (sd_notify(3), Type=notify units).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* health.c - what "healthy" and "ready" mean for the coordinator: the
  * answer of GET /healthz and what systemd is told (common/notify.h).
  *

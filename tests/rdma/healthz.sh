@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # rdma_healthz: the coordinator's rdma_cm listener is retried until its
 # address exists, and /healthz and systemd's readiness follow it (issue 15).
 #
