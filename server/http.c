@@ -38,11 +38,13 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	if (len >= sizeof(small)) {
 		text = malloc(len + 1);
 		if (!text) {
+			rmp_srv_metrics_snapshot_free(&m);
 			evhttp_send_error(req, 500, "out of memory");
 			return;
 		}
 		rmp_srv_metrics_format(&m, text, len + 1);
 	}
+	rmp_srv_metrics_snapshot_free(&m);
 	struct evbuffer *body = evbuffer_new();
 	if (body)
 		evbuffer_add(body, text, len);

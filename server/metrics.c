@@ -4,6 +4,7 @@
 #include "metrics.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 struct row {
@@ -52,21 +53,151 @@ static const struct row rows[] = {
 	ROW(state_errors_total, "counter", "Writes to the state store that failed."),
 };
 
+/* The text being built: like snprintf, it counts what does not fit. */
+struct out {
+	char *buf;
+	size_t cap, used;
+};
+
+static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	int n = vsnprintf(o->used < o->cap ? o->buf + o->used : NULL,
+			  o->used < o->cap ? o->cap - o->used : 0, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		o->used += (size_t)n;
+}
+
+/* A label value in the text format: \\, \" and \n escaped. */
+static const char *esc(const char *in, char *buf, size_t cap)
+{
+	size_t j = 0;
+
+	for (; in && *in && j + 3 < cap; in++) {
+		if (*in == '\\' || *in == '"' || *in == '\n') {
+			buf[j++] = '\\';
+			buf[j++] = *in == '\n' ? 'n' : *in;
+		} else {
+			buf[j++] = *in;
+		}
+	}
+	buf[j] = '\0';
+	return buf;
+}
+
+static void family(struct out *o, const char *name, const char *help)
+{
+	put(o, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+}
+
+#define LABEL_MAX (2 * RMP_SRV_METRICS_LABEL_MAX + 1)
+
+/* The per-pool series: one family at a time, one sample per pool. */
+static void pools(struct out *o, const struct rmp_srv_metrics *m)
+{
+	static const struct {
+		const char *name, *help;
+		size_t offset;
+	} series[] = {
+#define PROW(f, h) { "rmpool_pool_" #f, h, offsetof(struct rmp_srv_metrics_pool, f) }
+		PROW(capacity_bytes, "Usable bytes of the pool."),
+		PROW(free_bytes, "Free bytes of the pool, from its metadata counts (0 unless ready)."),
+		PROW(lost_bytes, "Bytes of the pool's space on lost donors (unbacked)."),
+		PROW(donors, "Donors of the pool (the coordinator's own share counts as one)."),
+		PROW(donors_away, "Donors of the pool whose connection is gone, within their return timeout."),
+		PROW(donors_lost, "Donors of the pool that died or did not come back in time."),
+		PROW(leases, "Leases held on the pool (attached consumers)."),
+#undef PROW
+	};
+	char name[LABEL_MAX];
+
+	if (!m->n_pools)
+		return;
+	family(o, "rmpool_pool_info", "Each pool: 1, with its state as a label.");
+	for (size_t i = 0; i < m->n_pools; i++)
+		put(o, "rmpool_pool_info{pool=\"%s\",id=\"%" PRIu32 "\",state=\"%s\"} 1\n",
+		    esc(m->pool[i].name, name, sizeof(name)), m->pool[i].id, m->pool[i].state);
+	for (size_t r = 0; r < sizeof(series) / sizeof(series[0]); r++) {
+		family(o, series[r].name, series[r].help);
+		for (size_t i = 0; i < m->n_pools; i++)
+			put(o, "%s{pool=\"%s\",id=\"%" PRIu32 "\"} %" PRIu64 "\n", series[r].name,
+			    esc(m->pool[i].name, name, sizeof(name)), m->pool[i].id,
+			    *(const uint64_t *)((const char *)&m->pool[i] + series[r].offset));
+	}
+}
+
+static void hosts(struct out *o, const struct rmp_srv_metrics *m)
+{
+	static const struct {
+		const char *name, *help;
+		size_t offset;
+	} series[] = {
+#define HROW(f, h) { "rmpool_host_" #f, h, offsetof(struct rmp_srv_metrics_host, f) }
+		HROW(budget_bytes, "Bytes the host may give: its agent's --budget plus its standalone donors' offers."),
+		HROW(used_bytes, "Bytes of the host's budget charged to donors that have not exited."),
+		HROW(donors, "Donor processes on the host."),
+		HROW(process_limit_bytes, "Its agent's --process-limit (RLIMIT_AS of each donor); 0 without an agent."),
+		HROW(donor_footprint_bytes, "A donor's own footprint as its agent measured it; 0 without an agent."),
+#undef HROW
+	};
+	char host[LABEL_MAX];
+
+	if (!m->n_hosts)
+		return;
+	family(o, "rmpool_host_agent", "1 when an agent is registered for the host, 0 when it has standalone donors only.");
+	for (size_t i = 0; i < m->n_hosts; i++)
+		put(o, "rmpool_host_agent{host=\"%s\"} %d\n", esc(m->host[i].host, host, sizeof(host)),
+		    m->host[i].agent ? 1 : 0);
+	for (size_t r = 0; r < sizeof(series) / sizeof(series[0]); r++) {
+		family(o, series[r].name, series[r].help);
+		for (size_t i = 0; i < m->n_hosts; i++)
+			put(o, "%s{host=\"%s\"} %" PRIu64 "\n", series[r].name,
+			    esc(m->host[i].host, host, sizeof(host)),
+			    *(const uint64_t *)((const char *)&m->host[i] + series[r].offset));
+	}
+}
+
+static void donors(struct out *o, const struct rmp_srv_metrics *m)
+{
+	char pool[LABEL_MAX], host[LABEL_MAX];
+
+	if (!m->n_donors)
+		return;
+	family(o, "rmpool_donor_region_bytes",
+	       "Each donor's region as it registered it (0 before), with its pool, host and state.");
+	for (size_t i = 0; i < m->n_donors; i++) {
+		const struct rmp_srv_metrics_donor *d = &m->donor[i];
+		put(o,
+		    "rmpool_donor_region_bytes{donor=\"%" PRIu32
+		    "\",pool=\"%s\",host=\"%s\",state=\"%s\"} %" PRIu64 "\n",
+		    d->id, esc(d->pool, pool, sizeof(pool)), esc(d->host, host, sizeof(host)), d->state,
+		    d->region_bytes);
+	}
+}
+
 size_t rmp_srv_metrics_format(const struct rmp_srv_metrics *m, char *buf, size_t cap)
 {
-	size_t used = 0;
+	struct out o = { .buf = buf, .cap = cap };
+	char version[LABEL_MAX];
 
 	if (cap)
 		buf[0] = '\0';
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		const struct row *r = &rows[i];
 		uint64_t v = *(const uint64_t *)((const char *)m + r->offset);
-		int n = snprintf(used < cap ? buf + used : NULL, used < cap ? cap - used : 0,
-				 "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", r->name, r->help,
-				 r->name, r->type, r->name, v);
-		if (n < 0)
-			return used;
-		used += (size_t)n;
+		put(&o, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", r->name, r->help, r->name,
+		    r->type, r->name, v);
 	}
-	return used;
+	if (m->version) {
+		family(&o, "rmpool_build_info", "1, with this rmpool-server's version as a label.");
+		put(&o, "rmpool_build_info{version=\"%s\"} 1\n", esc(m->version, version, sizeof(version)));
+	}
+	pools(&o, m);
+	hosts(&o, m);
+	donors(&o, m);
+	return o.used;
 }

@@ -313,7 +313,9 @@ void rmp_srv_recover_register(struct rmp_srv *srv);
 
 /* status.c */
 void rmp_srv_status_reply(struct rmp_srv_conn *c);
+/* Totals and labelled series; release with rmp_srv_metrics_snapshot_free. */
 void rmp_srv_metrics_snapshot(struct rmp_srv *srv, struct rmp_srv_metrics *out);
+void rmp_srv_metrics_snapshot_free(struct rmp_srv_metrics *m);
 
 /* health.c: healthy = every needed listener up (why says what is not);
  * update tells systemd (READY=1 the first time, then STATUS=). */

@@ -11,6 +11,10 @@
  * donors. A standalone donor counts on its host as a donor; its offer
  * (whole segments) adds to the host's budget, and to its used bytes while
  * a pool holds it (a pool takes a standalone donor whole).
+ *
+ * The metrics snapshot adds the same per pool, per host and per donor as
+ * labelled series (metrics.h): the agents' and donors' own figures, as
+ * they reported them, relayed by the coordinator.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -20,6 +24,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "rmpool/version.h"
 #include "srv.h"
 
 static uint32_t pool_donor_count(const struct rmp_srv_pool *p)
@@ -155,9 +160,117 @@ void rmp_srv_status_reply(struct rmp_srv_conn *c)
 	free(s->hosts);
 }
 
+static const char *pool_state_name(enum rmp_srv_pool_state st)
+{
+	switch (st) {
+	case RMP_SRV_POOL_PROVISIONING:
+		return "creating";
+	case RMP_SRV_POOL_READY:
+		return "ready";
+	case RMP_SRV_POOL_DESTROYING:
+		return "destroying";
+	case RMP_SRV_POOL_RECOVERING:
+		return "recovering";
+	case RMP_SRV_POOL_LOST:
+		break;
+	}
+	return "lost";
+}
+
+static const char *donor_state_name(enum rmp_srv_donor_state st)
+{
+	switch (st) {
+	case RMP_SRV_DONOR_SPAWNING:
+		return "spawning";
+	case RMP_SRV_DONOR_SPAWNED:
+		return "spawned";
+	case RMP_SRV_DONOR_REGISTERED:
+		return "registered";
+	case RMP_SRV_DONOR_LOST:
+		return "lost";
+	case RMP_SRV_DONOR_TERMINATING:
+		return "terminating";
+	case RMP_SRV_DONOR_AWAY:
+		break;
+	}
+	return "away";
+}
+
+/* The labelled series: one entry per pool, per host (as STATUS_REPLY
+ * counts them: each agent's, then each other host of standalone donors)
+ * and per donor. Out of memory: the series are left out, the totals stay. */
+static void labelled_snapshot(struct rmp_srv *srv, struct rmp_srv_metrics *out)
+{
+	size_t np = 0, nh = 0, nd = 0;
+
+	for (struct rmp_srv_pool *p = srv->pools; p; p = p->next)
+		np++;
+	for (struct rmp_srv_agent *a = srv->agents; a; a = a->next)
+		nh++;
+	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next)
+		nd++;
+	struct rmp_srv_metrics_pool *pools = calloc(np ? np : 1, sizeof(*pools));
+	struct rmp_srv_metrics_host *hosts = calloc(nh + nd ? nh + nd : 1, sizeof(*hosts));
+	struct rmp_srv_metrics_donor *donors = calloc(nd ? nd : 1, sizeof(*donors));
+	if (!pools || !hosts || !donors) {
+		free(pools);
+		free(hosts);
+		free(donors);
+		return;
+	}
+	size_t i = 0;
+	for (struct rmp_srv_pool *p = srv->pools; p; p = p->next, i++) {
+		struct rmp_wire_pool_status ps = { 0 };
+		pool_health(p, &ps);
+		pools[i] = (struct rmp_srv_metrics_pool){
+			.name = p->name, .id = p->id, .state = pool_state_name(p->state),
+			.capacity_bytes = p->capacity, .lost_bytes = ps.lost_bytes,
+			.free_bytes = p->state == RMP_SRV_POOL_READY ? rmp_srv_pool_free_bytes(p) : 0,
+			.donors = pool_donor_count(p), .donors_away = ps.donors_away,
+			.donors_lost = ps.donors_lost,
+			.leases = rmp_srv_leases_count_pool(&srv->leases, p->id),
+		};
+	}
+	size_t h = 0;
+	for (struct rmp_srv_agent *a = srv->agents; a; a = a->next, h++)
+		hosts[h] = (struct rmp_srv_metrics_host){
+			.host = a->host, .agent = true, .budget_bytes = a->budget, .used_bytes = a->used,
+			.donors = a->donors, .process_limit_bytes = a->process_limit,
+			.donor_footprint_bytes = a->donor_footprint,
+		};
+	i = 0;
+	for (struct rmp_srv_donor *d = srv->donors; d; d = d->next, i++) {
+		donors[i] = (struct rmp_srv_metrics_donor){
+			.id = d->id, .pool = d->pool ? d->pool->name : "", .host = d->host,
+			.state = donor_state_name(d->state), .region_bytes = d->region.len,
+		};
+		if (!d->standalone)
+			continue;
+		struct rmp_srv_metrics_host *hs = NULL;
+		for (size_t k = 0; k < h && !hs; k++)
+			if (strcmp(hosts[k].host, d->host) == 0)
+				hs = &hosts[k];
+		if (!hs) {
+			hs = &hosts[h++];
+			hs->host = d->host;
+		}
+		hs->donors++;
+		hs->budget_bytes += d->offered;
+		if (d->pool)
+			hs->used_bytes += d->offered;
+	}
+	out->pool = pools;
+	out->n_pools = np;
+	out->host = hosts;
+	out->n_hosts = h;
+	out->donor = donors;
+	out->n_donors = nd;
+}
+
 void rmp_srv_metrics_snapshot(struct rmp_srv *srv, struct rmp_srv_metrics *out)
 {
 	*out = srv->m;
+	out->version = RMPOOL_VERSION;
 	out->pools = out->capacity_bytes = out->free_bytes = out->donors = 0;
 	out->pools_recovering = out->pools_lost = out->donors_away = out->donors_lost = 0;
 	out->generation = srv->generation;
@@ -184,4 +297,16 @@ void rmp_srv_metrics_snapshot(struct rmp_srv *srv, struct rmp_srv_metrics *out)
 		out->agents++;
 	out->leases = srv->leases.n;
 	out->connections = srv->n_conns;
+	labelled_snapshot(srv, out);
+}
+
+void rmp_srv_metrics_snapshot_free(struct rmp_srv_metrics *m)
+{
+	free((void *)m->pool);
+	free((void *)m->host);
+	free((void *)m->donor);
+	m->pool = NULL;
+	m->host = NULL;
+	m->donor = NULL;
+	m->n_pools = m->n_hosts = m->n_donors = 0;
 }

@@ -42,6 +42,7 @@
 #include "auth.h"
 #include "buddy.h"
 #include "check.h"
+#include "rmpool/version.h"
 #include "state.h"
 #include "wire.h"
 
@@ -783,6 +784,17 @@ static void case_status_and_http(void)
 		snprintf(type, sizeof(type), "# TYPE %s ", names[i]);
 		REQUIRE(strstr(body, help) && strstr(body, type), "%s lacks HELP/TYPE", names[i]);
 	}
+	/* The agent's figures, relayed per host; the build's version. */
+	const char *series[] = {
+		"\nrmpool_build_info{version=\"" RMPOOL_VERSION "\"} 1\n",
+		"\nrmpool_host_agent{host=\"itest-host\"} 1\n",
+		"\nrmpool_host_budget_bytes{host=\"itest-host\"} 536870912\n",
+		"\nrmpool_host_process_limit_bytes{host=\"itest-host\"} 67108864\n",
+		"\nrmpool_host_donor_footprint_bytes{host=\"itest-host\"} 8388608\n",
+		"\nrmpool_host_donors{host=\"itest-host\"} 0\n",
+	};
+	for (size_t i = 0; i < sizeof(series) / sizeof(series[0]); i++)
+		REQUIRE(strstr(body, series[i]), "/metrics lacks %s", series[i] + 1);
 	REQUIRE(http_get("/nothing", body, sizeof(body)) == 404, "unknown path");
 	REQUIRE(metric("rmpool_clients") == 1, "clients gauge");
 	close(ag);
@@ -1377,6 +1389,19 @@ static void case_recorded(void)
 	REQUIRE(!shm_exists(shm_new) && shm_exists(shm_old), "shm: %s %s, %s %s", shm_new,
 		shm_exists(shm_new) ? "stayed" : "gone", shm_old, shm_exists(shm_old) ? "stayed" : "gone");
 	REQUIRE(metric("rmpool_pools_lost") == 2, "rmpool_pools_lost");
+	/* Per pool and per donor: the lost pool, its donor away on its host. */
+	char body[16384], want[256];
+	REQUIRE(http_get("/metrics", body, sizeof(body)) == 200, "GET /metrics");
+	snprintf(want, sizeof(want), "\nrmpool_pool_info{pool=\"%s\",id=\"", pool_gone);
+	const char *line = strstr(body, want);
+	char sample[256] = "";
+	if (line)
+		sscanf(line + 1, "%255[^\n]", sample);
+	REQUIRE(strstr(sample, "\",state=\"lost\"} 1"), "/metrics: \"%s\", want %s...state=\"lost\"} 1",
+		sample, want + 1);
+	snprintf(want, sizeof(want), ",pool=\"%s\",host=\"", pool_gone);
+	REQUIRE(strstr(body, want) && strstr(body, "\",state=\"away\"} "),
+		"/metrics lacks the lost pool's donor away");
 
 	m = (struct rmp_wire_msg){ .type = RMP_MSG_POOL_OPEN };
 	snprintf(m.u.pool_open.name, sizeof(m.u.pool_open.name), "%s", pool_gone);
