@@ -26,6 +26,8 @@
  *     keeps its connection; a restarted agent adopts it (counts it: a
  *     SPAWN that would fit an empty budget is refused naming 1 donor in
  *     use) and terminates it through its pidfd (PROGRESS EXITED);
+ *   - the agent's $NOTIFY_SOCKET is not passed on to its donors; SIGHUP
+ *     to the agent and to a donor reloads (logged) and kills neither;
  *   - SIGTERM to the agent -> exit 0, its donor keeps running;
  *   - a standalone donor with --orphan-grace 3s re-registers with the id
  *     it was given, is refused, then finds nobody: it exits with status 3
@@ -381,6 +383,9 @@ static pid_t start_agent(void)
 	snprintf(budget, sizeof(budget), "%llu", BUDGET);
 	pid_t pid = fork();
 	if (pid == 0) {
+		/* As under systemd (nobody listens: sd_notify fails quietly);
+		 * the donors it starts must not inherit it. */
+		setenv("NOTIFY_SOCKET", "/nonexistent/rmpool-notify", 1);
 		execl(donor_bin, donor_bin, "--agent", "--coordinator", coord, "--budget", budget,
 		      "--process-limit", limit, "--term-grace", "3s", "--reconnect-max", "2s",
 		      "--log-level", "debug", (char *)NULL);
@@ -543,7 +548,26 @@ static void step_agent_killed(struct conn *d7, const struct rmp_wire_donor_regis
 	CHECK(gone_within(pid7, 5000), "donor 7 (pid %ld) still exists", (long)pid7);
 }
 
-/* SIGTERM: the agent leaves cleanly, its donor 9 stays. */
+/* Whether /proc/PID/environ holds a NAME=... entry. */
+static bool env_has(pid_t pid, const char *name)
+{
+	char path[64], buf[65536];
+	snprintf(path, sizeof(path), "/proc/%ld/environ", (long)pid);
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	size_t len = strlen(name);
+	buf[n] = '\0';
+	for (size_t i = 0; i < n; i += strlen(buf + i) + 1) {
+		if (strncmp(buf + i, name, len) == 0 && buf[i + len] == '=')
+			return true;
+	}
+	return false;
+}
+
+/* SIGHUP reloads and kills neither the agent nor its donor; then SIGTERM:
+ * the agent leaves cleanly, its donor 9 stays. */
 static void step_agent_sigterm(void)
 {
 	struct conn *d9 = calloc(1, sizeof(*d9));
@@ -555,6 +579,18 @@ static void step_agent_sigterm(void)
 	pid_t pid9 = (pid_t)p.pid;
 	seen_donor(pid9);
 	struct rmp_wire_donor_register r9 = donor_handshake(lfd, d9, 9, pid9);
+	CHECK(env_has(agent_pid, "NOTIFY_SOCKET") && !env_has(pid9, "NOTIFY_SOCKET"),
+	      "NOTIFY_SOCKET: the agent's %s, donor 9's %s (want the agent's only)",
+	      env_has(agent_pid, "NOTIFY_SOCKET") ? "set" : "unset",
+	      env_has(pid9, "NOTIFY_SOCKET") ? "set" : "unset");
+	kill(agent_pid, SIGHUP);
+	kill(pid9, SIGHUP);
+	CHECK(wait_log("SIGHUP: configuration reloaded; log-level debug -> debug", 2, 10000),
+	      "SIGHUP: %d reload line(s) from the agent and donor 9, want 2",
+	      log_count("SIGHUP: configuration reloaded"));
+	CHECK(alive(agent_pid) && alive(pid9), "SIGHUP killed the agent (%s) or donor 9 (%s)",
+	      alive(agent_pid) ? "alive" : "gone", alive(pid9) ? "alive" : "gone");
+	use_region(&r9, "after SIGHUP");
 	kill(agent_pid, SIGTERM);
 	int st = 0;
 	pid_t w = 0;
