@@ -36,49 +36,16 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "data_util.h"
 #include "rmpool.h"
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* An API call that must succeed: its code and the library's detail. */
-static void require_ok(int rc, const char *what)
-{
-	if (rc)
-		check_die("%s: %s (%s)", what, rmp_strerror(rc), rmp_last_error(NULL));
-}
 
 static rmp_client *cl;
 
-static rmp_pool *open_pool(const char *name)
-{
-	const char *coord = getenv("RMPOOL_COORDINATOR");
-	rmp_pool *p;
-	if (!coord)
-		check_die("RMPOOL_COORDINATOR is not set");
-	require_ok(rmp_connect(coord, NULL, &cl), "rmp_connect");
-	require_ok(rmp_pool_open(cl, name, 0, &p), "rmp_pool_open (attach)");
-	return p;
-}
-
-static void fill(uint8_t *b, size_t n, uint64_t seed)
-{
-	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		b[i] = (uint8_t)x;
-	}
-}
-
 static int cmd_big(const char *name)
 {
-	rmp_pool *p = open_pool(name);
+	rmp_pool *p = du_open_pool(name, &cl);
 	struct rmp_pool_info *info;
-	require_ok(rmp_pool_info(p, &info), "rmp_pool_info");
+	du_require_ok(rmp_pool_info(p, &info), "rmp_pool_info");
 	uint64_t max_donor = 0;
 	for (size_t i = 0; i < info->n_donors; i++)
 		if (info->donors[i].bytes > max_donor)
@@ -87,54 +54,39 @@ static int cmd_big(const char *name)
 	 * that it spans three donors: no host holds more than two here. */
 	uint64_t size = 2 * max_donor + 1 <= info->capacity ? 2 * max_donor + 1 : max_donor + 1;
 	rmp_addr a;
-	require_ok(rmp_alloc(p, size, &a), "rmp_alloc of more than one donor");
-	uint64_t block = 1ull << RMP_ADDR_ORDER(a), off = RMP_ADDR_OFFSET(a);
-	/* Which hosts back [off, off+block)? */
-	char hosts[8][256];
+	du_require_ok(rmp_alloc(p, size, &a), "rmp_alloc of more than one donor");
+	uint64_t block = 1ull << RMP_ADDR_ORDER(a);
+	char hosts[DU_MAX_HOSTS][DU_HOST_LEN];
 	unsigned nh = 0;
-	for (uint64_t s = off / info->segment_size; s < (off + block) / info->segment_size; s++) {
-		/* the segment's donor: walk the donors' segment counts is not
-		 * enough (order unknown); ask per segment */
-		uint32_t did;
-		require_ok(rmp_pool_segment_donor(p, s, &did), "rmp_pool_segment_donor");
-		for (size_t i = 0; i < info->n_donors; i++) {
-			if (info->donors[i].donor_id != did)
-				continue;
-			unsigned k;
-			for (k = 0; k < nh && strcmp(hosts[k], info->donors[i].host); k++)
-				;
-			if (k == nh && nh < 8)
-				snprintf(hosts[nh++], sizeof(hosts[0]), "%s", info->donors[i].host);
-		}
-	}
+	du_block_hosts(p, info, a, hosts, &nh, NULL);
 	printf("pool_data: block of %" PRIu64 " bytes (asked %" PRIu64 ", largest donor %" PRIu64 ") on %u hosts\n",
 	       block, size, max_donor, nh);
 	if (nh < 2)
 		check_die("the block lies on %u host(s), expected at least 2", nh);
 	size_t chunk = 4u << 20;
 	uint8_t *w = malloc(chunk), *r = malloc(chunk);
-	double t0 = now_s();
+	double t0 = du_now_s();
 	for (uint64_t at = 0; at < block; at += chunk) {
 		size_t n = block - at < chunk ? (size_t)(block - at) : chunk;
-		fill(w, n, at);
-		require_ok(rmp_write(p, a + at, w, n), "rmp_write");
+		du_fill(w, n, at);
+		du_require_ok(rmp_write(p, a + at, w, n), "rmp_write");
 	}
-	double t1 = now_s();
+	double t1 = du_now_s();
 	for (uint64_t at = 0; at < block; at += chunk) {
 		size_t n = block - at < chunk ? (size_t)(block - at) : chunk;
-		fill(w, n, at);
-		require_ok(rmp_read(p, r, a + at, n), "rmp_read");
+		du_fill(w, n, at);
+		du_require_ok(rmp_read(p, r, a + at, n), "rmp_read");
 		if (memcmp(w, r, n))
 			check_die("bytes at block offset %" PRIu64 " read back wrong", at);
 	}
-	double t2 = now_s();
+	double t2 = du_now_s();
 	printf("pool_data: wrote %" PRIu64 " MiB in %.2f s (%.1f MiB/s), read and verified in %.2f s (%.1f MiB/s)\n",
 	       block >> 20, t1 - t0, (double)(block >> 20) / (t1 - t0), t2 - t1, (double)(block >> 20) / (t2 - t1));
-	require_ok(rmp_free(p, a), "rmp_free");
+	du_require_ok(rmp_free(p, a), "rmp_free");
 	if (rmp_free(p, a) != -EINVAL)
 		check_die("a second free of the same block was not refused");
 	rmp_pool_info_free(info);
-	require_ok(rmp_pool_close(p), "rmp_pool_close");
+	du_require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	printf("pool_data: big: PASS\n");
 	return 0;
@@ -186,7 +138,7 @@ static void *worker_main(void *arg)
 			break;
 		case 1: /* write own pattern */
 			live[k].seed = ((uint64_t)w->id << 40) ^ s;
-			fill(buf, live[k].len, live[k].seed);
+			du_fill(buf, live[k].len, live[k].seed);
 			if ((rc = rmp_write(w->p, live[k].a, buf, live[k].len)) != 0) {
 				fprintf(stderr, "pool_data: write: %s (%s)\n", rmp_strerror(rc), rmp_last_error(NULL));
 				w->failed = 1;
@@ -202,7 +154,7 @@ static void *worker_main(void *arg)
 				w->failed = 1;
 				break;
 			}
-			fill(buf, live[k].len, live[k].seed);
+			du_fill(buf, live[k].len, live[k].seed);
 			if (memcmp(buf, rb, live[k].len)) {
 				fprintf(stderr, "pool_data: FAILED: thread %u: pattern of block %#" PRIx64 " corrupted\n", w->id,
 					(uint64_t)live[k].a);
@@ -229,9 +181,9 @@ static void *worker_main(void *arg)
 
 static int cmd_steps(const char *name, unsigned threads, unsigned steps, unsigned id)
 {
-	rmp_pool *p = open_pool(name);
+	rmp_pool *p = du_open_pool(name, &cl);
 	struct worker *w = calloc(threads, sizeof(*w));
-	double t0 = now_s();
+	double t0 = du_now_s();
 	for (unsigned i = 0; i < threads; i++) {
 		w[i] = (struct worker){ .p = p, .id = id * 16 + i, .steps = steps };
 		pthread_create(&w[i].tid, NULL, worker_main, &w[i]);
@@ -243,15 +195,15 @@ static int cmd_steps(const char *name, unsigned threads, unsigned steps, unsigne
 		allocs += w[i].allocs, ok += w[i].allocs_ok, writes += w[i].writes, reads += w[i].reads;
 		failed |= w[i].failed;
 	}
-	double secs = now_s() - t0;
+	double secs = du_now_s() - t0;
 	struct rmp_pool_stats st;
-	require_ok(rmp_pool_stats(p, &st), "rmp_pool_stats");
+	du_require_ok(rmp_pool_stats(p, &st), "rmp_pool_stats");
 	printf("pool_data: consumer %u: %u threads x %u steps in %.1f s: %" PRIu64 "/%" PRIu64
 	       " allocs ok, %" PRIu64 " writes, %" PRIu64 " reads verified; round trips per alloc %.2f, per free %.2f\n",
 	       id, threads, steps, secs, ok, allocs, writes, reads,
 	       st.allocs ? (double)st.alloc_round_trips / (double)st.allocs : 0,
 	       st.frees ? (double)st.free_round_trips / (double)st.frees : 0);
-	require_ok(rmp_pool_close(p), "rmp_pool_close");
+	du_require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	if (failed)
 		check_die("a thread failed");
@@ -262,32 +214,32 @@ static int cmd_steps(const char *name, unsigned threads, unsigned steps, unsigne
 
 static int cmd_whole(const char *name)
 {
-	rmp_pool *p = open_pool(name);
+	rmp_pool *p = du_open_pool(name, &cl);
 	struct rmp_pool_info *info;
 	rmp_addr a;
-	require_ok(rmp_pool_info(p, &info), "rmp_pool_info");
-	require_ok(rmp_alloc(p, info->capacity, &a), "rmp_alloc of the whole capacity");
-	require_ok(rmp_free(p, a), "rmp_free of the whole capacity");
+	du_require_ok(rmp_pool_info(p, &info), "rmp_pool_info");
+	du_require_ok(rmp_alloc(p, info->capacity, &a), "rmp_alloc of the whole capacity");
+	du_require_ok(rmp_free(p, a), "rmp_free of the whole capacity");
 	printf("pool_data: the whole capacity (%" PRIu64 " bytes) in one allocation: PASS\n", info->capacity);
 	rmp_pool_info_free(info);
-	require_ok(rmp_pool_close(p), "rmp_pool_close");
+	du_require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	return 0;
 }
 
 static int cmd_stopped(const char *name, const char *go)
 {
-	rmp_pool *p = open_pool(name);
+	rmp_pool *p = du_open_pool(name, &cl);
 	struct rmp_pool_info *info;
 	rmp_addr a;
-	require_ok(rmp_pool_info(p, &info), "rmp_pool_info");
+	du_require_ok(rmp_pool_info(p, &info), "rmp_pool_info");
 	/* Touch every donor once so that every connection exists: rdma_cm
 	 * setup needs the far side's CPU, the data path must not. */
-	require_ok(rmp_alloc(p, info->capacity, &a), "rmp_alloc of the whole capacity");
+	du_require_ok(rmp_alloc(p, info->capacity, &a), "rmp_alloc of the whole capacity");
 	uint8_t byte = 1;
 	for (uint64_t at = 0; at < info->capacity; at += info->segment_size)
-		require_ok(rmp_write(p, a + at, &byte, 1), "rmp_write (connect)");
-	require_ok(rmp_free(p, a), "rmp_free");
+		du_require_ok(rmp_write(p, a + at, &byte, 1), "rmp_write (connect)");
+	du_require_ok(rmp_free(p, a), "rmp_free");
 	char ready[512];
 	snprintf(ready, sizeof(ready), "%s.ready", go);
 	FILE *f = fopen(ready, "w");
@@ -298,24 +250,24 @@ static int cmd_stopped(const char *name, const char *go)
 			check_die("no go within 120 s");
 		else
 			usleep(100000);
-	double t0 = now_s();
+	double t0 = du_now_s();
 	unsigned rounds = 20;
 	uint8_t w[4096], r[4096];
 	for (unsigned i = 0; i < rounds; i++) {
 		uint64_t size = 4096ull << (i % 6);
-		require_ok(rmp_alloc(p, size, &a), "rmp_alloc with coordinator and donors stopped");
-		fill(w, sizeof(w), i);
+		du_require_ok(rmp_alloc(p, size, &a), "rmp_alloc with coordinator and donors stopped");
+		du_fill(w, sizeof(w), i);
 		uint64_t at = size - sizeof(w);
-		require_ok(rmp_write(p, a + at, w, sizeof(w)), "rmp_write with everything stopped");
-		require_ok(rmp_read(p, r, a + at, sizeof(r)), "rmp_read with everything stopped");
+		du_require_ok(rmp_write(p, a + at, w, sizeof(w)), "rmp_write with everything stopped");
+		du_require_ok(rmp_read(p, r, a + at, sizeof(r)), "rmp_read with everything stopped");
 		if (memcmp(w, r, sizeof(w)))
 			check_die("read back wrong bytes with everything stopped");
-		require_ok(rmp_free(p, a), "rmp_free with everything stopped");
+		du_require_ok(rmp_free(p, a), "rmp_free with everything stopped");
 	}
 	printf("pool_data: %u alloc/write/read/free rounds with coordinator and donors stopped in %.2f s: PASS\n",
-	       rounds, now_s() - t0);
+	       rounds, du_now_s() - t0);
 	rmp_pool_info_free(info);
-	require_ok(rmp_pool_close(p), "rmp_pool_close");
+	du_require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	return 0;
 }
@@ -329,14 +281,14 @@ static void expect_rc(int got, int want, const char *what)
 
 static int cmd_bad(const char *name)
 {
-	rmp_pool *p = open_pool(name);
+	rmp_pool *p = du_open_pool(name, &cl);
 	struct rmp_pool_info *info;
 	rmp_addr a, b;
 	uint8_t buf[128], rb[128];
-	require_ok(rmp_pool_info(p, &info), "rmp_pool_info");
-	require_ok(rmp_alloc(p, 4096, &a), "rmp_alloc");
-	fill(buf, sizeof(buf), 42);
-	require_ok(rmp_write(p, a, buf, sizeof(buf)), "rmp_write");
+	du_require_ok(rmp_pool_info(p, &info), "rmp_pool_info");
+	du_require_ok(rmp_alloc(p, 4096, &a), "rmp_alloc");
+	du_fill(buf, sizeof(buf), 42);
+	du_require_ok(rmp_write(p, a, buf, sizeof(buf)), "rmp_write");
 
 	expect_rc(rmp_alloc(p, 0, &b), -EINVAL, "alloc of 0 bytes");
 	expect_rc(rmp_alloc(p, info->space + 1, &b), -EINVAL, "alloc larger than the pool");
@@ -350,7 +302,7 @@ static int cmd_bad(const char *name)
 	expect_rc(rmp_read(p, rb, a + 4000, 128), -EINVAL, "read past the end of the block");
 	expect_rc(rmp_write(p, RMP_ADDR_MAKE(60, 0), buf, 8), -EINVAL, "write to an order beyond the pool");
 	/* nothing lost: the block still holds its bytes */
-	require_ok(rmp_read(p, rb, a, sizeof(rb)), "rmp_read");
+	du_require_ok(rmp_read(p, rb, a, sizeof(rb)), "rmp_read");
 	if (memcmp(buf, rb, sizeof(rb)))
 		check_die("a refused call changed the block's bytes");
 
@@ -358,27 +310,27 @@ static int cmd_bad(const char *name)
 	 * session and data path, as another process would have). */
 	rmp_client *cl2;
 	rmp_pool *p2;
-	require_ok(rmp_connect(getenv("RMPOOL_COORDINATOR"), NULL, &cl2), "rmp_connect (second client)");
-	require_ok(rmp_pool_open(cl2, name, 0, &p2), "rmp_pool_open (second client)");
+	du_require_ok(rmp_connect(getenv("RMPOOL_COORDINATOR"), NULL, &cl2), "rmp_connect (second client)");
+	du_require_ok(rmp_pool_open(cl2, name, 0, &p2), "rmp_pool_open (second client)");
 	memset(rb, 0, sizeof(rb));
-	require_ok(rmp_read(p2, rb, a, sizeof(rb)), "rmp_read of another client's live block");
+	du_require_ok(rmp_read(p2, rb, a, sizeof(rb)), "rmp_read of another client's live block");
 	if (memcmp(buf, rb, sizeof(rb)))
 		check_die("the second client read other bytes than the first wrote");
-	require_ok(rmp_alloc(p, 4096, &b), "rmp_alloc");
-	require_ok(rmp_free(p, b), "rmp_free");
+	du_require_ok(rmp_alloc(p, 4096, &b), "rmp_alloc");
+	du_require_ok(rmp_free(p, b), "rmp_free");
 	expect_rc(rmp_read(p, rb, b, 8), -EINVAL, "read of a block this client freed");
 	expect_rc(rmp_write(p, b + 8, buf, 8), -EINVAL, "write inside a block this client freed");
 	expect_rc(rmp_read(p2, rb, b, 8), -EINVAL, "read of a block another client freed");
 	/* The whole space as one block: never live while a is. */
 	expect_rc(rmp_write(p2, RMP_ADDR_MAKE(__builtin_ctzll(info->space), 0), buf, 8), -EINVAL,
 		  "write to a block nobody allocated");
-	require_ok(rmp_free(p2, a), "rmp_free of another client's block");
+	du_require_ok(rmp_free(p2, a), "rmp_free of another client's block");
 	expect_rc(rmp_free(p, a), -EINVAL, "second free of the same block, the first by another client");
 	expect_rc(rmp_read(p2, rb, a, 8), -EINVAL, "read of a block the reader freed");
-	require_ok(rmp_pool_close(p2), "rmp_pool_close (second client)");
+	du_require_ok(rmp_pool_close(p2), "rmp_pool_close (second client)");
 	rmp_disconnect(cl2);
 	rmp_pool_info_free(info);
-	require_ok(rmp_pool_close(p), "rmp_pool_close");
+	du_require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	printf("pool_data: bad arguments: PASS\n");
 	return 0;
@@ -389,18 +341,18 @@ static int cmd_bad(const char *name)
 static void donor_window(rmp_pool *p, uint64_t w, rmp_addr *a, uint64_t *start, unsigned *ndon)
 {
 	struct rmp_pool_info *info;
-	require_ok(rmp_pool_info(p, &info), "rmp_pool_info");
+	du_require_ok(rmp_pool_info(p, &info), "rmp_pool_info");
 	uint64_t max_donor = 0;
 	for (size_t i = 0; i < info->n_donors; i++)
 		if (info->donors[i].bytes > max_donor)
 			max_donor = info->donors[i].bytes;
-	require_ok(rmp_alloc(p, max_donor + 1, a), "rmp_alloc of more than one donor");
+	du_require_ok(rmp_alloc(p, max_donor + 1, a), "rmp_alloc of more than one donor");
 	uint64_t block = 1ull << RMP_ADDR_ORDER(*a), off = RMP_ADDR_OFFSET(*a), seg = info->segment_size;
 	uint32_t first, did, seen[64];
 	uint64_t boundary = 0;
-	require_ok(rmp_pool_segment_donor(p, off / seg, &first), "rmp_pool_segment_donor");
+	du_require_ok(rmp_pool_segment_donor(p, off / seg, &first), "rmp_pool_segment_donor");
 	for (uint64_t s = off / seg + 1; s < (off + block) / seg && !boundary; s++) {
-		require_ok(rmp_pool_segment_donor(p, s, &did), "rmp_pool_segment_donor");
+		du_require_ok(rmp_pool_segment_donor(p, s, &did), "rmp_pool_segment_donor");
 		if (did != first)
 			boundary = s * seg - off;
 	}
@@ -411,7 +363,7 @@ static void donor_window(rmp_pool *p, uint64_t w, rmp_addr *a, uint64_t *start, 
 		*start = block - w;
 	*ndon = 0;
 	for (uint64_t s = (off + *start) / seg; s <= (off + *start + w - 1) / seg; s++) {
-		require_ok(rmp_pool_segment_donor(p, s, &did), "rmp_pool_segment_donor");
+		du_require_ok(rmp_pool_segment_donor(p, s, &did), "rmp_pool_segment_donor");
 		unsigned k;
 		for (k = 0; k < *ndon && seen[k] != did; k++)
 			;
@@ -423,7 +375,7 @@ static void donor_window(rmp_pool *p, uint64_t w, rmp_addr *a, uint64_t *start, 
 
 static int cmd_regbuf(const char *name)
 {
-	rmp_pool *p = open_pool(name);
+	rmp_pool *p = du_open_pool(name, &cl);
 	const uint64_t W = 4u << 20;
 	rmp_addr a;
 	uint64_t start;
@@ -434,31 +386,31 @@ static int cmd_regbuf(const char *name)
 		check_die("the window lies on %u donor(s)", ndon);
 	uint8_t *wm = malloc(W + 4096), *rm = malloc(W + 8192), *plain = malloc(W);
 	rmp_buffer *wb, *rb, *tmp;
-	fill(wm + 123, W, 77);
-	require_ok(rmp_buffer_register(p, wm, W + 4096, &wb), "rmp_buffer_register");
-	require_ok(rmp_buffer_register(p, rm, W + 8192, &rb), "rmp_buffer_register");
-	double t0 = now_s();
-	require_ok(rmp_write_buf(p, a + start, wb, 123, W), "rmp_write_buf");
-	double t1 = now_s();
-	require_ok(rmp_read(p, plain, a + start, W), "rmp_read after rmp_write_buf");
+	du_fill(wm + 123, W, 77);
+	du_require_ok(rmp_buffer_register(p, wm, W + 4096, &wb), "rmp_buffer_register");
+	du_require_ok(rmp_buffer_register(p, rm, W + 8192, &rb), "rmp_buffer_register");
+	double t0 = du_now_s();
+	du_require_ok(rmp_write_buf(p, a + start, wb, 123, W), "rmp_write_buf");
+	double t1 = du_now_s();
+	du_require_ok(rmp_read(p, plain, a + start, W), "rmp_read after rmp_write_buf");
 	if (memcmp(plain, wm + 123, W))
 		check_die("rmp_read returned other bytes than rmp_write_buf wrote");
-	double t2 = now_s();
+	double t2 = du_now_s();
 	memset(rm, 0, W + 8192);
-	require_ok(rmp_read_buf(p, rb, 4096, a + start, W), "rmp_read_buf");
-	double t3 = now_s();
+	du_require_ok(rmp_read_buf(p, rb, 4096, a + start, W), "rmp_read_buf");
+	double t3 = du_now_s();
 	if (memcmp(rm + 4096, wm + 123, W))
 		check_die("rmp_read_buf returned other bytes than rmp_write_buf wrote");
 	if (rm[4095] != 0 || rm[4096 + W] != 0)
 		check_die("rmp_read_buf wrote outside its range");
 	/* an unaligned piece across the boundary, into the same buffer again */
-	require_ok(rmp_read_buf(p, rb, 1, a + start + W / 2 - 50001, 100003), "rmp_read_buf (unaligned)");
+	du_require_ok(rmp_read_buf(p, rb, 1, a + start + W / 2 - 50001, 100003), "rmp_read_buf (unaligned)");
 	if (memcmp(rm + 1, wm + 123 + W / 2 - 50001, 100003))
 		check_die("unaligned rmp_read_buf returned wrong bytes");
 	/* and a bounce write read back through a registered buffer */
-	fill(plain, W, 78);
-	require_ok(rmp_write(p, a + start, plain, W), "rmp_write");
-	require_ok(rmp_read_buf(p, rb, 0, a + start, W), "rmp_read_buf after rmp_write");
+	du_fill(plain, W, 78);
+	du_require_ok(rmp_write(p, a + start, plain, W), "rmp_write");
+	du_require_ok(rmp_read_buf(p, rb, 0, a + start, W), "rmp_read_buf after rmp_write");
 	if (memcmp(rm, plain, W))
 		check_die("rmp_read_buf after rmp_write returned wrong bytes");
 	printf("pool_data: regbuf: write_buf %.1f MiB/s, read (bounce) %.1f MiB/s, read_buf %.1f MiB/s\n",
@@ -475,19 +427,19 @@ static int cmd_regbuf(const char *name)
 	expect_rc(rmp_buffer_register(p, NULL, 64, &tmp), -EINVAL, "register of NULL");
 	expect_rc(rmp_buffer_register(p, plain, 0, &tmp), -EINVAL, "register of 0 bytes");
 	expect_rc(rmp_buffer_deregister(NULL), -EINVAL, "deregister of NULL");
-	require_ok(rmp_buffer_register(p, plain, 4096, &tmp), "rmp_buffer_register");
-	require_ok(rmp_write_buf(p, a, tmp, 0, 4096), "rmp_write_buf (a third buffer)");
-	require_ok(rmp_buffer_deregister(tmp), "rmp_buffer_deregister");
+	du_require_ok(rmp_buffer_register(p, plain, 4096, &tmp), "rmp_buffer_register");
+	du_require_ok(rmp_write_buf(p, a, tmp, 0, 4096), "rmp_write_buf (a third buffer)");
+	du_require_ok(rmp_buffer_deregister(tmp), "rmp_buffer_deregister");
 	expect_rc(rmp_write_buf(p, a, tmp, 0, 8), -EINVAL, "write_buf from a deregistered buffer");
 	expect_rc(rmp_read_buf(p, tmp, 0, a, 8), -EINVAL, "read_buf into a deregistered buffer");
 	expect_rc(rmp_buffer_deregister(tmp), -EINVAL, "second deregister");
-	require_ok(rmp_buffer_deregister(wb), "rmp_buffer_deregister");
-	require_ok(rmp_buffer_deregister(rb), "rmp_buffer_deregister");
-	require_ok(rmp_free(p, a), "rmp_free");
+	du_require_ok(rmp_buffer_deregister(wb), "rmp_buffer_deregister");
+	du_require_ok(rmp_buffer_deregister(rb), "rmp_buffer_deregister");
+	du_require_ok(rmp_free(p, a), "rmp_free");
 	free(wm);
 	free(rm);
 	free(plain);
-	require_ok(rmp_pool_close(p), "rmp_pool_close");
+	du_require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	printf("pool_data: regbuf: PASS\n");
 	return 0;
@@ -496,7 +448,7 @@ static int cmd_regbuf(const char *name)
 static int cmd_async(const char *name)
 {
 	enum { N = 16 };
-	rmp_pool *p = open_pool(name);
+	rmp_pool *p = du_open_pool(name, &cl);
 	const uint64_t W = 4u << 20, C = W / N;
 	rmp_addr a;
 	uint64_t start;
@@ -505,14 +457,14 @@ static int cmd_async(const char *name)
 	uint8_t *wm = malloc(W), *rm = malloc(W);
 	rmp_buffer *wb, *rb;
 	rmp_op *ops[N];
-	fill(wm, W, 99);
+	du_fill(wm, W, 99);
 	memset(rm, 0, W);
-	require_ok(rmp_buffer_register(p, wm, W, &wb), "rmp_buffer_register");
-	require_ok(rmp_buffer_register(p, rm, W, &rb), "rmp_buffer_register");
+	du_require_ok(rmp_buffer_register(p, wm, W, &wb), "rmp_buffer_register");
+	du_require_ok(rmp_buffer_register(p, rm, W, &rb), "rmp_buffer_register");
 
-	double t0 = now_s();
+	double t0 = du_now_s();
 	for (unsigned i = 0; i < N; i++)
-		require_ok(i % 2 ? rmp_write_buf_async(p, a + start + i * C, wb, i * C, C, &ops[i])
+		du_require_ok(i % 2 ? rmp_write_buf_async(p, a + start + i * C, wb, i * C, C, &ops[i])
 			    : rmp_write_async(p, a + start + i * C, wm + i * C, C, &ops[i]),
 		      "rmp_write_async");
 	int last = rmp_op_test(ops[N - 1]), early = rmp_op_wait(ops[N - 1], 0);
@@ -525,23 +477,23 @@ static int cmd_async(const char *name)
 	for (unsigned i = 0; i < N; i++) {
 		if (i == N - 1 && early == 0)
 			break;
-		require_ok(rmp_op_wait(ops[i], 60000), "rmp_op_wait (write)");
+		du_require_ok(rmp_op_wait(ops[i], 60000), "rmp_op_wait (write)");
 	}
-	double t1 = now_s();
+	double t1 = du_now_s();
 	printf("pool_data: async: %d writes of %" PRIu64 " KiB over %u donors submitted; %u still in flight right after "
 	       "(last: %s)\n", N, C >> 10, ndon, pending, last == -EINPROGRESS ? "in progress" : rmp_strerror(last));
 
 	for (unsigned i = 0; i < N; i++)
-		require_ok(i % 2 ? rmp_read_async(p, rm + i * C, a + start + i * C, C, &ops[i])
+		du_require_ok(i % 2 ? rmp_read_async(p, rm + i * C, a + start + i * C, C, &ops[i])
 			    : rmp_read_buf_async(p, rb, i * C, a + start + i * C, C, &ops[i]),
 		      "rmp_read_async");
 	for (unsigned i = N; i-- > 0;) {
 		int rc;
 		while ((rc = rmp_op_wait(ops[i], 100)) == -EINPROGRESS)
 			;
-		require_ok(rc, "rmp_op_wait (read)");
+		du_require_ok(rc, "rmp_op_wait (read)");
 	}
-	double t2 = now_s();
+	double t2 = du_now_s();
 	if (memcmp(wm, rm, W))
 		check_die("async reads returned other bytes than async writes wrote");
 	printf("pool_data: async: %d writes in flight: %.1f MiB/s; %d reads: %.1f MiB/s; verified\n", N,
@@ -555,16 +507,16 @@ static int cmd_async(const char *name)
 	expect_rc(rmp_read_buf_async(p, rb, W - 10, a, 100, &op), -EINVAL, "async read_buf past the end of the buffer");
 	expect_rc(rmp_op_wait(NULL, 10), -EINVAL, "wait for NULL");
 	expect_rc(rmp_op_test(NULL), -EINVAL, "test of NULL");
-	require_ok(rmp_buffer_deregister(wb), "rmp_buffer_deregister");
-	require_ok(rmp_buffer_deregister(rb), "rmp_buffer_deregister");
+	du_require_ok(rmp_buffer_deregister(wb), "rmp_buffer_deregister");
+	du_require_ok(rmp_buffer_deregister(rb), "rmp_buffer_deregister");
 	/* an op still unreaped at close is the pool's to finish and free */
-	require_ok(rmp_write_async(p, a, wm, 4096, &op), "rmp_write_async");
-	require_ok(rmp_pool_close(p), "rmp_pool_close with an unreaped operation");
-	require_ok(rmp_pool_open(cl, name, 0, &p), "rmp_pool_open (again)");
-	require_ok(rmp_free(p, a), "rmp_free");
+	du_require_ok(rmp_write_async(p, a, wm, 4096, &op), "rmp_write_async");
+	du_require_ok(rmp_pool_close(p), "rmp_pool_close with an unreaped operation");
+	du_require_ok(rmp_pool_open(cl, name, 0, &p), "rmp_pool_open (again)");
+	du_require_ok(rmp_free(p, a), "rmp_free");
 	free(wm);
 	free(rm);
-	require_ok(rmp_pool_close(p), "rmp_pool_close");
+	du_require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	printf("pool_data: async: PASS\n");
 	return 0;
@@ -574,9 +526,9 @@ static int cmd_noanswer(const char *coord)
 {
 	struct rmp_connect_opts o = RMP_CONNECT_OPTS_INIT;
 	o.connect_timeout_ms = 3000;
-	double t0 = now_s();
+	double t0 = du_now_s();
 	int rc = rmp_connect_ex(coord, NULL, &o, &cl);
-	double secs = now_s() - t0;
+	double secs = du_now_s() - t0;
 	if (rc == 0)
 		check_die("connected to a coordinator that should not answer");
 	if (secs > 10)
