@@ -318,7 +318,7 @@ while read -r _ idx _ dur _ rd _ wr _ er _ wb _ am _ ab _ sm; do
 	((er == 0 && wb == 0)) || fail "outage $idx: $er failed reads or writes, $wb wrong bytes"
 	((am >= 0)) || fail "outage $idx: no allocation worked again after it"
 	((ab == 0)) || fail "outage $idx: $ab allocation probe(s) returned another code than RMP_EAWAY or EAGAIN"
-	note "outage $idx: allocations back ${am} ms after its start; the coordinator away ${dur} ms for the rider; ${rd} reads and ${wr} writes inside, 0 failed, 0 wrong bytes; longest rmp_status ${sm} ms"
+	note "outage $idx: the coordinator away ${dur} ms for the rider, ${rd} reads and ${wr} writes inside (0 failed, 0 wrong bytes; longest rmp_status ${sm} ms); allocations back ${am} ms after its start, $((am - dur)) ms after rmp_status worked again"
 done < <(grep '^outage ' "$ride_report")
 
 # ------------------------------------------------------------ the end
