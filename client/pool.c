@@ -117,10 +117,15 @@ int rmp_pool_close(rmp_pool *p)
 	return rc;
 }
 
-int rmp_pool_destroy(rmp_client *c, const char *name)
+/* POOL_DESTROY and POOL_FORGET: a pool's name in, an ACK back. Destroying
+ * terminates donors, which takes as long as the slowest one exits: it
+ * relays their PROGRESS and allows the provisioning bound, not a plain
+ * request's. */
+static int call_by_name(rmp_client *c, enum rmp_wire_type type, const char *name)
 {
 	static const uint8_t want[] = { RMP_MSG_ACK };
-	struct rmp_wire_msg req = { .type = RMP_MSG_POOL_DESTROY }, rep;
+	struct rmp_wire_msg req = { .type = type }, rep;
+	bool destroy = type == RMP_MSG_POOL_DESTROY;
 	int rc;
 
 	if (!c)
@@ -128,31 +133,22 @@ int rmp_pool_destroy(rmp_client *c, const char *name)
 	rc = check_name(c, name);
 	if (rc)
 		return rc;
-	strcpy(req.u.pool_destroy.name, name);
-	/* Terminating donors takes as long as the slowest one exits: allow
-	 * the provisioning bound, not a plain request's. */
-	rc = rmp_client_call(c, &req, want, 1, true, c->opts.provision_timeout_ms, &rep);
+	strcpy(destroy ? req.u.pool_destroy.name : req.u.pool_forget.name, name);
+	rc = rmp_client_call(c, &req, want, 1, destroy,
+			     destroy ? c->opts.provision_timeout_ms : c->opts.request_timeout_ms, &rep);
 	if (rc == 0)
 		rmp_wire_msg_release(&rep);
 	return rc;
 }
 
+int rmp_pool_destroy(rmp_client *c, const char *name)
+{
+	return call_by_name(c, RMP_MSG_POOL_DESTROY, name);
+}
+
 int rmp_pool_forget(rmp_client *c, const char *name)
 {
-	static const uint8_t want[] = { RMP_MSG_ACK };
-	struct rmp_wire_msg req = { .type = RMP_MSG_POOL_FORGET }, rep;
-	int rc;
-
-	if (!c)
-		return -EINVAL;
-	rc = check_name(c, name);
-	if (rc)
-		return rc;
-	strcpy(req.u.pool_forget.name, name);
-	rc = rmp_client_call(c, &req, want, 1, false, c->opts.request_timeout_ms, &rep);
-	if (rc == 0)
-		rmp_wire_msg_release(&rep);
-	return rc;
+	return call_by_name(c, RMP_MSG_POOL_FORGET, name);
 }
 
 /* ---- rmp_pool_info ---- */
