@@ -312,6 +312,20 @@ static void serve(struct fake *f, struct rmp_ctlconn *conn)
 			}
 			send_msg(conn, &out);
 			break;
+		case RMP_MSG_POOL_FORGET:
+			/* No PROGRESS: forgetting terminates nothing. */
+			if (strcmp(in.u.pool_forget.name, "missing")) {
+				cr_assert_str_eq(in.u.pool_forget.name, "p");
+				out.type = RMP_MSG_ACK;
+				out.u.ack.ref_type = RMP_MSG_POOL_FORGET;
+			} else {
+				out.type = RMP_MSG_ERROR;
+				out.u.error.code = ENOENT;
+				out.u.error.ref_type = RMP_MSG_POOL_FORGET;
+				strcpy(out.u.error.text, "no pool named missing");
+			}
+			send_msg(conn, &out);
+			break;
 		default:
 			break;
 		}
@@ -624,6 +638,23 @@ Test(client_control, destroy_waits_for_its_ack)
 	cr_assert_eq(log.n, 1);
 	cr_assert_eq(rmp_pool_destroy(c, "missing"), -ENOENT);
 	cr_assert_str_eq(rmp_last_error(c), "no pool named missing");
+	rmp_disconnect(c);
+	fake_stop(f);
+}
+
+Test(client_control, forget_waits_for_its_ack)
+{
+	struct fake *f = fake_start(SECRET, serve, MODE_NORMAL);
+	struct progress_log log = { 0 };
+	rmp_client *c = NULL;
+
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
+	rmp_client_set_progress(c, log_progress, &log);
+	cr_assert_eq(rmp_pool_forget(c, "p"), 0, "%s", rmp_last_error(c));
+	cr_assert_eq(log.n, 0, "a POOL_FORGET that the coordinator took for a destroy");
+	cr_assert_eq(rmp_pool_forget(c, "missing"), -ENOENT);
+	cr_assert_str_eq(rmp_last_error(c), "no pool named missing");
+	cr_assert_eq(rmp_pool_forget(c, ""), -EINVAL);
 	rmp_disconnect(c);
 	fake_stop(f);
 }
