@@ -273,8 +273,10 @@ struct cmd_opts {
 
 enum { OPT_JSON = 1000, OPT_TIMEOUT, OPT_RDMA_TIMEOUT };
 
-static int parse_cmd_opts(int argc, char **argv, struct cmd_opts *o, bool allow_timeout,
-			  bool allow_json, bool allow_rdma)
+/* The options a command takes besides --help (parse_cmd_opts' allow). */
+enum { ALLOW_TIMEOUT = 1 << 0, ALLOW_JSON = 1 << 1, ALLOW_RDMA_TIMEOUT = 1 << 2 };
+
+static int parse_cmd_opts(int argc, char **argv, struct cmd_opts *o, unsigned allow)
 {
 	static const struct option lo[] = {
 		{ "json", no_argument, NULL, OPT_JSON },
@@ -293,14 +295,14 @@ static int parse_cmd_opts(int argc, char **argv, struct cmd_opts *o, bool allow_
 			o->help = true;
 			break;
 		case OPT_JSON:
-			if (!allow_json)
+			if (!(allow & ALLOW_JSON))
 				return usage_error("%s: --json is not an option here", argv[0]);
 			o->json = true;
 			break;
 		case OPT_TIMEOUT:
 		case OPT_RDMA_TIMEOUT: {
 			uint64_t ms;
-			if ((ch == OPT_TIMEOUT && !allow_timeout) || (ch == OPT_RDMA_TIMEOUT && !allow_rdma))
+			if (!(allow & (ch == OPT_TIMEOUT ? ALLOW_TIMEOUT : ALLOW_RDMA_TIMEOUT)))
 				return usage_error("%s: %s is not an option here", argv[0],
 						   argv[optind - 1]);
 			if (rmp_config_parse_duration(optarg, &ms) || ms == 0 || ms > 86400000u)
@@ -317,6 +319,71 @@ static int parse_cmd_opts(int argc, char **argv, struct cmd_opts *o, bool allow_
 		}
 	}
 	return EXIT_OK;
+}
+
+/* ---- the commands that take one NAME ---- */
+
+/* A command's words as the user typed them: "pool destroy", "status". */
+static const char *cmd_words(const struct cli_cmd *self, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s%s", self->group ? self->group : "", self->group ? " " : "",
+		 self->name);
+	return buf;
+}
+
+/* fail_rc for a command on pool name: "pool destroy NAME: ...". */
+static int fail_cmd(const struct cli_cmd *self, const char *name, int rc, const rmp_client *c)
+{
+	char words[64], what[128];
+
+	snprintf(what, sizeof(what), "%s %s", cmd_words(self, words, sizeof(words)), name);
+	return fail_rc(what, rc, c);
+}
+
+/* Connects and attaches to pool name (opens it with no capacity). */
+static int attach(struct cli *cli, const struct cli_cmd *self, const char *name, rmp_client **c,
+		  rmp_pool **p)
+{
+	int ex = cli_connect(cli, c);
+	if (ex)
+		return ex;
+	int rc = rmp_pool_open(*c, name, 0, p);
+	if (rc) {
+		ex = fail_cmd(self, name, rc, *c);
+		rmp_disconnect(*c);
+		*c = NULL;
+	}
+	return ex;
+}
+
+/* The front end of the commands that take one NAME (pool destroy, forget,
+ * check, info): the options in allow, --help, exactly one NAME; then a
+ * --timeout bounds the command's long wait (provisioning's bound), and it
+ * connects and, if p is not NULL, attaches to the pool. True: go on, with
+ * *name and *c (and *p) set and *ex = EXIT_OK; false: return *ex now (the
+ * help printed, or a usage error or failure reported). */
+static bool one_name(struct cli *cli, const struct cli_cmd *self, int argc, char **argv,
+		     unsigned allow, struct cmd_opts *o, const char **name, rmp_client **c,
+		     rmp_pool **p, int *ex)
+{
+	char words[64];
+
+	*ex = parse_cmd_opts(argc, argv, o, allow);
+	if (*ex)
+		return false;
+	if (o->help) {
+		*ex = print_cmd_help(stdout, self);
+		return false;
+	}
+	if (argc - optind != 1) {
+		*ex = usage_error("%s: want NAME", cmd_words(self, words, sizeof(words)));
+		return false;
+	}
+	*name = argv[optind];
+	if (o->timeout_ms)
+		cli->opts.provision_timeout_ms = (unsigned)o->timeout_ms;
+	*ex = p ? attach(cli, self, *name, c, p) : cli_connect(cli, c);
+	return *ex == EXIT_OK;
 }
 
 /* ---- pool create ---- */
@@ -392,7 +459,7 @@ static int cmd_pool_create(struct cli *cli, const struct cli_cmd *self, int argc
 	rmp_pool *p = NULL;
 	uint64_t size;
 	char b1[32], b2[32];
-	int rc, ex = parse_cmd_opts(argc, argv, &o, true, true, false);
+	int rc, ex = parse_cmd_opts(argc, argv, &o, ALLOW_TIMEOUT | ALLOW_JSON);
 
 	if (ex)
 		return ex;
@@ -419,9 +486,7 @@ static int cmd_pool_create(struct cli *cli, const struct cli_cmd *self, int argc
 	rc = rmp_pool_open(c, name, size, &p);
 	uint64_t took = rmp_mono_ms() - t0;
 	if (rc) {
-		char what[128];
-		snprintf(what, sizeof(what), "pool create %s", name);
-		ex = fail_rc(what, rc, c);
+		ex = fail_cmd(self, name, rc, c);
 		goto out_disconnect;
 	}
 	rc = rmp_pool_info(p, &in);
@@ -456,27 +521,16 @@ static int cmd_pool_destroy(struct cli *cli, const struct cli_cmd *self, int arg
 {
 	struct cmd_opts o = { 0 };
 	rmp_client *c = NULL;
-	int rc, ex = parse_cmd_opts(argc, argv, &o, true, false, false);
+	const char *name;
+	int rc, ex;
 
-	if (ex)
-		return ex;
-	if (o.help)
-		return print_cmd_help(stdout, self);
-	if (argc - optind != 1)
-		return usage_error("pool destroy: want NAME");
-	const char *name = argv[optind];
-	if (o.timeout_ms)
-		cli->opts.provision_timeout_ms = (unsigned)o.timeout_ms;
-	ex = cli_connect(cli, &c);
-	if (ex)
+	if (!one_name(cli, self, argc, argv, ALLOW_TIMEOUT, &o, &name, &c, NULL, &ex))
 		return ex;
 	rmp_client_set_progress(c, on_progress, stdout);
 	uint64_t t0 = rmp_mono_ms();
 	rc = rmp_pool_destroy(c, name);
 	if (rc) {
-		char what[128];
-		snprintf(what, sizeof(what), "pool destroy %s", name);
-		ex = fail_rc(what, rc, c);
+		ex = fail_cmd(self, name, rc, c);
 	} else {
 		uint64_t took = rmp_mono_ms() - t0;
 		printf("pool %s destroyed in %" PRIu64 ".%01" PRIu64 " s\n", name, took / 1000,
@@ -492,45 +546,18 @@ static int cmd_pool_forget(struct cli *cli, const struct cli_cmd *self, int argc
 {
 	struct cmd_opts o = { 0 };
 	rmp_client *c = NULL;
-	int rc, ex = parse_cmd_opts(argc, argv, &o, false, false, false);
+	const char *name;
+	int rc, ex;
 
-	if (ex)
-		return ex;
-	if (o.help)
-		return print_cmd_help(stdout, self);
-	if (argc - optind != 1)
-		return usage_error("pool forget: want NAME");
-	const char *name = argv[optind];
-	ex = cli_connect(cli, &c);
-	if (ex)
+	if (!one_name(cli, self, argc, argv, 0, &o, &name, &c, NULL, &ex))
 		return ex;
 	rc = rmp_pool_forget(c, name);
 	if (rc) {
-		char what[128];
-		snprintf(what, sizeof(what), "pool forget %s", name);
-		ex = fail_rc(what, rc, c);
+		ex = fail_cmd(self, name, rc, c);
 	} else {
 		printf("pool %s forgotten\n", name);
 	}
 	rmp_disconnect(c);
-	return ex;
-}
-
-/* ---- attach helpers ---- */
-
-static int attach(struct cli *cli, const char *cmd, const char *name, rmp_client **c, rmp_pool **p)
-{
-	int ex = cli_connect(cli, c);
-	if (ex)
-		return ex;
-	int rc = rmp_pool_open(*c, name, 0, p);
-	if (rc) {
-		char what[128];
-		snprintf(what, sizeof(what), "%s %s", cmd, name);
-		ex = fail_rc(what, rc, *c);
-		rmp_disconnect(*c);
-		*c = NULL;
-	}
 	return ex;
 }
 
@@ -544,17 +571,11 @@ static int cmd_pool_check(struct cli *cli, const struct cli_cmd *self, int argc,
 	rmp_client *c;
 	rmp_pool *p;
 	char b1[32], b2[32], b3[32];
-	int rc, ex = parse_cmd_opts(argc, argv, &o, false, true, true);
+	const char *name;
+	int rc, ex;
 
-	if (ex)
-		return ex;
-	if (o.help)
-		return print_cmd_help(stdout, self);
-	if (argc - optind != 1)
-		return usage_error("pool check: want NAME");
-	const char *name = argv[optind];
-	ex = attach(cli, "pool check", name, &c, &p);
-	if (ex)
+	if (!one_name(cli, self, argc, argv, ALLOW_JSON | ALLOW_RDMA_TIMEOUT, &o, &name, &c, &p,
+		      &ex))
 		return ex;
 	rc = rmp_pool_info(p, &in);
 	if (rc) {
@@ -564,9 +585,7 @@ static int cmd_pool_check(struct cli *cli, const struct cli_cmd *self, int argc,
 	rc = rmp_pool_check(p, o.rdma_timeout_ms ? (unsigned)o.rdma_timeout_ms : cli->rdma_timeout_ms,
 			    &r);
 	if (rc) {
-		char what[128];
-		snprintf(what, sizeof(what), "pool check %s", name);
-		ex = fail_rc(what, rc, c);
+		ex = fail_cmd(self, name, rc, c);
 		goto out;
 	}
 	if (o.json) {
@@ -618,17 +637,10 @@ static int cmd_pool_info(struct cli *cli, const struct cli_cmd *self, int argc, 
 	rmp_client *c;
 	rmp_pool *p;
 	char b1[32], b2[32], b3[32];
-	int rc, ex = parse_cmd_opts(argc, argv, &o, false, true, false);
+	const char *name;
+	int rc, ex;
 
-	if (ex)
-		return ex;
-	if (o.help)
-		return print_cmd_help(stdout, self);
-	if (argc - optind != 1)
-		return usage_error("pool info: want NAME");
-	const char *name = argv[optind];
-	ex = attach(cli, "pool info", name, &c, &p);
-	if (ex)
+	if (!one_name(cli, self, argc, argv, ALLOW_JSON, &o, &name, &c, &p, &ex))
 		return ex;
 	rc = rmp_pool_info(p, &in);
 	if (rc) {
@@ -689,7 +701,7 @@ static int cmd_status(struct cli *cli, const struct cli_cmd *self, int argc, cha
 	struct rmp_status *s;
 	rmp_client *c;
 	char b1[32], b2[32], b3[32];
-	int rc, ex = parse_cmd_opts(argc, argv, &o, false, true, false);
+	int rc, ex = parse_cmd_opts(argc, argv, &o, ALLOW_JSON);
 
 	if (ex)
 		return ex;
@@ -794,11 +806,10 @@ static int cmd_lease_hold(struct cli *cli, const struct cli_cmd *self, int argc,
 	rmp_client *c;
 	rmp_pool *p;
 
-	(void)self;
 	if (argc < 2 || argc > 3)
 		return usage_error("lease-hold: want NAME [SECONDS]");
 	long secs = argc == 3 ? strtol(argv[2], NULL, 10) : 3600;
-	int ex = attach(cli, "lease-hold", argv[1], &c, &p);
+	int ex = attach(cli, self, argv[1], &c, &p);
 	if (ex)
 		return ex;
 	struct sigaction sa = { .sa_handler = on_stop };
