@@ -297,35 +297,30 @@ static void serve(struct fake *f, struct rmp_ctlconn *conn)
 			send_msg(conn, &out);
 			break;
 		case RMP_MSG_POOL_DESTROY:
-			out.type = RMP_MSG_PROGRESS;
-			out.u.progress.donor_id = 1;
-			out.u.progress.state = RMP_PROGRESS_EXITED;
-			send_msg(conn, &out);
-			out = (struct rmp_wire_msg){ .type = RMP_MSG_ACK };
-			out.u.ack.ref_type = strcmp(in.u.pool_destroy.name, "missing") ? RMP_MSG_POOL_DESTROY
-										: 0;
-			if (out.u.ack.ref_type == 0) {
-				out.type = RMP_MSG_ERROR;
-				out.u.error.code = ENOENT;
-				out.u.error.ref_type = RMP_MSG_POOL_DESTROY;
-				strcpy(out.u.error.text, "no pool named missing");
+		case RMP_MSG_POOL_FORGET: {
+			const char *name = in.type == RMP_MSG_POOL_DESTROY ? in.u.pool_destroy.name
+									   : in.u.pool_forget.name;
+			/* Destroying terminates a donor, forgetting nothing. */
+			if (in.type == RMP_MSG_POOL_DESTROY) {
+				out.type = RMP_MSG_PROGRESS;
+				out.u.progress.donor_id = 1;
+				out.u.progress.state = RMP_PROGRESS_EXITED;
+				send_msg(conn, &out);
+				out = (struct rmp_wire_msg){ 0 };
 			}
-			send_msg(conn, &out);
-			break;
-		case RMP_MSG_POOL_FORGET:
-			/* No PROGRESS: forgetting terminates nothing. */
-			if (strcmp(in.u.pool_forget.name, "missing")) {
-				cr_assert_str_eq(in.u.pool_forget.name, "p");
+			if (strcmp(name, "missing")) {
+				cr_assert_str_eq(name, "p");
 				out.type = RMP_MSG_ACK;
-				out.u.ack.ref_type = RMP_MSG_POOL_FORGET;
+				out.u.ack.ref_type = in.type;
 			} else {
 				out.type = RMP_MSG_ERROR;
 				out.u.error.code = ENOENT;
-				out.u.error.ref_type = RMP_MSG_POOL_FORGET;
+				out.u.error.ref_type = in.type;
 				strcpy(out.u.error.text, "no pool named missing");
 			}
 			send_msg(conn, &out);
 			break;
+		}
 		default:
 			break;
 		}
@@ -626,7 +621,10 @@ Test(client_control, garbage_from_the_coordinator_drops_the_connection)
 	fake_stop(f);
 }
 
-Test(client_control, destroy_waits_for_its_ack)
+/* A request by pool name (destroy, forget) waits for its ACK, relays the
+ * PROGRESS the coordinator sends (destroy's one, forget's none), returns
+ * the coordinator's error and refuses an empty name before it sends. */
+static void check_name_request(int (*call)(rmp_client *, const char *), int progress)
 {
 	struct fake *f = fake_start(SECRET, serve, MODE_NORMAL);
 	struct progress_log log = { 0 };
@@ -634,29 +632,23 @@ Test(client_control, destroy_waits_for_its_ack)
 
 	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
 	rmp_client_set_progress(c, log_progress, &log);
-	cr_assert_eq(rmp_pool_destroy(c, "p"), 0, "%s", rmp_last_error(c));
-	cr_assert_eq(log.n, 1);
-	cr_assert_eq(rmp_pool_destroy(c, "missing"), -ENOENT);
+	cr_assert_eq(call(c, "p"), 0, "%s", rmp_last_error(c));
+	cr_assert_eq(log.n, progress, "%d PROGRESS relayed, want %d", log.n, progress);
+	cr_assert_eq(call(c, "missing"), -ENOENT);
 	cr_assert_str_eq(rmp_last_error(c), "no pool named missing");
+	cr_assert_eq(call(c, ""), -EINVAL);
 	rmp_disconnect(c);
 	fake_stop(f);
 }
 
+Test(client_control, destroy_waits_for_its_ack)
+{
+	check_name_request(rmp_pool_destroy, 1);
+}
+
 Test(client_control, forget_waits_for_its_ack)
 {
-	struct fake *f = fake_start(SECRET, serve, MODE_NORMAL);
-	struct progress_log log = { 0 };
-	rmp_client *c = NULL;
-
-	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
-	rmp_client_set_progress(c, log_progress, &log);
-	cr_assert_eq(rmp_pool_forget(c, "p"), 0, "%s", rmp_last_error(c));
-	cr_assert_eq(log.n, 0, "a POOL_FORGET that the coordinator took for a destroy");
-	cr_assert_eq(rmp_pool_forget(c, "missing"), -ENOENT);
-	cr_assert_str_eq(rmp_last_error(c), "no pool named missing");
-	cr_assert_eq(rmp_pool_forget(c, ""), -EINVAL);
-	rmp_disconnect(c);
-	fake_stop(f);
+	check_name_request(rmp_pool_forget, 0);
 }
 
 /* This host has no RDMA device and the fake coordinator no metadata
