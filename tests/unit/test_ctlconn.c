@@ -171,6 +171,41 @@ static void fake_stop(struct fake *f)
 	free(f);
 }
 
+/* A fake coordinator holding fake_secret and a peer's settings for it,
+ * with SECRET: what the connect and handshake tests start from. */
+struct rig {
+	struct fake *f;
+	rmp_auth_key *k;
+	struct rmp_ctlconn_opts o;
+};
+
+static void rig_start(struct rig *r, const char *fake_secret, enum fake_mode mode, int sessions)
+{
+	r->f = fake_start(fake_secret, mode, sessions);
+	r->k = key_of(SECRET);
+	r->o = opts_for(r->f->port, r->k);
+}
+
+/* Waits for the fake's sessions to end. */
+static void rig_stop(struct rig *r)
+{
+	rmp_auth_key_destroy(r->k);
+	fake_stop(r->f);
+}
+
+/* One rmp_ctlconn_open against a fake that plays mode once and ends;
+ * returns what the open returned, its text in err. */
+static int open_against(const char *fake_secret, enum fake_mode mode, struct rmp_ctlconn *c,
+			char *err, size_t len)
+{
+	struct rig r;
+
+	rig_start(&r, fake_secret, mode, 1);
+	int rc = rmp_ctlconn_open(c, &r.o, rmp_deadline_ms(3000), err, len);
+	rig_stop(&r);
+	return rc;
+}
+
 /* One ACK there and back. */
 static void round_trip(struct rmp_ctlconn *c)
 {
@@ -190,88 +225,66 @@ static void round_trip(struct rmp_ctlconn *c)
 
 Test(ctlconn, open_authenticates_and_exchanges_frames)
 {
-	struct fake *f = fake_start(SECRET, FAKE_OK, 1);
-	rmp_auth_key *k = key_of(SECRET);
-	struct rmp_ctlconn_opts o = opts_for(f->port, k);
+	struct rig r;
 	struct rmp_ctlconn c;
 	char err[256] = "";
 
-	cr_assert_eq(rmp_ctlconn_open(&c, &o, rmp_deadline_ms(3000), err, sizeof(err)), 0, "%s",
+	rig_start(&r, SECRET, FAKE_OK, 1);
+	cr_assert_eq(rmp_ctlconn_open(&c, &r.o, rmp_deadline_ms(3000), err, sizeof(err)), 0, "%s",
 		     err);
 	cr_assert(c.authed);
 	cr_assert_eq(c.session_id, 101);
 	char peer[32];
-	snprintf(peer, sizeof(peer), "127.0.0.1:%u", (unsigned)f->port);
+	snprintf(peer, sizeof(peer), "127.0.0.1:%u", (unsigned)r.f->port);
 	cr_assert_str_eq(c.peer, peer);
 	round_trip(&c);
 	rmp_ctlconn_close(&c);
 	rmp_ctlconn_close(&c); /* twice is fine */
 	cr_assert_eq(c.fd, -1);
-	rmp_auth_key_destroy(k);
-	fake_stop(f);
+	rig_stop(&r);
 }
 
 Test(ctlconn, wrong_secret_is_the_auth_error)
 {
-	struct fake *f = fake_start(OTHER_SECRET, FAKE_OK, 1);
-	rmp_auth_key *k = key_of(SECRET);
-	struct rmp_ctlconn_opts o = opts_for(f->port, k);
 	struct rmp_ctlconn c;
 	char err[256] = "";
 
-	int rc = rmp_ctlconn_open(&c, &o, rmp_deadline_ms(3000), err, sizeof(err));
+	int rc = open_against(OTHER_SECRET, FAKE_OK, &c, err, sizeof(err));
 	cr_assert_eq(rc, -RMP_CTLCONN_EAUTH, "rc %d: %s", rc, err);
 	cr_assert(strstr(err, "secret") != NULL, "%s", err);
 	cr_assert_eq(c.fd, -1);
-	rmp_auth_key_destroy(k);
-	fake_stop(f);
 }
 
 Test(ctlconn, refused_proof_is_the_auth_error)
 {
-	struct fake *f = fake_start(SECRET, FAKE_REFUSE_PROOF, 1);
-	rmp_auth_key *k = key_of(SECRET);
-	struct rmp_ctlconn_opts o = opts_for(f->port, k);
 	struct rmp_ctlconn c;
 	char err[256] = "";
 
-	int rc = rmp_ctlconn_open(&c, &o, rmp_deadline_ms(3000), err, sizeof(err));
+	int rc = open_against(SECRET, FAKE_REFUSE_PROOF, &c, err, sizeof(err));
 	cr_assert_eq(rc, -RMP_CTLCONN_EAUTH, "rc %d: %s", rc, err);
 	/* Either the ERROR or, if the close overtook it, the close. */
 	cr_assert(strstr(err, "refused our proof: authentication failed") ||
 		  strstr(err, "after our proof"), "%s", err);
-	rmp_auth_key_destroy(k);
-	fake_stop(f);
 }
 
 Test(ctlconn, close_after_proof_is_the_auth_error)
 {
-	struct fake *f = fake_start(SECRET, FAKE_CLOSE_AFTER_PROOF, 1);
-	rmp_auth_key *k = key_of(SECRET);
-	struct rmp_ctlconn_opts o = opts_for(f->port, k);
 	struct rmp_ctlconn c;
 	char err[256] = "";
 
-	int rc = rmp_ctlconn_open(&c, &o, rmp_deadline_ms(3000), err, sizeof(err));
+	int rc = open_against(SECRET, FAKE_CLOSE_AFTER_PROOF, &c, err, sizeof(err));
 	cr_assert_eq(rc, -RMP_CTLCONN_EAUTH, "rc %d: %s", rc, err);
 	cr_assert(strstr(err, "closed the connection after our proof"), "%s", err);
-	rmp_auth_key_destroy(k);
-	fake_stop(f);
 }
 
 Test(ctlconn, oversized_preauth_frame_is_refused)
 {
-	struct fake *f = fake_start(SECRET, FAKE_OVERSIZED_CHALLENGE, 1);
-	rmp_auth_key *k = key_of(SECRET);
-	struct rmp_ctlconn_opts o = opts_for(f->port, k);
 	struct rmp_ctlconn c;
 	char err[256] = "";
 
-	int rc = rmp_ctlconn_open(&c, &o, rmp_deadline_ms(3000), err, sizeof(err));
+	int rc = open_against(SECRET, FAKE_OVERSIZED_CHALLENGE, &c, err, sizeof(err));
 	cr_assert_eq(rc, -EMSGSIZE, "rc %d: %s", rc, err);
 	cr_assert(strstr(err, "256-byte frame limit"), "%s", err);
-	rmp_auth_key_destroy(k);
-	fake_stop(f);
 }
 
 Test(ctlconn, connect_is_bounded_when_the_accept_queue_is_full)
@@ -358,14 +371,13 @@ Test(ctlconn, bad_settings_are_refused_without_io)
 
 Test(ctlconn, reconnect_redoes_connect_and_handshake)
 {
-	struct fake *f = fake_start(SECRET, FAKE_OK, 2);
-	rmp_auth_key *k = key_of(SECRET);
-	struct rmp_ctlconn_opts o = opts_for(f->port, k);
+	struct rig r;
 	struct rmp_ctlconn c;
 	struct rmp_wire_msg m;
 	char err[256] = "";
 
-	cr_assert_eq(rmp_ctlconn_open(&c, &o, rmp_deadline_ms(3000), err, sizeof(err)), 0, "%s",
+	rig_start(&r, SECRET, FAKE_OK, 2);
+	cr_assert_eq(rmp_ctlconn_open(&c, &r.o, rmp_deadline_ms(3000), err, sizeof(err)), 0, "%s",
 		     err);
 	round_trip(&c); /* the fake then hangs up */
 	cr_assert_eq(rmp_ctlconn_recv(&c, &m, rmp_deadline_ms(3000), err, sizeof(err)),
@@ -376,8 +388,7 @@ Test(ctlconn, reconnect_redoes_connect_and_handshake)
 	cr_assert_eq(c.session_id, 102);
 	round_trip(&c);
 	rmp_ctlconn_close(&c);
-	rmp_auth_key_destroy(k);
-	fake_stop(f);
+	rig_stop(&r);
 }
 
 /* ---- the reader and the writer ---- */
