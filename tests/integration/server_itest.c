@@ -42,6 +42,7 @@
 #include "auth.h"
 #include "buddy.h"
 #include "check.h"
+#include "loopback.h"
 #include "rmpool/version.h"
 #include "state.h"
 #include "wire.h"
@@ -115,15 +116,12 @@ static uint64_t now_ms(void)
 
 static int free_port(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
+	uint16_t port = 0;
+	int fd = loopback_socket(-1, &port);
 
-	REQUIRE(fd >= 0, "socket");
-	REQUIRE(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "bind");
-	REQUIRE(getsockname(fd, (struct sockaddr *)&a, &len) == 0, "getsockname");
+	REQUIRE(fd >= 0, "loopback_socket: %s", strerror(-fd));
 	close(fd);
-	return ntohs(a.sin_port);
+	return port;
 }
 
 static int try_connect(int port)

@@ -25,6 +25,7 @@
 #include "client_internal.h"
 #include "clock.h"
 #include "ctlconn.h"
+#include "loopback.h"
 #include "rmpool.h"
 
 #define SECRET "a-test-secret-of-some-length"
@@ -142,18 +143,12 @@ static void *fake_main(void *arg)
 static struct fake *fake_start(const char *secret, script_fn *script, uint64_t arg)
 {
 	struct fake *f = calloc(1, sizeof(*f));
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t al = sizeof(a);
 
 	f->secret = secret;
 	f->script = script;
 	f->arg = arg;
-	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert_geq(f->lfd, 0);
-	cr_assert_eq(bind(f->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	cr_assert_eq(listen(f->lfd, 4), 0);
-	cr_assert_eq(getsockname(f->lfd, (struct sockaddr *)&a, &al), 0);
-	f->port = ntohs(a.sin_port);
+	f->lfd = loopback_socket(4, &f->port);
+	cr_assert_geq(f->lfd, 0, "loopback_socket: %s", strerror(-f->lfd));
 	snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%u", (unsigned)f->port);
 	cr_assert_eq(pthread_create(&f->thread, NULL, fake_main, f), 0);
 	return f;
@@ -429,14 +424,12 @@ Test(client_control, version)
 Test(client_control, connection_refused)
 {
 	/* A port nothing listens on: bind, learn it, close. */
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t al = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+	uint16_t port;
+	int fd = loopback_socket(-1, &port);
+	cr_assert_geq(fd, 0, "loopback_socket: %s", strerror(-fd));
 	close(fd);
 	char addr[64];
-	snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)port);
 	rmp_client *c = NULL;
 	cr_assert_eq(rmp_connect_ex(addr, SECRET, &fast, &c), -ECONNREFUSED);
 }
@@ -444,14 +437,11 @@ Test(client_control, connection_refused)
 Test(client_control, silent_coordinator_times_out_handshake)
 {
 	/* Listens but never accepts or answers: the handshake is bounded. */
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t al = sizeof(a);
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	cr_assert_eq(listen(lfd, 4), 0);
-	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+	uint16_t port;
+	int lfd = loopback_socket(4, &port);
+	cr_assert_geq(lfd, 0, "loopback_socket: %s", strerror(-lfd));
 	char addr[64];
-	snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)port);
 	struct rmp_connect_opts o = fast;
 	o.connect_timeout_ms = 300;
 	rmp_client *c = NULL;

@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "clock.h"
 #include "ctlconn.h"
+#include "loopback.h"
 #include "wire.h"
 
 #define SECRET "a-test-secret-of-some-length"
@@ -29,15 +30,9 @@
 /* A loopback listener on a free port. */
 static int listener(int backlog, uint16_t *port)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t al = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int fd = loopback_socket(backlog, port);
 
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	cr_assert_eq(listen(fd, backlog), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
-	*port = ntohs(a.sin_port);
+	cr_assert_geq(fd, 0, "loopback_socket: %s", strerror(-fd));
 	return fd;
 }
 
