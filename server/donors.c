@@ -197,6 +197,18 @@ void rmp_srv_donor_release(struct rmp_srv *srv, struct rmp_srv_donor *d)
 
 /* DONOR_REGISTER {pool 0, donor 0}: a donor started on its own offers its
  * region. Only whole segments count; it is spare until a pool takes it. */
+/* DONOR_ACCEPTED: d's id, its pool's (0 for a standalone donor, which
+ * does not learn it) and its base in that pool's space. */
+static void send_accepted(struct rmp_srv_conn *c, const struct rmp_srv_donor *d, uint32_t pool_id)
+{
+	struct rmp_wire_msg m = { .type = RMP_MSG_DONOR_ACCEPTED };
+
+	m.u.donor_accepted.donor_id = d->id;
+	m.u.donor_accepted.pool_id = pool_id;
+	m.u.donor_accepted.base = d->base;
+	rmp_srv_conn_send(c, &m);
+}
+
 static void standalone_register(struct rmp_srv_conn *c, const struct rmp_wire_donor_register *r)
 {
 	struct rmp_srv *srv = c->srv;
@@ -245,9 +257,7 @@ static void standalone_register(struct rmp_srv_conn *c, const struct rmp_wire_do
 	d->next = srv->donors;
 	srv->donors = d;
 
-	struct rmp_wire_msg m = { .type = RMP_MSG_DONOR_ACCEPTED };
-	m.u.donor_accepted.donor_id = d->id;
-	rmp_srv_conn_send(c, &m);
+	send_accepted(c, d, 0); /* its base: 0 until a pool takes it */
 	rmp_config_format_bytes(whole, whole_s, sizeof(whole_s));
 	rmp_log_info("standalone donor %" PRIu32 " registered from %s: %s offered on %s (%s in "
 		     "whole %s segments; rdma %s:%u, pid %" PRIu32 "); %" PRIu32 " spare",
@@ -307,11 +317,7 @@ static void spawned_register(struct rmp_srv_conn *c, struct rmp_srv_donor *d,
 	rmp_assert(p->registered < p->n_donors);
 	p->registered++;
 
-	struct rmp_wire_msg m = { .type = RMP_MSG_DONOR_ACCEPTED };
-	m.u.donor_accepted.donor_id = d->id;
-	m.u.donor_accepted.pool_id = p->id;
-	m.u.donor_accepted.base = d->base;
-	rmp_srv_conn_send(c, &m);
+	send_accepted(c, d, p->id);
 	rmp_config_format_bytes(d->region_len, len, sizeof(len));
 	rmp_log_info("pool %s: donor %" PRIu32 " registered %s on %s (rdma %s:%u), %" PRIu32
 		     "/%" PRIu32,
@@ -341,17 +347,13 @@ static void charge_to_host(struct rmp_srv *srv, struct rmp_srv_donor *d)
 static void readopt_to_terminate(struct rmp_srv_conn *c, struct rmp_srv_donor *d)
 {
 	struct rmp_srv *srv = c->srv;
-	struct rmp_wire_msg m = { .type = RMP_MSG_DONOR_ACCEPTED };
+	struct rmp_wire_msg m = { .type = RMP_MSG_TERMINATE };
 
 	if (d->conn)
 		d->conn->donor = NULL;
 	d->conn = c;
 	c->donor = d;
-	m.u.donor_accepted.donor_id = d->id;
-	m.u.donor_accepted.pool_id = d->pool_id;
-	m.u.donor_accepted.base = d->base;
-	rmp_srv_conn_send(c, &m);
-	m = (struct rmp_wire_msg){ .type = RMP_MSG_TERMINATE };
+	send_accepted(c, d, d->pool_id);
 	d->request_id = srv->next_request++;
 	m.u.terminate.request_id = d->request_id;
 	m.u.terminate.donor_id = d->id;
@@ -398,11 +400,7 @@ static void donor_readopt(struct rmp_srv_conn *c, struct rmp_srv_donor *d,
 	c->donor = d;
 	charge_to_host(srv, d);
 	srv->m.donors_readopted_total++;
-	struct rmp_wire_msg m = { .type = RMP_MSG_DONOR_ACCEPTED };
-	m.u.donor_accepted.donor_id = d->id;
-	m.u.donor_accepted.pool_id = d->pool_id;
-	m.u.donor_accepted.base = d->base;
-	rmp_srv_conn_send(c, &m);
+	send_accepted(c, d, d->pool_id);
 	rmp_log_info("pool %s: donor %" PRIu32 " on %s (pid %" PRIu32 ") taken back%s; %" PRIu32
 		     " of its donors still away",
 		     p ? p->name : "?", d->id, d->host, d->pid,
