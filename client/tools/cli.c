@@ -19,6 +19,8 @@
  * The commands are one table (commands[]): name, handler, synopsis,
  * summary and help text. It drives the dispatch, the command list of
  * --help and each command's --help; a row without a summary is hidden.
+ * The commands that take one NAME share one front end, one_name(): their
+ * options, --help, the NAME, then the connection (and the pool).
  *
  * Exit status: 0 ok, 1 failure (one line on stderr), 2 usage.
  * The coordinator comes from --coordinator, else $RMPOOL_COORDINATOR, else
