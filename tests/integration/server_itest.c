@@ -147,8 +147,8 @@ static int connect_ctl(void)
 	return fd;
 }
 
-/* Runs the server binary to completion with the given arguments; its
- * stdout and stderr go to out (cap bytes). Returns the exit status. */
+/* Runs argv[0] (the server binary, or rmpool) to completion; its stdout
+ * and stderr go to out (cap bytes). Returns the exit status. */
 static int run_to_exit(char *const argv[], bool with_secret, char *out, size_t cap)
 {
 	int pfd[2];
@@ -164,7 +164,7 @@ static int run_to_exit(char *const argv[], bool with_secret, char *out, size_t c
 			setenv(RMP_AUTH_SECRET_ENV, SECRET, 1);
 		else
 			unsetenv(RMP_AUTH_SECRET_ENV);
-		execv(server_bin, argv);
+		execv(argv[0], argv);
 		_exit(127);
 	}
 	close(pfd[1]);
@@ -1622,6 +1622,63 @@ static void case_cli_secret(void)
 	unlink(other);
 }
 
+/* rmpool --coordinator (this server) ARGS... (NULL-ended), with the
+ * secret in the environment; its stdout and stderr in out. Returns its
+ * exit status. */
+static int cli(char *out, size_t cap, ...)
+{
+	char *argv[16], addr[32];
+	int n = 0;
+	va_list ap;
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", ctl_port);
+	argv[n++] = (char *)cli_bin;
+	argv[n++] = "--coordinator";
+	argv[n++] = addr;
+	va_start(ap, cap);
+	for (char *a; n < 15 && (a = va_arg(ap, char *)) != NULL;)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	return run_to_exit(argv, true, out, cap);
+}
+
+/* rmpool against a coordinator with craft_state's lost pools: its exit
+ * status and its words when a command works, when the coordinator
+ * refuses it, for a usage error and for --help. */
+static void case_cli(void)
+{
+	char out[4096], want[160];
+	int st;
+
+	REQUIRE(cli_bin, "usage: server_itest SERVER cli CLI");
+	craft_state(the_state_dir());
+	start_server(NULL);
+	st = cli(out, sizeof(out), "status", NULL);
+	REQUIRE(st == 0 && strstr(out, pool_old) && strstr(out, "lost"), "status (%d): %s", st, out);
+	st = cli(out, sizeof(out), "pool", "info", pool_old, NULL);
+	snprintf(want, sizeof(want), "rmpool: pool info %s: ", pool_old);
+	REQUIRE(st == 1 && strncmp(out, want, strlen(want)) == 0 && strstr(out, "lost"),
+		"pool info of a lost pool (%d): %s", st, out);
+	st = cli(out, sizeof(out), "pool", "forget", pool_old, NULL);
+	snprintf(want, sizeof(want), "pool %s forgotten\n", pool_old);
+	REQUIRE(st == 0 && strcmp(out, want) == 0, "pool forget (%d): %s", st, out);
+	st = cli(out, sizeof(out), "pool", "forget", pool_old, NULL);
+	snprintf(want, sizeof(want), "rmpool: pool forget %s: no pool named %s", pool_old, pool_old);
+	REQUIRE(st == 1 && strncmp(out, want, strlen(want)) == 0, "pool forget again (%d): %s", st,
+		out);
+	st = cli(out, sizeof(out), "pool", "destroy", pool_gone, NULL);
+	snprintf(want, sizeof(want), "pool %s destroyed in ", pool_gone);
+	REQUIRE(st == 0 && strncmp(out, want, strlen(want)) == 0, "pool destroy (%d): %s", st, out);
+	st = cli(out, sizeof(out), "pool", "destroy", NULL);
+	REQUIRE(st == 2 && strstr(out, "rmpool: pool destroy: want NAME"), "no NAME (%d): %s", st,
+		out);
+	st = cli(out, sizeof(out), "pool", "forget", "--help", NULL);
+	REQUIRE(st == 0 && strncmp(out, "Usage: rmpool pool forget NAME\n", 31) == 0,
+		"--help (%d): %s", st, out);
+	stop_server();
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -1643,6 +1700,7 @@ int main(int argc, char **argv)
 		{ "notify", case_notify },
 		{ "sighup", case_sighup },
 		{ "cli_secret", case_cli_secret },
+		{ "cli", case_cli },
 	};
 
 	if (argc != 3 && argc != 4) {
