@@ -799,10 +799,11 @@ static struct fake *restart_fake(uint64_t mode, uint64_t gen0, uint64_t gen1)
 	return f;
 }
 
-/* Polls pool info until pred holds, 5 s at most. */
+/* Polls pool info until pred holds, 15 s at most (a loaded machine: the
+ * reconnect itself takes well under a second). */
 static bool wait_info(rmp_pool *p, bool (*pred)(const struct rmp_pool_info *), struct rmp_pool_info *last)
 {
-	for (int i = 0; i < 500; i++) {
+	for (int i = 0; i < 1500; i++) {
 		struct rmp_pool_info *in = NULL;
 		cr_assert_eq(rmp_pool_info(p, &in), 0);
 		*last = *in;
