@@ -297,11 +297,11 @@ static void start_server(const char *extra, ...)
 	}
 }
 
-static void stop_server(void)
+/* Waits for the server to exit 0 (SIGTERM sent); its log goes when it did. */
+static void wait_server_exit(void)
 {
 	int st;
 
-	REQUIRE(kill(server_pid, SIGTERM) == 0, "kill");
 	uint64_t until = now_ms() + 10000;
 	while (waitpid(server_pid, &st, WNOHANG) == 0) {
 		REQUIRE(now_ms() < until, "the server did not stop within 10 s of SIGTERM");
@@ -314,6 +314,12 @@ static void stop_server(void)
 	}
 	if (!getenv("ITEST_KEEP_LOG"))
 		unlink(log_path);
+}
+
+static void stop_server(void)
+{
+	REQUIRE(kill(server_pid, SIGTERM) == 0, "kill");
+	wait_server_exit();
 }
 
 /* ---- frames ---- */
@@ -1533,7 +1539,7 @@ static void case_notify(void)
 	REQUIRE(strstr(msg, "reloaded at SIGHUP"), "after the reload: %s", msg);
 	REQUIRE(kill(server_pid, SIGTERM) == 0, "kill -TERM");
 	notify_expect(nfd, "STOPPING=1", msg, sizeof(msg));
-	stop_server();
+	wait_server_exit(); /* a second SIGTERM could find the loop gone */
 	notify_path = NULL;
 	close(nfd);
 	unlink(path);
