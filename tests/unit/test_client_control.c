@@ -140,7 +140,9 @@ static void *fake_main(void *arg)
 	return NULL;
 }
 
-static struct fake *fake_start(const char *secret, script_fn *script, uint64_t arg)
+/* A fake listening on loopback, its thread not started yet: set what
+ * else it needs, then fake_run (the thread reads its settings at once). */
+static struct fake *fake_new(const char *secret, script_fn *script, uint64_t arg)
 {
 	struct fake *f = calloc(1, sizeof(*f));
 
@@ -150,8 +152,18 @@ static struct fake *fake_start(const char *secret, script_fn *script, uint64_t a
 	f->lfd = loopback_socket(4, &f->port);
 	cr_assert_geq(f->lfd, 0, "loopback_socket: %s", strerror(-f->lfd));
 	snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%u", (unsigned)f->port);
+	return f;
+}
+
+static struct fake *fake_run(struct fake *f)
+{
 	cr_assert_eq(pthread_create(&f->thread, NULL, fake_main, f), 0);
 	return f;
+}
+
+static struct fake *fake_start(const char *secret, script_fn *script, uint64_t arg)
+{
+	return fake_run(fake_new(secret, script, arg));
 }
 
 static void fake_stop(struct fake *f)
@@ -788,15 +800,12 @@ static void serve_restart(struct fake *f, struct rmp_ctlconn *conn)
 
 static struct fake *restart_fake(uint64_t mode, uint64_t gen0, uint64_t gen1)
 {
-	struct fake *f = fake_start(SECRET, NULL, mode);
-	/* fake_start's thread may already wait in poll(); these are read
-	 * only after an accept, which the client's connect comes before. */
+	struct fake *f = fake_new(SECRET, serve_restart, mode);
 	f->n_conns = 2;
 	f->gen[0] = gen0;
 	f->gen[1] = gen1;
 	f->gap_ms = 400;
-	f->script = serve_restart;
-	return f;
+	return fake_run(f);
 }
 
 /* Polls pool info until pred holds, 15 s at most (a loaded machine: the
