@@ -199,10 +199,13 @@ static int cmd_steps(const char *name, unsigned threads, unsigned steps, unsigne
 	struct rmp_pool_stats st;
 	du_require_ok(rmp_pool_stats(p, &st), "rmp_pool_stats");
 	printf("pool_data: consumer %u: %u threads x %u steps in %.1f s: %" PRIu64 "/%" PRIu64
-	       " allocs ok, %" PRIu64 " writes, %" PRIu64 " reads verified; round trips per alloc %.2f, per free %.2f\n",
+	       " allocs ok, %" PRIu64 " writes, %" PRIu64 " reads verified; round trips per alloc %.2f, per free %.2f; "
+	       "failed CAS per alloc %.3f, per free %.3f\n",
 	       id, threads, steps, secs, ok, allocs, writes, reads,
 	       st.allocs ? (double)st.alloc_round_trips / (double)st.allocs : 0,
-	       st.frees ? (double)st.free_round_trips / (double)st.frees : 0);
+	       st.frees ? (double)st.free_round_trips / (double)st.frees : 0,
+	       st.allocs ? (double)st.alloc_cas_failed / (double)st.allocs : 0,
+	       st.frees ? (double)st.free_cas_failed / (double)st.frees : 0);
 	du_require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	if (failed)
