@@ -33,6 +33,14 @@ note() { echo "install_consumer: $*"; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# Lines of sorted list $1 that are not in sorted list $2 (comm -23),
+# through files: no process substitution, since /dev/fd is missing in the
+# CI's 1-vCPU guest.
+only_in() {
+	printf '%s\n' "$1" >"$tmp/only_a"
+	printf '%s\n' "$2" >"$tmp/only_b"
+	comm -23 "$tmp/only_a" "$tmp/only_b"
+}
 prefix=$tmp/prefix
 
 "$cmake" --install "$build" --prefix "$prefix" >"$tmp/install.log" ||
@@ -59,7 +67,9 @@ unversioned=$(grep -v '@@RMPOOL_1\.0$' <<<"$exported" || true)
 [[ -z $unversioned ]] || fail "exported without the version RMPOOL_1.0: $unversioned"
 exported=${exported//@@RMPOOL_1.0/}
 if [[ $declared != "$exported" ]]; then
-	diff <(echo "$declared") <(echo "$exported") | sed 's/^/  /' >&2
+	printf '%s\n' "$declared" >"$tmp/declared"
+	printf '%s\n' "$exported" >"$tmp/exported"
+	diff "$tmp/declared" "$tmp/exported" | sed 's/^/  /' >&2
 	fail "librmpool.so exports other symbols than the headers declare (< declared, > exported)"
 fi
 note "librmpool.so: $(wc -l <<<"$exported") functions exported, all @@RMPOOL_1.0, the headers' list exactly"
@@ -68,7 +78,7 @@ note "librmpool.so: $(wc -l <<<"$exported") functions exported, all @@RMPOOL_1.0
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 defined=$(nm --defined-only "$libdir/librmpool.a" 2>/dev/null | awk 'NF == 3 {print $3}' | sort -u)
 undefined=$(nm -u "$libdir/librmpool.a" 2>/dev/null | awk 'NF == 2 && $1 == "U" {print $2}' | sort -u)
-external=$(comm -23 <(echo "$undefined") <(echo "$defined"))
+external=$(only_in "$undefined" "$defined")
 static_libs=$(pkg-config --static --libs rmpool)
 left=$external
 summary=""
@@ -83,7 +93,7 @@ for lib in $(pkg-config --static --libs-only-l rmpool | tr ' ' '\n' | grep -v '^
 	# shellcheck disable=SC2086 # several files for libc
 	have=$(nm -D --defined-only $so 2>/dev/null | awk '{print $NF}' | sed 's/@.*//' | sort -u)
 	n_before=$(grep -c . <<<"$left" || true)
-	left=$(comm -23 <(echo "$left") <(echo "$have"))
+	left=$(only_in "$left" "$have")
 	n_after=$(grep -c . <<<"$left" || true)
 	summary+=" ${lib#-l}:$((n_before - n_after))"
 done
@@ -92,7 +102,7 @@ done
 have=$( (nm --defined-only "$("$cc" -print-libgcc-file-name)" 2>/dev/null | awk 'NF == 3 {print $3}'
 	echo _GLOBAL_OFFSET_TABLE_) | sort -u)
 n_before=$(grep -c . <<<"$left" || true)
-left=$(comm -23 <(echo "$left") <(echo "$have"))
+left=$(only_in "$left" "$have")
 summary+=" libgcc+ld:$((n_before - $(grep -c . <<<"$left" || true)))"
 [[ -z $left ]] || fail "librmpool.a leaves symbols nothing on its link line defines: $(tr '\n' ' ' <<<"$left")"
 note "librmpool.a: $(grep -c . <<<"$external") external symbols, all resolved by the libraries rmpool.pc names (${summary# }); link line: $static_libs"
