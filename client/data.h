@@ -68,6 +68,11 @@ struct rmp_data_donor {
 	struct rmp_rdma_op ops[RMP_DEPTH_MAX];
 	void *user[RMP_DEPTH_MAX]; /* read: where each piece goes */
 	unsigned head, tail;
+	/* Out of service (rmp_data_donor_lost): set once, never cleared while
+	 * this segment table holds; every transfer touching it then fails at
+	 * once with -RMP_EDONOR and lost_why. Read without the lock. */
+	_Atomic bool lost;
+	char lost_why[160];
 };
 
 /* The engine's word cache per shard: the words a thread saw last, so that
@@ -132,6 +137,14 @@ int rmp_data_connect(const char *host, uint16_t port, const void *tok, uint8_t l
 		     const struct rmp_rdma_opts *o, rmp_rdma_conn **out);
 
 /* ---- transfer.c ---- */
+
+/* Takes donor slot `slot` out of service for this process: every later
+ * transfer touching it fails at once with -RMP_EDONOR naming the donor,
+ * its host and why. The first reason sticks. */
+void rmp_data_donor_lost(struct rmp_data *d, unsigned slot, const char *why);
+/* -RMP_EDONOR with the detail recorded for rmp_last_error() when donor
+ * slot `slot` is out of service, else 0. */
+int rmp_data_donor_check(rmp_pool *p, const struct rmp_data *d, unsigned slot);
 
 /* Moves len bytes between buf and pool bytes [off, off+len) (checked by
  * the caller) as a pipeline per donor. reg: buf lies in that registered

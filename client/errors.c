@@ -67,6 +67,8 @@ const char *rmp_strerror(int rc)
 		return "the pool's allocator metadata fails its invariants";
 	case RMP_ECACHED:
 		return "the block lies in another process's small-block cache: only that process can free or check it";
+	case RMP_EDONOR:
+		return "a donor holding the range is out of service (lost or unreachable); rmp_last_error() names it";
 	case RMP_EAWAY:
 		return "the coordinator is away (restarting or unreachable); the library reconnects by itself: try again";
 	case ENOSYS:

@@ -33,11 +33,35 @@
  * bounce buffer; it is held until the transfer's pipelines have drained.
  */
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "data.h"
 #include "debug.h"
+
+void rmp_data_donor_lost(struct rmp_data *d, unsigned slot, const char *why)
+{
+	struct rmp_data_donor *dn = &d->donors[slot];
+
+	pthread_mutex_lock(&dn->lock);
+	if (!atomic_load(&dn->lost)) {
+		snprintf(dn->lost_why, sizeof(dn->lost_why), "%s", why);
+		atomic_store(&dn->lost, true);
+	}
+	pthread_mutex_unlock(&dn->lock);
+}
+
+int rmp_data_donor_check(rmp_pool *p, const struct rmp_data *d, unsigned slot)
+{
+	const struct rmp_data_donor *dn = &d->donors[slot];
+
+	if (!atomic_load(&dn->lost))
+		return 0;
+	return rmp_client_fail(p->c, -RMP_EDONOR, "donor %u at %s:%u is out of service: %s", dn->donor_id,
+			       dn->ep.host, dn->ep.port, dn->lost_why);
+}
 
 /* Requires dn->lock. */
 static int donor_connect_locked(rmp_pool *p, struct rmp_data *d, struct rmp_data_donor *dn)
@@ -45,6 +69,9 @@ static int donor_connect_locked(rmp_pool *p, struct rmp_data *d, struct rmp_data
 	uint8_t tok[RMP_AUTH_TOKEN_LEN];
 	int rc;
 
+	rc = rmp_data_donor_check(p, d, (unsigned)(dn - d->donors));
+	if (rc)
+		return rc;
 	if (dn->conn && !rmp_rdma_conn_failed(dn->conn))
 		return 0;
 	if (dn->conn) {

@@ -121,7 +121,13 @@ enum {
 	/* The handle lies inside another process's small-block cache (see
 	 * rmp_pool_set_small_cache): only that process can free it or
 	 * check it; nothing was changed. */
-	RMP_ECACHED = 4101
+	RMP_ECACHED = 4101,
+	/* A donor holding (part of) the range is out of service: it died, or
+	 * its connection failed and could not be made again within the
+	 * bound. rmp_last_error() names the donor, its host and why. Blocks
+	 * wholly on other donors are not affected; rmp_free of a block on a
+	 * lost donor releases the handle. */
+	RMP_EDONOR = 4102
 };
 
 /* ---- version ------------------------------------------------------- */
