@@ -17,7 +17,8 @@
  *   00 NONE     split into halves, or inside a larger block
  *   01 FREE     free at this order
  *   10 ALLOC    allocated at this order
- *   11 RESERVED the tail beyond the usable size; never handed out
+ *   11 RESERVED the tail beyond the usable size, or retired space
+ *               (rmp_buddy_retire); never handed out, never changed again
  * Buddies 2j and 2j+1 sit in one nibble of one word, so "my buddy is free:
  * merge" and "my buddy is not free: mark myself free" are each one CAS on
  * one word, and two buddies freed at once can never both miss the merge.
@@ -86,6 +87,50 @@
  * client that holds it. (A client that dies in the middle of a move
  * leaves the transit word up for good: allocations then say -EAGAIN
  * rather than ENOMEM when the pool is full, until the pool is recreated.)
+ *
+ * Retirement (rmp_buddy_retire: a dead donor's segment out of service).
+ * The range is one block R, at level r. Update order:
+ *   1. R's path from the root, read in one round trip of CASes that change
+ *      nothing, each `after` the one above (so read top-down, and no value
+ *      old); the first set block decides: ALLOC or RESERVED, nothing to
+ *      do; a FREE block above R is claimed and split down to R by the
+ *      split protocol ([transit +1, +1 on every half's path, the claim
+ *      CAS], then [the halves FREE and R RESERVED by FAA, -1 on the
+ *      claimed block's path, transit -1]); R FREE: CAS it RESERVED, then
+ *      -1 on its path;
+ *   2. R split: the levels below R, top-down, each after the one above;
+ *      at each, every word holding a block still to look at (a half of a
+ *      NONE block seen above) gets a CAS from its hint to the hint with
+ *      those blocks' FREE made RESERVED (01 -> 11, one CAS per word) and,
+ *      after it, -1 per block on the word's path. A lost CAS returns the
+ *      word, which goes again.
+ * The summary never under-reports during a retire: RESERVED is not FREE,
+ * so FREE -> RESERVED is a claim (the CAS first, the decrement after: the
+ * counts over-report in between), and the split is an allocation's split
+ * (each half's count raised before it is FREE, the claimed block's
+ * lowered after it is not). RESERVED never changes again (no free, merge
+ * or claim takes it), so it costs no count ever after, and
+ * rmp_buddy_free_retired (ALLOC -> RESERVED) touches none. FREE ->
+ * RESERVED is no move: memory leaves FREE for good, no transit word, and
+ * an ENOMEM beside it is true. Memory in passing: a NONE leaf seen with
+ * nothing set above it is a split or merge half done; the pass is
+ * repeated, and after RETIRE_PASSES passes -EAGAIN (the engine does not
+ * wait for the client that holds it). Why the top-down order finds all
+ * of it: a split moves memory down (the claim at level j, then the
+ * halves FREE below), a merge up (the pair NONE, then the parent FREE
+ * above). Read top-down, a split's memory is seen FREE at j (reserved:
+ * the claim then fails), or FREE in its halves, or as NONE leaves; a
+ * merge's is seen FREE at the parent, or FREE as the buddy (reserved: the
+ * merge CAS fails and the block being freed goes FREE alone, a late free
+ * the next retire takes), or as NONE leaves. ALLOC blocks in R stay; the
+ * owner's free retires them; a free by a client that did not know yet
+ * makes them FREE, and the retire, called again, takes that. So 0 says:
+ * every byte of R is RESERVED or in a block that was ALLOC during the
+ * call. Cost: 1 round trip for the path, a split 2 more; below R one
+ * round trip per level and per RETIRE_BATCH words past the first batch
+ * (each level's first batch also loads the next level's hints, at most
+ * RETIRE_LOAD words); a word per 32 blocks still to look at, so only the
+ * words under R that are NONE above are read.
  *
  * Remote round trips. Each step is one batch; the atomics that must land
  * before a step's CAS ride in its batch ahead of it, the CAS marked
@@ -171,8 +216,15 @@ enum {
 #define PATH_OPS       (RMP_BUDDY_MAX_TIERS + 1u)
 /* A split's first batch: the transit word and the path of every half. */
 #define SPLIT_OPS      (1u + RMP_BUDDY_MAX_LEVELS * PATH_OPS)
+/* A retire: passes over its range before -EAGAIN (a block in it held in
+ * passing), and rounds that lose a CAS per pass; CASes per round trip
+ * (a remote store takes 128 work requests a batch); words per hint load
+ * (the RDMA store's scratch holds 8192). */
+#define RETIRE_PASSES  16u
+#define RETIRE_BATCH   64u
+#define RETIRE_LOAD    4096u
 
-enum { OP_ALLOC = 0, OP_FREE = 1 };
+enum { OP_ALLOC = 0, OP_FREE = 1, OP_RETIRE = 2 };
 enum { C_CALLS, C_RTS, C_LOADS, C_CAS_OK, C_CAS_FAIL, C_FAA, C_FAST, C_FAST_LOADS, C_N };
 
 /* Where an operation counts what it issues: the client's counters for
@@ -364,7 +416,7 @@ void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, ui
 		uint64_t start = t < b->g.levels ? (h >> 20) % (1ull << t) : 0;
 		atomic_init(&ctx->cursor[t], start);
 	}
-	for (unsigned k = 0; k < 2; k++)
+	for (unsigned k = 0; k < 3; k++)
 		for (unsigned c = 0; c < C_N; c++)
 			atomic_init(&ctx->ctr[k][c], 0);
 	for (unsigned t = 0; t <= RMP_BUDDY_MAX_LEVELS; t++) {
@@ -1584,6 +1636,358 @@ int rmp_buddy_is_live(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint
 	return state_of(seen, i) == ST_ALLOC;
 }
 
+/* --- retirement: a block's range out of service ------------------------ */
+
+/*
+ * Retire inside FREE block i of level j (its word as seen: v), which
+ * holds block r of level t: claim it and split it down toward r, every
+ * half off the way FREE and r RESERVED. The split protocol of
+ * split_claim(), with RESERVED where an allocation puts ALLOC:
+ *   1. transit +1, +1 on the path of every half, then the claim CAS;
+ *   2. the FAAs that make the halves FREE and r RESERVED, -1 on the
+ *      claimed block's path, then transit -1.
+ * 1 done, 0 lost (*seen: the word now), or a store error.
+ */
+static int retire_split(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl, unsigned j,
+			uint64_t i, uint64_t v, unsigned t, uint64_t r, uint64_t *seen)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	struct rmp_wop ops[SPLIT_OPS + 1];
+	unsigned n = 0;
+	int rc;
+
+	rmp_assert(j < t && t < g->levels && r >> (t - j) == i);
+	rmp_wop_faa(&ops[n++], g->transit_word, TRANSIT_BEGIN);
+	for (unsigned lv = j + 1; lv <= t; lv++)
+		n += count_up_ops(b, ctx, lv, ((r >> (t - lv)) ^ 1) / BLOCKS_PER_WORD, &ops[n]);
+	unsigned claim = n++;
+	rmp_wop_cas(&ops[claim], blk_word(g, j, i), v, with_state(v, i, ST_NONE));
+	ops[claim].after = 1;
+	if ((rc = st_exec(b, tl, ops, n)) != 0)
+		return rc;
+	*seen = ops[claim].old;
+	if (*seen != v) {
+		/* Lost: the halves never became FREE. */
+		for (unsigned lv = j + 1; lv <= t && rc == 0; lv++)
+			rc = count_down(b, ctx, tl, lv, ((r >> (t - lv)) ^ 1) / BLOCKS_PER_WORD, 1);
+		int rc2 = transit_end(b, tl);
+		return rc < 0 ? rc : rc2;
+	}
+	n = 0;
+	for (unsigned lv = j + 1; lv <= t; lv++) {
+		uint64_t c = r >> (t - lv); /* on the way to r; c ^ 1 is set free */
+		uint64_t add = (uint64_t)ST_FREE << blk_shift(c ^ 1);
+		if (lv == t)
+			add += (uint64_t)ST_RESERVED << blk_shift(c);
+		rmp_wop_faa(&ops[n++], blk_word(g, lv, c), add);
+	}
+	n += count_down_ops(b, ctx, j, i / BLOCKS_PER_WORD, 1, &ops[n]);
+	rmp_wop_faa(&ops[n], g->transit_word, TRANSIT_END);
+	ops[n++].after = 1;
+	rc = st_exec(b, tl, ops, n);
+	return rc ? rc : 1;
+}
+
+/* A retire's walk below its block: per level, the block's part of the
+ * level's bitmap (words [w0, w0 + nw), level-relative), and per word the
+ * 2-bit masks of the blocks still to look at and the word's value (a
+ * hint, then what a CAS confirmed). */
+struct retire {
+	const struct rmp_buddy *b;
+	struct rmp_buddy_ctx *ctx;
+	struct tally *tl;
+	unsigned t;           /* the block retired: level t, index i */
+	uint64_t i;
+	uint64_t bytes;       /* newly RESERVED so far */
+	uint64_t cap;         /* words per array below */
+	uint64_t *need, *val; /* this level */
+	uint64_t *nneed, *nval; /* the next level (nval: hints loaded ahead) */
+	uint64_t lfrom, lto;  /* words [lfrom, lto) of val hold loaded hints */
+	unsigned lost;        /* rounds of this pass that lost a CAS */
+};
+
+/* The block's part of level lv: its first word and how many. */
+static void retire_span(const struct retire *rt, unsigned lv, uint64_t *w0, uint64_t *nw)
+{
+	unsigned d = lv - rt->t;
+	uint64_t lo = rt->i << d, n = 1ull << d;
+	*w0 = lo / BLOCKS_PER_WORD;
+	*nw = (lo + n - 1) / BLOCKS_PER_WORD - *w0 + 1;
+}
+
+/*
+ * The path from the root to the block, in one round trip of CASes that
+ * change nothing, each `after` the one above (so read top-down, and a
+ * CAS result is never old); the first set block on it decides. 1: done
+ * (the block or a larger one is ALLOC or RESERVED, or was FREE and is
+ * RESERVED now); 0: the walk below goes on (the block is split); 2: a
+ * race was lost (pass again); or a store error.
+ */
+static int retire_path(struct retire *rt)
+{
+	const struct rmp_buddy *b = rt->b;
+	const struct rmp_buddy_geom *g = &b->g;
+	struct rmp_wop ops[RMP_BUDDY_MAX_LEVELS + 1];
+	unsigned t = rt->t;
+	uint64_t seen;
+	int rc;
+
+	for (unsigned k = 0; k <= t; k++) {
+		rmp_wop_cas(&ops[k], blk_word(g, k, rt->i >> (t - k)), 0, 0);
+		ops[k].after = k > 0;
+	}
+	if ((rc = st_exec(b, rt->tl, ops, t + 1)) != 0)
+		return rc;
+	for (unsigned k = 0; k <= t; k++) {
+		uint64_t v = ops[k].old, bi = rt->i >> (t - k);
+		unsigned st = state_of(v, bi);
+		if (st == ST_NONE)
+			continue;
+		if (st != ST_FREE)
+			return 1; /* ALLOC stays (its free retires it), RESERVED is done */
+		if (k < t) {
+			rc = retire_split(b, rt->ctx, rt->tl, k, bi, v, t, rt->i, &seen);
+			if (rc == 1)
+				rt->bytes += 1ull << (g->max_order - t);
+			return rc < 0 ? rc : rc == 1 ? 1 : 2;
+		}
+		/* The block itself is FREE: RESERVED, then its path down. */
+		rc = st_cas(b, rt->tl, blk_word(g, t, rt->i), v, v | (uint64_t)ST_RESERVED << blk_shift(rt->i), &seen);
+		if (rc != 1)
+			return rc < 0 ? rc : 2;
+		rt->bytes += 1ull << (g->max_order - t);
+		rc = count_down(b, rt->ctx, rt->tl, t, rt->i / BLOCKS_PER_WORD, 1);
+		return rc ? rc : 1;
+	}
+	return t == g->levels - 1 ? 2 : 0; /* a leaf that is NONE: in passing */
+}
+
+/* Hints for words [from, to) of level lv's span, loaded in pieces. */
+static int retire_load(struct retire *rt, unsigned lv, uint64_t w0, uint64_t from, uint64_t to)
+{
+	for (uint64_t k = from; k < to; k += RETIRE_LOAD) {
+		uint64_t n = to - k < RETIRE_LOAD ? to - k : RETIRE_LOAD;
+		int rc = st_load(rt->b, rt->tl, rt->b->g.level_word[lv] + w0 + k, (uint32_t)n, &rt->val[k]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * One level lv below the block: every word holding a block still to look
+ * at (rt->need) gets a CAS from its hint to the hint with those blocks'
+ * FREE made RESERVED (a CAS that changes nothing when none is FREE): a
+ * success confirms the word and reserves them (their paths come down
+ * after it), a failure returns the word and it goes again. The first
+ * round trip also loads the next level's hints. The blocks found NONE
+ * make the next level's need. 1: nothing to look at below; 0: go on to
+ * lv + 1; 2: a block is in passing (a NONE leaf) or the words kept
+ * changing (pass again); or a store error.
+ */
+static int retire_level(struct retire *rt, unsigned lv)
+{
+	const struct rmp_buddy *b = rt->b;
+	const struct rmp_buddy_geom *g = &b->g;
+	uint64_t w0, nw, nw0 = 0, nnw = 0, first = 0, last = 0;
+	unsigned obytes = g->max_order - lv;
+	bool leaf = lv == g->levels - 1, any = false, hole = false;
+	int rc;
+
+	retire_span(rt, lv, &w0, &nw);
+	for (uint64_t k = 0; k < nw; k++)
+		if (rt->need[k]) {
+			first = any ? first : k;
+			last = k;
+			any = true;
+		}
+	if (!any)
+		return 1;
+	/* This level's hints: what the level above loaded ahead, the rest now. */
+	uint64_t lf = rt->lfrom, lt = rt->lto;
+	if (lt <= lf || lf > last || lt <= first)
+		lf = lt = last + 1; /* nothing useful loaded */
+	if (first < lf && (rc = retire_load(rt, lv, w0, first, lf)) != 0)
+		return rc;
+	if (lt < last + 1 && (rc = retire_load(rt, lv, w0, lt, last + 1)) != 0)
+		return rc;
+	rt->lfrom = rt->lto = 0;
+	if (!leaf) {
+		retire_span(rt, lv + 1, &nw0, &nnw);
+		memset(rt->nneed, 0, nnw * sizeof(uint64_t));
+	}
+	uint64_t next = first; /* the words before it are confirmed */
+	for (bool round0 = true; next <= last; round0 = false) {
+		struct rmp_wop ops[RETIRE_BATCH + 1];
+		uint64_t idx[RETIRE_BATCH];
+		unsigned n = 0;
+		for (uint64_t k = next; k <= last && n < RETIRE_BATCH; k++) {
+			if (!rt->need[k])
+				continue;
+			uint64_t v = rt->val[k], fb = free_bits(v) & rt->need[k];
+			idx[n] = k;
+			rmp_wop_cas(&ops[n++], g->level_word[lv] + w0 + k, v, v | fb << 1);
+		}
+		if (n == 0)
+			break;
+		unsigned ncas = n;
+		if (round0 && !leaf) {
+			/* The next level's hints ride along: the halves of the
+			 * blocks in words [first, last], as far as one load goes
+			 * (after the CASes: nothing `after` follows it). */
+			uint64_t cf = 2 * (w0 + first) > nw0 ? 2 * (w0 + first) - nw0 : 0;
+			uint64_t ct = 2 * (w0 + last) + 2 - nw0;
+			ct = ct > nnw ? nnw : ct;
+			ct = ct - cf > RETIRE_LOAD ? cf + RETIRE_LOAD : ct;
+			rmp_wop_load(&ops[n++], g->level_word[lv + 1] + nw0 + cf, (uint32_t)(ct - cf), &rt->nval[cf]);
+			rt->lfrom = cf;
+			rt->lto = ct;
+		}
+		if ((rc = st_exec(b, rt->tl, ops, n)) != 0)
+			return rc;
+		bool lost = false;
+		next = idx[ncas - 1] + 1;
+		for (unsigned q = 0; q < ncas; q++) {
+			uint64_t k = idx[q];
+			if (ops[q].old != ops[q].arg) {
+				rt->val[k] = ops[q].old; /* the word now: again */
+				next = lost ? next : k;
+				lost = true;
+				continue;
+			}
+			uint64_t v = ops[q].arg, fb = free_bits(v) & rt->need[k];
+			unsigned nf = (unsigned)__builtin_popcountll(fb);
+			if (nf) {
+				rt->bytes += (uint64_t)nf << obytes;
+				if ((rc = count_down(b, rt->ctx, rt->tl, lv, w0 + k, nf)) != 0)
+					return rc;
+			}
+			/* NONE blocks still to look at: their halves, a level down. */
+			uint64_t none = ~v & ~(v >> 1) & LOW_BITS & rt->need[k];
+			rt->need[k] = 0;
+			hole |= none && leaf; /* a leaf in passing: a split or merge half done */
+			for (; none && !leaf; none &= none - 1) {
+				uint64_t blk = (w0 + k) * BLOCKS_PER_WORD + (unsigned)__builtin_ctzll(none) / 2;
+				uint64_t cw = 2 * blk / BLOCKS_PER_WORD - nw0;
+				rmp_assert(cw < nnw);
+				rt->nneed[cw] |= PAIR_MASK << blk_shift(2 * blk);
+			}
+		}
+		if (lost && ++rt->lost >= RETIRE_PASSES)
+			return 2;
+	}
+	return hole ? 2 : 0;
+}
+
+/* One pass: the path, then the levels below the block, top-down (each
+ * level's CASes after the level above's: buddy.c's opening comment says
+ * why that finds everything in passing). 1 done, 2 again, or an error. */
+static int retire_pass(struct retire *rt)
+{
+	const struct rmp_buddy_geom *g = &rt->b->g;
+	int rc = retire_path(rt);
+
+	if (rc != 0)
+		return rc;
+	/* The block is split: both halves are to look at. */
+	uint64_t w0, nw;
+	retire_span(rt, rt->t + 1, &w0, &nw);
+	memset(rt->need, 0, nw * sizeof(uint64_t));
+	rt->need[2 * rt->i / BLOCKS_PER_WORD - w0] = PAIR_MASK << blk_shift(2 * rt->i);
+	rt->lfrom = rt->lto = 0;
+	rt->lost = 0;
+	for (unsigned lv = rt->t + 1; lv < g->levels; lv++) {
+		if ((rc = retire_level(rt, lv)) != 0)
+			return rc;
+		uint64_t *p = rt->need;
+		rt->need = rt->nneed;
+		rt->nneed = p;
+		p = rt->val;
+		rt->val = rt->nval;
+		rt->nval = p;
+	}
+	return 1;
+}
+
+int rmp_buddy_retire(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset, unsigned order,
+		     uint64_t *bytes)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	/* No word cache: a range's thousands of words would only flush it. */
+	struct tally tl = { ctx->ctr[OP_RETIRE], NULL };
+	struct retire rt = { .b = b, .ctx = ctx, .tl = &tl };
+	int rc = -ENOMEM;
+
+	if (bytes)
+		*bytes = 0;
+	if (order < g->min_order || order > g->max_order || (offset >> g->max_order) != 0 ||
+	    (offset & ((1ull << order) - 1)) != 0)
+		return -EINVAL;
+	rt.t = g->max_order - order;
+	rt.i = offset >> order;
+	/* The widest level below the block: its leaves' words. */
+	unsigned depth = g->levels - 1 - rt.t;
+	rt.cap = depth >= 5 ? 1ull << (depth - 5) : 1;
+	rt.cap += 1;
+	uint64_t *mem = depth ? calloc(4 * rt.cap, sizeof(uint64_t)) : NULL;
+	if (depth && !mem)
+		return -ENOMEM;
+	rt.need = mem;
+	rt.val = mem + rt.cap;
+	rt.nneed = mem + 2 * rt.cap;
+	rt.nval = mem + 3 * rt.cap;
+	for (unsigned pass = 0;; pass++) {
+		rc = retire_pass(&rt);
+		if (rc != 2)
+			break;
+		if (pass + 1 == RETIRE_PASSES) {
+			rc = -EAGAIN;
+			break;
+		}
+	}
+	free(mem);
+	tl_add(&tl, C_CALLS, 1);
+	if (bytes)
+		*bytes = rt.bytes;
+	return rc < 0 ? rc : 0;
+}
+
+int rmp_buddy_free_retired(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
+			   unsigned order)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	struct tally tl = { ctx->ctr[OP_FREE], ctx };
+	bool confirmed = false;
+	uint64_t v = 0, seen = 0;
+	int rc;
+
+	if (order < g->min_order || order > g->max_order || (offset >> g->max_order) != 0 ||
+	    (offset & ((1ull << order) - 1)) != 0)
+		return -EINVAL;
+	unsigned t = g->max_order - order;
+	uint64_t i = offset >> order, widx = blk_word(g, t, i);
+	/* Remotely, the word as last seen: one round trip when it is right. */
+	if ((b->store->direct || !wc_get(ctx, widx, &v) || state_of(v, i) != ST_ALLOC) &&
+	    (rc = st_load(b, &tl, widx, 1, &v)) != 0)
+		goto out;
+	for (;;) {
+		if (state_of(v, i) != ST_ALLOC) {
+			rc = -EINVAL;
+			if (confirmed)
+				break;
+			/* A load is a hint: ask the word itself, then decide. */
+			if ((rc = st_cas(b, &tl, widx, v, v, &seen)) < 0)
+				break;
+		} else if ((rc = st_cas(b, &tl, widx, v, with_state(v, i, ST_RESERVED), &seen)) != 0)
+			break; /* 1: RESERVED now, nothing else changes; or an error */
+		confirmed = true;
+		v = seen;
+	}
+out:
+	tl_add(&tl, C_CALLS, 1);
+	return rc < 0 ? rc : 0;
+}
+
 /* --- the invariant walker ---------------------------------------------- */
 
 static int check_fail(struct rmp_buddy_report *r, const char *what, unsigned t, uint64_t i)
@@ -1639,7 +2043,7 @@ static int check_summary(const struct rmp_buddy_geom *g, const uint64_t *words, 
 static int check_level(const struct rmp_buddy_geom *g, const uint64_t *words, unsigned t, const uint8_t *covered,
 		       uint8_t *covered_next, struct rmp_buddy_report *r)
 {
-	uint64_t nb = 1ull << t, bsz = 1ull << (g->max_order - t);
+	uint64_t nb = 1ull << t, bsz = 1ull << (g->max_order - t), usable = words[HDR_USABLE_WORD];
 
 	r->counts[t] = (int64_t)words[g->count_word + t];
 	for (uint64_t i = 0; i < nb; i++) {
@@ -1655,13 +2059,22 @@ static int check_level(const struct rmp_buddy_geom *g, const uint64_t *words, un
 		covered_next[i] = inside || st != ST_NONE;
 		if (inside)
 			continue;
+		uint64_t lo = i * bsz, hi = lo + bsz;
+		if ((st == ST_FREE || st == ST_ALLOC) && hi > usable)
+			return check_fail(r, st == ST_FREE ? "free beyond the usable size" : "allocated beyond the usable size",
+					  t, i);
 		if (st == ST_FREE) {
 			r->free_bytes += bsz;
 			r->free_blocks[t]++;
 		} else if (st == ST_ALLOC)
 			r->alloc_bytes += bsz;
-		else if (st == ST_RESERVED)
+		else if (st == ST_RESERVED) {
+			/* The tail past the usable size, or retired space inside it. */
+			uint64_t tail = hi <= usable ? 0 : hi - (lo > usable ? lo : usable);
 			r->reserved_bytes += bsz;
+			r->tail_bytes += tail;
+			r->retired_bytes += bsz - tail;
+		}
 	}
 	if (r->counts[t] != (int64_t)r->free_blocks[t]) {
 		snprintf(r->error, sizeof(r->error), "level %u: count says %lld free, walk found %llu", t,
@@ -1734,9 +2147,9 @@ out_free_words:
 
 void rmp_buddy_stats(const struct rmp_buddy_ctx *ctx, struct rmp_buddy_stats *out)
 {
-	struct rmp_buddy_opstats *dst[2] = { &out->alloc, &out->free };
+	struct rmp_buddy_opstats *dst[3] = { &out->alloc, &out->free, &out->retire };
 
-	for (unsigned k = 0; k < 2; k++) {
+	for (unsigned k = 0; k < 3; k++) {
 		uint64_t v[C_N];
 		for (unsigned c = 0; c < C_N; c++)
 			v[c] = atomic_load_explicit(&ctx->ctr[k][c], memory_order_relaxed);
@@ -1751,10 +2164,10 @@ void rmp_buddy_stats(const struct rmp_buddy_ctx *ctx, struct rmp_buddy_stats *ou
 
 void rmp_buddy_stats_add(struct rmp_buddy_stats *sum, const struct rmp_buddy_stats *s)
 {
-	struct rmp_buddy_opstats *d[2] = { &sum->alloc, &sum->free };
-	const struct rmp_buddy_opstats *a[2] = { &s->alloc, &s->free };
+	struct rmp_buddy_opstats *d[3] = { &sum->alloc, &sum->free, &sum->retire };
+	const struct rmp_buddy_opstats *a[3] = { &s->alloc, &s->free, &s->retire };
 
-	for (unsigned k = 0; k < 2; k++) {
+	for (unsigned k = 0; k < 3; k++) {
 		d[k]->calls += a[k]->calls;
 		d[k]->round_trips += a[k]->round_trips;
 		d[k]->loads += a[k]->loads;

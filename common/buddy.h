@@ -56,6 +56,7 @@ struct rmp_buddy_opstats {
 
 struct rmp_buddy_stats {
 	struct rmp_buddy_opstats alloc, free;
+	struct rmp_buddy_opstats retire; /* rmp_buddy_retire (free_retired counts as a free) */
 };
 
 /* Per-client state: where to start looking, and what was issued. A ctx
@@ -63,11 +64,11 @@ struct rmp_buddy_stats {
  * are hints and the counters only add up) unless it keeps credit. */
 struct rmp_buddy_ctx {
 	_Atomic uint64_t cursor[RMP_BUDDY_MAX_LEVELS + 1]; /* per level: block to try first */
-	/* [alloc|free][calls, rts, loads, cas_ok, cas_fail, faa, fast, fast_loads]:
+	/* [alloc|free|retire][calls, rts, loads, cas_ok, cas_fail, faa, fast, fast_loads]:
 	 * "fast" counts calls done by the inline local path, each one CAS
 	 * that succeeded after fast_loads loads in all (rmp_buddy_stats adds
 	 * them in: one counter on the hot path instead of five). */
-	_Atomic uint64_t ctr[2][8];
+	_Atomic uint64_t ctr[3][8];
 	/* Credit, per level (only with defer_max > 0; rmp_buddy_ctx_defer):
 	 * the counts on the summary path of bitmap group credit_grp[t] say
 	 * credit[t] more free blocks than there are, on this ctx's account. */
@@ -178,6 +179,27 @@ int rmp_buddy_order_of(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uin
  * a store error. */
 int rmp_buddy_is_live(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset, unsigned order);
 
+/* Take the block of 2^order bytes at offset out of service: every FREE
+ * block inside it becomes RESERVED; a FREE block that contains it is
+ * claimed and split down so that exactly this block's part is RESERVED
+ * and the rest is FREE again; ALLOC blocks inside stay (their free
+ * retires them: rmp_buddy_free_retired), and so does an ALLOC block that
+ * contains it. Idempotent: call it again after a client that had not yet
+ * learned of the retirement freed a block inside it with rmp_buddy_free.
+ * 0 with *bytes = bytes newly made RESERVED (may be NULL; also set after
+ * -EAGAIN); -EAGAIN after a bound while a block inside is in passing (a
+ * split or merge half done): call again later. On return 0 every byte of
+ * the block is RESERVED or in a block that was ALLOC during the call.
+ * -EINVAL for a bad offset/order, -ENOMEM, or a store error. Memory: 32
+ * bytes per word of the block's leaf level, for the call. */
+int rmp_buddy_retire(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
+		     unsigned order, uint64_t *bytes);
+/* Free a live block that lies in a retired range: ALLOC -> RESERVED, no
+ * merge, counts untouched. -EINVAL when it is not ALLOC (decided by a
+ * CAS, not a load). Counted as a free. */
+int rmp_buddy_free_retired(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
+			   unsigned order);
+
 /* Smallest order that holds size bytes, never below the minimum;
  * -EINVAL for 0 or more than the capacity. */
 int rmp_buddy_order_for(const struct rmp_buddy_geom *g, uint64_t size, unsigned *order);
@@ -185,7 +207,9 @@ int rmp_buddy_order_for(const struct rmp_buddy_geom *g, uint64_t size, unsigned 
 struct rmp_buddy_report {
 	uint64_t free_bytes;
 	uint64_t alloc_bytes;
-	uint64_t reserved_bytes;
+	uint64_t reserved_bytes;                         /* tail_bytes + retired_bytes */
+	uint64_t tail_bytes;                             /* RESERVED past the usable size */
+	uint64_t retired_bytes;                          /* RESERVED inside it (rmp_buddy_retire) */
 	uint64_t free_blocks[RMP_BUDDY_MAX_LEVELS + 1];  /* per level, as walked */
 	int64_t counts[RMP_BUDDY_MAX_LEVELS + 1];        /* per level, the summaries' roots */
 	uint64_t transit;                                /* the transit word */
@@ -194,9 +218,11 @@ struct rmp_buddy_report {
 
 /* Invariant walker, for a quiet heap (no operation in flight, credit
  * flushed): every byte is in exactly one free, allocated or reserved
- * block; no two free buddies (coalescing was never lost); nothing below a
- * leaf; every count of every summary equals the free blocks below it; no
- * move in transit. 0, -EUCLEAN with r->error set, or a store error. */
+ * block; nothing past the usable size is free or allocated (RESERVED
+ * inside it is retired space, reported apart); no two free buddies
+ * (coalescing was never lost); nothing below a leaf; every count of every
+ * summary equals the free blocks below it; no move in transit. 0,
+ * -EUCLEAN with r->error set, or a store error. */
 int rmp_buddy_check(const struct rmp_buddy *b, struct rmp_buddy_report *r);
 
 void rmp_buddy_stats(const struct rmp_buddy_ctx *ctx, struct rmp_buddy_stats *out);

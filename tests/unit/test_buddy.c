@@ -8,9 +8,11 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdbool.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -646,5 +648,481 @@ Test(buddy, round_trips_per_operation_on_the_rdma_like_store)
 	struct rmp_buddy_report r;
 	check_ok(e, &r);
 	cr_assert_eq(r.free_bytes, 1ull << 28);
+	engine_free(e);
+}
+
+/* --- retirement: a range out of service (rmp_buddy_retire) --------------
+ *
+ * A retired block's range is never handed out again: FREE space in it
+ * becomes RESERVED at once, a FREE block around it is split so that only
+ * its part is, live blocks in it become RESERVED when freed with
+ * rmp_buddy_free_retired, and a retire repeated after a late free (a
+ * client that did not know yet) takes that back too. On the direct local
+ * store, on the exact non-direct one, and with stale loads and shuffled
+ * batches. */
+
+static const unsigned store_modes[] = { 0, RMP_STORE_TRACE, RMP_STORE_STALE_LOADS | RMP_STORE_SHUFFLE };
+static const char *const store_mode_names[] = { "direct", "exact", "stale+shuffle" };
+
+static void set_store_mode(struct engine *e, unsigned mode)
+{
+	rmp_store_local_set_mode(&e->store, mode, mode & RMP_STORE_STALE_LOADS ? 300 : 0);
+}
+
+/* The walk, on a quiet heap read exactly (a stale READ is not what a
+ * quiet heap shows); the mode back afterwards. */
+static void check_quiet(struct engine *e, unsigned mode, struct rmp_buddy_report *r)
+{
+	rmp_store_local_set_mode(&e->store, RMP_STORE_TRACE, 0);
+	check_ok(e, r);
+	set_store_mode(e, mode);
+}
+
+/* Every free byte outside the retired block [lo, lo + 2^order) and none
+ * inside: on a quiet heap whose only other blocks are the retired one's,
+ * the free space is exactly one block at each level from 1 to the
+ * block's (the buddies on its path: full coalescing around it). */
+static void assert_coalesced_around(const struct engine *e, const struct rmp_buddy_report *r, unsigned order,
+				    const char *what)
+{
+	unsigned tr = e->g.max_order - order;
+	for (unsigned t = 0; t < e->g.levels; t++)
+		cr_assert_eq(r->free_blocks[t], t >= 1 && t <= tr ? 1u : 0u,
+			     "%s: level %u has %llu free blocks (retired block at level %u)", what, t,
+			     (unsigned long long)r->free_blocks[t], tr);
+	cr_assert_eq(r->free_bytes, (1ull << e->g.max_order) - (1ull << order), "%s", what);
+	cr_assert_eq(r->retired_bytes, 1ull << order, "%s", what);
+}
+
+/* Take every free minimum block; none may lie in [lo, hi). Returns how
+ * many were taken (they stay allocated in *out, at most max). On the exact
+ * store: with stale loads an allocation may say ENOMEM while a block is
+ * free (a bitmap word read stale, as random_sequence_in_rdma_like_mode
+ * allows), and this counts them. */
+static unsigned take_all(struct engine *e, unsigned mode, struct rmp_buddy_ctx *c, uint64_t lo, uint64_t hi,
+			 uint64_t *out, unsigned max)
+{
+	unsigned n = 0;
+	uint64_t off;
+	int rc;
+	rmp_store_local_set_mode(&e->store, mode ? RMP_STORE_TRACE : 0, 0);
+	while ((rc = rmp_buddy_alloc(&e->b, c, e->g.min_order, &off)) == 0) {
+		cr_assert(off + (1ull << e->g.min_order) <= lo || off >= hi,
+			  "block at %llu handed out inside the retired range [%llu, %llu)", (unsigned long long)off,
+			  (unsigned long long)lo, (unsigned long long)hi);
+		cr_assert_lt(n, max);
+		out[n++] = off;
+	}
+	cr_assert_eq(rc, -ENOMEM);
+	set_store_mode(e, mode);
+	return n;
+}
+
+Test(buddy, retire_a_free_range_splits_around_it)
+{
+	for (unsigned m = 0; m < 3; m++) {
+		struct engine *e = engine_new(16, 8, 0);
+		struct rmp_buddy_report r;
+		uint64_t bytes = 1, taken[256];
+		set_store_mode(e, store_modes[m]);
+		/* 4 KiB at 16 KiB, inside the free heap: the root is split down to it. */
+		cr_assert_eq(rmp_buddy_retire(&e->b, &e->ctx[0], 16384, 12, &bytes), 0);
+		cr_assert_eq(bytes, 4096, "%s", store_mode_names[m]);
+		check_quiet(e, store_modes[m], &r);
+		assert_coalesced_around(e, &r, 12, store_mode_names[m]);
+		cr_assert_eq(r.tail_bytes, 0);
+		cr_assert_eq(rmp_buddy_retire(&e->b, &e->ctx[1], 16384, 12, &bytes), 0, "again");
+		cr_assert_eq(bytes, 0, "idempotent: nothing new");
+		cr_assert_eq(rmp_buddy_retire(&e->b, &e->ctx[1], 16384 + 1024, 10, &bytes), 0, "inside it");
+		cr_assert_eq(bytes, 0);
+		/* A larger block around it: the rest of it only. */
+		cr_assert_eq(rmp_buddy_retire(&e->b, &e->ctx[1], 16384, 13, &bytes), 0);
+		cr_assert_eq(bytes, 4096, "%s: the other half of 8 KiB", store_mode_names[m]);
+		unsigned n = take_all(e, store_modes[m], &e->ctx[2], 16384, 16384 + 8192, taken, 256);
+		cr_assert_eq(n, (65536 - 8192) / 256);
+		cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[2], 16384, 12), -EINVAL, "a retired block is not live");
+		cr_assert_eq(rmp_buddy_free_retired(&e->b, &e->ctx[2], 16384, 12), -EINVAL, "nor freed twice");
+		for (unsigned k = 0; k < n; k++)
+			cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[3], taken[k], 8), 0);
+		check_quiet(e, store_modes[m], &r);
+		assert_coalesced_around(e, &r, 13, store_mode_names[m]);
+		/* Bad arguments. */
+		cr_assert_eq(rmp_buddy_retire(&e->b, &e->ctx[0], 16384 + 256, 12, NULL), -EINVAL, "misaligned");
+		cr_assert_eq(rmp_buddy_retire(&e->b, &e->ctx[0], 0, 7, NULL), -EINVAL, "below the minimum");
+		cr_assert_eq(rmp_buddy_retire(&e->b, &e->ctx[0], 0, 17, NULL), -EINVAL, "past the capacity");
+		cr_assert_eq(rmp_buddy_retire(&e->b, &e->ctx[0], 1ull << 16, 8, NULL), -EINVAL);
+		/* The whole heap, and the tail of a heap that has one. */
+		cr_assert_eq(rmp_buddy_retire(&e->b, &e->ctx[0], 0, 16, &bytes), 0);
+		cr_assert_eq(bytes, 65536 - 8192);
+		check_quiet(e, store_modes[m], &r);
+		cr_assert_eq(r.retired_bytes, 65536);
+		uint64_t off;
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[0], 8, &off), -ENOMEM);
+		engine_free(e);
+
+		e = engine_new(16, 10, 40000);
+		set_store_mode(e, store_modes[m]);
+		cr_assert_eq(rmp_buddy_retire(&e->b, &e->ctx[0], 32768, 15, &bytes), 0);
+		cr_assert_eq(bytes, 40960 - 32768, "only the usable part was free");
+		check_quiet(e, store_modes[m], &r);
+		cr_assert_eq(r.tail_bytes, 65536 - 40960);
+		cr_assert_eq(r.retired_bytes, 40960 - 32768);
+		cr_assert_eq(r.reserved_bytes, 65536 - 32768);
+		engine_free(e);
+	}
+}
+
+Test(buddy, retire_keeps_live_blocks_until_their_free)
+{
+	for (unsigned m = 0; m < 3; m++) {
+		struct engine *e = engine_new(16, 8, 0);
+		struct rmp_buddy_report r;
+		uint64_t all[256], bytes;
+		const uint64_t lo = 32768, hi = 32768 + 16384; /* the block retired: 16 KiB at 32 KiB */
+		set_store_mode(e, store_modes[m]);
+		cr_assert_eq(take_all(e, store_modes[m], &e->ctx[0], 0, 0, all, 256), 256);
+		/* Free every third block, in the range and out of it. */
+		uint64_t freed_in = 0;
+		for (unsigned k = 0; k < 256; k += 3) {
+			cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[1], all[k], 8), 0);
+			freed_in += all[k] >= lo && all[k] < hi ? 256 : 0;
+			all[k] = UINT64_MAX;
+		}
+		cr_assert_eq(rmp_buddy_retire(&e->b, &e->ctx[2], lo, 14, &bytes), 0);
+		cr_assert_eq(bytes, freed_in, "%s: %llu bytes retired, %llu were free in it", store_mode_names[m],
+			     (unsigned long long)bytes, (unsigned long long)freed_in);
+		check_quiet(e, store_modes[m], &r);
+		cr_assert_eq(r.retired_bytes, freed_in);
+		/* A client that does not know yet frees a block in the range:
+		 * FREE there until the retire is repeated. */
+		unsigned late = 0;
+		while (all[late] == UINT64_MAX || all[late] < lo || all[late] >= hi)
+			late++;
+		cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[1], all[late], 8), 0);
+		all[late] = UINT64_MAX;
+		cr_assert_eq(rmp_buddy_retire(&e->b, &e->ctx[2], lo, 14, &bytes), 0);
+		cr_assert_eq(bytes, 256, "%s: the late free is retired", store_mode_names[m]);
+		/* The others in the range are freed as retired, the rest as usual. */
+		for (unsigned k = 0; k < 256; k++) {
+			if (all[k] == UINT64_MAX)
+				continue;
+			if (all[k] >= lo && all[k] < hi) {
+				cr_assert_eq(rmp_buddy_free_retired(&e->b, &e->ctx[3], all[k], 8), 0);
+				cr_assert_eq(rmp_buddy_free_retired(&e->b, &e->ctx[3], all[k], 8), -EINVAL, "twice");
+				cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[3], all[k], 8), -EINVAL, "retired");
+			} else {
+				cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[3], all[k], 8), 0);
+			}
+		}
+		cr_assert_eq(rmp_buddy_free_retired(&e->b, &e->ctx[3], 0, 9), -EINVAL, "a free block");
+		cr_assert_eq(rmp_buddy_free_retired(&e->b, &e->ctx[3], 1, 8), -EINVAL, "misaligned");
+		check_quiet(e, store_modes[m], &r);
+		assert_coalesced_around(e, &r, 14, store_mode_names[m]);
+		cr_assert_eq(rmp_buddy_retire(&e->b, &e->ctx[2], lo, 14, &bytes), 0);
+		cr_assert_eq(bytes, 0, "all retired already");
+		engine_free(e);
+
+		/* A live block larger than the range stays live; its free as
+		 * retired reserves all of it. */
+		e = engine_new(16, 8, 0);
+		uint64_t big;
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[0], 15, &big), 0);
+		set_store_mode(e, store_modes[m]);
+		cr_assert_eq(rmp_buddy_retire(&e->b, &e->ctx[1], big + 8192, 12, &bytes), 0);
+		cr_assert_eq(bytes, 0);
+		cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[1], big, 15), 1);
+		cr_assert_eq(rmp_buddy_free_retired(&e->b, &e->ctx[0], big, 15), 0);
+		check_quiet(e, store_modes[m], &r);
+		cr_assert_eq(r.retired_bytes, 32768);
+		cr_assert_eq(r.free_bytes, 32768);
+		engine_free(e);
+	}
+}
+
+/* Retire while three threads allocate and free. They free blocks in the
+ * range with rmp_buddy_free until they learn of the retirement (then with
+ * rmp_buddy_free_retired); once all have learned, the retire is repeated
+ * for their late frees; after that no allocation may land in the range. */
+
+enum { CH_UNAWARE, CH_LEARNED, CH_SEALED, CH_STOP };
+
+struct churner {
+	struct engine *e;
+	unsigned id;
+	uint64_t lo, hi;
+	_Atomic int *phase;
+	_Atomic unsigned *acks;
+	_Atomic uint64_t steps;
+	unsigned failures;
+	char why[160];
+};
+
+static bool in_range(const struct churner *c, uint64_t off, unsigned order)
+{
+	return off < c->hi && off + (1ull << order) > c->lo;
+}
+
+static void churn_fail(struct churner *c, const char *what, uint64_t off, int rc)
+{
+	if (c->failures++ == 0)
+		snprintf(c->why, sizeof(c->why), "thread %u: %s at %llu (rc %d)", c->id, what,
+			 (unsigned long long)off, rc);
+}
+
+static void churn_free(struct churner *c, uint64_t off, unsigned order, bool learned)
+{
+	bool retired = learned && in_range(c, off, order);
+	int rc = retired ? rmp_buddy_free_retired(&c->e->b, &c->e->ctx[c->id], off, order)
+			 : rmp_buddy_free(&c->e->b, &c->e->ctx[c->id], off, order);
+	if (rc != 0)
+		churn_fail(c, retired ? "free_retired failed" : "free failed", off, rc);
+}
+
+static void *churner_main(void *arg)
+{
+	struct churner *c = arg;
+	uint64_t live[8];
+	unsigned ord[8], n = 0, seed = c->id * 2654435761u, seen = CH_UNAWARE;
+	for (;;) {
+		int p = atomic_load(c->phase);
+		if (p == CH_STOP)
+			break;
+		if (p >= CH_LEARNED && seen == CH_UNAWARE) {
+			seen = CH_LEARNED;
+			atomic_fetch_add(c->acks, 1);
+		}
+		seed = seed * 1103515245u + 12345u;
+		if (n == 8 || (n > 0 && (seed >> 16) % 2)) {
+			unsigned k = (seed >> 8) % n;
+			churn_free(c, live[k], ord[k], seen >= CH_LEARNED);
+			live[k] = live[--n];
+			ord[k] = ord[n];
+		} else {
+			unsigned o = c->e->g.min_order + (seed >> 20) % 3;
+			int rc = rmp_buddy_alloc(&c->e->b, &c->e->ctx[c->id], o, &live[n]);
+			if (rc == 0) {
+				if (p >= CH_SEALED && in_range(c, live[n], o))
+					churn_fail(c, "allocated inside the retired range", live[n], 0);
+				ord[n++] = o;
+			} else if (rc != -ENOMEM && rc != -EAGAIN)
+				churn_fail(c, "alloc failed", 0, rc);
+		}
+		atomic_fetch_add(&c->steps, 1);
+	}
+	while (n > 0) {
+		n--;
+		churn_free(c, live[n], ord[n], true);
+	}
+	return NULL;
+}
+
+static void wait_steps(struct churner *c, unsigned nc, uint64_t more)
+{
+	uint64_t target[4];
+	for (unsigned k = 0; k < nc; k++)
+		target[k] = atomic_load(&c[k].steps) + more;
+	for (unsigned k = 0; k < nc; k++)
+		while (atomic_load(&c[k].steps) < target[k])
+			sched_yield();
+}
+
+/* Retire, again after -EAGAIN (a block in passing: the others are not
+ * stalled, so it passes soon). Returns the bytes it reserved. */
+static uint64_t retire_until_done(struct engine *e, struct rmp_buddy_ctx *ctx, uint64_t off, unsigned order,
+				  unsigned *eagain)
+{
+	uint64_t bytes = 0, sum = 0;
+	int rc;
+	for (unsigned k = 0; (rc = rmp_buddy_retire(&e->b, ctx, off, order, &bytes)) == -EAGAIN; k++) {
+		cr_assert_lt(k, 10000, "retire never passed");
+		sum += bytes;
+		(*eagain)++;
+		sched_yield();
+	}
+	cr_assert_eq(rc, 0, "retire: %d", rc);
+	return sum + bytes;
+}
+
+Test(buddy, retire_while_others_allocate_and_free, .timeout = 120)
+{
+	for (unsigned m = 0; m < 3; m++) {
+		for (unsigned round = 0; round < 4; round++) {
+			struct engine *e = engine_new(16, 8, 0);
+			_Atomic int phase = CH_UNAWARE;
+			_Atomic unsigned acks = 0;
+			const unsigned order = 13 + round % 2, nc = 3;
+			const uint64_t lo = (uint64_t)(round + 1) * 8192 & ~((1ull << order) - 1);
+			struct churner c[3];
+			pthread_t th[3];
+			unsigned eagain = 0;
+			set_store_mode(e, store_modes[m]);
+			for (unsigned k = 0; k < nc; k++) {
+				c[k] = (struct churner){ .e = e, .id = 1 + k, .lo = lo, .hi = lo + (1ull << order),
+							 .phase = &phase, .acks = &acks };
+				atomic_init(&c[k].steps, 0);
+				cr_assert_eq(pthread_create(&th[k], NULL, churner_main, &c[k]), 0);
+			}
+			wait_steps(c, nc, 2000);
+			uint64_t got = retire_until_done(e, &e->ctx[0], lo, order, &eagain);
+			wait_steps(c, nc, 2000); /* unaware: frees in the range go FREE */
+			atomic_store(&phase, CH_LEARNED);
+			while (atomic_load(&acks) < nc)
+				sched_yield();
+			got += retire_until_done(e, &e->ctx[0], lo, order, &eagain);
+			atomic_store(&phase, CH_SEALED);
+			wait_steps(c, nc, 3000);
+			atomic_store(&phase, CH_STOP);
+			for (unsigned k = 0; k < nc; k++) {
+				pthread_join(th[k], NULL);
+				cr_assert_eq(c[k].failures, 0, "%s: %s", store_mode_names[m], c[k].why);
+			}
+			struct rmp_buddy_report r;
+			check_quiet(e, store_modes[m], &r);
+			assert_coalesced_around(e, &r, order, store_mode_names[m]);
+			cr_assert_leq(got, 1ull << order);
+			if (round == 0)
+				cr_log_info("retire under 3 allocating threads (%s): %llu bytes reserved by the retires, "
+					    "%u EAGAIN", store_mode_names[m], (unsigned long long)got, eagain);
+			engine_free(e);
+		}
+	}
+}
+
+/* A client frozen after each word operation of an allocation that splits
+ * the fresh heap from the top: a retire of the range it splits into says
+ * -EAGAIN while the split holds memory there in passing, 0 otherwise;
+ * after the thaw a retire passes and the range ends up retired. */
+Test(buddy, retire_says_eagain_while_a_split_in_it_is_frozen, .timeout = 120)
+{
+	uint64_t len = op_length(0);
+	unsigned saw_eagain = 0, saw_ok = 0;
+	for (uint64_t k = 1; k <= len; k++) {
+		struct engine *e = engine_new(14, 8, 0);
+		struct freeze f = { .froze = 0 };
+		struct victim v = { .e = e, .f = &f, .k = k, .do_free = 0 };
+		sem_init(&f.frozen, 0, 0);
+		sem_init(&f.release, 0, 0);
+		pthread_t vt;
+		pthread_create(&vt, NULL, victim_main, &v);
+		cr_assert_eq(sem_wait_secs(&f.frozen, 20), 0);
+		cr_assert(atomic_load(&f.froze));
+		/* The victim splits toward block 0 (not direct: to the left). */
+		uint64_t bytes;
+		int rc = rmp_buddy_retire(&e->b, &e->ctx[0], 0, 12, &bytes);
+		cr_assert(rc == 0 || rc == -EAGAIN, "k=%llu: %d", (unsigned long long)k, rc);
+		saw_eagain += rc == -EAGAIN;
+		saw_ok += rc == 0;
+		sem_post(&f.release);
+		pthread_join(vt, NULL);
+		cr_assert_eq(v.rc, 0);
+		unsigned eagain = 0;
+		uint64_t after = retire_until_done(e, &e->ctx[0], 0, 12, &eagain);
+		cr_assert_eq(eagain, 0, "nothing is in passing after the thaw");
+		/* A retire that said 0 missed nothing in passing: the split's
+		 * halves did not turn up FREE in the range after the thaw. */
+		if (rc == 0)
+			cr_assert_eq(after, 0, "k=%llu: the retire said done, and %llu bytes of the range were FREE "
+				     "after the thaw", (unsigned long long)k, (unsigned long long)after);
+		if (v.off < 4096)
+			cr_assert_eq(rmp_buddy_free_retired(&e->b, &e->ctx[1], v.off, 8), 0);
+		else
+			cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[1], v.off, 8), 0);
+		struct rmp_buddy_report r;
+		check_ok(e, &r);
+		assert_coalesced_around(e, &r, 12, "after the thaw");
+		sem_destroy(&f.frozen);
+		sem_destroy(&f.release);
+		engine_free(e);
+	}
+	cr_log_info("retire against an allocation frozen at each of its %llu word operations: %u EAGAIN, %u done",
+		    (unsigned long long)len, saw_eagain, saw_ok);
+	cr_assert_gt(saw_eagain, 0, "the split held the range in passing at some step");
+	cr_assert_gt(saw_ok, 0);
+}
+
+/* Round trips of a retire on the RDMA-like store (not direct, 64-word
+ * chunks), 256 MiB of 4 KiB blocks, a 16 MiB segment: of a fresh pool's
+ * segment (the root split down to it), of a segment with every other
+ * block of it live (the walk down to the leaves), and a repeat after late
+ * frees; and of free_retired per block. */
+Test(buddy, retire_round_trips_on_the_rdma_like_store)
+{
+	struct engine *e = engine_remote_like(28, 12);
+	struct rmp_buddy_ctx *coord = &e->ctx[7], *cl = &e->ctx[0];
+	const unsigned seg = 24;
+	const uint64_t segsz = 1ull << seg;
+	uint64_t bytes, r0;
+	struct rmp_buddy_stats s;
+
+	rmp_buddy_stats(coord, &s);
+	r0 = s.retire.round_trips;
+	cr_assert_eq(rmp_buddy_retire(&e->b, coord, 3 * segsz, seg, &bytes), 0);
+	rmp_buddy_stats(coord, &s);
+	uint64_t fresh = s.retire.round_trips - r0;
+	cr_assert_eq(bytes, segsz);
+	cr_assert_leq(fresh, 3, "path, claim, halves");
+
+	/* Fill segment 0 with 4 KiB blocks, then free every other one. */
+	enum { N = 4096 };
+	static uint64_t offs[2 * N];
+	unsigned n = 0, in = 0;
+	while (in < N) {
+		cr_assert_lt(n, 2 * N);
+		cr_assert_eq(rmp_buddy_alloc(&e->b, cl, 12, &offs[n]), 0);
+		in += offs[n++] < segsz;
+	}
+	unsigned freed = 0;
+	for (unsigned k = 0; k < n; k++)
+		if (offs[k] < segsz && (offs[k] >> 12) % 2) {
+			cr_assert_eq(rmp_buddy_free(&e->b, cl, offs[k], 12), 0);
+			offs[k] = UINT64_MAX;
+			freed++;
+		}
+	r0 = s.retire.round_trips;
+	cr_assert_eq(rmp_buddy_retire(&e->b, coord, 0, seg, &bytes), 0);
+	rmp_buddy_stats(coord, &s);
+	uint64_t frag = s.retire.round_trips - r0;
+	cr_assert_eq(bytes, (uint64_t)freed << 12);
+	/* A level a round trip, and the leaves' 128 words two CAS batches. */
+	cr_assert_leq(frag, e->g.levels + 6);
+
+	/* Three late frees (clients that did not know), then the repeat. */
+	unsigned late = 0;
+	for (unsigned k = 0; k < n && late < 3; k++)
+		if (offs[k] != UINT64_MAX && offs[k] < segsz) {
+			cr_assert_eq(rmp_buddy_free(&e->b, cl, offs[k], 12), 0);
+			offs[k] = UINT64_MAX;
+			late++;
+		}
+	r0 = s.retire.round_trips;
+	cr_assert_eq(rmp_buddy_retire(&e->b, coord, 0, seg, &bytes), 0);
+	rmp_buddy_stats(coord, &s);
+	uint64_t again = s.retire.round_trips - r0;
+	cr_assert_eq(bytes, 3 << 12);
+
+	/* The rest of the segment's blocks are freed as retired. */
+	struct rmp_buddy_stats c0, c1;
+	unsigned fr = 0;
+	rmp_buddy_stats(cl, &c0);
+	for (unsigned k = 0; k < n; k++)
+		if (offs[k] != UINT64_MAX && offs[k] < segsz) {
+			cr_assert_eq(rmp_buddy_free_retired(&e->b, cl, offs[k], 12), 0);
+			offs[k] = UINT64_MAX;
+			fr++;
+		}
+	rmp_buddy_stats(cl, &c1);
+	double per_fr = (double)(c1.free.round_trips - c0.free.round_trips) / fr;
+	cr_log_info("RDMA-like store, 256 MiB of 4 KiB blocks, a 16 MiB segment retired: %llu round trips on a "
+		    "fresh pool, %llu with every other block of it live (%u levels), %llu again after 3 late "
+		    "frees; free_retired %.2f round trips per block", (unsigned long long)fresh,
+		    (unsigned long long)frag, e->g.levels, (unsigned long long)again, per_fr);
+	cr_assert_leq(per_fr, 2.0);
+	for (unsigned k = 0; k < n; k++)
+		if (offs[k] != UINT64_MAX)
+			cr_assert_eq(rmp_buddy_free(&e->b, cl, offs[k], 12), 0);
+	struct rmp_buddy_report r;
+	check_ok(e, &r);
+	cr_assert_eq(r.retired_bytes, 2 * segsz);
+	cr_assert_eq(r.free_bytes, (1ull << 28) - 2 * segsz);
 	engine_free(e);
 }
