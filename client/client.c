@@ -35,6 +35,11 @@
  * counted locally while away: the coordinator is the judge once it is
  * back (a refused renewal marks the pool expired).
  *
+ * A donor lost: the coordinator pushes the pool's new table unasked
+ * (SEGTAB_PUSH, within a second of the loss); the I/O thread marks the
+ * lost donors in the pool's table (client_internal.h) and the data path
+ * takes them out of service on its next call.
+ *
  * The connection itself - connect, handshake, frames - is common/ctlconn.c,
  * shared with the donor and the agent; the handshake runs before the
  * thread starts, synchronously. connect_rc() is the one place its codes
@@ -157,13 +162,82 @@ static bool call_wants(const struct rmp_call *call, const struct rmp_wire_msg *m
 	return false;
 }
 
+/* Requires c->lock. Takes the donor states and the capacity of a newer
+ * table t of p (pushed, or fetched again): donors it marks lost are
+ * marked in p's table and lost_gen goes up (data.c takes their slots out
+ * of service). The donor list must be p's, in p's order: a table with
+ * other donors is another pool's layout, which this library does not
+ * follow (the pool is expired: reopen it). false then. */
+static bool take_donor_states_locked(rmp_pool *p, const struct rmp_wire_segtab *t, const char *note)
+{
+	bool same = t->n_donors == p->segtab.n_donors && t->n_segments == p->segtab.n_segments;
+	for (uint32_t i = 0; same && i < t->n_donors; i++)
+		same = t->donors[i].donor_id == p->segtab.donors[i].donor_id;
+	if (!same) {
+		p->expired = true;
+		snprintf(p->expired_text, sizeof(p->expired_text),
+			 "pool %s: the coordinator's segment table version %llu lists other donors: reopen it",
+			 p->name, (unsigned long long)t->version);
+		return false;
+	}
+	bool more = false;
+	for (uint32_t i = 0; i < t->n_donors; i++) {
+		if (t->donors[i].state == RMP_DONOR_LOST && p->segtab.donors[i].state != RMP_DONOR_LOST) {
+			p->segtab.donors[i].state = RMP_DONOR_LOST;
+			more = true;
+		}
+	}
+	p->segtab.capacity = t->capacity;
+	if (more) {
+		if (note && *note)
+			snprintf(p->lost_note, sizeof(p->lost_note), "%s", note);
+		else
+			snprintf(p->lost_note, sizeof(p->lost_note),
+				 "out of service since segment table version %llu", (unsigned long long)t->version);
+		atomic_fetch_add_explicit(&p->lost_gen, 1, memory_order_acq_rel);
+	}
+	return true;
+}
+
+/* Requires c->lock. SEGTAB_PUSH: a pool's new table, unasked (a donor
+ * was lost). Every pool of ours with that id takes it, if newer. The
+ * metadata region may have moved too (a push right after a restart):
+ * then the data path re-opens its metadata connection. */
+static void push_segtab_locked(rmp_client *c, const struct rmp_wire_segtab_push *r)
+{
+	const struct rmp_wire_segtab *t = &r->segtab;
+
+	for (rmp_pool *p = c->pools; p; p = p->next) {
+		if (p->pool_id != r->pool_id || t->version <= p->segtab.version)
+			continue;
+		if (t->meta.len != p->segtab.meta.len || t->space_log2 != p->segtab.space_log2 ||
+		    t->min_block_log2 != p->segtab.min_block_log2 || t->segment_log2 != p->segtab.segment_log2) {
+			p->expired = true;
+			snprintf(p->expired_text, sizeof(p->expired_text),
+				 "pool %s: the coordinator pushed a table of another geometry: reopen it", p->name);
+			continue;
+		}
+		if (!take_donor_states_locked(p, t, r->note))
+			continue;
+		bool moved = t->meta.addr != p->segtab.meta.addr || t->meta.rkey != p->segtab.meta.rkey ||
+			     strcmp(t->coordinator.host, p->segtab.coordinator.host) != 0 ||
+			     t->coordinator.port != p->segtab.coordinator.port;
+		p->segtab.version = t->version;
+		p->segtab.meta = t->meta;
+		p->segtab.coordinator = t->coordinator;
+		if (moved)
+			atomic_fetch_add_explicit(&p->meta_epoch, 1, memory_order_acq_rel);
+	}
+}
+
 /* Requires c->lock. A pool's table as the coordinator has it now (the
  * answer to the I/O thread's SEGTAB_FETCH after a reconnect). What the
  * library follows: the metadata region's key and address and the
- * coordinator's endpoint (a restart changes them), and the version. The
- * donors and segments stay those the pool opened with: a restart does
- * not change them (the coordinator re-adopts the same donors), and
- * following a donor's replacement is the elasticity work's. */
+ * coordinator's endpoint (a restart changes them), the version, and the
+ * donors lost meanwhile with the capacity left. The donors and segments
+ * stay those the pool opened with: a restart does not change them (the
+ * coordinator re-adopts the same donors), and following a donor's
+ * replacement is the elasticity work's. */
 static void install_segtab_locked(rmp_client *c, const struct rmp_wire_segtab_reply *r)
 {
 	rmp_pool *p = c->pools;
@@ -180,6 +254,8 @@ static void install_segtab_locked(rmp_client *c, const struct rmp_wire_segtab_re
 			 "pool %s came back with another geometry (metadata %llu bytes, was %llu): reopen it",
 			 p->name, (unsigned long long)t->meta.len, (unsigned long long)p->segtab.meta.len);
 	}
+	if (!p->expired)
+		(void)take_donor_states_locked(p, t, NULL);
 	p->segtab.version = t->version;
 	p->segtab.meta = t->meta;
 	p->segtab.coordinator = t->coordinator;
@@ -263,6 +339,9 @@ static void dispatch_locked(rmp_client *c, struct rmp_wire_msg *m)
 		if (call && !call->done && call_wants(call, m))
 			goto reply; /* a caller's own fetch */
 		install_segtab_locked(c, &m->u.segtab);
+		break;
+	case RMP_MSG_SEGTAB_PUSH:
+		push_segtab_locked(c, &m->u.segtab_push);
 		break;
 	case RMP_MSG_ERROR:
 		if (m->u.error.ref_type == RMP_MSG_SEGTAB_FETCH && refetch_refused_locked(c, &m->u.error))

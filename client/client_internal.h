@@ -33,6 +33,12 @@
  * and fetches its segment table; each pool stays "resyncing" (alloc and
  * free: -RMP_EAWAY) until the new table is in, which raises the pool's
  * meta_epoch; the data path then re-opens its metadata connection.
+ *
+ * A donor lost (DESIGN.md, "Donor death"): the coordinator pushes the
+ * pool's new table (SEGTAB_PUSH) on the control connection; the I/O
+ * thread marks those donors lost in the pool's table (the arrays are
+ * never replaced: the data path and rmp_pool_segment_donor read them
+ * without a lock) and raises lost_gen.
  */
 #ifndef RMP_CLIENT_INTERNAL_H
 #define RMP_CLIENT_INTERNAL_H
@@ -149,9 +155,16 @@ struct rmp_pool {
 	bool resync;
 	uint64_t fetch_next_ms; /* when to send (again) SEGTAB_FETCH */
 	uint64_t fetch_sent_ms; /* 0: none outstanding */
+	/* Donors the coordinator took out of service (a table version with
+	 * them lost: SEGTAB_PUSH, or a table fetched again): their entries in
+	 * segtab are marked lost under c->lock, lost_note says why, and
+	 * lost_gen goes up; the data path then marks those donor slots lost
+	 * (data.c). */
+	char lost_note[RMP_WIRE_TEXT_MAX + 1];
 	/* Read without c->lock by the data path: */
 	_Atomic bool resyncing;        /* == resync */
 	_Atomic uint64_t meta_epoch;   /* raised when a new table brings a new metadata key */
+	_Atomic uint64_t lost_gen;     /* raised when a table marks more donors lost */
 
 	/* data path (data.c), set up on first use under data_lock */
 	pthread_mutex_t data_lock;

@@ -27,6 +27,14 @@
  * no operation runs on a half-replaced engine. The engine's per-thread
  * state (cursors, credit) stays: the metadata are the same memory.
  *
+ * Donors out of service (DESIGN.md, "Donor death"): when the pool's
+ * table marks donors lost (client.c: pushed by the coordinator), the
+ * next call here marks their slots lost (rmp_data_donor_lost), so every
+ * transfer touching them fails at once with -RMP_EDONOR. rmp_free of a
+ * block on one releases the handle and leaves the block RESERVED
+ * (rmp_buddy_free_retired); rmp_alloc sets aside a block it got there
+ * before the coordinator's retire reached it and takes another.
+ *
  * Liveness: a transfer is refused (-EINVAL) unless its handle's block is
  * live. The blocks this process allocated and has not freed are in a
  * local set (liveset.h) and cost nothing to check; any other handle (a
@@ -160,6 +168,7 @@ static int data_init_local(rmp_pool *p, struct rmp_data *d, unsigned timeout_ms)
 	}
 	if ((rc = rmp_route_build(&d->route, st)) != 0)
 		return rc;
+	atomic_store_explicit(&d->lost_gen, UINT64_MAX, memory_order_relaxed);
 	return rmp_async_create(&d->async);
 }
 
@@ -309,6 +318,66 @@ static int meta_leave(rmp_pool *p, struct rmp_data *d, int rc, const char *what)
 	return rc;
 }
 
+/* ---- donors out of service (DESIGN.md, "Donor death") ---- */
+
+/* The pool's table marks donors lost that d does not know of yet (a
+ * push came, client.c): their slots leave service here. One thread does
+ * it per change (the CAS); the others go on. */
+static void data_sync_lost(rmp_pool *p, struct rmp_data *d)
+{
+	uint64_t want = atomic_load_explicit(&p->lost_gen, memory_order_acquire);
+	uint64_t have = atomic_load_explicit(&d->lost_gen, memory_order_acquire);
+
+	if (have == want || !atomic_compare_exchange_strong(&d->lost_gen, &have, want))
+		return;
+	char why[RMP_WIRE_TEXT_MAX + 8];
+	pthread_mutex_lock(&p->c->lock);
+	snprintf(why, sizeof(why), "lost: %s", p->lost_note[0] ? p->lost_note : "taken out of service");
+	bool lost[RMP_WIRE_MAX_DONORS];
+	unsigned n = d->ndonors < p->segtab.n_donors ? d->ndonors : p->segtab.n_donors;
+	for (unsigned i = 0; i < n; i++)
+		lost[i] = p->segtab.donors[i].state == RMP_DONOR_LOST;
+	pthread_mutex_unlock(&p->c->lock);
+	for (unsigned i = 0; i < n; i++)
+		if (lost[i] && !atomic_load(&d->donors[i].lost))
+			rmp_data_donor_lost(d, i, why);
+}
+
+/* Whether any byte of block [off, off + 2^order) lies on a donor out of
+ * service. */
+static bool block_on_lost(const struct rmp_data *d, uint64_t off, unsigned order)
+{
+	const struct rmp_route *r = &d->route;
+	uint64_t first = off >> r->seg_log2, last = (off + (1ull << order) - 1) >> r->seg_log2;
+
+	for (uint64_t s = first; s <= last && s < r->n_segments; s++) {
+		uint32_t slot = r->slot[s];
+		if (slot != RMP_ROUTE_NO_SLOT && atomic_load(&d->donors[slot].lost))
+			return true;
+	}
+	return false;
+}
+
+/* rmp_buddy_free_retired is helper H1's (common/buddy.c, issue 12): until
+ * it is on main, a block on a lost donor cannot be released. */
+static int data_buddy_free_retired(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t off,
+				   unsigned order)
+{
+#ifdef RMP_BUDDY_HAVE_RETIRE
+	return rmp_buddy_free_retired(b, ctx, off, order);
+#else
+	(void)b;
+	(void)ctx;
+	(void)off;
+	(void)order;
+	return -ENOSYS;
+#endif
+}
+
+/* How many blocks on lost donors one rmp_alloc sets aside before it
+ * gives up (the coordinator's retire, self.c, normally leaves none). */
+#define ALLOC_LOST_TRIES 64u
+
 /* ---- the small-block cache's chunks: blocks of the shared engine ---- */
 
 static int cache_claim(void *arg, unsigned order, uint64_t *off)
@@ -329,7 +398,11 @@ static int cache_release(void *arg, uint64_t off, unsigned order)
 	int rc = meta_enter(p, d, "small-block cache: giving a chunk back");
 	if (rc)
 		return rc;
-	rc = rmp_buddy_free(&d->b, my_ctx(d), off, order);
+	/* A chunk on a lost donor stays out of service (RESERVED). */
+	if (block_on_lost(d, off, order))
+		rc = data_buddy_free_retired(&d->b, my_ctx(d), off, order);
+	else
+		rc = rmp_buddy_free(&d->b, my_ctx(d), off, order);
 	return meta_leave(p, d, rc, "small-block cache: giving a chunk back");
 }
 
@@ -474,6 +547,7 @@ int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out)
 		return rmp_client_fail(p->c, -EINVAL, "rmp_alloc: size 0");
 	if ((rc = rmp_data_of(p, &d)) != 0)
 		return rc;
+	data_sync_lost(p, d);
 	if (size == 0 || size > d->usable)
 		return rmp_client_fail(p->c, -EINVAL, "rmp_alloc: size %llu is not in [1, %llu]",
 				       (unsigned long long)size, (unsigned long long)d->usable);
@@ -485,7 +559,12 @@ int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out)
 		/* From the small-block cache; if it cannot claim a chunk (the
 		 * pool has no free 1 MiB block), the engine may still find a
 		 * small block: no ENOMEM the pool would not give. */
-		if ((rc = rmp_cache_alloc(&d->cache, order, &off)) == 0) {
+		if ((rc = rmp_cache_alloc(&d->cache, order, &off)) == 0 && block_on_lost(d, off, order)) {
+			/* A chunk on a lost donor: back to it, and from the
+			 * engine instead (the chunk goes when it empties). */
+			(void)rmp_cache_free(&d->cache, off, order);
+			rc = -ENOMEM;
+		} else if (rc == 0) {
 			*out = RMP_ADDR_MAKE(order, off);
 			(void)rmp_liveset_add(&d->live, *out);
 			return 0;
@@ -497,6 +576,13 @@ int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out)
 	if ((rc = meta_enter(p, d, "rmp_alloc")) != 0)
 		return rc;
 	rc = rmp_buddy_alloc(&d->b, my_ctx(d), order, &off);
+	/* A block on a lost donor (the coordinator's retire has not reached
+	 * it yet): set aside for good - RESERVED, or, without the engine's
+	 * retire, left allocated and forgotten - and another one taken. */
+	for (unsigned t = 0; rc == 0 && block_on_lost(d, off, order); t++) {
+		(void)data_buddy_free_retired(&d->b, my_ctx(d), off, order);
+		rc = t + 1 < ALLOC_LOST_TRIES ? rmp_buddy_alloc(&d->b, my_ctx(d), order, &off) : -ENOMEM;
+	}
 	if ((rc = meta_leave(p, d, rc, "rmp_alloc")) == -RMP_EAWAY)
 		return rc;
 	if (rc == -ENOMEM)
@@ -524,6 +610,39 @@ static int decode(struct rmp_data *d, rmp_addr a, unsigned *order, uint64_t *off
 	return 0;
 }
 
+/* rmp_free of a block on a lost donor: its handle is released and the
+ * block stays out of service (ALLOC -> RESERVED, never merged), so no
+ * allocation lands on the dead donor's memory. A block spanning live and
+ * lost segments takes its live part out of service with it. The small-
+ * block cache's own blocks go back to their chunk, which goes RESERVED
+ * when it empties (cache_release). */
+static int free_on_lost(rmp_pool *p, struct rmp_data *d, rmp_addr a, uint64_t off, unsigned order)
+{
+	int rc;
+
+	if (d->cache_ready && (rc = rmp_cache_free(&d->cache, off, order)) != -ENOENT) {
+		if (rc == -EINVAL)
+			return rmp_client_fail(p->c, rc, "rmp_free: no live block of %llu bytes at %#llx in this "
+					       "process's small-block cache (freed already?)",
+					       (unsigned long long)(1ull << order), (unsigned long long)off);
+		rmp_liveset_remove(&d->live, a);
+		return 0;
+	}
+	if ((rc = meta_enter(p, d, "rmp_free")) != 0)
+		return rc;
+	rmp_liveset_remove(&d->live, a);
+	rc = data_buddy_free_retired(&d->b, my_ctx(d), off, order);
+	if ((rc = meta_leave(p, d, rc, "rmp_free")) == -RMP_EAWAY)
+		return rc;
+	if (rc == -EINVAL)
+		return rmp_client_fail(p->c, rc, "rmp_free: no live block of %llu bytes at %#llx (freed already?)",
+				       (unsigned long long)(1ull << order), (unsigned long long)off);
+	if (rc)
+		return rmp_client_fail(p->c, rc, "rmp_free: block at %#llx on a lost donor: %s",
+				       (unsigned long long)off, rmp_strerror(rc));
+	return 0;
+}
+
 int rmp_free(rmp_pool *p, rmp_addr a)
 {
 	struct rmp_data *d;
@@ -538,6 +657,9 @@ int rmp_free(rmp_pool *p, rmp_addr a)
 	if (decode(d, a, &order, &off) != 0 || (off & ((1ull << order) - 1)) != 0)
 		return rmp_client_fail(p->c, -EINVAL, "rmp_free: %#llx is not the handle of a block",
 				       (unsigned long long)a);
+	data_sync_lost(p, d);
+	if (block_on_lost(d, off, order))
+		return free_on_lost(p, d, a, off, order);
 	if (d->cache_ready) {
 		/* A block of our own cache is freed here, with no round trip
 		 * (an emptied chunk may go back: its error is not the caller's). */
@@ -580,6 +702,7 @@ int rmp_data_range_check(rmp_pool *p, struct rmp_data *d, rmp_addr a, const void
 
 	if (!buf || len == 0)
 		return rmp_client_fail(p->c, -EINVAL, "%s: %s", what, buf ? "zero length" : "NULL buffer");
+	data_sync_lost(p, d);
 	if (decode(d, a, &order, off) != 0)
 		return rmp_client_fail(p->c, -EINVAL, "%s: %#llx is not a pool address", what, (unsigned long long)a);
 	uint64_t in_block = *off & ((1ull << order) - 1);

@@ -101,6 +101,9 @@ struct rmp_data {
 	struct rmp_route route;  /* segment -> donor slot, built at setup */
 	unsigned ndonors;
 	struct rmp_data_donor *donors;
+	/* The pool's lost_gen whose lost donors are marked in donors[]
+	 * (UINT64_MAX: none yet); data.c, data_sync_lost. */
+	_Atomic uint64_t lost_gen;
 	struct rmp_rdma_opts opts;
 	struct rmp_async *async;
 	struct rmp_liveset live; /* blocks this process allocated, not yet freed */

@@ -182,7 +182,8 @@ int rmp_pool_info(rmp_pool *p, struct rmp_pool_info **out)
 	}
 	rmp_client *c = p->c;
 	/* The I/O thread updates the table's version, metadata key and
-	 * endpoint after a reconnect (client.c): read them under its lock. */
+	 * endpoint after a reconnect, and its capacity and donor states when
+	 * a donor is lost (client.c): read them under its lock. */
 	pthread_mutex_lock(&c->lock);
 	snprintf(in->name, sizeof(in->name), "%s", p->name);
 	in->pool_id = p->pool_id;
@@ -211,10 +212,14 @@ int rmp_pool_info(rmp_pool *p, struct rmp_pool_info **out)
 			if (in->donors[i].donor_id == t->segments[s].donor_id) {
 				in->donors[i].segments++;
 				in->donors[i].bytes += seg;
+				if (t->donors[i].state == RMP_DONOR_LOST)
+					in->lost_bytes += seg;
 				break;
 			}
 		}
 	}
+	for (uint32_t i = 0; i < t->n_donors; i++)
+		in->donors_lost += t->donors[i].state == RMP_DONOR_LOST;
 	/* Distinct hosts: give each host name an index, sort, count changes. */
 	for (uint32_t i = 0; i < t->n_donors; i++) {
 		uint32_t j = 0;

@@ -20,6 +20,8 @@
  *                                       <---  LEASE_EXPIRED (renewed too late)
  *   SEGTAB_FETCH {pool, have_version}   --->
  *                                       <---  SEGTAB {pool, segtab}
+ *                                       <---  SEGTAB_PUSH {pool, note, segtab}
+ *                                             (unasked: a donor was lost)
  *   POOL_CLOSE {pool, lease}            --->
  *   POOL_DESTROY {name}                 --->
  *   POOL_FORGET {name}                  --->  (a pool whose donors are gone)
@@ -72,6 +74,7 @@ struct codec {
 	size_t cap;
 	size_t off; /* decoding: payload offset; encoding: frame offset */
 	int rc;	    /* first failure; later fields are skipped */
+	unsigned version; /* decoding: the frame's protocol version */
 	const char *msg_name;
 	struct rmp_wire_err *err;
 };
@@ -338,11 +341,16 @@ static void cd_segtab(struct codec *c, struct rmp_wire_segtab *t)
 	cd_region(c, "meta", &t->meta);
 	cd_endpoint(c, "coordinator", &t->coordinator);
 
-	cd_count(c, "n_donors", &t->n_donors, RMP_WIRE_MAX_DONORS, 4 + ENDPOINT_MIN_LEN);
+	/* Version 1 (a recorded table) had no state byte: all serving. */
+	bool v1 = c->decoding && c->version == 1;
+	cd_count(c, "n_donors", &t->n_donors, RMP_WIRE_MAX_DONORS, 4 + ENDPOINT_MIN_LEN + !v1);
 	cd_array(c, "donors", (void **)&t->donors, t->n_donors, sizeof(*t->donors));
 	for (uint32_t i = 0; i < t->n_donors && !c->rc; i++) {
 		cd_u32(c, "donors.id", &t->donors[i].donor_id);
 		cd_endpoint(c, "donors.endpoint", &t->donors[i].endpoint);
+		if (!v1)
+			cd_u8_in(c, "donors.state", &t->donors[i].state, RMP_DONOR_SERVING,
+				 RMP_DONOR_LOST);
 	}
 
 	cd_count(c, "n_segments", &t->n_segments, RMP_WIRE_MAX_SEGMENTS, 16);
@@ -488,6 +496,13 @@ static void codec_segtab(struct codec *c, struct rmp_wire_msg *m)
 	cd_segtab(c, &m->u.segtab.segtab);
 }
 
+static void codec_segtab_push(struct codec *c, struct rmp_wire_msg *m)
+{
+	cd_u32(c, "pool_id", &m->u.segtab_push.pool_id);
+	cd_str(c, "note", m->u.segtab_push.note, 0, RMP_WIRE_TEXT_MAX);
+	cd_segtab(c, &m->u.segtab_push.segtab);
+}
+
 static void codec_pool_close(struct codec *c, struct rmp_wire_msg *m)
 {
 	cd_u32(c, "pool_id", &m->u.pool_close.pool_id);
@@ -548,7 +563,7 @@ static void codec_status_reply(struct codec *c, struct rmp_wire_msg *m)
 		cd_u32(c, "pools.clients", &p->clients);
 		cd_u32(c, "pools.donors", &p->donors);
 		cd_u64(c, "pools.segtab_version", &p->segtab_version);
-		cd_u8_in(c, "pools.state", &p->state, RMP_POOL_CREATING, RMP_POOL_LOST);
+		cd_u8_in(c, "pools.state", &p->state, RMP_POOL_CREATING, RMP_POOL_DEGRADED);
 		cd_u32(c, "pools.donors_away", &p->donors_away);
 		cd_u32(c, "pools.donors_lost", &p->donors_lost);
 		cd_u64(c, "pools.lost_bytes", &p->lost_bytes);
@@ -596,6 +611,7 @@ static const struct msg_desc msg_table[256] = {
 	[RMP_MSG_POOL_CLOSE] = {"POOL_CLOSE", false, codec_pool_close},
 	[RMP_MSG_POOL_DESTROY] = {"POOL_DESTROY", false, codec_pool_destroy},
 	[RMP_MSG_POOL_FORGET] = {"POOL_FORGET", false, codec_pool_forget},
+	[RMP_MSG_SEGTAB_PUSH] = {"SEGTAB_PUSH", false, codec_segtab_push},
 	[RMP_MSG_LEASE_RENEW] = {"LEASE_RENEW", false, codec_lease_renew},
 	[RMP_MSG_LEASE_GRANT] = {"LEASE_GRANT", false, codec_lease_grant},
 	[RMP_MSG_LEASE_EXPIRED] = {"LEASE_EXPIRED", false, codec_lease_expired},
@@ -712,6 +728,9 @@ void rmp_wire_msg_release(struct rmp_wire_msg *m)
 	case RMP_MSG_SEGTAB:
 		t = &m->u.segtab.segtab;
 		break;
+	case RMP_MSG_SEGTAB_PUSH:
+		t = &m->u.segtab_push.segtab;
+		break;
 	case RMP_MSG_STATUS_REPLY:
 		free(m->u.status.pools);
 		free(m->u.status.hosts);
@@ -733,8 +752,8 @@ void rmp_wire_msg_release(struct rmp_wire_msg *m)
 	}
 }
 
-int rmp_wire_decode(const struct rmp_wire_frame *f, struct rmp_wire_msg *m,
-		    struct rmp_wire_err *err)
+static int decode_version(const struct rmp_wire_frame *f, unsigned version, struct rmp_wire_msg *m,
+			  struct rmp_wire_err *err)
 {
 	const struct msg_desc *d = msg_lookup(f->type);
 
@@ -750,6 +769,7 @@ int rmp_wire_decode(const struct rmp_wire_frame *f, struct rmp_wire_msg *m,
 		.in_len = f->payload_len,
 		.msg_name = d->name,
 		.err = err,
+		.version = version,
 	};
 	d->codec(&c, m);
 	if (!c.rc && c.off != c.in_len)
@@ -761,6 +781,36 @@ int rmp_wire_decode(const struct rmp_wire_frame *f, struct rmp_wire_msg *m,
 		return c.rc;
 	}
 	return 0;
+}
+
+int rmp_wire_decode(const struct rmp_wire_frame *f, struct rmp_wire_msg *m,
+		    struct rmp_wire_err *err)
+{
+	return decode_version(f, RMP_WIRE_VERSION, m, err);
+}
+
+int rmp_wire_decode_record(const void *buf, size_t len, struct rmp_wire_msg *m,
+			   struct rmp_wire_err *err)
+{
+	const uint8_t *b = buf;
+
+	memset(m, 0, sizeof(*m));
+	if (len < RMP_WIRE_HDR_LEN || b[2] != 1)
+		return rmp_wire_decode_buf(buf, len, RMP_WIRE_MAX_FRAME, m, err);
+	/* A version-1 frame: only a SEGTAB is worth reading back. */
+	if (get_be16(b) != RMP_WIRE_MAGIC || b[3] != RMP_MSG_SEGTAB) {
+		set_err(err, "recorded frame: version 1, type 0x%02x: not a segment table", b[3]);
+		return -EPROTONOSUPPORT;
+	}
+	uint32_t plen = get_be32(b + 4);
+	if (plen != len - RMP_WIRE_HDR_LEN) {
+		set_err(err, "recorded frame: %u payload bytes announced, %zu there", plen,
+			len - RMP_WIRE_HDR_LEN);
+		return -EBADMSG;
+	}
+	struct rmp_wire_frame f = { .type = b[3], .payload_len = plen, .payload = b + RMP_WIRE_HDR_LEN,
+				    .frame_len = len };
+	return decode_version(&f, 1, m, err);
 }
 
 int rmp_wire_decode_buf(const void *buf, size_t len, size_t limit, struct rmp_wire_msg *m,

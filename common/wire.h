@@ -24,7 +24,10 @@
 #include <stdint.h>
 
 #define RMP_WIRE_MAGIC 0x524du /* "RM" */
-#define RMP_WIRE_VERSION 1u
+/* 2: donor entries of a segment table carry their state (lost: out of
+ * service), SEGTAB_PUSH. Version-1 SEGTAB frames recorded in a state
+ * store still decode (rmp_wire_decode_record). */
+#define RMP_WIRE_VERSION 2u
 #define RMP_WIRE_HDR_LEN 8u
 
 /* Whole frames, header included. 1 MiB holds the largest segment table
@@ -80,6 +83,8 @@ enum rmp_wire_type {
 	RMP_MSG_POOL_CLOSE = 0x24,
 	RMP_MSG_POOL_DESTROY = 0x25,
 	RMP_MSG_POOL_FORGET = 0x26,
+	/* the coordinator's own: a pool's new table, unasked (a donor lost) */
+	RMP_MSG_SEGTAB_PUSH = 0x27,
 	/* leases */
 	RMP_MSG_LEASE_RENEW = 0x30,
 	RMP_MSG_LEASE_GRANT = 0x31,
@@ -102,6 +107,14 @@ enum rmp_wire_pool_state {
 	RMP_POOL_DESTROYING = 3, /* its donors are being terminated */
 	RMP_POOL_RECOVERING = 4, /* re-adopted after a restart: waiting for its donors */
 	RMP_POOL_LOST = 5,	 /* could not be re-adopted: note says why */
+	RMP_POOL_DEGRADED = 6,	 /* attachable, but donors are lost: their segments
+				  * are out of service and capacity is lower */
+};
+
+/* A donor entry's state in a segment table. */
+enum rmp_wire_donor_state {
+	RMP_DONOR_SERVING = 0,
+	RMP_DONOR_LOST = 1, /* dead: its segments are out of service for good */
 };
 
 /* How a spawn or terminate request is going (RMP_MSG_PROGRESS). */
@@ -213,6 +226,7 @@ struct rmp_wire_pool_open {
 struct rmp_wire_donor_entry {
 	uint32_t donor_id;
 	struct rmp_wire_endpoint endpoint;
+	uint8_t state; /* enum rmp_wire_donor_state */
 };
 
 struct rmp_wire_segment {
@@ -226,7 +240,8 @@ struct rmp_wire_segment {
  * count is 2^(space_log2 - segment_log2). */
 struct rmp_wire_segtab {
 	uint64_t version;
-	uint64_t capacity; /* usable bytes asked for */
+	/* usable bytes in service: asked for, less those on lost donors */
+	uint64_t capacity;
 	uint8_t space_log2;
 	uint8_t min_block_log2;
 	uint8_t segment_log2;
@@ -252,6 +267,15 @@ struct rmp_wire_segtab_fetch {
 
 struct rmp_wire_segtab_reply {
 	uint32_t pool_id;
+	struct rmp_wire_segtab segtab;
+};
+
+/* A new version of a pool's table, sent unasked to every consumer that
+ * holds a lease on it (a donor was lost); note says why ("" if nothing
+ * to say). Same codec as SEGTAB after the note. */
+struct rmp_wire_segtab_push {
+	uint32_t pool_id;
+	char note[RMP_WIRE_TEXT_MAX + 1];
 	struct rmp_wire_segtab segtab;
 };
 
@@ -339,6 +363,7 @@ struct rmp_wire_msg {
 		struct rmp_wire_pool_ready pool_ready;
 		struct rmp_wire_segtab_fetch segtab_fetch;
 		struct rmp_wire_segtab_reply segtab;
+		struct rmp_wire_segtab_push segtab_push;
 		struct rmp_wire_pool_close pool_close;
 		struct rmp_wire_pool_destroy pool_destroy;
 		struct rmp_wire_pool_forget pool_forget;
@@ -386,6 +411,12 @@ int rmp_wire_decode(const struct rmp_wire_frame *f, struct rmp_wire_msg *m,
 /* Both steps on a buffer that must hold exactly one frame (tests, fuzz). */
 int rmp_wire_decode_buf(const void *buf, size_t len, size_t limit, struct rmp_wire_msg *m,
 			struct rmp_wire_err *err);
+
+/* rmp_wire_decode_buf for a frame a state store kept (a recorded
+ * segment table): also accepts a version-1 SEGTAB frame, whose donor
+ * entries had no state (all serving). */
+int rmp_wire_decode_record(const void *buf, size_t len, struct rmp_wire_msg *m,
+			   struct rmp_wire_err *err);
 
 /* Encodes a whole frame into buf. 0 and *len = frame length; -ENOSPC
  * when cap is too small (*len = the length needed: pass cap 0 to ask);

@@ -99,7 +99,7 @@ int rmp_srv_adopt_segtab_decode(const uint8_t *blob, size_t len, uint32_t pool_i
 		snprintf(err, errlen, "no segment table was recorded");
 		return -EPROTO;
 	}
-	int rc = rmp_wire_decode_buf(blob, len, RMP_WIRE_MAX_FRAME, &m, &werr);
+	int rc = rmp_wire_decode_record(blob, len, &m, &werr);
 	if (rc) {
 		snprintf(err, errlen, "the recorded segment table does not decode: %s", werr.text);
 		return -EPROTO;

@@ -35,13 +35,15 @@
  *   re-adopted, or lost)    reconnects; if it is not back within
  *                           donor-return-timeout it is LOST (a log line,
  *                           status, metrics). A LOST donor stays in its
- *                           pool, uncharged: its segments stay in the
- *                           table, unbacked (the reclaim work takes them
- *                           out of the allocator). An agent's report that
- *                           the process exited makes it LOST at once.
- * Consumers' reads and writes of unbacked segments fail (their rdma_cm
- * connection to the donor is refused or broken); they never return other
- * data.
+ *                           pool, uncharged, and its segments leave
+ *                           service (pool.c, rmp_srv_pool_donor_lost: a
+ *                           new table version marks it lost, consumers
+ *                           get it pushed, self.c retires its segments in
+ *                           the allocator); it is never taken back. An
+ *                           agent's report that the process exited makes
+ *                           it LOST at once.
+ * Consumers' reads and writes of lost segments fail with -RMP_EDONOR;
+ * they never return other data.
  *
  * Termination: TERMINATE goes through the agent when there is one, else
  * on the donor's own connection; the record stays until the exit is
@@ -64,6 +66,7 @@
 #include "adopt.h"
 #include "clock.h"
 #include "debug.h"
+#include "layout.h"
 #include "log.h"
 #include "srv.h"
 
@@ -377,6 +380,15 @@ static void donor_readopt(struct rmp_srv_conn *c, struct rmp_srv_donor *d,
 		readopt_to_terminate(c, d);
 		return;
 	}
+	if (d->state == RMP_SRV_DONOR_LOST && p && rmp_srv_segtab_is_lost(&p->segtab, d->id)) {
+		/* Its segments left service for good (retired in the
+		 * allocator, consumers told): nothing brings them back. */
+		rmp_srv_conn_send_error(c, ESTALE, RMP_MSG_DONOR_REGISTER,
+					"donor %" PRIu32 " of pool %s was lost and its segments left "
+					"service (segment table version %" PRIu64 "): not taken back",
+					d->id, p->name, p->segtab.version);
+		return;
+	}
 	struct rmp_srv_donor got = { .pid = r->pid, .region = r->region };
 	endpoint_from(&got, c, &r->endpoint);
 	struct rmp_srv_adopt_donor rec = { d->pid, d->region, d->endpoint };
@@ -516,13 +528,15 @@ void rmp_srv_donor_lost(struct rmp_srv *srv, struct rmp_srv_donor *d, const char
 		rmp_config_format_bytes(d->region_len, len, sizeof(len));
 		rmp_log_warn("pool %s: donor %" PRIu32 " on %s (pid %" PRIu32 ") is lost: %s; its "
 			     "%" PRIu64 " segment(s), pool addresses [%" PRIu64 ", %" PRIu64 ") (%s), "
-			     "stay in the table, unbacked: reads and writes of them fail",
+			     "leave service",
 			     p->name, d->id, d->host, d->pid, why, d->region_len / seg, d->base,
 			     d->base + d->region_len, len);
 	}
 	rmp_srv_persist_donor_state(srv, d);
-	if (p)
+	if (p) {
+		rmp_srv_pool_donor_lost(p, d, why);
 		rmp_srv_pool_check_recovered(p);
+	}
 }
 
 void rmp_srv_donors_tick(struct rmp_srv *srv, uint64_t now_ms)

@@ -132,3 +132,67 @@ uint64_t rmp_srv_segtab_backed(const struct rmp_wire_segment *segs, uint64_t n_s
 		n += segs[j].donor_id != RMP_WIRE_SEG_RESERVED;
 	return n << segment_log2;
 }
+
+bool rmp_srv_segtab_is_lost(const struct rmp_wire_segtab *t, uint32_t donor_id)
+{
+	for (uint32_t i = 0; i < t->n_donors; i++)
+		if (t->donors[i].donor_id == donor_id)
+			return t->donors[i].state == RMP_DONOR_LOST;
+	return false;
+}
+
+/* Bytes of segment j below `limit`. */
+static uint64_t seg_below(uint64_t j, unsigned segment_log2, uint64_t limit)
+{
+	uint64_t start = j << segment_log2, len = UINT64_C(1) << segment_log2;
+
+	if (start >= limit)
+		return 0;
+	return limit - start < len ? limit - start : len;
+}
+
+uint64_t rmp_srv_segtab_lost_usable(const struct rmp_wire_segtab *t, uint64_t usable)
+{
+	uint64_t n = 0;
+
+	for (uint32_t j = 0; j < t->n_segments; j++)
+		if (t->segments[j].donor_id != RMP_WIRE_SEG_RESERVED &&
+		    rmp_srv_segtab_is_lost(t, t->segments[j].donor_id))
+			n += seg_below(j, t->segment_log2, usable);
+	return n;
+}
+
+uint32_t rmp_srv_segtab_lost_segments(const struct rmp_wire_segtab *t, uint64_t usable,
+				      uint32_t *out, uint32_t cap)
+{
+	uint32_t n = 0;
+
+	for (uint32_t j = 0; j < t->n_segments; j++) {
+		if (t->segments[j].donor_id == RMP_WIRE_SEG_RESERVED ||
+		    !rmp_srv_segtab_is_lost(t, t->segments[j].donor_id) ||
+		    seg_below(j, t->segment_log2, usable) == 0)
+			continue;
+		if (n < cap)
+			out[n] = j;
+		n++;
+	}
+	return n;
+}
+
+int rmp_srv_segtab_donor_lost(struct rmp_wire_segtab *t, uint32_t donor_id, uint64_t asked)
+{
+	struct rmp_wire_donor_entry *e = NULL;
+
+	for (uint32_t i = 0; i < t->n_donors && !e; i++)
+		if (t->donors[i].donor_id == donor_id)
+			e = &t->donors[i];
+	if (!e)
+		return -ENOENT;
+	if (e->state == RMP_DONOR_LOST)
+		return 0;
+	e->state = RMP_DONOR_LOST;
+	uint64_t lost = rmp_srv_segtab_lost_usable(t, asked);
+	rmp_assert(lost <= asked);
+	t->capacity = asked - lost;
+	return 1;
+}

@@ -14,6 +14,7 @@
 #ifndef RMP_SRV_LAYOUT_H
 #define RMP_SRV_LAYOUT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -79,5 +80,23 @@ int rmp_srv_segtab_fill(struct rmp_wire_segment *segs, uint64_t n_segments, unsi
 /* Bytes of the space with memory behind them. */
 uint64_t rmp_srv_segtab_backed(const struct rmp_wire_segment *segs, uint64_t n_segments,
 			       unsigned segment_log2);
+
+/* A donor dies (DESIGN.md, "Donor death"): its entry in t is marked
+ * RMP_DONOR_LOST and t->capacity becomes `asked` (the pool's capacity at
+ * creation) less the bytes below it on every lost donor. The version is
+ * the caller's to raise. 1: marked now; 0: it was lost already (nothing
+ * changed); -ENOENT: no such donor in t. */
+int rmp_srv_segtab_donor_lost(struct rmp_wire_segtab *t, uint32_t donor_id, uint64_t asked);
+
+/* Whether the donor entry of donor_id in t is lost. */
+bool rmp_srv_segtab_is_lost(const struct rmp_wire_segtab *t, uint32_t donor_id);
+
+/* Bytes of t's usable range [0, usable) whose segments lie on lost donors. */
+uint64_t rmp_srv_segtab_lost_usable(const struct rmp_wire_segtab *t, uint64_t usable);
+
+/* The segments of lost donors that hold usable bytes (below `usable`),
+ * in order: up to cap indexes into out; returns how many there are. */
+uint32_t rmp_srv_segtab_lost_segments(const struct rmp_wire_segtab *t, uint64_t usable,
+				      uint32_t *out, uint32_t cap);
 
 #endif /* RMP_SRV_LAYOUT_H */

@@ -267,6 +267,9 @@ int main(int argc, char **argv)
 		goto out_events;
 	if (rmp_srv_http_start(&srv))
 		goto out_listen;
+	if (rmp_srv_self_start(&srv))
+		rmp_log_warn("the loopback engine did not start: lost donors' segments will not be "
+			     "retired in the allocator");
 	rmp_srv_rdma_start(&srv);
 	/* Recorded pools are checked now; those that need the listener's
 	 * protection domain and find none wait for the retry that binds it
@@ -287,6 +290,7 @@ int main(int argc, char **argv)
 
 out_listen:
 	rmp_srv_conn_close_all(&srv);
+	rmp_srv_self_stop(&srv); /* its connection goes before the pools' registrations */
 	rmp_srv_pools_free_all(&srv); /* deregisters: before the listener's PD goes */
 	while (srv.agents) {
 		struct rmp_srv_agent *a = srv.agents;

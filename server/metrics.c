@@ -33,6 +33,8 @@ static const struct row rows[] = {
 	ROW(pools_recovering, "gauge",
 	    "Pools re-adopted after a restart that wait for their donors to register again."),
 	ROW(pools_lost, "gauge", "Pools that could not be re-adopted (rmpool status says why)."),
+	ROW(pools_degraded, "gauge",
+	    "Ready pools with lost donors: their segments out of service, capacity lower."),
 	ROW(donors_away, "gauge",
 	    "Donors whose control connection is gone (or not back since a restart), within "
 	    "their return timeout."),
@@ -51,6 +53,15 @@ static const struct row rows[] = {
 	ROW(donors_readopted_total, "counter",
 	    "Donors taken back after a restart or a dropped control connection."),
 	ROW(state_errors_total, "counter", "Writes to the state store that failed."),
+	ROW(donors_retired_total, "counter",
+	    "Donors taken out of service in their pool's segment table (a new version)."),
+	ROW(segtab_pushes_total, "counter", "Segment tables pushed to consumers (SEGTAB_PUSH)."),
+	ROW(retire_passes_total, "counter",
+	    "Passes of the coordinator's loopback engine that retired lost donors' segments."),
+	ROW(retire_failures_total, "counter",
+	    "Such passes that failed (the log says why; later passes try again)."),
+	ROW(retired_bytes_total, "counter",
+	    "Bytes of lost donors' segments made RESERVED in the allocator metadata."),
 };
 
 /* The text being built: like snprintf, it counts what does not fit. */

@@ -64,6 +64,7 @@ struct rmp_srv_metrics {
 	uint64_t connections;
 	uint64_t pools_recovering;
 	uint64_t pools_lost;
+	uint64_t pools_degraded;
 	uint64_t donors_away;
 	uint64_t donors_lost;
 	uint64_t generation;
@@ -77,6 +78,11 @@ struct rmp_srv_metrics {
 	uint64_t pools_readopted_total;
 	uint64_t donors_readopted_total;
 	uint64_t state_errors_total;
+	uint64_t donors_retired_total;
+	uint64_t segtab_pushes_total;
+	uint64_t retire_passes_total;
+	uint64_t retire_failures_total;
+	uint64_t retired_bytes_total;
 	/* labelled series (n_* 0: none) */
 	const char *version; /* rmpool_build_info; NULL: not printed */
 	const struct rmp_srv_metrics_pool *pool;

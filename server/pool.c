@@ -49,6 +49,7 @@
 #include "adopt.h"
 #include "layout.h"
 #include "clock.h"
+#include "config.h"
 #include "debug.h"
 #include "log.h"
 #include "plan.h"
@@ -107,6 +108,7 @@ static void pool_unlink(struct rmp_srv *srv, struct rmp_srv_pool *p)
 void rmp_srv_pool_free(struct rmp_srv *srv, struct rmp_srv_pool *p, bool forget)
 {
 	pool_unlink(srv, p);
+	rmp_srv_self_forget_pool(srv, p->id);
 	if (p->timer)
 		event_free(p->timer);
 	rmp_srv_rdma_dereg(&p->meta);
@@ -942,11 +944,97 @@ void rmp_srv_pool_check_recovered(struct rmp_srv_pool *p)
 		return;
 	}
 	srv->m.pools_readopted_total++;
+	/* Lost donors' segments: retired again (idempotent), in case a
+	 * restart came between a loss and its retire passes. */
+	if (rmp_srv_pool_degraded(p))
+		rmp_srv_self_retire_lost(srv, p);
 	uint32_t lost = rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_LOST);
 	rmp_log_info("pool %s (id %" PRIu32 ") re-adopted and ready, %" PRIu64 " ms after the start: "
 		     "%" PRIu32 " donor(s) back, %" PRIu32 " lost; segment table version %" PRIu64,
 		     p->name, p->id, rmp_mono_ms() - srv->start_ms,
 		     rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_REGISTERED), lost, p->segtab.version);
+}
+
+/* ---- donor death (DESIGN.md, "Donor death") ---- */
+
+/* The new table to every consumer holding a lease on p, once per
+ * connection (a consumer may hold several). Returns how many got it. */
+static uint32_t pool_push_segtab(struct rmp_srv *srv, struct rmp_srv_pool *p, const char *note)
+{
+	struct rmp_wire_msg m = { .type = RMP_MSG_SEGTAB_PUSH };
+	const struct rmp_srv_leases *t = &srv->leases;
+	uint32_t sent = 0;
+
+	m.u.segtab_push.pool_id = p->id;
+	snprintf(m.u.segtab_push.note, sizeof(m.u.segtab_push.note), "%s", note);
+	for (char *ch = m.u.segtab_push.note; *ch; ch++)
+		if ((unsigned char)*ch < 0x20 || *ch == 0x7f)
+			*ch = ' ';
+	m.u.segtab_push.segtab = p->segtab;
+	for (size_t i = 0; i < t->n; i++) {
+		const struct rmp_srv_lease *l = &t->v[i];
+		if (l->pool_id != p->id || !l->owner)
+			continue;
+		bool seen = false;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = t->v[k].pool_id == p->id && t->v[k].owner == l->owner;
+		if (!seen && rmp_srv_conn_send(l->owner, &m) == 0)
+			sent++;
+	}
+	srv->m.segtab_pushes_total += sent;
+	return sent;
+}
+
+void rmp_srv_pool_donor_lost(struct rmp_srv_pool *p, struct rmp_srv_donor *d, const char *why)
+{
+	struct rmp_srv *srv = p->srv;
+	char note[RMP_WIRE_TEXT_MAX + 1], cap[32];
+
+	if ((p->state != RMP_SRV_POOL_READY && p->state != RMP_SRV_POOL_RECOVERING) ||
+	    !p->segtab.donors)
+		return;
+	int rc = rmp_srv_segtab_donor_lost(&p->segtab, d->id, p->capacity);
+	if (rc <= 0)
+		return; /* lost already, or not in the table (not our business then) */
+	p->segtab.version++;
+	/* On record like every table; if the store fails, the donor's own
+	 * record (LOST) still says it, and a restart marks the table again
+	 * (recover.c). */
+	if (rmp_srv_persist_pool(srv, p))
+		rmp_log_warn("pool %s: segment table version %" PRIu64 " (donor %" PRIu32
+			     " lost) is not on record: %s",
+			     p->name, p->segtab.version, d->id, rmp_srv_persist_error(srv));
+	srv->m.donors_retired_total++;
+	rmp_errf(note, sizeof(note), "donor %" PRIu32 " on %s is lost: %s", d->id, d->host, why);
+	rmp_config_format_bytes(p->segtab.capacity, cap, sizeof(cap));
+	if (p->state != RMP_SRV_POOL_READY) {
+		/* Its consumers are fetching the table again anyway (they
+		 * lost the coordinator); the retire runs once it is ready. */
+		rmp_log_warn("pool %s: %s; segment table version %" PRIu64 ", %s in service", p->name,
+			     note, p->segtab.version, cap);
+		return;
+	}
+	uint64_t t0 = rmp_mono_ms();
+	uint32_t sent = pool_push_segtab(srv, p, note);
+	rmp_log_warn("pool %s: %s; its segments are out of service: segment table version %" PRIu64
+		     ", %s in service, pushed to %" PRIu32 " consumer(s) in %" PRIu64 " ms",
+		     p->name, note, p->segtab.version, cap, sent, rmp_mono_ms() - t0);
+	rmp_srv_self_retire_lost(srv, p);
+}
+
+bool rmp_srv_pool_degraded(const struct rmp_srv_pool *p)
+{
+	if (!p->segtab.donors)
+		return false;
+	for (uint32_t i = 0; i < p->segtab.n_donors; i++)
+		if (p->segtab.donors[i].state == RMP_DONOR_LOST)
+			return true;
+	return false;
+}
+
+uint64_t rmp_srv_pool_capacity(const struct rmp_srv_pool *p)
+{
+	return p->segtab.segments ? p->segtab.capacity : p->capacity;
 }
 
 void rmp_srv_pool_segtab_fetch(struct rmp_srv_conn *c, const struct rmp_wire_segtab_fetch *f)

@@ -46,6 +46,7 @@
 
 #include "adopt.h"
 #include "clock.h"
+#include "layout.h"
 #include "log.h"
 #include "srv.h"
 
@@ -206,7 +207,14 @@ static int load_donor(void *arg, const struct rmp_state_donor *r)
 	d->region_len = r->region.len;
 	if (p && p->segtab.segments)
 		d->region_len = rmp_srv_adopt_donor_bytes(&p->segtab, d->id);
-	if (p && (p->state == RMP_SRV_POOL_RECOVERING || p->state == RMP_SRV_POOL_LOST)) {
+	if (p && p->state == RMP_SRV_POOL_RECOVERING && p->segtab.donors &&
+	    (r->state == RMP_SRV_DONOR_LOST || rmp_srv_segtab_is_lost(&p->segtab, d->id))) {
+		/* Out of service for good (DESIGN.md, "Donor death"); a table
+		 * not written at the loss (the store failed) is marked now. */
+		d->state = RMP_SRV_DONOR_LOST;
+		if (rmp_srv_segtab_donor_lost(&p->segtab, d->id, p->capacity) == 1)
+			p->segtab.version++;
+	} else if (p && (p->state == RMP_SRV_POOL_RECOVERING || p->state == RMP_SRV_POOL_LOST)) {
 		d->state = RMP_SRV_DONOR_AWAY;
 		d->away_deadline_ms = ld->now_mono + srv->cfg.donor_return_ms;
 	} else if (p && p->state == RMP_SRV_POOL_PROVISIONING) {

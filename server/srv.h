@@ -45,6 +45,7 @@ struct bufferevent;
 struct evconnlistener;
 struct evhttp;
 struct rmp_srv_rdma;
+struct rmp_srv_self;
 
 struct rmp_srv_conn {
 	struct rmp_srv *srv;
@@ -155,6 +156,7 @@ struct rmp_srv {
 	struct evconnlistener *listener;
 	struct evhttp *http;
 	struct rmp_srv_rdma *rdma; /* NULL: no RDMA device; pools are refused */
+	struct rmp_srv_self *self; /* the loopback engine (self.c); NULL: not started */
 	char rdma_why_not[400];	   /* why rdma is NULL, for the refusals */
 	struct event *rdma_retry;  /* armed while the rdma_cm listener is not bound */
 	struct rmp_ctlconn_backoff rdma_backoff;
@@ -257,6 +259,15 @@ void rmp_srv_pool_donor_exited(struct rmp_srv_pool *p, struct rmp_srv_donor *d);
 /* The connection of a consumer waiting on a create or destroy closed. */
 void rmp_srv_pool_conn_closed(struct rmp_srv_conn *c);
 struct rmp_srv_pool *rmp_srv_pool_find_id(struct rmp_srv *srv, uint32_t id);
+/* Donor d of p is lost (donors.c): a ready or recovering pool's table
+ * gets a new version with d's entry lost and the capacity lowered, on
+ * record; a ready pool's consumers get it pushed (SEGTAB_PUSH) and d's
+ * segments are retired in the allocator (self.c). */
+void rmp_srv_pool_donor_lost(struct rmp_srv_pool *p, struct rmp_srv_donor *d, const char *why);
+/* Whether p's table has a lost donor. */
+bool rmp_srv_pool_degraded(const struct rmp_srv_pool *p);
+/* Usable bytes in service: the table's (asked for, less lost donors'). */
+uint64_t rmp_srv_pool_capacity(const struct rmp_srv_pool *p);
 /* A recovering pool with no donor AWAY any more is ready again (a new
  * table version, written down first). */
 void rmp_srv_pool_check_recovered(struct rmp_srv_pool *p);
@@ -310,6 +321,18 @@ void rmp_srv_recover_adopt(struct rmp_srv *srv);
 /* The rdma_cm listener came up after the start: the recovering pools that
  * waited for it are checked again and registered. */
 void rmp_srv_recover_register(struct rmp_srv *srv);
+
+/* self.c: the coordinator's own RDMA engine on its metadata (loopback
+ * to its rdma_cm listener, on a worker thread): the only way it changes
+ * allocator words (never CPU stores or atomics: DESIGN.md, Generations). */
+int rmp_srv_self_start(struct rmp_srv *srv);
+void rmp_srv_self_stop(struct rmp_srv *srv);
+/* Retires every segment of p's lost donors in the allocator now, and
+ * again at +1 s, +3 s and +10 s (a consumer that had not yet heard of
+ * the loss may have freed into them meanwhile). */
+void rmp_srv_self_retire_lost(struct rmp_srv *srv, struct rmp_srv_pool *p);
+/* p is going: passes not yet run for it are dropped. */
+void rmp_srv_self_forget_pool(struct rmp_srv *srv, uint32_t pool_id);
 
 /* status.c */
 void rmp_srv_status_reply(struct rmp_srv_conn *c);

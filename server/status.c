@@ -36,13 +36,13 @@ static uint32_t pool_donor_count(const struct rmp_srv_pool *p)
 	return n;
 }
 
-static uint8_t wire_state(enum rmp_srv_pool_state st)
+static uint8_t wire_state(const struct rmp_srv_pool *p)
 {
-	switch (st) {
+	switch (p->state) {
 	case RMP_SRV_POOL_PROVISIONING:
 		return RMP_POOL_CREATING;
 	case RMP_SRV_POOL_READY:
-		return RMP_POOL_READY;
+		return rmp_srv_pool_degraded(p) ? RMP_POOL_DEGRADED : RMP_POOL_READY;
 	case RMP_SRV_POOL_DESTROYING:
 		return RMP_POOL_DESTROYING;
 	case RMP_SRV_POOL_RECOVERING:
@@ -56,7 +56,7 @@ static uint8_t wire_state(enum rmp_srv_pool_state st)
 /* State, donors away and lost, bytes on lost donors, and a note. */
 static void pool_health(const struct rmp_srv_pool *p, struct rmp_wire_pool_status *ps)
 {
-	ps->state = wire_state(p->state);
+	ps->state = wire_state(p);
 	ps->donors_away = rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_AWAY);
 	ps->donors_lost = rmp_srv_pool_count_donors(p, RMP_SRV_DONOR_LOST);
 	for (uint32_t i = 0; i < p->n_donors; i++)
@@ -64,6 +64,11 @@ static void pool_health(const struct rmp_srv_pool *p, struct rmp_wire_pool_statu
 			ps->lost_bytes += p->donors[i]->region_len;
 	if (p->state == RMP_SRV_POOL_LOST)
 		snprintf(ps->note, sizeof(ps->note), "%s", p->lost);
+	else if (ps->donors_lost && rmp_srv_pool_degraded(p))
+		snprintf(ps->note, sizeof(ps->note),
+			 "degraded: %" PRIu32 " donor(s) lost: their segments are out of service "
+			 "(segment table version %" PRIu64 ")",
+			 ps->donors_lost, p->segtab.version);
 	else if (ps->donors_lost)
 		snprintf(ps->note, sizeof(ps->note),
 			 "%" PRIu32 " donor(s) lost: their segments are unbacked", ps->donors_lost);
@@ -118,7 +123,7 @@ void rmp_srv_status_reply(struct rmp_srv_conn *c)
 		struct rmp_wire_pool_status *ps = &s->pools[s->n_pools++];
 		memcpy(ps->name, p->name, sizeof(ps->name));
 		ps->pool_id = p->id;
-		ps->capacity = p->capacity;
+		ps->capacity = rmp_srv_pool_capacity(p);
 		ps->space = p->space;
 		ps->free_bytes = rmp_srv_pool_free_bytes(p);
 		ps->clients = rmp_srv_leases_count_pool(&srv->leases, p->id);
@@ -126,7 +131,7 @@ void rmp_srv_status_reply(struct rmp_srv_conn *c)
 		ps->segtab_version = p->segtab.version;
 		pool_health(p, ps);
 		if (p->state == RMP_SRV_POOL_READY) {
-			s->capacity += p->capacity;
+			s->capacity += ps->capacity;
 			s->free_bytes += ps->free_bytes;
 		}
 	}
@@ -160,13 +165,13 @@ void rmp_srv_status_reply(struct rmp_srv_conn *c)
 	free(s->hosts);
 }
 
-static const char *pool_state_name(enum rmp_srv_pool_state st)
+static const char *pool_state_name(const struct rmp_srv_pool *p)
 {
-	switch (st) {
+	switch (p->state) {
 	case RMP_SRV_POOL_PROVISIONING:
 		return "creating";
 	case RMP_SRV_POOL_READY:
-		return "ready";
+		return rmp_srv_pool_degraded(p) ? "degraded" : "ready";
 	case RMP_SRV_POOL_DESTROYING:
 		return "destroying";
 	case RMP_SRV_POOL_RECOVERING:
@@ -223,8 +228,8 @@ static void labelled_snapshot(struct rmp_srv *srv, struct rmp_srv_metrics *out)
 		struct rmp_wire_pool_status ps = { 0 };
 		pool_health(p, &ps);
 		pools[i] = (struct rmp_srv_metrics_pool){
-			.name = p->name, .id = p->id, .state = pool_state_name(p->state),
-			.capacity_bytes = p->capacity, .lost_bytes = ps.lost_bytes,
+			.name = p->name, .id = p->id, .state = pool_state_name(p),
+			.capacity_bytes = rmp_srv_pool_capacity(p), .lost_bytes = ps.lost_bytes,
 			.free_bytes = p->state == RMP_SRV_POOL_READY ? rmp_srv_pool_free_bytes(p) : 0,
 			.donors = pool_donor_count(p), .donors_away = ps.donors_away,
 			.donors_lost = ps.donors_lost,
@@ -273,13 +278,15 @@ void rmp_srv_metrics_snapshot(struct rmp_srv *srv, struct rmp_srv_metrics *out)
 	out->version = RMPOOL_VERSION;
 	out->pools = out->capacity_bytes = out->free_bytes = out->donors = 0;
 	out->pools_recovering = out->pools_lost = out->donors_away = out->donors_lost = 0;
+	out->pools_degraded = 0;
 	out->generation = srv->generation;
 	for (struct rmp_srv_pool *p = srv->pools; p; p = p->next) {
 		out->pools++;
 		out->pools_recovering += p->state == RMP_SRV_POOL_RECOVERING;
 		out->pools_lost += p->state == RMP_SRV_POOL_LOST;
+		out->pools_degraded += p->state == RMP_SRV_POOL_READY && rmp_srv_pool_degraded(p);
 		if (p->state == RMP_SRV_POOL_READY) {
-			out->capacity_bytes += p->capacity;
+			out->capacity_bytes += rmp_srv_pool_capacity(p);
 			out->free_bytes += rmp_srv_pool_free_bytes(p);
 		}
 	}

@@ -256,7 +256,8 @@ struct rmp_pool_donor {
 struct rmp_pool_info {
 	char name[65];
 	uint32_t pool_id;
-	uint64_t capacity;     /* usable bytes asked for at creation */
+	uint64_t capacity;     /* usable bytes in service: asked for at creation, less those
+				* on lost donors */
 	uint64_t space;        /* 2^M: the address space */
 	uint64_t backed;       /* bytes with donor memory behind them */
 	uint64_t min_block;
@@ -271,6 +272,10 @@ struct rmp_pool_info {
 	size_t n_hosts;        /* distinct donor hosts */
 	size_t n_donors;
 	struct rmp_pool_donor *donors;
+	/* Donors the coordinator took out of service (dead): operations
+	 * touching their segments fail with -RMP_EDONOR. */
+	uint32_t donors_lost;
+	uint64_t lost_bytes;   /* bytes of the space on them */
 };
 
 /* What the client knows of p (from its last segment table). Free with
@@ -467,6 +472,8 @@ enum rmp_pool_state {
 					* donors to register again (attach: -EAGAIN meanwhile) */
 	RMP_POOL_STATE_LOST = 5,       /* could not be re-adopted (note says why; attach: -EIO);
 					* rmp_pool_forget() removes it */
+	RMP_POOL_STATE_DEGRADED = 6,   /* attachable, but donors are lost: their segments are out
+					* of service, capacity is lower by lost_bytes */
 };
 
 struct rmp_status_pool {

@@ -440,6 +440,8 @@ static void json_pool_info(FILE *f, const struct rmp_pool_info *in, const char *
 	fprintf(f, ", \"port\": %u},\n", (unsigned)in->coordinator_port);
 	fprintf(f, "%s  \"lease\": {\"id\": %" PRIu64 ", \"ttl_ms\": %u, \"expired\": %s},\n", indent,
 		in->lease_id, in->lease_ttl_ms, in->lease_expired ? "true" : "false");
+	fprintf(f, "%s  \"donors_lost\": %u,\n%s  \"lost_bytes\": %" PRIu64 ",\n", indent,
+		in->donors_lost, indent, in->lost_bytes);
 	fprintf(f, "%s  \"hosts\": %zu,\n%s  \"donors\": [", indent, in->n_hosts, indent);
 	for (size_t i = 0; i < in->n_donors; i++) {
 		const struct rmp_pool_donor *d = &in->donors[i];
@@ -659,6 +661,10 @@ static int cmd_pool_info(struct cli *cli, const struct cli_cmd *self, int argc, 
 		       (unsigned)in->coordinator_port, in->segtab_version);
 		printf("  %zu donor%s on %zu host%s\n", in->n_donors, in->n_donors == 1 ? "" : "s",
 		       in->n_hosts, in->n_hosts == 1 ? "" : "s");
+		if (in->donors_lost)
+			printf("  degraded: %u donor%s lost, %s of the space out of service\n",
+			       in->donors_lost, in->donors_lost == 1 ? "" : "s",
+			       human(in->lost_bytes, b1, sizeof(b1)));
 		print_donors(stdout, in);
 	}
 	rmp_pool_info_free(in);
@@ -693,6 +699,8 @@ static const char *pool_state_name(enum rmp_pool_state st)
 		return "recovering";
 	case RMP_POOL_STATE_LOST:
 		return "lost";
+	case RMP_POOL_STATE_DEGRADED:
+		return "degraded";
 	}
 	return "unknown";
 }

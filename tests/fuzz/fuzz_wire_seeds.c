@@ -49,6 +49,7 @@ static void segtab(struct rmp_wire_segtab *t)
 		snprintf(donors[i].endpoint.host, sizeof(donors[i].endpoint.host), "10.0.0.%u",
 			 i + 2);
 		donors[i].endpoint.port = 20000;
+		donors[i].state = i ? RMP_DONOR_LOST : RMP_DONOR_SERVING;
 	}
 	for (unsigned i = 0; i < 4; i++)
 		segments[i] = i < 3 ? (struct rmp_wire_segment){1 + i % 2, 0x100 + i, 0x7f00 + i}
@@ -97,6 +98,10 @@ static void fill(unsigned type, struct rmp_wire_msg *m)
 		break;
 	case RMP_MSG_SEGTAB:
 		segtab(&m->u.segtab.segtab);
+		break;
+	case RMP_MSG_SEGTAB_PUSH:
+		strcpy(m->u.segtab_push.note, "donor 2 on 10.0.0.3 is lost");
+		segtab(&m->u.segtab_push.segtab);
 		break;
 	case RMP_MSG_POOL_DESTROY:
 		strcpy(m->u.pool_destroy.name, "seed-pool");

@@ -1458,6 +1458,141 @@ static void case_recorded(void)
 	stop_server();
 }
 
+/* ---- donor death (DESIGN.md, "Donor death") ---- */
+
+#define DL_POOL 7
+#define DL_LIVE 21 /* donor that comes back */
+#define DL_DEAD 22 /* donor that never does */
+
+/* A ready pool on record, 8 MiB in two 4 MiB segments on donors 21 and
+ * 22, with sound metadata in shm (so that it waits, recovering, for the
+ * rdma_cm listener that never binds here instead of being lost). */
+static void craft_two_donor_pool(const char *dir, const char *name, char *shm, size_t shmcap)
+{
+	struct rmp_buddy_geom g;
+	struct rmp_state *st;
+	uint64_t gen;
+	char err[512];
+
+	REQUIRE(rmp_buddy_geom_init(&g, 23, 12) == 0, "geometry");
+	snprintf(shm, shmcap, "/rmpool-itest-dl-%d", (int)getpid());
+	uint64_t len = g.total_words * sizeof(uint64_t);
+	uint64_t *words = calloc(g.total_words, sizeof(uint64_t));
+	REQUIRE(words, "calloc");
+	rmp_buddy_format(words, &g, 2 * REC_SEG);
+	int fd = shm_open(shm, O_RDWR | O_CREAT | O_EXCL, 0600);
+	REQUIRE(fd >= 0, "shm_open(%s): %s", shm, strerror(errno));
+	REQUIRE(write(fd, words, len) == (ssize_t)len, "write %s", shm);
+	close(fd);
+	free(words);
+
+	struct rmp_wire_segment segs[2] = { { DL_LIVE, 7, REC_DONOR_ADDR }, { DL_DEAD, 8, REC_DONOR_ADDR } };
+	struct rmp_wire_donor_entry dn[2] = { { .donor_id = DL_LIVE, .endpoint = { "127.0.0.1", 9999 } },
+					      { .donor_id = DL_DEAD, .endpoint = { "127.0.0.1", 9998 } } };
+	struct rmp_wire_segtab t = { .version = 1, .capacity = 2 * REC_SEG, .space_log2 = 23,
+				     .min_block_log2 = 12, .segment_log2 = 22,
+				     .meta = { 0x1000, len, 5 }, .coordinator = { "127.0.0.1", 7402 },
+				     .n_donors = 2, .donors = dn, .n_segments = 2, .segments = segs };
+	struct rmp_state_pool p = { .id = DL_POOL, .state = 1 /* ready */, .capacity = 2 * REC_SEG,
+				    .space_log2 = 23, .segment_log2 = 22, .min_block_log2 = 12,
+				    .meta_len = len, .segtab_version = 1 };
+	snprintf(p.name, sizeof(p.name), "%s", name);
+	snprintf(p.meta_shm, sizeof(p.meta_shm), "%s", shm);
+	uint8_t *blob = NULL;
+	REQUIRE(rmp_srv_adopt_segtab_encode(DL_POOL, &t, &blob, &p.segtab_len) == 0, "encode");
+	p.segtab = blob;
+	REQUIRE(rmp_state_open_sqlite(dir, &st, &gen, err, sizeof(err)) == 0, "%s", err);
+	REQUIRE(rmp_state_begin(st) == 0, "%s", rmp_state_error(st));
+	REQUIRE(rmp_state_pool_put(st, &p) == 0, "%s", rmp_state_error(st));
+	for (uint32_t i = 0; i < 2; i++) {
+		struct rmp_state_donor d = { .id = dn[i].donor_id, .pool_id = DL_POOL, .state = 2,
+					     .pid = 5000 + i, .host = "itest-host",
+					     .region = { REC_DONOR_ADDR, REC_SEG, 7 + i },
+					     .endpoint = dn[i].endpoint, .base = i * REC_SEG,
+					     .cost = REC_SEG + 4096 };
+		REQUIRE(rmp_state_donor_put(st, &d) == 0, "%s", rmp_state_error(st));
+	}
+	REQUIRE(rmp_state_counter_set(st, RMP_STATE_NEXT_POOL, 8) == 0 &&
+			rmp_state_counter_set(st, RMP_STATE_NEXT_DONOR, 100) == 0,
+		"%s", rmp_state_error(st));
+	REQUIRE(rmp_state_commit(st) == 0, "%s", rmp_state_error(st));
+	rmp_state_close(st);
+	free(blob);
+}
+
+static int dl_register(uint32_t id, uint32_t pid, uint32_t rkey, uint16_t port, struct rmp_wire_msg *r)
+{
+	struct rmp_wire_msg m = { .type = RMP_MSG_DONOR_REGISTER };
+	int fd = connect_ctl();
+
+	REQUIRE(handshake(fd, RMP_ROLE_DONOR, SECRET, NULL), "donor auth");
+	m.u.donor_register = (struct rmp_wire_donor_register){
+		.donor_id = id, .pool_id = DL_POOL, .pid = pid,
+		.region = { REC_DONOR_ADDR, REC_SEG, rkey }, .endpoint = { "127.0.0.1", port } };
+	send_msg(fd, &m);
+	recv_msg(fd, r);
+	return fd;
+}
+
+/* A donor of a pool past creation does not come back in time: it is
+ * lost, and its segments leave service - a new table version with its
+ * entry lost, the capacity in service down by its bytes, both on record:
+ * after a restart it is lost at once (not away again) and refused when
+ * it registers. (Pushing to consumers and retiring in the metadata need
+ * a ready pool, which needs RDMA: rdma_donor_death.) */
+static void case_donor_lost(void)
+{
+	struct rmp_wire_pool_status ps;
+	struct rmp_wire_msg r;
+	char name[40], shm[64];
+
+	snprintf(name, sizeof(name), "itest-dl-%d", (int)getpid());
+	craft_two_donor_pool(the_state_dir(), name, shm, sizeof(shm));
+	start_server("--rdma-addr", NO_SUCH_RDMA_ADDR, "--donor-return-timeout", "1s", NULL);
+	int fd = client();
+	REQUIRE(pool_status(fd, name, &ps, NULL) && ps.state == RMP_POOL_RECOVERING &&
+			ps.donors_away == 2 && ps.segtab_version == 1 && ps.capacity == 2 * REC_SEG,
+		"pool %s: state %u, away %u, version %" PRIu64 ", capacity %" PRIu64, name, ps.state,
+		ps.donors_away, ps.segtab_version, ps.capacity);
+	int d1 = dl_register(DL_LIVE, 5000, 7, 9999, &r);
+	REQUIRE(r.type == RMP_MSG_DONOR_ACCEPTED, "donor %u: got %s \"%s\"", DL_LIVE,
+		rmp_wire_type_name(r.type), r.type == RMP_MSG_ERROR ? r.u.error.text : "");
+	uint64_t until = now_ms() + 10000;
+	while (pool_status(fd, name, &ps, NULL) && ps.donors_lost == 0) {
+		REQUIRE(now_ms() < until, "donor %u not marked lost within 10 s", DL_DEAD);
+		usleep(50000);
+	}
+	REQUIRE(ps.donors_away == 0 && ps.donors_lost == 1 && ps.segtab_version == 2 &&
+			ps.capacity == REC_SEG && ps.lost_bytes == REC_SEG,
+		"after the loss: away %u, lost %u, version %" PRIu64 ", capacity %" PRIu64
+		", lost bytes %" PRIu64,
+		ps.donors_away, ps.donors_lost, ps.segtab_version, ps.capacity, ps.lost_bytes);
+	REQUIRE(metric("rmpool_donors_retired_total") == 1, "rmpool_donors_retired_total");
+	close(d1);
+	close(fd);
+	stop_server();
+
+	start_server("--rdma-addr", NO_SUCH_RDMA_ADDR, "--donor-return-timeout", "30s", NULL);
+	fd = client();
+	REQUIRE(pool_status(fd, name, &ps, NULL) && ps.donors_away == 1 && ps.donors_lost == 1 &&
+			ps.segtab_version == 2 && ps.capacity == REC_SEG,
+		"after a restart: away %u, lost %u, version %" PRIu64 ", capacity %" PRIu64,
+		ps.donors_away, ps.donors_lost, ps.segtab_version, ps.capacity);
+	int d2 = dl_register(DL_DEAD, 5001, 8, 9998, &r);
+	REQUIRE(r.type == RMP_MSG_ERROR && r.u.error.code == ESTALE &&
+			strstr(r.u.error.text, "not taken back"),
+		"the lost donor registering again: %s \"%s\"", rmp_wire_type_name(r.type),
+		r.type == RMP_MSG_ERROR ? r.u.error.text : "");
+	close(d2);
+	d1 = dl_register(DL_LIVE, 5000, 7, 9999, &r);
+	REQUIRE(r.type == RMP_MSG_DONOR_ACCEPTED, "donor %u after the restart: got %s", DL_LIVE,
+		rmp_wire_type_name(r.type));
+	close(d1);
+	close(fd);
+	stop_server();
+	shm_unlink(shm);
+}
+
 /* ---- systemd: readiness (sd_notify) and SIGHUP ---- */
 
 /* A datagram socket where the server's sd_notify() messages arrive. */
@@ -1703,6 +1838,7 @@ int main(int argc, char **argv)
 		{ "state_dir", case_state_dir },
 		{ "state_refused", case_state_refused },
 		{ "recorded", case_recorded },
+		{ "donor_lost", case_donor_lost },
 		{ "notify", case_notify },
 		{ "sighup", case_sighup },
 		{ "cli_secret", case_cli_secret },

@@ -211,7 +211,49 @@ static void fill_segtab(struct rmp_wire_segtab *t)
 	t->segments[3] = (struct rmp_wire_segment){ .donor_id = RMP_WIRE_SEG_RESERVED };
 }
 
-enum { MODE_NORMAL = 0, MODE_SILENT_STATUS = 1, MODE_GARBAGE = 2, MODE_EXPIRE = 3, MODE_REFUSE = 4 };
+enum { MODE_NORMAL = 0, MODE_SILENT_STATUS = 1, MODE_GARBAGE = 2, MODE_EXPIRE = 3, MODE_REFUSE = 4,
+       MODE_PUSH = 5 };
+
+/* MODE_PUSH: after POOL_READY, the pushes a donor's death makes - and
+ * some the client must ignore: another pool's, an older version, then
+ * the real one (version 4: donor 2 lost, 8 MiB in service), then one
+ * whose donor list differs (the pool must be expired: reopen it). */
+static void send_pushes(struct rmp_ctlconn *conn)
+{
+	struct rmp_wire_msg out = { .type = RMP_MSG_SEGTAB_PUSH };
+	struct rmp_wire_segtab *t = &out.u.segtab_push.segtab;
+
+	fill_segtab(t);
+	t->donors[0].state = RMP_DONOR_LOST; /* ignored: another pool */
+	out.u.segtab_push.pool_id = 6;
+	t->version = 9;
+	send_msg(conn, &out);
+	out.u.segtab_push.pool_id = 5;
+	t->version = 2; /* ignored: older than the pool's 3 */
+	send_msg(conn, &out);
+	t->donors[0].state = RMP_DONOR_SERVING;
+	t->donors[1].state = RMP_DONOR_LOST;
+	t->capacity = 8u << 20;
+	t->version = 4;
+	strcpy(out.u.segtab_push.note, "donor 2 on 198.18.0.3 is lost: the donor process exited");
+	send_msg(conn, &out);
+	free(t->donors);
+	free(t->segments);
+}
+
+static void send_other_donors(struct rmp_ctlconn *conn)
+{
+	struct rmp_wire_msg out = { .type = RMP_MSG_SEGTAB_PUSH };
+	struct rmp_wire_segtab *t = &out.u.segtab_push.segtab;
+
+	fill_segtab(t);
+	out.u.segtab_push.pool_id = 5;
+	t->version = 5;
+	t->donors[1].donor_id = 3;
+	send_msg(conn, &out);
+	free(t->donors);
+	free(t->segments);
+}
 
 static void serve(struct fake *f, struct rmp_ctlconn *conn)
 {
@@ -281,6 +323,8 @@ static void serve(struct fake *f, struct rmp_ctlconn *conn)
 			send_msg(conn, &out);
 			free(out.u.pool_ready.segtab.donors);
 			free(out.u.pool_ready.segtab.segments);
+			if (f->arg == MODE_PUSH)
+				send_pushes(conn);
 			if (f->arg == MODE_EXPIRE) {
 				out = (struct rmp_wire_msg){ .type = RMP_MSG_LEASE_EXPIRED };
 				out.u.lease_expired.lease_id = 42;
@@ -295,6 +339,10 @@ static void serve(struct fake *f, struct rmp_ctlconn *conn)
 			out.u.lease_grant.lease_id = 42;
 			out.u.lease_grant.ttl_ms = 300;
 			send_msg(conn, &out);
+			break;
+		case RMP_MSG_SEGTAB_FETCH:
+			/* MODE_PUSH: the test asks for the push of another layout */
+			send_other_donors(conn);
 			break;
 		case RMP_MSG_POOL_CLOSE:
 			cr_assert_eq(in.u.pool_close.lease_id, 42);
@@ -541,6 +589,62 @@ Test(client_control, lease_expired_by_coordinator)
 	}
 	cr_assert(expired);
 	rmp_disconnect(c); /* closes p */
+	fake_stop(f);
+}
+
+/* A donor's death as the client hears of it: the pushed table's version,
+ * capacity and lost donor show in rmp_pool_info within a second; pushes
+ * of another pool, or older, change nothing; a push listing other donors
+ * expires the pool. */
+Test(client_control, segtab_push_takes_a_donor_out)
+{
+	struct fake *f = fake_start(SECRET, serve, MODE_PUSH);
+	struct rmp_pool_info *in = NULL;
+	rmp_client *c = NULL;
+	rmp_pool *p = NULL;
+
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
+	uint64_t t0 = rmp_mono_ms();
+	cr_assert_eq(rmp_pool_open(c, "p", 0, &p), 0, "%s", rmp_last_error(c));
+	uint64_t version = 0;
+	while (version != 4 && rmp_mono_ms() - t0 < 1000) {
+		cr_assert_eq(rmp_pool_info(p, &in), 0);
+		version = in->segtab_version;
+		cr_assert(version == 3 || version == 4, "version %llu", (unsigned long long)version);
+		if (version == 3) {
+			cr_assert_eq(in->donors_lost, 0);
+			cr_assert_eq(in->capacity, 12u << 20);
+		}
+		rmp_pool_info_free(in);
+		usleep(1000);
+	}
+	cr_assert_eq(version, 4, "the push did not arrive within 1 s");
+	cr_assert_eq(rmp_pool_info(p, &in), 0);
+	cr_assert_eq(in->capacity, 8u << 20);
+	cr_assert_eq(in->donors_lost, 1);
+	cr_assert_eq(in->lost_bytes, 4u << 20);
+	cr_assert_eq(in->n_donors, 2);
+	cr_assert_eq(in->donors[1].donor_id, 2);
+	cr_assert_eq(in->lease_expired, 0);
+	rmp_pool_info_free(in);
+	uint32_t donor = 0;
+	cr_assert_eq(rmp_pool_segment_donor(p, 2, &donor), 0);
+	cr_assert_eq(donor, 2, "the segments keep naming their donor");
+
+	/* Ask for the push of another layout (the fake answers a fetch with it). */
+	struct rmp_wire_msg m = { .type = RMP_MSG_SEGTAB_FETCH };
+	m.u.segtab_fetch.pool_id = 5;
+	cr_assert_eq(rmp_client_send(c, &m), 0);
+	int expired = 0;
+	for (int i = 0; i < 100 && !expired; i++) {
+		cr_assert_eq(rmp_pool_info(p, &in), 0);
+		expired = in->lease_expired;
+		cr_assert_eq(in->segtab_version, 4);
+		rmp_pool_info_free(in);
+		usleep(10000);
+	}
+	cr_assert(expired, "a table of other donors did not expire the pool");
+	rmp_disconnect(c);
 	fake_stop(f);
 }
 

@@ -95,7 +95,7 @@ static bool fake_handshake(struct fake *f, struct rmp_ctlconn *conn, uint64_t se
 	cr_assert_str_eq(in.u.hello.ident, "test-peer");
 	if (f->mode == FAKE_OVERSIZED_CHALLENGE) {
 		/* magic, version, type, then a 1 KiB payload length */
-		const uint8_t hdr[8] = { 0x52, 0x4d, 1, RMP_MSG_CHALLENGE, 0, 0, 4, 0 };
+		const uint8_t hdr[8] = { 0x52, 0x4d, RMP_WIRE_VERSION, RMP_MSG_CHALLENGE, 0, 0, 4, 0 };
 		cr_assert_eq(send(conn->fd, hdr, sizeof(hdr), MSG_NOSIGNAL), 8);
 		goto out_key;
 	}
@@ -425,7 +425,7 @@ Test(ctlconn, preauth_reader_takes_small_handshake_frames_only)
 
 	/* A frame over the pre-auth limit is refused from its header... */
 	pair(&a, &b);
-	const uint8_t hdr[8] = { 0x52, 0x4d, 1, RMP_MSG_ERROR, 0, 0, 1, 0 }; /* 256 + 8 */
+	const uint8_t hdr[8] = { 0x52, 0x4d, RMP_WIRE_VERSION, RMP_MSG_ERROR, 0, 0, 1, 0 }; /* 256 + 8 */
 	cr_assert_eq(send(b.fd, hdr, sizeof(hdr), MSG_NOSIGNAL), 8);
 	cr_assert_eq(rmp_ctlconn_fill(&a), 0);
 	cr_assert_eq(rmp_ctlconn_pop(&a, &m, err, sizeof(err)), -EMSGSIZE);

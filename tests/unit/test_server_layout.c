@@ -298,3 +298,48 @@ Test(server_layout, mixed_refuses_bad_standalone_regions)
 	cr_assert_eq(mixed(64 * MiB, 4 * MiB, 0, over, 2, 32 * MiB, 2, r, NULL), -EINVAL);
 	cr_assert_eq(mixed(64 * MiB, 4 * MiB, 0, over, 2, 32 * MiB, 1, r, NULL), 0);
 }
+
+/* A donor dies: its entry is marked lost, the capacity in service drops
+ * by its usable bytes (those below the capacity asked for), a second loss
+ * of it changes nothing, and its usable segments are listed for the
+ * retire passes (not the tail past the capacity). */
+Test(server_layout, segtab_donor_lost)
+{
+	/* 64 MiB space of 4 MiB segments: donor 7 backs [0, 24), donor 8
+	 * [24, 44) MiB; 42 MiB asked for, so 8's last segment is 2 MiB usable. */
+	struct rmp_wire_segment segs[16];
+	struct rmp_wire_donor_entry donors[2] = { { .donor_id = 7 }, { .donor_id = 8 } };
+	struct rmp_srv_backing b[2] = {
+		{ .donor_id = 7, .rkey = 70, .addr = 0x10000000, .len = 24 * MiB, .base = 0 },
+		{ .donor_id = 8, .rkey = 80, .addr = 0x20000000, .len = 20 * MiB, .base = 24 * MiB },
+	};
+	struct rmp_wire_segtab t = { .version = 1, .capacity = 42 * MiB, .space_log2 = 26,
+				     .min_block_log2 = 12, .segment_log2 = 22, .n_donors = 2,
+				     .donors = donors, .n_segments = 16, .segments = segs };
+	char err[160];
+	uint32_t list[16];
+
+	cr_assert_eq(rmp_srv_segtab_fill(segs, 16, 22, b, 2, err, sizeof(err)), 0, "%s", err);
+	cr_assert_not(rmp_srv_segtab_is_lost(&t, 8));
+	cr_assert_eq(rmp_srv_segtab_lost_usable(&t, 42 * MiB), 0);
+	cr_assert_eq(rmp_srv_segtab_lost_segments(&t, 42 * MiB, list, 16), 0);
+	cr_assert_eq(rmp_srv_segtab_donor_lost(&t, 9, 42 * MiB), -ENOENT);
+
+	cr_assert_eq(rmp_srv_segtab_donor_lost(&t, 8, 42 * MiB), 1);
+	cr_assert(rmp_srv_segtab_is_lost(&t, 8));
+	cr_assert_not(rmp_srv_segtab_is_lost(&t, 7));
+	cr_assert_eq(donors[1].state, RMP_DONOR_LOST);
+	cr_assert_eq(t.capacity, 24 * MiB, "capacity %llu", (unsigned long long)t.capacity);
+	cr_assert_eq(rmp_srv_segtab_lost_usable(&t, 42 * MiB), 18 * MiB);
+	/* segments 6..10 hold usable bytes (10: 2 MiB of it); 11 is tail */
+	cr_assert_eq(rmp_srv_segtab_lost_segments(&t, 42 * MiB, list, 16), 5);
+	for (uint32_t i = 0; i < 5; i++)
+		cr_assert_eq(list[i], 6 + i);
+	cr_assert_eq(rmp_srv_segtab_lost_segments(&t, 42 * MiB, list, 2), 5, "count beyond cap");
+	cr_assert_eq(rmp_srv_segtab_donor_lost(&t, 8, 42 * MiB), 0, "lost twice");
+	cr_assert_eq(t.capacity, 24 * MiB);
+
+	cr_assert_eq(rmp_srv_segtab_donor_lost(&t, 7, 42 * MiB), 1);
+	cr_assert_eq(t.capacity, 0);
+	cr_assert_eq(rmp_srv_segtab_lost_segments(&t, 42 * MiB, NULL, 0), 11);
+}

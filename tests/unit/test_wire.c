@@ -20,7 +20,7 @@ static const enum rmp_wire_type all_types[] = {
 	RMP_MSG_SEGTAB_FETCH,	RMP_MSG_SEGTAB,		  RMP_MSG_POOL_CLOSE,
 	RMP_MSG_POOL_DESTROY,	RMP_MSG_LEASE_RENEW,	  RMP_MSG_LEASE_GRANT,
 	RMP_MSG_LEASE_EXPIRED,	RMP_MSG_STATUS_REQUEST,	  RMP_MSG_STATUS_REPLY,
-	RMP_MSG_POOL_FORGET,
+	RMP_MSG_POOL_FORGET,	RMP_MSG_SEGTAB_PUSH,
 };
 #define N_TYPES (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -45,6 +45,7 @@ static void sample_segtab(struct rmp_wire_segtab *t)
 		snprintf(sample_donors[i].endpoint.host, sizeof(sample_donors[i].endpoint.host),
 			 "fe80::%u", i + 1);
 		sample_donors[i].endpoint.port = (uint16_t)(20000 + i);
+		sample_donors[i].state = i == 1 ? RMP_DONOR_LOST : RMP_DONOR_SERVING;
 	}
 	for (unsigned i = 0; i < 8; i++) {
 		bool reserved = i >= 6;
@@ -142,6 +143,11 @@ static void sample(enum rmp_wire_type type, struct rmp_wire_msg *m)
 	case RMP_MSG_SEGTAB:
 		m->u.segtab.pool_id = 4;
 		sample_segtab(&m->u.segtab.segtab);
+		break;
+	case RMP_MSG_SEGTAB_PUSH:
+		m->u.segtab_push.pool_id = 4;
+		strcpy(m->u.segtab_push.note, "donor 11 on fe80::2 is lost: the donor process exited");
+		sample_segtab(&m->u.segtab_push.segtab);
 		break;
 	case RMP_MSG_POOL_CLOSE:
 		m->u.pool_close = (struct rmp_wire_pool_close){4, 0xfeedull};
@@ -290,7 +296,7 @@ Test(wire, header_is_big_endian)
 
 	sample(RMP_MSG_LEASE_RENEW, &m);
 	uint8_t *buf = encode_exact(&m, &len);
-	const uint8_t want[] = {'R', 'M', 1, RMP_MSG_LEASE_RENEW, 0, 0, 0, 8,
+	const uint8_t want[] = {'R', 'M', 2, RMP_MSG_LEASE_RENEW, 0, 0, 0, 8,
 				0,   0,	  0, 0,			  0, 0, 0xfe, 0xed};
 	cr_assert_eq(len, sizeof(want));
 	cr_assert(memcmp(buf, want, len) == 0);
@@ -383,13 +389,14 @@ Test(wire, bad_headers)
 		{"magic byte 0", {'G', 'E', 'T', ' ', 0, 0, 0, 0}, 1, -EPROTO, "magic"},
 		{"magic byte 1", {'R', 'X', 1, 1, 0, 0, 0, 0}, 2, -EPROTO, "magic"},
 		{"version 0", {'R', 'M', 0, 1, 0, 0, 0, 0}, 3, -EPROTONOSUPPORT, "version 0"},
-		{"version 2", {'R', 'M', 2, 1, 0, 0, 0, 0}, 3, -EPROTONOSUPPORT, "version 2"},
-		{"type 0", {'R', 'M', 1, 0, 0, 0, 0, 0}, 4, -ENOMSG, "0x00"},
-		{"type 0x07", {'R', 'M', 1, 0x07, 0, 0, 0, 0}, 4, -ENOMSG, "0x07"},
-		{"type 0xff", {'R', 'M', 1, 0xff, 0, 0, 0, 0}, 4, -ENOMSG, "0xff"},
-		{"len 1 MiB", {'R', 'M', 1, RMP_MSG_STATUS_REQUEST, 0, 0x10, 0, 0}, 8, -EMSGSIZE,
+		{"version 3", {'R', 'M', 3, 1, 0, 0, 0, 0}, 3, -EPROTONOSUPPORT, "version 3"},
+		{"version 1", {'R', 'M', 1, 1, 0, 0, 0, 0}, 3, -EPROTONOSUPPORT, "version 1"},
+		{"type 0", {'R', 'M', RMP_WIRE_VERSION, 0, 0, 0, 0, 0}, 4, -ENOMSG, "0x00"},
+		{"type 0x07", {'R', 'M', RMP_WIRE_VERSION, 0x07, 0, 0, 0, 0}, 4, -ENOMSG, "0x07"},
+		{"type 0xff", {'R', 'M', RMP_WIRE_VERSION, 0xff, 0, 0, 0, 0}, 4, -ENOMSG, "0xff"},
+		{"len 1 MiB", {'R', 'M', RMP_WIRE_VERSION, RMP_MSG_STATUS_REQUEST, 0, 0x10, 0, 0}, 8, -EMSGSIZE,
 		 "exceeds"},
-		{"len 4 GiB-1", {'R', 'M', 1, RMP_MSG_HELLO, 0xff, 0xff, 0xff, 0xff}, 8, -EMSGSIZE,
+		{"len 4 GiB-1", {'R', 'M', RMP_WIRE_VERSION, RMP_MSG_HELLO, 0xff, 0xff, 0xff, 0xff}, 8, -EMSGSIZE,
 		 "4294967295"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -414,7 +421,7 @@ Test(wire, size_limits)
 	struct rmp_wire_frame f;
 	struct rmp_wire_err err;
 	size_t need;
-	uint8_t hdr[8] = {'R', 'M', 1, RMP_MSG_HELLO, 0, 0, 0, 0};
+	uint8_t hdr[8] = {'R', 'M', RMP_WIRE_VERSION, RMP_MSG_HELLO, 0, 0, 0, 0};
 
 	/* exactly at the limit: fine (needs the payload); one above: not */
 	set_len(hdr, RMP_WIRE_MAX_FRAME - RMP_WIRE_HDR_LEN);
@@ -565,8 +572,9 @@ Test(wire, segtab_counts)
 	cr_assert_eq(rmp_wire_decode_buf(buf, len, 0, &out, &err), -EBADMSG);
 	cr_assert(strstr(err.text, "n_segments"), "%s", err.text);
 	buf[at + 3] = 8;
-	/* break the last donor's port: donors array allocated, then failure */
-	size_t port_at = at - 2;
+	/* break the last donor's port (before its state byte): donors array
+	 * allocated, then failure */
+	size_t port_at = at - 3;
 	buf[port_at] = 0;
 	buf[port_at + 1] = 0;
 	cr_assert_eq(rmp_wire_decode_buf(buf, len, 0, &out, &err), -EBADMSG);
@@ -580,6 +588,101 @@ Test(wire, segtab_counts)
 	sample(RMP_MSG_SEGTAB, &m);
 	m.u.segtab.segtab.n_donors = RMP_WIRE_MAX_DONORS + 1;
 	cr_assert_eq(rmp_wire_encode(&m, NULL, 0, &len), -EINVAL);
+}
+
+/* Donor states: lost travels in every table message, anything else is
+ * refused both ways. */
+Test(wire, donor_states)
+{
+	static const enum rmp_wire_type types[] = { RMP_MSG_POOL_READY, RMP_MSG_SEGTAB, RMP_MSG_SEGTAB_PUSH };
+	struct rmp_wire_msg m, out;
+	struct rmp_wire_err err;
+	size_t len;
+
+	for (size_t k = 0; k < 3; k++) {
+		sample(types[k], &m);
+		uint8_t *buf = encode_exact(&m, &len);
+		cr_assert_eq(rmp_wire_decode_buf(buf, len, 0, &out, &err), 0, "%s", err.text);
+		const struct rmp_wire_segtab *t = types[k] == RMP_MSG_POOL_READY ? &out.u.pool_ready.segtab
+						  : types[k] == RMP_MSG_SEGTAB	  ? &out.u.segtab.segtab
+										  : &out.u.segtab_push.segtab;
+		cr_assert_eq(t->donors[0].state, RMP_DONOR_SERVING);
+		cr_assert_eq(t->donors[1].state, RMP_DONOR_LOST);
+		cr_assert_eq(t->donors[2].state, RMP_DONOR_SERVING);
+		if (types[k] == RMP_MSG_SEGTAB_PUSH) {
+			cr_assert_eq(out.u.segtab_push.pool_id, 4);
+			cr_assert(strstr(out.u.segtab_push.note, "is lost"));
+		}
+		rmp_wire_msg_release(&out);
+		/* the last donor's state byte sits just before n_segments */
+		size_t at = len - 8 * 16 - 4 - 1;
+		cr_assert_eq(buf[at], RMP_DONOR_SERVING);
+		buf[at] = 2;
+		cr_assert_eq(rmp_wire_decode_buf(buf, len, 0, &out, &err), -EBADMSG);
+		cr_assert(strstr(err.text, "donors.state"), "%s", err.text);
+		free(buf);
+	}
+	sample(RMP_MSG_SEGTAB, &m);
+	sample_donors[0].state = 7;
+	cr_assert_eq(rmp_wire_encode(&m, NULL, 0, &len), -EINVAL);
+	sample(RMP_MSG_SEGTAB_PUSH, &m);
+	strcpy(m.u.segtab_push.note, "two\nlines");
+	cr_assert_eq(rmp_wire_encode(&m, NULL, 0, &len), -EINVAL);
+}
+
+/* A version-1 SEGTAB (a table a state store recorded before donor
+ * states): the record decoder reads it (every donor serving), the live
+ * decoder refuses it; a version-1 frame of another type is refused. */
+Test(wire, record_of_version_1)
+{
+	struct rmp_wire_msg m, out;
+	struct rmp_wire_err err = {{0}};
+	size_t len;
+
+	sample(RMP_MSG_SEGTAB, &m);
+	for (unsigned i = 0; i < 3; i++)
+		sample_donors[i].state = RMP_DONOR_SERVING;
+	uint8_t *v2 = encode_exact(&m, &len);
+	/* Drop each donor's state byte: donors start after pool_id (4),
+	 * version, capacity (16), 3 geometry bytes, meta (20), the
+	 * coordinator endpoint and n_donors (4). */
+	uint8_t *v1 = malloc(len);
+	size_t in = RMP_WIRE_HDR_LEN + 4 + 16 + 3 + 20, out_len;
+	in += 2 + strlen("coord.example") + 2 + 4;
+	memcpy(v1, v2, in);
+	out_len = in;
+	for (unsigned i = 0; i < 3; i++) {
+		size_t e = 4 + 2 + (size_t)(v2[in + 4] << 8 | v2[in + 5]) + 2;
+		memcpy(v1 + out_len, v2 + in, e);
+		out_len += e;
+		in += e + 1;
+	}
+	memcpy(v1 + out_len, v2 + in, len - in);
+	out_len += len - in;
+	cr_assert_eq(out_len, len - 3);
+	v1[2] = 1;
+	uint32_t pl = (uint32_t)(out_len - RMP_WIRE_HDR_LEN);
+	v1[4] = (uint8_t)(pl >> 24), v1[5] = (uint8_t)(pl >> 16), v1[6] = (uint8_t)(pl >> 8), v1[7] = (uint8_t)pl;
+	cr_assert_eq(rmp_wire_decode_buf(v1, out_len, 0, &out, NULL), -EPROTONOSUPPORT);
+	cr_assert_eq(rmp_wire_decode_record(v1, out_len, &out, &err), 0, "%s", err.text);
+	cr_assert_eq(out.u.segtab.segtab.n_donors, 3);
+	cr_assert_str_eq(out.u.segtab.segtab.donors[2].endpoint.host, "fe80::3");
+	cr_assert_eq(out.u.segtab.segtab.donors[1].state, RMP_DONOR_SERVING);
+	cr_assert_eq(out.u.segtab.segtab.segments[3].addr, 0x7fff00000000ull + 2048);
+	/* re-encoded as version 2: the frame it came from */
+	uint8_t *again = encode_exact(&out, &len);
+	cr_assert_eq(len, out_len + 3);
+	cr_assert(memcmp(again, v2, len) == 0);
+	rmp_wire_msg_release(&out);
+	free(again);
+	/* the record decoder still reads version 2, and refuses a cut one */
+	cr_assert_eq(rmp_wire_decode_record(v2, len, &out, &err), 0, "%s", err.text);
+	rmp_wire_msg_release(&out);
+	cr_assert_eq(rmp_wire_decode_record(v1, out_len - 1, &out, &err), -EBADMSG);
+	v1[3] = RMP_MSG_POOL_READY;
+	cr_assert_eq(rmp_wire_decode_record(v1, out_len, &out, &err), -EPROTONOSUPPORT);
+	free(v1);
+	free(v2);
 }
 
 Test(wire, encode_rejects_what_decode_would)

@@ -1,0 +1,466 @@
+/* self.c - the coordinator's own engine on its pools' allocator metadata:
+ * a loopback RDMA connection to its own rdma_cm listener, the buddy
+ * engine over it, on a worker thread.
+ *
+ * Why RDMA to itself: consumers change the metadata words with RDMA CAS
+ * and FAA, and rxe's atomics are not atomic against the CPU (DESIGN.md,
+ * Generations): a CPU store or CPU atomic on a word a consumer may CAS
+ * at the same moment can be lost. So the coordinator changes a word the
+ * way every consumer does - through the same device, as one more
+ * client - and never with the CPU. The event loop never blocks: it
+ * queues jobs; the worker connects (with a METADATA token the loop
+ * minted under the coordinator's own key), runs the engine and queues
+ * the result back, waking the loop through a pipe, which logs it and
+ * counts it (metrics). The worker touches nothing of struct rmp_srv:
+ * a job carries copies of all it needs (endpoint, token, region,
+ * geometry, segment list), so a pool freed meanwhile costs at most one
+ * refused connection.
+ *
+ * Jobs: retiring a lost donor's segments (DESIGN.md, "Donor death").
+ * Each segment is one buddy block (segment_log2, aligned), retired with
+ * rmp_buddy_retire: its FREE parts become RESERVED, so no allocation
+ * lands there and no merge brings it back; blocks allocated inside stay
+ * until their owner frees them (rmp_buddy_free_retired in the client).
+ * A consumer that had not yet received the new table may free a block
+ * there with a plain free in the meantime, so the pass runs at the loss
+ * and again at +1 s, +3 s and +10 s (retire is idempotent: later passes
+ * find only what such frees gave back). -EAGAIN (a block in passing: a
+ * split or merge half done) is retried within the pass, then left to the
+ * next pass. The reclaim work (issue 12, item 1) reuses this engine.
+ *
+ * Entry points: rmp_srv_self_start/stop (main.c), rmp_srv_self_retire_lost
+ * (pool.c), rmp_srv_self_forget_pool (a pool freed).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "layout.h"
+#include "log.h"
+#include "srv.h"
+
+/* The retire passes of one loss: at it, then these many ms after. */
+static const uint32_t self_pass_delay_ms[] = { 0, 1000, 3000, 10000 };
+#define SELF_PASSES (sizeof(self_pass_delay_ms) / sizeof(self_pass_delay_ms[0]))
+
+#ifdef RMPOOL_SERVER_HAVE_RDMA
+#include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "buddy.h"
+#include "rdma.h"
+#include "store_rdma.h"
+
+/* Every wait of a pass (connect, each round trip): a loopback through
+ * the local device answers in well under a millisecond; 5 s covers a
+ * loaded host, and a pass that fails is tried again by the next. */
+#define SELF_RDMA_TIMEOUT_MS 5000
+/* A token outlives the last pass of its loss (+10 s) with room. */
+#define SELF_TOKEN_TTL_MS 60000u
+/* -EAGAIN from retire: a block in passing; tries within one pass. */
+#define SELF_EAGAIN_TRIES 20
+#define SELF_EAGAIN_PAUSE_US 10000
+/* The engine context's id (cursor hashing; the reclaim work gives the
+ * coordinator a tag of its own). Session ids start at 1: 0 is nobody's. */
+#define SELF_CLIENT_ID 0u
+
+struct self_job {
+	struct self_job *next;
+	uint32_t pool_id;
+	char pool_name[RMP_WIRE_NAME_MAX + 1];
+	unsigned pass; /* index into self_pass_delay_ms */
+	uint64_t due_ms;
+	struct rmp_wire_endpoint ep;
+	uint8_t token[RMP_AUTH_TOKEN_LEN];
+	struct rmp_wire_region meta;
+	struct rmp_buddy_geom geom;
+	unsigned segment_log2;
+	uint32_t n_segs;
+	uint32_t *segs;
+	/* the result, filled by the worker */
+	int rc;
+	uint32_t segs_done;
+	uint64_t bytes; /* newly RESERVED */
+	uint64_t ms;
+	char err[200];
+};
+
+struct rmp_srv_self {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* CLOCK_MONOTONIC */
+	struct self_job *pending; /* by due_ms */
+	struct self_job *done;
+	bool stop;
+	pthread_t thread;
+	int pipe[2]; /* worker -> loop: results are waiting */
+	struct event *ev;
+};
+
+static void job_free(struct self_job *j)
+{
+	free(j->segs);
+	free(j);
+}
+
+/* rmp_buddy_retire is helper H1's (common/buddy.c, issue 12): until it is
+ * on main this engine can connect and run, but not retire. */
+static int self_buddy_retire(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t off,
+			     unsigned order, uint64_t *bytes)
+{
+#ifdef RMP_BUDDY_HAVE_RETIRE
+	return rmp_buddy_retire(b, ctx, off, order, bytes);
+#else
+	(void)b;
+	(void)ctx;
+	(void)off;
+	(void)order;
+	*bytes = 0;
+	return -ENOSYS;
+#endif
+}
+
+/* Retires j's segments over a connection of its own. */
+static int self_retire_segments(struct self_job *j, rmp_rdma_conn *conn, rmp_store_rdma *st)
+{
+	struct rmp_buddy b;
+	struct rmp_buddy_ctx *ctx = calloc(1, sizeof(*ctx));
+	int rc = 0;
+
+	if (!ctx)
+		return -ENOMEM;
+	rmp_buddy_init(&b, &j->geom, rmp_store_rdma_base(st));
+	rmp_buddy_ctx_init(ctx, &b, SELF_CLIENT_ID);
+	for (uint32_t i = 0; i < j->n_segs && rc == 0; i++) {
+		uint64_t off = (uint64_t)j->segs[i] << j->segment_log2, bytes = 0;
+		for (int t = 0; t < SELF_EAGAIN_TRIES; t++) {
+			rc = self_buddy_retire(&b, ctx, off, j->segment_log2, &bytes);
+			if (rc != -EAGAIN)
+				break;
+			usleep(SELF_EAGAIN_PAUSE_US);
+		}
+		if (rc) {
+			snprintf(j->err, sizeof(j->err), "segment %" PRIu32 " (offset %" PRIu64 "): %s",
+				 j->segs[i], off, strerror(-rc));
+			break;
+		}
+		j->segs_done++;
+		j->bytes += bytes;
+	}
+	if (rc == 0 && rmp_rdma_conn_failed(conn))
+		rc = -EIO;
+	free(ctx);
+	return rc;
+}
+
+static void self_run(struct self_job *j)
+{
+	struct rmp_rdma_opts o = { .timeout_ms = SELF_RDMA_TIMEOUT_MS, .wait = RMP_RDMA_WAIT_ADAPTIVE };
+	rmp_rdma_conn *conn = NULL;
+	rmp_store_rdma *st = NULL;
+	uint64_t t0 = rmp_mono_ms();
+
+	j->rc = rmp_rdma_connect(j->ep.host, j->ep.port, j->token, sizeof(j->token), &o, &conn);
+	if (j->rc) {
+		rmp_errf(j->err, sizeof(j->err), "rdma_cm connect to %s:%u: %s", j->ep.host,
+			 j->ep.port, strerror(-j->rc));
+		goto out;
+	}
+	j->rc = rmp_store_rdma_create(conn, j->meta.addr, j->meta.rkey, j->meta.len / 8, &st);
+	if (j->rc) {
+		snprintf(j->err, sizeof(j->err), "word store: %s", strerror(-j->rc));
+		goto out_close;
+	}
+	/* Atomic replies: the device's byte order, on the magic word. */
+	j->rc = rmp_rdma_probe_atomic_order(conn, j->meta.addr, j->meta.rkey);
+	if (j->rc) {
+		snprintf(j->err, sizeof(j->err), "atomic byte order probe: %s", strerror(-j->rc));
+		goto out_store;
+	}
+	j->rc = self_retire_segments(j, conn, st);
+out_store:
+	if (rmp_rdma_conn_failed(conn))
+		rmp_store_rdma_abandon(st);
+	else
+		rmp_store_rdma_destroy(st); /* sends the count changes that wait */
+out_close:
+	rmp_rdma_close(conn);
+out:
+	j->ms = rmp_mono_ms() - t0;
+}
+
+static void *self_main(void *arg)
+{
+	struct rmp_srv_self *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->stop) {
+		struct self_job *j = s->pending;
+		uint64_t now = rmp_mono_ms();
+		if (!j || j->due_ms > now) {
+			if (!j) {
+				pthread_cond_wait(&s->cond, &s->lock);
+			} else {
+				struct timespec ts;
+				clock_gettime(CLOCK_MONOTONIC, &ts);
+				uint64_t wait = j->due_ms - now;
+				ts.tv_sec += (time_t)(wait / 1000);
+				ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+				if (ts.tv_nsec >= 1000000000L) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000L;
+				}
+				pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+			}
+			continue;
+		}
+		s->pending = j->next;
+		pthread_mutex_unlock(&s->lock);
+		self_run(j);
+		pthread_mutex_lock(&s->lock);
+		j->next = s->done;
+		s->done = j;
+		/* A full pipe (EAGAIN) already holds a wake-up. */
+		ssize_t w = write(s->pipe[1], "r", 1);
+		(void)w;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* The loop's side: results in, logged and counted. */
+static void self_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rmp_srv *srv = arg;
+	struct rmp_srv_self *s = srv->self;
+	char buf[64];
+
+	(void)what;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		continue;
+	pthread_mutex_lock(&s->lock);
+	struct self_job *list = s->done;
+	s->done = NULL;
+	pthread_mutex_unlock(&s->lock);
+	while (list) {
+		struct self_job *j = list;
+		list = j->next;
+		srv->m.retire_passes_total++;
+		srv->m.retired_bytes_total += j->bytes;
+		if (j->rc) {
+			srv->m.retire_failures_total++;
+			rmp_log_warn("pool %s: retire pass %u (+%" PRIu32 " ms) of lost donors' "
+				     "segments failed after %" PRIu32 " of %" PRIu32 " in %" PRIu64
+				     " ms: %s%s",
+				     j->pool_name, j->pass, self_pass_delay_ms[j->pass], j->segs_done,
+				     j->n_segs, j->ms, j->err,
+				     j->pass + 1 < SELF_PASSES ? "; the next pass tries again" : "");
+		} else {
+			rmp_log_info("pool %s: retire pass %u (+%" PRIu32 " ms): %" PRIu32
+				     " segment(s) of lost donors retired over the loopback engine in "
+				     "%" PRIu64 " ms, %" PRIu64 " byte(s) newly reserved",
+				     j->pool_name, j->pass, self_pass_delay_ms[j->pass], j->n_segs, j->ms,
+				     j->bytes);
+		}
+		job_free(j);
+	}
+}
+
+int rmp_srv_self_start(struct rmp_srv *srv)
+{
+	struct rmp_srv_self *s = calloc(1, sizeof(*s));
+	pthread_condattr_t ca;
+
+	if (!s)
+		return -ENOMEM;
+	if (pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+		int rc = -errno;
+		free(s);
+		return rc;
+	}
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	s->ev = event_new(srv->base, s->pipe[0], EV_READ | EV_PERSIST, self_done_cb, srv);
+	int rc = s->ev && event_add(s->ev, NULL) == 0 ? 0 : -ENOMEM;
+	if (rc == 0)
+		rc = -pthread_create(&s->thread, NULL, self_main, s);
+	if (rc) {
+		if (s->ev)
+			event_free(s->ev);
+		close(s->pipe[0]);
+		close(s->pipe[1]);
+		pthread_cond_destroy(&s->cond);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return rc;
+	}
+	srv->self = s;
+	return 0;
+}
+
+void rmp_srv_self_stop(struct rmp_srv *srv)
+{
+	struct rmp_srv_self *s = srv->self;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stop = true;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	pthread_join(s->thread, NULL); /* a pass running ends within its RDMA bounds */
+	for (struct self_job *l = s->pending; l;) {
+		struct self_job *j = l;
+		l = l->next;
+		job_free(j);
+	}
+	for (struct self_job *l = s->done; l;) {
+		struct self_job *j = l;
+		l = l->next;
+		job_free(j);
+	}
+	event_free(s->ev);
+	close(s->pipe[0]);
+	close(s->pipe[1]);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	srv->self = NULL;
+}
+
+/* Requires s->lock. */
+static void queue_locked(struct rmp_srv_self *s, struct self_job *j)
+{
+	struct self_job **pp = &s->pending;
+
+	while (*pp && (*pp)->due_ms <= j->due_ms)
+		pp = &(*pp)->next;
+	j->next = *pp;
+	*pp = j;
+}
+
+/* A job for one pass over p's lost segments (copied). NULL: out of memory. */
+static struct self_job *job_new(struct rmp_srv *srv, struct rmp_srv_pool *p, const uint32_t *segs,
+				uint32_t n, unsigned pass, uint64_t now)
+{
+	struct self_job *j = calloc(1, sizeof(*j));
+
+	if (!j || !(j->segs = malloc((n ? n : 1) * sizeof(*segs)))) {
+		free(j);
+		return NULL;
+	}
+	memcpy(j->segs, segs, n * sizeof(*segs));
+	j->n_segs = n;
+	j->pool_id = p->id;
+	snprintf(j->pool_name, sizeof(j->pool_name), "%s", p->name);
+	j->pass = pass;
+	j->due_ms = now + self_pass_delay_ms[pass];
+	rmp_srv_rdma_endpoint(srv, &j->ep);
+	j->meta = (struct rmp_wire_region){ .addr = (uint64_t)(uintptr_t)p->meta.mem,
+					    .len = p->meta.len,
+					    .rkey = p->meta.rkey };
+	j->geom = p->geom;
+	j->segment_log2 = p->segment_log2;
+	struct rmp_wire_token t = { .kind = RMP_TOKEN_METADATA, .target_id = p->id,
+				    .client_id = SELF_CLIENT_ID,
+				    .expires_ms = rmp_wall_ms() + SELF_TOKEN_TTL_MS,
+				    .generation = (uint16_t)srv->generation };
+	if (rmp_auth_token_make(srv->key, &t, j->token)) {
+		job_free(j);
+		return NULL;
+	}
+	return j;
+}
+
+void rmp_srv_self_retire_lost(struct rmp_srv *srv, struct rmp_srv_pool *p)
+{
+	struct rmp_srv_self *s = srv->self;
+	uint64_t usable = (p->capacity + (UINT64_C(1) << p->min_block_log2) - 1) &
+			  ~((UINT64_C(1) << p->min_block_log2) - 1);
+
+	if (!s || !srv->rdma || !p->meta.mr) {
+		rmp_log_error("pool %s: lost donors' segments cannot be retired in the allocator: %s",
+			      p->name, !s ? "the loopback engine did not start" : "no RDMA registration");
+		return;
+	}
+	uint32_t n = rmp_srv_segtab_lost_segments(&p->segtab, usable, NULL, 0);
+	if (n == 0)
+		return;
+	uint32_t *segs = malloc(n * sizeof(*segs));
+	if (!segs) {
+		rmp_log_error("pool %s: out of memory for the retire passes", p->name);
+		return;
+	}
+	rmp_srv_segtab_lost_segments(&p->segtab, usable, segs, n);
+	uint64_t now = rmp_mono_ms();
+	pthread_mutex_lock(&s->lock);
+	for (unsigned pass = 0; pass < SELF_PASSES; pass++) {
+		struct self_job *j = job_new(srv, p, segs, n, pass, now);
+		if (!j) {
+			rmp_log_error("pool %s: out of memory for retire pass %u", p->name, pass);
+			continue;
+		}
+		queue_locked(s, j);
+	}
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	free(segs);
+	rmp_log_info("pool %s: %" PRIu32 " segment(s) of lost donors to retire: now and at +1 s, "
+		     "+3 s, +10 s",
+		     p->name, n);
+}
+
+void rmp_srv_self_forget_pool(struct rmp_srv *srv, uint32_t pool_id)
+{
+	struct rmp_srv_self *s = srv->self;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	for (struct self_job **pp = &s->pending; *pp;) {
+		struct self_job *j = *pp;
+		if (j->pool_id == pool_id) {
+			*pp = j->next;
+			job_free(j);
+		} else {
+			pp = &j->next;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+#else /* !RMPOOL_SERVER_HAVE_RDMA: no pool is ever ready, nothing to retire */
+
+int rmp_srv_self_start(struct rmp_srv *srv)
+{
+	(void)srv;
+	return 0;
+}
+
+void rmp_srv_self_stop(struct rmp_srv *srv)
+{
+	(void)srv;
+}
+
+void rmp_srv_self_retire_lost(struct rmp_srv *srv, struct rmp_srv_pool *p)
+{
+	(void)srv;
+	rmp_log_error("pool %s: built without RDMA: lost donors' segments cannot be retired", p->name);
+}
+
+void rmp_srv_self_forget_pool(struct rmp_srv *srv, uint32_t pool_id)
+{
+	(void)srv;
+	(void)pool_id;
+}
+
+#endif
