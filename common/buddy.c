@@ -1988,6 +1988,84 @@ out:
 	return rc < 0 ? rc : 0;
 }
 
+/* --- holding blocks (the local heap's thread caches) --------------------
+ *
+ * A held block is ALLOC turned NONE with one CAS and nothing set below
+ * it: memory in nobody's hands as far as the metadata say, like the
+ * parent in the middle of a split. No count changes (it is not FREE
+ * either way), a search never finds it, its buddy's free sees it not FREE
+ * and does not merge (coalescing is deferred, not lost), and a free of it
+ * finds no live block: -EINVAL, so a double free of a cached block is
+ * caught from the shared state by any thread. Local memory only: the
+ * holder (rmp_heap) must give every held block back (unhold + free)
+ * before it reports ENOMEM or checks the heap.
+ */
+static int hold_cas(_Atomic uint64_t *w, uint64_t i, unsigned from, unsigned to)
+{
+	uint64_t x = atomic_load_explicit(w, memory_order_acquire);
+
+	while (state_of(x, i) == from)
+		if (atomic_compare_exchange_weak_explicit(w, &x, with_state(x, i, to), memory_order_acq_rel,
+							  memory_order_acquire))
+			return 0;
+	return -1;
+}
+
+int rmp_buddy_hold(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset, unsigned max_order,
+		   unsigned *order)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	_Atomic uint64_t *direct = b->store->direct;
+
+	if (!direct)
+		return -ENOTSUP;
+	if ((offset >> g->max_order) != 0 || (offset & ((1ull << g->min_order) - 1)) != 0)
+		return -EINVAL;
+	unsigned top = offset ? (unsigned)__builtin_ctzll(offset) : g->max_order;
+	unsigned hint = atomic_load_explicit(&ctx->last_free_order, memory_order_relaxed);
+	if (top > g->max_order)
+		top = g->max_order;
+	/* The order freed last first (one load in the steady state), then
+	 * top-down: ALLOC at (o, offset) is the live block that starts there. */
+	bool hinted = hint >= g->min_order && hint <= top;
+	for (unsigned o = hinted ? hint : top + 1; hinted || o-- > g->min_order;) {
+		unsigned t = g->max_order - o;
+		uint64_t i = offset >> o;
+		_Atomic uint64_t *w = &direct[blk_word(g, t, i)];
+		unsigned st = state_of(atomic_load_explicit(w, memory_order_acquire), i);
+		if (hinted) {
+			hinted = false;
+			if (st != ST_ALLOC) {
+				o = top + 1;
+				continue;
+			}
+		}
+		if (st == ST_NONE)
+			continue;
+		if (st != ST_ALLOC)
+			return -EINVAL;
+		*order = o;
+		if (o != hint)
+			atomic_store_explicit(&ctx->last_free_order, o, memory_order_relaxed);
+		if (o > max_order)
+			return 1; /* live, not held: the caller frees it at this order */
+		return hold_cas(w, i, ST_ALLOC, ST_NONE) == 0 ? 0 : -EINVAL;
+	}
+	return -EINVAL;
+}
+
+int rmp_buddy_unhold(const struct rmp_buddy *b, uint64_t offset, unsigned order)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	_Atomic uint64_t *direct = b->store->direct;
+
+	if (!direct)
+		return -ENOTSUP;
+	unsigned t = g->max_order - order;
+	uint64_t i = offset >> order;
+	return hold_cas(&direct[blk_word(g, t, i)], i, ST_NONE, ST_ALLOC) == 0 ? 0 : -EUCLEAN;
+}
+
 /* --- the invariant walker ---------------------------------------------- */
 
 static int check_fail(struct rmp_buddy_report *r, const char *what, unsigned t, uint64_t i)

@@ -200,6 +200,18 @@ int rmp_buddy_retire(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint6
 int rmp_buddy_free_retired(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
 			   unsigned order);
 
+/* Local memory only (-ENOTSUP otherwise): hold the live block that
+ * starts at offset, for a thread cache: 0 with *order when it was ALLOC
+ * and is now held (NONE, nothing below: no search finds it, no merge takes
+ * it, a free of it is -EINVAL); 1 with *order when it is live but larger
+ * than max_order (not held: free it at *order); -EINVAL when no live block
+ * starts there. No count changes. */
+int rmp_buddy_hold(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset, unsigned max_order,
+		   unsigned *order);
+/* Make a held block ALLOC again (one CAS): to hand it out, or to free it
+ * with rmp_buddy_free. -EUCLEAN if it is not held. */
+int rmp_buddy_unhold(const struct rmp_buddy *b, uint64_t offset, unsigned order);
+
 /* Smallest order that holds size bytes, never below the minimum;
  * -EINVAL for 0 or more than the capacity. */
 int rmp_buddy_order_for(const struct rmp_buddy_geom *g, uint64_t size, unsigned *order);

@@ -17,6 +17,24 @@
  * steady state, then touch no shared count (one load and one CAS each).
  * Threads beyond 64 share one more shard that keeps no credit.
  *
+ * Thread caches (lazy coalescing): a slot's shard keeps up to
+ * CACHE_DEPTH freed blocks of each of the CACHE_LEVELS smallest orders,
+ * held in the metadata (rmp_buddy_hold: ALLOC -> NONE, one CAS, no count
+ * touched), so that a free and an alloc of a small size - the steady
+ * state of most programs - neither merges up nor splits down through
+ * every level of an empty heap. A held block is nobody's: a search never
+ * finds it, its buddy does not merge with it, and freeing it again is
+ * -EINVAL from the shared state, so the double-free guarantee holds for
+ * cached blocks too. A cache is a small array behind a try-lock word that
+ * its owner takes uncontended; another thread takes it only to drain it.
+ * Full coalescing is kept by draining: before alloc reports ENOMEM or
+ * EAGAIN it gives every cache's blocks back to the engine (unhold, then a
+ * free that merges) and tries again, and rmp_heap_check drains first; a
+ * cache whose owner holds its lock at that moment is skipped, and then
+ * the answer is EAGAIN, never ENOMEM. A full cache gives half its blocks
+ * of that order back. RMPOOL_HEAP_CACHE=0 in the environment at
+ * rmp_heap_create turns the caches off (the benchmarks' "cache off").
+ *
  * rmp_heap_alloc() never waits for another thread: when the memory that
  * could serve is held in passing by a thread preempted in the middle of a
  * split or merge, it fails with EAGAIN (buddy.h), not ENOMEM.
@@ -25,6 +43,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,9 +53,20 @@
 
 #define HEAP_SHARDS 64u /* slots: bits of one mask word */
 #define DEFER_MAX   8u  /* credit a shard may keep on the free counts, per level */
+#define CACHE_LEVELS 8u  /* the smallest orders a thread cache keeps */
+#define CACHE_DEPTH 16u  /* blocks per order */
+
+struct tcache {
+	alignas(64) _Atomic unsigned lock; /* 0 free, 1 taken (try-lock only, never waited on) */
+	_Atomic unsigned total;            /* blocks held, read without the lock as a hint */
+	unsigned n[CACHE_LEVELS];
+	uint64_t off[CACHE_LEVELS][CACHE_DEPTH];
+	uint64_t hits_alloc, hits_free, drained; /* the owner's, or under the lock */
+};
 
 struct shard {
 	alignas(64) struct rmp_buddy_ctx ctx;
+	struct tcache tc;
 };
 
 struct rmp_heap {
@@ -45,7 +76,9 @@ struct rmp_heap {
 	uint64_t capacity;
 	_Atomic uint64_t *meta;
 	size_t meta_len;
-	struct shard shards[HEAP_SHARDS + 1]; /* the last: for threads without a slot */
+	bool cache_on;
+	unsigned cache_top; /* the largest order cached */
+	struct shard shards[HEAP_SHARDS + 1]; /* the last: for threads without a slot (no cache) */
 };
 
 static _Atomic uint64_t slots_taken;
@@ -91,6 +124,113 @@ static unsigned my_slot(void)
 static struct rmp_buddy_ctx *my_ctx(rmp_heap *h)
 {
 	return &h->shards[my_slot()].ctx;
+}
+
+static bool tc_trylock(struct tcache *tc)
+{
+	unsigned z = 0;
+	return atomic_compare_exchange_strong_explicit(&tc->lock, &z, 1, memory_order_acquire, memory_order_relaxed);
+}
+
+static void tc_unlock(struct tcache *tc)
+{
+	atomic_store_explicit(&tc->lock, 0, memory_order_release);
+}
+
+/* Gives n blocks of cache level k (from the top of its stack) back to the
+ * engine: unhold, then a free that merges. Requires tc's lock. */
+static int tc_give_back_locked(rmp_heap *h, struct rmp_buddy_ctx *ctx, struct tcache *tc, unsigned k, unsigned n)
+{
+	unsigned order = h->b.g.min_order + k;
+	int rc = 0;
+
+	while (n-- > 0 && tc->n[k] > 0) {
+		uint64_t off = tc->off[k][--tc->n[k]];
+		atomic_fetch_sub_explicit(&tc->total, 1, memory_order_relaxed);
+		int r = rmp_buddy_unhold(&h->b, off, order);
+		if (r == 0)
+			r = rmp_buddy_free(&h->b, ctx, off, order);
+		if (r && !rc)
+			rc = r;
+		tc->drained++;
+	}
+	return rc;
+}
+
+/* Drains every thread cache into the engine. 0; 1 when some cache with
+ * blocks was skipped because its owner held its lock (the caller says
+ * EAGAIN, not ENOMEM); negative when the metadata refused a block back. */
+static int drain_all(rmp_heap *h, struct rmp_buddy_ctx *ctx)
+{
+	int skipped = 0, rc = 0;
+
+	for (unsigned s = 0; s < HEAP_SHARDS; s++) {
+		struct tcache *tc = &h->shards[s].tc;
+		if (atomic_load_explicit(&tc->total, memory_order_relaxed) == 0)
+			continue;
+		if (!tc_trylock(tc)) {
+			skipped = 1;
+			continue;
+		}
+		for (unsigned k = 0; k < CACHE_LEVELS; k++) {
+			int r = tc_give_back_locked(h, ctx, tc, k, CACHE_DEPTH);
+			if (r && !rc)
+				rc = r;
+		}
+		tc_unlock(tc);
+	}
+	return rc ? rc : skipped;
+}
+
+/* A block of cache level k from this thread's cache, unheld: 0 and *off,
+ * or -ENOENT. */
+static int tc_take(rmp_heap *h, struct tcache *tc, unsigned k, uint64_t *off)
+{
+	if (atomic_load_explicit(&tc->total, memory_order_relaxed) == 0 || !tc_trylock(tc))
+		return -ENOENT;
+	int rc = -ENOENT;
+	while (tc->n[k] > 0) {
+		uint64_t o = tc->off[k][--tc->n[k]];
+		atomic_fetch_sub_explicit(&tc->total, 1, memory_order_relaxed);
+		if (rmp_buddy_unhold(&h->b, o, h->b.g.min_order + k) == 0) {
+			*off = o;
+			tc->hits_alloc++;
+			rc = 0;
+			break;
+		}
+	}
+	tc_unlock(tc);
+	return rc;
+}
+
+/* Frees the block at off through this thread's cache: 0 when it was
+ * held and cached (or freed), 1 when the caller must free it the usual
+ * way, negative for a bad free. */
+static int tc_free(rmp_heap *h, unsigned slot, uint64_t off)
+{
+	struct shard *sh = &h->shards[slot];
+	struct tcache *tc = &sh->tc;
+	unsigned order;
+
+	if (!tc_trylock(tc))
+		return 1; /* a drain holds it: the usual way */
+	int rc = rmp_buddy_hold(&h->b, &sh->ctx, off, h->cache_top, &order);
+	if (rc == 1) {
+		tc_unlock(tc);
+		return rmp_buddy_free(&h->b, &sh->ctx, off, order);
+	}
+	if (rc < 0) {
+		tc_unlock(tc);
+		return 1; /* the engine's free decides, authoritatively */
+	}
+	unsigned k = order - h->b.g.min_order;
+	if (tc->n[k] == CACHE_DEPTH)
+		rc = tc_give_back_locked(h, &sh->ctx, tc, k, CACHE_DEPTH / 2);
+	tc->off[k][tc->n[k]++] = off;
+	atomic_fetch_add_explicit(&tc->total, 1, memory_order_relaxed);
+	tc->hits_free++;
+	tc_unlock(tc);
+	return rc;
 }
 
 static uint64_t bitrev64(uint64_t x)
@@ -147,6 +287,11 @@ int rmp_heap_create(uint64_t bytes, uint64_t min_block, rmp_heap **out)
 	rmp_buddy_format((uint64_t *)h->meta, &g, h->capacity);
 	rmp_store_local_init(&h->store, h->meta, g.total_words);
 	rmp_buddy_init(&h->b, &g, &h->store.base);
+	const char *env = getenv("RMPOOL_HEAP_CACHE");
+	h->cache_on = !(env && strcmp(env, "0") == 0);
+	h->cache_top = g.min_order + CACHE_LEVELS - 1;
+	if (h->cache_top > g.max_order)
+		h->cache_top = g.max_order;
 	for (unsigned s = 0; s <= HEAP_SHARDS; s++) {
 		rmp_buddy_ctx_init(&h->shards[s].ctx, &h->b, s);
 		if (s < HEAP_SHARDS) {
@@ -178,7 +323,21 @@ void *rmp_heap_alloc(rmp_heap *h, uint64_t size)
 	order = log2_ceil(size);
 	if (order < h->b.g.min_order)
 		order = h->b.g.min_order;
-	int rc = rmp_buddy_alloc(&h->b, my_ctx(h), order, &off);
+	unsigned slot = my_slot();
+	struct rmp_buddy_ctx *ctx = &h->shards[slot].ctx;
+	bool cached = h->cache_on && slot < HEAP_SHARDS && order <= h->cache_top;
+	if (cached && tc_take(h, &h->shards[slot].tc, order - h->b.g.min_order, &off) == 0)
+		return h->base + off;
+	int rc = rmp_buddy_alloc(&h->b, ctx, order, &off);
+	if ((rc == -ENOMEM || rc == -EAGAIN) && h->cache_on) {
+		/* The memory may sit in thread caches: give it all back to the
+		 * engine, then ask again. A cache skipped while its owner held
+		 * it makes the answer EAGAIN (it exists, in passing). */
+		int d = drain_all(h, ctx);
+		rc = rmp_buddy_alloc(&h->b, ctx, order, &off);
+		if (rc == -ENOMEM && d == 1)
+			rc = -EAGAIN;
+	}
 	if (rc) {
 		errno = -rc;
 		return NULL;
@@ -202,7 +361,13 @@ int rmp_heap_free(rmp_heap *h, void *p)
 
 	if (!h || offset_of(h, p, &off) != 0)
 		return -EINVAL;
-	return rmp_buddy_free_at(&h->b, my_ctx(h), off, NULL);
+	unsigned slot = my_slot();
+	if (h->cache_on && slot < HEAP_SHARDS) {
+		int rc = tc_free(h, slot, off);
+		if (rc != 1)
+			return rc;
+	}
+	return rmp_buddy_free_at(&h->b, &h->shards[slot].ctx, off, NULL);
 }
 
 uint64_t rmp_heap_block_size(rmp_heap *h, const void *p)
@@ -250,8 +415,16 @@ int rmp_heap_check(rmp_heap *h, char *err, size_t errlen, uint64_t *free_bytes)
 
 	if (!r)
 		return -ENOMEM;
-	/* The heap is quiet (the caller's promise): every thread's shard
-	 * gives its credit back, then the counts must be exact. */
+	/* The heap is quiet (the caller's promise): every thread cache gives
+	 * its blocks back and every shard its credit, then the counts must be
+	 * exact and every block coalesced. */
+	rc = drain_all(h, &h->shards[HEAP_SHARDS].ctx);
+	if (rc) {
+		if (err && errlen)
+			snprintf(err, errlen, "thread caches could not be drained (%d): is the heap quiet?", rc);
+		free(r);
+		return rc < 0 ? rc : -EBUSY;
+	}
 	for (unsigned s = 0; s < HEAP_SHARDS; s++)
 		rmp_buddy_ctx_flush(&h->b, &h->shards[s].ctx);
 	rc = rmp_buddy_check(&h->b, r);
@@ -276,4 +449,16 @@ const struct rmp_buddy *rmp_heap_buddy(const rmp_heap *h)
 void *rmp_heap_base(const rmp_heap *h)
 {
 	return h->base;
+}
+
+void rmp_heap_cache_stats(const rmp_heap *h, struct rmp_heap_cache_stats *out)
+{
+	*out = (struct rmp_heap_cache_stats){ .on = h->cache_on };
+	for (unsigned s = 0; s < HEAP_SHARDS; s++) {
+		const struct tcache *tc = &h->shards[s].tc;
+		out->hits_alloc += tc->hits_alloc;
+		out->hits_free += tc->hits_free;
+		out->drained += tc->drained;
+		out->held += atomic_load_explicit(&tc->total, memory_order_relaxed);
+	}
 }

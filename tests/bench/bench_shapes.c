@@ -53,7 +53,7 @@
 #include <string.h>
 
 #include "clock.h"
-#include "rmpool/heap.h"
+#include "heap_internal.h"
 
 /* The drivers' parameters (their parameters.h). */
 #define BASE_BLOCK    4096u     /* the drivers scale bursts by S / 4 KiB */
@@ -94,6 +94,7 @@ struct result {
 	double ns_op;
 	uint64_t allocs, frees, enomem, eagain, errors, bad_frees;
 	struct rmp_heap_stats st;
+	struct rmp_heap_cache_stats cs;
 	bool coalesced;
 	char check_err[160];
 };
@@ -259,6 +260,7 @@ static int run_cell(const struct cell *c, uint64_t heap_bytes, uint64_t min_bloc
 		goto out_destroy_heap;
 	r->ns_op = (double)(t1 - t0) / (double)(r->allocs + r->frees ? r->allocs + r->frees : 1);
 	rmp_heap_stats(h, &r->st);
+	rmp_heap_cache_stats(h, &r->cs);
 	uint64_t free_bytes = 0;
 	rc = rmp_heap_check(h, r->check_err, sizeof(r->check_err), &free_bytes);
 	r->coalesced = rc == 0 && free_bytes == rmp_heap_capacity(h);
@@ -275,19 +277,20 @@ static double per(uint64_t n, uint64_t calls)
 
 static void print_header(void)
 {
-	printf("%-10s %6s %3s %9s %8s | %29s | %15s | %20s |\n", "", "", "", "", "", "word operations per alloc",
-	       "per free", "failed allocations");
-	printf("%-10s %6s %3s %9s %8s | %8s %5s %8s %5s | %8s %6s | %6s %6s %5s | %s\n", "shape", "size", "thr",
-	       "ns/op", "Mops/s", "ld/alloc", "cas", "cas_fail", "faa", "ld/free", "cas", "ENOMEM", "EAGAIN", "error",
-	       "coalesced");
+	printf("%-10s %6s %3s %9s %8s | %13s | %29s | %15s | %20s |\n", "", "", "", "", "", "thread cache",
+	       "per alloc the engine served", "per free", "failed allocations");
+	printf("%-10s %6s %3s %9s %8s | %6s %6s | %8s %5s %8s %5s | %8s %6s | %6s %6s %5s | %s\n", "shape", "size",
+	       "thr", "ns/op", "Mops/s", "alloc%", "free%", "ld/alloc", "cas", "cas_fail", "faa", "ld/free", "cas",
+	       "ENOMEM", "EAGAIN", "error", "coalesced");
 }
 
 static void print_row(const struct cell *c, const struct result *r)
 {
 	const struct rmp_heap_opstats *a = &r->st.alloc, *f = &r->st.free;
-	printf("%-10s %5lluK %3u %9.1f %8.2f | %8.2f %5.2f %8.3f %5.2f | %8.2f %6.2f | %6llu %6llu %5llu | %s%s%s\n",
+	printf("%-10s %5lluK %3u %9.1f %8.2f | %6.1f %6.1f | %8.2f %5.2f %8.3f %5.2f | %8.2f %6.2f | %6llu %6llu %5llu | "
+	       "%s%s%s\n",
 	       shape_name[c->shape], (unsigned long long)(c->size >> 10), c->threads, r->ns_op, 1e3 / r->ns_op,
-	       per(a->loads, a->calls), per(a->cas_ok + a->cas_fail, a->calls), per(a->cas_fail, a->calls),
+	       100.0 * per(r->cs.hits_alloc, r->allocs), 100.0 * per(r->cs.hits_free, r->frees), per(a->loads, a->calls), per(a->cas_ok + a->cas_fail, a->calls), per(a->cas_fail, a->calls),
 	       per(a->faa, a->calls), per(f->loads, f->calls), per(f->cas_ok + f->cas_fail, f->calls),
 	       (unsigned long long)r->enomem, (unsigned long long)r->eagain,
 	       (unsigned long long)(r->errors + r->bad_frees), r->coalesced ? "yes" : "NO",
@@ -394,7 +397,7 @@ static int run_shapes(const struct opts *o, struct totals *tot)
 				if (run_cell(&c, o->heap, o->min_block, &r))
 					return 1;
 				print_row(&c, &r);
-				tot->allocs += r.st.alloc.calls;
+				tot->allocs += r.allocs;
 				tot->enomem += r.enomem;
 				tot->eagain += r.eagain;
 				tot->errors += r.errors + r.bad_frees;
@@ -429,7 +432,7 @@ static int run_bursts(const struct opts *o, struct totals *tot)
 		       per(a->faa, a->calls), per(f->loads, f->calls), per(f->cas_ok + f->cas_fail, f->calls),
 		       r.coalesced ? "" : "  NOT COALESCED");
 		fflush(stdout);
-		tot->allocs += a->calls;
+		tot->allocs += r.allocs;
 		tot->enomem += r.enomem;
 		tot->eagain += r.eagain;
 		tot->errors += r.errors + r.bad_frees;
@@ -449,9 +452,13 @@ int main(int argc, char **argv)
 	       "min block %llu\n",
 	       o.scale > 1 ? " (repetitions scaled down)" : "", (unsigned long long)(o.heap >> 20),
 	       (unsigned long long)o.min_block);
-	/* What the heap keeps per thread; there is no switch to turn it off. */
+	/* What the heap keeps per thread; RMPOOL_HEAP_CACHE=0 turns the block
+	 * caches off (heap.c), the rest has no switch. */
+	const char *hc = getenv("RMPOOL_HEAP_CACHE");
+	bool cache = !(hc && strcmp(hc, "0") == 0);
 	printf("per-thread state: a slot per thread (64) with its own cursors and up to 8 blocks of credit on "
-	       "the free counts per level; no per-thread block cache\n");
+	       "the free counts per level; thread block caches %s (16 blocks of each of the 8 smallest orders%s)\n",
+	       cache ? "ON" : "OFF", cache ? "; RMPOOL_HEAP_CACHE=0 turns them off" : "");
 	if (o.cells && run_shapes(&o, &tot))
 		return 1;
 	if (o.bursts[0] && run_bursts(&o, &tot))

@@ -194,7 +194,14 @@ Test(heap, bad_sizes_and_frees_change_nothing)
 	rmp_heap_destroy(h);
 }
 
-Test(heap, stats_count_word_operations)
+/* The engine's own steady state, seen through the heap: thread caches
+ * off (they would serve these without touching the engine). */
+static void cache_off(void)
+{
+	setenv("RMPOOL_HEAP_CACHE", "0", 1);
+}
+
+Test(heap, stats_count_word_operations, .init = cache_off)
 {
 	rmp_heap *h;
 	struct rmp_heap_stats s0, s1;
@@ -230,7 +237,7 @@ Test(heap, stats_count_word_operations)
  * for theirs with a few FAA (each pays for itself and 4 more), and the
  * shared count never says fewer free blocks than there are, nor more
  * than the truth plus that credit (DEFER_MAX = 8). */
-Test(heap, credit_is_bounded_and_never_under_reports)
+Test(heap, credit_is_bounded_and_never_under_reports, .init = cache_off)
 {
 	rmp_heap *h;
 	struct rmp_heap_stats s0, s1;
@@ -328,4 +335,126 @@ Test(heap, more_threads_than_slots)
 		assert_consistent(h, 16u << 20);
 	}
 	rmp_heap_destroy(h);
+}
+
+/* ---- thread caches (heap.c) ---- */
+
+/* A small free and alloc of the same size, the steady state, is served
+ * by the thread's cache: no engine call, no merge up an empty heap. With
+ * RMPOOL_HEAP_CACHE=0 the same loop goes to the engine every time. */
+static void pairs(bool on, uint64_t *engine_allocs, struct rmp_heap_cache_stats *cs)
+{
+	rmp_heap *h;
+	struct rmp_heap_stats s;
+	if (on)
+		unsetenv("RMPOOL_HEAP_CACHE");
+	else
+		setenv("RMPOOL_HEAP_CACHE", "0", 1);
+	cr_assert_eq(rmp_heap_create(1 << 24, 4096, &h), 0);
+	for (int i = 0; i < 1000; i++) {
+		void *p = rmp_heap_alloc(h, 4096);
+		cr_assert_not_null(p);
+		memset(p, i, 64);
+		cr_assert_eq(rmp_heap_free(h, p), 0);
+	}
+	rmp_heap_stats(h, &s);
+	*engine_allocs = s.alloc.calls + s.alloc.cas_ok; /* calls are counted on the slow path only */
+	assert_consistent(h, 1 << 24);
+	rmp_heap_cache_stats(h, cs);
+	rmp_heap_destroy(h);
+	unsetenv("RMPOOL_HEAP_CACHE");
+}
+
+Test(heap, cache_serves_the_steady_state)
+{
+	uint64_t on_ops, off_ops;
+	struct rmp_heap_cache_stats on, off;
+	pairs(true, &on_ops, &on);
+	pairs(false, &off_ops, &off);
+	cr_assert(on.on && !off.on);
+	cr_assert_eq(on.hits_alloc, 999, "every alloc but the first from the cache: %llu",
+		     (unsigned long long)on.hits_alloc);
+	cr_assert_eq(on.hits_free, 1000);
+	cr_assert_eq(on.held, 0, "the check drained it");
+	cr_assert_eq(off.hits_alloc + off.hits_free, 0);
+	cr_assert(on_ops < 10 && off_ops >= 1000, "engine allocation work: %llu with the cache, %llu without",
+		  (unsigned long long)on_ops, (unsigned long long)off_ops);
+}
+
+/* A cached block is nobody's in the metadata: freeing it again is caught,
+ * by its own thread and by any other, and changes nothing. */
+static void *free_again(void *arg)
+{
+	void **a = arg;
+	return (void *)(intptr_t)rmp_heap_free(a[0], a[1]);
+}
+
+Test(heap, cache_catches_double_frees)
+{
+	rmp_heap *h;
+	pthread_t t;
+	void *rc;
+	cr_assert_eq(rmp_heap_create(1 << 20, 64, &h), 0);
+	void *p = rmp_heap_alloc(h, 64), *q = rmp_heap_alloc(h, 64);
+	cr_assert_eq(rmp_heap_free(h, p), 0);
+	cr_assert_eq(rmp_heap_free(h, p), -EINVAL, "same thread");
+	void *arg[2] = { h, p };
+	cr_assert_eq(pthread_create(&t, NULL, free_again, arg), 0);
+	pthread_join(t, &rc);
+	cr_assert_eq((intptr_t)rc, -EINVAL, "another thread");
+	cr_assert_eq(rmp_heap_block_size(h, p), 0, "not live");
+	void *r = rmp_heap_alloc(h, 64);
+	cr_assert_eq(r, p, "the cached block comes back once");
+	cr_assert_eq(rmp_heap_free(h, r), 0);
+	cr_assert_eq(rmp_heap_free(h, q), 0);
+	assert_consistent(h, 1 << 20);
+	rmp_heap_destroy(h);
+}
+
+/* Threads leave their caches full and exit or idle; a request for the
+ * whole capacity still succeeds (alloc drains every cache before it says
+ * ENOMEM), and the heap is one block again afterwards. */
+struct filler {
+	rmp_heap *h;
+	pthread_barrier_t *hold;
+};
+
+static void *fill_cache(void *arg)
+{
+	struct filler *f = arg;
+	void *p[40];
+	for (int i = 0; i < 40; i++)
+		cr_assert_not_null(p[i] = rmp_heap_alloc(f->h, (uint64_t)64 << (i % 4)));
+	for (int i = 0; i < 40; i++)
+		cr_assert_eq(rmp_heap_free(f->h, p[i]), 0);
+	pthread_barrier_wait(f->hold); /* caches full */
+	pthread_barrier_wait(f->hold); /* the main thread is done */
+	return NULL;
+}
+
+Test(heap, cache_keeps_full_coalescing)
+{
+	rmp_heap *h;
+	pthread_t t[3];
+	pthread_barrier_t hold;
+	struct rmp_heap_cache_stats cs;
+	cr_assert_eq(rmp_heap_create(1 << 16, 64, &h), 0);
+	pthread_barrier_init(&hold, NULL, 4);
+	struct filler f = { h, &hold };
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, fill_cache, &f), 0);
+	pthread_barrier_wait(&hold);
+	rmp_heap_cache_stats(h, &cs);
+	cr_assert_eq(cs.held, 120, "the threads' caches hold their blocks: %llu", (unsigned long long)cs.held);
+	void *all = rmp_heap_alloc(h, 1 << 16);
+	cr_assert_not_null(all, "the whole capacity, from the drained caches (errno %d)", errno);
+	cr_assert_null(rmp_heap_alloc(h, 64));
+	cr_assert_eq(errno, ENOMEM);
+	cr_assert_eq(rmp_heap_free(h, all), 0);
+	pthread_barrier_wait(&hold);
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	assert_consistent(h, 1 << 16);
+	rmp_heap_destroy(h);
+	pthread_barrier_destroy(&hold);
 }
