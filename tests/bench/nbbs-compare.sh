@@ -190,9 +190,9 @@ run_driver() { # shape size threads impl rep
 run_shapes() { # shape size threads rep
 	local row
 	row=$("$SHAPES_BIN" --shape "$1" --size "$2" --threads "$3" --scale "$(scale_of "$1")" | grep -E '^(threadtest|linux-scal|const-occ|cached) ')
-	# shape size thr ns/op Mops/s | loads cas cas_fail faa | ld cas | ENOMEM ...
+	# shape size thr ns/op Mops/s | alloc% free% (thread caches) | loads cas cas_fail faa | ld cas | ENOMEM ...
 	awk -v s="$1" -v z="$2" -v t="$3" -v r="$4" -v l="$(cut -d' ' -f1 /proc/loadavg)" \
-		'{printf "%s\t%s\t%s\t%s\tshapes\t%s\t%s\t%s\t%s\t%s\n", s, z, t, r, $4, $7, $8, $15, l}' <<<"$row" >>"$RAW"
+		'{printf "%s\t%s\t%s\t%s\tshapes\t%s\t%s\t%s\t%s\t%s\n", s, z, t, r, $4, $10, $11, $18, l}' <<<"$row" >>"$RAW"
 }
 
 for shape in $SHAPES; do
