@@ -989,24 +989,31 @@ Test(buddy, retire_while_others_allocate_and_free, .timeout = 120)
 }
 
 /* A client frozen after each word operation of an allocation that splits
- * the fresh heap from the top: a retire of the range it splits into says
- * -EAGAIN while the split holds memory there in passing, 0 otherwise;
- * after the thaw a retire passes and the range ends up retired. */
-Test(buddy, retire_says_eagain_while_a_split_in_it_is_frozen, .timeout = 120)
+ * the fresh heap from the top (toward block 0: not direct, to the left),
+ * or of the free of block 0 that merges back to the top: a retire of the
+ * 4 KiB at 0 says -EAGAIN while the split or merge holds memory there in
+ * passing, 0 otherwise; a 0 missed nothing in passing (after the thaw a
+ * repeat finds nothing FREE in the range, but for a free's own block: a
+ * late free); after the thaw a retire passes and the range ends up
+ * retired with everything around it coalesced. */
+static void run_retire_against_frozen(int do_free)
 {
-	uint64_t len = op_length(0);
+	uint64_t len = op_length(do_free);
 	unsigned saw_eagain = 0, saw_ok = 0;
 	for (uint64_t k = 1; k <= len; k++) {
 		struct engine *e = engine_new(14, 8, 0);
 		struct freeze f = { .froze = 0 };
-		struct victim v = { .e = e, .f = &f, .k = k, .do_free = 0 };
+		struct victim v = { .e = e, .f = &f, .k = k, .do_free = do_free };
 		sem_init(&f.frozen, 0, 0);
 		sem_init(&f.release, 0, 0);
+		if (do_free) {
+			cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &v.off), 0);
+			cr_assert_eq(v.off, 0, "split to the left");
+		}
 		pthread_t vt;
 		pthread_create(&vt, NULL, victim_main, &v);
 		cr_assert_eq(sem_wait_secs(&f.frozen, 20), 0);
 		cr_assert(atomic_load(&f.froze));
-		/* The victim splits toward block 0 (not direct: to the left). */
 		uint64_t bytes;
 		int rc = rmp_buddy_retire(&e->b, &e->ctx[0], 0, 12, &bytes);
 		cr_assert(rc == 0 || rc == -EAGAIN, "k=%llu: %d", (unsigned long long)k, rc);
@@ -1018,14 +1025,14 @@ Test(buddy, retire_says_eagain_while_a_split_in_it_is_frozen, .timeout = 120)
 		unsigned eagain = 0;
 		uint64_t after = retire_until_done(e, &e->ctx[0], 0, 12, &eagain);
 		cr_assert_eq(eagain, 0, "nothing is in passing after the thaw");
-		/* A retire that said 0 missed nothing in passing: the split's
-		 * halves did not turn up FREE in the range after the thaw. */
 		if (rc == 0)
-			cr_assert_eq(after, 0, "k=%llu: the retire said done, and %llu bytes of the range were FREE "
-				     "after the thaw", (unsigned long long)k, (unsigned long long)after);
-		if (v.off < 4096)
+			cr_assert_leq(after, do_free ? 256u : 0u,
+				      "%s frozen at word op %llu: the retire said done, and %llu bytes of the range "
+				      "were FREE after the thaw", do_free ? "free" : "alloc", (unsigned long long)k,
+				      (unsigned long long)after);
+		if (!do_free && v.off < 4096)
 			cr_assert_eq(rmp_buddy_free_retired(&e->b, &e->ctx[1], v.off, 8), 0);
-		else
+		else if (!do_free)
 			cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[1], v.off, 8), 0);
 		struct rmp_buddy_report r;
 		check_ok(e, &r);
@@ -1034,10 +1041,125 @@ Test(buddy, retire_says_eagain_while_a_split_in_it_is_frozen, .timeout = 120)
 		sem_destroy(&f.release);
 		engine_free(e);
 	}
-	cr_log_info("retire against an allocation frozen at each of its %llu word operations: %u EAGAIN, %u done",
-		    (unsigned long long)len, saw_eagain, saw_ok);
-	cr_assert_gt(saw_eagain, 0, "the split held the range in passing at some step");
+	cr_log_info("retire against %s frozen at each of its %llu word operations: %u EAGAIN, %u done",
+		    do_free ? "a merging free" : "a splitting allocation", (unsigned long long)len, saw_eagain,
+		    saw_ok);
+	cr_assert_gt(saw_eagain, 0, "the split or merge held the range in passing at some step");
 	cr_assert_gt(saw_ok, 0);
+}
+
+Test(buddy, retire_says_eagain_while_a_split_in_it_is_frozen, .timeout = 120)
+{
+	run_retire_against_frozen(0);
+}
+
+Test(buddy, retire_says_eagain_while_a_merge_in_it_is_frozen, .timeout = 120)
+{
+	run_retire_against_frozen(1);
+}
+
+/* A retiring client frozen after each of its word operations (a retire
+ * of a range with blocks free and live in it, from a split heap) never
+ * blocks the others, and finishes after the thaw. */
+struct retirer {
+	struct engine *e;
+	struct freeze *f;
+	uint64_t k, bytes;
+	int rc;
+};
+
+static void *retirer_main(void *arg)
+{
+	struct retirer *v = arg;
+	rmp_store_local_freeze_after(v->k, freeze_here, v->f);
+	v->rc = rmp_buddy_retire(&v->e->b, &v->e->ctx[1], 8192, 13, &v->bytes);
+	rmp_store_local_freeze_after(0, NULL, NULL);
+	sem_post(&v->f->frozen);
+	return NULL;
+}
+
+/* The heap the retirer works on: 16 KiB of 256 B blocks, fresh (the
+ * retire splits the root: memory in passing) or with the right half (the
+ * range) live at every third block. Returns how many are live. */
+static unsigned retire_victim_heap(struct engine *e, bool fresh, uint64_t *live)
+{
+	uint64_t all[64];
+	unsigned n = 0;
+	if (fresh)
+		return 0;
+	cr_assert_eq(take_all(e, RMP_STORE_TRACE, &e->ctx[0], 0, 0, all, 64), 64);
+	for (unsigned k = 0; k < 64; k++)
+		if (all[k] >= 8192 && (all[k] >> 8) % 3 == 0)
+			live[n++] = all[k];
+		else
+			cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[0], all[k], 8), 0);
+	return n;
+}
+
+static void run_retire_frozen(bool fresh)
+{
+	struct engine *e0 = engine_new(14, 8, 0);
+	uint64_t live[64], bytes;
+	retire_victim_heap(e0, fresh, live);
+	uint64_t before = rmp_store_local_thread_ops();
+	cr_assert_eq(rmp_buddy_retire(&e0->b, &e0->ctx[1], 8192, 13, &bytes), 0);
+	uint64_t len = rmp_store_local_thread_ops() - before;
+	engine_free(e0);
+	cr_assert_geq(len, 3);
+	for (uint64_t k = 1; k <= len; k++) {
+		struct engine *e = engine_new(14, 8, 0);
+		unsigned nl = retire_victim_heap(e, fresh, live);
+		struct freeze f = { .froze = 0 };
+		struct retirer v = { .e = e, .f = &f, .k = k };
+		sem_init(&f.frozen, 0, 0);
+		sem_init(&f.release, 0, 0);
+		pthread_t vt;
+		pthread_create(&vt, NULL, retirer_main, &v);
+		cr_assert_eq(sem_wait_secs(&f.frozen, 20), 0);
+		cr_assert(atomic_load(&f.froze), "the retire finished before its word op %llu of %llu",
+			  (unsigned long long)k, (unsigned long long)len);
+		sem_t done;
+		sem_init(&done, 0, 0);
+		struct worker w[3];
+		pthread_t wt[3];
+		for (unsigned i = 0; i < 3; i++) {
+			w[i] = (struct worker){ .e = e, .id = 2 + i, .done = &done };
+			pthread_create(&wt[i], NULL, worker_main, &w[i]);
+		}
+		for (unsigned i = 0; i < 3; i++)
+			cr_assert_eq(sem_wait_secs(&done, 30), 0, "a retire frozen after word op %llu of %llu blocked "
+				     "the other clients", (unsigned long long)k, (unsigned long long)len);
+		for (unsigned i = 0; i < 3; i++) {
+			pthread_join(wt[i], NULL);
+			cr_assert_eq(w[i].failures, 0);
+		}
+		sem_post(&f.release);
+		pthread_join(vt, NULL);
+		cr_assert_eq(v.rc, 0, "k=%llu: the retire after the thaw: %d", (unsigned long long)k, v.rc);
+		/* The workers' frees in the range went FREE (they did not know):
+		 * the repeat takes them, then the live blocks are freed retired. */
+		unsigned eagain = 0;
+		retire_until_done(e, &e->ctx[1], 8192, 13, &eagain);
+		for (unsigned i = 0; i < nl; i++)
+			cr_assert_eq(rmp_buddy_free_retired(&e->b, &e->ctx[0], live[i], 8), 0);
+		struct rmp_buddy_report r;
+		check_ok(e, &r);
+		assert_coalesced_around(e, &r, 13, "after the thaw");
+		sem_destroy(&done);
+		sem_destroy(&f.frozen);
+		sem_destroy(&f.release);
+		engine_free(e);
+	}
+}
+
+Test(buddy, lock_free_with_a_retire_frozen_inside_its_split, .timeout = 240)
+{
+	run_retire_frozen(true);
+}
+
+Test(buddy, lock_free_with_a_retire_frozen_inside_its_walk, .timeout = 240)
+{
+	run_retire_frozen(false);
 }
 
 /* Round trips of a retire on the RDMA-like store (not direct, 64-word
