@@ -1,9 +1,10 @@
 # cluster-lib.sh - helpers of the RDMA tests that run a coordinator and
 # donors on the rmpool-vm guests (provision.sh, standalone.sh,
-# pool_data.sh). Sourced, not run. The caller sets T (its name, for
-# messages), VM, CLI, SERVER, DONOR, coord_ip, coord (ip:port), secret,
-# SRV (the coordinator's job name), HTTP_PORT and RDMA_PORT before
-# calling them. Starting the coordinator and the agents is shared with
+# pool_data.sh, restart.sh, state_faults.sh, ...). Sourced, not run. The
+# caller sets T (its name, for messages), VM, CLI, SERVER, DONOR and PORT,
+# calls cluster_need (which sets hosts[], coord_ip and coord), then sets
+# secret, SRV (the coordinator's job name), HTTP_PORT and RDMA_PORT before
+# calling the rest. Starting the coordinator and the agents is shared with
 # the demo: deploy/stack-lib.sh (stack_coordinator, stack_agent,
 # stack_wait_agents), sourced here.
 
@@ -14,6 +15,24 @@ fail() {
 	exit 1
 }
 note() { echo "$T: $*"; }
+
+# The checks a cluster test starts with: under the harness (its ctest name
+# TEST for the message), at least 3 hosts, every binary built, python3
+# for JSON. Sets hosts[], coord_ip (guest 1) and coord (coord_ip:PORT).
+cluster_need() { # TEST BINARY...
+	local test=$1 b
+	shift
+	[[ -n ${RMPOOL_VM_DIR:-} ]] ||
+		fail "RMPOOL_VM_DIR is unset: run under the harness, e.g. deploy/vm/rmpool-vm run --hosts 3 -- ctest --test-dir build -R $test"
+	read -r -a hosts <<<"${RMPOOL_VM_HOSTS:-}"
+	((${#hosts[@]} >= 3)) || fail "needs 3 hosts, the run has ${#hosts[@]} (${RMPOOL_VM_HOSTS:-none})"
+	for b in "$@"; do
+		[[ -x $b ]] || fail "$b is not built"
+	done
+	command -v python3 >/dev/null || fail "python3 is needed on the host to read JSON"
+	coord_ip=${hosts[0]}
+	coord=$coord_ip:$PORT
+}
 
 to_bytes() { # 64M -> 67108864
 	local v=$1 n=${1%[KMGT]}

@@ -51,16 +51,7 @@ POOL=prov$$
 T=provision
 source "$(dirname "$(readlink -f "$0")")/cluster-lib.sh"
 
-[[ -n ${RMPOOL_VM_DIR:-} ]] ||
-	fail "RMPOOL_VM_DIR is unset: run under the harness, e.g. deploy/vm/rmpool-vm run --hosts 3 -- ctest --test-dir build -R rdma_provision"
-read -r -a hosts <<<"${RMPOOL_VM_HOSTS:-}"
-((${#hosts[@]} >= 3)) || fail "needs 3 hosts, the run has ${#hosts[@]} (${RMPOOL_VM_HOSTS:-none})"
-for b in "$CLI" "$SERVER" "$DONOR" "$PROBE"; do
-	[[ -x $b ]] || fail "$b is not built"
-done
-command -v python3 >/dev/null || fail "python3 is needed on the host to read JSON"
-coord_ip=${hosts[0]}
-coord=$coord_ip:$PORT
+cluster_need rdma_provision "$CLI" "$SERVER" "$DONOR" "$PROBE"
 
 limit_bytes=$(to_bytes "$PROCESS_LIMIT")
 size_bytes=$(to_bytes "$POOL_SIZE")

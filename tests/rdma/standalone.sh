@@ -50,18 +50,9 @@ POOL=sa$$
 T=rdma_standalone
 source "$(dirname "$(readlink -f "$0")")/cluster-lib.sh"
 
-[[ -n ${RMPOOL_VM_DIR:-} ]] ||
-	fail "RMPOOL_VM_DIR is unset: run under the harness, e.g. deploy/vm/rmpool-vm run --hosts 3 -- ctest --test-dir build -R rdma_standalone"
-read -r -a hosts <<<"${RMPOOL_VM_HOSTS:-}"
-((${#hosts[@]} >= 3)) || fail "needs 3 hosts, the run has ${#hosts[@]} (${RMPOOL_VM_HOSTS:-none})"
-for b in "$CLI" "$SERVER" "$DONOR" "$POOL_DATA"; do
-	[[ -x $b ]] || fail "$b is not built"
-done
-command -v python3 >/dev/null || fail "python3 is needed on the host to read JSON"
-coord_ip=${hosts[0]}
+cluster_need rdma_standalone "$CLI" "$SERVER" "$DONOR" "$POOL_DATA"
 g2=${hosts[1]}
 g3=${hosts[2]}
-coord=$coord_ip:$PORT
 
 sa_bytes=$(to_bytes "$STANDALONE_SIZE")
 size_bytes=$(to_bytes "$POOL_SIZE")
