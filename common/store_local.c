@@ -17,6 +17,10 @@
  * marked `after` runs after every earlier atomic of its batch (store.h):
  * the batch is cut before each such atomic and the pieces run in order,
  * each shuffled, loads of a piece anywhere in it.
+ *
+ * Cut: a thread's word operations past the k-th from now fail with -EIO
+ * and change nothing, as when a client dies or is cut off in the middle
+ * of a batch (what landed landed, nothing after).
  */
 #include "store_local.h"
 
@@ -35,6 +39,7 @@ static _Thread_local struct {
 	uint64_t freeze_at;     /* 0: no freeze armed */
 	void (*freeze_fn)(void *);
 	void *freeze_arg;
+	uint64_t cut_at;        /* 0: no cut armed; else ops past this one fail */
 	uint64_t rng;
 	struct stale_slot stale[STALE_SLOTS];
 } tls;
@@ -67,6 +72,11 @@ void rmp_store_local_freeze_after(uint64_t k, void (*fn)(void *), void *arg)
 	tls.freeze_arg = arg;
 }
 
+void rmp_store_local_cut_after(uint64_t k)
+{
+	tls.cut_at = k ? tls.ops + k : 0;
+}
+
 uint64_t rmp_store_local_thread_ops(void)
 {
 	return tls.ops;
@@ -88,6 +98,8 @@ static uint64_t load_word(struct rmp_store_local *s, uint64_t idx, unsigned flag
 
 static int run_one(struct rmp_store_local *s, struct rmp_wop *op, unsigned flags)
 {
+	if (tls.cut_at != 0 && tls.ops >= tls.cut_at)
+		return -EIO; /* the connection is gone: nothing lands any more */
 	if (op->idx >= s->nwords)
 		return -EFAULT;
 	switch (op->kind) {

@@ -7,7 +7,8 @@
  * READ that raced with atomics does), and the operations of one batch run
  * in random order. A per-thread hook freezes the calling thread after its
  * k-th word operation, so tests can stall a client at any point of an
- * allocation or a free and check that the others still finish.
+ * allocation or a free and check that the others still finish; another
+ * cuts it off there for good (a client killed mid-batch).
  *
  * Never mix these atomics with RDMA atomics on the same memory: rxe
  * makes RDMA atomics atomic only against each other (DESIGN.md,
@@ -47,6 +48,10 @@ void rmp_store_local_set_mode(struct rmp_store_local *s, unsigned flags, unsigne
 /* Per-thread hook: after this thread's k-th word operation from now
  * (k >= 1), call fn(arg) before going on; fn may block. k = 0 disarms. */
 void rmp_store_local_freeze_after(uint64_t k, void (*fn)(void *), void *arg);
+/* Per-thread cut: this thread's word operations after the k-th from now
+ * fail with -EIO and change nothing (a client killed in the middle of a
+ * batch); k = 0 disarms. Needs RMP_STORE_TRACE (or another mode). */
+void rmp_store_local_cut_after(uint64_t k);
 /* Word operations issued by this thread so far. */
 uint64_t rmp_store_local_thread_ops(void);
 
