@@ -6,12 +6,14 @@
  * loads, CAS and FAA on aligned words (store.h). No lock, no spin-wait on
  * another client, no kernel call.
  *
- * Layout of the metadata region (words of 64 bits), layout version 2:
- *   [0, 8)          header: magic+version, orders, usable bytes, size;
- *                   word 7 is the transit word (below)
+ * Layout of the metadata region (words of 64 bits), layout version 3:
+ *   [0, 8)          header: magic+version, orders, usable bytes, size,
+ *                   generation, slots; word 7 is the transit word (below)
  *   [8, 8+levels)   count[t]: free blocks at level t, the root of its summary
  *   then per level t (8-word aligned): the level bitmap, 2 bits per block
  *   then per level t, per tier k = 1..tiers[t] (8-word aligned): the summary
+ *   then, if the region has slots: 2 words per context slot (op, seq) and
+ *   one tag word per minimum block (owner records, below)
  * Level t holds the 2^t blocks of order M - t; level 0 is the whole heap.
  * Block i of level t has state bits at word i/32, shift 2*(i%32):
  *   00 NONE     split into halves, or inside a larger block
@@ -152,6 +154,22 @@
  * A stalled client holds at most the block it has claimed; it never
  * blocks another (tests freeze clients after every word operation).
  *
+ * Owner records (layout 3; DESIGN.md, Owner records and Reclaim). On a
+ * remote store a ctx with a record (rmp_buddy_ctx_record) says in its
+ * slot what it is doing and in tag[X] whose each ALLOC block X is, in the
+ * batches it sends anyway: the first claim or free batch names the block
+ * (FAA seq +1, CAS op idle -> busy|kind|level|block) ahead of its CAS; a
+ * claim is followed by CAS tag 0 -> own (a won claim that found another
+ * value CASes it to its own, a lost one that set it takes it back, one
+ * round trip each, only then); a free's step CAS is followed by CAS tag
+ * own -> 0 (and a lost step that cleared it tags the block again before
+ * it retries); the end is a posted FAA that makes op idle again, once
+ * every tag is right. Invariant: a live ctx that owns X and is not busy
+ * has tag[X] = its tag; a busy one's slot names its block. A free of a
+ * block another ctx may own (rmp_buddy_free_foreign) first locks the tag
+ * (CAS T -> LOCK|own), so that two frees, or a free and the resolver,
+ * never both free one allocation.
+ *
  * On local memory (store->direct) the steady state is inline: alloc loads
  * the word at the cursor and CASes a free block in it; free tries the
  * order it freed last, then walks top-down, and CASes the block FREE. A
@@ -233,9 +251,11 @@ enum { C_CALLS, C_RTS, C_LOADS, C_CAS_OK, C_CAS_FAIL, C_FAA, C_FAST, C_FAST_LOAD
  * thread its own shard), and a locked add per counter would cost more
  * than the operation's own atomics. Two threads sharing a ctx may lose
  * counts, never correctness. */
+struct rec;
 struct tally {
 	_Atomic uint64_t *c;          /* C_N counters */
 	struct rmp_buddy_ctx *ctx;    /* whose word cache results go to; NULL: none */
+	struct rec *rec;              /* the operation's owner records; NULL: none kept */
 };
 _Static_assert(sizeof(((struct rmp_buddy_ctx *)0)->ctr[0]) == C_N * sizeof(uint64_t), "ctr has C_N counters");
 
@@ -289,8 +309,14 @@ static inline uint64_t tier_len(unsigned t, unsigned k)
 
 int rmp_buddy_geom_init(struct rmp_buddy_geom *g, unsigned max_order, unsigned min_order)
 {
+	return rmp_buddy_geom_init_records(g, max_order, min_order, 0);
+}
+
+int rmp_buddy_geom_init_records(struct rmp_buddy_geom *g, unsigned max_order, unsigned min_order,
+				unsigned slots)
+{
 	if (max_order > RMP_BUDDY_MAX_ORDER || min_order > max_order ||
-	    max_order - min_order > RMP_BUDDY_MAX_LEVELS - 1)
+	    max_order - min_order > RMP_BUDDY_MAX_LEVELS - 1 || slots > RMP_BUDDY_MAX_SLOTS)
 		return -EINVAL;
 	memset(g, 0, sizeof(*g));
 	g->max_order = max_order;
@@ -315,6 +341,14 @@ int rmp_buddy_geom_init(struct rmp_buddy_geom *g, unsigned max_order, unsigned m
 			g->tier_word[t][j - 1] = w;
 			w += tier_len(t, j);
 		}
+	}
+	if (slots) {
+		/* The records: the slots, then one tag per minimum block. */
+		g->slots = slots;
+		g->slot_word = w = (w + 7) & ~7ull;
+		w += 2ull * slots;
+		g->tag_word = w = (w + 7) & ~7ull;
+		w += 1ull << (g->levels - 1);
 	}
 	g->total_words = (w + 7) & ~7ull;
 	return 0;
@@ -369,6 +403,7 @@ void rmp_buddy_format(uint64_t *words, const struct rmp_buddy_geom *g, uint64_t 
 	words[HDR_ORDERS_WORD] = g->max_order | (uint64_t)g->min_order << 8 | (uint64_t)g->levels << 16;
 	words[HDR_USABLE_WORD] = usable;
 	words[HDR_SIZE_WORD] = g->total_words;
+	words[RMP_BUDDY_HDR_SLOTS_WORD] = g->slots;
 	fmt_mark(words, g, 0, 0, usable);
 	fmt_summary(words, g);
 }
@@ -390,7 +425,9 @@ int rmp_buddy_geom_from_header(struct rmp_buddy_geom *g, const uint64_t hdr[RMP_
 	if (vrc)
 		return vrc;
 	unsigned maxo = hdr[HDR_ORDERS_WORD] & 0xff, mino = (hdr[HDR_ORDERS_WORD] >> 8) & 0xff;
-	int rc = rmp_buddy_geom_init(g, maxo, mino);
+	if (hdr[RMP_BUDDY_HDR_SLOTS_WORD] > RMP_BUDDY_MAX_SLOTS)
+		return -EPROTO;
+	int rc = rmp_buddy_geom_init_records(g, maxo, mino, (unsigned)hdr[RMP_BUDDY_HDR_SLOTS_WORD]);
 	if (rc)
 		return -EPROTO;
 	if (hdr[HDR_SIZE_WORD] != g->total_words || hdr[HDR_USABLE_WORD] > (1ull << maxo))
@@ -431,6 +468,18 @@ void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, ui
 	ctx->wc_mask = RMP_BUDDY_WCACHE - 1;
 	ctx->home = 0;
 	ctx->homed = false;
+	ctx->rec_tag = 0;
+	ctx->rec_slot = 0;
+	atomic_init(&ctx->rec_fixes, 0);
+}
+
+int rmp_buddy_ctx_record(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, unsigned slot, uint64_t id)
+{
+	if (slot >= b->g.slots || id >> 62 != 0)
+		return -EINVAL;
+	ctx->rec_slot = slot;
+	ctx->rec_tag = RMP_BUDDY_TAG_BIT | id;
+	return 0;
 }
 
 static inline uint64_t home_blk(const struct rmp_buddy_ctx *ctx, unsigned t)
@@ -767,7 +816,7 @@ static unsigned count_up_ops(const struct rmp_buddy *b, struct rmp_buddy_ctx *ct
 int rmp_buddy_ctx_flush(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx)
 {
 	_Atomic uint64_t scratch[C_N]; /* bookkeeping, not an operation: counted nowhere */
-	struct tally tl = { scratch, NULL };
+	struct tally tl = { scratch, NULL, NULL };
 
 	for (unsigned t = 0; t < b->g.levels; t++) {
 		int64_t c = atomic_load_explicit(&ctx->credit[t], memory_order_relaxed);
@@ -805,6 +854,107 @@ static int transit_end(const struct rmp_buddy *b, struct tally *tl)
 	struct rmp_wop op;
 	rmp_wop_faa(&op, b->g.transit_word, TRANSIT_END);
 	return st_post(b, tl, &op, 1);
+}
+
+/* --- owner records (remote stores, layout 3) ---------------------------- */
+
+/* An operation's records: the slot's op word as this ctx wrote it last
+ * (it is the only writer: its CASes know the old value), and its tag. */
+struct rec {
+	const struct rmp_buddy *b;
+	struct rmp_buddy_ctx *ctx;
+	unsigned kind;   /* RMP_BUDDY_SLOT_ALLOC or _FREE */
+	uint64_t op;     /* the slot's op word now: 0 idle */
+	uint64_t tag;    /* the ctx's tag */
+};
+
+static inline bool rec_wanted(const struct rmp_buddy *b, const struct rmp_buddy_ctx *ctx)
+{
+	return ctx->rec_tag != 0 && b->g.slots != 0 && !b->store->direct;
+}
+
+static inline uint64_t tag_idx(const struct rmp_buddy_geom *g, unsigned t, uint64_t i)
+{
+	return g->tag_word + (i << (g->levels - 1 - t));
+}
+
+static inline uint64_t slot_op_idx(const struct rec *r)
+{
+	return r->b->g.slot_word + 2ull * r->ctx->rec_slot;
+}
+
+/* Name block i of level t in the slot (busy), ahead of a CAS that claims
+ * or frees it, which the caller marks `after`: an FAA on seq when the
+ * slot was idle (an operation begins), and the CAS of the op word from
+ * what this ctx wrote last. Returns how many operations (0 without
+ * records or when the slot names the block already). */
+static unsigned rec_name_ops(struct rec *r, unsigned t, uint64_t i, struct rmp_wop *ops)
+{
+	if (!r)
+		return 0;
+	uint64_t want = RMP_BUDDY_SLOT_BUSY | (uint64_t)r->kind << RMP_BUDDY_SLOT_KIND_SHIFT |
+			(uint64_t)t << RMP_BUDDY_SLOT_LEVEL_SHIFT | (i & RMP_BUDDY_SLOT_NO_BLOCK);
+	unsigned n = 0;
+	if (r->op == want)
+		return 0;
+	if (r->op == 0)
+		rmp_wop_faa(&ops[n++], slot_op_idx(r) + 1, 1);
+	rmp_wop_cas(&ops[n++], slot_op_idx(r), r->op, want);
+	r->op = want;
+	return n;
+}
+
+/* The operation is over and every tag it touched is right: the slot goes
+ * idle, posted (FAA of the exact opposite of what it holds, which only
+ * this ctx writes: the same as a CAS, and nobody waits for it). */
+static int rec_end(struct tally *tl)
+{
+	struct rec *r = tl->rec;
+	if (!r || r->op == 0)
+		return 0;
+	struct rmp_wop op;
+	rmp_wop_faa(&op, slot_op_idx(r), (uint64_t)0 - r->op);
+	r->op = 0;
+	return st_post(r->b, tl, &op, 1);
+}
+
+/* One round trip: CAS tag word idx from expect to swap; *seen the value
+ * found. 1, 0, or a store error. Counted as a tag fix. */
+static int rec_tag_cas(struct tally *tl, uint64_t idx, uint64_t expect, uint64_t swap, uint64_t *seen)
+{
+	struct rec *r = tl->rec;
+	atomic_fetch_add_explicit(&r->ctx->rec_fixes, 1, memory_order_relaxed);
+	return st_cas(r->b, tl, idx, expect, swap, seen);
+}
+
+/* After a batch that claimed (won) or tried to claim (lost) the block
+ * whose tag word is idx, with a CAS tag 0 -> own that found old: a won
+ * claim makes the tag its own whatever it found (a stale tag of a freed
+ * block, a loser's tag, a lock left over), CAS by CAS; a lost claim takes
+ * back a tag it set. 0 or a store error; the slot stays busy meanwhile. */
+static int rec_tag_settle(struct tally *tl, uint64_t idx, uint64_t old, bool won)
+{
+	struct rec *r = tl->rec;
+	uint64_t seen = 0;
+	int rc;
+
+	if (!won) {
+		rc = old == 0 ? rec_tag_cas(tl, idx, r->tag, 0, &seen) : 0;
+		return rc < 0 ? rc : 0;
+	}
+	/* Only a claimant of this block writes anything but 0 into its tag
+	 * word, and the block is ours now: a few CASes at most. */
+	for (unsigned k = 0; old != 0 && old != r->tag; k++) {
+		if (k == 64)
+			return -EUCLEAN;
+		if ((rc = rec_tag_cas(tl, idx, old, r->tag, &seen)) != 0)
+			return rc < 0 ? rc : 0;
+		old = seen;
+		if (old == 0 && (rc = rec_tag_cas(tl, idx, 0, r->tag, &seen)) != 0)
+			return rc < 0 ? rc : 0;
+		old = seen;
+	}
+	return 0;
 }
 
 /* --- allocation -------------------------------------------------------- */
@@ -855,7 +1005,7 @@ static int split_claim(struct search *s, uint64_t i, uint64_t v, uint64_t *seen)
 	const struct rmp_buddy_geom *g = &b->g;
 	unsigned j = s->j, t = s->t;
 	uint64_t target = split_target(b, s->ctx, j, i, t);
-	struct rmp_wop ops[SPLIT_OPS + 1];
+	struct rmp_wop ops[SPLIT_OPS + 3];
 	unsigned n = 0;
 	int rc;
 
@@ -868,10 +1018,11 @@ static int split_claim(struct search *s, uint64_t i, uint64_t v, uint64_t *seen)
 		uint64_t half = (target >> (t - lv)) ^ 1;
 		n += count_up_ops(b, s->ctx, lv, half / BLOCKS_PER_WORD, &ops[n]);
 	}
+	n += rec_name_ops(s->tl->rec, t, target, &ops[n]);
 	unsigned claim = n++;
 	rmp_wop_cas(&ops[claim], blk_word(g, j, i), v, with_state(v, i, ST_NONE));
 	ops[claim].after = 1;
-	rmp_assert(n <= SPLIT_OPS + 1);
+	rmp_assert(n <= SPLIT_OPS + 3);
 	if ((rc = st_exec(b, s->tl, ops, n)) != 0)
 		return rc;
 	*seen = ops[claim].old;
@@ -892,14 +1043,48 @@ static int split_claim(struct search *s, uint64_t i, uint64_t v, uint64_t *seen)
 		rmp_wop_faa(&ops[n++], blk_word(g, lv, c), add);
 	}
 	n += count_down_ops(b, s->ctx, j, i / BLOCKS_PER_WORD, 1, &ops[n]);
+	unsigned tagop = n;
+	if (s->tl->rec) /* the block is ours: its tag (settled below) */
+		rmp_wop_cas(&ops[n++], tag_idx(g, t, target), 0, s->tl->rec->tag);
 	rmp_wop_faa(&ops[n], g->transit_word, TRANSIT_END);
 	ops[n++].after = 1;
 	if ((rc = st_exec(b, s->tl, ops, n)) != 0)
+		return rc;
+	if (s->tl->rec && (rc = rec_tag_settle(s->tl, ops[tagop].idx, ops[tagop].old, true)) != 0)
 		return rc;
 	for (unsigned lv = j + 1; lv <= t; lv++)
 		cursor_set(s->ctx, lv, (target >> (t - lv)) ^ 1, s->follow);
 	s->blk = target;
 	return 1;
+}
+
+/*
+ * CAS FREE block i of level s->j (in word wi, its value v) to ALLOC: 1
+ * claimed, 0 lost with *seen the word now, or a store error. With
+ * records, one batch: the slot names the block, the claim, the tag.
+ */
+static int claim_cas(struct search *s, uint64_t wi, uint64_t v, uint64_t i, uint64_t *seen)
+{
+	const struct rmp_buddy_geom *g = &s->b->g;
+	struct rec *r = s->tl->rec;
+	uint64_t widx = g->level_word[s->j] + wi, want = with_state(v, i, ST_ALLOC);
+
+	if (!r)
+		return st_cas(s->b, s->tl, widx, v, want, seen);
+	struct rmp_wop ops[4];
+	unsigned n = rec_name_ops(r, s->j, i, ops), claim = n;
+	rmp_wop_cas(&ops[n], widx, v, want);
+	ops[n++].after = 1;
+	rmp_wop_cas(&ops[n], tag_idx(g, s->j, i), 0, r->tag);
+	ops[n++].after = 1;
+	int rc = st_exec(s->b, s->tl, ops, n);
+	if (rc)
+		return rc;
+	*seen = ops[claim].old;
+	bool won = *seen == v;
+	if ((rc = rec_tag_settle(s->tl, ops[n - 1].idx, ops[n - 1].old, won)) != 0)
+		return rc;
+	return won;
 }
 
 /*
@@ -910,7 +1095,6 @@ static int split_claim(struct search *s, uint64_t i, uint64_t v, uint64_t *seen)
  */
 static int claim_in_word(struct search *s, uint64_t wi, uint64_t v, uint64_t mask)
 {
-	const struct rmp_buddy_geom *g = &s->b->g;
 	unsigned j = s->j;
 	uint64_t cur = atomic_load_explicit(&s->ctx->cursor[j], memory_order_relaxed);
 	unsigned pref = cur / BLOCKS_PER_WORD == wi ? blk_shift(cur) : 0;
@@ -926,7 +1110,7 @@ static int claim_in_word(struct search *s, uint64_t wi, uint64_t v, uint64_t mas
 		if (j < s->t)
 			rc = split_claim(s, i, v, &seen);
 		else {
-			rc = st_cas(s->b, s->tl, g->level_word[j] + wi, v, with_state(v, i, ST_ALLOC), &seen);
+			rc = claim_cas(s, wi, v, i, &seen);
 			if (rc == 1) {
 				rc = count_down(s->b, s->ctx, s->tl, j, wi, 1);
 				if (rc)
@@ -1047,8 +1231,8 @@ static int first_batch(struct search *s, uint64_t *counts)
 	uint64_t chunk = s->b->store->chunk_words;
 	uint64_t cur = atomic_load_explicit(&s->ctx->cursor[t], memory_order_relaxed) & ((1ull << t) - 1);
 	uint64_t w0 = cur / BLOCKS_PER_WORD, guess = 0, i = 0;
-	struct rmp_wop ops[3];
-	unsigned n = 0;
+	struct rmp_wop ops[6];
+	unsigned n = 0, claim = 0, tagop = 0;
 	int rc;
 
 	if (chunk == 0 || chunk > MAX_CHUNK)
@@ -1060,21 +1244,34 @@ static int first_batch(struct search *s, uint64_t *counts)
 	if (spec) {
 		uint64_t fb = free_bits(guess), hi = fb & (~0ull << blk_shift(cur));
 		i = w0 * BLOCKS_PER_WORD + (unsigned)__builtin_ctzll(hi ? hi : fb) / 2;
-		rmp_wop_cas(&ops[n++], g->level_word[t] + w0, guess, with_state(guess, i, ST_ALLOC));
+		/* With records: the slot names the block first, its tag
+		 * follows the claim (rec_tag_settle corrects either). */
+		n += rec_name_ops(s->tl->rec, t, i, &ops[n]);
+		claim = n;
+		rmp_wop_cas(&ops[n], g->level_word[t] + w0, guess, with_state(guess, i, ST_ALLOC));
+		ops[n++].after = 1;
+		if (s->tl->rec) {
+			tagop = n;
+			rmp_wop_cas(&ops[n], tag_idx(g, t, i), 0, s->tl->rec->tag);
+			ops[n++].after = 1;
+		}
 	}
 	rmp_wop_load(&ops[n++], g->level_word[t] + w0, (uint32_t)chunk, buf);
 	rmp_wop_load(&ops[n++], g->count_word, t + 1, counts);
 	if ((rc = st_exec(s->b, s->tl, ops, n)) != 0)
 		return rc;
 	if (spec) {
-		if (ops[0].old == guess) {
+		bool won = ops[claim].old == guess;
+		if (s->tl->rec && (rc = rec_tag_settle(s->tl, ops[tagop].idx, ops[tagop].old, won)) != 0)
+			return rc;
+		if (won) {
 			if ((rc = count_down(s->b, s->ctx, s->tl, t, w0, 1)) != 0)
 				return rc;
 			cursor_set(s->ctx, t, i, false);
 			s->blk = i;
 			return 1;
 		}
-		buf[0] = ops[0].old; /* the word itself, newer than the READ beside it */
+		buf[0] = ops[claim].old; /* the word itself, newer than the READ beside it */
 	}
 	for (uint64_t k = 0; k < chunk; k++) {
 		if (!free_bits(buf[k]))
@@ -1210,8 +1407,11 @@ static __attribute__((noinline)) int alloc_slow(const struct rmp_buddy *b, struc
 	unsigned t = b->g.max_order - order;
 	uint64_t blk = 0, before = 0;
 	bool have_before = false;
+	struct rec rec = { .b = b, .ctx = ctx, .kind = RMP_BUDDY_SLOT_ALLOC, .tag = ctx->rec_tag };
 	int rc;
 
+	if (rec_wanted(b, ctx))
+		tl.rec = &rec;
 	for (unsigned attempt = 0;; attempt++) {
 		bool complete = false;
 		rc = search(b, ctx, &tl, t, attempt == 0, have_before, &blk, &complete);
@@ -1231,6 +1431,14 @@ static __attribute__((noinline)) int alloc_slow(const struct rmp_buddy *b, struc
 		before = after;
 		have_before = true;
 	}
+	/* The slot goes idle unless the store failed: then the operation
+	 * may be half done and its client gives the ctx up (the resolver
+	 * finishes it). */
+	if (rc >= 0 || rc == -ENOMEM || rc == -EAGAIN) {
+		int rc2 = rec_end(&tl);
+		if (rc >= 0 && rc2)
+			rc = rc2;
+	}
 	tl_add(&tl, C_CALLS, 1);
 	if (rc < 0)
 		return rc;
@@ -1242,7 +1450,7 @@ static __attribute__((noinline)) int alloc_slow(const struct rmp_buddy *b, struc
 int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsigned order,
 		    uint64_t *offset)
 {
-	struct tally tl = { ctx->ctr[OP_ALLOC], ctx };
+	struct tally tl = { ctx->ctr[OP_ALLOC], ctx, NULL };
 	_Atomic uint64_t *direct = b->store->direct;
 	uint64_t blk;
 
@@ -1270,6 +1478,16 @@ struct freeing {
 	unsigned expect; /* ALLOC: the block freed; NONE: a parent merged into */
 	bool counted;    /* the block's path was raised (it is to become FREE at t) */
 	bool moving;     /* transit +1 done: memory in passing until the last CAS */
+	/* With records: the freed block's tag word, what it should hold
+	 * (the owner's tag, or a lock of ours), and where it stands. */
+	uint64_t tidx, texp;
+	unsigned ts;
+};
+
+enum {
+	TAG_DONE = 0, /* no records, or the block left ALLOC: nothing more to do */
+	TAG_HELD,     /* the tag word holds texp and the block is ALLOC: clear it with the first step */
+	TAG_CLEARED,  /* cleared, but the step lost: the block is still ALLOC, tag it again before a retry */
 };
 
 /* The free stops without freeing (not a live block, corrupt metadata, a
@@ -1281,6 +1499,51 @@ static int free_abort(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 		count_down(b, ctx, tl, f->t, f->i / BLOCKS_PER_WORD, 1);
 	if (f->moving)
 		transit_end(b, tl);
+	if (f->ts == TAG_CLEARED) {
+		/* The block is still somebody's (maybe ours at another order:
+		 * the tag word is the same): its tag comes back. */
+		uint64_t seen;
+		rec_tag_cas(tl, f->tidx, 0, f->texp, &seen);
+	}
+	if (rc == -EINVAL)
+		rec_end(tl); /* nothing half done: a refused free */
+	return rc;
+}
+
+/* After a step batch that carried the tag's clear (CAS texp -> 0, which
+ * found old) behind the step's CAS (won or lost). 0 or a store error. */
+static int free_tag_seen(struct tally *tl, struct freeing *f, uint64_t old, bool won)
+{
+	uint64_t seen;
+
+	if (old == f->texp)
+		f->ts = won ? TAG_DONE : TAG_CLEARED;
+	else if (old == 0)
+		f->ts = TAG_DONE; /* an untagged block: nothing to clear */
+	else if (!won)
+		f->texp = old; /* not the tag expected: clear what is there */
+	else {
+		/* Freed, and its tag was not the one said: clear it now. */
+		f->ts = TAG_DONE;
+		if (!(old & RMP_BUDDY_TAG_LOCK)) {
+			int rc = rec_tag_cas(tl, f->tidx, old, 0, &seen);
+			return rc < 0 ? rc : 0;
+		}
+	}
+	return 0;
+}
+
+/* Before a step CAS on the freed block (still ALLOC) after a lost one
+ * that cleared its tag: tag it again, one round trip. 1 ready; 0
+ * somebody else took the tag (another free holds it); or a store error. */
+static int free_retag(struct tally *tl, struct freeing *f)
+{
+	uint64_t seen;
+	int rc = rec_tag_cas(tl, f->tidx, 0, f->texp, &seen);
+	if (rc == 1)
+		f->ts = TAG_HELD;
+	else if (rc == 0)
+		f->ts = TAG_DONE; /* not ours to put back */
 	return rc;
 }
 
@@ -1350,18 +1613,24 @@ static int step_done(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struc
  * steady state. seen_word: the block's word as last seen, or NULL.
  */
 static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
-		   unsigned t, uint64_t i, const uint64_t *seen_word)
+		   unsigned t, uint64_t i, const uint64_t *seen_word, uint64_t texp)
 {
 	const struct rmp_buddy_geom *g = &b->g;
 	struct freeing f = { .t = t, .i = i, .expect = ST_ALLOC };
 	uint64_t chain[RMP_BUDDY_MAX_LEVELS + 1]; /* chain[k]: the word of the ancestor at level k */
 	bool have_chain = false, confirmed = false, merge = false;
 	uint64_t v = 0, seen = 0;
-	struct rmp_wop ops[RMP_BUDDY_MAX_LEVELS + PATH_OPS + 2];
-	unsigned n = 0, cas = 0;
+	struct rmp_wop ops[RMP_BUDDY_MAX_LEVELS + PATH_OPS + 5];
+	unsigned n = 0, cas = 0, tagop = 0;
+	struct rec *r = tl->rec;
 	int rc;
 
 	rmp_assert(t < g->levels && i >> t == 0);
+	if (r) {
+		f.tidx = tag_idx(g, t, i);
+		f.texp = texp ? texp : r->tag;
+		f.ts = TAG_HELD;
+	}
 	if (seen_word)
 		v = *seen_word;
 	else if (b->store->direct) {
@@ -1369,17 +1638,26 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 			return rc;
 	} else {
 		bool spec = wc_get(ctx, blk_word(g, t, i), &v) && state_of(v, i) == ST_ALLOC;
-		if (spec)
-			cas = (n = step_ops(b, ctx, &f, v, ops, &merge)) - 1;
+		if (spec) {
+			n = rec_name_ops(r, t, i, ops);
+			cas = (n += step_ops(b, ctx, &f, v, &ops[n], &merge)) - 1;
+			if (r) {
+				tagop = n;
+				rmp_wop_cas(&ops[n], f.tidx, f.texp, 0);
+				ops[n++].after = 1;
+			}
+		}
 		for (unsigned k = 0; k <= t; k++)
 			rmp_wop_load(&ops[n++], blk_word(g, k, i >> (t - k)), 1, &chain[k]);
 		if ((rc = st_exec(b, tl, ops, n)) != 0)
 			return free_abort(b, ctx, tl, &f, rc);
 		have_chain = true;
+		if (spec && r && (rc = free_tag_seen(tl, &f, ops[tagop].old, ops[cas].old == v)) != 0)
+			return free_abort(b, ctx, tl, &f, rc);
 		if (!spec)
 			v = chain[t];
 		else if ((rc = step_done(b, ctx, tl, &f, v, ops[cas].old, merge)) != 0)
-			return rc < 0 ? rc : 0;
+			return rc < 0 ? rc : rec_end(tl);
 		else if (f.t == t) {
 			v = ops[cas].old; /* lost: the word itself, now */
 			confirmed = true;
@@ -1403,13 +1681,25 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 			return free_abort(b, ctx, tl, &f, f.expect == ST_ALLOC ? -EINVAL : -EUCLEAN);
 		}
 		unsigned level = f.t;
-		n = step_ops(b, ctx, &f, v, ops, &merge);
+		bool first = f.expect == ST_ALLOC; /* the block itself: its tag goes with this CAS */
+		if (first && f.ts == TAG_CLEARED && (rc = free_retag(tl, &f)) != 1)
+			return free_abort(b, ctx, tl, &f, rc < 0 ? rc : -EINVAL);
+		n = rec_name_ops(r, t, i, ops);
+		n += step_ops(b, ctx, &f, v, &ops[n], &merge);
+		cas = n - 1;
+		if (first && f.ts == TAG_HELD) {
+			tagop = n;
+			rmp_wop_cas(&ops[n], f.tidx, f.texp, 0);
+			ops[n++].after = 1;
+		}
 		if ((rc = st_exec(b, tl, ops, n)) != 0)
 			return free_abort(b, ctx, tl, &f, rc);
-		if ((rc = step_done(b, ctx, tl, &f, v, ops[n - 1].old, merge)) != 0)
-			return rc < 0 ? rc : 0;
+		if (first && f.ts == TAG_HELD && (rc = free_tag_seen(tl, &f, ops[tagop].old, ops[cas].old == v)) != 0)
+			return free_abort(b, ctx, tl, &f, rc);
+		if ((rc = step_done(b, ctx, tl, &f, v, ops[cas].old, merge)) != 0)
+			return rc < 0 ? rc : rec_end(tl);
 		if (f.t == level) {
-			v = ops[n - 1].old; /* lost: the word now, from the CAS */
+			v = ops[cas].old; /* lost: the word now, from the CAS */
 			confirmed = true;
 			continue;
 		}
@@ -1425,12 +1715,67 @@ int rmp_buddy_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_
 		   unsigned order)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct tally tl = { ctx->ctr[OP_FREE], ctx };
+	struct tally tl = { ctx->ctr[OP_FREE], ctx, NULL };
+	struct rec rec = { .b = b, .ctx = ctx, .kind = RMP_BUDDY_SLOT_FREE, .tag = ctx->rec_tag };
 
 	if (order < g->min_order || order > g->max_order || (offset >> g->max_order) != 0 ||
 	    (offset & ((1ull << order) - 1)) != 0)
 		return -EINVAL;
-	int rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, NULL);
+	if (rec_wanted(b, ctx))
+		tl.rec = &rec;
+	int rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, NULL, 0);
+	tl_add(&tl, C_CALLS, 1);
+	return rc;
+}
+
+/* The tag lock of a foreign free: one round trip reads the tag (with the
+ * slot naming the block), then CAS tag -> LOCK | own until it holds
+ * (another lock there: somebody else frees the block). 0 with *was the
+ * tag it replaced, -EINVAL, or a store error. */
+static int foreign_lock(const struct rmp_buddy *b, struct tally *tl, unsigned t, uint64_t i, uint64_t *was)
+{
+	struct rec *r = tl->rec;
+	uint64_t tidx = tag_idx(&b->g, t, i), cur = 0, seen = 0;
+	struct rmp_wop ops[3];
+	unsigned n = rec_name_ops(r, t, i, ops);
+	rmp_wop_load(&ops[n++], tidx, 1, &cur);
+	int rc = st_exec(b, tl, ops, n);
+	for (unsigned k = 0; rc == 0 && k < 8; k++) {
+		if (cur & RMP_BUDDY_TAG_LOCK)
+			return -EINVAL;
+		rc = st_cas(b, tl, tidx, cur, RMP_BUDDY_TAG_LOCK | r->tag, &seen);
+		if (rc == 1) {
+			*was = cur;
+			return 0;
+		}
+		cur = seen;
+	}
+	return rc < 0 ? rc : -EAGAIN;
+}
+
+int rmp_buddy_free_foreign(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
+			   unsigned order)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	struct tally tl = { ctx->ctr[OP_FREE], ctx, NULL };
+	struct rec rec = { .b = b, .ctx = ctx, .kind = RMP_BUDDY_SLOT_FREE, .tag = ctx->rec_tag };
+	uint64_t was = 0, seen;
+
+	if (!rec_wanted(b, ctx))
+		return rmp_buddy_free(b, ctx, offset, order);
+	if (order < g->min_order || order > g->max_order || (offset >> g->max_order) != 0 ||
+	    (offset & ((1ull << order) - 1)) != 0)
+		return -EINVAL;
+	tl.rec = &rec;
+	unsigned t = g->max_order - order;
+	uint64_t i = offset >> order;
+	int rc = foreign_lock(b, &tl, t, i, &was);
+	if (rc == 0) {
+		rc = do_free(b, ctx, &tl, t, i, NULL, RMP_BUDDY_TAG_LOCK | rec.tag);
+		if (rc == -EINVAL) /* not freed: the tag it had comes back */
+			rec_tag_cas(&tl, tag_idx(g, t, i), RMP_BUDDY_TAG_LOCK | rec.tag, was, &seen);
+	} else if (rc == -EINVAL || rc == -EAGAIN)
+		rec_end(&tl);
 	tl_add(&tl, C_CALLS, 1);
 	return rc;
 }
@@ -1554,21 +1899,24 @@ static __attribute__((noinline)) int free_at_slow(const struct rmp_buddy *b, str
 						  unsigned *order_out)
 {
 	const struct rmp_buddy_geom *g = &b->g;
+	struct rec rec = { .b = b, .ctx = ctx, .kind = RMP_BUDDY_SLOT_FREE, .tag = ctx->rec_tag };
 	int rc;
 
+	if (rec_wanted(b, ctx))
+		tl.rec = &rec;
 	if (order)
-		rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, &v);
+		rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, &v, 0);
 	else {
 		rc = find_live(b, &tl, offset, false, &order, &v);
 		if (rc == 0)
-			rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, &v);
+			rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, &v, 0);
 	}
 	if (rc == -EINVAL) {
 		/* Loads are hints (stale in the RDMA-like test mode): before
 		 * calling a free bad, ask the words themselves. */
 		rc = find_live(b, &tl, offset, true, &order, &v);
 		if (rc == 0)
-			rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, &v);
+			rc = do_free(b, ctx, &tl, g->max_order - order, offset >> order, &v, 0);
 	}
 	tl_add(&tl, C_CALLS, 1);
 	if (rc == 0 && order_out)
@@ -1580,7 +1928,7 @@ int rmp_buddy_free_at(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint
 		      unsigned *order_out)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct tally tl = { ctx->ctr[OP_FREE], ctx };
+	struct tally tl = { ctx->ctr[OP_FREE], ctx, NULL };
 	_Atomic uint64_t *direct = b->store->direct;
 	unsigned order = 0;
 	uint64_t v = 0;
@@ -1604,7 +1952,7 @@ int rmp_buddy_order_of(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uin
 		       bool authoritative, unsigned *order)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct tally tl = { ctx->ctr[OP_FREE], ctx };
+	struct tally tl = { ctx->ctr[OP_FREE], ctx, NULL };
 	uint64_t v;
 
 	if ((offset >> g->max_order) != 0 || (offset & ((1ull << g->min_order) - 1)) != 0)
@@ -1616,7 +1964,7 @@ int rmp_buddy_order_of(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uin
 int rmp_buddy_is_live(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset, unsigned order)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct tally tl = { ctx->ctr[OP_FREE], ctx };
+	struct tally tl = { ctx->ctr[OP_FREE], ctx, NULL };
 
 	if (order < g->min_order || order > g->max_order || (offset >> g->max_order) != 0 ||
 	    (offset & ((1ull << order) - 1)) != 0)
@@ -1914,7 +2262,7 @@ int rmp_buddy_retire(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint6
 {
 	const struct rmp_buddy_geom *g = &b->g;
 	/* No word cache: a range's thousands of words would only flush it. */
-	struct tally tl = { ctx->ctr[OP_RETIRE], NULL };
+	struct tally tl = { ctx->ctr[OP_RETIRE], NULL, NULL };
 	struct retire rt = { .b = b, .ctx = ctx, .tl = &tl };
 	int rc = -ENOMEM;
 
@@ -1956,7 +2304,7 @@ int rmp_buddy_free_retired(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx,
 			   unsigned order)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct tally tl = { ctx->ctr[OP_FREE], ctx };
+	struct tally tl = { ctx->ctr[OP_FREE], ctx, NULL };
 	bool confirmed = false;
 	uint64_t v = 0, seen = 0;
 	int rc;
@@ -1982,6 +2330,17 @@ int rmp_buddy_free_retired(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx,
 			break; /* 1: RESERVED now, nothing else changes; or an error */
 		confirmed = true;
 		v = seen;
+	}
+	if (rc == 1 && rec_wanted(b, ctx)) {
+		/* With records: the block left ALLOC, its tag goes (a round
+		 * trip of its own: a retired block is never handed out again,
+		 * so a tag left for a moment misleads nobody). */
+		struct rec rec = { .b = b, .ctx = ctx, .kind = RMP_BUDDY_SLOT_FREE, .tag = ctx->rec_tag };
+		uint64_t tidx = tag_idx(g, t, i);
+		tl.rec = &rec;
+		rc = rec_tag_cas(&tl, tidx, rec.tag, 0, &seen);
+		if (rc == 0 && seen != 0 && !(seen & RMP_BUDDY_TAG_LOCK))
+			rc = rec_tag_cas(&tl, tidx, seen, 0, &seen);
 	}
 out:
 	tl_add(&tl, C_CALLS, 1);
@@ -2119,7 +2478,7 @@ static int check_summary(const struct rmp_buddy_geom *g, const uint64_t *words, 
 /* One level of the walk: each block's state against what covers it from
  * above (covered: per block of level t-1, set or inside a set block). */
 static int check_level(const struct rmp_buddy_geom *g, const uint64_t *words, unsigned t, const uint8_t *covered,
-		       uint8_t *covered_next, struct rmp_buddy_report *r)
+		       uint8_t *covered_next, uint8_t *alloc_start, struct rmp_buddy_report *r)
 {
 	uint64_t nb = 1ull << t, bsz = 1ull << (g->max_order - t), usable = words[HDR_USABLE_WORD];
 
@@ -2144,9 +2503,10 @@ static int check_level(const struct rmp_buddy_geom *g, const uint64_t *words, un
 		if (st == ST_FREE) {
 			r->free_bytes += bsz;
 			r->free_blocks[t]++;
-		} else if (st == ST_ALLOC)
+		} else if (st == ST_ALLOC) {
 			r->alloc_bytes += bsz;
-		else if (st == ST_RESERVED) {
+			alloc_start[i << (g->levels - 1 - t)] = 1;
+		} else if (st == ST_RESERVED) {
 			/* The tail past the usable size, or retired space inside it. */
 			uint64_t tail = hi <= usable ? 0 : hi - (lo > usable ? lo : usable);
 			r->reserved_bytes += bsz;
@@ -2162,16 +2522,54 @@ static int check_level(const struct rmp_buddy_geom *g, const uint64_t *words, un
 	return check_summary(g, words, t, r);
 }
 
+/* The records on a quiet heap: every slot idle; every tag 0 or a tag (no
+ * lock) at the start of an ALLOC block. alloc_start: per minimum block,
+ * whether an ALLOC block starts there. */
+static int check_records(const struct rmp_buddy_geom *g, const uint64_t *words, const uint8_t *alloc_start,
+			 struct rmp_buddy_report *r)
+{
+	for (unsigned c = 0; c < g->slots; c++) {
+		uint64_t op = words[g->slot_word + 2ull * c];
+		if (op & RMP_BUDDY_SLOT_BUSY) {
+			snprintf(r->error, sizeof(r->error), "slot %u is busy (op %#llx) on a quiet heap", c,
+				 (unsigned long long)op);
+			return -EUCLEAN;
+		}
+	}
+	uint64_t nmin = g->slots ? 1ull << (g->levels - 1) : 0;
+	for (uint64_t m = 0; m < nmin; m++) {
+		uint64_t tag = words[g->tag_word + m];
+		if (alloc_start[m]) {
+			if (tag)
+				r->tagged_blocks++;
+			else
+				r->untagged_blocks++;
+		}
+		if (tag == 0)
+			continue;
+		const char *why = !(tag & RMP_BUDDY_TAG_BIT) ? "is not a tag"
+				  : (tag & RMP_BUDDY_TAG_LOCK) ? "is locked on a quiet heap"
+				  : !alloc_start[m] ? "is left where no allocated block starts" : NULL;
+		if (why) {
+			snprintf(r->error, sizeof(r->error), "minimum block %llu: tag %#llx %s", (unsigned long long)m,
+				 (unsigned long long)tag, why);
+			return -EUCLEAN;
+		}
+	}
+	return 0;
+}
+
 int rmp_buddy_check(const struct rmp_buddy *b, struct rmp_buddy_report *r)
 {
 	const struct rmp_buddy_geom *g = &b->g;
 	_Atomic uint64_t scratch[C_N]; /* the walk's reads count nowhere */
-	struct tally tl = { scratch, NULL };
+	struct tally tl = { scratch, NULL, NULL };
 
 	for (unsigned c = 0; c < C_N; c++)
 		atomic_init(&scratch[c], 0);
 	uint64_t *words;
 	uint8_t *covered = NULL, *covered_next = NULL; /* per block: inside a leaf above */
+	uint8_t *alloc_start = NULL;                   /* per minimum block: an ALLOC block starts there */
 	int rc;
 
 	memset(r, 0, sizeof(*r));
@@ -2201,11 +2599,12 @@ int rmp_buddy_check(const struct rmp_buddy *b, struct rmp_buddy_report *r)
 	rc = -ENOMEM;
 	covered = calloc(1ull << (g->levels - 1), 1);
 	covered_next = calloc(1ull << (g->levels - 1), 1);
-	if (!covered || !covered_next)
+	alloc_start = calloc(1ull << (g->levels - 1), 1);
+	if (!covered || !covered_next || !alloc_start)
 		goto out_free_maps;
 	rc = 0;
 	for (unsigned t = 0; t < g->levels && rc == 0; t++) {
-		rc = check_level(g, words, t, covered, covered_next, r);
+		rc = check_level(g, words, t, covered, covered_next, alloc_start, r);
 		uint8_t *tmp = covered;
 		covered = covered_next;
 		covered_next = tmp;
@@ -2215,7 +2614,10 @@ int rmp_buddy_check(const struct rmp_buddy *b, struct rmp_buddy_report *r)
 			 (unsigned long long)(r->free_bytes + r->alloc_bytes + r->reserved_bytes));
 		rc = -EUCLEAN;
 	}
+	if (rc == 0)
+		rc = check_records(g, words, alloc_start, r);
 out_free_maps:
+	free(alloc_start);
 	free(covered);
 	free(covered_next);
 out_free_words:

@@ -16,8 +16,9 @@
 #include "store.h"
 
 #define RMP_BUDDY_MAGIC      0x524d50425544ull /* "RMPBUD" */
-#define RMP_BUDDY_VERSION    2u /* layout version: bumped with any change of the region's format
-				    * (2: the free-count summary and the transit word) */
+#define RMP_BUDDY_VERSION    3u /* layout version: bumped with any change of the region's format
+				    * (2: the free-count summary and the transit word; 3: the
+				    * owner records, slots and tags, for reclaim) */
 #define RMP_BUDDY_MAX_ORDER  57u /* offsets fit the 58 low bits of a handle */
 #define RMP_BUDDY_MAX_LEVELS 29u /* 2^30 bits of metadata: 128 MiB (1 TiB of 4 KiB blocks) */
 #define RMP_BUDDY_HDR_WORDS  8u
@@ -27,6 +28,30 @@
  * region last (set with the CPU before each registration; clients only
  * read it). The engine neither sets nor checks it. */
 #define RMP_BUDDY_HDR_GEN_WORD 4u
+/* Header word 5: how many context slots the region has (0: no records,
+ * no tag array). */
+#define RMP_BUDDY_HDR_SLOTS_WORD 5u
+#define RMP_BUDDY_MAX_SLOTS  65536u /* context slots a region may have */
+
+/* Owner records (layout 3, regions formatted with slots; buddy.c's
+ * opening comment). A tag names an engine context for the pool's life:
+ * RMP_BUDDY_TAG_BIT | its number; RMP_BUDDY_TAG_LOCK is set in a tag
+ * word while a free that did not own the block holds it. */
+#define RMP_BUDDY_TAG_BIT    (1ull << 63)
+#define RMP_BUDDY_TAG_LOCK   (1ull << 62)
+/* A slot's op word: RMP_BUDDY_SLOT_BUSY | kind << RMP_BUDDY_SLOT_KIND_SHIFT |
+ * level << RMP_BUDDY_SLOT_LEVEL_SHIFT | block index; 0 when idle.
+ * RMP_BUDDY_SLOT_ABANDONED: its client gave the context up (an RDMA error
+ * in the middle of an operation) and uses another. */
+#define RMP_BUDDY_SLOT_BUSY      (1ull << 63)
+#define RMP_BUDDY_SLOT_ABANDONED (1ull << 62)
+#define RMP_BUDDY_SLOT_KIND_SHIFT  56u
+#define RMP_BUDDY_SLOT_LEVEL_SHIFT 48u
+#define RMP_BUDDY_SLOT_NO_BLOCK  ((1ull << 48) - 1) /* busy, no block named yet */
+enum rmp_buddy_slot_kind {
+	RMP_BUDDY_SLOT_ALLOC = 1,
+	RMP_BUDDY_SLOT_FREE = 2,
+};
 
 /* Where everything lives in the metadata region, in words. */
 struct rmp_buddy_geom {
@@ -41,6 +66,12 @@ struct rmp_buddy_geom {
 	 * starting at word tier_word[t][k - 1]. */
 	unsigned tiers[RMP_BUDDY_MAX_LEVELS + 1];
 	uint64_t tier_word[RMP_BUDDY_MAX_LEVELS + 1][RMP_BUDDY_MAX_TIERS];
+	/* Owner records (0 slots: none, and no tag array). Slot c is the
+	 * two words at slot_word + 2c (op, seq); the tag of the ALLOC block
+	 * that starts at minimum block i is word tag_word + i. */
+	unsigned slots;
+	uint64_t slot_word;
+	uint64_t tag_word;
 	uint64_t total_words;
 };
 
@@ -86,6 +117,10 @@ struct rmp_buddy_ctx {
 	_Atomic uint64_t wc_inline[2 * RMP_BUDDY_WCACHE];
 	uint64_t home;                     /* fraction of the heap, / 2^64 (rmp_buddy_ctx_home) */
 	bool homed;
+	/* Owner records (rmp_buddy_ctx_record): its tag (0: off) and slot. */
+	uint64_t rec_tag;
+	unsigned rec_slot;
+	_Atomic uint64_t rec_fixes; /* round trips spent on tag fixes and undos */
 };
 
 struct rmp_buddy {
@@ -96,6 +131,11 @@ struct rmp_buddy {
 /* Geometry for 2^max_order bytes in blocks of at least 2^min_order.
  * -EINVAL for orders out of range or more than RMP_BUDDY_MAX_LEVELS levels. */
 int rmp_buddy_geom_init(struct rmp_buddy_geom *g, unsigned max_order, unsigned min_order);
+/* The same with owner records: `slots` context slots and the tag array
+ * (one word per minimum block). slots = 0 is rmp_buddy_geom_init.
+ * -EINVAL also for more than RMP_BUDDY_MAX_SLOTS. */
+int rmp_buddy_geom_init_records(struct rmp_buddy_geom *g, unsigned max_order, unsigned min_order,
+				unsigned slots);
 
 /* Write a fresh heap into words[0..g->total_words) with plain stores,
  * before anyone else can see it: [0, usable) free, the tail reserved
@@ -117,6 +157,16 @@ int rmp_buddy_geom_from_header(struct rmp_buddy_geom *g, const uint64_t hdr[RMP_
 
 void rmp_buddy_init(struct rmp_buddy *b, const struct rmp_buddy_geom *g, struct rmp_store *store);
 void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, uint64_t client_id);
+
+/* Make this ctx keep owner records (the region must have slots): it owns
+ * slot `slot` (nobody else may use it while it lives) and its tag is
+ * RMP_BUDDY_TAG_BIT | id (id < 2^62, unique per context for the pool's
+ * life). On a store that is not direct (remote) every allocation and
+ * free then writes its slot and its blocks' tags in the batches it sends
+ * anyway (buddy.c); on direct local memory nothing changes. A ctx that
+ * keeps records is used by one thread at a time. -EINVAL for a slot out
+ * of range or a bad id. */
+int rmp_buddy_ctx_record(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, unsigned slot, uint64_t id);
 
 /* Give this ctx a home at the fraction frac / 2^64 of the heap: on local
  * memory a miss looks there first at every level and splits toward it,
@@ -162,6 +212,16 @@ int rmp_buddy_alloc(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, unsign
  * metadata only. */
 int rmp_buddy_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
 		   unsigned order);
+/* Free a live block this ctx may not own (a handle from another process
+ * or context): with records on, the block's tag is read and locked first
+ * (CAS tag -> RMP_BUDDY_TAG_LOCK | own tag) and the bitmap is changed only
+ * while the lock is held, so that neither a resolver nor another late
+ * free can free it again after it was allocated anew. rmp_buddy_free
+ * assumes the block is this ctx's (its tag is the ctx's) and costs one
+ * round trip in the steady state; this one three. Without records it is
+ * rmp_buddy_free. */
+int rmp_buddy_free_foreign(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
+			   unsigned order);
 /* Free the live block that starts at offset, whatever its order, found
  * from the metadata (for callers that keep no size, like the heap). The
  * order freed goes to *order if not NULL. -EINVAL if none starts there. */
@@ -225,6 +285,8 @@ struct rmp_buddy_report {
 	uint64_t free_blocks[RMP_BUDDY_MAX_LEVELS + 1];  /* per level, as walked */
 	int64_t counts[RMP_BUDDY_MAX_LEVELS + 1];        /* per level, the summaries' roots */
 	uint64_t transit;                                /* the transit word */
+	uint64_t tagged_blocks;                          /* ALLOC blocks with a tag (records) */
+	uint64_t untagged_blocks;                        /* ALLOC blocks with tag 0 */
 	char error[160];                                 /* first violation found */
 };
 
@@ -233,7 +295,9 @@ struct rmp_buddy_report {
  * block; nothing past the usable size is free or allocated (RESERVED
  * inside it is retired space, reported apart); no two free buddies
  * (coalescing was never lost); nothing below a leaf; every count of every
- * summary equals the free blocks below it; no move in transit. 0,
+ * summary equals the free blocks below it; no move in transit; with
+ * records, every slot idle and every tag either 0 or a tag
+ * (RMP_BUDDY_TAG_BIT, no lock) at the start of an ALLOC block. 0,
  * -EUCLEAN with r->error set, or a store error. */
 int rmp_buddy_check(const struct rmp_buddy *b, struct rmp_buddy_report *r);
 

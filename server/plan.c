@@ -159,7 +159,7 @@ static int plan_space(struct planning *g)
 			      rq->name, g->asked, geo->segments, seg, RMP_WIRE_MAX_SEGMENTS);
 	}
 	unsigned min_log2 = g->pl->min_block_log2;
-	if (rmp_buddy_geom_init(&g->pl->buddy, geo->space_log2, min_log2))
+	if (rmp_buddy_geom_init_records(&g->pl->buddy, geo->space_log2, min_log2, RMP_SRV_POOL_SLOTS))
 		return refuse(g, -EINVAL,
 			      "pool %s (%s): a 2^%u-byte space in 2^%u-byte blocks needs %u buddy "
 			      "levels, at most %u: ask for a larger min_block",

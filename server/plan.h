@@ -12,7 +12,9 @@
  *      for the rest (sizing.h: per-donor region = the tightest host's
  *      process limit less its donor footprint, in whole segments);
  *   3. the space: the next power of two (sizing.h), at most
- *      RMP_WIRE_MAX_SEGMENTS segments and RMP_BUDDY_MAX_LEVELS levels;
+ *      RMP_WIRE_MAX_SEGMENTS segments and RMP_BUDDY_MAX_LEVELS levels; its
+ *      buddy metadata with owner records (RMP_SRV_POOL_SLOTS slots and a
+ *      tag per minimum block);
  *   4. the spawned donors placed over the hosts' budgets (sizing.h);
  *   5. every piece's length and pool address (layout.h).
  * The result is one plan, or one error text: the ERROR frame the
@@ -29,6 +31,10 @@
 #include "buddy.h"
 #include "sizing.h"
 #include "wire.h"
+
+/* Context slots in a pool's metadata (owner records, for reclaim; buddy.h):
+ * one per engine context, 64 consumers of RMP_DATA_SHARDS (16) each. */
+#define RMP_SRV_POOL_SLOTS 1024u
 
 /* A registered host agent, as placement sees it. */
 struct rmp_srv_plan_host {

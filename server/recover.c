@@ -48,6 +48,7 @@
 #include "clock.h"
 #include "layout.h"
 #include "log.h"
+#include "plan.h"
 #include "srv.h"
 
 /* Ids whose rows go once a scan is over (a scan does not write). */
@@ -102,7 +103,8 @@ static void pool_from_record(struct rmp_srv_pool *p, const struct rmp_state_pool
 	p->space_log2 = r->space_log2;
 	p->segment_log2 = r->segment_log2;
 	p->min_block_log2 = r->min_block_log2;
-	if (p->space_log2 >= 64 || rmp_buddy_geom_init(&p->geom, p->space_log2, p->min_block_log2)) {
+	if (p->space_log2 >= 64 || rmp_buddy_geom_init_records(&p->geom, p->space_log2, p->min_block_log2,
+							     RMP_SRV_POOL_SLOTS)) {
 		snprintf(why, sizeof(why), "its recorded geometry (2^%u in blocks of 2^%u) is not valid",
 			 p->space_log2, p->min_block_log2);
 		pool_lost(p, why);
