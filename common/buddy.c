@@ -608,8 +608,13 @@ static int st_exec(const struct rmp_buddy *b, struct tally *tl, struct rmp_wop *
 
 	if (n == 0)
 		return 0;
+	bool seen_load = false;
 	for (unsigned i = 0; i < n; i++) {
 		rmp_assert(ops[i].idx < b->g.total_words);
+		/* store.h: an atomic is never ordered after a READ (the RDMA
+		 * store refuses it); the local stores would not notice. */
+		rmp_assert(!(ops[i].after && ops[i].kind != RMP_WOP_LOAD && seen_load));
+		seen_load |= ops[i].kind == RMP_WOP_LOAD;
 		if (ops[i].kind == RMP_WOP_LOAD)
 			tl_add(tl, C_LOADS, 1);
 		else if (ops[i].kind == RMP_WOP_FAA)
@@ -1249,7 +1254,7 @@ static int first_batch(struct search *s, uint64_t *counts)
 		n += rec_name_ops(s->tl->rec, t, i, &ops[n]);
 		claim = n;
 		rmp_wop_cas(&ops[n], g->level_word[t] + w0, guess, with_state(guess, i, ST_ALLOC));
-		ops[n++].after = 1;
+		ops[n++].after = claim > 0;
 		if (s->tl->rec) {
 			tagop = n;
 			rmp_wop_cas(&ops[n], tag_idx(g, t, i), 0, s->tl->rec->tag);
