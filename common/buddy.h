@@ -239,6 +239,10 @@ int rmp_buddy_order_of(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uin
  * a store error. */
 int rmp_buddy_is_live(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset, unsigned order);
 
+/* Defined: rmp_buddy_retire and rmp_buddy_free_retired are here (code
+ * written before they landed tests it). */
+#define RMP_BUDDY_HAVE_RETIRE 1
+
 /* Take the block of 2^order bytes at offset out of service: every FREE
  * block inside it becomes RESERVED; a FREE block that contains it is
  * claimed and split down so that exactly this block's part is RESERVED
@@ -251,7 +255,9 @@ int rmp_buddy_is_live(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint
  * split or merge half done): call again later. On return 0 every byte of
  * the block is RESERVED or in a block that was ALLOC during the call.
  * -EINVAL for a bad offset/order, -ENOMEM, or a store error. Memory: 32
- * bytes per word of the block's leaf level, for the call. */
+ * bytes per word of the block's leaf level, for the call. A block held
+ * by rmp_buddy_hold (local heaps only; NONE while held) looks in passing:
+ * -EAGAIN until it is unheld. */
 int rmp_buddy_retire(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
 		     unsigned order, uint64_t *bytes);
 /* Free a live block that lies in a retired range: ALLOC -> RESERVED, no
