@@ -249,7 +249,7 @@ static void install_segtab_locked(rmp_client *c, const struct rmp_wire_segtab_re
 	const struct rmp_wire_segtab *t = &r->segtab;
 	if (t->meta.len != p->segtab.meta.len || t->space_log2 != p->segtab.space_log2 ||
 	    t->min_block_log2 != p->segtab.min_block_log2) {
-		p->expired = true;
+		rmp_pool_expire_locked(p);
 		snprintf(p->expired_text, sizeof(p->expired_text),
 			 "pool %s came back with another geometry (metadata %llu bytes, was %llu): reopen it",
 			 p->name, (unsigned long long)t->meta.len, (unsigned long long)p->segtab.meta.len);
@@ -288,7 +288,7 @@ static bool refetch_refused_locked(rmp_client *c, const struct rmp_wire_error *e
 		return true;
 	}
 	oldest->resync = false;
-	oldest->expired = true;
+	rmp_pool_expire_locked(oldest);
 	snprintf(oldest->expired_text, sizeof(oldest->expired_text), "after the coordinator's restart: %.*s",
 		 (int)RMP_WIRE_TEXT_MAX, e->text);
 	atomic_store_explicit(&oldest->resyncing, false, memory_order_release);
@@ -308,7 +308,7 @@ static void dispatch_locked(rmp_client *c, struct rmp_wire_msg *m)
 		if (p && !p->expired) {
 			if (m->u.lease_grant.ttl_ms)
 				p->ttl_ms = m->u.lease_grant.ttl_ms;
-			p->last_grant_ms = now;
+			rmp_pool_granted_locked(p, now);
 			p->renew_sent_ms = 0;
 			p->next_renew_ms = now + p->ttl_ms / 3;
 		}
@@ -316,7 +316,7 @@ static void dispatch_locked(rmp_client *c, struct rmp_wire_msg *m)
 	case RMP_MSG_LEASE_EXPIRED:
 		p = pool_by_lease_locked(c, m->u.lease_expired.lease_id);
 		if (p) {
-			p->expired = true;
+			rmp_pool_expire_locked(p);
 			snprintf(p->expired_text, sizeof(p->expired_text),
 				 "the coordinator expired lease %llu",
 				 (unsigned long long)p->lease_id);
@@ -354,7 +354,7 @@ static void dispatch_locked(rmp_client *c, struct rmp_wire_msg *m)
 				if (p->renew_sent_ms && (!oldest || p->renew_sent_ms < oldest->renew_sent_ms))
 					oldest = p;
 			if (oldest) {
-				oldest->expired = true;
+				rmp_pool_expire_locked(oldest);
 				snprintf(oldest->expired_text, sizeof(oldest->expired_text),
 					 "lease renewal refused: %s", m->u.error.text);
 			}
@@ -399,7 +399,7 @@ static unsigned due_renewals_locked(rmp_client *c, uint64_t now, uint64_t *ids, 
 		if (p->expired || p->ttl_ms == 0) /* 0: a lease that never expires */
 			continue;
 		if (now >= p->last_grant_ms + p->ttl_ms) {
-			p->expired = true;
+			rmp_pool_expire_locked(p);
 			snprintf(p->expired_text, sizeof(p->expired_text),
 				 "lease %llu not confirmed for %u ms", (unsigned long long)p->lease_id,
 				 p->ttl_ms);
@@ -449,7 +449,7 @@ static void back_locked(rmp_client *c)
 	uint64_t now = rmp_mono_ms();
 
 	for (rmp_pool *p = c->pools; p; p = p->next) {
-		p->last_grant_ms = now;
+		rmp_pool_granted_locked(p, now);
 		p->next_renew_ms = now;
 		p->renew_sent_ms = 0;
 		p->resync = true;

@@ -150,6 +150,9 @@ struct rmp_pool {
 	uint64_t renew_sent_ms; /* 0: no renewal outstanding */
 	bool expired;
 	char expired_text[RMP_WIRE_TEXT_MAX + 64];
+	/* Read without c->lock by the data path (rmp_data_lease_check): */
+	_Atomic bool expired_flag;	/* == expired */
+	_Atomic uint64_t lease_until_ms; /* last_grant_ms + ttl_ms; UINT64_MAX: not counted */
 
 	/* after a reconnect, under c->lock: the table is being fetched again */
 	bool resync;
@@ -199,6 +202,22 @@ int rmp_client_fail_away(rmp_client *c, const char *what);
 void rmp_pool_meta_get(rmp_pool *p, struct rmp_wire_region *meta, struct rmp_wire_endpoint *coord,
 		       uint64_t *epoch);
 const rmp_auth_key *rmp_client_key(const rmp_client *c);
+
+/* Requires c->lock: the pool's lease is gone (the caller writes
+ * expired_text); the data path sees it at once. */
+static inline void rmp_pool_expire_locked(rmp_pool *p)
+{
+	p->expired = true;
+	atomic_store_explicit(&p->expired_flag, true, memory_order_release);
+}
+/* Requires c->lock: the lease was confirmed at now (or is counted again
+ * from now, back from away). */
+static inline void rmp_pool_granted_locked(rmp_pool *p, uint64_t now)
+{
+	p->last_grant_ms = now;
+	atomic_store_explicit(&p->lease_until_ms, p->ttl_ms ? now + p->ttl_ms : UINT64_MAX,
+			      memory_order_release);
+}
 
 /* ---- pool.c ---- */
 void rmp_pool_free(rmp_pool *p);

@@ -34,6 +34,18 @@
  * block on one releases the handle and leaves the block RESERVED
  * (rmp_buddy_free_retired); rmp_alloc sets aside a block it got there
  * before the coordinator's retire reached it and takes another.
+ * An expired lease (DESIGN.md, "Cut-off of an expired consumer"): every
+ * call fails with -RMP_ELEASE once the pool is expired (the coordinator
+ * said so, a renewal was refused, or the lease went unconfirmed for its
+ * time to live: rmp_data_lease_check, one atomic load and a clock read
+ * per call), and no token is minted for it any more. That check is a
+ * courtesy, not the protection: the coordinator has the metadata
+ * listener and every donor tear this client's queue pairs down and
+ * refuse its tokens, so a call that slipped past the check (the process
+ * stopped between check and post) fails at the far side; its RDMA error
+ * becomes -RMP_ELEASE too (rmp_data_lease_lost). RMPOOL_TEST_NO_LEASE_CHECK=1
+ * (tests only) turns the local checks off, so that a test sees the far
+ * side refuse.
  *
  * Liveness: a transfer is refused (-EINVAL) unless its handle's block is
  * live. The blocks this process allocated and has not freed are in a
@@ -86,8 +98,72 @@ int rmp_data_connect(const char *host, uint16_t port, const void *tok, uint8_t l
 	return rc;
 }
 
+/* The local checks, unless a test turned them off (read once). */
+static bool lease_checks_on(void)
+{
+	static _Atomic int on = -1;
+	int v = atomic_load_explicit(&on, memory_order_relaxed);
+	if (v < 0) {
+		const char *e = getenv("RMPOOL_TEST_NO_LEASE_CHECK");
+		v = !(e && e[0] == '1');
+		atomic_store_explicit(&on, v, memory_order_relaxed);
+	}
+	return v;
+}
+
+/* Whether the pool's lease is gone: expired on record, or (not away) its
+ * time to live passed without a grant - then it is recorded expired, as
+ * the I/O thread would on its next pass. */
+static bool lease_gone(rmp_pool *p)
+{
+	if (atomic_load_explicit(&p->expired_flag, memory_order_acquire))
+		return true;
+	uint64_t until = atomic_load_explicit(&p->lease_until_ms, memory_order_acquire);
+	if (until == UINT64_MAX || rmp_client_away(p->c) || rmp_mono_ms() < until)
+		return false;
+	pthread_mutex_lock(&p->c->lock);
+	if (!p->expired && !p->c->away) {
+		rmp_pool_expire_locked(p);
+		snprintf(p->expired_text, sizeof(p->expired_text), "lease %llu not confirmed for %u ms",
+			 (unsigned long long)p->lease_id, p->ttl_ms);
+	}
+	bool gone = p->expired;
+	pthread_mutex_unlock(&p->c->lock);
+	return gone;
+}
+
+/* -RMP_ELEASE with the reason for rmp_last_error(). */
+static int lease_fail(rmp_pool *p, const char *what)
+{
+	char why[sizeof(p->expired_text)];
+	pthread_mutex_lock(&p->c->lock);
+	snprintf(why, sizeof(why), "%s", p->expired_text);
+	pthread_mutex_unlock(&p->c->lock);
+	return rmp_client_fail(p->c, -RMP_ELEASE, "%s: pool %s: %s (close and reopen the pool)", what,
+			       p->name, why[0] ? why : "its lease expired");
+}
+
+int rmp_data_lease_check(rmp_pool *p, const char *what)
+{
+	if (!lease_checks_on() || !lease_gone(p))
+		return 0;
+	return lease_fail(p, what);
+}
+
+int rmp_data_lease_lost(rmp_pool *p, int rc, const char *what)
+{
+	if (rc >= 0 || rc == -EINVAL || rc == -RMP_ELEASE || !lease_gone(p))
+		return rc;
+	return lease_fail(p, what);
+}
+
 int rmp_data_token(rmp_pool *p, enum rmp_wire_token_kind kind, uint32_t target, uint8_t *out)
 {
+	/* None for a client whose lease is gone: it would be refused anyway
+	 * (the far sides cut it off), and trying costs a connect. */
+	int rc = rmp_data_lease_check(p, "RDMA connection");
+	if (rc)
+		return rc;
 	/* Minted under the generation of our control connection: a coordinator
 	 * (or donor) that knows a newer one refuses it (DESIGN.md, "Generations"). */
 	struct rmp_wire_token t = { .kind = (uint8_t)kind, .target_id = target,
@@ -280,6 +356,9 @@ static int meta_reopen(rmp_pool *p, struct rmp_data *d)
  * d->meta_rw held for reading (meta_leave releases it). */
 static int meta_enter(rmp_pool *p, struct rmp_data *d, const char *what)
 {
+	int lrc = rmp_data_lease_check(p, what);
+	if (lrc)
+		return lrc;
 	for (unsigned tries = 0;; tries++) {
 		if (rmp_client_away(p->c) || atomic_load_explicit(&p->resyncing, memory_order_acquire))
 			return rmp_client_fail_away(p->c, what);
@@ -297,7 +376,7 @@ static int meta_enter(rmp_pool *p, struct rmp_data *d, const char *what)
 			rc = meta_reopen(p, d);
 		pthread_rwlock_unlock(&d->meta_rw);
 		if (rc)
-			return rc;
+			return rmp_data_lease_lost(p, rc, what); /* refused as cut off? */
 	}
 }
 
@@ -315,7 +394,7 @@ static int meta_leave(rmp_pool *p, struct rmp_data *d, int rc, const char *what)
 	atomic_store_explicit(&d->meta_broken, true, memory_order_release);
 	if (rmp_client_away(p->c))
 		return rmp_client_fail_away(p->c, what);
-	return rc;
+	return rmp_data_lease_lost(p, rc, what); /* cut off at the far side? */
 }
 
 /* ---- donors out of service (DESIGN.md, "Donor death") ---- */
@@ -548,6 +627,8 @@ int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out)
 	if ((rc = rmp_data_of(p, &d)) != 0)
 		return rc;
 	data_sync_lost(p, d);
+	if ((rc = rmp_data_lease_check(p, "rmp_alloc")) != 0)
+		return rc;
 	if (size == 0 || size > d->usable)
 		return rmp_client_fail(p->c, -EINVAL, "rmp_alloc: size %llu is not in [1, %llu]",
 				       (unsigned long long)size, (unsigned long long)d->usable);
@@ -570,7 +651,7 @@ int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out)
 			return 0;
 		}
 		if (rc != -ENOMEM && rc != -EAGAIN)
-			return rc == -RMP_EAWAY ? rc : rmp_client_fail(p->c, rc, "rmp_alloc: small-block cache: %s",
+			return rc == -RMP_EAWAY || rc == -RMP_ELEASE ? rc : rmp_client_fail(p->c, rc, "rmp_alloc: small-block cache: %s",
 								      rmp_strerror(rc));
 	}
 	if ((rc = meta_enter(p, d, "rmp_alloc")) != 0)
@@ -583,7 +664,7 @@ int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out)
 		(void)data_buddy_free_retired(&d->b, my_ctx(d), off, order);
 		rc = t + 1 < ALLOC_LOST_TRIES ? rmp_buddy_alloc(&d->b, my_ctx(d), order, &off) : -ENOMEM;
 	}
-	if ((rc = meta_leave(p, d, rc, "rmp_alloc")) == -RMP_EAWAY)
+	if ((rc = meta_leave(p, d, rc, "rmp_alloc")) == -RMP_EAWAY || rc == -RMP_ELEASE)
 		return rc;
 	if (rc == -ENOMEM)
 		return rmp_client_fail(p->c, rc, "rmp_alloc: no free block of %llu bytes",
@@ -654,6 +735,8 @@ int rmp_free(rmp_pool *p, rmp_addr a)
 		return rmp_data_bad_arg(p, p ? "rmp_free: handle 0 is never a block" : "rmp_free: NULL pool");
 	if ((rc = rmp_data_of(p, &d)) != 0)
 		return rc;
+	if ((rc = rmp_data_lease_check(p, "rmp_free")) != 0)
+		return rc;
 	if (decode(d, a, &order, &off) != 0 || (off & ((1ull << order) - 1)) != 0)
 		return rmp_client_fail(p->c, -EINVAL, "rmp_free: %#llx is not the handle of a block",
 				       (unsigned long long)a);
@@ -681,7 +764,7 @@ int rmp_free(rmp_pool *p, rmp_addr a)
 	rc = rmp_buddy_free(&d->b, my_ctx(d), off, order);
 	if (rc == -EINVAL && in_live_chunk(d, off, order) == 1)
 		rc = -RMP_ECACHED;
-	if ((rc = meta_leave(p, d, rc, "rmp_free")) == -RMP_EAWAY)
+	if ((rc = meta_leave(p, d, rc, "rmp_free")) == -RMP_EAWAY || rc == -RMP_ELEASE)
 		return rc;
 	if (rc == -RMP_ECACHED)
 		return rmp_client_fail(p->c, rc, "rmp_free: %#llx lies inside a live 1 MiB chunk of another "
@@ -699,10 +782,13 @@ int rmp_data_range_check(rmp_pool *p, struct rmp_data *d, rmp_addr a, const void
 			 const char *what, uint64_t *off)
 {
 	unsigned order;
+	int rc;
 
 	if (!buf || len == 0)
 		return rmp_client_fail(p->c, -EINVAL, "%s: %s", what, buf ? "zero length" : "NULL buffer");
 	data_sync_lost(p, d);
+	if ((rc = rmp_data_lease_check(p, what)) != 0)
+		return rc;
 	if (decode(d, a, &order, off) != 0)
 		return rmp_client_fail(p->c, -EINVAL, "%s: %#llx is not a pool address", what, (unsigned long long)a);
 	uint64_t in_block = *off & ((1ull << order) - 1);
@@ -715,7 +801,6 @@ int rmp_data_range_check(rmp_pool *p, struct rmp_data *d, rmp_addr a, const void
 	uint64_t start = *off - in_block;
 	if (rmp_liveset_has(&d->live, RMP_ADDR_MAKE(order, start)))
 		return 0;
-	int rc;
 	if (d->cache_ready && (rc = rmp_cache_is_live(&d->cache, start, order)) != -ENOENT) {
 		if (rc == 1)
 			return 0;
@@ -729,7 +814,7 @@ int rmp_data_range_check(rmp_pool *p, struct rmp_data *d, rmp_addr a, const void
 	if (rc == 0 && in_live_chunk(d, start, order) == 1)
 		rc = -RMP_ECACHED;
 	rc = meta_leave(p, d, rc, what);
-	if (rc == -RMP_EAWAY)
+	if (rc == -RMP_EAWAY || rc == -RMP_ELEASE)
 		return rc;
 	if (rc == -RMP_ECACHED)
 		return rmp_client_fail(p->c, rc, "%s: %#llx lies inside a live 1 MiB chunk of another process's "

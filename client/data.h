@@ -133,7 +133,17 @@ int rmp_data_range_check(rmp_pool *p, struct rmp_data *d, rmp_addr a, const void
  * live block. 0 with *d and the pool offset of byte a. */
 int rmp_data_prepare(rmp_pool *p, rmp_addr a, const void *buf, uint64_t len, const char *what,
 		     struct rmp_data **d, uint64_t *off);
-/* A signed token of kind for target (a donor, a pool), for this client. */
+/* -RMP_ELEASE (the detail for rmp_last_error(): what, the pool, why)
+ * when the pool's lease is gone: expired on record, or unconfirmed for
+ * its time to live while the coordinator is not away. 0 otherwise, and
+ * always 0 under RMPOOL_TEST_NO_LEASE_CHECK=1. One atomic load and a
+ * clock read: the local courtesy check; the far sides do the cut-off. */
+int rmp_data_lease_check(rmp_pool *p, const char *what);
+/* After a failed operation: -RMP_ELEASE when the pool's lease is gone
+ * (the failure is the far side's cut-off), else rc (also -EINVAL as is). */
+int rmp_data_lease_lost(rmp_pool *p, int rc, const char *what);
+/* A signed token of kind for target (a donor, a pool), for this client;
+ * -RMP_ELEASE once its lease is gone (rmp_data_lease_check). */
 int rmp_data_token(rmp_pool *p, enum rmp_wire_token_kind kind, uint32_t target, uint8_t *out);
 /* rmp_rdma_connect, with one more try after a timeout. */
 int rmp_data_connect(const char *host, uint16_t port, const void *tok, uint8_t len,

@@ -65,7 +65,7 @@ rmp_pool *rmp_pool_from_ready(rmp_client *c, const char *name, struct rmp_wire_p
 	p->lease_id = ready->lease_id;
 	p->ttl_ms = ready->lease_ms;
 	uint64_t now = rmp_mono_ms();
-	p->last_grant_ms = now;
+	rmp_pool_granted_locked(p, now); /* not on c->pools yet: no lock needed */
 	p->next_renew_ms = now + p->ttl_ms / 3;
 	return p;
 }

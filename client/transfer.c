@@ -245,7 +245,7 @@ int rmp_transfer(rmp_pool *p, struct rmp_data *d, uint64_t off, uint8_t *buf, rm
 	for (unsigned i = 0; i < locked; i++)
 		if (in_use[i])
 			pthread_mutex_unlock(&d->donors[i].lock);
-	return rc;
+	return rc ? rmp_data_lease_lost(p, rc, is_read ? "read" : "write") : 0; /* cut off? */
 }
 
 int rmp_write(rmp_pool *p, rmp_addr dst, const void *src, uint64_t len)

@@ -1020,6 +1020,24 @@ unsigned rmp_rdma_listener_connections(const rmp_rdma_listener *l)
 	return l->n_conns;
 }
 
+unsigned rmp_rdma_listener_drop_tag(rmp_rdma_listener *l, uint64_t tag)
+{
+	unsigned n = 0;
+
+	for (struct passive_conn *pc = l->conns, *next; pc; pc = next) {
+		next = pc->next;
+		if (pc->tag != tag)
+			continue;
+		/* DREQ to the peer, our QP to the error state; then the QP is
+		 * destroyed: a packet that still arrives for it finds no QP
+		 * and is dropped by the device, never executed. */
+		rdma_disconnect(pc->id);
+		passive_drop(l, pc, true);
+		n++;
+	}
+	return n;
+}
+
 /* ---- registration ---- */
 
 int rmp_rdma_reg_remote(struct ibv_pd *pd, void *addr, size_t len, struct ibv_mr **out)

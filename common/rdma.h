@@ -138,6 +138,10 @@ struct ibv_pd *rmp_rdma_listener_pd(rmp_rdma_listener *l);
 int rmp_rdma_listener_fd(const rmp_rdma_listener *l);
 int rmp_rdma_listener_dispatch(rmp_rdma_listener *l);
 unsigned rmp_rdma_listener_connections(const rmp_rdma_listener *l);
+/* Cut-off: disconnects every connection whose accept callback gave it
+ * `tag` and destroys its QP and id now (closed is told of each), so that
+ * nothing its peer still posts is executed here. Returns how many. */
+unsigned rmp_rdma_listener_drop_tag(rmp_rdma_listener *l, uint64_t tag);
 
 /* Register len bytes at addr on pd for local write and remote read, write
  * and atomics. -EOPNOTSUPP if the device has no atomics (atomic_cap). */

@@ -39,6 +39,8 @@
  *   DONOR_REGISTER {region, endpoint}   --->  region hand-over
  *                                       <---  DONOR_ACCEPTED {base}
  *                                       <---  TERMINATE (pool destroyed)
+ *                                       <---  CLIENT_CUT {pool, client}
+ *   CLIENT_CUT_ACK {pool, donor, client} --->  (a lease expired: cut off)
  * Any request may instead be answered with ERROR {code, ref_type, text}.
  *
  * Frame: 8-byte header, then the payload.
@@ -536,6 +538,20 @@ static void codec_lease_expired(struct codec *c, struct rmp_wire_msg *m)
 	cd_u32(c, "pool_id", &m->u.lease_expired.pool_id);
 }
 
+static void codec_client_cut(struct codec *c, struct rmp_wire_msg *m)
+{
+	cd_u32(c, "pool_id", &m->u.client_cut.pool_id);
+	cd_u64(c, "client_id", &m->u.client_cut.client_id);
+}
+
+static void codec_client_cut_ack(struct codec *c, struct rmp_wire_msg *m)
+{
+	cd_u32(c, "pool_id", &m->u.client_cut_ack.pool_id);
+	cd_u32(c, "donor_id", &m->u.client_cut_ack.donor_id);
+	cd_u64(c, "client_id", &m->u.client_cut_ack.client_id);
+	cd_u32(c, "dropped", &m->u.client_cut_ack.dropped);
+}
+
 static void codec_status_request(struct codec *c, struct rmp_wire_msg *m)
 {
 	(void)c;
@@ -615,6 +631,8 @@ static const struct msg_desc msg_table[256] = {
 	[RMP_MSG_LEASE_RENEW] = {"LEASE_RENEW", false, codec_lease_renew},
 	[RMP_MSG_LEASE_GRANT] = {"LEASE_GRANT", false, codec_lease_grant},
 	[RMP_MSG_LEASE_EXPIRED] = {"LEASE_EXPIRED", false, codec_lease_expired},
+	[RMP_MSG_CLIENT_CUT] = {"CLIENT_CUT", false, codec_client_cut},
+	[RMP_MSG_CLIENT_CUT_ACK] = {"CLIENT_CUT_ACK", false, codec_client_cut_ack},
 	[RMP_MSG_STATUS_REQUEST] = {"STATUS_REQUEST", false, codec_status_request},
 	[RMP_MSG_STATUS_REPLY] = {"STATUS_REPLY", false, codec_status_reply},
 };

@@ -89,6 +89,9 @@ enum rmp_wire_type {
 	RMP_MSG_LEASE_RENEW = 0x30,
 	RMP_MSG_LEASE_GRANT = 0x31,
 	RMP_MSG_LEASE_EXPIRED = 0x32,
+	/* cut-off of a consumer whose lease expired (server/cutoff.c) */
+	RMP_MSG_CLIENT_CUT = 0x33,
+	RMP_MSG_CLIENT_CUT_ACK = 0x34,
 	/* status */
 	RMP_MSG_STATUS_REQUEST = 0x40,
 	RMP_MSG_STATUS_REPLY = 0x41,
@@ -308,6 +311,23 @@ struct rmp_wire_lease_expired {
 	uint32_t pool_id;
 };
 
+/* Coordinator -> donor: tear down every RDMA connection of client
+ * client_id and refuse its tokens from now on (its lease on pool_id
+ * expired). Answered with CLIENT_CUT_ACK. */
+struct rmp_wire_client_cut {
+	uint32_t pool_id;
+	uint64_t client_id;
+};
+
+/* Donor -> coordinator: the cut is in force (its connections are gone,
+ * its tokens refused); dropped = connections it tore down. */
+struct rmp_wire_client_cut_ack {
+	uint32_t pool_id;
+	uint32_t donor_id;
+	uint64_t client_id;
+	uint32_t dropped;
+};
+
 struct rmp_wire_pool_status {
 	char name[RMP_WIRE_NAME_MAX + 1];
 	uint32_t pool_id;
@@ -370,6 +390,8 @@ struct rmp_wire_msg {
 		struct rmp_wire_lease_renew lease_renew;
 		struct rmp_wire_lease_grant lease_grant;
 		struct rmp_wire_lease_expired lease_expired;
+		struct rmp_wire_client_cut client_cut;
+		struct rmp_wire_client_cut_ack client_cut_ack;
 		/* RMP_MSG_STATUS_REQUEST has an empty payload */
 		struct rmp_wire_status_reply status;
 	} u;

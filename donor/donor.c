@@ -34,6 +34,12 @@
  *      once, the return once, each distinct refusal once. If no
  *      coordinator accepts the donor for --orphan-grace, it is an orphan:
  *      on to 6, exit status 3 (DN_EXIT_ORPHANED).
+ *   5c. CLIENT_CUT {pool, client} (a consumer's lease expired; DESIGN.md,
+ *      "Cut-off of an expired consumer"): the client id goes on the cut
+ *      list first (its connect requests are refused from then on, with
+ *      any token), then every connection it has here is disconnected and
+ *      its QP destroyed, then CLIENT_CUT_ACK goes back. A cut that comes
+ *      again (the coordinator resends after a return) is answered again.
  *   6. deregister (consumers' operations now fail, they never read freed
  *      memory), disconnect consumers, unmap, exit 0 (3: orphaned).
  * While connected the sleep has no timeout on purpose (a donor lives as
@@ -58,6 +64,7 @@
 
 #include "away.h"
 #include "clock.h"
+#include "cutlist.h"
 #include "link.h"
 #include "log.h"
 #include "notify.h"
@@ -117,6 +124,7 @@ struct donor {
 	struct attempt *att; /* a return under way, or NULL */
 	int efd;	     /* the attempt's "done" */
 	char refusal[640];   /* the last refusal logged (each is logged once) */
+	struct rmp_cutlist cut; /* consumers cut off (5c): refused for good */
 };
 
 uint64_t dn_vmsize(void)
@@ -164,6 +172,12 @@ static int accept_consumer(void *arg, const void *pdata, uint8_t len, uint64_t *
 			     ": its token is of coordinator generation %u, older than generation "
 			     "%" PRIu64 " (minted before a coordinator restart)",
 			     d->donor_id, tok.client_id, (unsigned)tok.generation, d->generation);
+		return -EACCES;
+	}
+	if (rmp_cutlist_has(&d->cut, tok.client_id)) {
+		rmp_log_warn("refused an RDMA connection to donor %u from consumer %" PRIu64
+			     ": it was cut off (its lease expired)",
+			     d->donor_id, tok.client_id);
 		return -EACCES;
 	}
 	*tag = tok.client_id;
@@ -546,6 +560,35 @@ static int orphaned(struct donor *d, uint64_t now)
 
 /* ---- step 5 ---- */
 
+/* 5c: cut the consumer off, then say so. The list entry comes first, so
+ * that no connect request of it is accepted between the teardown and
+ * the entry. Out of memory for the list: no ACK (the coordinator then
+ * treats this donor as lost, which is the safe answer). */
+static void on_client_cut(struct donor *d, const struct rmp_wire_client_cut *cut)
+{
+	uint64_t t0 = rmp_mono_ms();
+
+	if (rmp_cutlist_add(&d->cut, cut->client_id)) {
+		rmp_log_error("cannot record the cut-off of consumer %" PRIu64 " (out of memory): "
+			      "not acknowledged",
+			      cut->client_id);
+		return;
+	}
+	unsigned n = rmp_rdma_listener_drop_tag(d->listener, cut->client_id);
+	rmp_log_info("consumer %" PRIu64 " cut off (its lease on pool %u expired): %u connection(s) "
+		     "torn down in %" PRIu64 " ms, its tokens refused from now on",
+		     cut->client_id, cut->pool_id, n, rmp_mono_ms() - t0);
+	struct rmp_wire_msg m = { .type = RMP_MSG_CLIENT_CUT_ACK };
+	m.u.client_cut_ack = (struct rmp_wire_client_cut_ack){ .pool_id = cut->pool_id,
+							       .donor_id = d->donor_id,
+							       .client_id = cut->client_id,
+							       .dropped = n };
+	int rc = rmp_ctlconn_send(&d->ctl, &m, rmp_deadline_ms(d->cfg->timeout_ms));
+	if (rc) /* the coordinator resends once we are back */
+		rmp_log_warn("CLIENT_CUT_ACK for consumer %" PRIu64 ": %s", cut->client_id,
+			     strerror(-rc));
+}
+
 /* Handles what the coordinator sent. 1: time to go; 0: serve on (also
  * when the connection was lost: then we are away). */
 static int on_control(struct donor *d)
@@ -573,6 +616,9 @@ static int on_control(struct donor *d)
 			return 1;
 		case RMP_MSG_ERROR:
 			rmp_log_warn("the coordinator reports: %s", m.u.error.text);
+			break;
+		case RMP_MSG_CLIENT_CUT:
+			on_client_cut(d, &m.u.client_cut);
 			break;
 		default:
 			rmp_log_debug("ignoring %s from the coordinator", rmp_wire_type_name(m.type));
@@ -683,6 +729,7 @@ int dn_donor_run(const struct dn_cfg *cfg, const rmp_auth_key *key)
 	}
 
 	attempt_cancel(&d);
+	rmp_cutlist_fini(&d.cut);
 	ibv_dereg_mr(d.mr);
 	munmap(d.region, d.len);
 	rmp_ctlconn_close(&d.ctl);

@@ -263,6 +263,10 @@ static bool dispatch(struct rmp_srv_conn *c, struct rmp_wire_msg *m)
 		if (role_is(c, RMP_ROLE_DONOR, m->type))
 			rmp_srv_donor_register(c, &m->u.donor_register);
 		return true;
+	case RMP_MSG_CLIENT_CUT_ACK:
+		if (role_is(c, RMP_ROLE_DONOR, m->type))
+			rmp_srv_cut_ack(c, &m->u.client_cut_ack);
+		return true;
 	case RMP_MSG_POOL_OPEN:
 		rmp_srv_pool_open(c, &m->u.pool_open);
 		return true;

@@ -62,6 +62,9 @@ static const struct row rows[] = {
 	    "Such passes that failed (the log says why; later passes try again)."),
 	ROW(retired_bytes_total, "counter",
 	    "Bytes of lost donors' segments made RESERVED in the allocator metadata."),
+	ROW(clients_cut_total, "counter",
+	    "Expired consumers cut off at the metadata listener and every donor of the pool "
+	    "(cut complete)."),
 };
 
 /* The text being built: like snprintf, it counts what does not fit. */

@@ -83,6 +83,7 @@ struct rmp_srv_metrics {
 	uint64_t retire_passes_total;
 	uint64_t retire_failures_total;
 	uint64_t retired_bytes_total;
+	uint64_t clients_cut_total;
 	/* labelled series (n_* 0: none) */
 	const char *version; /* rmpool_build_info; NULL: not printed */
 	const struct rmp_srv_metrics_pool *pool;

@@ -109,6 +109,7 @@ void rmp_srv_pool_free(struct rmp_srv *srv, struct rmp_srv_pool *p, bool forget)
 {
 	pool_unlink(srv, p);
 	rmp_srv_self_forget_pool(srv, p->id);
+	rmp_srv_cuts_drop_pool(srv, p->id);
 	if (p->timer)
 		event_free(p->timer);
 	rmp_srv_rdma_dereg(&p->meta);
@@ -1121,6 +1122,9 @@ static void lease_expired_cb(void *arg, const struct rmp_srv_lease *l)
 	rmp_log_warn("lease %" PRIu64 " of session %" PRIu64 " on pool %s expired (not renewed "
 		     "in time)%s",
 		     l->id, l->client_id, p ? p->name : "?", c ? "" : "; its client is gone");
+	/* The far sides first: once its connections are torn down, the
+	 * client learning of the expiry changes nothing they serve. */
+	rmp_srv_cut_start(srv, l);
 	if (c) {
 		struct rmp_wire_msg m = { .type = RMP_MSG_LEASE_EXPIRED };
 		m.u.lease_expired.lease_id = l->id;

@@ -8,7 +8,11 @@
  * (or a later one): a token of an older generation was minted before a
  * restart, by a client that has not reconnected since, and is refused so
  * that it reconnects and learns the new segment table. Everything else is
- * rejected and logged.
+ * rejected and logged. A client cut off on that pool (cutoff.c: its
+ * lease expired) is refused whatever its token; each accepted connection
+ * is kept with its client and pool (struct mconn, the connection's tag
+ * is its serial) so that a cut can tear down exactly that client's
+ * connections to that pool (rmp_srv_rdma_cut).
  *
  * The listener is bound at start; when that fails (no RDMA device yet,
  * its address not configured yet) it is tried again on a timer with a
@@ -44,11 +48,22 @@
 #define RDMA_RETRY_MAX_MS 5000
 #define RDMA_RETRY_JITTER_PCT 20
 
+/* One accepted connection: whose, to which pool. Its serial is the
+ * listener's tag for it. */
+struct mconn {
+	struct mconn *next;
+	uint64_t serial, client_id;
+	uint32_t pool_id;
+	uint8_t kind; /* enum rmp_wire_token_kind */
+};
+
 struct rmp_srv_rdma {
 	rmp_rdma_listener *l;
 	struct event *ev;
 	char addr[RMP_WIRE_HOST_MAX + 1];
 	uint16_t port;
+	struct mconn *conns;
+	uint64_t next_serial;
 };
 
 static int accept_cb(void *arg, const void *pdata, uint8_t len, uint64_t *tag)
@@ -64,12 +79,14 @@ static int accept_cb(void *arg, const void *pdata, uint8_t len, uint64_t *tag)
 	}
 	/* Find what the token names before checking its MAC against it. */
 	bool known = false;
+	uint32_t pool_id = 0;
 	for (struct rmp_srv_pool *p = srv->pools; p && !known; p = p->next) {
 		if (p->state != RMP_SRV_POOL_READY)
 			continue;
 		known = (t.kind == RMP_TOKEN_METADATA && p->id == t.target_id) ||
 			(t.kind == RMP_TOKEN_DONOR && p->self_donor_id &&
 			 p->self_donor_id == t.target_id);
+		pool_id = p->id;
 	}
 	if (!known) {
 		rmp_log_warn("rdma: connect request for %s %" PRIu32 " (client %" PRIu64
@@ -95,7 +112,22 @@ static int accept_cb(void *arg, const void *pdata, uint8_t len, uint64_t *tag)
 			     t.client_id, (unsigned)t.generation, srv->generation);
 		return -EACCES;
 	}
-	*tag = t.client_id;
+	if (rmp_srv_cut_refused(srv, pool_id, t.client_id)) {
+		rmp_log_warn("rdma: connect request from client %" PRIu64 " to pool %" PRIu32
+			     ": it was cut off (its lease expired); rejected",
+			     t.client_id, pool_id);
+		return -EACCES;
+	}
+	struct mconn *mc = calloc(1, sizeof(*mc));
+	if (!mc) {
+		rmp_log_warn("rdma: connect request from client %" PRIu64 ": out of memory; rejected",
+			     t.client_id);
+		return -ENOMEM;
+	}
+	*mc = (struct mconn){ .next = srv->rdma->conns, .serial = ++srv->rdma->next_serial,
+			      .client_id = t.client_id, .pool_id = pool_id, .kind = t.kind };
+	srv->rdma->conns = mc;
+	*tag = mc->serial;
 	rmp_log_info("rdma: client %" PRIu64 " connected to %s %" PRIu32, t.client_id,
 		     t.kind == RMP_TOKEN_METADATA ? "the metadata of pool" : "coordinator donor",
 		     t.target_id);
@@ -104,7 +136,45 @@ static int accept_cb(void *arg, const void *pdata, uint8_t len, uint64_t *tag)
 
 static void closed_cb(void *arg, uint64_t tag)
 {
-	rmp_log_info("rdma: connection of client %" PRIu64 " ended", tag);
+	struct rmp_srv *srv = arg;
+
+	for (struct mconn **pp = &srv->rdma->conns; *pp; pp = &(*pp)->next) {
+		struct mconn *mc = *pp;
+		if (mc->serial != tag)
+			continue;
+		rmp_log_info("rdma: connection of client %" PRIu64 " to pool %" PRIu32 " ended",
+			     mc->client_id, mc->pool_id);
+		*pp = mc->next;
+		free(mc);
+		return;
+	}
+}
+
+unsigned rmp_srv_rdma_cut(struct rmp_srv *srv, uint32_t pool_id, uint64_t client_id)
+{
+	struct rmp_srv_rdma *r = srv->rdma;
+	unsigned n = 0;
+
+	if (!r)
+		return 0;
+	/* Dropping calls closed_cb, which unlinks: take one match at a time. */
+	for (bool again = true; again;) {
+		again = false;
+		for (struct mconn **pp = &r->conns; *pp; pp = &(*pp)->next) {
+			struct mconn *mc = *pp;
+			if (mc->pool_id != pool_id || mc->client_id != client_id)
+				continue;
+			unsigned k = rmp_rdma_listener_drop_tag(r->l, mc->serial);
+			if (k == 0) { /* never became a connection (rdma_accept failed) */
+				*pp = mc->next;
+				free(mc);
+			}
+			n += k;
+			again = true;
+			break;
+		}
+	}
+	return n;
 }
 
 static void readable_cb(evutil_socket_t fd, short what, void *arg)
@@ -221,7 +291,12 @@ void rmp_srv_rdma_stop(struct rmp_srv *srv)
 	if (!r)
 		return;
 	event_free(r->ev);
-	rmp_rdma_listener_close(r->l);
+	rmp_rdma_listener_close(r->l); /* closed_cb for each: the list empties */
+	while (r->conns) { /* accepted by us, then refused by rdma_accept() */
+		struct mconn *mc = r->conns;
+		r->conns = mc->next;
+		free(mc);
+	}
 	free(r);
 	srv->rdma = NULL;
 }
@@ -292,6 +367,11 @@ int rmp_srv_rdma_reg(struct rmp_srv *srv, struct rmp_srv_region *r, char *err, s
 
 void rmp_srv_rdma_dereg(struct rmp_srv_region *r)
 {
+}
+
+unsigned rmp_srv_rdma_cut(struct rmp_srv *srv, uint32_t pool_id, uint64_t client_id)
+{
+	return 0;
 }
 
 #endif /* RMPOOL_SERVER_HAVE_RDMA */

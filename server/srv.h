@@ -46,6 +46,7 @@ struct evconnlistener;
 struct evhttp;
 struct rmp_srv_rdma;
 struct rmp_srv_self;
+struct rmp_srv_cuts;
 
 struct rmp_srv_conn {
 	struct rmp_srv *srv;
@@ -172,6 +173,7 @@ struct rmp_srv {
 	struct rmp_srv_donor *donors;
 	struct rmp_srv_pool *pools;
 	struct rmp_srv_leases leases;
+	struct rmp_srv_cuts *cuts; /* cutoff.c's: expired clients being or been cut off */
 	struct rmp_srv_metrics m; /* the counters; gauges are filled at scrape */
 	uint64_t n_conns;
 	uint64_t next_session, next_request;
@@ -333,6 +335,24 @@ void rmp_srv_self_stop(struct rmp_srv *srv);
 void rmp_srv_self_retire_lost(struct rmp_srv *srv, struct rmp_srv_pool *p);
 /* p is going: passes not yet run for it are dropped. */
 void rmp_srv_self_forget_pool(struct rmp_srv *srv, uint32_t pool_id);
+/* cutoff.c: an expired lease's client cut off at the metadata listener
+ * and at every donor of its pool before anything of it is freed. */
+/* From the lease reaper (l is already out of the table). */
+void rmp_srv_cut_start(struct rmp_srv *srv, const struct rmp_srv_lease *l);
+/* CLIENT_CUT_ACK from a donor's connection. */
+void rmp_srv_cut_ack(struct rmp_srv_conn *c, const struct rmp_wire_client_cut_ack *a);
+/* Sends cuts to donors that came back, marks silent ones lost. */
+void rmp_srv_cuts_tick(struct rmp_srv *srv, uint64_t now_ms);
+/* Whether this listener must refuse client_id's connections to pool_id. */
+bool rmp_srv_cut_refused(const struct rmp_srv *srv, uint32_t pool_id, uint64_t client_id);
+/* For the reclaim: 1 when lease_id's client is cut off everywhere (its
+ * blocks may be freed), 0 while the cut is in progress, -ENOENT for a
+ * lease with no cut on record (never expired, its pool gone, or the cut
+ * could not be recorded: then nothing of it may be reclaimed). */
+int rmp_srv_lease_cut_done(const struct rmp_srv *srv, uint64_t lease_id);
+/* The pool is freed: its cut list and records go. */
+void rmp_srv_cuts_drop_pool(struct rmp_srv *srv, uint32_t pool_id);
+void rmp_srv_cuts_free(struct rmp_srv *srv);
 
 /* status.c */
 void rmp_srv_status_reply(struct rmp_srv_conn *c);
@@ -360,6 +380,9 @@ void rmp_srv_rdma_endpoint(const struct rmp_srv *srv, struct rmp_wire_endpoint *
 /* Registers r->mem for remote read, write and atomics (r->mr, r->rkey). */
 int rmp_srv_rdma_reg(struct rmp_srv *srv, struct rmp_srv_region *r, char *err, size_t errlen);
 void rmp_srv_rdma_dereg(struct rmp_srv_region *r);
+/* Cut-off: disconnects and destroys every connection of client_id to
+ * pool_id's metadata or coordinator share. Returns how many. */
+unsigned rmp_srv_rdma_cut(struct rmp_srv *srv, uint32_t pool_id, uint64_t client_id);
 const char *rmp_srv_rdma_why_not(const struct rmp_srv *srv);
 
 #endif /* RMP_SRV_H */

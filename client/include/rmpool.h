@@ -109,7 +109,10 @@ typedef uint64_t rmp_addr;
  * values are above any errno value. */
 enum {
 	RMP_EAUTH = 4096,   /* the handshake failed: secrets differ */
-	RMP_ELEASE = 4097,  /* the pool's lease expired: reopen the pool */
+	/* The pool's lease expired: every call on the pool fails with it
+	 * (the coordinator has cut this client off at the metadata and at
+	 * every donor); close and reopen the pool. */
+	RMP_ELEASE = 4097,
 	RMP_EREMOTE = 4098, /* the coordinator refused; rmp_last_error() says why */
 	RMP_ECORRUPT = 4099, /* pool metadata fails its invariants */
 	/* The coordinator is away (its connection dropped; it restarts, or

@@ -21,6 +21,7 @@ static const enum rmp_wire_type all_types[] = {
 	RMP_MSG_POOL_DESTROY,	RMP_MSG_LEASE_RENEW,	  RMP_MSG_LEASE_GRANT,
 	RMP_MSG_LEASE_EXPIRED,	RMP_MSG_STATUS_REQUEST,	  RMP_MSG_STATUS_REPLY,
 	RMP_MSG_POOL_FORGET,	RMP_MSG_SEGTAB_PUSH,
+	RMP_MSG_CLIENT_CUT,	  RMP_MSG_CLIENT_CUT_ACK,
 };
 #define N_TYPES (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -166,6 +167,12 @@ static void sample(enum rmp_wire_type type, struct rmp_wire_msg *m)
 		break;
 	case RMP_MSG_LEASE_EXPIRED:
 		m->u.lease_expired = (struct rmp_wire_lease_expired){0xfeedull, 4};
+		break;
+	case RMP_MSG_CLIENT_CUT:
+		m->u.client_cut = (struct rmp_wire_client_cut){4, 0x123456789abcull};
+		break;
+	case RMP_MSG_CLIENT_CUT_ACK:
+		m->u.client_cut_ack = (struct rmp_wire_client_cut_ack){4, 11, 0x123456789abcull, 3};
 		break;
 	case RMP_MSG_STATUS_REQUEST:
 		break;
