@@ -1593,6 +1593,106 @@ static void case_donor_lost(void)
 	shm_unlink(shm);
 }
 
+/* ---- the cut-off of an expired consumer ---- */
+
+static void log_expect(const char *needle);
+
+/* One pool on record (its metadata object gone, so it is lost; that
+ * does not matter to a cut), its donor 11, and two leases of clients 3
+ * and 4 that expire one lease period after the start. */
+static void craft_cut_state(const char *dir)
+{
+	struct rmp_state *st;
+	uint64_t g;
+	char err[512];
+
+	snprintf(shm_gone, sizeof(shm_gone), "/rmpool-itest-cut-%d", (int)getpid());
+	snprintf(pool_gone, sizeof(pool_gone), "itest-cut-%d", (int)getpid());
+	REQUIRE(rmp_state_open_sqlite(dir, &st, &g, err, sizeof(err)) == 0, "%s", err);
+	REQUIRE(rmp_state_begin(st) == 0, "%s", rmp_state_error(st));
+	put_pool(st, 3, 1 /* ready */, pool_gone, shm_gone, true);
+	struct rmp_state_donor d = { .id = 11, .pool_id = 3, .state = 2, .pid = 4242,
+				     .host = "itest-host",
+				     .region = { REC_DONOR_ADDR, REC_SEG, 7 },
+				     .endpoint = { "127.0.0.1", 9999 }, .cost = REC_SEG + 4096 };
+	REQUIRE(rmp_state_donor_put(st, &d) == 0, "%s", rmp_state_error(st));
+	struct rmp_state_lease l = { .id = 5, .pool_id = 3, .session = 3, .expires_wall_ms = 1 };
+	REQUIRE(rmp_state_lease_put(st, &l) == 0, "%s", rmp_state_error(st));
+	l = (struct rmp_state_lease){ .id = 6, .pool_id = 3, .session = 4, .expires_wall_ms = 1 };
+	REQUIRE(rmp_state_lease_put(st, &l) == 0, "%s", rmp_state_error(st));
+	REQUIRE(rmp_state_counter_set(st, RMP_STATE_NEXT_POOL, 4) == 0 &&
+			rmp_state_counter_set(st, RMP_STATE_NEXT_DONOR, 100) == 0 &&
+			rmp_state_counter_set(st, RMP_STATE_NEXT_SESSION, 500) == 0 &&
+			rmp_state_counter_set(st, RMP_STATE_NEXT_LEASE, 7) == 0,
+		"%s", rmp_state_error(st));
+	REQUIRE(rmp_state_commit(st) == 0, "%s", rmp_state_error(st));
+	rmp_state_close(st);
+}
+
+/* Two leases expire: each client is cut off, the pool's donor is told
+ * (CLIENT_CUT, after it registered again: it was away at the start). It
+ * acknowledges the cut of client 3 - that cut is complete - and not the
+ * one of client 4: after the bound it is marked lost, which completes
+ * that cut too. Both are logged and counted; a stray ACK changes
+ * nothing. */
+static void case_cut(void)
+{
+	struct rmp_wire_msg m, r;
+	bool seen[2] = { false, false };
+	int d1;
+
+	craft_cut_state(the_state_dir());
+	start_server("--lease-timeout", "1s", NULL);
+	d1 = connect_ctl();
+	REQUIRE(handshake(d1, RMP_ROLE_DONOR, SECRET, NULL), "donor auth");
+	donor_register(d1, 11, 3, 4242, 7);
+	recv_msg(d1, &r);
+	REQUIRE(r.type == RMP_MSG_DONOR_ACCEPTED && r.u.donor_accepted.donor_id == 11,
+		"the recorded donor: got %s", rmp_wire_type_name(r.type));
+	uint64_t t0 = now_ms();
+	for (int i = 0; i < 2; i++) {
+		recv_msg(d1, &r);
+		REQUIRE(r.type == RMP_MSG_CLIENT_CUT && r.u.client_cut.pool_id == 3 &&
+				(r.u.client_cut.client_id == 3 || r.u.client_cut.client_id == 4),
+			"cut %d: got %s (pool %u, client %llu)", i, rmp_wire_type_name(r.type),
+			r.u.client_cut.pool_id, (unsigned long long)r.u.client_cut.client_id);
+		REQUIRE(!seen[r.u.client_cut.client_id - 3], "client %llu cut twice",
+			(unsigned long long)r.u.client_cut.client_id);
+		seen[r.u.client_cut.client_id - 3] = true;
+	}
+	log_expect("lease 5 of client 3 on pool");
+	REQUIRE(log_count("cut complete") == 0, "a cut completed before its donor acknowledged");
+	/* A stray ACK (a client never cut) first: nothing completes. */
+	m = (struct rmp_wire_msg){ .type = RMP_MSG_CLIENT_CUT_ACK };
+	m.u.client_cut_ack = (struct rmp_wire_client_cut_ack){ 3, 11, 77, 0 };
+	send_msg(d1, &m);
+	m.u.client_cut_ack = (struct rmp_wire_client_cut_ack){ 3, 11, 3, 2 };
+	send_msg(d1, &m);
+	log_expect("lease 5 of client 3 on pool");
+	log_expect("cut complete");
+	REQUIRE(log_count("client 3 on pool") && log_count("2 connection(s) torn down; donors: 1 acknowledged, 0 lost"),
+		"the cut of client 3 is not logged as acknowledged");
+	REQUIRE(log_count("cut complete") == 1, "%d cuts complete, want 1", log_count("cut complete"));
+	REQUIRE(metric("rmpool_clients_cut_total") == 1, "rmpool_clients_cut_total");
+	/* Client 4's cut: unanswered, the donor is lost after 5 s. */
+	uint64_t until = now_ms() + 10000;
+	while (log_count("cut complete") < 2) {
+		REQUIRE(now_ms() < until, "the unanswered cut did not complete within 10 s");
+		usleep(50000);
+	}
+	uint64_t took = now_ms() - t0;
+	REQUIRE(took >= 4500, "the unanswered cut completed after %llu ms, before its 5 s bound",
+		(unsigned long long)took);
+	REQUIRE(log_count("did not acknowledge the cut-off of client 4 within 5000 ms") == 1,
+		"the silent donor is not marked lost for it");
+	REQUIRE(log_count("0 acknowledged, 1 lost"), "the second cut is not logged with the lost donor");
+	REQUIRE(metric("rmpool_clients_cut_total") == 2, "rmpool_clients_cut_total");
+	printf("cut: client 3 acknowledged; client 4 complete %llu ms after the donor registered (bound 5 s)\n",
+	       (unsigned long long)took);
+	close(d1);
+	stop_server();
+}
+
 /* ---- systemd: readiness (sd_notify) and SIGHUP ---- */
 
 /* A datagram socket where the server's sd_notify() messages arrive. */
@@ -1839,6 +1939,7 @@ int main(int argc, char **argv)
 		{ "state_refused", case_state_refused },
 		{ "recorded", case_recorded },
 		{ "donor_lost", case_donor_lost },
+		{ "cut", case_cut },
 		{ "notify", case_notify },
 		{ "sighup", case_sighup },
 		{ "cli_secret", case_cli_secret },

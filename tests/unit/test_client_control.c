@@ -212,7 +212,7 @@ static void fill_segtab(struct rmp_wire_segtab *t)
 }
 
 enum { MODE_NORMAL = 0, MODE_SILENT_STATUS = 1, MODE_GARBAGE = 2, MODE_EXPIRE = 3, MODE_REFUSE = 4,
-       MODE_PUSH = 5 };
+       MODE_PUSH = 5, MODE_NO_GRANT = 6 /* renewals go unanswered */ };
 
 /* MODE_PUSH: after POOL_READY, the pushes a donor's death makes - and
  * some the client must ignore: another pool's, an older version, then
@@ -335,6 +335,8 @@ static void serve(struct fake *f, struct rmp_ctlconn *conn)
 		case RMP_MSG_LEASE_RENEW:
 			cr_assert_eq(in.u.lease_renew.lease_id, 42);
 			atomic_fetch_add(&f->renewals, 1);
+			if (f->arg == MODE_NO_GRANT)
+				break;
 			out.type = RMP_MSG_LEASE_GRANT;
 			out.u.lease_grant.lease_id = 42;
 			out.u.lease_grant.ttl_ms = 300;
@@ -588,6 +590,14 @@ Test(client_control, lease_expired_by_coordinator)
 		usleep(10000);
 	}
 	cr_assert(expired);
+	/* Every call on the pool now fails typed, before any network. */
+	rmp_addr a = 0;
+	char buf[16] = { 0 };
+	cr_assert_eq(rmp_alloc(p, 4096, &a), -RMP_ELEASE, "%s", rmp_last_error(c));
+	cr_assert(strstr(rmp_last_error(c), "expired lease 42"), "%s", rmp_last_error(c));
+	cr_assert_eq(rmp_write(p, RMP_ADDR_MAKE(12, 0), buf, sizeof(buf)), -RMP_ELEASE);
+	cr_assert_eq(rmp_read(p, buf, RMP_ADDR_MAKE(12, 0), sizeof(buf)), -RMP_ELEASE);
+	cr_assert_eq(rmp_free(p, RMP_ADDR_MAKE(12, 0)), -RMP_ELEASE);
 	rmp_disconnect(c); /* closes p */
 	fake_stop(f);
 }
@@ -644,6 +654,28 @@ Test(client_control, segtab_push_takes_a_donor_out)
 		usleep(10000);
 	}
 	cr_assert(expired, "a table of other donors did not expire the pool");
+	rmp_disconnect(c);
+	fake_stop(f);
+}
+
+/* No grant comes back: once the time to live has passed, the lease is
+ * gone for the data path too, and calls say so. */
+Test(client_control, lease_unconfirmed_fails_calls)
+{
+	struct fake *f = fake_start(SECRET, serve, MODE_NO_GRANT);
+	rmp_client *c = NULL;
+	rmp_pool *p = NULL;
+	rmp_addr a = 0;
+
+	cr_assert_eq(rmp_connect_ex(f->addr, SECRET, &fast, &c), 0);
+	cr_assert_eq(rmp_pool_open(c, "p", 0, &p), 0, "%s", rmp_last_error(c));
+	usleep(450 * 1000); /* ttl 300 ms */
+	cr_assert_eq(rmp_alloc(p, 4096, &a), -RMP_ELEASE, "%s", rmp_last_error(c));
+	cr_assert(strstr(rmp_last_error(c), "not confirmed for 300 ms"), "%s", rmp_last_error(c));
+	struct rmp_pool_info *in = NULL;
+	cr_assert_eq(rmp_pool_info(p, &in), 0);
+	cr_assert_eq(in->lease_expired, 1);
+	rmp_pool_info_free(in);
 	rmp_disconnect(c);
 	fake_stop(f);
 }
