@@ -188,7 +188,11 @@ void rmp_data_close(rmp_pool *p)
 	/* Buffers still registered on this pool: their MRs go before the
 	 * connections (and PDs) they were made on. */
 	rmp_buffer_drop_pool(p);
-	bool failed = d->meta && (rmp_rdma_conn_failed(d->meta) || rmp_client_away(p->c));
+	/* An expired pool's metadata connection is cut at the far side:
+	 * flushing its queued count hints would only wait out the RDMA
+	 * bound (the reclaim repairs counts). */
+	bool failed = d->meta && (rmp_rdma_conn_failed(d->meta) || rmp_client_away(p->c) ||
+				  atomic_load_explicit(&p->expired_flag, memory_order_acquire));
 	if (d->store && failed)
 		rmp_store_rdma_abandon(d->store); /* nothing more reaches a failed one */
 	else if (d->store)
