@@ -139,7 +139,7 @@ static int lease_fail(rmp_pool *p, const char *what)
 	pthread_mutex_lock(&p->c->lock);
 	snprintf(why, sizeof(why), "%s", p->expired_text);
 	pthread_mutex_unlock(&p->c->lock);
-	return rmp_client_fail(p->c, -RMP_ELEASE, "%s: pool %s: %s (close and reopen the pool)", what,
+	return rmp_client_fail(p->c, -RMP_ELEASE, "%s: pool %s: %s (cut off: close the pool, connect again to attach)", what,
 			       p->name, why[0] ? why : "its lease expired");
 }
 

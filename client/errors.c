@@ -60,7 +60,7 @@ const char *rmp_strerror(int rc)
 	case RMP_EAUTH:
 		return "authentication failed: the coordinator and this client do not hold the same secret";
 	case RMP_ELEASE:
-		return "the pool's lease expired: close and reopen the pool";
+		return "the pool's lease expired: close it and attach again from a new connection";
 	case RMP_EREMOTE:
 		return "the coordinator refused the request";
 	case RMP_ECORRUPT:

@@ -241,6 +241,16 @@ static int grant_and_send_ready(struct rmp_srv_conn *c, struct rmp_srv_pool *p)
 	uint64_t lease;
 
 	rmp_assert(p->state == RMP_SRV_POOL_READY);
+	/* A session cut off from this pool stays cut (its id is on the
+	 * donors' and our cut lists): a new lease under it could not connect
+	 * anywhere. A new connection brings a new session id. */
+	if (rmp_srv_cut_refused(srv, p->id, c->session_id)) {
+		rmp_srv_conn_send_error(c, EACCES, RMP_MSG_POOL_OPEN,
+					"pool %s: this session (client %" PRIu64 ") was cut off when its "
+					"lease expired; connect again to attach",
+					p->name, c->session_id);
+		return -EACCES;
+	}
 	int rc = rmp_srv_leases_grant(&srv->leases, p->id, c->session_id, c, rmp_mono_ms(),
 				      &lease);
 	if (rc) {

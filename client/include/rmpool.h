@@ -111,7 +111,8 @@ enum {
 	RMP_EAUTH = 4096,   /* the handshake failed: secrets differ */
 	/* The pool's lease expired: every call on the pool fails with it
 	 * (the coordinator has cut this client off at the metadata and at
-	 * every donor); close and reopen the pool. */
+	 * every donor); close the pool, and attach again from a new
+	 * connection (rmp_connect): the cut-off session stays refused. */
 	RMP_ELEASE = 4097,
 	RMP_EREMOTE = 4098, /* the coordinator refused; rmp_last_error() says why */
 	RMP_ECORRUPT = 4099, /* pool metadata fails its invariants */

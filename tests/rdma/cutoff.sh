@@ -21,7 +21,8 @@
 #     block, allocates, writes again, allocates again and reads: every
 #     call must fail with -RMP_ELEASE;
 #   - both blocks still hold pattern B byte for byte; the coordinator
-#     refused S1's new metadata connection as cut off.
+#     refused S1's new metadata connection as cut off; attaching again
+#     on the same connection is refused (-EACCES: the session stays cut).
 # Prints the time from each expiry to its cut complete, the connections
 # torn down, and per stale consumer the calls after SIGCONT, how they
 # failed and how long the first took. Never skips: no harness, no pass.

@@ -13,8 +13,12 @@
  *       block, allocate, write C again, allocate again, read its block
  *       (each once; a write that went out must not land). REPORT gets
  *       one line per call, "op NAME rc RC ms MS", and
- *         total ops N elease E other O first_ms F
- *       Exit 0 only when every call failed with -RMP_ELEASE.
+ *         total ops N elease E other O first_ms F lease_expired X
+ *       then it closes the pool and attaches again on the same
+ *       connection ("reopen rc RC"): the coordinator refuses the session
+ *       it cut off (-EACCES). Exit 0 only when every call failed with
+ *       -RMP_ELEASE, the pool says lease_expired, and the reattach was
+ *       refused.
  *       RMPOOL_TEST_NO_LEASE_CHECK=1 in its environment turns the
  *       library's own check off: then its calls go out on the wire and
  *       only the far sides' cut-off stops them.
@@ -129,10 +133,18 @@ static int stale(const char *name, const char *ready, const char *go, const char
 	rmp_pool_info_free(in);
 	fprintf(lg.f, "total ops %u elease %u other %u first_ms %" PRIu64 " lease_expired %d\n", lg.n,
 		lg.elease, lg.other, lg.first_ms, expired);
-	fclose(lg.f);
 	(void)rmp_pool_close(p); /* the lease is gone: nothing to give back */
+	/* The session stays cut: attaching again needs a new connection. */
+	rmp_pool *p2 = NULL;
+	int orc = rmp_pool_open(cl, name, 0, &p2);
+	fprintf(lg.f, "reopen rc %d (%s)\n", orc, orc ? rmp_last_error(cl) : "attached");
+	printf("stale: attaching again on the same connection -> %d: %s\n", orc,
+	       orc ? rmp_last_error(cl) : "attached");
+	if (p2)
+		(void)rmp_pool_close(p2);
+	fclose(lg.f);
 	rmp_disconnect(cl);
-	return lg.other == 0 && expired ? 0 : 1;
+	return lg.other == 0 && expired && orc == -EACCES ? 0 : 1;
 }
 
 static rmp_addr handle_of(const char *s)
