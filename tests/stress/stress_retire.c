@@ -2,9 +2,9 @@
  * stress_retire.c - retiring a segment while threads allocate and free.
  *
  * A plain executable, like stress_heap, so that it also runs under TSan.
- * Each round formats a fresh 1 MiB buddy heap of 256 B blocks on the
+ * Each round formats a fresh 256 KiB buddy heap of 256 B blocks on the
  * local word store (direct, or with --rdma-like stale loads and shuffled
- * batches) cut into 16 segments of 64 KiB, and starts --threads threads
+ * batches) cut into 4 segments of 64 KiB, and starts --threads threads
  * that each keep up to 16 live blocks of 256 B .. 8 KiB, replacing a
  * random one per step; an owner array with one entry per minimum block
  * is claimed with CAS for every block handed out, so two live blocks
@@ -38,9 +38,9 @@
 #include "check.h"
 #include "store_local.h"
 
-#define CAP_ORDER 20u /* 1 MiB */
+#define CAP_ORDER 18u /* 256 KiB */
 #define MIN_ORDER 8u  /* 256 B: 4096 owner entries */
-#define SEG_ORDER 16u /* 64 KiB: 16 segments */
+#define SEG_ORDER 16u /* 64 KiB: 4 segments */
 #define MAX_ORDER_ASKED 13u
 #define LIVE 16u
 #define MAX_THREADS 8u
@@ -273,7 +273,7 @@ int main(int argc, char **argv)
 		if (rdma_like)
 			rmp_store_local_set_mode(&r->store, RMP_STORE_STALE_LOADS | RMP_STORE_SHUFFLE, 300);
 		rmp_buddy_init(&r->b, &g, &r->store.base);
-		r->seg_lo = (uint64_t)(round * 7 % 16) << SEG_ORDER;
+		r->seg_lo = (uint64_t)(round % (1u << (CAP_ORDER - SEG_ORDER))) << SEG_ORDER;
 		r->seg_hi = r->seg_lo + (1ull << SEG_ORDER);
 		struct retirer t[2] = { { .r = r }, { .r = r } };
 		for (unsigned k = 0; k < 2; k++)
