@@ -441,22 +441,6 @@ static bool block_on_lost(const struct rmp_data *d, uint64_t off, unsigned order
 	return false;
 }
 
-/* rmp_buddy_free_retired is helper H1's (common/buddy.c, issue 12): until
- * it is on main, a block on a lost donor cannot be released. */
-static int data_buddy_free_retired(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t off,
-				   unsigned order)
-{
-#ifdef RMP_BUDDY_HAVE_RETIRE
-	return rmp_buddy_free_retired(b, ctx, off, order);
-#else
-	(void)b;
-	(void)ctx;
-	(void)off;
-	(void)order;
-	return -ENOSYS;
-#endif
-}
-
 /* How many blocks on lost donors one rmp_alloc sets aside before it
  * gives up (the coordinator's retire, self.c, normally leaves none). */
 #define ALLOC_LOST_TRIES 64u
@@ -483,7 +467,7 @@ static int cache_release(void *arg, uint64_t off, unsigned order)
 		return rc;
 	/* A chunk on a lost donor stays out of service (RESERVED). */
 	if (block_on_lost(d, off, order))
-		rc = data_buddy_free_retired(&d->b, my_ctx(d), off, order);
+		rc = rmp_buddy_free_retired(&d->b, my_ctx(d), off, order);
 	else
 		rc = rmp_buddy_free(&d->b, my_ctx(d), off, order);
 	return meta_leave(p, d, rc, "small-block cache: giving a chunk back");
@@ -662,10 +646,9 @@ int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out)
 		return rc;
 	rc = rmp_buddy_alloc(&d->b, my_ctx(d), order, &off);
 	/* A block on a lost donor (the coordinator's retire has not reached
-	 * it yet): set aside for good - RESERVED, or, without the engine's
-	 * retire, left allocated and forgotten - and another one taken. */
+	 * it yet): set aside for good (RESERVED) and another one taken. */
 	for (unsigned t = 0; rc == 0 && block_on_lost(d, off, order); t++) {
-		(void)data_buddy_free_retired(&d->b, my_ctx(d), off, order);
+		(void)rmp_buddy_free_retired(&d->b, my_ctx(d), off, order);
 		rc = t + 1 < ALLOC_LOST_TRIES ? rmp_buddy_alloc(&d->b, my_ctx(d), order, &off) : -ENOMEM;
 	}
 	if ((rc = meta_leave(p, d, rc, "rmp_alloc")) == -RMP_EAWAY || rc == -RMP_ELEASE)
@@ -716,7 +699,7 @@ static int free_on_lost(rmp_pool *p, struct rmp_data *d, rmp_addr a, uint64_t of
 	if ((rc = meta_enter(p, d, "rmp_free")) != 0)
 		return rc;
 	rmp_liveset_remove(&d->live, a);
-	rc = data_buddy_free_retired(&d->b, my_ctx(d), off, order);
+	rc = rmp_buddy_free_retired(&d->b, my_ctx(d), off, order);
 	if ((rc = meta_leave(p, d, rc, "rmp_free")) == -RMP_EAWAY)
 		return rc;
 	if (rc == -EINVAL)

@@ -109,23 +109,6 @@ static void job_free(struct self_job *j)
 	free(j);
 }
 
-/* rmp_buddy_retire is helper H1's (common/buddy.c, issue 12): until it is
- * on main this engine can connect and run, but not retire. */
-static int self_buddy_retire(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t off,
-			     unsigned order, uint64_t *bytes)
-{
-#ifdef RMP_BUDDY_HAVE_RETIRE
-	return rmp_buddy_retire(b, ctx, off, order, bytes);
-#else
-	(void)b;
-	(void)ctx;
-	(void)off;
-	(void)order;
-	*bytes = 0;
-	return -ENOSYS;
-#endif
-}
-
 /* Retires j's segments over a connection of its own. */
 static int self_retire_segments(struct self_job *j, rmp_rdma_conn *conn, rmp_store_rdma *st)
 {
@@ -140,7 +123,7 @@ static int self_retire_segments(struct self_job *j, rmp_rdma_conn *conn, rmp_sto
 	for (uint32_t i = 0; i < j->n_segs && rc == 0; i++) {
 		uint64_t off = (uint64_t)j->segs[i] << j->segment_log2, bytes = 0;
 		for (int t = 0; t < SELF_EAGAIN_TRIES; t++) {
-			rc = self_buddy_retire(&b, ctx, off, j->segment_log2, &bytes);
+			rc = rmp_buddy_retire(&b, ctx, off, j->segment_log2, &bytes);
 			if (rc != -EAGAIN)
 				break;
 			usleep(SELF_EAGAIN_PAUSE_US);
