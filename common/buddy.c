@@ -117,7 +117,12 @@
  * an ENOMEM beside it is true. Memory in passing: a NONE leaf seen with
  * nothing set above it is a split or merge half done; the pass is
  * repeated, and after RETIRE_PASSES passes -EAGAIN (the engine does not
- * wait for the client that holds it). Why the top-down order finds all
+ * wait for the client that holds it). A repeat reads the path again but
+ * walks down only to the leaves the pass before found in passing (or to
+ * all, when that one lost a race and saw less): every other leaf was in
+ * a set block when seen, which stands (ALLOC then, or RESERVED for good),
+ * and the argument below holds per leaf, for its own chain of blocks
+ * read top-down. Why the top-down order finds all
  * of it: a split moves memory down (the claim at level j, then the
  * halves FREE below), a merge up (the pair NONE, then the parent FREE
  * above). Read top-down, a split's memory is seen FREE at j (reserved:
@@ -2057,6 +2062,13 @@ struct retire {
 	uint64_t *nneed, *nval; /* the next level (nval: hints loaded ahead) */
 	uint64_t lfrom, lto;  /* words [lfrom, lto) of val hold loaded hints */
 	unsigned lost;        /* rounds of this pass that lost a CAS */
+	/* The leaf level (2-bit masks per leaf word): the leaves this pass
+	 * looks at, when not all (the last pass found them in passing; every
+	 * other leaf was in a set block then, which stands), and those this
+	 * pass finds in passing. */
+	uint64_t *todo, *ntodo;
+	bool all;             /* every leaf: the first pass, or after a race lost */
+	bool churned;         /* this pass lost a race: the next looks at all */
 };
 
 /* The block's part of level lv: its first word and how many. */
@@ -2066,6 +2078,26 @@ static void retire_span(const struct retire *rt, unsigned lv, uint64_t *w0, uint
 	uint64_t lo = rt->i << d, n = 1ull << d;
 	*w0 = lo / BLOCKS_PER_WORD;
 	*nw = (lo + n - 1) / BLOCKS_PER_WORD - *w0 + 1;
+}
+
+/* Whether block blk of level lv holds a leaf this pass looks at. */
+static bool retire_wanted(const struct retire *rt, unsigned lv, uint64_t blk)
+{
+	const struct rmp_buddy_geom *g = &rt->b->g;
+	unsigned s = g->levels - 1 - lv;
+	uint64_t lw0, lnw, lo = blk << s, n = 1ull << s;
+
+	if (rt->all)
+		return true;
+	retire_span(rt, g->levels - 1, &lw0, &lnw);
+	for (uint64_t w = lo / BLOCKS_PER_WORD; w <= (lo + n - 1) / BLOCKS_PER_WORD; w++) {
+		uint64_t m = rt->todo[w - lw0];
+		if (n < BLOCKS_PER_WORD) /* within one word: its leaves only */
+			m &= ((1ull << (2 * n)) - 1) << blk_shift(lo);
+		if (m)
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -2215,19 +2247,27 @@ static int retire_level(struct retire *rt, unsigned lv)
 				if ((rc = count_down(b, rt->ctx, rt->tl, lv, w0 + k, nf)) != 0)
 					return rc;
 			}
-			/* NONE blocks still to look at: their halves, a level down. */
+			/* NONE blocks still to look at: their halves a level down
+			 * (those holding a leaf this pass looks at). */
 			uint64_t none = ~v & ~(v >> 1) & LOW_BITS & rt->need[k];
 			rt->need[k] = 0;
-			hole |= none && leaf; /* a leaf in passing: a split or merge half done */
+			if (none && leaf) {
+				hole = true; /* leaves in passing: a split or merge half done */
+				rt->ntodo[k] |= none | none << 1;
+			}
 			for (; none && !leaf; none &= none - 1) {
 				uint64_t blk = (w0 + k) * BLOCKS_PER_WORD + (unsigned)__builtin_ctzll(none) / 2;
 				uint64_t cw = 2 * blk / BLOCKS_PER_WORD - nw0;
 				rmp_assert(cw < nnw);
-				rt->nneed[cw] |= PAIR_MASK << blk_shift(2 * blk);
+				for (uint64_t c = 2 * blk; c < 2 * blk + 2; c++)
+					if (retire_wanted(rt, lv + 1, c))
+						rt->nneed[cw] |= STATE_MASK << blk_shift(c);
 			}
 		}
-		if (lost && ++rt->lost >= RETIRE_PASSES)
+		if (lost && ++rt->lost >= RETIRE_PASSES) {
+			rt->churned = true;
 			return 2;
+		}
 	}
 	return hole ? 2 : 0;
 }
@@ -2240,13 +2280,16 @@ static int retire_pass(struct retire *rt)
 	const struct rmp_buddy_geom *g = &rt->b->g;
 	int rc = retire_path(rt);
 
+	rt->churned |= rc == 2;
 	if (rc != 0)
 		return rc;
-	/* The block is split: both halves are to look at. */
+	/* The block is split: its halves are to look at. */
 	uint64_t w0, nw;
 	retire_span(rt, rt->t + 1, &w0, &nw);
 	memset(rt->need, 0, nw * sizeof(uint64_t));
-	rt->need[2 * rt->i / BLOCKS_PER_WORD - w0] = PAIR_MASK << blk_shift(2 * rt->i);
+	for (uint64_t c = 2 * rt->i; c < 2 * rt->i + 2; c++)
+		if (retire_wanted(rt, rt->t + 1, c))
+			rt->need[c / BLOCKS_PER_WORD - w0] |= STATE_MASK << blk_shift(c);
 	rt->lfrom = rt->lto = 0;
 	rt->lost = 0;
 	for (unsigned lv = rt->t + 1; lv < g->levels; lv++) {
@@ -2282,14 +2325,20 @@ int rmp_buddy_retire(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint6
 	unsigned depth = g->levels - 1 - rt.t;
 	rt.cap = depth >= 5 ? 1ull << (depth - 5) : 1;
 	rt.cap += 1;
-	uint64_t *mem = depth ? calloc(4 * rt.cap, sizeof(uint64_t)) : NULL;
+	uint64_t *mem = depth ? calloc(6 * rt.cap, sizeof(uint64_t)) : NULL;
 	if (depth && !mem)
 		return -ENOMEM;
 	rt.need = mem;
 	rt.val = mem + rt.cap;
 	rt.nneed = mem + 2 * rt.cap;
 	rt.nval = mem + 3 * rt.cap;
+	rt.todo = mem + 4 * rt.cap;
+	rt.ntodo = mem + 5 * rt.cap;
+	rt.all = true;
 	for (unsigned pass = 0;; pass++) {
+		if (mem)
+			memset(rt.ntodo, 0, rt.cap * sizeof(uint64_t));
+		rt.churned = false;
 		rc = retire_pass(&rt);
 		if (rc != 2)
 			break;
@@ -2297,6 +2346,13 @@ int rmp_buddy_retire(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint6
 			rc = -EAGAIN;
 			break;
 		}
+		/* Again: only where this pass found memory in passing (each
+		 * other leaf was in a set block when seen, and a FREE one is
+		 * RESERVED now), unless it lost a race and saw less. */
+		rt.all = rt.churned;
+		uint64_t *p = rt.todo;
+		rt.todo = rt.ntodo;
+		rt.ntodo = p;
 	}
 	free(mem);
 	tl_add(&tl, C_CALLS, 1);

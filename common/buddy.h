@@ -254,7 +254,7 @@ int rmp_buddy_is_live(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint
  * -EAGAIN); -EAGAIN after a bound while a block inside is in passing (a
  * split or merge half done): call again later. On return 0 every byte of
  * the block is RESERVED or in a block that was ALLOC during the call.
- * -EINVAL for a bad offset/order, -ENOMEM, or a store error. Memory: 32
+ * -EINVAL for a bad offset/order, -ENOMEM, or a store error. Memory: 48
  * bytes per word of the block's leaf level, for the call. A block held
  * by rmp_buddy_hold (local heaps only; NONE while held) looks in passing:
  * -EAGAIN until it is unheld. */
