@@ -239,10 +239,6 @@ int rmp_buddy_order_of(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uin
  * a store error. */
 int rmp_buddy_is_live(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset, unsigned order);
 
-/* Defined: rmp_buddy_retire and rmp_buddy_free_retired are here (code
- * written before they landed tests it). */
-#define RMP_BUDDY_HAVE_RETIRE 1
-
 /* Take the block of 2^order bytes at offset out of service: every FREE
  * block inside it becomes RESERVED; a FREE block that contains it is
  * claimed and split down so that exactly this block's part is RESERVED
