@@ -179,6 +179,27 @@ Test(buddy, walker_catches_corruption)
 	cr_assert(strstr(r.error, "count") != NULL, "%s", r.error);
 	engine_free(e);
 
+	/* The reserved tail of a heap with one: RESERVED is fine anywhere
+	 * (retired space inside), ALLOC past the usable size is not. */
+	e = engine_new(12, 8, 3072);
+	check_ok(e, &r);
+	cr_assert_eq(r.tail_bytes, 1024);
+	cr_assert_eq(r.retired_bytes, 0);
+	w = e->g.level_word[2]; /* level 2: the four 1 KiB blocks; block 3 is the tail */
+	saved = e->words[w];
+	cr_assert_eq((saved >> 6) & 3, 3, "the tail is RESERVED");
+	e->words[w] = saved & ~(1ull << 6); /* 11 -> 10: ALLOC */
+	cr_assert_eq(rmp_buddy_check(&e->b, &r), -EUCLEAN);
+	cr_assert(strstr(r.error, "beyond the usable size") != NULL, "%s", r.error);
+	e->words[w] = saved;
+	/* A RESERVED block inside the usable size: retired space. */
+	cr_assert_eq(rmp_buddy_retire(&e->b, &e->ctx[0], 1024, 10, NULL), 0);
+	check_ok(e, &r);
+	cr_assert_eq(r.retired_bytes, 1024);
+	cr_assert_eq(r.tail_bytes, 1024);
+	cr_assert_eq(r.reserved_bytes, 2048);
+	engine_free(e);
+
 	/* With records: a stale tag, a locked tag, a busy slot. */
 	e = engine_new_records(12, 8, 0, 4);
 	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[2], 8, &a), 0);
