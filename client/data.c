@@ -57,6 +57,7 @@
  * this process frees it too, its transfers go through.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,15 +79,16 @@ static struct rmp_buddy_ctx *my_ctx(struct rmp_data *d)
 
 /* rdma_cm setup needs the far side's CPU (it accepts the connection); a
  * loaded host may miss one bounded wait. A refusal (-ECONNREFUSED: a bad
- * token) is final; a timeout is worth one more try - within the same
- * bound: the first attempt gets two thirds of it, the second what is
- * left, so a stopped donor costs rdma_timeout_ms, not twice that. */
+ * token; -ESRCH: nobody listens) is final; a timeout is worth one more
+ * try - within the same bound: the first attempt gets two thirds of it,
+ * the second what is left (bound.h), so a stopped donor costs
+ * rdma_timeout_ms, not twice that. */
 int rmp_data_connect(const char *host, uint16_t port, const void *tok, uint8_t len,
 		     const struct rmp_rdma_opts *o, rmp_rdma_conn **out)
 {
 	uint64_t deadline = rmp_deadline_ms((uint64_t)o->timeout_ms);
 	struct rmp_rdma_opts first = *o;
-	first.timeout_ms = o->timeout_ms * 2 / 3 > 0 ? o->timeout_ms * 2 / 3 : 1;
+	first.timeout_ms = (int)rmp_bound_first_try_ms((unsigned)o->timeout_ms);
 
 	int rc = rmp_rdma_connect(host, port, tok, len, &first, out);
 	int left = (int)rmp_ms_left(deadline);
@@ -384,6 +386,14 @@ static int meta_enter(rmp_pool *p, struct rmp_data *d, const char *what)
 	}
 }
 
+/* A coordinator that dies ends its metadata connections (its kernel
+ * disconnects them, rdma.c notices at once) as it ends the control
+ * connection; the I/O thread may take a moment longer to see the latter.
+ * How long a failed metadata operation waits for the client to be away,
+ * so that it says -RMP_EAWAY as it did when it ran into the RDMA timeout. */
+#define META_AWAY_GRACE_MS 500u
+#define META_AWAY_STEP_MS 10u
+
 /* After the engine ran: releases d->meta_rw. An error that is not the
  * engine's own answer (ENOMEM, EINVAL, EAGAIN) came from the connection:
  * it is marked for re-opening, and while the coordinator is away the
@@ -392,10 +402,13 @@ static int meta_leave(rmp_pool *p, struct rmp_data *d, int rc, const char *what)
 {
 	bool conn_failed = rc < 0 && rc != -ENOMEM && rc != -EINVAL && rc != -EAGAIN &&
 			   d->meta && rmp_rdma_conn_failed(d->meta);
+	bool reset = conn_failed && rmp_rdma_conn_error(d->meta) == -ECONNRESET;
 	pthread_rwlock_unlock(&d->meta_rw);
 	if (!conn_failed)
 		return rc;
 	atomic_store_explicit(&d->meta_broken, true, memory_order_release);
+	for (unsigned t = 0; reset && !rmp_client_away(p->c) && t < META_AWAY_GRACE_MS; t += META_AWAY_STEP_MS)
+		(void)poll(NULL, 0, (int)META_AWAY_STEP_MS);
 	if (rmp_client_away(p->c))
 		return rmp_client_fail_away(p->c, what);
 	return rmp_data_lease_lost(p, rc, what); /* cut off at the far side? */

@@ -9,6 +9,8 @@
  *   route.c     the segment index and the one routing function (route.h)
  *   transfer.c  rmp_read/rmp_write: donor connections and the pipeline
  *               that moves a range's pieces
+ *   bound.c     the bounds of donor waits: a connect's budget, the
+ *               back-off after a timeout, parallel connects
  *   buffer.c    registered buffers (rmp_buffer_*, rmp_*_buf)
  *   async.c     asynchronous operations: the worker threads (rmp_*_async,
  *               rmp_op_*)
@@ -32,6 +34,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bound.h"
 #include "buddy.h"
 #include "cache.h"
 #include "client_internal.h"
@@ -73,6 +76,10 @@ struct rmp_data_donor {
 	 * once with -RMP_EDONOR and lost_why. Read without the lock. */
 	_Atomic bool lost;
 	char lost_why[160];
+	/* After a timeout (connect or completions): every use fails at once
+	 * with -ETIMEDOUT until the back-off is over (bound.h). Under the
+	 * lock. */
+	struct rmp_bound_backoff backoff;
 };
 
 /* The engine's word cache per shard: the words a thread saw last, so that

@@ -16,14 +16,32 @@
  *
  * Steps of rmp_transfer:
  *   1. the donors behind the range: one routing call per segment;
- *   2. their locks in slot order (two transfers cannot deadlock), each
- *      donor connected on first use (a DONOR token for that donor) and
- *      its local key found (the bounce buffer's, or the registered
- *      buffer's MR on that donor's PD, made now if needed);
+ *   2. their locks in slot order (two transfers cannot deadlock); a
+ *      donor out of service (-RMP_EDONOR) or in back-off after a timeout
+ *      (-ETIMEDOUT) fails the transfer here, at once; the donors that
+ *      need a connection (first use, or the last one failed) are
+ *      connected all at once, each with a DONOR token for that donor, so
+ *      an outage of several costs one bound (bound.h); then each donor's
+ *      local key (the bounce buffer's, or the registered buffer's MR on
+ *      that donor's PD, made now if needed);
  *   3. the pieces posted, one routing call per piece, reaping the oldest
  *      of a donor's pipeline when it is full;
  *   4. every pipeline drained, also after an error (nothing may land in
- *      a buffer after we return), and the locks released.
+ *      a buffer after we return); a connection that broke other than by
+ *      a timeout is probed with one short reconnect, which tells a dead
+ *      donor (its CM rejects: nobody listens) from a live one; the locks
+ *      released.
+ *
+ * Donor death (DESIGN.md, Failure model): when a donor's process dies
+ * its kernel disconnects our connection; rdma.c fails it at once and
+ * wakes the transfer waiting on it (-ECONNRESET), the probe of step 4
+ * is rejected, and the donor is out of service for this process
+ * (rmp_data_donor_lost): that transfer and every later one touching it
+ * fail with -RMP_EDONOR naming the donor and its host, with no wait.
+ * Blocks wholly on other donors go on. A donor that does not answer (a
+ * stopped process, a host gone) costs one bound (rdma_timeout_ms) and
+ * then RMP_BOUND_BACKOFF_MS of -ETIMEDOUT at once before it is tried
+ * again.
  *
  * rmp_read/rmp_write move data through a registered bounce buffer per
  * donor connection (the caller's memory is not registered): a copy, in
@@ -38,18 +56,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "data.h"
 #include "debug.h"
+
+/* Requires dn->lock. */
+static void donor_lost_locked(struct rmp_data_donor *dn, const char *why)
+{
+	if (!atomic_load(&dn->lost)) {
+		snprintf(dn->lost_why, sizeof(dn->lost_why), "%s", why);
+		atomic_store(&dn->lost, true);
+	}
+}
 
 void rmp_data_donor_lost(struct rmp_data *d, unsigned slot, const char *why)
 {
 	struct rmp_data_donor *dn = &d->donors[slot];
 
 	pthread_mutex_lock(&dn->lock);
-	if (!atomic_load(&dn->lost)) {
-		snprintf(dn->lost_why, sizeof(dn->lost_why), "%s", why);
-		atomic_store(&dn->lost, true);
-	}
+	donor_lost_locked(dn, why);
 	pthread_mutex_unlock(&dn->lock);
 }
 
@@ -63,44 +88,160 @@ int rmp_data_donor_check(rmp_pool *p, const struct rmp_data *d, unsigned slot)
 			       dn->ep.host, dn->ep.port, dn->lost_why);
 }
 
-/* Requires dn->lock. */
-static int donor_connect_locked(rmp_pool *p, struct rmp_data *d, struct rmp_data_donor *dn)
+/* A failed connection is never trusted again (late completions could
+ * land in the bounce buffer): it goes, and the registered buffers' MRs on
+ * its PD first. Requires dn->lock. */
+static void donor_drop_conn_locked(rmp_pool *p, struct rmp_data *d, struct rmp_data_donor *dn)
 {
+	if (!dn->conn)
+		return;
+	rmp_buffer_drop_donor_locked(p, (unsigned)(dn - d->donors));
+	if (dn->bounce_mr)
+		ibv_dereg_mr(dn->bounce_mr);
+	dn->bounce_mr = NULL;
+	rmp_rdma_close(dn->conn);
+	dn->conn = NULL;
+}
+
+/* One donor connect, run at once with the others a transfer needs
+ * (rmp_bound_parallel): it touches no client state (the detail of a
+ * failure is per thread: the transfer's thread records it). */
+struct dial {
+	const char *host;
+	uint16_t port;
+	struct rmp_rdma_opts opts;
 	uint8_t tok[RMP_AUTH_TOKEN_LEN];
+	unsigned slot;
+	rmp_rdma_conn *conn;
+	int rc;
+};
+
+static void dial_run(void *arg)
+{
+	struct dial *x = arg;
+
+	x->conn = NULL;
+	x->rc = rmp_data_connect(x->host, x->port, x->tok, sizeof(x->tok), &x->opts, &x->conn);
+}
+
+/* Requires dn->lock. 0: its connection is up; 1: it needs one, and x is
+ * ready for dial_run (the failed connection is gone, the token minted);
+ * or the error at once: the donor is out of service, or in its back-off
+ * after a timeout. */
+static int donor_ready_locked(rmp_pool *p, struct rmp_data *d, struct rmp_data_donor *dn, struct dial *x,
+			      int timeout_ms)
+{
+	unsigned slot = (unsigned)(dn - d->donors);
+	uint64_t since, left;
 	int rc;
 
-	rc = rmp_data_donor_check(p, d, (unsigned)(dn - d->donors));
-	if (rc)
+	if ((rc = rmp_data_donor_check(p, d, slot)) != 0)
 		return rc;
-	if (dn->conn && !rmp_rdma_conn_failed(dn->conn))
+	if (dn->conn && rmp_rdma_conn_check(dn->conn) == 0)
 		return 0;
-	if (dn->conn) {
-		/* A failed connection is never trusted again (late completions
-		 * could land in the bounce buffer): make a new one. The
-		 * registered buffers' MRs on its PD go first. */
-		rmp_buffer_drop_donor_locked(p, (unsigned)(dn - d->donors));
-		ibv_dereg_mr(dn->bounce_mr);
-		dn->bounce_mr = NULL;
-		rmp_rdma_close(dn->conn);
-		dn->conn = NULL;
-	}
+	if ((rc = rmp_bound_backoff_check(&dn->backoff, rmp_mono_ms(), &since, &left)) != 0)
+		return rmp_client_fail(p->c, rc, "donor %u at %s:%u did not answer within %d ms %llu ms ago: "
+				       "not tried again for %llu ms (back-off)", dn->donor_id, dn->ep.host,
+				       dn->ep.port, d->opts.timeout_ms, (unsigned long long)since,
+				       (unsigned long long)left);
+	donor_drop_conn_locked(p, d, dn);
 	if (!dn->bounce && !(dn->bounce = aligned_alloc(4096, RMP_BOUNCE_BYTES)))
 		return -ENOMEM;
-	rc = rmp_data_token(p, RMP_TOKEN_DONOR, dn->donor_id, tok);
-	if (rc)
+	*x = (struct dial){ .host = dn->ep.host, .port = dn->ep.port, .opts = d->opts, .slot = slot };
+	x->opts.timeout_ms = timeout_ms;
+	if ((rc = rmp_data_token(p, RMP_TOKEN_DONOR, dn->donor_id, x->tok)) != 0)
 		return rc;
-	rc = rmp_data_connect(dn->ep.host, dn->ep.port, tok, sizeof(tok), &d->opts, &dn->conn);
-	if (rc)
-		return rmp_client_fail(p->c, rc, "donor %u at %s:%u: %s", dn->donor_id, dn->ep.host, dn->ep.port,
-				       rmp_strerror(rc));
-	dn->bounce_mr = ibv_reg_mr(rmp_rdma_conn_pd(dn->conn), dn->bounce, RMP_BOUNCE_BYTES, IBV_ACCESS_LOCAL_WRITE);
-	if (!dn->bounce_mr) {
-		rc = -errno;
-		rmp_rdma_close(dn->conn);
-		dn->conn = NULL;
-		return rc ? rc : -ENOMEM;
+	return 1;
+}
+
+/* After dial_run: the connection taken in, or the failure typed. A
+ * rejection by the donor's CM for want of a listener (-ESRCH) means its
+ * process is gone: the donor is out of service from now on (-RMP_EDONOR).
+ * A timeout starts the back-off. Requires dn->lock. */
+static int donor_dialed_locked(rmp_pool *p, struct rmp_data *d, struct rmp_data_donor *dn, struct dial *x)
+{
+	if (x->rc == 0) {
+		dn->bounce_mr = ibv_reg_mr(rmp_rdma_conn_pd(x->conn), dn->bounce, RMP_BOUNCE_BYTES,
+					   IBV_ACCESS_LOCAL_WRITE);
+		if (!dn->bounce_mr) {
+			int rc = errno ? -errno : -ENOMEM;
+			rmp_rdma_close(x->conn);
+			return rc;
+		}
+		dn->conn = x->conn;
+		rmp_bound_backoff_clear(&dn->backoff);
+		return 0;
 	}
-	return 0;
+	if (x->rc == -ESRCH) {
+		/* The detail names the donor and its host:port already. */
+		donor_lost_locked(dn, "its process is gone (the reconnect was rejected: nobody listens on its "
+				      "port)");
+		return rmp_data_donor_check(p, d, x->slot);
+	}
+	if (x->rc == -ETIMEDOUT) {
+		rmp_bound_backoff_start(&dn->backoff, x->rc, rmp_mono_ms());
+		return rmp_client_fail(p->c, x->rc, "donor %u at %s:%u did not answer within %d ms (connect): "
+				       "not tried again for %u ms", dn->donor_id, dn->ep.host, dn->ep.port,
+				       x->opts.timeout_ms, RMP_BOUND_BACKOFF_MS);
+	}
+	return rmp_client_fail(p->c, x->rc, "donor %u at %s:%u: %s", dn->donor_id, dn->ep.host, dn->ep.port,
+			       rmp_strerror(x->rc));
+}
+
+/* Runs the dials and takes their results in (in slot order; the last
+ * failure's code and detail are the caller's). Requires the donors'
+ * locks. */
+static int dial_all_locked(rmp_pool *p, struct rmp_data *d, struct dial *dials, unsigned n)
+{
+	int rc = 0;
+
+	rmp_bound_parallel(n, dial_run, dials, sizeof(dials[0]));
+	for (unsigned k = 0; k < n; k++) {
+		int e = donor_dialed_locked(p, d, &d->donors[dials[k].slot], &dials[k]);
+		if (e)
+			rc = e;
+	}
+	return rc;
+}
+
+/* A donor's connection that broke other than by a timeout (it was reset:
+ * the donor's kernel disconnected it; an error completion): is the donor
+ * alive? One short reconnect tells: a dead process's port is rejected by
+ * its CM at once (the donor is then lost), a live one accepts (the new
+ * connection is kept). Anything else leaves the question to the next
+ * use. Requires the donors' locks; *lost_rc: -RMP_EDONOR if one was found
+ * dead. */
+static void probe_broken_locked(rmp_pool *p, struct rmp_data *d, const uint8_t *in_use, unsigned locked,
+				int *lost_rc)
+{
+	unsigned nd = d->ndonors ? d->ndonors : 1;
+	struct dial dials[nd];
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < locked; i++) {
+		struct rmp_data_donor *dn = &d->donors[i];
+		if (!in_use[i] || !dn->conn)
+			continue;
+		int why = rmp_rdma_conn_check(dn->conn);
+		if (why == 0 || why == -ETIMEDOUT)
+			continue;
+		int r = donor_ready_locked(p, d, dn, &dials[n], (int)RMP_BOUND_PROBE_MS);
+		if (r == 1)
+			n++;
+		else if (r == -RMP_EDONOR)
+			*lost_rc = r; /* taken out of service meanwhile (a pushed table) */
+	}
+	if (n == 0)
+		return;
+	rmp_bound_parallel(n, dial_run, dials, sizeof(dials[0]));
+	for (unsigned k = 0; k < n; k++) {
+		struct rmp_data_donor *dn = &d->donors[dials[k].slot];
+		if (dials[k].rc == 0 || dials[k].rc == -ESRCH) {
+			int e = donor_dialed_locked(p, d, dn, &dials[k]);
+			if (e == -RMP_EDONOR)
+				*lost_rc = e;
+		}
+	}
 }
 
 /* Reaps at least min completions of donor dn's pipeline (they come back
@@ -115,9 +256,16 @@ static int pipe_reap_locked(rmp_pool *p, struct rmp_data_donor *dn, unsigned min
 	int n = rmp_rdma_poll(dn->conn, min, ids, RMP_DEPTH_MAX);
 	if (n < 0) {
 		/* The connection is failed now (rdma.c marks it): nothing of
-		 * it is trusted again, donor_connect_locked replaces it. */
+		 * it is trusted again, donor_ready_locked replaces it. */
 		dn->head = dn->tail = 0;
-		return rmp_client_fail(p->c, n, "donor %u: %s", dn->donor_id, rmp_strerror(n));
+		if (n == -ETIMEDOUT) {
+			rmp_bound_backoff_start(&dn->backoff, n, rmp_mono_ms());
+			return rmp_client_fail(p->c, n, "donor %u at %s:%u: no completion within %d ms: not tried "
+					       "again for %u ms", dn->donor_id, dn->ep.host, dn->ep.port,
+					       p->data->opts.timeout_ms, RMP_BOUND_BACKOFF_MS);
+		}
+		return rmp_client_fail(p->c, n, "donor %u at %s:%u: %s", dn->donor_id, dn->ep.host, dn->ep.port,
+				       rmp_strerror(n));
 	}
 	rmp_assert((unsigned)n <= dn->head - dn->tail);
 	for (int i = 0; i < n; i++) {
@@ -145,7 +293,8 @@ static int pipe_post_locked(rmp_pool *p, struct rmp_data_donor *dn, const struct
 					   .lkey = lkey, .len = n, .raddr = t->raddr, .rkey = t->rkey };
 	int rc = rmp_rdma_post(dn->conn, &dn->ops[k], 1, dn->head);
 	if (rc)
-		return rmp_client_fail(p->c, rc, "donor %u: %s", dn->donor_id, rmp_strerror(rc));
+		return rmp_client_fail(p->c, rc, "donor %u at %s:%u: %s", dn->donor_id, dn->ep.host, dn->ep.port,
+				       rmp_strerror(rc));
 	dn->head++;
 	return 0;
 }
@@ -213,9 +362,13 @@ int rmp_transfer(rmp_pool *p, struct rmp_data *d, uint64_t off, uint8_t *buf, rm
 	unsigned locked = 0;
 	int rc;
 
+	struct dial dials[nd];
+	unsigned ndial = 0;
+
 	if ((rc = mark_donors(p, d, off, len, is_read, in_use)) != 0)
 		return rc;
-	/* Step 2: lock in slot order, connect where needed, find the lkeys. */
+	/* Step 2: lock in slot order; the connects needed all at once (one
+	 * outage costs one bound); the lkeys. */
 	for (unsigned i = 0; i < d->ndonors && rc == 0; i++) {
 		struct rmp_data_donor *dn = &d->donors[i];
 		if (!in_use[i])
@@ -223,10 +376,19 @@ int rmp_transfer(rmp_pool *p, struct rmp_data *d, uint64_t off, uint8_t *buf, rm
 		pthread_mutex_lock(&dn->lock);
 		locked = i + 1;
 		dn->head = dn->tail = 0;
-		rc = donor_connect_locked(p, d, dn);
-		if (rc == 0 && reg)
+		rc = donor_ready_locked(p, d, dn, &dials[ndial], d->opts.timeout_ms);
+		if (rc == 1) {
+			ndial++;
+			rc = 0;
+		}
+	}
+	if (rc == 0 && ndial)
+		rc = dial_all_locked(p, d, dials, ndial);
+	for (unsigned i = 0; i < locked && rc == 0; i++) {
+		struct rmp_data_donor *dn = &d->donors[i];
+		if (in_use[i] && reg)
 			rc = rmp_buffer_mr_locked(p, dn, i, reg, &lkey[i]);
-		else if (rc == 0)
+		else if (in_use[i])
 			lkey[i] = dn->bounce_mr->lkey;
 	}
 	if (rc == 0)
@@ -242,6 +404,10 @@ int rmp_transfer(rmp_pool *p, struct rmp_data *d, uint64_t off, uint8_t *buf, rm
 				rc = e;
 		}
 	}
+	/* A connection that broke under the transfer: a dead donor is told
+	 * apart now, so that the caller gets -RMP_EDONOR at once. */
+	if (rc && rc != -RMP_EDONOR)
+		probe_broken_locked(p, d, in_use, locked, &rc);
 	for (unsigned i = 0; i < locked; i++)
 		if (in_use[i])
 			pthread_mutex_unlock(&d->donors[i].lock);

@@ -24,7 +24,21 @@
  *   - once failed is set (an error completion, a timed-out wait, a
  *     disconnect) it stays set and every later post returns -EIO: after a
  *     timeout late completions could still write into buffers the caller
- *     has reused, so the connection is not trusted again.
+ *     has reused, so the connection is not trusted again. Setting it moves
+ *     the QP to the error state (conn_fail): what is still out flushes and
+ *     nothing more lands; fail_rc keeps the first cause.
+ * Once established, the connection's event channel is watched by every
+ * wait (poll()ed beside the completion channel; while spinning, read
+ * every 1024 polls of the CQ) and by rmp_rdma_conn_check(): DISCONNECTED
+ * fails the connection with -ECONNRESET. When a donor or the coordinator
+ * dies, its kernel sends the disconnect request as it closes the
+ * process's rdma_cm ids, so the consumer's operations end within a
+ * network round trip instead of the timeout (rxe retries a request to a
+ * vanished QP forever: the timeout was all that ended it). A reconnect to
+ * a port nobody listens on is rejected by the far side's CM with reason
+ * "invalid service ID", which connect reports as -ESRCH, apart from a
+ * live listener's refusal (-ECONNREFUSED). A failed connection's close
+ * does not wait for the far side's answer to its disconnect.
  * Thread-safety: rmp_rdma_exec, rmp_rdma_post and rmp_rdma_poll take one
  * mutex per connection for their whole post+wait, so concurrent callers
  * are serialised (simple and correct; a per-thread CQ would scale better
@@ -82,6 +96,13 @@
 #define PASSIVE_CQ_DEPTH 16
 #define WC_BATCH 16
 #define PROBE_TRIES 4
+/* The IB CM's reject reason for a request no listener takes (IBTA
+ * CM REJ reason 8, IB_CM_REJ_INVALID_SERVICE_ID in the kernel's ib_cm.h;
+ * rdma_cm passes it as the REJECTED event's status). */
+#define REJ_INVALID_SERVICE_ID 8
+/* rmp_rdma_close of a healthy connection: how long it waits for the
+ * far side's answer to its disconnect request. */
+#define CLOSE_WAIT_MS 1000
 
 struct rmp_rdma_conn {
 	struct rdma_event_channel *ec;
@@ -94,6 +115,12 @@ struct rmp_rdma_conn {
 	pthread_mutex_t lock;
 	unsigned outstanding; /* posted, not yet reaped; under lock */
 	bool failed;
+	int fail_rc;	      /* why it failed, the first cause (atomic, like failed) */
+	/* Taken (trylock) to drain the event channel once established; a
+	 * thread that finds it held leaves the events to the one that holds
+	 * it. */
+	pthread_mutex_t cm_lock;
+	bool peer_gone;	      /* DISCONNECTED came: close need not wait for it */
 	bool atomic_be;	      /* the device writes atomic results big-endian */
 	bool connected;
 	uint64_t probe_buf[2]; /* rmp_rdma_probe_atomic_order's scratch */
@@ -186,7 +213,11 @@ static int cm_event_error(const struct rdma_cm_event *ev)
 {
 	switch (ev->event) {
 	case RDMA_CM_EVENT_REJECTED:
-		return -ECONNREFUSED;
+		/* The far side's CM answers a request for a port nobody
+		 * listens on with reason "invalid service ID": the process
+		 * that listened there is gone. Any other reason is a refusal
+		 * by a live listener (a bad token). */
+		return ev->status == REJ_INVALID_SERVICE_ID ? -ESRCH : -ECONNREFUSED;
 	case RDMA_CM_EVENT_ADDR_ERROR:
 	case RDMA_CM_EVENT_ROUTE_ERROR:
 	case RDMA_CM_EVENT_UNREACHABLE:
@@ -347,6 +378,7 @@ int rmp_rdma_connect(const char *host, uint16_t port, const void *pdata, uint8_t
 		rc = -rc;
 		goto out_free;
 	}
+	c->cm_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 	c->ec = rdma_create_event_channel();
 	if (!c->ec) {
 		rc = neg_errno(ENODEV);
@@ -417,6 +449,7 @@ out_destroy_id:
 out_destroy_channel:
 	rdma_destroy_event_channel(c->ec);
 out_destroy_lock:
+	pthread_mutex_destroy(&c->cm_lock);
 	pthread_mutex_destroy(&c->lock);
 out_free:
 	free(c);
@@ -427,15 +460,20 @@ void rmp_rdma_close(rmp_rdma_conn *c)
 {
 	if (!c)
 		return;
-	if (c->connected && rdma_disconnect(c->id) == 0) {
+	/* A failed connection's peer may be dead: its answer to the
+	 * disconnect request would never come, and waiting for it cost
+	 * every replacement of a dead donor's connection a second. */
+	bool wait = !rmp_rdma_conn_failed(c) && !c->peer_gone;
+	if (c->connected && rdma_disconnect(c->id) == 0 && wait) {
 		/* Wait briefly for DISCONNECTED so the peer sees a clean end;
 		 * not waiting would be correct too, destroy_id tears down. */
 		(void)cm_wait(c->ec, RDMA_CM_EVENT_DISCONNECTED,
-			      rmp_deadline_ms((uint64_t)min_int(c->opts.timeout_ms, 1000)), NULL);
+			      rmp_deadline_ms((uint64_t)min_int(c->opts.timeout_ms, CLOSE_WAIT_MS)), NULL);
 	}
 	conn_free_qp(c);
 	rdma_destroy_id(c->id);
 	rdma_destroy_event_channel(c->ec);
+	pthread_mutex_destroy(&c->cm_lock);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -447,7 +485,7 @@ struct ibv_pd *rmp_rdma_conn_pd(rmp_rdma_conn *c)
 
 bool rmp_rdma_conn_failed(const rmp_rdma_conn *c)
 {
-	return __atomic_load_n(&c->failed, __ATOMIC_RELAXED);
+	return __atomic_load_n(&c->failed, __ATOMIC_ACQUIRE);
 }
 
 const struct ibv_device_attr *rmp_rdma_conn_device(const rmp_rdma_conn *c)
@@ -455,9 +493,62 @@ const struct ibv_device_attr *rmp_rdma_conn_device(const rmp_rdma_conn *c)
 	return &c->attr;
 }
 
+int rmp_rdma_conn_error(const rmp_rdma_conn *c)
+{
+	return rmp_rdma_conn_failed(c) ? __atomic_load_n(&c->fail_rc, __ATOMIC_RELAXED) : 0;
+}
+
+/* The connection is not trusted again (rc: why, the first cause wins).
+ * Its QP goes to the error state at once: every WR still out completes
+ * as flushed, so waiters wake, and nothing the far side sends lands in
+ * our memory any more. */
+static void conn_fail(struct rmp_rdma_conn *c, int rc)
+{
+	int none = 0;
+	if (!__atomic_compare_exchange_n(&c->fail_rc, &none, rc, false, __ATOMIC_RELAXED,
+					 __ATOMIC_RELAXED))
+		return;
+	__atomic_store_n(&c->failed, true, __ATOMIC_RELEASE);
+	if (c->id && c->id->qp) {
+		struct ibv_qp_attr attr = {.qp_state = IBV_QPS_ERR};
+		(void)ibv_modify_qp(c->id->qp, &attr, IBV_QP_STATE);
+	}
+}
+
 static void conn_mark_failed(struct rmp_rdma_conn *c)
 {
-	__atomic_store_n(&c->failed, true, __ATOMIC_RELAXED);
+	conn_fail(c, -EIO);
+}
+
+/* The events of an established connection: DISCONNECTED (the far side
+ * ended it - a process that dies has its kernel send the disconnect
+ * request), DEVICE_REMOVAL, and errors fail it at once with their errno;
+ * TIMEWAIT_EXIT and ADDR_CHANGE change nothing. Never blocks: it drains
+ * what the non-blocking channel holds. Returns the connection's failure
+ * (0: none). */
+static int conn_watch_cm(struct rmp_rdma_conn *c)
+{
+	struct rdma_cm_event *ev;
+
+	if (!c->connected || pthread_mutex_trylock(&c->cm_lock) != 0)
+		return rmp_rdma_conn_error(c);
+	while (rdma_get_cm_event(c->ec, &ev) == 0) {
+		enum rdma_cm_event_type type = ev->event;
+		int rc = cm_event_error(ev);
+		rdma_ack_cm_event(ev);
+		if (type == RDMA_CM_EVENT_TIMEWAIT_EXIT || type == RDMA_CM_EVENT_ADDR_CHANGE)
+			continue;
+		if (type == RDMA_CM_EVENT_DISCONNECTED)
+			c->peer_gone = true;
+		conn_fail(c, rc);
+	}
+	pthread_mutex_unlock(&c->cm_lock);
+	return rmp_rdma_conn_error(c);
+}
+
+int rmp_rdma_conn_check(rmp_rdma_conn *c)
+{
+	return c ? conn_watch_cm(c) : -EINVAL;
 }
 
 /* Fills wr/sge for one op. -EINVAL for a malformed op. */
@@ -588,9 +679,15 @@ static int cq_reap_locked(struct rmp_rdma_conn *c, unsigned min, unsigned max, u
 		bool block = mode == RMP_RDMA_WAIT_EVENT ||
 			     (mode == RMP_RDMA_WAIT_ADAPTIVE && rmp_mono_ns() >= spin_until);
 		if (!block) {
-			/* Look at the clock only now and then while spinning. */
-			if ((++spins & 1023u) == 0 && rmp_mono_ms() >= deadline)
-				goto timed_out;
+			/* Look at the clock and the cm events (a system call)
+			 * only now and then while spinning. */
+			if ((++spins & 1023u) == 0) {
+				int cm = conn_watch_cm(c);
+				if (cm)
+					return cm;
+				if (rmp_mono_ms() >= deadline)
+					goto timed_out;
+			}
 			continue;
 		}
 		if (!armed) {
@@ -606,11 +703,19 @@ static int cq_reap_locked(struct rmp_rdma_conn *c, unsigned min, unsigned max, u
 		int left = rmp_ms_left(deadline);
 		if (left == 0)
 			goto timed_out;
-		struct pollfd pfd = {.fd = c->cc->fd, .events = POLLIN};
-		int pr = poll(&pfd, 1, left);
+		/* The connection's cm events wake the wait too: a far side
+		 * that disconnects (or dies) fails it now, not at the deadline. */
+		struct pollfd pfd[2] = {{.fd = c->cc->fd, .events = POLLIN},
+					{.fd = c->ec->fd, .events = POLLIN}};
+		int pr = poll(pfd, c->connected ? 2 : 1, left);
 		if (pr < 0 && errno != EINTR)
 			return neg_errno(EIO);
-		if (pr > 0) {
+		if (pr > 0 && pfd[1].revents) {
+			int cm = conn_watch_cm(c);
+			if (cm)
+				return cm;
+		}
+		if (pr > 0 && pfd[0].revents) {
 			int rc = cq_take_event(c);
 			if (rc)
 				return rc;
@@ -620,8 +725,9 @@ static int cq_reap_locked(struct rmp_rdma_conn *c, unsigned min, unsigned max, u
 	return (int)got;
 
 timed_out:
-	/* WRs still out may complete later into the caller's buffers. */
-	conn_mark_failed(c);
+	/* WRs still out would complete later into the caller's buffers:
+	 * conn_fail flushes them. */
+	conn_fail(c, -ETIMEDOUT);
 	return -ETIMEDOUT;
 }
 

@@ -15,10 +15,20 @@
  *
  * Every wait is bounded by opts.timeout_ms (address and route resolution,
  * connection establishment, completions): nothing blocks forever. Errors
- * are negative errno values: -ETIMEDOUT, -ECONNREFUSED (rejected, e.g. a
- * bad token), -EHOSTUNREACH, -EOPNOTSUPP (no atomics on this device),
- * -EIO (a work completion with an error status; the connection is then
- * unusable, rmp_rdma_conn_failed() says so).
+ * are negative errno values: -ETIMEDOUT, -ECONNREFUSED (rejected by the
+ * listener, e.g. a bad token), -ESRCH (nobody listens on that port: the
+ * process that did is gone), -EHOSTUNREACH, -EOPNOTSUPP (no atomics on
+ * this device), -EIO (a work completion with an error status), and on an
+ * established connection -ECONNRESET (the far side disconnected: a
+ * process that dies has its kernel do that) or -ENODEV (the device went).
+ * A connection that saw any of them is unusable from then on
+ * (rmp_rdma_conn_failed(), rmp_rdma_conn_error() says why).
+ *
+ * An established connection's rdma_cm events are watched by every wait
+ * on it: a disconnect fails the connection at once and wakes its waiter
+ * (its QP is moved to the error state, so the WRs still out flush),
+ * instead of letting it run into the timeout. rmp_rdma_conn_check() looks
+ * at them between operations (one system call, never blocks).
  *
  * Atomics: the 8-byte result of CAS/FAA lands in memory in the byte order
  * the device chose; rmp_rdma_atomic_result() is the one place that turns
@@ -70,6 +80,12 @@ int rmp_rdma_connect(const char *host, uint16_t port, const void *pdata, uint8_t
 void rmp_rdma_close(rmp_rdma_conn *c);
 struct ibv_pd *rmp_rdma_conn_pd(rmp_rdma_conn *c);
 bool rmp_rdma_conn_failed(const rmp_rdma_conn *c);
+/* Why the connection failed (the first cause: -ETIMEDOUT, -ECONNRESET,
+ * -EIO, ...), 0 while it has not. */
+int rmp_rdma_conn_error(const rmp_rdma_conn *c);
+/* Takes the rdma_cm events that arrived since (a disconnect fails the
+ * connection) and returns rmp_rdma_conn_error(). Never blocks. */
+int rmp_rdma_conn_check(rmp_rdma_conn *c);
 /* Device attributes of the connection's device (atomic_cap etc.). */
 const struct ibv_device_attr *rmp_rdma_conn_device(const rmp_rdma_conn *c);
 
