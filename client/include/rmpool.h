@@ -310,7 +310,11 @@ RMP_API int rmp_free(rmp_pool *p, rmp_addr a);
  * inside dst's block: -EINVAL otherwise, and for NULL buffers or a handle
  * that is not a pool address (liveness is not checked: that would cost a
  * round trip per call). A range over several donors moves in parallel.
- * -EIO / -ETIMEDOUT when a donor does not answer (never wrong data). */
+ * -EIO / -ETIMEDOUT when a donor does not answer (never wrong data):
+ * -ETIMEDOUT within rdma_timeout_ms, and then at once for 1 s (the
+ * donor's back-off) before the donor is tried again; -RMP_EDONOR at once
+ * when a donor behind the range is out of service (its process died).
+ * rmp_last_error() names the donor and its host. */
 RMP_API int rmp_write(rmp_pool *p, rmp_addr dst, const void *src, uint64_t len);
 RMP_API int rmp_read(rmp_pool *p, void *dst, rmp_addr src, uint64_t len);
 
