@@ -73,8 +73,12 @@ struct rmp_data_donor {
 	unsigned head, tail;
 	/* Out of service (rmp_data_donor_lost): set once, never cleared while
 	 * this segment table holds; every transfer touching it then fails at
-	 * once with -RMP_EDONOR and lost_why. Read without the lock. */
+	 * once with -RMP_EDONOR and lost_why. Read without the lock, and set
+	 * without it (so that marking a donor lost never waits for a
+	 * transfer that holds the lock): the first to claim lost_claimed
+	 * writes lost_why, then sets lost. */
 	_Atomic bool lost;
+	_Atomic bool lost_claimed;
 	char lost_why[160];
 	/* After a timeout (connect or completions): every use fails at once
 	 * with -ETIMEDOUT until the back-off is over (bound.h). Under the

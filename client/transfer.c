@@ -60,29 +60,28 @@
 #include "data.h"
 #include "debug.h"
 
-/* Requires dn->lock. */
-static void donor_lost_locked(struct rmp_data_donor *dn, const char *why)
+/* No lock: a transfer may hold the donor's lock for a whole connect
+ * bound, and whoever marks the donor lost (the control connection's
+ * thread with a pushed table, a transfer's probe) must not wait for it.
+ * The first reason sticks. */
+static void donor_mark_lost(struct rmp_data_donor *dn, const char *why)
 {
-	if (!atomic_load(&dn->lost)) {
-		snprintf(dn->lost_why, sizeof(dn->lost_why), "%s", why);
-		atomic_store(&dn->lost, true);
-	}
+	if (atomic_exchange_explicit(&dn->lost_claimed, true, memory_order_acq_rel))
+		return;
+	snprintf(dn->lost_why, sizeof(dn->lost_why), "%s", why);
+	atomic_store_explicit(&dn->lost, true, memory_order_release);
 }
 
 void rmp_data_donor_lost(struct rmp_data *d, unsigned slot, const char *why)
 {
-	struct rmp_data_donor *dn = &d->donors[slot];
-
-	pthread_mutex_lock(&dn->lock);
-	donor_lost_locked(dn, why);
-	pthread_mutex_unlock(&dn->lock);
+	donor_mark_lost(&d->donors[slot], why);
 }
 
 int rmp_data_donor_check(rmp_pool *p, const struct rmp_data *d, unsigned slot)
 {
 	const struct rmp_data_donor *dn = &d->donors[slot];
 
-	if (!atomic_load(&dn->lost))
+	if (!atomic_load_explicit(&dn->lost, memory_order_acquire))
 		return 0;
 	return rmp_client_fail(p->c, -RMP_EDONOR, "donor %u at %s:%u is out of service: %s", dn->donor_id,
 			       dn->ep.host, dn->ep.port, dn->lost_why);
@@ -174,7 +173,7 @@ static int donor_dialed_locked(rmp_pool *p, struct rmp_data *d, struct rmp_data_
 	}
 	if (x->rc == -ESRCH) {
 		/* The detail names the donor and its host:port already. */
-		donor_lost_locked(dn, "its process is gone (the reconnect was rejected: nobody listens on its "
+		donor_mark_lost(dn, "its process is gone (the reconnect was rejected: nobody listens on its "
 				      "port)");
 		return rmp_data_donor_check(p, d, x->slot);
 	}
