@@ -44,7 +44,10 @@ if [[ -z "$expected" || "$expected" -lt 1 ]]; then
 fi
 log="$build/rdma-tests.log"
 set +e
-"$root/deploy/vm/rmpool-vm" run --hosts "$hosts" -- \
+# --timeout bounds the whole run (boot, every test, power-off). Under TCG
+# (no KVM) rdma_pool_data alone takes about 5 minutes and rdma_restart
+# more; the harness's default of 20 minutes is less than the suite.
+"$root/deploy/vm/rmpool-vm" run --hosts "$hosts" --timeout 3600 -- \
 	ctest --test-dir "$build" -L rdma -V --no-tests=error 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
