@@ -15,7 +15,8 @@
  *       against the READ (byte order); a batch larger than the send queue
  *       (waves); post/poll. Then: a wrong-target token, a bad MAC and no
  *       private data are each refused with -ECONNREFUSED within the
- *       timeout; a port nobody listens on fails within the timeout.
+ *       timeout; a port nobody listens on is rejected with -ESRCH at
+ *       once (within 1 s, no timeout).
  *   rdma_pair probe HOST PORT RADDR RKEY LEN TARGET
  *       Against any region served with DONOR tokens (a donor process):
  *       a token for another target is refused; with one for TARGET,
@@ -374,7 +375,14 @@ static int run_client(int argc, char **argv)
 	rc = refused(&t, t.port, NULL, 0, "no private data");
 	CHECK(rc == -ECONNREFUSED, "no private data: %d, want -ECONNREFUSED", rc);
 	make_token(k, TARGET_ID, tok);
-	(void)refused(&t, (uint16_t)(t.port + 1), tok, sizeof(tok), "port nobody listens on");
+	/* The far side's CM rejects it for want of a listener: -ESRCH, told
+	 * apart from a listener's refusal, within a round trip (that is how
+	 * a consumer tells a dead donor from one that refuses its token). */
+	uint64_t t0 = mono_ms();
+	rc = refused(&t, (uint16_t)(t.port + 1), tok, sizeof(tok), "port nobody listens on");
+	CHECK(rc == -ESRCH, "port nobody listens on: %d, want -ESRCH", rc);
+	CHECK(mono_ms() - t0 < 1000, "port nobody listens on: %" PRIu64 " ms, want a rejection at once",
+	      mono_ms() - t0);
 
 	rmp_auth_key_destroy(k);
 	printf("%s: %d failure(s)\n", check_failures() ? "FAIL" : "PASS", check_failures());
