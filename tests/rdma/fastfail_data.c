@@ -19,10 +19,11 @@
  *       once CONTFILE exists (the donors continued) and the back-off is
  *       over, the transfer over the boundary works, byte-exact
  *   fastfail_data kill NAME VICTIM READYFILE
- *       blocks of 4 MiB (their first 64 KiB used) until KEEP lie on the donor(s) of host
- *       VICTIM and KEEP on others; then a loop over all of them (read
- *       and check, write a fresh pattern, read it back and check),
- *       READYFILE created once every block was gone through twice. The
+ *       blocks of 4 MiB (their first 64 KiB used) until KEEP lie on the
+ *       donor(s) of host VICTIM and KEEP on others; then a loop over each
+ *       side's blocks, a thread per side (read and check, write a fresh
+ *       pattern, read it back and check), READYFILE created once both
+ *       loops went through their blocks twice. The
  *       driver SIGKILLs VICTIM's donor: the first failed operation on it
  *       must be -RMP_EDONOR naming the donor's id and host, within
  *       KILL_BOUND_MS * 3 of the start of the last operation on it that
@@ -36,6 +37,8 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,95 +351,147 @@ static int kill_op(rmp_pool *p, struct kblock *b, int kind, uint8_t *w, uint8_t 
 	return rc;
 }
 
+/* One side of the kill loop: the victim's blocks or the others', each
+ * on a thread of its own, so that the victim's loop comes back to it
+ * every operation (the time from the kill to the typed error is measured
+ * to within one operation) and a stall on it cannot hide behind the
+ * others' operations. */
+struct side {
+	rmp_pool *p;
+	struct kblock b[KEEP];
+	unsigned n;
+	int victim;
+	struct kstats s;
+	uint8_t w[STEP], r[STEP];
+	_Atomic unsigned rounds;
+	uint64_t after_total; /* victim: operations tried after its first failure */
+	_Atomic int done;
+};
+
+static _Atomic int kill_stop;   /* set by main: the loops end */
+static _Atomic int victim_dead; /* set by the victim's side at its first failure */
+
+static void *side_run(void *arg)
+{
+	struct side *sd = arg;
+	uint64_t dead_at = 0;
+
+	while (!atomic_load(&kill_stop)) {
+		for (unsigned i = 0; i < sd->n; i++) {
+			int after = atomic_load(&victim_dead);
+			for (int kind = 0; kind < 3; kind++) {
+				if (sd->victim && after)
+					sd->after_total++;
+				int rc = kill_op(sd->p, &sd->b[i], kind, sd->w, sd->r, &sd->s, after);
+				if (rc && sd->victim && !after) {
+					atomic_store(&victim_dead, 1);
+					dead_at = du_now_ms();
+				}
+				if (rc)
+					break; /* a victim block's pattern is unknown now: no read back */
+			}
+		}
+		atomic_fetch_add(&sd->rounds, 1);
+		if (sd->s.other_failed || (dead_at && du_now_ms() - dead_at >= AFTER_MS))
+			break;
+	}
+	atomic_store(&sd->done, 1);
+	return NULL;
+}
+
+/* The checks of the kill loop's outcome; every figure printed first. */
+static void kill_report(const struct side *v, const struct side *o, uint32_t vid, const char *victim)
+{
+	const struct kstats *s = &v->s;
+	uint64_t wrong = v->s.wrong + o->s.wrong, other_before = o->s.ok_other - o->s.other_after;
+
+	printf("fastfail_data: kill: before the kill %" PRIu64 " operations on the victim and %" PRIu64 " on others "
+	       "worked\n", s->ok_victim, other_before);
+	printf("fastfail_data: kill: first failure on the victim: %s, %" PRIu64 " ms after the start of the last "
+	       "operation on it that worked (nominal %u ms, assert < %u), the failing operation took %" PRIu64
+	       " ms: %s\n", rmp_strerror(s->first_rc), s->first_ms, KILL_BOUND_MS, 3 * KILL_BOUND_MS,
+	       s->first_op_ms, s->first_detail);
+	printf("fastfail_data: kill: in the %u ms after: %" PRIu64 " of %" PRIu64 " operations on the victim "
+	       "-RMP_EDONOR, the longest %" PRIu64 " ms; %" PRIu64 " on the others worked; %" PRIu64
+	       " wrong bytes\n", AFTER_MS, s->after_errors, v->after_total, s->after_max_ms, o->s.other_after, wrong);
+	CHECK(s->ok_victim >= (uint64_t)READY_ROUNDS * KEEP * 3, "the loop touched the victim %" PRIu64 " times "
+	      "before the kill", s->ok_victim);
+	CHECK(s->first_rc == -RMP_EDONOR, "the first failure on the victim: %s, want RMP_EDONOR",
+	      rmp_strerror(s->first_rc));
+	char want[64];
+	snprintf(want, sizeof(want), "donor %" PRIu32 " at %s:", vid, victim);
+	CHECK(strstr(s->first_detail, want) != NULL, "the detail does not name '%s': %s", want, s->first_detail);
+	CHECK(s->first_ms < 3 * KILL_BOUND_MS, "the first failure came %" PRIu64 " ms after the last operation that "
+	      "worked began, want < %u", s->first_ms, 3 * KILL_BOUND_MS);
+	CHECK(v->after_total > 0 && s->after_errors == v->after_total, "after the first failure %" PRIu64 " of %"
+	      PRIu64 " operations on the victim said RMP_EDONOR, want all", s->after_errors, v->after_total);
+	CHECK(s->after_max_ms < 3 * FAST_MS, "an operation on the dead donor took %" PRIu64 " ms, want < %u",
+	      s->after_max_ms, 3 * FAST_MS);
+	CHECK(o->s.other_failed == 0, "%d operation(s) on running donors failed", o->s.other_failed);
+	CHECK(o->s.other_after > 0, "no operation on the other donors after the kill");
+	CHECK(wrong == 0, "%" PRIu64 " wrong bytes", wrong);
+}
+
+static void wait_rounds(struct side *sd, unsigned rounds, unsigned secs)
+{
+	for (unsigned i = 0; i < secs * 100 && atomic_load(&sd->rounds) < rounds && !atomic_load(&sd->done); i++)
+		usleep(10000);
+	if (atomic_load(&sd->rounds) < rounds)
+		check_die("the %s loop did %u rounds in %u s, want %u", sd->victim ? "victim's" : "others'",
+			  atomic_load(&sd->rounds), secs, rounds);
+}
+
 static int cmd_kill(const char *name, const char *victim, const char *ready)
 {
+	static struct side sides[2]; /* 0: the victim's blocks, 1: the others' */
 	struct kblock b[2 * KEEP];
-	struct kstats s = { 0 };
 	struct rmp_pool_info *in;
 	uint32_t vid = RMP_NO_DONOR;
-	uint8_t *w = malloc(STEP), *r = malloc(STEP);
-	uint64_t after_total = 0;
+	pthread_t tid[2];
 
-	REQUIRE(w && r, "out of memory");
 	rmp_pool *p = du_open_pool(name, &cl);
 	du_require_ok(rmp_pool_info(p, &in), "rmp_pool_info");
 	unsigned n = gather(p, in, victim, b, &vid);
+	for (int k = 0; k < 2; k++)
+		sides[k] = (struct side){ .p = p, .victim = k == 0 };
 	for (unsigned i = 0; i < n; i++) {
+		struct side *sd = &sides[b[i].victim ? 0 : 1];
 		b[i].seed = b[i].a;
-		du_fill(w, STEP, b[i].seed);
-		du_require_ok(rmp_write(p, b[i].a, w, STEP), "rmp_write of a first pattern");
+		du_fill(sd->w, STEP, b[i].seed);
+		du_require_ok(rmp_write(p, b[i].a, sd->w, STEP), "rmp_write of a first pattern");
+		sd->b[sd->n++] = b[i];
 	}
-	printf("fastfail_data: kill: %u blocks (operations of %u KiB), %d on donor %" PRIu32 " (%s, the victim), "
-	       "%d on others\n", n, STEP >> 10, KEEP, vid, victim, KEEP);
+	printf("fastfail_data: kill: %u blocks (operations of %u KiB), %u on donor %" PRIu32 " (%s, the victim), "
+	       "%u on others, a thread for each side\n", n, STEP >> 10, sides[0].n, vid, victim, sides[1].n);
+	for (int k = 0; k < 2; k++)
+		REQUIRE(pthread_create(&tid[k], NULL, side_run, &sides[k]) == 0, "pthread_create");
+	wait_rounds(&sides[0], READY_ROUNDS, 60);
+	wait_rounds(&sides[1], READY_ROUNDS, 60);
+	touch(ready);
+	/* The victim's side ends AFTER_MS after its first failure. */
+	uint64_t until = du_now_ms() + NO_ERROR_S * 1000u + AFTER_MS;
+	while (!atomic_load(&sides[0].done) && du_now_ms() < until)
+		usleep(10000);
+	int ended = atomic_load(&sides[0].done);
+	atomic_store(&kill_stop, 1);
+	for (int k = 0; k < 2; k++)
+		pthread_join(tid[k], NULL);
+	if (!ended)
+		check_die("no operation on donor %" PRIu32 " (%s) failed within %d s of %s", vid, victim, NO_ERROR_S,
+			  ready);
+	kill_report(&sides[0], &sides[1], vid, victim);
 
-	int dead = 0;
-	uint64_t ready_at = 0, dead_at = 0;
-	for (unsigned round = 0;; round++) {
-		if (round == READY_ROUNDS) {
-			touch(ready);
-			ready_at = du_now_ms();
-		}
-		for (unsigned i = 0; i < n; i++) {
-			for (int kind = 0; kind < 3; kind++) {
-				if (dead && b[i].victim)
-					after_total++;
-				int rc = kill_op(p, &b[i], kind, w, r, &s, dead);
-				if (rc && b[i].victim && !dead) {
-					dead = 1;
-					dead_at = du_now_ms();
-				}
-				if (rc && b[i].victim)
-					break; /* its pattern is unknown now: no read back */
-			}
-		}
-		if (s.other_failed)
-			break;
-		if (dead && du_now_ms() - dead_at >= AFTER_MS)
-			break;
-		if (!dead && ready_at && du_now_ms() - ready_at > NO_ERROR_S * 1000u)
-			check_die("no operation on donor %" PRIu32 " (%s) failed within %d s of %s", vid, victim,
-				  NO_ERROR_S, ready);
-	}
-	uint64_t after_ok = s.other_after;
-	printf("fastfail_data: kill: before the kill %" PRIu64 " operations on the victim and %" PRIu64 " on others "
-	       "worked\n", s.ok_victim, s.ok_other - after_ok);
-	printf("fastfail_data: kill: first failure on the victim: %s, %" PRIu64 " ms after the start of the last "
-	       "operation on it that worked (nominal %u ms, assert < %u), the failing operation took %" PRIu64
-	       " ms: %s\n", rmp_strerror(s.first_rc), s.first_ms, KILL_BOUND_MS, 3 * KILL_BOUND_MS, s.first_op_ms,
-	       s.first_detail);
-	printf("fastfail_data: kill: in the %u ms after: %" PRIu64 " of %" PRIu64 " operations on the victim "
-	       "-RMP_EDONOR, the longest %" PRIu64 " ms; %" PRIu64 " on the others worked; %" PRIu64
-	       " wrong bytes\n", AFTER_MS, s.after_errors, after_total, s.after_max_ms, after_ok, s.wrong);
-	CHECK(s.ok_victim >= (uint64_t)READY_ROUNDS * KEEP * 3, "the loop touched the victim %" PRIu64 " times before "
-	      "the kill", s.ok_victim);
-	CHECK(s.first_rc == -RMP_EDONOR, "the first failure on the victim: %s, want RMP_EDONOR",
-	      rmp_strerror(s.first_rc));
-	char want[64];
-	snprintf(want, sizeof(want), "donor %" PRIu32 " at %s:", vid, victim);
-	CHECK(strstr(s.first_detail, want) != NULL, "the detail does not name '%s': %s", want, s.first_detail);
-	CHECK(s.first_ms < 3 * KILL_BOUND_MS, "the first failure came %" PRIu64 " ms after the last operation that "
-	      "worked began, want < %u", s.first_ms, 3 * KILL_BOUND_MS);
-	CHECK(after_total > 0 && s.after_errors == after_total, "after the first failure %" PRIu64 " of %" PRIu64
-	      " operations on the victim said RMP_EDONOR, want all", s.after_errors, after_total);
-	CHECK(s.after_max_ms < 3 * FAST_MS, "an operation on the dead donor took %" PRIu64 " ms, want < %u",
-	      s.after_max_ms, 3 * FAST_MS);
-	CHECK(s.other_failed == 0, "%d operation(s) on running donors failed", s.other_failed);
-	CHECK(after_ok > 0, "no operation on the other donors after the kill");
-	CHECK(s.wrong == 0, "%" PRIu64 " wrong bytes", s.wrong);
-	/* The others once more, and everything freed (metadata only: a block
-	 * on the dead donor is freed like any other). */
-	for (unsigned i = 0; i < n; i++) {
-		if (b[i].victim)
-			continue;
-		du_fill(w, STEP, b[i].seed);
-		du_require_ok(rmp_read(p, r, b[i].a, STEP), "the last read of a block on a running donor");
-		CHECK(memcmp(w, r, STEP) == 0, "block %#" PRIx64 " on a running donor differs at the end",
-		      (uint64_t)b[i].a);
+	/* The others once more, and everything freed (a block on the dead
+	 * donor releases its handle). */
+	struct side *o = &sides[1];
+	for (unsigned i = 0; i < o->n; i++) {
+		du_fill(o->w, STEP, o->b[i].seed);
+		du_require_ok(rmp_read(p, o->r, o->b[i].a, STEP), "the last read of a block on a running donor");
+		CHECK(memcmp(o->w, o->r, STEP) == 0, "block %#" PRIx64 " on a running donor differs at the end",
+		      (uint64_t)o->b[i].a);
 	}
 	for (unsigned i = 0; i < n; i++)
 		du_require_ok(rmp_free(p, b[i].a), "rmp_free");
-	free(w);
-	free(r);
 	rmp_pool_info_free(in);
 	du_close_pool(p, cl);
 	return check_failures() ? 1 : 0;
