@@ -928,10 +928,12 @@ Test(buddy, retire_a_free_range_splits_around_it)
 	}
 }
 
-Test(buddy, retire_keeps_live_blocks_until_their_free)
+/* records: clients 0-3 keep owner records (layout 3; remote stores
+ * only), as librmpool's do; the retirer (ctx 2 or 7) need not. */
+static void run_retire_keeps_live(unsigned slots)
 {
 	for (unsigned m = 0; m < 3; m++) {
-		struct engine *e = engine_new(16, 8, 0);
+		struct engine *e = engine_new_records(16, 8, 0, slots);
 		struct rmp_buddy_report r;
 		uint64_t all[256], bytes;
 		const uint64_t lo = 32768, hi = 32768 + 16384; /* the block retired: 16 KiB at 32 KiB */
@@ -993,6 +995,16 @@ Test(buddy, retire_keeps_live_blocks_until_their_free)
 		cr_assert_eq(r.free_bytes, 32768);
 		engine_free(e);
 	}
+}
+
+Test(buddy, retire_keeps_live_blocks_until_their_free)
+{
+	run_retire_keeps_live(0);
+}
+
+Test(buddy, retire_keeps_live_blocks_until_their_free_with_owner_records)
+{
+	run_retire_keeps_live(4);
 }
 
 /* Retire while three threads allocate and free. They free blocks in the
