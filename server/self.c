@@ -121,9 +121,12 @@ static int self_retire_segments(struct self_job *j, rmp_rdma_conn *conn, rmp_sto
 	rmp_buddy_init(&b, &j->geom, rmp_store_rdma_base(st));
 	rmp_buddy_ctx_init(ctx, &b, SELF_CLIENT_ID);
 	for (uint32_t i = 0; i < j->n_segs && rc == 0; i++) {
-		uint64_t off = (uint64_t)j->segs[i] << j->segment_log2, bytes = 0;
+		uint64_t off = (uint64_t)j->segs[i] << j->segment_log2;
 		for (int t = 0; t < SELF_EAGAIN_TRIES; t++) {
+			/* A call that says -EAGAIN has RESERVED bytes too: count each. */
+			uint64_t bytes = 0;
 			rc = rmp_buddy_retire(&b, ctx, off, j->segment_log2, &bytes);
+			j->bytes += bytes;
 			if (rc != -EAGAIN)
 				break;
 			usleep(SELF_EAGAIN_PAUSE_US);
@@ -134,7 +137,6 @@ static int self_retire_segments(struct self_job *j, rmp_rdma_conn *conn, rmp_sto
 			break;
 		}
 		j->segs_done++;
-		j->bytes += bytes;
 	}
 	if (rc == 0 && rmp_rdma_conn_failed(conn))
 		rc = -EIO;
