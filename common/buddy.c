@@ -164,16 +164,25 @@
  * slot what it is doing and in tag[X] whose each ALLOC block X is, in the
  * batches it sends anyway: the first claim or free batch names the block
  * (FAA seq +1, CAS op idle -> busy|kind|level|block) ahead of its CAS; a
- * claim is followed by CAS tag 0 -> own (a won claim that found another
- * value CASes it to its own, a lost one that set it takes it back, one
- * round trip each, only then); a free's step CAS is followed by CAS tag
- * own -> 0 (and a lost step that cleared it tags the block again before
- * it retries); the end is a posted FAA that makes op idle again, once
+ * claim is followed by CAS tag 0 -> own|PENDING (a won claim that found
+ * another value CASes it to its own, a lost one that set it takes it
+ * back, one round trip each, only then); a free's step CAS is followed by
+ * CAS tag own -> 0 (and a lost step that cleared it tags the block again
+ * before it retries); the end is posted FAAs, in order: after an
+ * allocation op += DONE and tag -= PENDING, then op back to idle, once
  * every tag is right. Invariant: a live ctx that owns X and is not busy
  * has tag[X] = its tag; a busy one's slot names its block. A free of a
  * block another ctx may own (rmp_buddy_free_foreign) first locks the tag
  * (CAS T -> LOCK|own), so that two frees, or a free and the resolver,
  * never both free one allocation.
+ *
+ * The resolver (reclaim, at the end of this file) takes a clean snapshot
+ * (slots, region, slots: equal, and only dead or abandoned contexts busy),
+ * finds the ALLOC blocks no live tag owns, the holes a dead split or
+ * merge left, the stale tags, the counts' drift and the moves left in
+ * transit, and repairs them while live clients go on: garbage frees under
+ * the tag lock, holes released as a merge's parent, FAAs for the drift,
+ * the dead slots reset last.
  *
  * On local memory (store->direct) the steady state is inline: alloc loads
  * the word at the cursor and CASes a free block in it; free tries the
@@ -480,7 +489,7 @@ void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, ui
 
 int rmp_buddy_ctx_record(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, unsigned slot, uint64_t id)
 {
-	if (slot >= b->g.slots || id >> 62 != 0)
+	if (slot >= b->g.slots || id >> 61 != 0)
 		return -EINVAL;
 	ctx->rec_slot = slot;
 	ctx->rec_tag = RMP_BUDDY_TAG_BIT | id;
@@ -876,6 +885,7 @@ struct rec {
 	unsigned kind;   /* RMP_BUDDY_SLOT_ALLOC or _FREE */
 	uint64_t op;     /* the slot's op word now: 0 idle */
 	uint64_t tag;    /* the ctx's tag */
+	uint64_t pend;   /* the tag word of a block claimed, tagged PENDING until the end; 0: none */
 };
 
 static inline bool rec_wanted(const struct rmp_buddy *b, const struct rmp_buddy_ctx *ctx)
@@ -922,10 +932,23 @@ static int rec_end(struct tally *tl)
 	struct rec *r = tl->rec;
 	if (!r || r->op == 0)
 		return 0;
-	struct rmp_wop op;
-	rmp_wop_faa(&op, slot_op_idx(r), (uint64_t)0 - r->op);
+	struct rmp_wop ops[3];
+	unsigned n = 0;
+	uint64_t op = r->op;
+	if (r->pend) {
+		/* The block claimed is the caller's now: DONE in the slot (so
+		 * that an abandoned slot says whether its block got this far),
+		 * then its tag loses PENDING, then the slot goes idle. */
+		rmp_wop_faa(&ops[n++], slot_op_idx(r), RMP_BUDDY_SLOT_DONE);
+		rmp_wop_faa(&ops[n], r->pend, (uint64_t)0 - RMP_BUDDY_TAG_PENDING);
+		ops[n++].after = 1;
+		op |= RMP_BUDDY_SLOT_DONE;
+	}
+	rmp_wop_faa(&ops[n], slot_op_idx(r), (uint64_t)0 - op);
+	ops[n++].after = 1; /* in this order: idle last */
 	r->op = 0;
-	return st_post(r->b, tl, &op, 1);
+	r->pend = 0;
+	return st_post(r->b, tl, ops, n);
 }
 
 /* One round trip: CAS tag word idx from expect to swap; *seen the value
@@ -948,19 +971,23 @@ static int rec_tag_settle(struct tally *tl, uint64_t idx, uint64_t old, bool won
 	uint64_t seen = 0;
 	int rc;
 
+	uint64_t mine = r->tag | RMP_BUDDY_TAG_PENDING;
+
 	if (!won) {
-		rc = old == 0 ? rec_tag_cas(tl, idx, r->tag, 0, &seen) : 0;
+		rc = old == 0 ? rec_tag_cas(tl, idx, mine, 0, &seen) : 0;
 		return rc < 0 ? rc : 0;
 	}
-	/* Only a claimant of this block writes anything but 0 into its tag
-	 * word, and the block is ours now: a few CASes at most. */
-	for (unsigned k = 0; old != 0 && old != r->tag; k++) {
+	/* Only a claimant of this block (or a lock of its last owner's
+	 * free) writes anything but 0 into its tag word, and the block is
+	 * ours now: a few CASes at most. */
+	r->pend = idx;
+	for (unsigned k = 0; old != 0 && old != mine; k++) {
 		if (k == 64)
 			return -EUCLEAN;
-		if ((rc = rec_tag_cas(tl, idx, old, r->tag, &seen)) != 0)
+		if ((rc = rec_tag_cas(tl, idx, old, mine, &seen)) != 0)
 			return rc < 0 ? rc : 0;
 		old = seen;
-		if (old == 0 && (rc = rec_tag_cas(tl, idx, 0, r->tag, &seen)) != 0)
+		if (old == 0 && (rc = rec_tag_cas(tl, idx, 0, mine, &seen)) != 0)
 			return rc < 0 ? rc : 0;
 		old = seen;
 	}
@@ -1055,7 +1082,7 @@ static int split_claim(struct search *s, uint64_t i, uint64_t v, uint64_t *seen)
 	n += count_down_ops(b, s->ctx, j, i / BLOCKS_PER_WORD, 1, &ops[n]);
 	unsigned tagop = n;
 	if (s->tl->rec) /* the block is ours: its tag (settled below) */
-		rmp_wop_cas(&ops[n++], tag_idx(g, t, target), 0, s->tl->rec->tag);
+		rmp_wop_cas(&ops[n++], tag_idx(g, t, target), 0, s->tl->rec->tag | RMP_BUDDY_TAG_PENDING);
 	rmp_wop_faa(&ops[n], g->transit_word, TRANSIT_END);
 	ops[n++].after = 1;
 	if ((rc = st_exec(b, s->tl, ops, n)) != 0)
@@ -1085,7 +1112,7 @@ static int claim_cas(struct search *s, uint64_t wi, uint64_t v, uint64_t i, uint
 	unsigned n = rec_name_ops(r, s->j, i, ops), claim = n;
 	rmp_wop_cas(&ops[n], widx, v, want);
 	ops[n++].after = 1;
-	rmp_wop_cas(&ops[n], tag_idx(g, s->j, i), 0, r->tag);
+	rmp_wop_cas(&ops[n], tag_idx(g, s->j, i), 0, r->tag | RMP_BUDDY_TAG_PENDING);
 	ops[n++].after = 1;
 	int rc = st_exec(s->b, s->tl, ops, n);
 	if (rc)
@@ -1262,7 +1289,7 @@ static int first_batch(struct search *s, uint64_t *counts)
 		ops[n++].after = claim > 0;
 		if (s->tl->rec) {
 			tagop = n;
-			rmp_wop_cas(&ops[n], tag_idx(g, t, i), 0, s->tl->rec->tag);
+			rmp_wop_cas(&ops[n], tag_idx(g, t, i), 0, s->tl->rec->tag | RMP_BUDDY_TAG_PENDING);
 			ops[n++].after = 1;
 		}
 	}
@@ -1515,8 +1542,8 @@ static int free_abort(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 		uint64_t seen;
 		rec_tag_cas(tl, f->tidx, 0, f->texp, &seen);
 	}
-	if (rc == -EINVAL)
-		rec_end(tl); /* nothing half done: a refused free */
+	if (rc == -EINVAL || rc == -ESTALE)
+		rec_end(tl); /* nothing half done: a refused free, a hole gone */
 	return rc;
 }
 
@@ -1622,11 +1649,17 @@ static int step_done(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struc
  * already when this ctx remembers the block's word: one round trip in the
  * steady state. seen_word: the block's word as last seen, or NULL.
  */
+/* do_free's texp for a hole (reclaim): block i of level t is NONE and
+ * nobody's (a dead split or merge left it); it becomes FREE, or merges
+ * with a FREE buddy, as the parent of a merge would. No tag is touched. */
+static const uint64_t TEXP_HOLE = ~0ull;
+
 static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
 		   unsigned t, uint64_t i, const uint64_t *seen_word, uint64_t texp)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct freeing f = { .t = t, .i = i, .expect = ST_ALLOC };
+	bool hole = texp == TEXP_HOLE;
+	struct freeing f = { .t = t, .i = i, .expect = hole ? ST_NONE : ST_ALLOC };
 	uint64_t chain[RMP_BUDDY_MAX_LEVELS + 1]; /* chain[k]: the word of the ancestor at level k */
 	bool have_chain = false, confirmed = false, merge = false;
 	uint64_t v = 0, seen = 0;
@@ -1636,7 +1669,7 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 	int rc;
 
 	rmp_assert(t < g->levels && i >> t == 0);
-	if (r) {
+	if (r && !hole) {
 		f.tidx = tag_idx(g, t, i);
 		f.texp = texp ? texp : r->tag;
 		f.ts = TAG_HELD;
@@ -1647,7 +1680,7 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 		if ((rc = st_load(b, tl, blk_word(g, t, i), 1, &v)) != 0)
 			return rc;
 	} else {
-		bool spec = wc_get(ctx, blk_word(g, t, i), &v) && state_of(v, i) == ST_ALLOC;
+		bool spec = !hole && wc_get(ctx, blk_word(g, t, i), &v) && state_of(v, i) == ST_ALLOC;
 		if (spec) {
 			n = rec_name_ops(r, t, i, ops);
 			cas = (n += step_ops(b, ctx, &f, v, &ops[n], &merge)) - 1;
@@ -1688,7 +1721,8 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 			}
 			/* ALLOC missing: not a live block of this order. NONE
 			 * missing above a merge: the metadata is corrupt. */
-			return free_abort(b, ctx, tl, &f, f.expect == ST_ALLOC ? -EINVAL : -EUCLEAN);
+			return free_abort(b, ctx, tl, &f, f.expect == ST_ALLOC ? -EINVAL
+							  : hole && f.t == t ? -ESTALE : -EUCLEAN);
 		}
 		unsigned level = f.t;
 		bool first = f.expect == ST_ALLOC; /* the block itself: its tag goes with this CAS */
@@ -2610,6 +2644,7 @@ static int check_records(const struct rmp_buddy_geom *g, const uint64_t *words, 
 			continue;
 		const char *why = !(tag & RMP_BUDDY_TAG_BIT) ? "is not a tag"
 				  : (tag & RMP_BUDDY_TAG_LOCK) ? "is locked on a quiet heap"
+				  : (tag & RMP_BUDDY_TAG_PENDING) ? "is pending on a quiet heap"
 				  : !alloc_start[m] ? "is left where no allocated block starts" : NULL;
 		if (why) {
 			snprintf(r->error, sizeof(r->error), "minimum block %llu: tag %#llx %s", (unsigned long long)m,
@@ -2684,6 +2719,456 @@ out_free_maps:
 out_free_words:
 	free(words);
 	return rc;
+}
+
+/* --- reclaim: the resolver (DESIGN.md, Reclaim) ------------------------ */
+
+#define SNAP_READ_WORDS 8192u /* one READ of the snapshot: 64 KiB */
+
+static int read_span(const struct rmp_buddy *b, struct tally *tl, uint64_t from, uint64_t n, uint64_t *dst)
+{
+	for (uint64_t w = 0; w < n; w += SNAP_READ_WORDS) {
+		uint64_t k = n - w < SNAP_READ_WORDS ? n - w : SNAP_READ_WORDS;
+		int rc = st_load(b, tl, from + w, (uint32_t)k, dst + w);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* The party of slot c as the snapshot sees it: abandoned when its op word
+ * says so, whatever the caller knew. */
+static unsigned party_of(const struct rmp_buddy_who *who, unsigned c, uint64_t op)
+{
+	if (op & RMP_BUDDY_SLOT_ABANDONED)
+		return RMP_BUDDY_PARTY_ABANDONED;
+	return who ? who[c].party : RMP_BUDDY_PARTY_NONE;
+}
+
+int rmp_buddy_snapshot(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, const struct rmp_buddy_who *who,
+		       struct rmp_buddy_snap *snap)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	struct tally tl = { ctx->ctr[OP_FREE], NULL, NULL };
+	uint64_t ns = 2ull * g->slots, *first = NULL;
+	int rc = -ENOMEM;
+
+	memset(snap, 0, sizeof(*snap));
+	if (g->slots == 0)
+		return -EINVAL;
+	snap->words = malloc(g->total_words * sizeof(uint64_t));
+	first = malloc(ns * sizeof(uint64_t));
+	if (!snap->words || !first)
+		goto out_free;
+	/* Slots, region, slots: each read waited for before the next is
+	 * sent, so that the region read lies between the two slot reads. */
+	if ((rc = read_span(b, &tl, g->slot_word, ns, first)) != 0 ||
+	    (rc = read_span(b, &tl, 0, g->total_words, snap->words)) != 0 ||
+	    (rc = read_span(b, &tl, g->slot_word, ns, snap->words + g->slot_word)) != 0)
+		goto out_free;
+	snap->moved = memcmp(first, snap->words + g->slot_word, ns * sizeof(uint64_t)) != 0;
+	for (unsigned c = 0; c < g->slots; c++) {
+		uint64_t op = snap->words[g->slot_word + 2ull * c];
+		unsigned party = party_of(who, c, op);
+		if ((op & RMP_BUDDY_SLOT_BUSY) && party != RMP_BUDDY_PARTY_DEAD && party != RMP_BUDDY_PARTY_ABANDONED)
+			snap->busy++;
+	}
+	snap->clean = !snap->moved && snap->busy == 0;
+	free(first);
+	return 0;
+out_free:
+	free(first);
+	rmp_buddy_snap_free(snap);
+	return rc;
+}
+
+void rmp_buddy_snap_free(struct rmp_buddy_snap *snap)
+{
+	free(snap->words);
+	snap->words = NULL;
+	snap->clean = false;
+}
+
+static int plan_add(struct rmp_buddy_plan *p, unsigned kind, unsigned level, uint64_t index, uint64_t word,
+		    int64_t by)
+{
+	if (p->n == p->cap) {
+		unsigned cap = p->cap ? 2 * p->cap : 64;
+		struct rmp_buddy_fix *f = realloc(p->fix, cap * sizeof(*f));
+		if (!f)
+			return -ENOMEM;
+		p->fix = f;
+		p->cap = cap;
+	}
+	p->fix[p->n++] = (struct rmp_buddy_fix){ .kind = kind, .level = level, .index = index, .word = word, .by = by };
+	return 0;
+}
+
+void rmp_buddy_plan_free(struct rmp_buddy_plan *plan)
+{
+	free(plan->fix);
+	memset(plan, 0, sizeof(*plan));
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* What find_garbage works with: the snapshot, the live tags (sorted),
+ * per minimum block whether a block covers it and whether an ALLOC block
+ * starts there. */
+struct finding {
+	const struct rmp_buddy_geom *g;
+	const uint64_t *w;
+	uint64_t *live;
+	size_t nlive;
+	uint8_t *cov, *alloc_start;
+	struct rmp_buddy_plan *plan;
+	/* Abandoned allocations that got as far as DONE: the block its slot
+	 * names is no handle of its client's (the call failed after). */
+	uint64_t *done_op, *done_tag;
+	unsigned ndone;
+};
+
+/* A tag is live when, lock bit aside, it is a live or abandoned context's
+ * (an abandoned context's blocks are still its client's). */
+static bool tag_live(const struct finding *fd, uint64_t tag)
+{
+	uint64_t base = tag & ~RMP_BUDDY_TAG_LOCK;
+	return tag != 0 && bsearch(&base, fd->live, fd->nlive, sizeof(uint64_t), cmp_u64) != NULL;
+}
+
+/* The blocks: every set block that no larger one covers marks its minimum
+ * blocks covered; an ALLOC one with no live tag is garbage. A block set
+ * inside another is -EUCLEAN (no dead context leaves that). */
+static int find_blocks(struct finding *fd)
+{
+	const struct rmp_buddy_geom *g = fd->g;
+	unsigned last = g->levels - 1;
+	int rc = 0;
+
+	for (unsigned t = 0; t < g->levels && rc == 0; t++) {
+		for (uint64_t i = 0; i < 1ull << t && rc == 0; i++) {
+			unsigned st = state_of(fd->w[blk_word(g, t, i)], i);
+			uint64_t m0 = i << (last - t), nm = 1ull << (last - t);
+			if (st == ST_NONE)
+				continue;
+			if (fd->cov[m0])
+				return -EUCLEAN; /* set inside a set block */
+			memset(fd->cov + m0, 1, nm);
+			if (st != ST_ALLOC)
+				continue;
+			fd->alloc_start[m0] = 1;
+			uint64_t tag = fd->w[g->tag_word + m0];
+			bool done = false;
+			for (unsigned d = 0; d < fd->ndone && !done; d++)
+				done = fd->done_tag[d] == tag &&
+				       (fd->done_op[d] & ((1ull << 56) - 1)) ==
+					       ((uint64_t)t << RMP_BUDDY_SLOT_LEVEL_SHIFT | i);
+			if (done || !tag_live(fd, tag)) {
+				rc = plan_add(fd->plan, RMP_BUDDY_FIX_GARBAGE, t, i, tag, 0);
+				fd->plan->garbage_blocks++;
+				fd->plan->garbage_bytes += 1ull << (g->max_order - t);
+			}
+		}
+	}
+	return rc;
+}
+
+/* Holes: the runs of minimum blocks no block covers, each cut into the
+ * largest aligned blocks (every one NONE with all below it NONE: a dead
+ * split's claimed parent or unfinished halves, a dead merge's parent). */
+static int find_holes(struct finding *fd)
+{
+	const struct rmp_buddy_geom *g = fd->g;
+	unsigned last = g->levels - 1;
+	uint64_t nmin = 1ull << last;
+
+	for (uint64_t m = 0; m < nmin;) {
+		if (fd->cov[m]) {
+			m++;
+			continue;
+		}
+		uint64_t end = m;
+		while (end < nmin && !fd->cov[end])
+			end++;
+		while (m < end) {
+			unsigned o = m ? (unsigned)__builtin_ctzll(m) : last;
+			if (o > last)
+				o = last;
+			while (m + (1ull << o) > end)
+				o--;
+			int rc = plan_add(fd->plan, RMP_BUDDY_FIX_HOLE, last - o, m >> o, 0, 0);
+			if (rc)
+				return rc;
+			fd->plan->holes++;
+			fd->plan->hole_bytes += 1ull << (g->min_order + o);
+			m += 1ull << o;
+		}
+	}
+	return 0;
+}
+
+/* Counts: every count word against the FREE blocks below it in the
+ * snapshot; a dead context leaves only more (raised before a block became
+ * FREE, lowered after it stopped), so less is -EUCLEAN. */
+static int find_drift(struct finding *fd)
+{
+	const struct rmp_buddy_geom *g = fd->g;
+	int rc = 0;
+
+	for (unsigned t = 0; t < g->levels && rc == 0; t++) {
+		uint64_t nw = level_words(t), *low = malloc(nw * sizeof(uint64_t)), total = 0;
+		if (!low)
+			return -ENOMEM;
+		for (uint64_t wi = 0; wi < nw; wi++) {
+			low[wi] = (uint64_t)__builtin_popcountll(free_bits(fd->w[g->level_word[t] + wi]));
+			total += low[wi];
+		}
+		for (unsigned k = 1; k <= g->tiers[t] && rc == 0; k++) {
+			uint64_t below = tier_len(t, k - 1), len = tier_len(t, k);
+			for (uint64_t c = 0; c < len && rc == 0; c++) {
+				uint64_t sum = 0, idx = g->tier_word[t][k - 1] + c;
+				for (uint64_t q = c << SUM_SHIFT; q < below && q < (c + 1) << SUM_SHIFT; q++)
+					sum += low[q];
+				low[c] = sum;
+				int64_t d = (int64_t)(fd->w[idx] - sum);
+				if (d < 0)
+					rc = -EUCLEAN;
+				else if (d > 0 && (rc = plan_add(fd->plan, RMP_BUDDY_FIX_COUNT, t, c, idx, d)) == 0)
+					fd->plan->counts++;
+			}
+		}
+		int64_t d = (int64_t)(fd->w[g->count_word + t] - total);
+		if (rc == 0 && d < 0)
+			rc = -EUCLEAN;
+		else if (rc == 0 && d > 0 && (rc = plan_add(fd->plan, RMP_BUDDY_FIX_COUNT, t, 0, g->count_word + t, d)) == 0)
+			fd->plan->counts++;
+		free(low);
+	}
+	return rc;
+}
+
+/* Stale tags (where no ALLOC block starts), the transit word, and the
+ * busy slots of dead and abandoned contexts. */
+static int find_rest(struct finding *fd, const struct rmp_buddy_who *who)
+{
+	const struct rmp_buddy_geom *g = fd->g;
+	uint64_t nmin = 1ull << (g->levels - 1);
+	int rc = 0;
+
+	for (uint64_t m = 0; m < nmin && rc == 0; m++) {
+		uint64_t tag = fd->w[g->tag_word + m];
+		if (tag != 0 && !fd->alloc_start[m] && (rc = plan_add(fd->plan, RMP_BUDDY_FIX_STALE_TAG, 0, m, tag, 0)) == 0)
+			fd->plan->stale_tags++;
+	}
+	uint32_t moves = TRANSIT_MOVES(fd->w[g->transit_word]);
+	if (rc == 0 && moves && (rc = plan_add(fd->plan, RMP_BUDDY_FIX_TRANSIT, 0, 0, 0, moves)) == 0)
+		fd->plan->moves = moves;
+	for (unsigned c = 0; c < g->slots && rc == 0; c++) {
+		uint64_t op = fd->w[g->slot_word + 2ull * c];
+		unsigned party = party_of(who, c, op);
+		if (op != 0 && (party == RMP_BUDDY_PARTY_DEAD || party == RMP_BUDDY_PARTY_ABANDONED) &&
+		    (rc = plan_add(fd->plan, RMP_BUDDY_FIX_SLOT, 0, 0, op, c)) == 0)
+			fd->plan->slots++;
+	}
+	return rc;
+}
+
+int rmp_buddy_find_garbage(const struct rmp_buddy *b, const struct rmp_buddy_snap *snap,
+			   const struct rmp_buddy_who *who, struct rmp_buddy_plan *plan)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	struct finding fd = { .g = g, .w = snap->words, .plan = plan };
+	uint64_t nmin = 1ull << (g->levels - 1);
+	int rc = -ENOMEM;
+
+	memset(plan, 0, sizeof(*plan));
+	if (!snap->clean || !snap->words || g->slots == 0)
+		return -EINVAL;
+	fd.live = malloc(g->slots * sizeof(uint64_t));
+	fd.done_op = malloc(g->slots * sizeof(uint64_t));
+	fd.done_tag = malloc(g->slots * sizeof(uint64_t));
+	fd.cov = calloc(nmin, 1);
+	fd.alloc_start = calloc(nmin, 1);
+	if (!fd.live || !fd.done_op || !fd.done_tag || !fd.cov || !fd.alloc_start)
+		goto out_free;
+	for (unsigned c = 0; c < g->slots; c++) {
+		uint64_t op = snap->words[g->slot_word + 2ull * c];
+		unsigned party = party_of(who, c, op);
+		if (who && who[c].tag && (party == RMP_BUDDY_PARTY_LIVE || party == RMP_BUDDY_PARTY_ABANDONED))
+			fd.live[fd.nlive++] = who[c].tag;
+		if (who && party == RMP_BUDDY_PARTY_ABANDONED && (op & RMP_BUDDY_SLOT_DONE) &&
+		    (op >> RMP_BUDDY_SLOT_KIND_SHIFT & 3) == RMP_BUDDY_SLOT_ALLOC) {
+			fd.done_op[fd.ndone] = op;
+			fd.done_tag[fd.ndone++] = who[c].tag;
+		}
+	}
+	qsort(fd.live, fd.nlive, sizeof(uint64_t), cmp_u64);
+	if ((rc = find_blocks(&fd)) == 0 && (rc = find_holes(&fd)) == 0 && (rc = find_drift(&fd)) == 0)
+		rc = find_rest(&fd, who);
+out_free:
+	free(fd.live);
+	free(fd.done_op);
+	free(fd.done_tag);
+	free(fd.cov);
+	free(fd.alloc_start);
+	if (rc)
+		rmp_buddy_plan_free(plan);
+	return rc;
+}
+
+/* A garbage block: lock its tag (T as the snapshot saw it -> LOCK | own),
+ * and only while the lock holds free it; a free that finds it no longer
+ * ALLOC puts T back. 1 freed, 0 skipped (the tag moved on: the block was
+ * freed, and maybe allocated again, since the snapshot), or a store
+ * error. */
+static int repair_garbage(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
+			  const struct rmp_buddy_fix *f)
+{
+	uint64_t tidx = tag_idx(&b->g, f->level, f->index), lock = RMP_BUDDY_TAG_LOCK | ctx->rec_tag, seen;
+	int rc = rec_tag_cas(tl, tidx, f->word, lock, &seen);
+
+	if (rc != 1)
+		return rc;
+	rc = do_free(b, ctx, tl, f->level, f->index, NULL, lock);
+	if (rc == -EINVAL) {
+		rc = rec_tag_cas(tl, tidx, lock, f->word, &seen);
+		return rc < 0 ? rc : 0;
+	}
+	return rc < 0 ? rc : 1;
+}
+
+/* The counts' drift, the transit word's moves: FAAs, relative, so that
+ * the balanced changes of live clients in the meantime do not matter. */
+static int repair_faa(const struct rmp_buddy *b, struct tally *tl, const struct rmp_buddy_plan *plan, unsigned kind,
+		      struct rmp_buddy_resolve_report *r)
+{
+	struct rmp_wop ops[SUM_FAN];
+	unsigned n = 0;
+	int rc = 0;
+
+	for (unsigned k = 0; k <= plan->n && rc == 0; k++) {
+		if (k < plan->n && plan->fix[k].kind == kind) {
+			const struct rmp_buddy_fix *f = &plan->fix[k];
+			uint64_t idx = kind == RMP_BUDDY_FIX_COUNT ? f->word : b->g.transit_word;
+			rmp_wop_faa(&ops[n++], idx, (uint64_t)-f->by);
+			if (kind == RMP_BUDDY_FIX_COUNT)
+				r->counts_fixed++;
+			else
+				r->moves_ended += (unsigned)f->by;
+		}
+		if (n == SUM_FAN || (k == plan->n && n > 0)) {
+			rc = st_exec(b, tl, ops, n);
+			n = 0;
+		}
+	}
+	return rc;
+}
+
+int rmp_buddy_repair(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, const struct rmp_buddy_plan *plan,
+		     struct rmp_buddy_resolve_report *r)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	struct tally tl = { ctx->ctr[OP_FREE], ctx, NULL };
+	struct rec rec = { .b = b, .ctx = ctx, .kind = RMP_BUDDY_SLOT_FREE, .tag = ctx->rec_tag };
+	uint64_t rts0 = atomic_load_explicit(&ctx->ctr[OP_FREE][C_RTS], memory_order_relaxed), seen;
+	int rc = 0;
+
+	if (!rec_wanted(b, ctx))
+		return -EINVAL; /* the garbage frees lock tags with this ctx's own */
+	tl.rec = &rec;
+	/* Blocks first, holes next (memory is FREE again before the moves
+	 * that held it end: no false ENOMEM meanwhile), then the tags, the
+	 * counts, transit, and last the slots. */
+	for (unsigned k = 0; k < plan->n && rc >= 0; k++) {
+		const struct rmp_buddy_fix *f = &plan->fix[k];
+		if (f->kind == RMP_BUDDY_FIX_GARBAGE) {
+			rc = repair_garbage(b, ctx, &tl, f);
+			if (rc == 1) {
+				r->garbage_freed++;
+				r->garbage_bytes += 1ull << (g->max_order - f->level);
+			} else if (rc == 0)
+				r->garbage_skipped++;
+		}
+	}
+	for (unsigned k = 0; k < plan->n && rc >= 0; k++) {
+		const struct rmp_buddy_fix *f = &plan->fix[k];
+		if (f->kind != RMP_BUDDY_FIX_HOLE)
+			continue;
+		rc = do_free(b, ctx, &tl, f->level, f->index, NULL, TEXP_HOLE);
+		if (rc == 0) {
+			r->holes_released++;
+			r->hole_bytes += 1ull << (g->max_order - f->level);
+		} else if (rc == -ESTALE)
+			rc = 0;
+	}
+	for (unsigned k = 0; k < plan->n && rc >= 0; k++) {
+		const struct rmp_buddy_fix *f = &plan->fix[k];
+		if (f->kind == RMP_BUDDY_FIX_STALE_TAG && (rc = rec_tag_cas(&tl, g->tag_word + f->index, f->word, 0, &seen)) == 1)
+			r->tags_cleared++;
+	}
+	if (rc >= 0)
+		rc = repair_faa(b, &tl, plan, RMP_BUDDY_FIX_COUNT, r);
+	if (rc >= 0)
+		rc = repair_faa(b, &tl, plan, RMP_BUDDY_FIX_TRANSIT, r);
+	for (unsigned k = 0; k < plan->n && rc >= 0; k++) {
+		const struct rmp_buddy_fix *f = &plan->fix[k];
+		if (f->kind == RMP_BUDDY_FIX_SLOT &&
+		    (rc = st_cas(b, &tl, g->slot_word + 2ull * (uint64_t)f->by, f->word, 0, &seen)) == 1)
+			r->slots_reset++;
+	}
+	r->round_trips += atomic_load_explicit(&ctx->ctr[OP_FREE][C_RTS], memory_order_relaxed) - rts0;
+	return rc < 0 ? rc : 0;
+}
+
+int rmp_buddy_resolve(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, const struct rmp_buddy_who *who,
+		      unsigned tries, struct rmp_buddy_resolve_report *r)
+{
+	struct rmp_buddy_snap snap;
+	struct rmp_buddy_plan plan;
+	int rc = -EAGAIN;
+
+	memset(r, 0, sizeof(*r));
+	for (unsigned k = 0; k < tries; k++) {
+		if ((rc = rmp_buddy_snapshot(b, ctx, who, &snap)) != 0)
+			return rc;
+		r->snapshots++;
+		if (!snap.clean) {
+			rmp_buddy_snap_free(&snap);
+			rc = -EAGAIN;
+			continue;
+		}
+		rc = rmp_buddy_find_garbage(b, &snap, who, &plan);
+		rmp_buddy_snap_free(&snap);
+		if (rc)
+			return rc;
+		rc = rmp_buddy_repair(b, ctx, &plan, r);
+		rmp_buddy_plan_free(&plan);
+		return rc;
+	}
+	return rc;
+}
+
+int rmp_buddy_ctx_abandon(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx)
+{
+	struct tally tl = { ctx->ctr[OP_FREE], NULL, NULL };
+	uint64_t idx = b->g.slot_word + 2ull * ctx->rec_slot, v = 0, seen = 0;
+	int rc = 0;
+
+	if (ctx->rec_tag == 0 || b->g.slots == 0)
+		return 0;
+	/* A CAS that changes nothing reads the word itself. */
+	for (unsigned k = 0; k < 8 && (rc = st_cas(b, &tl, idx, v, v, &seen)) == 0; k++)
+		v = seen;
+	if (rc == 1 && (v & RMP_BUDDY_SLOT_BUSY) && !(v & RMP_BUDDY_SLOT_ABANDONED))
+		rc = st_cas(b, &tl, idx, v, v | RMP_BUDDY_SLOT_ABANDONED, &seen);
+	if (rc < 0)
+		return rc;
+	ctx->rec_tag = 0;
+	return 0;
 }
 
 void rmp_buddy_stats(const struct rmp_buddy_ctx *ctx, struct rmp_buddy_stats *out)

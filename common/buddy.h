@@ -11,6 +11,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "store.h"
@@ -36,15 +37,19 @@
 /* Owner records (layout 3, regions formatted with slots; buddy.c's
  * opening comment). A tag names an engine context for the pool's life:
  * RMP_BUDDY_TAG_BIT | its number; RMP_BUDDY_TAG_LOCK is set in a tag
- * word while a free that did not own the block holds it. */
+ * word while a free that did not own the block holds it;
+ * RMP_BUDDY_TAG_PENDING from a claim to the end of its allocation (the
+ * caller has no handle yet). */
 #define RMP_BUDDY_TAG_BIT    (1ull << 63)
 #define RMP_BUDDY_TAG_LOCK   (1ull << 62)
+#define RMP_BUDDY_TAG_PENDING (1ull << 61)
 /* A slot's op word: RMP_BUDDY_SLOT_BUSY | kind << RMP_BUDDY_SLOT_KIND_SHIFT |
  * level << RMP_BUDDY_SLOT_LEVEL_SHIFT | block index; 0 when idle.
  * RMP_BUDDY_SLOT_ABANDONED: its client gave the context up (an RDMA error
  * in the middle of an operation) and uses another. */
 #define RMP_BUDDY_SLOT_BUSY      (1ull << 63)
 #define RMP_BUDDY_SLOT_ABANDONED (1ull << 62)
+#define RMP_BUDDY_SLOT_DONE      (1ull << 61) /* an allocation's block is complete (its end began) */
 #define RMP_BUDDY_SLOT_KIND_SHIFT  56u
 #define RMP_BUDDY_SLOT_LEVEL_SHIFT 48u
 #define RMP_BUDDY_SLOT_NO_BLOCK  ((1ull << 48) - 1) /* busy, no block named yet */
@@ -160,7 +165,7 @@ void rmp_buddy_ctx_init(struct rmp_buddy_ctx *ctx, const struct rmp_buddy *b, ui
 
 /* Make this ctx keep owner records (the region must have slots): it owns
  * slot `slot` (nobody else may use it while it lives) and its tag is
- * RMP_BUDDY_TAG_BIT | id (id < 2^62, unique per context for the pool's
+ * RMP_BUDDY_TAG_BIT | id (id < 2^61, unique per context for the pool's
  * life). On a store that is not direct (remote) every allocation and
  * free then writes its slot and its blocks' tags in the batches it sends
  * anyway (buddy.c); on direct local memory nothing changes. A ctx that
@@ -302,6 +307,92 @@ struct rmp_buddy_report {
  * (RMP_BUDDY_TAG_BIT, no lock) at the start of an ALLOC block. 0,
  * -EUCLEAN with r->error set, or a store error. */
 int rmp_buddy_check(const struct rmp_buddy *b, struct rmp_buddy_report *r);
+
+/* --- reclaim: the resolver (DESIGN.md, Reclaim) ------------------------
+ *
+ * For a region with records, run by one resolver at a time (the
+ * coordinator's worker, with a ctx that keeps records) while live clients
+ * go on. The caller says what each slot's context is: */
+enum rmp_buddy_party {
+	RMP_BUDDY_PARTY_NONE = 0, /* no context in this slot */
+	RMP_BUDDY_PARTY_LIVE,      /* alive: its tag's blocks are its own */
+	RMP_BUDDY_PARTY_DEAD,      /* dead and cut off: nothing of it lands any more */
+	RMP_BUDDY_PARTY_ABANDONED, /* its client lives but gave the context up mid-operation */
+};
+struct rmp_buddy_who {
+	uint64_t tag;    /* the slot's context's tag (RMP_BUDDY_TAG_BIT | id) */
+	unsigned party;  /* enum rmp_buddy_party */
+};
+
+/* A snapshot: the slots, the whole region, the slots again. Clean when
+ * both slot reads agree and no context the caller did not call dead or
+ * abandoned is busy (a slot marked RMP_BUDDY_SLOT_ABANDONED counts as
+ * abandoned). Nothing may be written from an unclean one. */
+struct rmp_buddy_snap {
+	uint64_t *words;    /* g.total_words, malloc'd */
+	bool clean;
+	unsigned busy;      /* busy slots of live (or unknown) contexts */
+	bool moved;         /* the two slot reads differ */
+};
+int rmp_buddy_snapshot(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, const struct rmp_buddy_who *who,
+		       struct rmp_buddy_snap *snap);
+void rmp_buddy_snap_free(struct rmp_buddy_snap *snap);
+
+/* What a clean snapshot says is to be repaired. */
+enum rmp_buddy_fix_kind {
+	RMP_BUDDY_FIX_GARBAGE = 1, /* an ALLOC block with no live tag: free it (tag locked first) */
+	RMP_BUDDY_FIX_HOLE,        /* memory in no block (a dead split or merge): release it */
+	RMP_BUDDY_FIX_STALE_TAG,   /* a tag where no ALLOC block starts: clear it */
+	RMP_BUDDY_FIX_COUNT,       /* a count above the FREE blocks below it: take the drift off */
+	RMP_BUDDY_FIX_TRANSIT,     /* moves a dead context left in progress: end them */
+	RMP_BUDDY_FIX_SLOT,        /* a dead or abandoned context's busy slot: make it idle */
+};
+struct rmp_buddy_fix {
+	unsigned kind;  /* enum rmp_buddy_fix_kind */
+	unsigned level; /* GARBAGE, HOLE: the block */
+	uint64_t index;
+	uint64_t word;  /* GARBAGE, STALE_TAG: the tag seen; COUNT: the count's word index;
+			 * SLOT: the op seen */
+	int64_t by;     /* COUNT: the drift; TRANSIT: the moves; SLOT: the slot */
+};
+struct rmp_buddy_plan {
+	struct rmp_buddy_fix *fix; /* malloc'd; rmp_buddy_plan_free */
+	unsigned n, cap;
+	uint64_t garbage_bytes, hole_bytes;
+	unsigned garbage_blocks, holes, stale_tags, counts, moves, slots;
+};
+/* From a clean snapshot: every repair due (-EINVAL for an unclean one,
+ * -EUCLEAN for metadata no dead context can explain: a block set inside
+ * another, a count below the FREE blocks under it, ...). */
+int rmp_buddy_find_garbage(const struct rmp_buddy *b, const struct rmp_buddy_snap *snap,
+			   const struct rmp_buddy_who *who, struct rmp_buddy_plan *plan);
+void rmp_buddy_plan_free(struct rmp_buddy_plan *plan);
+
+struct rmp_buddy_resolve_report {
+	unsigned snapshots;         /* taken until one was clean */
+	unsigned garbage_freed;     /* garbage blocks freed */
+	uint64_t garbage_bytes;
+	unsigned garbage_skipped;   /* its tag changed since the snapshot: somebody else's now */
+	unsigned holes_released;
+	uint64_t hole_bytes;
+	unsigned tags_cleared, counts_fixed, moves_ended, slots_reset;
+	uint64_t round_trips;       /* the repairs' (the snapshots read the region besides) */
+};
+/* Carry the plan out, concurrently with live clients, in this order:
+ * garbage frees (CAS tag T -> RMP_BUDDY_TAG_LOCK | own, and only if that
+ * held, the free), holes, stale tags, counts (FAA -drift), transit (FAA
+ * -moves), slots (CAS op -> idle). 0 or a store error. */
+int rmp_buddy_repair(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, const struct rmp_buddy_plan *plan,
+		     struct rmp_buddy_resolve_report *r);
+/* Snapshot until clean (at most `tries`), find, repair: the resolver in
+ * one call. -EAGAIN when no snapshot was clean. */
+int rmp_buddy_resolve(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, const struct rmp_buddy_who *who,
+		      unsigned tries, struct rmp_buddy_resolve_report *r);
+/* A client gives ctx up after a store error in the middle of an
+ * operation (its slot may be busy): RMP_BUDDY_SLOT_ABANDONED is set in
+ * the slot (through a store that works again) and the ctx keeps no more
+ * records. The resolver finishes what it left. 0 or a store error. */
+int rmp_buddy_ctx_abandon(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx);
 
 void rmp_buddy_stats(const struct rmp_buddy_ctx *ctx, struct rmp_buddy_stats *out);
 void rmp_buddy_stats_add(struct rmp_buddy_stats *sum, const struct rmp_buddy_stats *s);

@@ -1437,3 +1437,385 @@ Test(buddy, free_retired_clears_the_owner_tag)
 	cr_assert_eq(r.retired_bytes, 1u << 14);
 	engine_free(e);
 }
+
+/* --- reclaim: clients killed mid-operation, the resolver ---------------
+ *
+ * A victim context (slot 1) is killed after its k-th word operation (the
+ * store cuts it there: what landed landed, nothing after) in an alloc
+ * that splits from the top of a fresh heap, or in a free that merges back
+ * to the top, for every k; a survivor (slot 2) keeps allocating and
+ * freeing, its blocks claimed in an owner array with CAS, while the
+ * resolver (slot 0, its own store without stale loads, as a coordinator's
+ * RDMA READ) takes a clean snapshot (the survivor pauses for it), finds
+ * the garbage and repairs it with the survivor running. Afterwards the
+ * walker passes (counts exact, no move in transit, slots idle, tags
+ * exact), the free bytes are the capacity less the survivor's live
+ * blocks, and every survivor block is still live and its own. */
+
+struct reclaim_rig {
+	struct engine *e;
+	struct rmp_store_local rstore; /* the resolver's */
+	struct rmp_buddy rb;
+	_Atomic int pause, paused, stop;
+	_Atomic uint8_t owner[1u << 8]; /* per minimum block of 2^14 / 2^8: 0 or 2 */
+	uint64_t live[32];
+	unsigned lord[32], n;
+	unsigned steps, failures, seed;
+	unsigned mode; /* the survivor's store mode */
+};
+
+static void survivor_claim(struct reclaim_rig *rg, uint64_t off, unsigned order, uint8_t from, uint8_t to)
+{
+	for (uint64_t m = off >> 8; m < (off + (1ull << order)) >> 8; m++) {
+		uint8_t want = from;
+		if (!atomic_compare_exchange_strong(&rg->owner[m], &want, to))
+			rg->failures++; /* overlap, or a block the survivor owns gone */
+	}
+}
+
+/* One survivor step: alloc or free, with the owner array kept. */
+static void survivor_step(struct reclaim_rig *rg)
+{
+	struct engine *e = rg->e;
+	rg->seed = rg->seed * 1103515245u + 12345u;
+	if (rg->n == 32 || (rg->n > 0 && (rg->seed >> 16) % 2)) {
+		unsigned k = (rg->seed >> 8) % rg->n;
+		survivor_claim(rg, rg->live[k], rg->lord[k], 2, 0);
+		if (rmp_buddy_free(&e->b, &e->ctx[2], rg->live[k], rg->lord[k]) != 0)
+			rg->failures++;
+		rg->live[k] = rg->live[--rg->n];
+		rg->lord[k] = rg->lord[rg->n];
+	} else {
+		unsigned order = 8 + (rg->seed >> 20) % 3;
+		uint64_t off;
+		int rc = rmp_buddy_alloc(&e->b, &e->ctx[2], order, &off);
+		if (rc == 0) {
+			survivor_claim(rg, off, order, 0, 2);
+			rg->live[rg->n] = off;
+			rg->lord[rg->n++] = order;
+		} else if (rc != -ENOMEM && rc != -EAGAIN)
+			rg->failures++;
+	}
+	rg->steps++;
+}
+
+static void *survivor_main(void *arg)
+{
+	struct reclaim_rig *rg = arg;
+	rmp_store_local_cut_after(0);
+	while (!atomic_load(&rg->stop)) {
+		/* A pause request (the resolver's snapshot) is honoured
+		 * between operations: the slot is idle then. */
+		while (atomic_load(&rg->pause) && !atomic_load(&rg->stop)) {
+			atomic_store(&rg->paused, 1);
+			sched_yield();
+		}
+		atomic_store(&rg->paused, 0);
+		survivor_step(rg);
+	}
+	return NULL;
+}
+
+static struct reclaim_rig *rig_new(unsigned mode)
+{
+	struct reclaim_rig *rg = calloc(1, sizeof(*rg));
+	rg->e = engine_new_records(14, 8, 0, 8);
+	rg->mode = mode;
+	rmp_store_local_init(&rg->rstore, (_Atomic uint64_t *)rg->e->words, rg->e->g.total_words);
+	rmp_store_local_set_mode(&rg->rstore, RMP_STORE_TRACE, 0);
+	rg->rstore.base.chunk_words = 64;
+	rmp_buddy_init(&rg->rb, &rg->e->g, &rg->rstore.base);
+	rg->seed = 99;
+	return rg;
+}
+
+static void rig_free(struct reclaim_rig *rg)
+{
+	engine_free(rg->e);
+	free(rg);
+}
+
+/* The resolver, with the survivor running: pause it for each snapshot
+ * until one is clean, then find and repair while it runs. */
+static void rig_resolve(struct reclaim_rig *rg, const struct rmp_buddy_who *who, struct rmp_buddy_resolve_report *rep,
+			struct rmp_buddy_plan *plan_out)
+{
+	struct engine *e = rg->e;
+	struct rmp_buddy_snap snap = { 0 };
+	memset(rep, 0, sizeof(*rep));
+	for (unsigned tries = 0;; tries++) {
+		cr_assert_lt(tries, 1000, "no clean snapshot in 1000 tries");
+		atomic_store(&rg->pause, 1);
+		for (unsigned w = 0; !atomic_load(&rg->paused) && w < 100000; w++)
+			sched_yield();
+		cr_assert_eq(rmp_buddy_snapshot(&rg->rb, &e->ctx[0], who, &snap), 0);
+		atomic_store(&rg->pause, 0);
+		rep->snapshots++;
+		if (snap.clean)
+			break;
+		rmp_buddy_snap_free(&snap);
+	}
+	struct rmp_buddy_plan plan;
+	int rc = rmp_buddy_find_garbage(&rg->rb, &snap, who, &plan);
+	cr_assert_eq(rc, 0, "find_garbage: %d", rc);
+	rmp_buddy_snap_free(&snap);
+	cr_assert_eq(rmp_buddy_repair(&rg->rb, &e->ctx[0], &plan, rep), 0);
+	if (plan_out)
+		*plan_out = plan;
+	else
+		rmp_buddy_plan_free(&plan);
+}
+
+/* After the resolver, with the survivor stopped: the walker, the bytes,
+ * the survivor's blocks; then the survivor frees them and the whole
+ * heap is one block again. */
+static void rig_verify(struct reclaim_rig *rg, uint64_t other_live, const char *what, uint64_t k)
+{
+	struct engine *e = rg->e;
+	struct rmp_buddy_report r;
+	uint64_t mine = 0;
+	rmp_store_local_set_mode(&e->store, RMP_STORE_TRACE, 0);
+	int rc = rmp_buddy_check(&e->b, &r);
+	cr_assert_eq(rc, 0, "%s k=%llu: walker after the resolver: %s", what, (unsigned long long)k, r.error);
+	cr_assert_eq(rg->failures, 0, "%s k=%llu: the survivor lost a block or saw an overlap", what,
+		     (unsigned long long)k);
+	for (unsigned i = 0; i < rg->n; i++) {
+		mine += 1ull << rg->lord[i];
+		cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[2], rg->live[i], rg->lord[i]), 1, "%s k=%llu: a survivor "
+			     "block was freed", what, (unsigned long long)k);
+		cr_assert_eq(e->words[e->g.tag_word + (rg->live[i] >> 8)], RMP_BUDDY_TAG_BIT | 3);
+	}
+	cr_assert_eq(r.free_bytes, (1ull << 14) - mine - other_live, "%s k=%llu: %llu free, the survivor holds %llu",
+		     what, (unsigned long long)k, (unsigned long long)r.free_bytes, (unsigned long long)mine);
+	while (rg->n > 0) {
+		rg->n--;
+		cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[2], rg->live[rg->n], rg->lord[rg->n]), 0);
+	}
+}
+
+static const struct rmp_buddy_who reclaim_who[8] = {
+	{ RMP_BUDDY_TAG_BIT | 1, RMP_BUDDY_PARTY_LIVE }, /* the resolver */
+	{ RMP_BUDDY_TAG_BIT | 2, RMP_BUDDY_PARTY_DEAD }, /* the victim */
+	{ RMP_BUDDY_TAG_BIT | 3, RMP_BUDDY_PARTY_LIVE }, /* the survivor */
+};
+
+struct kill_figures {
+	unsigned ks, garbage, holes, counts, moves, tags, slots, snapshots;
+	uint64_t rts;
+};
+
+static void run_killed(int do_free, struct kill_figures *fig)
+{
+	uint64_t len = op_length(do_free, true);
+	memset(fig, 0, sizeof(*fig));
+	cr_assert_gt(len, 5);
+	for (uint64_t k = 1; k <= len; k++) {
+		struct reclaim_rig *rg = rig_new(RMP_STORE_TRACE);
+		struct engine *e = rg->e;
+		uint64_t off = 0;
+		if (do_free)
+			cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &off), 0);
+		/* The victim's operation, cut after its k-th word operation. */
+		rmp_store_local_cut_after(k);
+		int rc = do_free ? rmp_buddy_free(&e->b, &e->ctx[1], off, 8) : rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &off);
+		rmp_store_local_cut_after(0);
+		cr_assert(rc == 0 || rc == -EIO, "k=%llu: %d", (unsigned long long)k, rc);
+		pthread_t st;
+		cr_assert_eq(pthread_create(&st, NULL, survivor_main, rg), 0);
+		for (unsigned w = 0; rg->steps < 50 && w < 1000000; w++)
+			sched_yield();
+		struct rmp_buddy_resolve_report rep;
+		rig_resolve(rg, reclaim_who, &rep, NULL);
+		for (unsigned w = 0, s0 = rg->steps; rg->steps < s0 + 50 && w < 1000000; w++)
+			sched_yield(); /* the survivor goes on after the repairs */
+		atomic_store(&rg->stop, 1);
+		pthread_join(st, NULL);
+		rig_verify(rg, 0, do_free ? "free" : "alloc", k);
+		/* A second pass finds nothing to do. */
+		struct rmp_buddy_resolve_report rep2;
+		cr_assert_eq(rmp_buddy_resolve(&rg->rb, &e->ctx[0], reclaim_who, 10, &rep2), 0);
+		cr_assert_eq(rep2.garbage_freed + rep2.holes_released + rep2.counts_fixed + rep2.moves_ended +
+				     rep2.tags_cleared + rep2.slots_reset, 0, "k=%llu: a second pass repaired something",
+			     (unsigned long long)k);
+		uint64_t all;
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[2], 14, &all), 0, "k=%llu: the whole heap after it all",
+			     (unsigned long long)k);
+		fig->ks++;
+		fig->garbage += rep.garbage_freed;
+		fig->holes += rep.holes_released;
+		fig->counts += rep.counts_fixed;
+		fig->moves += rep.moves_ended;
+		fig->tags += rep.tags_cleared;
+		fig->slots += rep.slots_reset;
+		fig->snapshots += rep.snapshots;
+		fig->rts += rep.round_trips;
+		rig_free(rg);
+	}
+}
+
+Test(buddy, reclaim_a_client_killed_inside_an_alloc_with_a_split, .timeout = 240)
+{
+	struct kill_figures f;
+	run_killed(0, &f);
+	cr_log_info("alloc with a split killed after each of its %u word operations: the resolver freed %u garbage "
+		    "blocks, released %u holes, fixed %u counts, ended %u moves, cleared %u tags, reset %u slots; "
+		    "%.1f snapshots and %.1f repair round trips per kill", f.ks, f.garbage, f.holes, f.counts,
+		    f.moves, f.tags, f.slots, (double)f.snapshots / f.ks, (double)f.rts / f.ks);
+	cr_assert_gt(f.garbage, 0);
+	cr_assert_gt(f.holes, 0);
+	cr_assert_gt(f.moves, 0);
+	cr_assert_gt(f.counts, 0);
+}
+
+Test(buddy, reclaim_a_client_killed_inside_a_free_with_a_merge, .timeout = 240)
+{
+	struct kill_figures f;
+	run_killed(1, &f);
+	cr_log_info("free with a merge killed after each of its %u word operations: the resolver freed %u garbage "
+		    "blocks, released %u holes, fixed %u counts, ended %u moves, cleared %u tags, reset %u slots; "
+		    "%.1f snapshots and %.1f repair round trips per kill", f.ks, f.garbage, f.holes, f.counts,
+		    f.moves, f.tags, f.slots, (double)f.snapshots / f.ks, (double)f.rts / f.ks);
+	cr_assert_gt(f.garbage, 0);
+	cr_assert_gt(f.holes, 0);
+	cr_assert_gt(f.moves, 0);
+}
+
+/* The tag lock: the resolver's snapshot calls a dead client's block
+ * garbage, then a late free by a process holding a copy of its handle
+ * (rmp_buddy_free_foreign) frees it and the survivor gets the same block
+ * before the repair runs. The repair's lock (CAS of the tag the snapshot
+ * saw) fails, and the survivor's block stays live. */
+Test(buddy, reclaim_never_frees_a_block_allocated_again_since_the_snapshot)
+{
+	struct reclaim_rig *rg = rig_new(RMP_STORE_TRACE);
+	struct engine *e = rg->e;
+	uint64_t x, y;
+	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 10, &x), 0); /* the victim's, dead from now on */
+	struct rmp_buddy_snap snap;
+	struct rmp_buddy_plan plan;
+	cr_assert_eq(rmp_buddy_snapshot(&rg->rb, &e->ctx[0], reclaim_who, &snap), 0);
+	cr_assert(snap.clean);
+	cr_assert_eq(rmp_buddy_find_garbage(&rg->rb, &snap, reclaim_who, &plan), 0);
+	rmp_buddy_snap_free(&snap);
+	cr_assert_eq(plan.garbage_blocks, 1);
+	cr_assert_eq(plan.garbage_bytes, 1024);
+	cr_assert_eq(plan.holes + plan.counts + plan.moves + plan.slots + plan.stale_tags, 0);
+	/* A late free of the copied handle, then the same block again. */
+	cr_assert_eq(rmp_buddy_free_foreign(&e->b, &e->ctx[3], x, 10), 0);
+	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[2], 10, &y), 0);
+	cr_assert_eq(y, x, "the survivor got the block the dead client had");
+	struct rmp_buddy_resolve_report rep = { 0 };
+	cr_assert_eq(rmp_buddy_repair(&rg->rb, &e->ctx[0], &plan, &rep), 0);
+	rmp_buddy_plan_free(&plan);
+	cr_assert_eq(rep.garbage_skipped, 1);
+	cr_assert_eq(rep.garbage_freed, 0);
+	cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[2], y, 10), 1, "the survivor's block was freed");
+	struct rmp_buddy_report r;
+	check_ok(e, &r);
+	cr_assert_eq(r.free_bytes, (1u << 14) - 1024);
+	cr_assert_eq(e->words[e->g.tag_word + (y >> 8)], RMP_BUDDY_TAG_BIT | 3);
+	rig_free(rg);
+}
+
+/* An abandoned context: its client lives (its blocks are its own) but an
+ * operation was cut in the middle; the client marks the slot abandoned
+ * and the resolver repairs the operation only. */
+Test(buddy, reclaim_an_abandoned_context_keeps_its_blocks)
+{
+	uint64_t len = op_length(0, true);
+	unsigned repaired = 0;
+	for (uint64_t k = 1; k < len; k++) {
+		struct reclaim_rig *rg = rig_new(RMP_STORE_TRACE);
+		struct engine *e = rg->e;
+		uint64_t keep[3], off;
+		for (int i = 0; i < 3; i++)
+			cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 9, &keep[i]), 0);
+		rmp_store_local_cut_after(k);
+		int rc = rmp_buddy_alloc(&e->b, &e->ctx[1], 12, &off); /* a split */
+		rmp_store_local_cut_after(0);
+		if (rc == 0) {
+			rig_free(rg);
+			continue; /* it finished inside k */
+		}
+		cr_assert_eq(rc, -EIO);
+		cr_assert_eq(rmp_buddy_ctx_abandon(&e->b, &e->ctx[1]), 0);
+		struct rmp_buddy_who who[8];
+		memcpy(who, reclaim_who, sizeof(who));
+		who[1].party = RMP_BUDDY_PARTY_LIVE; /* the client lives; its slot says abandoned */
+		struct rmp_buddy_resolve_report rep;
+		cr_assert_eq(rmp_buddy_resolve(&rg->rb, &e->ctx[0], who, 10, &rep), 0);
+		repaired += rep.holes_released + rep.garbage_freed;
+		struct rmp_buddy_report r;
+		int crc = rmp_buddy_check(&e->b, &r);
+		cr_assert_eq(crc, 0, "k=%llu: %s", (unsigned long long)k, r.error);
+		for (int i = 0; i < 3; i++)
+			cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[0], keep[i], 9), 1, "k=%llu: a live block of the "
+				     "abandoned context was freed", (unsigned long long)k);
+		cr_assert_eq(r.alloc_bytes, 3 * 512, "k=%llu: %llu bytes allocated", (unsigned long long)k,
+			     (unsigned long long)r.alloc_bytes);
+		cr_assert_eq(e->words[e->g.slot_word + 2], 0, "the abandoned slot is idle again");
+		/* The client frees its blocks through another context. */
+		for (int i = 0; i < 3; i++)
+			cr_assert_eq(rmp_buddy_free_foreign(&e->b, &e->ctx[3], keep[i], 9), 0);
+		check_ok(e, &r);
+		cr_assert_eq(r.free_bytes, 1u << 14);
+		rig_free(rg);
+	}
+	cr_assert_gt(repaired, 0);
+}
+
+/* Random kills: the victim runs a random sequence of allocs and frees on
+ * the RDMA-like store (stale loads, shuffled batches) and is cut after a
+ * random word operation; the survivor runs meanwhile and through the
+ * repairs. */
+Test(buddy, reclaim_after_random_kills, .timeout = 240)
+{
+	unsigned seed = 12345, runs = 150, garbage = 0, holes = 0;
+	for (unsigned run = 0; run < runs; run++) {
+		struct reclaim_rig *rg = rig_new(RMP_STORE_STALE_LOADS | RMP_STORE_SHUFFLE);
+		struct engine *e = rg->e;
+		rmp_store_local_set_mode(&e->store, RMP_STORE_STALE_LOADS | RMP_STORE_SHUFFLE, 200);
+		rg->seed = seed + run;
+		pthread_t st;
+		cr_assert_eq(pthread_create(&st, NULL, survivor_main, rg), 0);
+		uint64_t vl[16];
+		unsigned vo[16], vn = 0;
+		seed = seed * 1103515245u + 12345u;
+		rmp_store_local_cut_after(1 + (seed >> 8) % 400);
+		for (int s = 0; s < 200; s++) {
+			seed = seed * 1103515245u + 12345u;
+			int rc;
+			if (vn == 16 || (vn > 0 && (seed >> 16) % 2)) {
+				unsigned k = (seed >> 4) % vn;
+				rc = rmp_buddy_free(&e->b, &e->ctx[1], vl[k], vo[k]);
+				if (rc == 0) {
+					vl[k] = vl[--vn];
+					vo[k] = vo[vn];
+				}
+			} else {
+				unsigned order = 8 + (seed >> 20) % 4;
+				rc = rmp_buddy_alloc(&e->b, &e->ctx[1], order, &vl[vn]);
+				if (rc == 0)
+					vo[vn++] = order;
+			}
+			if (rc == -EIO)
+				break; /* killed */
+			cr_assert(rc == 0 || rc == -ENOMEM || rc == -EAGAIN, "victim: %d", rc);
+		}
+		rmp_store_local_cut_after(0);
+		for (unsigned w = 0; rg->steps < 20 && w < 1000000; w++)
+			sched_yield(); /* the survivor is at work before the resolver starts */
+		struct rmp_buddy_resolve_report rep;
+		rig_resolve(rg, reclaim_who, &rep, NULL);
+		garbage += rep.garbage_freed;
+		holes += rep.holes_released;
+		for (unsigned w = 0, s0 = rg->steps; rg->steps < s0 + 20 && w < 1000000; w++)
+			sched_yield();
+		atomic_store(&rg->stop, 1);
+		pthread_join(st, NULL);
+		rig_verify(rg, 0, "random", run);
+		rig_free(rg);
+	}
+	cr_log_info("%u random kills: the resolver freed %u garbage blocks and released %u holes", runs, garbage, holes);
+	cr_assert_gt(garbage, runs);
+}
