@@ -222,9 +222,12 @@ int rmp_buddy_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_
  * (CAS tag -> RMP_BUDDY_TAG_LOCK | own tag) and the bitmap is changed only
  * while the lock is held, so that neither a resolver nor another late
  * free can free it again after it was allocated anew. rmp_buddy_free
- * assumes the block is this ctx's (its tag is the ctx's) and costs one
- * round trip in the steady state; this one three. Without records it is
- * rmp_buddy_free. */
+ * expects the block to carry this ctx's tag and costs one round trip in
+ * the steady state (this one three); it frees a block of another live
+ * context correctly too (the resolver never touches a live tag: the tag
+ * is cleared one round trip later), but a block whose owner may be dead
+ * (a resolver may be freeing it) must go through this one. Without
+ * records it is rmp_buddy_free. */
 int rmp_buddy_free_foreign(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
 			   unsigned order);
 /* Free the live block that starts at offset, whatever its order, found

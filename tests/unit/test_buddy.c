@@ -216,6 +216,11 @@ Test(buddy, walker_catches_corruption)
 	cr_assert(strstr(r.error, "locked") != NULL, "%s", r.error);
 	*tag &= ~RMP_BUDDY_TAG_LOCK;
 	check_ok(e, &r);
+	*tag |= RMP_BUDDY_TAG_PENDING; /* an allocation that never ended */
+	cr_assert_eq(rmp_buddy_check(&e->b, &r), -EUCLEAN);
+	cr_assert(strstr(r.error, "pending") != NULL, "%s", r.error);
+	*tag &= ~RMP_BUDDY_TAG_PENDING;
+	check_ok(e, &r);
 	e->words[e->g.slot_word + 2 * 3] = RMP_BUDDY_SLOT_BUSY;
 	cr_assert_eq(rmp_buddy_check(&e->b, &r), -EUCLEAN);
 	cr_assert(strstr(r.error, "slot 3 is busy") != NULL, "%s", r.error);
@@ -555,12 +560,12 @@ static void run_takers(struct taker *tk, unsigned n)
 		pthread_join(th[i], NULL);
 }
 
-static void run_frozen_no_enomem(int do_free)
+static void run_frozen_no_enomem(int do_free, bool records)
 {
-	uint64_t len = op_length(do_free, false);
+	uint64_t len = op_length(do_free, records);
 	unsigned saw_eagain = 0;
 	for (uint64_t k = 1; k <= len; k++) {
-		struct engine *e = engine_new(14, 8, 0);
+		struct engine *e = engine_new_records(14, 8, 0, records ? 8 : 0);
 		struct freeze f = { .froze = 0 };
 		struct victim v = { .e = e, .f = &f, .k = k, .do_free = do_free };
 		sem_init(&f.frozen, 0, 0);
@@ -626,12 +631,23 @@ static void run_frozen_no_enomem(int do_free)
 
 Test(buddy, no_false_enomem_with_a_client_frozen_inside_a_split, .timeout = 240)
 {
-	run_frozen_no_enomem(0);
+	run_frozen_no_enomem(0, false);
 }
 
 Test(buddy, no_false_enomem_with_a_client_frozen_inside_a_merge, .timeout = 240)
 {
-	run_frozen_no_enomem(1);
+	run_frozen_no_enomem(1, false);
+}
+
+/* The same with owner records on every client. */
+Test(buddy, no_false_enomem_with_records_and_a_client_frozen_inside_a_split, .timeout = 240)
+{
+	run_frozen_no_enomem(0, true);
+}
+
+Test(buddy, no_false_enomem_with_records_and_a_client_frozen_inside_a_merge, .timeout = 240)
+{
+	run_frozen_no_enomem(1, true);
 }
 
 /* --- searches bounded by the levels -------------------------------------
