@@ -309,6 +309,7 @@ static void dispatch_locked(rmp_client *c, struct rmp_wire_msg *m)
 			if (m->u.lease_grant.ttl_ms)
 				p->ttl_ms = m->u.lease_grant.ttl_ms;
 			rmp_pool_granted_locked(p, now);
+			p->unconfirmed = false;
 			p->renew_sent_ms = 0;
 			p->next_renew_ms = now + p->ttl_ms / 3;
 		}
@@ -398,12 +399,18 @@ static unsigned due_renewals_locked(rmp_client *c, uint64_t now, uint64_t *ids, 
 	for (rmp_pool *p = c->pools; p; p = p->next) {
 		if (p->expired || p->ttl_ms == 0) /* 0: a lease that never expires */
 			continue;
-		if (now >= p->last_grant_ms + p->ttl_ms) {
-			rmp_pool_expire_locked(p);
+		if (now >= p->last_grant_ms + p->ttl_ms && !p->unconfirmed) {
+			/* Shown (rmp_pool_info), not a refusal, and renewals
+			 * go on: a stalled coordinator keeps the lease (it
+			 * extends leases by its stall) and grants it again,
+			 * and the data path needs no coordinator CPU. If the
+			 * lease is really gone, the renewal is refused and the
+			 * far sides refuse us (DESIGN.md, "Cut-off of an
+			 * expired consumer"). */
+			p->unconfirmed = true;
 			snprintf(p->expired_text, sizeof(p->expired_text),
 				 "lease %llu not confirmed for %u ms", (unsigned long long)p->lease_id,
 				 p->ttl_ms);
-			continue;
 		}
 		if (now >= p->next_renew_ms && n < RENEW_BATCH) {
 			ids[n++] = p->lease_id;

@@ -149,6 +149,7 @@ struct rmp_pool {
 	uint64_t next_renew_ms;
 	uint64_t renew_sent_ms; /* 0: no renewal outstanding */
 	bool expired;
+	bool unconfirmed; /* no grant for a whole time to live (renewals go on) */
 	char expired_text[RMP_WIRE_TEXT_MAX + 64];
 	/* Read without c->lock by the data path (rmp_data_lease_check): */
 	_Atomic bool expired_flag;	/* == expired */

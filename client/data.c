@@ -35,15 +35,17 @@
  * (rmp_buddy_free_retired); rmp_alloc sets aside a block it got there
  * before the coordinator's retire reached it and takes another.
  * An expired lease (DESIGN.md, "Cut-off of an expired consumer"): every
- * call fails with -RMP_ELEASE once the pool is expired (the coordinator
- * said so, a renewal was refused, or the lease went unconfirmed for its
- * time to live: rmp_data_lease_check, one atomic load and a clock read
- * per call), and no token is minted for it any more. That check is a
- * courtesy, not the protection: the coordinator has the metadata
- * listener and every donor tear this client's queue pairs down and
- * refuse its tokens, so a call that slipped past the check (the process
- * stopped between check and post) fails at the far side; its RDMA error
- * becomes -RMP_ELEASE too (rmp_data_lease_lost). RMPOOL_TEST_NO_LEASE_CHECK=1
+ * call fails with -RMP_ELEASE once the lease is known gone (the
+ * coordinator said so, a renewal was refused, or a far side refused us:
+ * rmp_data_lease_check, one atomic load per call), and no token is
+ * minted for it any more. A lease merely unconfirmed (a coordinator
+ * stalled past it) refuses nothing here: the data path needs no
+ * coordinator CPU. That check is a courtesy, not the protection: the
+ * coordinator has the metadata listener and every donor tear this
+ * client's queue pairs down and refuse its tokens, so a call that
+ * slipped past the check (the process stopped between check and post)
+ * fails at the far side; that failure becomes -RMP_ELEASE when the
+ * lease is gone or unconfirmed (rmp_data_lease_lost). RMPOOL_TEST_NO_LEASE_CHECK=1
  * (tests only) turns the local checks off, so that a test sees the far
  * side refuse.
  *
@@ -113,23 +115,31 @@ static bool lease_checks_on(void)
 	return v;
 }
 
-/* Whether the pool's lease is gone: expired on record, or (not away) its
- * time to live passed without a grant - then it is recorded expired, as
- * the I/O thread would on its next pass. */
-static bool lease_gone(rmp_pool *p)
+/* Whether the pool's lease is known gone: the coordinator said so, a
+ * renewal was refused, or a far side refused us as cut off. */
+static bool lease_known_gone(rmp_pool *p)
 {
-	if (atomic_load_explicit(&p->expired_flag, memory_order_acquire))
+	return atomic_load_explicit(&p->expired_flag, memory_order_acquire);
+}
+
+/* After a failure: is the lease gone, or unconfirmed for its time to
+ * live while the coordinator is not away? Then the failure is taken for
+ * the far side's cut-off and the pool is known gone from now on. */
+static bool lease_probably_gone(rmp_pool *p)
+{
+	if (lease_known_gone(p))
 		return true;
 	uint64_t until = atomic_load_explicit(&p->lease_until_ms, memory_order_acquire);
-	if (until == UINT64_MAX || rmp_client_away(p->c) || rmp_mono_ms() < until)
-		return false;
 	pthread_mutex_lock(&p->c->lock);
-	if (!p->expired && !p->c->away) {
+	bool gone = !p->c->away && (p->expired || p->unconfirmed ||
+				    (until != UINT64_MAX && rmp_mono_ms() >= until));
+	if (gone) {
+		if (!p->expired || !p->expired_text[0])
+			snprintf(p->expired_text, sizeof(p->expired_text),
+				 "lease %llu not confirmed for %u ms, and refused at the far side",
+				 (unsigned long long)p->lease_id, p->ttl_ms);
 		rmp_pool_expire_locked(p);
-		snprintf(p->expired_text, sizeof(p->expired_text), "lease %llu not confirmed for %u ms",
-			 (unsigned long long)p->lease_id, p->ttl_ms);
 	}
-	bool gone = p->expired;
 	pthread_mutex_unlock(&p->c->lock);
 	return gone;
 }
@@ -141,20 +151,20 @@ static int lease_fail(rmp_pool *p, const char *what)
 	pthread_mutex_lock(&p->c->lock);
 	snprintf(why, sizeof(why), "%s", p->expired_text);
 	pthread_mutex_unlock(&p->c->lock);
-	return rmp_client_fail(p->c, -RMP_ELEASE, "%s: pool %s: %s (cut off: close the pool, connect again to attach)", what,
-			       p->name, why[0] ? why : "its lease expired");
+	return rmp_client_fail(p->c, -RMP_ELEASE, "%s: pool %s: %s (cut off: close the pool, connect again to attach)",
+			       what, p->name, why[0] ? why : "its lease expired");
 }
 
 int rmp_data_lease_check(rmp_pool *p, const char *what)
 {
-	if (!lease_checks_on() || !lease_gone(p))
+	if (!lease_checks_on() || !lease_known_gone(p))
 		return 0;
 	return lease_fail(p, what);
 }
 
 int rmp_data_lease_lost(rmp_pool *p, int rc, const char *what)
 {
-	if (rc >= 0 || rc == -EINVAL || rc == -RMP_ELEASE || !lease_gone(p))
+	if (rc >= 0 || rc == -EINVAL || rc == -RMP_ELEASE || !lease_probably_gone(p))
 		return rc;
 	return lease_fail(p, what);
 }
@@ -607,6 +617,7 @@ int rmp_data_of(rmp_pool *p, struct rmp_data **out)
 	if (!p->data) {
 		unsigned t = p->c->opts.rdma_timeout_ms ? p->c->opts.rdma_timeout_ms : 10000;
 		rc = data_open(p, t);
+		rc = rc ? rmp_data_lease_lost(p, rc, "data path setup") : 0; /* refused as cut off? */
 	}
 	*out = p->data;
 	pthread_mutex_unlock(&p->data_lock);

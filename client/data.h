@@ -145,13 +145,15 @@ int rmp_data_range_check(rmp_pool *p, struct rmp_data *d, rmp_addr a, const void
 int rmp_data_prepare(rmp_pool *p, rmp_addr a, const void *buf, uint64_t len, const char *what,
 		     struct rmp_data **d, uint64_t *off);
 /* -RMP_ELEASE (the detail for rmp_last_error(): what, the pool, why)
- * when the pool's lease is gone: expired on record, or unconfirmed for
- * its time to live while the coordinator is not away. 0 otherwise, and
- * always 0 under RMPOOL_TEST_NO_LEASE_CHECK=1. One atomic load and a
- * clock read: the local courtesy check; the far sides do the cut-off. */
+ * when the pool's lease is known gone (LEASE_EXPIRED, a refused renewal,
+ * a far side's refusal). 0 otherwise, and always 0 under
+ * RMPOOL_TEST_NO_LEASE_CHECK=1. One atomic load: the local courtesy
+ * check; the far sides do the cut-off. */
 int rmp_data_lease_check(rmp_pool *p, const char *what);
 /* After a failed operation: -RMP_ELEASE when the pool's lease is gone
- * (the failure is the far side's cut-off), else rc (also -EINVAL as is). */
+ * or unconfirmed for its time to live (not away): the failure is taken
+ * for the far side's cut-off, and the pool is known gone from then on.
+ * Else rc (also -EINVAL as is). */
 int rmp_data_lease_lost(rmp_pool *p, int rc, const char *what);
 /* A signed token of kind for target (a donor, a pool), for this client;
  * -RMP_ELEASE once its lease is gone (rmp_data_lease_check). */

@@ -235,7 +235,7 @@ int rmp_pool_info(rmp_pool *p, struct rmp_pool_info **out)
 
 	in->lease_id = p->lease_id;
 	in->lease_ttl_ms = p->ttl_ms;
-	in->lease_expired = p->expired;
+	in->lease_expired = p->expired || p->unconfirmed;
 	pthread_mutex_unlock(&c->lock);
 	*out = in;
 	return 0;

@@ -131,11 +131,28 @@ uint64_t rmp_srv_leases_next_deadline(const struct rmp_srv_leases *t)
 	return d;
 }
 
+void rmp_srv_leases_shift(struct rmp_srv_leases *t, uint64_t ms)
+{
+	for (size_t i = 0; i < t->n; i++)
+		t->v[i].deadline_ms = t->v[i].deadline_ms > UINT64_MAX - ms ? UINT64_MAX
+									     : t->v[i].deadline_ms + ms;
+}
+
 void rmp_srv_leases_forget_owner(struct rmp_srv_leases *t, const void *owner)
 {
 	for (size_t i = 0; i < t->n; i++)
 		if (t->v[i].owner == owner)
 			t->v[i].owner = NULL;
+}
+
+bool rmp_srv_leases_held(const struct rmp_srv_leases *t, uint32_t pool_id, uint64_t client_id,
+			 uint64_t now_ms)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->v[i].pool_id == pool_id && t->v[i].client_id == client_id &&
+		    t->v[i].deadline_ms > now_ms)
+			return true;
+	return false;
 }
 
 uint32_t rmp_srv_leases_count_pool(const struct rmp_srv_leases *t, uint32_t pool_id)

@@ -12,6 +12,7 @@
 #ifndef RMP_SRV_LEASES_H
 #define RMP_SRV_LEASES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,8 +60,16 @@ size_t rmp_srv_leases_expire(struct rmp_srv_leases *t, uint64_t now_ms, rmp_srv_
 			     void *arg);
 /* Earliest deadline, UINT64_MAX when the table is empty. */
 uint64_t rmp_srv_leases_next_deadline(const struct rmp_srv_leases *t);
+/* Every deadline moves by ms (saturating): the coordinator was stalled
+ * that long and read no renewal meanwhile. */
+void rmp_srv_leases_shift(struct rmp_srv_leases *t, uint64_t ms);
 /* A connection closed: its leases stay until they expire. */
 void rmp_srv_leases_forget_owner(struct rmp_srv_leases *t, const void *owner);
+/* Whether client_id holds a lease on pool_id that is live at now (its
+ * deadline not reached: an expired one counts as gone even before the
+ * reaper took it). The metadata listener asks it of every connect. */
+bool rmp_srv_leases_held(const struct rmp_srv_leases *t, uint32_t pool_id, uint64_t client_id,
+			 uint64_t now_ms);
 /* Live leases on one pool. */
 uint32_t rmp_srv_leases_count_pool(const struct rmp_srv_leases *t, uint32_t pool_id);
 /* The pool is gone: drop its leases (no expiry is counted). */

@@ -1065,10 +1065,34 @@ void rmp_srv_pool_segtab_fetch(struct rmp_srv_conn *c, const struct rmp_wire_seg
 	rmp_srv_conn_send(c, &m);
 }
 
+/* A gap this long between two looks at the leases (the tick looks
+ * every 250 ms) is a stall of the coordinator itself. */
+#define LEASE_STALL_MS 1000u
+
+/* The event loop did not run for a while (the coordinator SIGSTOPped,
+ * swapped out, its host frozen): renewals sent meanwhile wait unread in
+ * the sockets. Every lease moves by the stall before anything is
+ * expired or a renewal refused, so a stalled coordinator never expires
+ * - and cuts off - consumers it could not hear. Called first by both. */
+static void leases_catch_up(struct rmp_srv *srv, uint64_t now)
+{
+	if (srv->lease_look_ms && now > srv->lease_look_ms + LEASE_STALL_MS) {
+		uint64_t gap = now - srv->lease_look_ms;
+		rmp_srv_leases_shift(&srv->leases, gap);
+		rmp_log_warn("the coordinator did not run for %" PRIu64 " ms: every lease is extended "
+			     "by as much (renewals sent meanwhile are read only now)",
+			     gap);
+	}
+	srv->lease_look_ms = now;
+}
+
 void rmp_srv_pool_lease_renew(struct rmp_srv_conn *c, const struct rmp_wire_lease_renew *r)
 {
 	struct rmp_srv *srv = c->srv;
-	int rc = rmp_srv_leases_renew(&srv->leases, r->lease_id, c, rmp_mono_ms());
+	uint64_t now = rmp_mono_ms();
+
+	leases_catch_up(srv, now);
+	int rc = rmp_srv_leases_renew(&srv->leases, r->lease_id, c, now);
 
 	if (rc) {
 		rmp_srv_conn_send_error(c, rc == -ETIMEDOUT ? ETIMEDOUT : ENOENT, RMP_MSG_LEASE_RENEW,
@@ -1145,6 +1169,7 @@ static void lease_expired_cb(void *arg, const struct rmp_srv_lease *l)
 
 void rmp_srv_leases_tick(struct rmp_srv *srv, uint64_t now_ms)
 {
+	leases_catch_up(srv, now_ms);
 	rmp_srv_leases_expire(&srv->leases, now_ms, lease_expired_cb, srv);
 }
 

@@ -9,7 +9,9 @@
  * restart, by a client that has not reconnected since, and is refused so
  * that it reconnects and learns the new segment table. Everything else is
  * rejected and logged. A client cut off on that pool (cutoff.c: its
- * lease expired) is refused whatever its token; each accepted connection
+ * lease expired) is refused whatever its token, and so is one that holds
+ * no live lease on the pool (the coordinator's own engine, client 0,
+ * aside: server/self.c); each accepted connection
  * is kept with its client and pool (struct mconn, the connection's tag
  * is its serial) so that a cut can tear down exactly that client's
  * connections to that pool (rmp_srv_rdma_cut).
@@ -115,6 +117,16 @@ static int accept_cb(void *arg, const void *pdata, uint8_t len, uint64_t *tag)
 	if (rmp_srv_cut_refused(srv, pool_id, t.client_id)) {
 		rmp_log_warn("rdma: connect request from client %" PRIu64 " to pool %" PRIu32
 			     ": it was cut off (its lease expired); rejected",
+			     t.client_id, pool_id);
+		return -EACCES;
+	}
+	/* Only a lease holder reaches a pool's memory here (and this
+	 * coordinator's own engine, client 0: server/self.c). Leases are on
+	 * record, so this holds across a restart, which forgets the cut
+	 * lists: a client whose lease expired before it is refused too. */
+	if (t.client_id != 0 && !rmp_srv_leases_held(&srv->leases, pool_id, t.client_id, rmp_mono_ms())) {
+		rmp_log_warn("rdma: connect request from client %" PRIu64 " to pool %" PRIu32
+			     ": it holds no lease on the pool; rejected",
 			     t.client_id, pool_id);
 		return -EACCES;
 	}

@@ -174,6 +174,7 @@ struct rmp_srv {
 	struct rmp_srv_pool *pools;
 	struct rmp_srv_leases leases;
 	struct rmp_srv_cuts *cuts; /* cutoff.c's: expired clients being or been cut off */
+	uint64_t lease_look_ms;	   /* last look at the leases (pool.c: stalls extend them) */
 	struct rmp_srv_metrics m; /* the counters; gauges are filled at scrape */
 	uint64_t n_conns;
 	uint64_t next_session, next_request;

@@ -272,7 +272,9 @@ struct rmp_pool_info {
 	uint16_t coordinator_port;
 	uint64_t lease_id;
 	uint32_t lease_ttl_ms;
-	int lease_expired;     /* 1 once the coordinator said so */
+	/* 1 once the coordinator said so, or while no grant has come for a
+	 * whole lease time (renewals go on: a stalled coordinator grants again) */
+	int lease_expired;
 	size_t n_hosts;        /* distinct donor hosts */
 	size_t n_donors;
 	struct rmp_pool_donor *donors;

@@ -1693,6 +1693,34 @@ static void case_cut(void)
 	stop_server();
 }
 
+/* A coordinator stalled past the lease time (SIGSTOP) expires nobody
+ * whose renewal waited in its socket meanwhile: the lease is extended by
+ * the stall and the late renewal granted, not refused - nor its client
+ * cut off. */
+static void case_stall(void)
+{
+	struct rmp_wire_msg m = { .type = RMP_MSG_LEASE_RENEW }, r;
+
+	craft_cut_state(the_state_dir());
+	start_server("--lease-timeout", "2s", NULL);
+	int fd = client();
+	m.u.lease_renew.lease_id = 5;
+	send_msg(fd, &m);
+	recv_msg(fd, &r);
+	REQUIRE(r.type == RMP_MSG_LEASE_GRANT, "the first renewal: %s", rmp_wire_type_name(r.type));
+	REQUIRE(kill(server_pid, SIGSTOP) == 0, "SIGSTOP: %s", strerror(errno));
+	usleep(3000 * 1000); /* past the 2 s lease */
+	send_msg(fd, &m);
+	REQUIRE(kill(server_pid, SIGCONT) == 0, "SIGCONT: %s", strerror(errno));
+	recv_msg(fd, &r);
+	REQUIRE(r.type == RMP_MSG_LEASE_GRANT, "the renewal sent during the stall: %s \"%s\"",
+		rmp_wire_type_name(r.type), r.type == RMP_MSG_ERROR ? r.u.error.text : "");
+	log_expect("the coordinator did not run for");
+	REQUIRE(log_count("lease 5 of session 3") == 0, "lease 5 expired across the stall");
+	close(fd);
+	stop_server();
+}
+
 /* ---- systemd: readiness (sd_notify) and SIGHUP ---- */
 
 /* A datagram socket where the server's sd_notify() messages arrive. */
@@ -1940,6 +1968,7 @@ int main(int argc, char **argv)
 		{ "recorded", case_recorded },
 		{ "donor_lost", case_donor_lost },
 		{ "cut", case_cut },
+		{ "stall", case_stall },
 		{ "notify", case_notify },
 		{ "sighup", case_sighup },
 		{ "cli_secret", case_cli_secret },

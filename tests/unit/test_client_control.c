@@ -658,8 +658,10 @@ Test(client_control, segtab_push_takes_a_donor_out)
 	fake_stop(f);
 }
 
-/* No grant comes back: once the time to live has passed, the lease is
- * gone for the data path too, and calls say so. */
+/* No grant comes back: once the time to live has passed, the pool says
+ * so (rmp_pool_info), and a call that then fails - here its metadata
+ * endpoint cannot be reached - is typed -RMP_ELEASE: the failure is
+ * taken for the far side's cut-off. */
 Test(client_control, lease_unconfirmed_fails_calls)
 {
 	struct fake *f = fake_start(SECRET, serve, MODE_NO_GRANT);

@@ -19,6 +19,51 @@ static void record(void *arg, const struct rmp_srv_lease *l)
 	s->ids[s->n++] = l->id;
 }
 
+/* The metadata listener's question: does this client hold a live lease
+ * on this pool? Not another pool's, not another client's, not one past
+ * its deadline (reaped or not), not a released one. */
+Test(server_leases, held_by_client_and_pool_until_the_deadline)
+{
+	struct rmp_srv_leases t;
+	uint64_t a, b;
+	int owner;
+
+	rmp_srv_leases_init(&t, 10000, 1);
+	cr_assert(!rmp_srv_leases_held(&t, 1, 100, 0));
+	cr_assert_eq(rmp_srv_leases_grant(&t, 1, 100, &owner, 0, &a), 0);
+	cr_assert_eq(rmp_srv_leases_grant(&t, 2, 101, &owner, 0, &b), 0);
+	cr_assert(rmp_srv_leases_held(&t, 1, 100, 9999));
+	cr_assert(!rmp_srv_leases_held(&t, 2, 100, 0), "another pool's lease");
+	cr_assert(!rmp_srv_leases_held(&t, 1, 101, 0), "another client's lease");
+	cr_assert(!rmp_srv_leases_held(&t, 1, 100, 10000), "held at its deadline");
+	cr_assert_eq(rmp_srv_leases_renew(&t, b, &owner, 5000), 0);
+	cr_assert(rmp_srv_leases_held(&t, 2, 101, 14999));
+	cr_assert_eq(rmp_srv_leases_release(&t, b), 0);
+	cr_assert(!rmp_srv_leases_held(&t, 2, 101, 6000), "a released lease");
+	rmp_srv_leases_fini(&t);
+}
+
+/* A stalled coordinator moves every deadline by the stall. */
+Test(server_leases, shift_moves_every_deadline)
+{
+	struct rmp_srv_leases t;
+	struct seen s = { 0 };
+	uint64_t a, b;
+	int owner;
+
+	rmp_srv_leases_init(&t, 10000, 1);
+	cr_assert_eq(rmp_srv_leases_grant(&t, 1, 100, &owner, 0, &a), 0);
+	cr_assert_eq(rmp_srv_leases_grant(&t, 1, 101, &owner, 2000, &b), 0);
+	rmp_srv_leases_shift(&t, 15000);
+	cr_assert_eq(rmp_srv_leases_expire(&t, 24999, record, &s), 0);
+	cr_assert_eq(rmp_srv_leases_renew(&t, b, &owner, 26000), 0, "a renewal within the shifted lease");
+	cr_assert_eq(rmp_srv_leases_expire(&t, 25000, record, &s), 1);
+	cr_assert_eq(s.ids[0], a);
+	rmp_srv_leases_shift(&t, UINT64_MAX);
+	cr_assert_eq(rmp_srv_leases_next_deadline(&t), UINT64_MAX);
+	rmp_srv_leases_fini(&t);
+}
+
 Test(server_leases, deadline_saturates)
 {
 	cr_assert_eq(rmp_srv_lease_deadline(1000, 10000), 11000);
