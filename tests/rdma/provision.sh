@@ -212,7 +212,7 @@ note "wrong secret refused by the client (the coordinator's proof fails): $(cat 
 cat >"$work/wrong_proof.py" <<'PY'
 import os, socket, struct, sys
 def frame(t, payload):
-    return b"RM" + bytes([1, t]) + struct.pack(">I", len(payload)) + payload
+    return b"RM" + bytes([2, t]) + struct.pack(">I", len(payload)) + payload
 def recv_frame(s):
     hdr = b""
     while len(hdr) < 8:
