@@ -10,7 +10,9 @@
  * loaded before; with probability stale_permille/1000 a load returns the
  * remembered (possibly outdated) value of that word instead of the
  * current one. Every such value was really held by the word at some
- * point, which is what an RDMA READ racing with atomics can return.
+ * point, which is what an RDMA READ racing with atomics can return (the
+ * table knows which store each value came from: a thread that runs one
+ * engine after another never sees the last one's words).
  *
  * Shuffle: the operations of a batch run in a random order, as posted
  * RDMA work requests may land under emulation, except that an atomic
@@ -31,8 +33,11 @@
 
 struct stale_slot {
 	uint64_t idx_plus1; /* 0: empty */
+	uint64_t store;     /* the store's generation: a word of another store is another word */
 	uint64_t value;
 };
+
+static _Atomic uint64_t store_gens; /* one generation per rmp_store_local_init */
 
 static _Thread_local struct {
 	uint64_t ops;           /* word operations issued by this thread */
@@ -89,9 +94,10 @@ static uint64_t load_word(struct rmp_store_local *s, uint64_t idx, unsigned flag
 	if (!(flags & RMP_STORE_STALE_LOADS))
 		return v;
 	struct stale_slot *slot = &tls.stale[idx & (STALE_SLOTS - 1)];
-	if (slot->idx_plus1 == idx + 1 && rng_next() % 1000 < s->stale_permille)
+	if (slot->idx_plus1 == idx + 1 && slot->store == s->gen && rng_next() % 1000 < s->stale_permille)
 		return slot->value; /* an older value this word really held */
 	slot->idx_plus1 = idx + 1;
+	slot->store = s->gen;
 	slot->value = v;
 	return v;
 }
@@ -178,6 +184,7 @@ void rmp_store_local_init(struct rmp_store_local *s, _Atomic uint64_t *words, ui
 	s->base.direct = words;
 	s->words = words;
 	s->nwords = nwords;
+	s->gen = atomic_fetch_add_explicit(&store_gens, 1, memory_order_relaxed) + 1;
 	atomic_init(&s->flags, 0);
 	s->stale_permille = 0;
 }

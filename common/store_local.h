@@ -36,6 +36,7 @@ struct rmp_store_local {
 	uint64_t nwords;
 	_Atomic unsigned flags;
 	unsigned stale_permille; /* chance of a stale load, per mille */
+	uint64_t gen;            /* this store's generation (stale loads key on it) */
 };
 
 void rmp_store_local_init(struct rmp_store_local *s, _Atomic uint64_t *words, uint64_t nwords);

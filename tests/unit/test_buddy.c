@@ -1537,6 +1537,7 @@ static struct reclaim_rig *rig_new(unsigned mode)
 	struct reclaim_rig *rg = calloc(1, sizeof(*rg));
 	rg->e = engine_new_records(14, 8, 0, 8);
 	rg->mode = mode;
+	rmp_store_local_set_mode(&rg->e->store, mode, mode & RMP_STORE_STALE_LOADS ? 200 : 0);
 	rmp_store_local_init(&rg->rstore, (_Atomic uint64_t *)rg->e->words, rg->e->g.total_words);
 	rmp_store_local_set_mode(&rg->rstore, RMP_STORE_TRACE, 0);
 	rg->rstore.base.chunk_words = 64;
@@ -1620,13 +1621,13 @@ struct kill_figures {
 	uint64_t rts;
 };
 
-static void run_killed(int do_free, struct kill_figures *fig)
+static void run_killed(int do_free, unsigned mode, struct kill_figures *fig)
 {
 	uint64_t len = op_length(do_free, true);
 	memset(fig, 0, sizeof(*fig));
 	cr_assert_gt(len, 5);
 	for (uint64_t k = 1; k <= len; k++) {
-		struct reclaim_rig *rg = rig_new(RMP_STORE_TRACE);
+		struct reclaim_rig *rg = rig_new(mode);
 		struct engine *e = rg->e;
 		uint64_t off = 0;
 		if (do_free)
@@ -1672,7 +1673,7 @@ static void run_killed(int do_free, struct kill_figures *fig)
 Test(buddy, reclaim_a_client_killed_inside_an_alloc_with_a_split, .timeout = 240)
 {
 	struct kill_figures f;
-	run_killed(0, &f);
+	run_killed(0, RMP_STORE_TRACE, &f);
 	cr_log_info("alloc with a split killed after each of its %u word operations: the resolver freed %u garbage "
 		    "blocks, released %u holes, fixed %u counts, ended %u moves, cleared %u tags, reset %u slots; "
 		    "%.1f snapshots and %.1f repair round trips per kill", f.ks, f.garbage, f.holes, f.counts,
@@ -1686,7 +1687,7 @@ Test(buddy, reclaim_a_client_killed_inside_an_alloc_with_a_split, .timeout = 240
 Test(buddy, reclaim_a_client_killed_inside_a_free_with_a_merge, .timeout = 240)
 {
 	struct kill_figures f;
-	run_killed(1, &f);
+	run_killed(1, RMP_STORE_TRACE, &f);
 	cr_log_info("free with a merge killed after each of its %u word operations: the resolver freed %u garbage "
 		    "blocks, released %u holes, fixed %u counts, ended %u moves, cleared %u tags, reset %u slots; "
 		    "%.1f snapshots and %.1f repair round trips per kill", f.ks, f.garbage, f.holes, f.counts,
@@ -1694,6 +1695,24 @@ Test(buddy, reclaim_a_client_killed_inside_a_free_with_a_merge, .timeout = 240)
 	cr_assert_gt(f.garbage, 0);
 	cr_assert_gt(f.holes, 0);
 	cr_assert_gt(f.moves, 0);
+}
+
+/* The same kills with stale loads and shuffled batches (the victim's cut
+ * then leaves a random part of its batch landed), three times over. */
+Test(buddy, reclaim_kills_in_rdma_like_mode, .timeout = 240)
+{
+	unsigned garbage = 0, holes = 0;
+	for (int rep = 0; rep < 3; rep++)
+		for (int do_free = 0; do_free < 2; do_free++) {
+			struct kill_figures f;
+			run_killed(do_free, RMP_STORE_STALE_LOADS | RMP_STORE_SHUFFLE, &f);
+			garbage += f.garbage;
+			holes += f.holes;
+		}
+	cr_log_info("kills after every word operation, stale loads and shuffled batches, 3 times: %u garbage blocks "
+		    "freed, %u holes released", garbage, holes);
+	cr_assert_gt(garbage, 0);
+	cr_assert_gt(holes, 0);
 }
 
 /* The tag lock: the resolver's snapshot calls a dead client's block
@@ -1790,7 +1809,6 @@ Test(buddy, reclaim_after_random_kills, .timeout = 240)
 	for (unsigned run = 0; run < runs; run++) {
 		struct reclaim_rig *rg = rig_new(RMP_STORE_STALE_LOADS | RMP_STORE_SHUFFLE);
 		struct engine *e = rg->e;
-		rmp_store_local_set_mode(&e->store, RMP_STORE_STALE_LOADS | RMP_STORE_SHUFFLE, 200);
 		rg->seed = seed + run;
 		pthread_t st;
 		cr_assert_eq(pthread_create(&st, NULL, survivor_main, rg), 0);
