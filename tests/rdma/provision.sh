@@ -197,8 +197,13 @@ rej0=$(metric rmpool_frames_rejected_total "$m0")
 auth0=$(metric rmpool_auth_failures_total "$m0")
 # A garbage frame (bad magic) on the control port, from guest 3.
 vmx 3 bash -c "exec 3<>/dev/tcp/$coord_ip/$PORT; printf 'GET / HTTP/1.0\r\n\r\n' >&3; timeout 10 cat <&3 >/dev/null || true"
+# The frames below speak the wire version this tree was built with, so
+# that each is refused for what it tests, not for its version.
+wire_version=$(sed -n 's/^#define RMP_WIRE_VERSION \([0-9]*\)u.*/\1/p' \
+	"$(dirname "$(readlink -f "$0")")/../../common/wire.h")
+[[ -n $wire_version ]] || fail "RMP_WIRE_VERSION not found in common/wire.h"
 # An oversized frame: valid header, 16 MiB length.
-vmx 3 bash -c "exec 3<>/dev/tcp/$coord_ip/$PORT; printf 'RM\\001\\001\\001\\000\\000\\000' >&3; timeout 10 cat <&3 >/dev/null || true"
+vmx 3 bash -c "exec 3<>/dev/tcp/$coord_ip/$PORT; printf 'RM\\$(printf '%03o' "$wire_version")\\001\\001\\000\\000\\000' >&3; timeout 10 cat <&3 >/dev/null || true"
 # A wrong secret.
 rc=0
 "$VM" exec --timeout 60 3 -- env RMPOOL_SECRET=this-is-not-the-cluster-secret "$CLI" --coordinator "$coord" status \
@@ -212,7 +217,7 @@ note "wrong secret refused by the client (the coordinator's proof fails): $(cat 
 cat >"$work/wrong_proof.py" <<'PY'
 import os, socket, struct, sys
 def frame(t, payload):
-    return b"RM" + bytes([2, t]) + struct.pack(">I", len(payload)) + payload
+    return b"RM" + bytes([int(sys.argv[3]), t]) + struct.pack(">I", len(payload)) + payload
 def recv_frame(s):
     hdr = b""
     while len(hdr) < 8:
@@ -244,7 +249,7 @@ if t == 0x05:
 else:
     print("refused: connection closed")
 PY
-wp=$(vmx 3 python3 "$work/wrong_proof.py" "$coord_ip" "$PORT") || fail "a forged proof was accepted: $wp"
+wp=$(vmx 3 python3 "$work/wrong_proof.py" "$coord_ip" "$PORT" "$wire_version") || fail "a forged proof was accepted: $wp"
 note "forged proof (no secret): $wp"
 # rdma_cm connections to the metadata endpoint without a valid token.
 for mode in none garbage wrong-pool expired wrong-secret old-generation; do
