@@ -314,8 +314,9 @@ int rmp_buddy_check(const struct rmp_buddy *b, struct rmp_buddy_report *r);
 /* --- reclaim: the resolver (DESIGN.md, Reclaim) ------------------------
  *
  * For a region with records, run by one resolver at a time (the
- * coordinator's worker, with a ctx that keeps records) while live clients
- * go on. The caller says what each slot's context is: */
+ * coordinator's worker, with a ctx that keeps records; nothing without
+ * records may change the region meanwhile) while live clients go on. The
+ * caller says what each slot's context is, in an array of g.slots: */
 enum rmp_buddy_party {
 	RMP_BUDDY_PARTY_NONE = 0, /* no context in this slot */
 	RMP_BUDDY_PARTY_LIVE,      /* alive: its tag's blocks are its own */
