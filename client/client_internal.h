@@ -144,6 +144,7 @@ struct rmp_pool {
 
 	/* lease, under c->lock */
 	uint64_t lease_id;
+	uint32_t slot_base; /* its owner-record slots (RMP_WIRE_NO_SLOT: none); never changes */
 	uint32_t ttl_ms;
 	uint64_t last_grant_ms; /* monotonic: when the lease was last confirmed */
 	uint64_t next_renew_ms;

@@ -323,6 +323,43 @@ static void meta_drop(struct rmp_data *d)
 
 static int cache_setup(rmp_pool *p, struct rmp_data *d);
 
+/* Whether this process keeps owner records (RMPOOL_TEST_NO_RECORDS=1:
+ * not, for measurements only - an expired consumer's untagged blocks
+ * look like garbage to the coordinator's reclaim, so a consumer without
+ * records must never share a pool that reclaims). */
+static bool records_wanted(void)
+{
+	static int on = -1;
+
+	if (on < 0) {
+		const char *e = getenv("RMPOOL_TEST_NO_RECORDS");
+		on = !(e && strcmp(e, "1") == 0);
+	}
+	return on;
+}
+
+/* Each shard's context keeps owner records in the lease's slots: slot
+ * slot_base + s, tag id lease_id * RMP_DATA_SHARDS + s (DESIGN.md,
+ * "Reclaim of an expired consumer"), so that the coordinator can tell this lease's blocks from
+ * everyone else's if it dies. At setup and after a metadata reopen (the
+ * same lease, so the same slots). */
+static int data_records(rmp_pool *p, struct rmp_data *d)
+{
+	if (p->slot_base == RMP_WIRE_NO_SLOT || d->b.g.slots == 0 || !records_wanted())
+		return 0;
+	if (p->slot_base > d->b.g.slots || d->b.g.slots - p->slot_base < RMP_DATA_SHARDS)
+		return rmp_client_fail(p->c, -EPROTO, "pool %s: owner-record slots %u.. given, the region has %u",
+				       p->name, p->slot_base, d->b.g.slots);
+	for (unsigned s = 0; s < RMP_DATA_SHARDS; s++) {
+		int rc = rmp_buddy_ctx_record(&d->shards[s].ctx, &d->b, p->slot_base + s,
+					      p->lease_id * RMP_DATA_SHARDS + s);
+		if (rc)
+			return rmp_client_fail(p->c, rc, "pool %s: owner records in slot %u: %s", p->name,
+					       p->slot_base + s, rmp_strerror(rc));
+	}
+	return 0;
+}
+
 /* First setup: connect, then start the engine and its shards. */
 static int data_init_meta(rmp_pool *p, struct rmp_data *d)
 {
@@ -335,6 +372,8 @@ static int data_init_meta(rmp_pool *p, struct rmp_data *d)
 		rmp_buddy_ctx_init(&d->shards[s].ctx, &d->b, p->c->session_id * RMP_DATA_SHARDS + s);
 		rmp_buddy_ctx_cache(&d->shards[s].ctx, d->shards[s].words, RMP_SHARD_WORDS_CACHED);
 	}
+	if ((rc = data_records(p, d)) != 0)
+		return rc;
 	return cache_setup(p, d);
 }
 
@@ -361,6 +400,11 @@ static int meta_reopen(rmp_pool *p, struct rmp_data *d)
 	d->b.store = rmp_store_rdma_base(d->store);
 	for (unsigned s = 0; s < RMP_DATA_SHARDS; s++)
 		rmp_buddy_ctx_cache(&d->shards[s].ctx, d->shards[s].words, RMP_SHARD_WORDS_CACHED);
+	if ((rc = data_records(p, d)) != 0) {
+		meta_drop(d);
+		atomic_store_explicit(&d->meta_broken, true, memory_order_release);
+		return rc;
+	}
 	atomic_store_explicit(&d->meta_broken, false, memory_order_release);
 	d->meta_reopens++;
 	return 0;
@@ -770,9 +814,13 @@ int rmp_free(rmp_pool *p, rmp_addr a)
 	if ((rc = meta_enter(p, d, "rmp_free")) != 0)
 		return rc; /* still live, still in the set: free it again later */
 	/* Out of the set first: from now on a transfer on it asks the
-	 * metadata, which says "free" as soon as the CAS below lands. */
-	rmp_liveset_remove(&d->live, a);
-	rc = rmp_buddy_free(&d->b, my_ctx(d), off, order);
+	 * metadata, which says "free" as soon as the CAS below lands. A
+	 * block this process did not allocate carries another context's
+	 * tag: the foreign free locks that tag first, so that neither a
+	 * reclaim nor its owner can free it at the same time. */
+	bool mine = rmp_liveset_remove(&d->live, a);
+	rc = mine ? rmp_buddy_free(&d->b, my_ctx(d), off, order)
+		  : rmp_buddy_free_foreign(&d->b, my_ctx(d), off, order);
 	if (rc == -EINVAL && in_live_chunk(d, off, order) == 1)
 		rc = -RMP_ECACHED;
 	if ((rc = meta_leave(p, d, rc, "rmp_free")) == -RMP_EAWAY || rc == -RMP_ELEASE)

@@ -63,6 +63,7 @@ rmp_pool *rmp_pool_from_ready(rmp_client *c, const char *name, struct rmp_wire_p
 	ready->segtab.segments = NULL;
 	ready->segtab.n_segments = 0;
 	p->lease_id = ready->lease_id;
+	p->slot_base = ready->slot_base;
 	p->ttl_ms = ready->lease_ms;
 	uint64_t now = rmp_mono_ms();
 	rmp_pool_granted_locked(p, now); /* not on c->pools yet: no lock needed */

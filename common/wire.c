@@ -14,7 +14,7 @@
  *                                             or ERROR, then close
  *   consumer (librmpool, rmpool CLI):
  *   POOL_OPEN {name, capacity}          --->  provisions donors (below)
- *                                       <---  POOL_READY {pool, lease, segtab}
+ *                                       <---  POOL_READY {pool, lease, slot_base, segtab}
  *   LEASE_RENEW {lease}                 --->
  *                                       <---  LEASE_GRANT {lease, ttl}
  *                                       <---  LEASE_EXPIRED (renewed too late)
@@ -483,6 +483,7 @@ static void codec_pool_ready(struct codec *c, struct rmp_wire_msg *m)
 	cd_u32(c, "pool_id", &r->pool_id);
 	cd_u64(c, "lease_id", &r->lease_id);
 	cd_u32(c, "lease_ms", &r->lease_ms);
+	cd_u32(c, "slot_base", &r->slot_base);
 	cd_segtab(c, &r->segtab);
 }
 
@@ -813,11 +814,12 @@ int rmp_wire_decode_record(const void *buf, size_t len, struct rmp_wire_msg *m,
 	const uint8_t *b = buf;
 
 	memset(m, 0, sizeof(*m));
-	if (len < RMP_WIRE_HDR_LEN || b[2] != 1)
+	if (len < RMP_WIRE_HDR_LEN || b[2] == 0 || b[2] >= RMP_WIRE_VERSION)
 		return rmp_wire_decode_buf(buf, len, RMP_WIRE_MAX_FRAME, m, err);
-	/* A version-1 frame: only a SEGTAB is worth reading back. */
+	/* A frame of an older version: only a SEGTAB is worth reading back
+	 * (a state store records nothing else). */
 	if (get_be16(b) != RMP_WIRE_MAGIC || b[3] != RMP_MSG_SEGTAB) {
-		set_err(err, "recorded frame: version 1, type 0x%02x: not a segment table", b[3]);
+		set_err(err, "recorded frame: version %u, type 0x%02x: not a segment table", b[2], b[3]);
 		return -EPROTONOSUPPORT;
 	}
 	uint32_t plen = get_be32(b + 4);
@@ -828,7 +830,7 @@ int rmp_wire_decode_record(const void *buf, size_t len, struct rmp_wire_msg *m,
 	}
 	struct rmp_wire_frame f = { .type = b[3], .payload_len = plen, .payload = b + RMP_WIRE_HDR_LEN,
 				    .frame_len = len };
-	return decode_version(&f, 1, m, err);
+	return decode_version(&f, b[2], m, err);
 }
 
 int rmp_wire_decode_buf(const void *buf, size_t len, size_t limit, struct rmp_wire_msg *m,

@@ -25,9 +25,10 @@
 
 #define RMP_WIRE_MAGIC 0x524du /* "RM" */
 /* 2: donor entries of a segment table carry their state (lost: out of
- * service), SEGTAB_PUSH. Version-1 SEGTAB frames recorded in a state
- * store still decode (rmp_wire_decode_record). */
-#define RMP_WIRE_VERSION 2u
+ * service), SEGTAB_PUSH. 3: POOL_READY carries the lease's owner-record
+ * slots (slot_base). SEGTAB frames of versions 1 and 2 recorded in a
+ * state store still decode (rmp_wire_decode_record). */
+#define RMP_WIRE_VERSION 3u
 #define RMP_WIRE_HDR_LEN 8u
 
 /* Whole frames, header included. 1 MiB holds the largest segment table
@@ -256,10 +257,18 @@ struct rmp_wire_segtab {
 	struct rmp_wire_segment *segments;
 };
 
+/* A lease without owner-record slots (the pool's region has none). */
+#define RMP_WIRE_NO_SLOT UINT32_MAX
+
 struct rmp_wire_pool_ready {
 	uint32_t pool_id;
 	uint64_t lease_id;
 	uint32_t lease_ms;
+	/* The lease's owner records (DESIGN.md, "Reclaim of an expired
+	 * consumer"): its engine context s (0..15) keeps slot slot_base + s
+	 * of the metadata region, tag id lease_id * 16 + s.
+	 * RMP_WIRE_NO_SLOT: no records. */
+	uint32_t slot_base;
 	struct rmp_wire_segtab segtab;
 };
 

@@ -35,7 +35,7 @@ static int reserve_one(struct rmp_srv_leases *t)
 }
 
 int rmp_srv_leases_restore(struct rmp_srv_leases *t, uint64_t id, uint32_t pool_id,
-			   uint64_t client_id, uint64_t deadline_ms)
+			   uint64_t client_id, uint32_t slot_base, uint64_t deadline_ms)
 {
 	if (id == 0 || rmp_srv_leases_find(t, id))
 		return -EEXIST;
@@ -44,14 +44,15 @@ int rmp_srv_leases_restore(struct rmp_srv_leases *t, uint64_t id, uint32_t pool_
 	t->v[t->n++] = (struct rmp_srv_lease){ .id = id,
 					       .pool_id = pool_id,
 					       .client_id = client_id,
-					       .deadline_ms = deadline_ms };
+					       .deadline_ms = deadline_ms,
+					       .slot_base = slot_base };
 	if (t->next_id <= id)
 		t->next_id = id + 1;
 	return 0;
 }
 
 int rmp_srv_leases_grant(struct rmp_srv_leases *t, uint32_t pool_id, uint64_t client_id,
-			 void *owner, uint64_t now_ms, uint64_t *id)
+			 uint32_t slot_base, void *owner, uint64_t now_ms, uint64_t *id)
 {
 	if (reserve_one(t))
 		return -ENOMEM;
@@ -60,6 +61,7 @@ int rmp_srv_leases_grant(struct rmp_srv_leases *t, uint32_t pool_id, uint64_t cl
 				     .pool_id = pool_id,
 				     .client_id = client_id,
 				     .owner = owner,
+				     .slot_base = slot_base,
 				     .deadline_ms = rmp_srv_lease_deadline(now_ms, t->ttl_ms) };
 	*id = l->id;
 	return 0;
@@ -162,6 +164,28 @@ uint32_t rmp_srv_leases_count_pool(const struct rmp_srv_leases *t, uint32_t pool
 	for (size_t i = 0; i < t->n; i++)
 		n += t->v[i].pool_id == pool_id;
 	return n;
+}
+
+void rmp_srv_leases_slots_used(const struct rmp_srv_leases *t, uint32_t pool_id, uint8_t *used,
+			       uint32_t groups)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		const struct rmp_srv_lease *l = &t->v[i];
+		if (l->pool_id == pool_id && l->slot_base != RMP_SRV_NO_SLOT &&
+		    l->slot_base / RMP_SRV_LEASE_SLOTS < groups)
+			used[l->slot_base / RMP_SRV_LEASE_SLOTS] = 1;
+	}
+}
+
+int rmp_srv_slot_group_pick(const uint8_t *used, uint32_t groups, uint32_t *base)
+{
+	for (uint32_t g = 0; g < groups; g++) {
+		if (!used[g]) {
+			*base = g * RMP_SRV_LEASE_SLOTS;
+			return 0;
+		}
+	}
+	return -EBUSY;
 }
 
 void rmp_srv_leases_drop_pool(struct rmp_srv_leases *t, uint32_t pool_id)

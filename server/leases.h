@@ -22,7 +22,16 @@ struct rmp_srv_lease {
 	uint64_t client_id; /* session id of the client it was granted to */
 	void *owner;	    /* its connection, NULL once that closed */
 	uint64_t deadline_ms;
+	/* Its owner-record slots in the pool's metadata: slot_base ..
+	 * slot_base + RMP_SRV_LEASE_SLOTS - 1 (RMP_SRV_NO_SLOT: none). */
+	uint32_t slot_base;
 };
+
+/* Slots per lease: one per engine context of a consumer (client/data.h's
+ * RMP_DATA_SHARDS). */
+#define RMP_SRV_LEASE_SLOTS 16u
+/* No slots (wire.h's RMP_WIRE_NO_SLOT, the same value). */
+#define RMP_SRV_NO_SLOT UINT32_MAX
 
 struct rmp_srv_leases {
 	struct rmp_srv_lease *v;
@@ -39,12 +48,12 @@ uint64_t rmp_srv_lease_deadline(uint64_t now_ms, uint64_t ttl_ms);
 
 /* 0 and *id, or -ENOMEM. */
 int rmp_srv_leases_grant(struct rmp_srv_leases *t, uint32_t pool_id, uint64_t client_id,
-			 void *owner, uint64_t now_ms, uint64_t *id);
+			 uint32_t slot_base, void *owner, uint64_t now_ms, uint64_t *id);
 /* A lease taken back from the state store after a restart, with its id
  * and deadline (no owner until it is renewed); next_id moves past id so
  * that ids never repeat. -EEXIST (id held already) or -ENOMEM. */
 int rmp_srv_leases_restore(struct rmp_srv_leases *t, uint64_t id, uint32_t pool_id,
-			   uint64_t client_id, uint64_t deadline_ms);
+			   uint64_t client_id, uint32_t slot_base, uint64_t deadline_ms);
 /* NULL when unknown (never granted, closed or reaped). */
 struct rmp_srv_lease *rmp_srv_leases_find(struct rmp_srv_leases *t, uint64_t id);
 /* Pushes the deadline to now + ttl and moves it to owner. -ENOENT unknown,
@@ -72,6 +81,12 @@ bool rmp_srv_leases_held(const struct rmp_srv_leases *t, uint32_t pool_id, uint6
 			 uint64_t now_ms);
 /* Live leases on one pool. */
 uint32_t rmp_srv_leases_count_pool(const struct rmp_srv_leases *t, uint32_t pool_id);
+/* Slot groups (RMP_SRV_LEASE_SLOTS each) of pool_id taken by its leases:
+ * used[g] = 1 for each, g < groups. */
+void rmp_srv_leases_slots_used(const struct rmp_srv_leases *t, uint32_t pool_id, uint8_t *used,
+			       uint32_t groups);
+/* The lowest group not in used: 0 and *base (its first slot), -EBUSY. */
+int rmp_srv_slot_group_pick(const uint8_t *used, uint32_t groups, uint32_t *base);
 /* The pool is gone: drop its leases (no expiry is counted). */
 void rmp_srv_leases_drop_pool(struct rmp_srv_leases *t, uint32_t pool_id);
 

@@ -176,6 +176,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 
 	rmp_srv_leases_tick(srv, now);
 	rmp_srv_cuts_tick(srv, now);
+	rmp_srv_reclaims_tick(srv, now);
 	rmp_srv_donors_tick(srv, now);
 	rmp_srv_donors_reap_overdue(srv, now);
 	/* A recovering pool whose record could not be written last time. */
@@ -315,6 +316,7 @@ out_state:
 		rmp_srv_pools_free_all(&srv);
 	rmp_state_close(srv.state);
 	rmp_srv_cuts_free(&srv);
+	rmp_srv_reclaims_free(&srv);
 	rmp_srv_leases_fini(&srv.leases);
 	rmp_auth_key_destroy(srv.key);
 	return status;

@@ -65,6 +65,12 @@ static const struct row rows[] = {
 	ROW(clients_cut_total, "counter",
 	    "Expired consumers cut off at the metadata listener and every donor of the pool "
 	    "(cut complete)."),
+	ROW(reclaims_total, "counter",
+	    "Expired leases whose blocks the coordinator's resolver gave back (reclaim done)."),
+	ROW(reclaimed_bytes_total, "counter",
+	    "Bytes those reclaims gave back (garbage blocks freed, holes released)."),
+	ROW(reclaim_failures_total, "counter",
+	    "Reclaim attempts that failed (the log says why; they are tried again)."),
 };
 
 /* The text being built: like snprintf, it counts what does not fit. */

@@ -84,6 +84,9 @@ struct rmp_srv_metrics {
 	uint64_t retire_failures_total;
 	uint64_t retired_bytes_total;
 	uint64_t clients_cut_total;
+	uint64_t reclaims_total;
+	uint64_t reclaimed_bytes_total;
+	uint64_t reclaim_failures_total;
 	/* labelled series (n_* 0: none) */
 	const char *version; /* rmpool_build_info; NULL: not printed */
 	const struct rmp_srv_metrics_pool *pool;

@@ -12,8 +12,11 @@
  *   donor register  its pid, region and endpoint, before DONOR_ACCEPTED;
  *   pool ready      its encoded segment table and version, before
  *                   POOL_READY (and again at each re-adoption);
- *   lease           granted before POOL_READY, closed before the ACK,
- *                   expired or dropped when that happens. Renewals write
+ *   lease           granted before POOL_READY (with its owner-record
+ *                   slots), closed before the ACK, dropped when that
+ *                   happens; expired: marked reclaim-pending (a lease
+ *                   with slots; one without is deleted), deleted once
+ *                   its reclaim is done (reclaim.c). Renewals write
  *                   nothing: a restart gives every lease a full period
  *                   from the restart (recover.c), which is never earlier
  *                   than any expiry a renewal could have recorded, so
@@ -156,6 +159,10 @@ int rmp_srv_persist_pool(struct rmp_srv *srv, const struct rmp_srv_pool *p)
 	for (size_t i = 0; !rc && p->state == RMP_SRV_POOL_DESTROYING && i < srv->leases.n; i++)
 		if (srv->leases.v[i].pool_id == p->id)
 			rc = rmp_state_lease_delete(srv->state, srv->leases.v[i].id);
+	for (const struct rmp_srv_reclaim *q = srv->reclaims;
+	     !rc && p->state == RMP_SRV_POOL_DESTROYING && q; q = q->next)
+		if (q->pool_id == p->id)
+			rc = rmp_state_lease_delete(srv->state, q->lease_id);
 	if (!rc)
 		rc = put_ids(srv);
 	rc = tx_end(srv, rc, what);
@@ -231,6 +238,9 @@ void rmp_srv_persist_pool_gone(struct rmp_srv *srv, uint32_t id)
 	for (size_t i = 0; !rc && i < srv->leases.n; i++)
 		if (srv->leases.v[i].pool_id == id)
 			rc = rmp_state_lease_delete(srv->state, srv->leases.v[i].id);
+	for (const struct rmp_srv_reclaim *q = srv->reclaims; !rc && q; q = q->next)
+		if (q->pool_id == id)
+			rc = rmp_state_lease_delete(srv->state, q->lease_id);
 	tx_end(srv, rc, what);
 }
 
@@ -248,6 +258,7 @@ int rmp_srv_persist_lease(struct rmp_srv *srv, uint64_t lease_id)
 		.pool_id = l->pool_id,
 		.session = l->client_id,
 		.expires_wall_ms = rmp_wall_ms() + (l->deadline_ms > now ? l->deadline_ms - now : 0),
+		.slot_base = l->slot_base,
 	};
 	snprintf(what, sizeof(what), "lease %" PRIu64, lease_id);
 	int rc = tx_begin(srv);
@@ -268,6 +279,22 @@ void rmp_srv_persist_lease_gone(struct rmp_srv *srv, uint64_t id)
 	int rc = tx_begin(srv);
 	if (!rc)
 		rc = rmp_state_lease_delete(srv->state, id);
+	tx_end(srv, rc, what);
+}
+
+void rmp_srv_persist_lease_reclaim(struct rmp_srv *srv, const struct rmp_srv_reclaim *q)
+{
+	char what[64];
+
+	if (!srv->state)
+		return;
+	struct rmp_state_lease r = { .id = q->lease_id, .pool_id = q->pool_id,
+				     .session = q->client_id, .expires_wall_ms = rmp_wall_ms(),
+				     .slot_base = q->slot_base, .reclaim = true };
+	snprintf(what, sizeof(what), "that lease %" PRIu64 " waits for its reclaim", q->lease_id);
+	int rc = tx_begin(srv);
+	if (!rc)
+		rc = rmp_state_lease_put(srv->state, &r);
 	tx_end(srv, rc, what);
 }
 

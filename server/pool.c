@@ -122,6 +122,7 @@ void rmp_srv_pool_free(struct rmp_srv *srv, struct rmp_srv_pool *p, bool forget)
 		rmp_srv_persist_pool_gone(srv, p->id);
 	}
 	rmp_srv_leases_drop_pool(&srv->leases, p->id);
+	rmp_srv_reclaims_drop_pool(srv, p->id);
 	free(p->segtab.donors);
 	free(p->segtab.segments);
 	free(p->rec_segtab);
@@ -251,8 +252,19 @@ static int grant_and_send_ready(struct rmp_srv_conn *c, struct rmp_srv_pool *p)
 					p->name, c->session_id);
 		return -EACCES;
 	}
-	int rc = rmp_srv_leases_grant(&srv->leases, p->id, c->session_id, c, rmp_mono_ms(),
-				      &lease);
+	uint32_t slot_base;
+	int rc = rmp_srv_slots_pick(srv, p, &slot_base);
+	if (rc) {
+		rmp_srv_conn_send_error(c, EBUSY, RMP_MSG_POOL_OPEN,
+					"pool %s has no free consumer slot (%u slots / %u per consumer; "
+					"%" PRIu32 " consumers at most, %" PRIu32 " taken by live leases "
+					"and expired ones not yet reclaimed)",
+					p->name, p->geom.slots, RMP_SRV_LEASE_SLOTS,
+					rmp_srv_slot_groups(p), rmp_srv_slot_groups_taken(srv, p));
+		return -EBUSY;
+	}
+	rc = rmp_srv_leases_grant(&srv->leases, p->id, c->session_id, slot_base, c, rmp_mono_ms(),
+				  &lease);
 	if (rc) {
 		rmp_srv_conn_send_error(c, rc, RMP_MSG_POOL_OPEN, "out of memory for a lease");
 		return rc;
@@ -265,9 +277,13 @@ static int grant_and_send_ready(struct rmp_srv_conn *c, struct rmp_srv_pool *p)
 					rmp_srv_persist_error(srv));
 		return rc;
 	}
+	/* Live in the table a running reclaim reads before the client can
+	 * allocate a block (self.c). */
+	rmp_srv_self_parties(srv, p);
 	m.u.pool_ready.pool_id = p->id;
 	m.u.pool_ready.lease_id = lease;
 	m.u.pool_ready.lease_ms = (uint32_t)srv->cfg.lease_ms;
+	m.u.pool_ready.slot_base = slot_base;
 	m.u.pool_ready.segtab = p->segtab;
 	rc = rmp_srv_conn_send(c, &m);
 	if (rc) {
@@ -277,8 +293,10 @@ static int grant_and_send_ready(struct rmp_srv_conn *c, struct rmp_srv_pool *p)
 					"cannot send the segment table: %s", strerror(-rc));
 		return rc;
 	}
-	rmp_log_info("pool %s: lease %" PRIu64 " granted to session %" PRIu64 " (%s)", p->name,
-		     lease, c->session_id, c->peer);
+	rmp_log_info("pool %s: lease %" PRIu64 " granted to session %" PRIu64 " (%s), slots %" PRIu32
+		     "..%" PRIu32,
+		     p->name, lease, c->session_id, c->peer, slot_base,
+		     slot_base == RMP_SRV_NO_SLOT ? slot_base : slot_base + RMP_SRV_LEASE_SLOTS - 1);
 	return 0;
 }
 
@@ -852,6 +870,7 @@ void rmp_srv_pool_destroy(struct rmp_srv_conn *c, const struct rmp_wire_pool_des
 	p->requester = c;
 	p->request_type = RMP_MSG_POOL_DESTROY;
 	rmp_srv_leases_drop_pool(&srv->leases, p->id);
+	rmp_srv_reclaims_drop_pool(srv, p->id);
 
 	/* Ask every donor to exit; each exit detaches it from the pool, the
 	 * last one finishes the destroy (rmp_srv_pool_donor_exited). The
@@ -1152,13 +1171,13 @@ static void lease_expired_cb(void *arg, const struct rmp_srv_lease *l)
 	struct rmp_srv_conn *c = l->owner;
 
 	srv->m.leases_expired_total++;
-	rmp_srv_persist_lease_gone(srv, l->id);
 	rmp_log_warn("lease %" PRIu64 " of session %" PRIu64 " on pool %s expired (not renewed "
 		     "in time)%s",
 		     l->id, l->client_id, p ? p->name : "?", c ? "" : "; its client is gone");
 	/* The far sides first: once its connections are torn down, the
 	 * client learning of the expiry changes nothing they serve. */
 	rmp_srv_cut_start(srv, l);
+	rmp_srv_reclaim_expired(srv, l);
 	if (c) {
 		struct rmp_wire_msg m = { .type = RMP_MSG_LEASE_EXPIRED };
 		m.u.lease_expired.lease_id = l->id;

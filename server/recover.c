@@ -246,7 +246,10 @@ static int load_lease(void *arg, const struct rmp_state_lease *r)
 		return idlist_push(&ld->drop_leases, r->id);
 	uint64_t deadline = rmp_srv_adopt_lease_deadline(r->expires_wall_ms, ld->now_wall,
 							 ld->now_mono, srv->cfg.lease_ms);
-	int rc = rmp_srv_leases_restore(&srv->leases, r->id, r->pool_id, r->session, deadline);
+	if (r->reclaim) /* expired before the restart: its reclaim is still due */
+		return rmp_srv_reclaim_restore(srv, r);
+	int rc = rmp_srv_leases_restore(&srv->leases, r->id, r->pool_id, r->session, r->slot_base,
+					deadline);
 	if (rc == -ENOMEM)
 		return rc;
 	ld->n_leases += rc == 0;

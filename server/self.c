@@ -16,7 +16,8 @@
  * geometry, segment list), so a pool freed meanwhile costs at most one
  * refused connection.
  *
- * Jobs: retiring a lost donor's segments (DESIGN.md, "Donor death").
+ * Jobs: retiring a lost donor's segments (DESIGN.md, "Donor death"),
+ * and reclaiming an expired lease's blocks (below).
  * Each segment is one buddy block (segment_log2, aligned), retired with
  * rmp_buddy_retire: its FREE parts become RESERVED, so no allocation
  * lands there and no merge brings it back; blocks allocated inside stay
@@ -26,10 +27,33 @@
  * and again at +1 s, +3 s and +10 s (retire is idempotent: later passes
  * find only what such frees gave back). -EAGAIN (a block in passing: a
  * split or merge half done) is retried within the pass, then left to the
- * next pass. The reclaim work (issue 12, item 1) reuses this engine.
+ * next pass.
+ *
+ * Reclaim (DESIGN.md, "Reclaim of an expired consumer"; reclaim.c
+ * decides when): one job per expired lease whose cut-off is complete
+ * runs the engine's resolver over the pool's metadata with that lease's
+ * contexts DEAD: a clean
+ * snapshot, the garbage it shows (ALLOC blocks with no live tag, holes
+ * of a dead split or merge, count and transit drift, busy dead slots),
+ * and the repairs, concurrently with the live consumers. The resolver's
+ * own context keeps records in the pool's last slot (reclaim.c,
+ * rmp_srv_self_slot). Who owns which slot (the parties) is the one
+ * thing the worker must see current, not as copied when the job was
+ * queued: a lease granted while a job runs would otherwise look like
+ * nobody's and its blocks like garbage. So the loop keeps a table of
+ * parties per pool here, under the lock, rebuilt at every grant (before
+ * the POOL_READY that lets its client allocate) and every queued
+ * reclaim (rmp_srv_self_parties); the worker copies it before
+ * each snapshot (which of the busy slots are live) and again after a
+ * clean one (whose tags are live): a block of a lease granted meanwhile
+ * was allocated after its grant, so the second copy knows its tag. A
+ * pool where a live lease keeps no records (a lease restored from a
+ * schema-1 store) is not reclaimed: its blocks have no tag and would
+ * look like garbage.
  *
  * Entry points: rmp_srv_self_start/stop (main.c), rmp_srv_self_retire_lost
- * (pool.c), rmp_srv_self_forget_pool (a pool freed).
+ * (pool.c), rmp_srv_self_reclaim (reclaim.c), rmp_srv_self_parties (pool
+ * and reclaim changes), rmp_srv_self_forget_pool (a pool freed).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -70,9 +94,41 @@ static const uint32_t self_pass_delay_ms[] = { 0, 1000, 3000, 10000 };
 /* The engine context's id (cursor hashing; the reclaim work gives the
  * coordinator a tag of its own). Session ids start at 1: 0 is nobody's. */
 #define SELF_CLIENT_ID 0u
+/* The resolver's tag id in a pool: above every lease's (lease id * 16 +
+ * shard), one per pool. */
+#define SELF_TAG_ID(pool_id) ((UINT64_C(1) << 61) | (pool_id))
+/* Snapshots a reclaim takes until one is clean, with a pause between
+ * (a live consumer's operation in flight makes one unclean). */
+#define SELF_RECLAIM_TRIES 50
+#define SELF_RECLAIM_PAUSE_US 20000
+/* Set once the engine's resolver (rmp_buddy_snapshot, _find_garbage,
+ * _repair: H4's, issue 12) is in common/buddy.h; until then a reclaim
+ * job fails with -ENOSYS from self_resolve_missing and the leases stay
+ * reclaim-pending (their slots taken). */
+#ifndef SELF_HAVE_RESOLVER
+#define SELF_HAVE_RESOLVER 0
+#endif
+
+/* Who owns a slot (the values of buddy.h's enum rmp_buddy_party). */
+enum self_party { SELF_NONE = 0, SELF_LIVE = 1, SELF_DEAD = 2 };
+struct self_slot_party {
+	uint64_t tag;
+	unsigned party;
+};
+/* A pool's parties, rebuilt by the loop (rmp_srv_self_parties). */
+struct self_parties {
+	struct self_parties *next;
+	uint32_t pool_id;
+	unsigned slots;
+	unsigned untagged; /* live leases that keep no records */
+	struct self_slot_party *v;
+};
+
+enum self_kind { SELF_RETIRE, SELF_RECLAIM };
 
 struct self_job {
 	struct self_job *next;
+	enum self_kind kind;
 	uint32_t pool_id;
 	char pool_name[RMP_WIRE_NAME_MAX + 1];
 	unsigned pass; /* index into self_pass_delay_ms */
@@ -84,10 +140,15 @@ struct self_job {
 	unsigned segment_log2;
 	uint32_t n_segs;
 	uint32_t *segs;
+	/* reclaim: the lease, the resolver's slot */
+	uint64_t lease_id;
+	unsigned self_slot;
 	/* the result, filled by the worker */
 	int rc;
 	uint32_t segs_done;
-	uint64_t bytes; /* newly RESERVED */
+	uint64_t bytes; /* retire: newly RESERVED; reclaim: given back */
+	uint64_t blocks; /* reclaim: garbage blocks freed and holes released */
+	unsigned snapshots;
 	uint64_t ms;
 	char err[200];
 };
@@ -97,6 +158,7 @@ struct rmp_srv_self {
 	pthread_cond_t cond; /* CLOCK_MONOTONIC */
 	struct self_job *pending; /* by due_ms */
 	struct self_job *done;
+	struct self_parties *parties;
 	bool stop;
 	pthread_t thread;
 	int pipe[2]; /* worker -> loop: results are waiting */
@@ -144,7 +206,145 @@ static int self_retire_segments(struct self_job *j, rmp_rdma_conn *conn, rmp_sto
 	return rc;
 }
 
-static void self_run(struct self_job *j)
+#if SELF_HAVE_RESOLVER
+/* The worker's copy of pool_id's parties, as buddy.h's who array of
+ * `slots` entries. -ENOENT: the loop has no table for the pool (it could
+ * not build one). */
+static int parties_copy(struct rmp_srv_self *s, uint32_t pool_id, struct self_slot_party *out,
+			unsigned slots, unsigned *untagged)
+{
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&s->lock);
+	for (const struct self_parties *t = s->parties; t; t = t->next) {
+		if (t->pool_id == pool_id && t->slots == slots) {
+			memcpy(out, t->v, slots * sizeof(*out));
+			*untagged = t->untagged;
+			rc = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* Both copies of the parties into who (the same values: enum self_party
+ * is buddy.h's enum rmp_buddy_party). */
+static int self_who(struct rmp_srv_self *s, struct self_job *j, struct self_slot_party *tmp,
+		    struct rmp_buddy_who *who, unsigned n)
+{
+	unsigned untagged = 0;
+	int rc = parties_copy(s, j->pool_id, tmp, n, &untagged);
+
+	if (rc) {
+		snprintf(j->err, sizeof(j->err), "no table of the pool's slot owners");
+		return rc;
+	}
+	if (untagged) {
+		snprintf(j->err, sizeof(j->err), "%u live lease(s) keep no owner records (recorded before "
+			 "records): their blocks would look like garbage", untagged);
+		return -EBUSY;
+	}
+	for (unsigned c = 0; c < n; c++)
+		who[c] = (struct rmp_buddy_who){ .tag = tmp[c].tag, .party = tmp[c].party };
+	return 0;
+}
+
+/* The resolver with the parties read fresh: before each snapshot (busy
+ * slots of live contexts make it unclean) and after a clean one (whose
+ * tags are live: a lease granted meanwhile is in it). */
+static int self_resolve(struct rmp_srv_self *s, struct self_job *j, struct rmp_buddy *b,
+			struct rmp_buddy_ctx *ctx)
+{
+	unsigned n = b->g.slots;
+	struct self_slot_party *tmp = calloc(n, sizeof(*tmp));
+	struct rmp_buddy_who *who = calloc(n, sizeof(*who));
+	int rc = -ENOMEM;
+
+	if (!tmp || !who)
+		goto out_free;
+	rc = -EAGAIN;
+	for (unsigned k = 0; k < SELF_RECLAIM_TRIES; k++) {
+		struct rmp_buddy_snap snap;
+		struct rmp_buddy_plan plan;
+		struct rmp_buddy_resolve_report r = { 0 };
+		if ((rc = self_who(s, j, tmp, who, n)) != 0)
+			break;
+		if ((rc = rmp_buddy_snapshot(b, ctx, who, &snap)) != 0) {
+			snprintf(j->err, sizeof(j->err), "snapshot: %s", strerror(-rc));
+			break;
+		}
+		j->snapshots++;
+		if (!snap.clean) {
+			rmp_buddy_snap_free(&snap);
+			rc = -EAGAIN;
+			usleep(SELF_RECLAIM_PAUSE_US);
+			continue;
+		}
+		rc = self_who(s, j, tmp, who, n);
+		if (rc == 0 && (rc = rmp_buddy_find_garbage(b, &snap, who, &plan)) != 0)
+			snprintf(j->err, sizeof(j->err), "finding the garbage: %s", strerror(-rc));
+		rmp_buddy_snap_free(&snap);
+		if (rc)
+			break;
+		rc = rmp_buddy_repair(b, ctx, &plan, &r);
+		rmp_buddy_plan_free(&plan);
+		j->blocks = r.garbage_freed + r.holes_released;
+		j->bytes = r.garbage_bytes + r.hole_bytes;
+		if (rc)
+			snprintf(j->err, sizeof(j->err), "repair: %s", strerror(-rc));
+		break;
+	}
+	if (rc == -EAGAIN)
+		snprintf(j->err, sizeof(j->err), "no clean snapshot in %u tries", j->snapshots);
+out_free:
+	free(tmp);
+	free(who);
+	return rc;
+}
+#else
+/* The engine has no resolver yet (see SELF_HAVE_RESOLVER). */
+static int self_resolve_missing(struct rmp_srv_self *s, struct self_job *j, struct rmp_buddy *b,
+				struct rmp_buddy_ctx *ctx)
+{
+	(void)s;
+	(void)b;
+	(void)ctx;
+	snprintf(j->err, sizeof(j->err), "this build's allocator engine has no resolver");
+	return -ENOSYS;
+}
+#endif
+
+/* Reclaims j's lease over a connection of its own: the resolver's ctx
+ * keeps records in the pool's own slot. */
+static int self_reclaim_lease(struct rmp_srv_self *s, struct self_job *j, rmp_rdma_conn *conn,
+			      rmp_store_rdma *st)
+{
+	struct rmp_buddy b;
+	struct rmp_buddy_ctx *ctx = calloc(1, sizeof(*ctx));
+	int rc;
+
+	if (!ctx)
+		return -ENOMEM;
+	rmp_buddy_init(&b, &j->geom, rmp_store_rdma_base(st));
+	rmp_buddy_ctx_init(ctx, &b, SELF_CLIENT_ID);
+	rc = rmp_buddy_ctx_record(ctx, &b, j->self_slot, SELF_TAG_ID(j->pool_id));
+	if (rc)
+		snprintf(j->err, sizeof(j->err), "the resolver's slot %u: %s", j->self_slot, strerror(-rc));
+#if SELF_HAVE_RESOLVER
+	else
+		rc = self_resolve(s, j, &b, ctx);
+#else
+	else
+		rc = self_resolve_missing(s, j, &b, ctx);
+#endif
+	if (rc == 0 && rmp_rdma_conn_failed(conn))
+		rc = -EIO;
+	free(ctx);
+	return rc;
+}
+
+static void self_run(struct rmp_srv_self *s, struct self_job *j)
 {
 	struct rmp_rdma_opts o = { .timeout_ms = SELF_RDMA_TIMEOUT_MS, .wait = RMP_RDMA_WAIT_ADAPTIVE };
 	rmp_rdma_conn *conn = NULL;
@@ -168,7 +368,8 @@ static void self_run(struct self_job *j)
 		snprintf(j->err, sizeof(j->err), "atomic byte order probe: %s", strerror(-j->rc));
 		goto out_store;
 	}
-	j->rc = self_retire_segments(j, conn, st);
+	j->rc = j->kind == SELF_RECLAIM ? self_reclaim_lease(s, j, conn, st)
+					: self_retire_segments(j, conn, st);
 out_store:
 	if (rmp_rdma_conn_failed(conn))
 		rmp_store_rdma_abandon(st);
@@ -207,7 +408,7 @@ static void *self_main(void *arg)
 		}
 		s->pending = j->next;
 		pthread_mutex_unlock(&s->lock);
-		self_run(j);
+		self_run(s, j);
 		pthread_mutex_lock(&s->lock);
 		j->next = s->done;
 		s->done = j;
@@ -236,6 +437,12 @@ static void self_done_cb(evutil_socket_t fd, short what, void *arg)
 	while (list) {
 		struct self_job *j = list;
 		list = j->next;
+		if (j->kind == SELF_RECLAIM) {
+			rmp_srv_reclaim_finished(srv, j->lease_id, j->rc, j->blocks, j->bytes, j->ms,
+						 j->err);
+			job_free(j);
+			continue;
+		}
 		srv->m.retire_passes_total++;
 		srv->m.retired_bytes_total += j->bytes;
 		if (j->rc) {
@@ -313,6 +520,12 @@ void rmp_srv_self_stop(struct rmp_srv *srv)
 		l = l->next;
 		job_free(j);
 	}
+	while (s->parties) {
+		struct self_parties *t = s->parties;
+		s->parties = t->next;
+		free(t->v);
+		free(t);
+	}
 	event_free(s->ev);
 	close(s->pipe[0]);
 	close(s->pipe[1]);
@@ -333,22 +546,19 @@ static void queue_locked(struct rmp_srv_self *s, struct self_job *j)
 	*pp = j;
 }
 
-/* A job for one pass over p's lost segments (copied). NULL: out of memory. */
-static struct self_job *job_new(struct rmp_srv *srv, struct rmp_srv_pool *p, const uint32_t *segs,
-				uint32_t n, unsigned pass, uint64_t now)
+/* A job on p's metadata, due at due_ms: its endpoint, token, region and
+ * geometry. NULL: out of memory. */
+static struct self_job *job_base(struct rmp_srv *srv, struct rmp_srv_pool *p, enum self_kind kind,
+				 uint64_t due_ms)
 {
 	struct self_job *j = calloc(1, sizeof(*j));
 
-	if (!j || !(j->segs = malloc((n ? n : 1) * sizeof(*segs)))) {
-		free(j);
+	if (!j)
 		return NULL;
-	}
-	memcpy(j->segs, segs, n * sizeof(*segs));
-	j->n_segs = n;
+	j->kind = kind;
 	j->pool_id = p->id;
 	snprintf(j->pool_name, sizeof(j->pool_name), "%s", p->name);
-	j->pass = pass;
-	j->due_ms = now + self_pass_delay_ms[pass];
+	j->due_ms = due_ms;
 	rmp_srv_rdma_endpoint(srv, &j->ep);
 	j->meta = (struct rmp_wire_region){ .addr = (uint64_t)(uintptr_t)p->meta.mem,
 					    .len = p->meta.len,
@@ -364,6 +574,111 @@ static struct self_job *job_new(struct rmp_srv *srv, struct rmp_srv_pool *p, con
 		return NULL;
 	}
 	return j;
+}
+
+/* A job for one pass over p's lost segments (copied). NULL: out of memory. */
+static struct self_job *job_new(struct rmp_srv *srv, struct rmp_srv_pool *p, const uint32_t *segs,
+				uint32_t n, unsigned pass, uint64_t now)
+{
+	struct self_job *j = job_base(srv, p, SELF_RETIRE, now + self_pass_delay_ms[pass]);
+
+	if (!j)
+		return NULL;
+	if (!(j->segs = malloc((n ? n : 1) * sizeof(*segs)))) {
+		job_free(j);
+		return NULL;
+	}
+	memcpy(j->segs, segs, n * sizeof(*segs));
+	j->n_segs = n;
+	j->pass = pass;
+	return j;
+}
+
+int rmp_srv_self_reclaim(struct rmp_srv *srv, struct rmp_srv_pool *p, const struct rmp_srv_reclaim *q)
+{
+	struct rmp_srv_self *s = srv->self;
+
+	if (!s || !srv->rdma || !p->meta.mr) {
+		rmp_log_error("pool %s: lease %" PRIu64 " cannot be reclaimed: %s", p->name, q->lease_id,
+			      !s ? "the loopback engine did not start" : "no RDMA registration");
+		return -ENODEV;
+	}
+	struct self_job *j = job_base(srv, p, SELF_RECLAIM, rmp_mono_ms());
+	if (!j)
+		return -ENOMEM;
+	j->lease_id = q->lease_id;
+	j->self_slot = rmp_srv_self_slot(p);
+	pthread_mutex_lock(&s->lock);
+	queue_locked(s, j);
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	rmp_log_info("pool %s: lease %" PRIu64 " cut off: its reclaim is queued", p->name, q->lease_id);
+	return 0;
+}
+
+/* Slots base.. of one lease: its tags, one per shard. */
+static void parties_group(struct self_slot_party *v, unsigned slots, uint32_t base, uint64_t lease_id,
+			  unsigned party)
+{
+	for (unsigned k = 0; k < RMP_SRV_LEASE_SLOTS && base + k < slots; k++)
+		v[base + k] = (struct self_slot_party){
+			.tag = RMP_BUDDY_TAG_BIT | (lease_id * RMP_SRV_LEASE_SLOTS + k), .party = party };
+}
+
+void rmp_srv_self_parties(struct rmp_srv *srv, const struct rmp_srv_pool *p)
+{
+	struct rmp_srv_self *s = srv->self;
+	unsigned n = p->geom.slots, untagged = 0;
+
+	if (!s || n == 0)
+		return;
+	struct self_slot_party *v = calloc(n, sizeof(*v));
+	struct self_parties *fresh = calloc(1, sizeof(*fresh));
+	if (v && fresh) {
+		for (size_t i = 0; i < srv->leases.n; i++) {
+			const struct rmp_srv_lease *l = &srv->leases.v[i];
+			if (l->pool_id != p->id)
+				continue;
+			if (l->slot_base == RMP_SRV_NO_SLOT)
+				untagged++;
+			else
+				parties_group(v, n, l->slot_base, l->id, SELF_LIVE);
+		}
+		/* An expired lease is live until its cut is complete (it is
+		 * queued only then): it may still be changing words. */
+		for (const struct rmp_srv_reclaim *q = srv->reclaims; q; q = q->next)
+			if (q->pool_id == p->id)
+				parties_group(v, n, q->slot_base, q->lease_id, q->queued ? SELF_DEAD : SELF_LIVE);
+		/* The resolver's own slot: idle at every snapshot; dead, so
+		 * that what a coordinator that crashed mid-repair left there is
+		 * finished. */
+		v[rmp_srv_self_slot(p)] = (struct self_slot_party){
+			.tag = RMP_BUDDY_TAG_BIT | SELF_TAG_ID(p->id), .party = SELF_DEAD };
+		*fresh = (struct self_parties){ .pool_id = p->id, .slots = n, .untagged = untagged, .v = v };
+	} else {
+		rmp_log_error("pool %s: out of memory for its slot owners' table: no reclaim runs on it "
+			      "until the next change",
+			      p->name);
+	}
+	pthread_mutex_lock(&s->lock);
+	for (struct self_parties **pp = &s->parties; *pp; pp = &(*pp)->next) {
+		if ((*pp)->pool_id == p->id) {
+			struct self_parties *old = *pp;
+			*pp = old->next;
+			free(old->v);
+			free(old);
+			break;
+		}
+	}
+	if (v && fresh) {
+		fresh->next = s->parties;
+		s->parties = fresh;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!v || !fresh) {
+		free(v);
+		free(fresh);
+	}
 }
 
 void rmp_srv_self_retire_lost(struct rmp_srv *srv, struct rmp_srv_pool *p)
@@ -420,6 +735,15 @@ void rmp_srv_self_forget_pool(struct rmp_srv *srv, uint32_t pool_id)
 			pp = &j->next;
 		}
 	}
+	for (struct self_parties **pp = &s->parties; *pp; pp = &(*pp)->next) {
+		if ((*pp)->pool_id == pool_id) {
+			struct self_parties *old = *pp;
+			*pp = old->next;
+			free(old->v);
+			free(old);
+			break;
+		}
+	}
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -446,6 +770,20 @@ void rmp_srv_self_forget_pool(struct rmp_srv *srv, uint32_t pool_id)
 {
 	(void)srv;
 	(void)pool_id;
+}
+
+int rmp_srv_self_reclaim(struct rmp_srv *srv, struct rmp_srv_pool *p, const struct rmp_srv_reclaim *q)
+{
+	(void)srv;
+	(void)q;
+	rmp_log_error("pool %s: built without RDMA: nothing can be reclaimed", p->name);
+	return -ENODEV;
+}
+
+void rmp_srv_self_parties(struct rmp_srv *srv, const struct rmp_srv_pool *p)
+{
+	(void)srv;
+	(void)p;
 }
 
 #endif

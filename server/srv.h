@@ -150,6 +150,21 @@ struct rmp_srv_pool {
 	size_t rec_segtab_len;
 };
 
+/* An expired lease whose blocks are not yet reclaimed (reclaim.c): its
+ * row stays in the state store marked reclaim-pending and its slots stay
+ * taken until the reclaim is done. */
+struct rmp_srv_reclaim {
+	struct rmp_srv_reclaim *next;
+	uint64_t lease_id, client_id;
+	uint32_t pool_id, slot_base;
+	uint64_t expired_ms; /* expired, or restored from the store (monotonic) */
+	bool restored;	     /* from the store: this process has not cut it off yet */
+	bool cut_asked;	     /* this process started its cut (restored ones) */
+	bool queued;	     /* a job for it is with the loopback engine (self.c) */
+	uint32_t attempts;   /* jobs run for it so far */
+	uint64_t retry_ms;   /* not queued again before this */
+};
+
 struct rmp_srv {
 	struct rmp_srv_cfg cfg;
 	rmp_auth_key *key;
@@ -175,6 +190,7 @@ struct rmp_srv {
 	struct rmp_srv_leases leases;
 	struct rmp_srv_cuts *cuts; /* cutoff.c's: expired clients being or been cut off */
 	uint64_t lease_look_ms;	   /* last look at the leases (pool.c: stalls extend them) */
+	struct rmp_srv_reclaim *reclaims; /* reclaim.c's: expired leases not yet reclaimed */
 	struct rmp_srv_metrics m; /* the counters; gauges are filled at scrape */
 	uint64_t n_conns;
 	uint64_t next_session, next_request;
@@ -309,6 +325,8 @@ void rmp_srv_persist_donor_gone(struct rmp_srv *srv, uint32_t id);
 void rmp_srv_persist_pool_gone(struct rmp_srv *srv, uint32_t id);
 int rmp_srv_persist_lease(struct rmp_srv *srv, uint64_t lease_id);
 void rmp_srv_persist_lease_gone(struct rmp_srv *srv, uint64_t id);
+/* The lease expired: its row stays, marked reclaim-pending. */
+void rmp_srv_persist_lease_reclaim(struct rmp_srv *srv, const struct rmp_srv_reclaim *q);
 int rmp_srv_persist_ids(struct rmp_srv *srv);
 /* Before session id srv->next_session is handed out. */
 int rmp_srv_persist_session(struct rmp_srv *srv);
@@ -336,6 +354,13 @@ void rmp_srv_self_stop(struct rmp_srv *srv);
 void rmp_srv_self_retire_lost(struct rmp_srv *srv, struct rmp_srv_pool *p);
 /* p is going: passes not yet run for it are dropped. */
 void rmp_srv_self_forget_pool(struct rmp_srv *srv, uint32_t pool_id);
+/* Queues the reclaim of q's lease (its cut is complete) on pool p; the
+ * result comes back through rmp_srv_reclaim_finished. 0, or -ENOMEM, or
+ * -ENODEV (no engine, no RDMA registration). */
+int rmp_srv_self_reclaim(struct rmp_srv *srv, struct rmp_srv_pool *p, const struct rmp_srv_reclaim *q);
+/* p's leases changed (granted, closed, expired, reclaimed): the table of
+ * who owns which slot that a running reclaim reads is rebuilt. */
+void rmp_srv_self_parties(struct rmp_srv *srv, const struct rmp_srv_pool *p);
 /* cutoff.c: an expired lease's client cut off at the metadata listener
  * and at every donor of its pool before anything of it is freed. */
 /* From the lease reaper (l is already out of the table). */
@@ -354,6 +379,36 @@ int rmp_srv_lease_cut_done(const struct rmp_srv *srv, uint64_t lease_id);
 /* The pool is freed: its cut list and records go. */
 void rmp_srv_cuts_drop_pool(struct rmp_srv *srv, uint32_t pool_id);
 void rmp_srv_cuts_free(struct rmp_srv *srv);
+
+/* reclaim.c: an expired consumer's owner-record slots and blocks (DESIGN.md,
+ * Reclaim). Each lease on a pool with records owns RMP_SRV_LEASE_SLOTS
+ * consecutive slots; the last group of a pool is the coordinator's. */
+/* The lowest free group of p's slots for a new lease: 0 and *base
+ * (RMP_SRV_NO_SLOT for a region without records), -EBUSY when every
+ * consumer group is taken (by a live lease or one waiting for its
+ * reclaim). */
+int rmp_srv_slots_pick(const struct rmp_srv *srv, const struct rmp_srv_pool *p, uint32_t *base);
+/* Consumer slot groups of p, and how many are taken. */
+uint32_t rmp_srv_slot_groups(const struct rmp_srv_pool *p);
+uint32_t rmp_srv_slot_groups_taken(const struct rmp_srv *srv, const struct rmp_srv_pool *p);
+/* The coordinator's own slot in p (its resolver's context). */
+unsigned rmp_srv_self_slot(const struct rmp_srv_pool *p);
+/* From the lease reaper (after the cut started): a lease with slots
+ * waits for its reclaim (recorded as pending), one without is gone. */
+void rmp_srv_reclaim_expired(struct rmp_srv *srv, const struct rmp_srv_lease *l);
+/* A reclaim-pending lease from the state store at a restart. */
+int rmp_srv_reclaim_restore(struct rmp_srv *srv, const struct rmp_state_lease *r);
+/* Queues the reclaims whose cut is complete; starts the cut of restored
+ * ones once their pool is ready. */
+void rmp_srv_reclaims_tick(struct rmp_srv *srv, uint64_t now_ms);
+/* A reclaim job ended (self.c): done (rc 0: row deleted, slots free,
+ * logged, counted) or to be tried again later. */
+void rmp_srv_reclaim_finished(struct rmp_srv *srv, uint64_t lease_id, int rc, uint64_t blocks,
+			      uint64_t bytes, uint64_t ms, const char *err);
+/* The pool is gone: its pending reclaims go (their rows go with the
+ * pool's). */
+void rmp_srv_reclaims_drop_pool(struct rmp_srv *srv, uint32_t pool_id);
+void rmp_srv_reclaims_free(struct rmp_srv *srv);
 
 /* status.c */
 void rmp_srv_status_reply(struct rmp_srv_conn *c);

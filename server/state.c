@@ -45,6 +45,7 @@ struct rmp_state {
 	int lock_fd;
 	char path[512];
 	char error[512];
+	int found_version; /* an existing file's schema, before migrate() */
 };
 
 static const char *const counter_names[RMP_STATE_N_COUNTERS] = {
@@ -53,8 +54,10 @@ static const char *const counter_names[RMP_STATE_N_COUNTERS] = {
 	[RMP_STATE_NEXT_SESSION] = "next_session", [RMP_STATE_NEXT_LEASE] = "next_lease",
 };
 
-/* Schema version 1. A change of it raises RMP_STATE_SCHEMA_VERSION and
- * adds a step to migrate(): old files are upgraded, newer ones refused. */
+/* Schema version 1, then the steps to each later version: a change of
+ * it raises RMP_STATE_SCHEMA_VERSION and adds a step to migrate_steps
+ * (a new file runs them all): old files are upgraded, newer ones
+ * refused. */
 static const char schema_v1[] =
 	"CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
 	"CREATE TABLE pools(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
@@ -69,6 +72,15 @@ static const char schema_v1[] =
 	" cost INTEGER NOT NULL, offered INTEGER NOT NULL);"
 	"CREATE TABLE leases(id INTEGER PRIMARY KEY, pool_id INTEGER NOT NULL,"
 	" session INTEGER NOT NULL, expires_wall_ms INTEGER NOT NULL);";
+/* Version 1 -> 2: a lease's owner-record slots (-1: none, as every
+ * lease of a version-1 file) and its reclaim-pending mark. */
+static const char schema_v2_step[] =
+	"ALTER TABLE leases ADD COLUMN slot_base INTEGER NOT NULL DEFAULT -1;"
+	"ALTER TABLE leases ADD COLUMN reclaim INTEGER NOT NULL DEFAULT 0;";
+/* migrate_steps[v - 1] takes a file of version v to v + 1. */
+static const char *const migrate_steps[] = { schema_v2_step };
+_Static_assert(sizeof(migrate_steps) / sizeof(migrate_steps[0]) == RMP_STATE_SCHEMA_VERSION - 1,
+	       "one migration step per schema version after the first");
 
 __attribute__((format(printf, 3, 4))) static int fail(struct rmp_state *st, int rc, const char *fmt, ...)
 {
@@ -338,8 +350,8 @@ static int sq_donors_each(struct rmp_state *st, rmp_state_donor_fn *fn, void *ar
 static int sq_lease_put(struct rmp_state *st, const struct rmp_state_lease *l)
 {
 	sqlite3_stmt *s;
-	int rc = prepare(st, "INSERT OR REPLACE INTO leases(id, pool_id, session, expires_wall_ms)"
-			     " VALUES(?1, ?2, ?3, ?4)", &s);
+	int rc = prepare(st, "INSERT OR REPLACE INTO leases(id, pool_id, session, expires_wall_ms,"
+			     " slot_base, reclaim) VALUES(?1, ?2, ?3, ?4, ?5, ?6)", &s);
 
 	if (rc)
 		return rc;
@@ -347,6 +359,8 @@ static int sq_lease_put(struct rmp_state *st, const struct rmp_state_lease *l)
 	sqlite3_bind_int64(s, 2, l->pool_id);
 	sqlite3_bind_int64(s, 3, i64(l->session));
 	sqlite3_bind_int64(s, 4, i64(l->expires_wall_ms));
+	sqlite3_bind_int64(s, 5, l->slot_base == UINT32_MAX ? -1 : (int64_t)l->slot_base);
+	sqlite3_bind_int64(s, 6, l->reclaim);
 	return run_done(st, s, "write a lease");
 }
 
@@ -359,7 +373,8 @@ static int sq_leases_each(struct rmp_state *st, rmp_state_lease_fn *fn, void *ar
 {
 	sqlite3_stmt *s;
 	struct rmp_state_lease l;
-	int rc = prepare(st, "SELECT id, pool_id, session, expires_wall_ms FROM leases ORDER BY id", &s);
+	int rc = prepare(st, "SELECT id, pool_id, session, expires_wall_ms, slot_base, reclaim"
+			     " FROM leases ORDER BY id", &s);
 	int step;
 
 	if (rc)
@@ -369,6 +384,9 @@ static int sq_leases_each(struct rmp_state *st, rmp_state_lease_fn *fn, void *ar
 		l.pool_id = (uint32_t)sqlite3_column_int64(s, 1);
 		l.session = (uint64_t)sqlite3_column_int64(s, 2);
 		l.expires_wall_ms = (uint64_t)sqlite3_column_int64(s, 3);
+		int64_t base = sqlite3_column_int64(s, 4);
+		l.slot_base = base < 0 || base >= UINT32_MAX ? UINT32_MAX : (uint32_t)base;
+		l.reclaim = sqlite3_column_int64(s, 5) != 0;
 		if ((rc = fn(arg, &l)) != 0)
 			break;
 	}
@@ -557,7 +575,32 @@ static int check_existing(struct rmp_state *st)
 			    st->path, version, RMP_STATE_SCHEMA_VERSION);
 	if (version < 1)
 		return fail(st, -EPROTO, "state %s has no schema version", st->path);
+	st->found_version = version;
 	return check_tables(st);
+}
+
+/* The steps from version `from` to RMP_STATE_SCHEMA_VERSION, and the
+ * new version stamp, in one transaction: a crash or a failed step
+ * leaves the file at `from`, as it was. */
+static int migrate(struct rmp_state *st, int from)
+{
+	char pragma[48];
+	int rc;
+
+	if (from >= RMP_STATE_SCHEMA_VERSION)
+		return 0;
+	if ((rc = sq_begin(st)) != 0)
+		return rc;
+	for (int v = from; v < RMP_STATE_SCHEMA_VERSION && !rc; v++)
+		rc = exec_sql(st, migrate_steps[v - 1], "upgrade the schema");
+	snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d;", RMP_STATE_SCHEMA_VERSION);
+	if (!rc)
+		rc = exec_sql(st, pragma, "stamp the upgraded schema");
+	if (rc) {
+		sq_rollback(st);
+		return rc;
+	}
+	return sq_commit(st);
 }
 
 static int create_schema(struct rmp_state *st)
@@ -569,8 +612,10 @@ static int create_schema(struct rmp_state *st)
 		return rc;
 	snprintf(pragma, sizeof(pragma), "PRAGMA application_id = %d; PRAGMA user_version = %d;",
 		 RMP_STATE_APP_ID, RMP_STATE_SCHEMA_VERSION);
-	if ((rc = exec_sql(st, schema_v1, "create the schema")) != 0 ||
-	    (rc = exec_sql(st, pragma, "stamp the schema")) != 0) {
+	rc = exec_sql(st, schema_v1, "create the schema");
+	for (int v = 1; v < RMP_STATE_SCHEMA_VERSION && !rc; v++)
+		rc = exec_sql(st, migrate_steps[v - 1], "create the schema");
+	if (rc || (rc = exec_sql(st, pragma, "stamp the schema")) != 0) {
 		sq_rollback(st);
 		return rc;
 	}
@@ -624,7 +669,7 @@ static int open_db(struct rmp_state *st, const char *dir)
 			   "set the journal mode")) != 0)
 		return rc;
 	(void)dir;
-	return existed ? 0 : create_schema(st);
+	return existed ? migrate(st, st->found_version) : create_schema(st);
 }
 
 int rmp_state_open_sqlite(const char *dir, struct rmp_state **out, uint64_t *generation, char *err,

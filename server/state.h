@@ -8,7 +8,8 @@
  *   donors   id, pool, host, pid, region {addr, len, rkey}, endpoint,
  *            base in the pool, cost charged to its host, standalone offer;
  *   leases   id, pool, session, expiry (wall clock: it must mean the same
- *            after a restart);
+ *            after a restart), its owner-record slots, whether it expired
+ *            and waits for its reclaim;
  *   counters the next pool, donor, agent, session and lease ids, and the
  *            generation, raised at every start.
  *
@@ -18,6 +19,8 @@
  * STATE_DIR/state.db: WAL, synchronous=FULL, one transaction per change
  * (rmp_state_begin/commit around the writes of one change), a schema
  * version in PRAGMA user_version and the file's owner in application_id.
+ * A file of an older schema is upgraded in place at open, in one
+ * transaction (state.c, migrate).
  *
  * Refused, never silently replaced (the file left byte for byte as it
  * was): a file that is not SQLite or is damaged (quick_check), an
@@ -37,7 +40,8 @@
 
 #include "wire.h"
 
-#define RMP_STATE_SCHEMA_VERSION 1
+/* 2: leases have slot_base and reclaim (migrated from 1 at open). */
+#define RMP_STATE_SCHEMA_VERSION 2
 #define RMP_STATE_APP_ID 0x524d504c /* "RMPL" */
 #define RMP_STATE_SHM_MAX 80
 
@@ -77,6 +81,11 @@ struct rmp_state_lease {
 	uint32_t pool_id;
 	uint64_t session;
 	uint64_t expires_wall_ms;
+	/* Its owner-record slots (UINT32_MAX: none; a lease recorded by
+	 * schema 1 has none) and whether it expired and waits for its
+	 * reclaim: its row stays, and its slots stay taken, until then. */
+	uint32_t slot_base;
+	bool reclaim;
 };
 
 /* Named counters (ids handed out, the generation). */

@@ -94,6 +94,7 @@ static void fill(unsigned type, struct rmp_wire_msg *m)
 		m->u.pool_open.capacity = 3 << 12;
 		break;
 	case RMP_MSG_POOL_READY:
+		m->u.pool_ready.slot_base = 16;
 		segtab(&m->u.pool_ready.segtab);
 		break;
 	case RMP_MSG_SEGTAB:

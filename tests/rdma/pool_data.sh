@@ -10,7 +10,11 @@
 #   2. two consumers on guests 2 and 3, two threads each, 5000 steps per
 #      thread of alloc / write own pattern / read and verify / free: no
 #      pattern corrupted, >= 90% of allocations succeed; afterwards the
-#      whole capacity is allocatable in one allocation;
+#      whole capacity is allocatable in one allocation; then one
+#      consumer alone, 1000 steps per thread with owner records (every
+#      consumer keeps them) and the same without
+#      (RMPOOL_TEST_NO_RECORDS=1): both figures of round trips per alloc
+#      and free are printed, and records may cost at most 0.05 more;
 #   3. with rmpool-server and every donor process SIGSTOPped, a consumer
 #      still allocates, writes, reads and frees; then they continue and
 #      `rmpool pool check` finds the metadata consistent;
@@ -116,6 +120,17 @@ done
 ((bad == 0)) || fail "a consumer failed"
 note "2 consumers x $THREADS threads x $STEPS steps ($((2 * THREADS * STEPS)) in all) in $(($(date +%s) - t0)) s"
 run 2 300 "$BIN" whole "$POOL"
+# Owner records ride in the batches: the same round trips with them and
+# without (one consumer, so that contention does not blur the figures).
+rts_of() { sed -n 's/.*round trips per alloc \([0-9.]*\), per free \([0-9.]*\);.*/\1 \2/p' | head -n 1; }
+with=$("$VM" exec --timeout 600 2 -- "$BIN" steps "$POOL" --threads "$THREADS" --steps 1000 --id 4 | tee /dev/stderr | rts_of)
+without=$("$VM" exec --timeout 600 2 -- env RMPOOL_TEST_NO_RECORDS=1 "$BIN" steps "$POOL" --threads "$THREADS" --steps 1000 --id 5 | tee /dev/stderr | rts_of)
+[[ -n $with && -n $without ]] || fail "no round-trip figures in the consumers' output"
+note "round trips per alloc, per free: with owner records $with, without $without"
+read -r wa wf <<<"$with"
+read -r na nf <<<"$without"
+awk -v wa="$wa" -v wf="$wf" -v na="$na" -v nf="$nf" 'BEGIN { exit !(wa <= na + 0.05 && wf <= nf + 0.05) }' ||
+	fail "owner records cost round trips: $with with them, $without without"
 
 # ------------------------------------------------------------ 4. bad arguments
 run 3 300 "$BIN" bad "$POOL"

@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "state.h"
 
 static char dir[64];
@@ -126,7 +128,8 @@ Test(state, written_state_survives_a_reopen_and_the_generation_rises)
 	strcpy(d.endpoint.host, "198.18.0.2");
 	d.endpoint.port = 40001;
 	struct rmp_state_lease l = { .id = 11, .pool_id = 7, .session = 1ull << 40,
-				     .expires_wall_ms = 1800000000000ull };
+				     .expires_wall_ms = 1800000000000ull, .slot_base = 1008,
+				     .reclaim = true };
 	cr_assert_eq(rmp_state_begin(st), 0);
 	cr_assert_eq(rmp_state_pool_put(st, &p), 0);
 	cr_assert_eq(rmp_state_donor_put(st, &d), 0);
@@ -158,6 +161,8 @@ Test(state, written_state_survives_a_reopen_and_the_generation_rises)
 	cr_assert_eq(s.donor.pid, 4242);
 	cr_assert_eq(s.leases, 1);
 	cr_assert_eq(s.lease.session, 1ull << 40);
+	cr_assert_eq(s.lease.slot_base, 1008);
+	cr_assert(s.lease.reclaim);
 	uint64_t v = 0;
 	cr_assert_eq(rmp_state_counter_get(st, RMP_STATE_NEXT_DONOR, &v), 0);
 	cr_assert_eq(v, 10);
@@ -277,6 +282,65 @@ Test(state, another_programs_sqlite_file_and_a_newer_schema_are_refused)
 	rmp_state_close(open_ok(&g));
 	cr_expect_eq(g, 2, "the restored file opens, and the refusals did not raise the generation");
 	free(b);
+}
+
+/* A file of schema version 1 (before leases had owner-record slots),
+ * written here as that version's coordinator wrote it: it opens, is
+ * upgraded in place (user_version 2), its lease reads back with no slots
+ * and not reclaim-pending, and the new columns then hold what is put. */
+Test(state, a_schema_1_file_is_upgraded_and_its_leases_gain_the_columns)
+{
+	static const char v1[] =
+		"PRAGMA application_id = 1380798540; PRAGMA user_version = 1;"
+		"CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+		"CREATE TABLE pools(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
+		" state INTEGER NOT NULL, capacity INTEGER NOT NULL, space_log2 INTEGER NOT NULL,"
+		" segment_log2 INTEGER NOT NULL, min_block_log2 INTEGER NOT NULL, meta_shm TEXT NOT NULL,"
+		" meta_len INTEGER NOT NULL, self_donor_id INTEGER NOT NULL, self_shm TEXT NOT NULL,"
+		" self_len INTEGER NOT NULL, segtab_version INTEGER NOT NULL, segtab BLOB, lost TEXT NOT NULL);"
+		"CREATE TABLE donors(id INTEGER PRIMARY KEY, pool_id INTEGER NOT NULL, state INTEGER NOT NULL,"
+		" pid INTEGER NOT NULL, standalone INTEGER NOT NULL, host TEXT NOT NULL,"
+		" region_addr INTEGER NOT NULL, region_len INTEGER NOT NULL, rkey INTEGER NOT NULL,"
+		" ep_host TEXT NOT NULL, ep_port INTEGER NOT NULL, base INTEGER NOT NULL,"
+		" cost INTEGER NOT NULL, offered INTEGER NOT NULL);"
+		"CREATE TABLE leases(id INTEGER PRIMARY KEY, pool_id INTEGER NOT NULL,"
+		" session INTEGER NOT NULL, expires_wall_ms INTEGER NOT NULL);"
+		"INSERT INTO leases VALUES(21, 3, 77, 1800000000000);"
+		"INSERT INTO counters VALUES('generation', 4);";
+	sqlite3 *h;
+	uint64_t g = 0;
+
+	cr_assert_eq(RMP_STATE_APP_ID, 1380798540);
+	cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(h, v1, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(h));
+	sqlite3_close(h);
+	struct rmp_state *st = open_ok(&g);
+	cr_assert_eq(g, 5, "the old file's state is kept");
+	struct seen s = { 0 };
+	cr_assert_eq(rmp_state_leases_each(st, see_lease, &s), 0);
+	cr_assert_eq(s.leases, 1);
+	cr_assert_eq(s.lease.id, 21);
+	cr_assert_eq(s.lease.session, 77);
+	cr_assert_eq(s.lease.slot_base, UINT32_MAX, "a version-1 lease has no slots");
+	cr_assert(!s.lease.reclaim);
+	s.lease.slot_base = 32;
+	s.lease.reclaim = true;
+	cr_assert_eq(rmp_state_begin(st), 0);
+	cr_assert_eq(rmp_state_lease_put(st, &s.lease), 0);
+	cr_assert_eq(rmp_state_commit(st), 0);
+	rmp_state_close(st);
+	size_t len;
+	uint8_t *b = read_file(db, &len);
+	cr_assert_eq(b[60] << 24 | b[61] << 16 | b[62] << 8 | b[63], RMP_STATE_SCHEMA_VERSION,
+		     "stamped with the new version");
+	free(b);
+	st = open_ok(&g);
+	s = (struct seen){ 0 };
+	cr_assert_eq(rmp_state_leases_each(st, see_lease, &s), 0);
+	cr_assert_eq(s.leases, 1);
+	cr_assert_eq(s.lease.slot_base, 32);
+	cr_assert(s.lease.reclaim);
+	rmp_state_close(st);
 }
 
 Test(state, a_directory_it_cannot_write_is_refused)
