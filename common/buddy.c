@@ -1572,16 +1572,30 @@ static int free_tag_seen(struct tally *tl, struct freeing *f, uint64_t old, bool
 
 /* Before a step CAS on the freed block (still ALLOC) after a lost one
  * that cleared its tag: tag it again, one round trip. 1 ready; 0
- * somebody else took the tag (another free holds it); or a store error. */
+ * somebody else holds the tag (a foreign free's lock); or a store error.
+ * An unlocked tag found there instead is a losing claimant's: its claim
+ * of a block starting here lost (ours is ALLOC) while its tag CAS found
+ * the word cleared and won, and it takes the tag back on its next round
+ * trip (rec_tag_settle). Taking the word over from it is safe (its
+ * take-back then finds ours and changes nothing); failing the free for
+ * it made a live block look freed (-EINVAL under contention: rdma_pool_data
+ * with records on). */
 static int free_retag(struct tally *tl, struct freeing *f)
 {
-	uint64_t seen;
-	int rc = rec_tag_cas(tl, f->tidx, 0, f->texp, &seen);
-	if (rc == 1)
-		f->ts = TAG_HELD;
-	else if (rc == 0)
-		f->ts = TAG_DONE; /* not ours to put back */
-	return rc;
+	uint64_t seen, cur = 0;
+
+	for (unsigned k = 0; k < 8; k++) {
+		int rc = rec_tag_cas(tl, f->tidx, cur, f->texp, &seen);
+		if (rc == 1)
+			f->ts = TAG_HELD;
+		if (rc != 0)
+			return rc;
+		if (seen & RMP_BUDDY_TAG_LOCK)
+			break;
+		cur = seen;
+	}
+	f->ts = TAG_DONE; /* not ours to put back */
+	return 0;
 }
 
 /*
