@@ -11,10 +11,12 @@
 #      thread of alloc / write own pattern / read and verify / free: no
 #      pattern corrupted, >= 90% of allocations succeed; afterwards the
 #      whole capacity is allocatable in one allocation; then one
-#      consumer alone, 1000 steps per thread with owner records (every
-#      consumer keeps them) and the same without
-#      (RMPOOL_TEST_NO_RECORDS=1): both figures of round trips per alloc
-#      and free are printed, and records may cost at most 0.05 more;
+#      consumer alone, 1000 steps with owner records (every consumer
+#      keeps them) and the same without (RMPOOL_TEST_NO_RECORDS=1), with
+#      1 thread and with the threads above: both figures of round trips
+#      per alloc and free are printed; with 1 thread (no lost CAS)
+#      records may cost at most 0.05 more, with contention at most 0.5
+#      (a lost claim or free step then costs a tag round trip);
 #   3. with rmpool-server and every donor process SIGSTOPped, a consumer
 #      still allocates, writes, reads and frees; then they continue and
 #      `rmpool pool check` finds the metadata consistent;
@@ -123,14 +125,17 @@ run 2 300 "$BIN" whole "$POOL"
 # Owner records ride in the batches: the same round trips with them and
 # without (one consumer, so that contention does not blur the figures).
 rts_of() { sed -n 's/.*round trips per alloc \([0-9.]*\), per free \([0-9.]*\);.*/\1 \2/p' | head -n 1; }
-with=$("$VM" exec --timeout 600 2 -- "$BIN" steps "$POOL" --threads "$THREADS" --steps 1000 --id 4 | tee /dev/stderr | rts_of)
-without=$("$VM" exec --timeout 600 2 -- env RMPOOL_TEST_NO_RECORDS=1 "$BIN" steps "$POOL" --threads "$THREADS" --steps 1000 --id 5 | tee /dev/stderr | rts_of)
-[[ -n $with && -n $without ]] || fail "no round-trip figures in the consumers' output"
-note "round trips per alloc, per free: with owner records $with, without $without"
-read -r wa wf <<<"$with"
-read -r na nf <<<"$without"
-awk -v wa="$wa" -v wf="$wf" -v na="$na" -v nf="$nf" 'BEGIN { exit !(wa <= na + 0.05 && wf <= nf + 0.05) }' ||
-	fail "owner records cost round trips: $with with them, $without without"
+for thr in 1 "$THREADS"; do
+	with=$("$VM" exec --timeout 600 2 -- "$BIN" steps "$POOL" --threads "$thr" --steps 1000 --id 4 | tee /dev/stderr | rts_of)
+	without=$("$VM" exec --timeout 600 2 -- env RMPOOL_TEST_NO_RECORDS=1 "$BIN" steps "$POOL" --threads "$thr" --steps 1000 --id 5 | tee /dev/stderr | rts_of)
+	[[ -n $with && -n $without ]] || fail "no round-trip figures in the consumers' output"
+	note "$thr thread(s): round trips per alloc, per free: with owner records $with, without $without"
+	read -r wa wf <<<"$with"
+	read -r na nf <<<"$without"
+	bound=$([[ $thr == 1 ]] && echo 0.05 || echo 0.5)
+	awk -v wa="$wa" -v wf="$wf" -v na="$na" -v nf="$nf" -v b="$bound" 'BEGIN { exit !(wa <= na + b && wf <= nf + b) }' ||
+		fail "$thr thread(s): owner records cost more than $bound round trips: $with with them, $without without"
+done
 
 # ------------------------------------------------------------ 4. bad arguments
 run 3 300 "$BIN" bad "$POOL"
