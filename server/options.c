@@ -17,6 +17,10 @@
  *   state-dir /var/lib/rmpool  where a system service keeps its state
  *                         (systemd's StateDirectory=rmpool); tests and
  *                         unprivileged runs give their own.
+ *   reclaim-delay 0s      an expired consumer's blocks come back as soon
+ *                         as it is cut off; a delay keeps them for a
+ *                         post-mortem look (and for tests that inspect a
+ *                         cut consumer's blocks).
  *   donor-return-timeout 30s  donors reconnect with a backoff that tops out
  *                         at 2 s: 30 s rides out a slow restart many times
  *                         over, while a pool whose donor really died is
@@ -77,6 +81,9 @@ static const struct rmp_config_option opts[] = {
 			 100, 3600000,
 			 "how long a donor may stay away (a restart, a dropped connection) "
 			 "before its segments are marked lost"),
+	RMP_OPT_DURATION("reclaim-delay", 0, struct rmp_srv_cfg, reclaim_delay_ms, "0s", 0,
+			 3600000,
+			 "how long after an expired consumer is cut off its blocks are reclaimed"),
 	RMP_OPT_ENUM("log-level", 'v', struct rmp_srv_cfg, log_level, "info", log_levels,
 		     "log threshold"),
 };

@@ -39,6 +39,7 @@ struct rmp_srv_cfg {
 	int64_t max_connections;
 	char state_dir[RMP_SRV_PATH_MAX + 1]; /* the durable state (state.h) */
 	uint64_t donor_return_ms; /* a donor away longer than this is lost */
+	uint64_t reclaim_delay_ms; /* an expired lease is reclaimed this long after its cut */
 	int log_level; /* index into the level names: off, error, warn, info, debug */
 };
 

@@ -19,7 +19,7 @@
  *      here (srv->reclaims);
  *   2. the tick (rmp_srv_reclaims_tick) waits for its cut to be complete
  *      (rmp_srv_lease_cut_done: nothing it posts lands anywhere any
- *      more), then queues a job with the loopback engine (self.c) that
+ *      more) and --reclaim-delay after (0 by default), then queues a job with the loopback engine (self.c) that
  *      runs the resolver for the pool with this lease's contexts DEAD;
  *   3. the job's end (rmp_srv_reclaim_finished): on success the row is
  *      deleted, the slots are free, the line "pool P: lease L reclaimed:
@@ -175,6 +175,10 @@ void rmp_srv_reclaims_tick(struct rmp_srv *srv, uint64_t now_ms)
 			cut = rmp_srv_lease_cut_done(srv, q->lease_id);
 		}
 		if (cut != 1)
+			continue;
+		if (!q->cut_ms)
+			q->cut_ms = now_ms;
+		if (now_ms < q->cut_ms + srv->cfg.reclaim_delay_ms)
 			continue;
 		/* Dead in the parties' table before the worker can read it. */
 		q->queued = true;

@@ -96,18 +96,11 @@ static const uint32_t self_pass_delay_ms[] = { 0, 1000, 3000, 10000 };
 #define SELF_CLIENT_ID 0u
 /* The resolver's tag id in a pool: above every lease's (lease id * 16 +
  * shard), one per pool. */
-#define SELF_TAG_ID(pool_id) ((UINT64_C(1) << 61) | (pool_id))
+#define SELF_TAG_ID(pool_id) ((UINT64_C(1) << 60) | (pool_id))
 /* Snapshots a reclaim takes until one is clean, with a pause between
  * (a live consumer's operation in flight makes one unclean). */
 #define SELF_RECLAIM_TRIES 50
 #define SELF_RECLAIM_PAUSE_US 20000
-/* Set once the engine's resolver (rmp_buddy_snapshot, _find_garbage,
- * _repair: H4's, issue 12) is in common/buddy.h; until then a reclaim
- * job fails with -ENOSYS from self_resolve_missing and the leases stay
- * reclaim-pending (their slots taken). */
-#ifndef SELF_HAVE_RESOLVER
-#define SELF_HAVE_RESOLVER 0
-#endif
 
 /* Who owns a slot (the values of buddy.h's enum rmp_buddy_party). */
 enum self_party { SELF_NONE = 0, SELF_LIVE = 1, SELF_DEAD = 2 };
@@ -206,7 +199,6 @@ static int self_retire_segments(struct self_job *j, rmp_rdma_conn *conn, rmp_sto
 	return rc;
 }
 
-#if SELF_HAVE_RESOLVER
 /* The worker's copy of pool_id's parties, as buddy.h's who array of
  * `slots` entries. -ENOENT: the loop has no table for the pool (it could
  * not build one). */
@@ -302,18 +294,6 @@ out_free:
 	free(who);
 	return rc;
 }
-#else
-/* The engine has no resolver yet (see SELF_HAVE_RESOLVER). */
-static int self_resolve_missing(struct rmp_srv_self *s, struct self_job *j, struct rmp_buddy *b,
-				struct rmp_buddy_ctx *ctx)
-{
-	(void)s;
-	(void)b;
-	(void)ctx;
-	snprintf(j->err, sizeof(j->err), "this build's allocator engine has no resolver");
-	return -ENOSYS;
-}
-#endif
 
 /* Reclaims j's lease over a connection of its own: the resolver's ctx
  * keeps records in the pool's own slot. */
@@ -331,13 +311,8 @@ static int self_reclaim_lease(struct rmp_srv_self *s, struct self_job *j, rmp_rd
 	rc = rmp_buddy_ctx_record(ctx, &b, j->self_slot, SELF_TAG_ID(j->pool_id));
 	if (rc)
 		snprintf(j->err, sizeof(j->err), "the resolver's slot %u: %s", j->self_slot, strerror(-rc));
-#if SELF_HAVE_RESOLVER
 	else
 		rc = self_resolve(s, j, &b, ctx);
-#else
-	else
-		rc = self_resolve_missing(s, j, &b, ctx);
-#endif
 	if (rc == 0 && rmp_rdma_conn_failed(conn))
 		rc = -EIO;
 	free(ctx);

@@ -158,6 +158,7 @@ struct rmp_srv_reclaim {
 	uint64_t lease_id, client_id;
 	uint32_t pool_id, slot_base;
 	uint64_t expired_ms; /* expired, or restored from the store (monotonic) */
+	uint64_t cut_ms;     /* its cut seen complete (0: not yet) */
 	bool restored;	     /* from the store: this process has not cut it off yet */
 	bool cut_asked;	     /* this process started its cut (restored ones) */
 	bool queued;	     /* a job for it is with the loopback engine (self.c) */

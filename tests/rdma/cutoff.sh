@@ -5,8 +5,10 @@
 # Usage: cutoff.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor PATH/TO/cutoff_data
 # Run:   deploy/vm/rmpool-vm run --hosts 3 -- ctest --test-dir build -R rdma_cutoff -V
 #
-# Scenario (coordinator on guest 1 with --lease-timeout 2s, an agent on
-# every guest, a 96M pool whose donors lie on the 3 hosts):
+# Scenario (coordinator on guest 1 with --lease-timeout 2s and
+# --reclaim-delay 60s - the cut consumers' blocks are looked at after the
+# cut, so they must not be reclaimed yet -, an agent on every guest, a
+# 96M pool whose donors lie on the 3 hosts):
 #   - two stale consumers, S1 on guest 2 and S2 on guest 3, each
 #     allocate a 64 KiB block and write pattern A into it. S1 runs with
 #     RMPOOL_TEST_NO_LEASE_CHECK=1: the library's own lease check is off,
@@ -103,7 +105,7 @@ field() { # FILE NAME -> the word after NAME in FILE's first line
 }
 
 # ------------------------------------------------------------ the pool
-start_coordinator --lease-timeout 2s
+start_coordinator --lease-timeout 2s --reclaim-delay 60s
 for g in 1 2 3; do
 	stack_agent "$(agent_job $g)" "$g" "$BUDGET" "$PROCESS_LIMIT"
 done
