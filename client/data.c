@@ -60,6 +60,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,11 +73,34 @@
 static _Atomic unsigned next_shard;
 static _Thread_local unsigned my_shard_plus1;
 
-static struct rmp_buddy_ctx *my_ctx(struct rmp_data *d)
+static struct rmp_data_shard *my_shard(struct rmp_data *d)
 {
 	if (my_shard_plus1 == 0)
 		my_shard_plus1 = atomic_fetch_add_explicit(&next_shard, 1, memory_order_relaxed) % RMP_DATA_SHARDS + 1;
-	return &d->shards[my_shard_plus1 - 1].ctx;
+	return &d->shards[my_shard_plus1 - 1];
+}
+
+/* This thread's engine context for reading (a liveness check writes no
+ * record, so it needs no lock). */
+static struct rmp_buddy_ctx *my_ctx(struct rmp_data *d)
+{
+	return &my_shard(d)->ctx;
+}
+
+/* This thread's engine context for an allocation or a free, locked (see
+ * struct rmp_data_shard); give it back with ctx_give. */
+static struct rmp_buddy_ctx *ctx_take(struct rmp_data *d)
+{
+	struct rmp_data_shard *s = my_shard(d);
+	pthread_mutex_lock(&s->lock);
+	return &s->ctx;
+}
+
+_Static_assert(offsetof(struct rmp_data_shard, ctx) == 0, "ctx_give finds the shard from its ctx");
+
+static void ctx_give(struct rmp_buddy_ctx *ctx)
+{
+	pthread_mutex_unlock(&((struct rmp_data_shard *)(void *)ctx)->lock);
 }
 
 /* rdma_cm setup needs the far side's CPU (it accepts the connection); a
@@ -212,6 +236,8 @@ void rmp_data_close(rmp_pool *p)
 	if (d->meta)
 		rmp_rdma_close(d->meta);
 	pthread_rwlock_destroy(&d->meta_rw);
+	for (unsigned s = 0; s < RMP_DATA_SHARDS; s++)
+		pthread_mutex_destroy(&d->shards[s].lock);
 	for (unsigned i = 0; i < d->ndonors; i++) {
 		struct rmp_data_donor *dn = &d->donors[i];
 		if (dn->bounce_mr)
@@ -521,7 +547,9 @@ static int cache_claim(void *arg, unsigned order, uint64_t *off)
 	int rc = meta_enter(p, d, "small-block cache: claiming a chunk");
 	if (rc)
 		return rc;
-	rc = rmp_buddy_alloc(&d->b, my_ctx(d), order, off);
+	struct rmp_buddy_ctx *ctx = ctx_take(d);
+	rc = rmp_buddy_alloc(&d->b, ctx, order, off);
+	ctx_give(ctx);
 	return meta_leave(p, d, rc, "small-block cache: claiming a chunk");
 }
 
@@ -533,10 +561,12 @@ static int cache_release(void *arg, uint64_t off, unsigned order)
 	if (rc)
 		return rc;
 	/* A chunk on a lost donor stays out of service (RESERVED). */
+	struct rmp_buddy_ctx *ctx = ctx_take(d);
 	if (block_on_lost(d, off, order))
-		rc = rmp_buddy_free_retired(&d->b, my_ctx(d), off, order);
+		rc = rmp_buddy_free_retired(&d->b, ctx, off, order);
 	else
-		rc = rmp_buddy_free(&d->b, my_ctx(d), off, order);
+		rc = rmp_buddy_free(&d->b, ctx, off, order);
+	ctx_give(ctx);
 	return meta_leave(p, d, rc, "small-block cache: giving a chunk back");
 }
 
@@ -637,6 +667,8 @@ static int data_open(rmp_pool *p, unsigned timeout_ms)
 	memset(d, 0, sizeof(*d));
 	rmp_liveset_init(&d->live);
 	pthread_rwlock_init(&d->meta_rw, NULL);
+	for (unsigned s = 0; s < RMP_DATA_SHARDS; s++)
+		pthread_mutex_init(&d->shards[s].lock, NULL);
 	p->data = d;
 	if ((rc = data_init_local(p, d, timeout_ms)) != 0 || (rc = data_init_meta(p, d)) != 0) {
 		meta_drop(d);
@@ -712,13 +744,15 @@ int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out)
 	}
 	if ((rc = meta_enter(p, d, "rmp_alloc")) != 0)
 		return rc;
-	rc = rmp_buddy_alloc(&d->b, my_ctx(d), order, &off);
+	struct rmp_buddy_ctx *ctx = ctx_take(d);
+	rc = rmp_buddy_alloc(&d->b, ctx, order, &off);
 	/* A block on a lost donor (the coordinator's retire has not reached
 	 * it yet): set aside for good (RESERVED) and another one taken. */
 	for (unsigned t = 0; rc == 0 && block_on_lost(d, off, order); t++) {
-		(void)rmp_buddy_free_retired(&d->b, my_ctx(d), off, order);
-		rc = t + 1 < ALLOC_LOST_TRIES ? rmp_buddy_alloc(&d->b, my_ctx(d), order, &off) : -ENOMEM;
+		(void)rmp_buddy_free_retired(&d->b, ctx, off, order);
+		rc = t + 1 < ALLOC_LOST_TRIES ? rmp_buddy_alloc(&d->b, ctx, order, &off) : -ENOMEM;
 	}
+	ctx_give(ctx);
 	if ((rc = meta_leave(p, d, rc, "rmp_alloc")) == -RMP_EAWAY || rc == -RMP_ELEASE)
 		return rc;
 	if (rc == -ENOMEM)
@@ -767,7 +801,9 @@ static int free_on_lost(rmp_pool *p, struct rmp_data *d, rmp_addr a, uint64_t of
 	if ((rc = meta_enter(p, d, "rmp_free")) != 0)
 		return rc;
 	rmp_liveset_remove(&d->live, a);
-	rc = rmp_buddy_free_retired(&d->b, my_ctx(d), off, order);
+	struct rmp_buddy_ctx *ctx = ctx_take(d);
+	rc = rmp_buddy_free_retired(&d->b, ctx, off, order);
+	ctx_give(ctx);
 	if ((rc = meta_leave(p, d, rc, "rmp_free")) == -RMP_EAWAY)
 		return rc;
 	if (rc == -EINVAL)
@@ -819,8 +855,9 @@ int rmp_free(rmp_pool *p, rmp_addr a)
 	 * tag: the foreign free locks that tag first, so that neither a
 	 * reclaim nor its owner can free it at the same time. */
 	bool mine = rmp_liveset_remove(&d->live, a);
-	rc = mine ? rmp_buddy_free(&d->b, my_ctx(d), off, order)
-		  : rmp_buddy_free_foreign(&d->b, my_ctx(d), off, order);
+	struct rmp_buddy_ctx *ctx = ctx_take(d);
+	rc = mine ? rmp_buddy_free(&d->b, ctx, off, order) : rmp_buddy_free_foreign(&d->b, ctx, off, order);
+	ctx_give(ctx);
 	if (rc == -EINVAL && in_live_chunk(d, off, order) == 1)
 		rc = -RMP_ECACHED;
 	if ((rc = meta_leave(p, d, rc, "rmp_free")) == -RMP_EAWAY || rc == -RMP_ELEASE)

@@ -19,6 +19,7 @@
  *   p->data_lock       the data path's setup (rmp_data_of)
  *   d->meta_rw         the metadata connection (read: using it; write:
  *                      re-opening it)
+ *   a shard's lock     its engine context, for one allocation or free
  *   donor locks        in index order; one covers a donor's connection,
  *                      its pipeline, its bounce buffer and the MRs that
  *                      registered buffers hold on its PD
@@ -92,6 +93,11 @@ struct rmp_data_donor {
 
 struct rmp_data_shard {
 	alignas(64) struct rmp_buddy_ctx ctx;
+	/* Held around every allocation and free on ctx: a context that keeps
+	 * owner records writes its one slot, so it serves one thread at a
+	 * time (buddy.h, rmp_buddy_ctx_record); threads beyond
+	 * RMP_DATA_SHARDS share shards. Uncontended below that. */
+	pthread_mutex_t lock;
 	_Atomic uint64_t words[2 * RMP_SHARD_WORDS_CACHED];
 };
 
