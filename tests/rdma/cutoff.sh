@@ -49,15 +49,7 @@ POOL=cutoff$$
 T=rdma_cutoff
 source "$(dirname "$(readlink -f "$0")")/cluster-lib.sh"
 
-[[ -n ${RMPOOL_VM_DIR:-} ]] ||
-	fail "RMPOOL_VM_DIR is unset: run under the harness, e.g. deploy/vm/rmpool-vm run --hosts 3 -- ctest --test-dir build -R rdma_cutoff"
-read -r -a hosts <<<"${RMPOOL_VM_HOSTS:-}"
-((${#hosts[@]} >= 3)) || fail "needs 3 hosts, the run has ${#hosts[@]} (${RMPOOL_VM_HOSTS:-none})"
-for b in "$CLI" "$SERVER" "$DONOR" "$CDATA"; do
-	[[ -x $b ]] || fail "$b is not built"
-done
-coord_ip=${hosts[0]}
-coord=$coord_ip:$PORT
+cluster_need rdma_cutoff "$CLI" "$SERVER" "$DONOR" "$CDATA"
 export RMPOOL_COORDINATOR=$coord
 export RMPOOL_WAIT=event # 1-vCPU guests: block, do not spin (DESIGN.md, Soft-RoCE)
 

@@ -54,16 +54,7 @@ POOL=death$$
 T=donor_death
 source "$(dirname "$(readlink -f "$0")")/cluster-lib.sh"
 
-[[ -n ${RMPOOL_VM_DIR:-} ]] ||
-	fail "RMPOOL_VM_DIR is unset: run under the harness, e.g. deploy/vm/rmpool-vm run --hosts 3 -- ctest --test-dir build -R rdma_donor_death"
-read -r -a hosts <<<"${RMPOOL_VM_HOSTS:-}"
-((${#hosts[@]} >= 3)) || fail "needs 3 hosts, the run has ${#hosts[@]} (${RMPOOL_VM_HOSTS:-none})"
-for b in "$CLI" "$SERVER" "$DONOR" "$DDATA"; do
-	[[ -x $b ]] || fail "$b is not built"
-done
-command -v python3 >/dev/null || fail "python3 is needed on the host to read JSON"
-coord_ip=${hosts[0]}
-coord=$coord_ip:$PORT
+cluster_need rdma_donor_death "$CLI" "$SERVER" "$DONOR" "$DDATA"
 
 work=$RMPOOL_VM_SCRATCH/donor_death_$$
 mkdir -p "$work"

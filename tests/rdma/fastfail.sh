@@ -42,15 +42,7 @@ POOL=fastfail$$
 T=rdma_fastfail
 source "$(dirname "$(readlink -f "$0")")/cluster-lib.sh"
 
-[[ -n ${RMPOOL_VM_DIR:-} ]] ||
-	fail "RMPOOL_VM_DIR is unset: run under the harness, e.g. deploy/vm/rmpool-vm run --hosts 3 -- ctest --test-dir build -R rdma_fastfail"
-read -r -a hosts <<<"${RMPOOL_VM_HOSTS:-}"
-((${#hosts[@]} >= 3)) || fail "needs 3 hosts, the run has ${#hosts[@]} (${RMPOOL_VM_HOSTS:-none})"
-for b in "$CLI" "$SERVER" "$DONOR" "$FDATA"; do
-	[[ -x $b ]] || fail "$b is not built"
-done
-coord_ip=${hosts[0]}
-coord=$coord_ip:$PORT
+cluster_need rdma_fastfail "$CLI" "$SERVER" "$DONOR" "$FDATA"
 
 work=$RMPOOL_VM_SCRATCH/fastfail_$$
 mkdir -p "$work"
