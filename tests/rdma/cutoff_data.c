@@ -1,18 +1,21 @@
 /*
  * cutoff_data.c - the consumers of tests/rdma/cutoff.sh: one that outlives
- * its lease (SIGSTOP past it, then SIGCONT), and one that writes into
- * its block meanwhile.
+ * its lease (SIGSTOP past it, then SIGCONT), and the one that is given
+ * its reclaimed block meanwhile.
  *
  *   cutoff_data stale NAME READY GO REPORT
  *       attaches (RDMA bound 2 s), allocates one BLOCK-byte block, writes
  *       pattern A into it and reads it back, then writes
  *         client C lease L block 0xHANDLE
  *       to READY (renamed into place) and waits for the file GO (polled
- *       every 10 ms: the driver SIGSTOPs it meanwhile and creates GO just
- *       before the SIGCONT). Then, at once: write pattern C into its
- *       block, allocate, write C again, allocate again, read its block
- *       (each once; a write that went out must not land). REPORT gets
- *       one line per call, "op NAME rc RC ms MS", and
+ *       every 10 ms: the driver SIGSTOPs it meanwhile - its lease
+ *       expires, it is cut off, its block reclaimed and given to the
+ *       taker - and creates GO just before the SIGCONT). Then, at once,
+ *       as a process that knew nothing of its stop: write pattern C into
+ *       its block, allocate, write C again, allocate again, read its
+ *       block, free its block (each once; a write or free that went out
+ *       must not land: the block is the taker's now). REPORT gets one
+ *       line per call, "op NAME rc RC ms MS", and
  *         total ops N elease E other O first_ms F lease_expired X
  *       then it closes the pool and attaches again on the same
  *       connection ("reopen rc RC"): the coordinator refuses the session
@@ -22,12 +25,19 @@
  *       RMPOOL_TEST_NO_LEASE_CHECK=1 in its environment turns the
  *       library's own check off: then its calls go out on the wire and
  *       only the far sides' cut-off stops them.
- *   cutoff_data write NAME HANDLE
- *       another consumer writes pattern B into that live block (any
- *       process may) and reads it back
- *   cutoff_data check NAME HANDLE
- *       the block holds pattern B byte for byte (else exit 1, saying how
- *       many bytes differ and whether they are pattern C's); then frees it
+ *   cutoff_data take NAME READY GO HANDLE...
+ *       a new consumer, after the reclaim: allocates BLOCK-byte blocks
+ *       until it has been given every HANDLE (a stale consumer's
+ *       reclaimed block: same offset, same order; at most the pool's
+ *       capacity in blocks), frees the others, writes pattern B into
+ *       the ones it wanted and reads them back, writes
+ *         client C lease L allocs N others M
+ *       and one "block 0xHANDLE from allocation K" line per HANDLE to
+ *       READY, and keeps them (the library renews its lease in the
+ *       background) until the file GO. Then it reads each back: pattern B
+ *       byte for byte, else exit 1 (saying how many bytes differ and
+ *       whether they are pattern C's, the stale consumers'), and frees
+ *       them: each free must succeed (the block was still its own).
  * Coordinator from RMPOOL_COORDINATOR, secret from RMPOOL_SECRET.
  */
 #include <errno.h>
@@ -128,6 +138,9 @@ static int stale(const char *name, const char *ready, const char *go, const char
 	record(&lg, "alloc-again", rmp_alloc(p, BLOCK, &b), t0);
 	t0 = du_now_ms();
 	record(&lg, "read", rmp_read(p, buf, a, BLOCK), t0);
+	/* The most harmful call: the block is the taker's now. */
+	t0 = du_now_ms();
+	record(&lg, "free", rmp_free(p, a), t0);
 	du_require_ok(rmp_pool_info(p, &in), "rmp_pool_info");
 	int expired = in->lease_expired;
 	rmp_pool_info_free(in);
@@ -151,46 +164,121 @@ static rmp_addr handle_of(const char *s)
 {
 	char *end;
 	unsigned long long v = strtoull(s, &end, 0);
-	if (!*s || *end || v == 0)
-		check_die("not a handle: %s", s);
+	if (!*s || *end || v == 0 || RMP_ADDR_ORDER(v) < 0 || (1ull << RMP_ADDR_ORDER(v)) != BLOCK)
+		check_die("not the handle of a %u-byte block: %s", BLOCK, s);
 	return (rmp_addr)v;
 }
 
-static int write_b(const char *name, rmp_addr a)
-{
-	rmp_client *cl;
-	rmp_pool *p = attach(name, &cl);
+enum { TAKE_MAX = 4 };
 
-	du_fill(want, BLOCK, SEED_B);
-	du_require_ok(rmp_write(p, a, want, BLOCK), "rmp_write B (another process's live block)");
-	du_require_ok(rmp_read(p, buf, a, BLOCK), "rmp_read B");
-	if (memcmp(buf, want, BLOCK))
-		check_die("pattern B did not read back");
-	printf("writer: pattern B in block %#" PRIx64 "\n", (uint64_t)a);
-	du_close_pool(p, cl);
-	return 0;
+struct taking {
+	unsigned n;                /* blocks wanted */
+	rmp_addr want[TAKE_MAX];   /* the stale consumers' handles */
+	unsigned from[TAKE_MAX];   /* which allocation (1-based) gave it; 0: not yet */
+	unsigned allocs, n_others; /* allocations made; of them not wanted */
+};
+
+/* Allocates BLOCK-byte blocks until each wanted handle has been given
+ * (its offset and its order: the same block), then frees the others.
+ * Bounded by the pool's capacity in blocks; ENOMEM first is a failure. */
+static void take_blocks(rmp_pool *p, uint64_t capacity, struct taking *tk)
+{
+	size_t max = capacity / BLOCK + 1, got = 0;
+	rmp_addr *others = calloc(max, sizeof(*others));
+
+	if (!others)
+		check_die("out of memory");
+	while (got < tk->n) {
+		rmp_addr a;
+		if (tk->allocs == max)
+			check_die("%u allocations and the wanted blocks are not all among them", tk->allocs);
+		int rc = rmp_alloc(p, BLOCK, &a);
+		if (rc == -ENOMEM)
+			check_die("the pool ran out after %u allocations, %zu of %u wanted blocks given",
+				  tk->allocs, got, tk->n);
+		du_require_ok(rc, "rmp_alloc");
+		tk->allocs++;
+		unsigned k;
+		for (k = 0; k < tk->n; k++)
+			if (RMP_ADDR_OFFSET(a) == RMP_ADDR_OFFSET(tk->want[k]) &&
+			    RMP_ADDR_ORDER(a) == RMP_ADDR_ORDER(tk->want[k]))
+				break;
+		if (k == tk->n) {
+			others[tk->n_others++] = a;
+			continue;
+		}
+		if (tk->from[k])
+			check_die("block %#" PRIx64 " given twice (allocations %u and %u)", (uint64_t)a,
+				  tk->from[k], tk->allocs);
+		tk->from[k] = tk->allocs;
+		got++;
+		printf("taker: allocation %u gave %#" PRIx64 " (offset %#" PRIx64 ", %llu bytes): the "
+		       "stale block %#" PRIx64 "\n",
+		       tk->allocs, (uint64_t)a, RMP_ADDR_OFFSET(a), 1ull << RMP_ADDR_ORDER(a),
+		       (uint64_t)tk->want[k]);
+	}
+	for (unsigned i = 0; i < tk->n_others; i++)
+		du_require_ok(rmp_free(p, others[i]), "rmp_free (a block not wanted)");
+	free(others);
 }
 
-static int check_b(const char *name, rmp_addr a)
+static int take(const char *name, const char *ready, const char *go, int n, char **hs)
 {
 	static uint8_t c[BLOCK];
+	struct taking tk = { .n = (unsigned)n };
+	struct rmp_pool_info *in;
 	rmp_client *cl;
 	rmp_pool *p = attach(name, &cl);
-	size_t wrong = 0, as_c = 0;
+	char tmp[512];
 
-	du_require_ok(rmp_read(p, buf, a, BLOCK), "rmp_read");
+	for (int k = 0; k < n; k++)
+		tk.want[k] = handle_of(hs[k]);
+	du_require_ok(rmp_pool_info(p, &in), "rmp_pool_info");
+	take_blocks(p, in->capacity, &tk);
 	du_fill(want, BLOCK, SEED_B);
-	du_fill(c, BLOCK, SEED_C);
-	for (size_t i = 0; i < BLOCK; i++) {
-		wrong += buf[i] != want[i];
-		as_c += buf[i] != want[i] && buf[i] == c[i];
+	for (unsigned k = 0; k < tk.n; k++) {
+		du_require_ok(rmp_write(p, tk.want[k], want, BLOCK), "rmp_write B");
+		du_require_ok(rmp_read(p, buf, tk.want[k], BLOCK), "rmp_read B");
+		if (memcmp(buf, want, BLOCK))
+			check_die("pattern B did not read back from %#" PRIx64, (uint64_t)tk.want[k]);
 	}
-	printf("check: block %#" PRIx64 ": %zu of %u bytes differ from pattern B (%zu of them "
-	       "pattern C's)\n",
-	       (uint64_t)a, wrong, BLOCK, as_c);
-	du_require_ok(rmp_free(p, a), "rmp_free (another process's block)");
+	snprintf(tmp, sizeof(tmp), "%s.tmp", ready);
+	FILE *f = fopen(tmp, "w");
+	if (!f || fprintf(f, "client %" PRIu64 " lease %" PRIu64 " allocs %u others %u\n", rmp_client_id(cl),
+			  in->lease_id, tk.allocs, tk.n_others) < 0)
+		check_die("cannot write %s", tmp);
+	for (unsigned k = 0; k < tk.n; k++)
+		fprintf(f, "block %#" PRIx64 " from allocation %u\n", (uint64_t)tk.want[k], tk.from[k]);
+	if (fclose(f) || rename(tmp, ready))
+		check_die("cannot write %s", ready);
+	printf("taker: client %" PRIu64 " lease %" PRIu64 ": %u allocations for the %u stale block(s), "
+	       "%u others freed; pattern B written, held until %s\n",
+	       rmp_client_id(cl), in->lease_id, tk.allocs, tk.n, tk.n_others, go);
+	rmp_pool_info_free(in);
+
+	for (int i = 0; access(go, F_OK) != 0; i++) {
+		if (i > 60000)
+			check_die("no %s within 10 minutes", go);
+		usleep(10000);
+	}
+	size_t wrong_all = 0;
+	du_fill(c, BLOCK, SEED_C);
+	for (unsigned k = 0; k < tk.n; k++) {
+		size_t wrong = 0, as_c = 0;
+		du_require_ok(rmp_read(p, buf, tk.want[k], BLOCK), "rmp_read (after the SIGCONT)");
+		for (size_t i = 0; i < BLOCK; i++) {
+			wrong += buf[i] != want[i];
+			as_c += buf[i] != want[i] && buf[i] == c[i];
+		}
+		printf("taker: block %#" PRIx64 ": %zu of %u bytes differ from pattern B (%zu of them "
+		       "pattern C's)\n",
+		       (uint64_t)tk.want[k], wrong, BLOCK, as_c);
+		wrong_all += wrong;
+		du_require_ok(rmp_free(p, tk.want[k]), "rmp_free (its own block, still allocated)");
+	}
+	printf("taker: wrong bytes %zu; its %u block(s) freed\n", wrong_all, tk.n);
 	du_close_pool(p, cl);
-	return wrong ? 1 : 0;
+	return wrong_all ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -199,11 +287,8 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc == 6 && !strcmp(argv[1], "stale"))
 		return stale(argv[2], argv[3], argv[4], argv[5]);
-	if (argc == 4 && !strcmp(argv[1], "write"))
-		return write_b(argv[2], handle_of(argv[3]));
-	if (argc == 4 && !strcmp(argv[1], "check"))
-		return check_b(argv[2], handle_of(argv[3]));
-	fprintf(stderr, "usage: cutoff_data stale NAME READY GO REPORT | write NAME HANDLE | "
-			"check NAME HANDLE\n");
+	if (argc >= 6 && argc <= 5 + TAKE_MAX && !strcmp(argv[1], "take"))
+		return take(argv[2], argv[3], argv[4], argc - 5, argv + 5);
+	fprintf(stderr, "usage: cutoff_data stale NAME READY GO REPORT | take NAME READY GO HANDLE...\n");
 	return 2;
 }
