@@ -184,6 +184,13 @@
  * the tag lock, holes released as a merge's parent, FAAs for the drift,
  * the dead slots reset last.
  *
+ * Classification (rmp_buddy_classify, for `rmpool pool check`, which
+ * knows no parties): the same findings on any image, split into lag
+ * (what an operation in flight or a dead context leaves: busy slots,
+ * drift, moves, holes while a move is in transit, odd tags while a slot
+ * is busy) and corruption (what none leaves: a block set inside another,
+ * two free buddies, a count below its blocks, ...).
+ *
  * On local memory (store->direct) the steady state is inline: alloc loads
  * the word at the cursor and CASes a free block in it; free tries the
  * order it freed last, then walks top-down, and CASes the block FREE. A
@@ -199,6 +206,7 @@
 #include "buddy.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -3183,6 +3191,320 @@ int rmp_buddy_ctx_abandon(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx)
 		return rc;
 	ctx->rec_tag = 0;
 	return 0;
+}
+
+/* --- classification: lag or corruption (buddy.h) ------------------------
+ *
+ * The resolver's findings without its knowledge of the parties: what an
+ * interrupted operation can leave is what find_garbage repairs (holes
+ * while a move is in transit, counts above their blocks, odd tags and
+ * busy slots), and it is lag; what find_garbage calls -EUCLEAN, and
+ * what no operation writes at all, is corruption. An operation is busy
+ * in its slot from its first batch to its end (rec_name_ops, rec_end),
+ * so a pending or locked tag, or a tag where no ALLOC block starts, is
+ * corruption only while no slot is busy. Holes need a move in transit:
+ * a split or merge raises the transit word before memory leaves FREE
+ * and lowers it after the memory is FREE again, the resolver releases
+ * holes before it ends the moves, and a retire splits by the same
+ * protocol. */
+
+/* What classify works with: per minimum block, covered by a set block
+ * and whether an ALLOC block starts there; the busy slots' named blocks
+ * as ranges [lo, hi) of minimum blocks. */
+struct classing {
+	const struct rmp_buddy_geom *g;
+	const uint64_t *w;
+	struct rmp_buddy_class *c;
+	uint8_t *cov, *astart;
+	uint64_t *lo, *hi;
+	unsigned nnamed;
+	bool nomem;
+};
+
+/* The first violation: state corrupt. Returns false (the walk stops). */
+static bool class_bad(struct rmp_buddy_class *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool class_bad(struct rmp_buddy_class *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->error, sizeof(c->error), fmt, ap);
+	va_end(ap);
+	c->state = RMP_BUDDY_STATE_CORRUPT;
+	return false;
+}
+
+/* Whether minimum blocks [m, m + n) overlap a busy slot's named block;
+ * start: only a named block that starts at m counts. */
+static bool class_tied(const struct classing *k, uint64_t m, uint64_t n, bool start)
+{
+	for (unsigned s = 0; s < k->nnamed; s++)
+		if (start ? k->lo[s] == m : k->lo[s] < m + n && m < k->hi[s])
+			return true;
+	return false;
+}
+
+static bool class_slots(struct classing *k)
+{
+	const struct rmp_buddy_geom *g = k->g;
+	struct rmp_buddy_class *c = k->c;
+	unsigned last = g->levels - 1;
+
+	for (unsigned s = 0; s < g->slots; s++) {
+		uint64_t op = k->w[g->slot_word + 2ull * s];
+		if (!(op & RMP_BUDDY_SLOT_BUSY)) {
+			if (op != 0)
+				return class_bad(c, "slot %u: op %#llx is set but not busy", s, (unsigned long long)op);
+			continue;
+		}
+		unsigned kind = (unsigned)(op >> RMP_BUDDY_SLOT_KIND_SHIFT & 0x1f);
+		unsigned t = (unsigned)(op >> RMP_BUDDY_SLOT_LEVEL_SHIFT & 0xff);
+		uint64_t i = op & RMP_BUDDY_SLOT_NO_BLOCK;
+		if (kind != RMP_BUDDY_SLOT_ALLOC && kind != RMP_BUDDY_SLOT_FREE)
+			return class_bad(c, "slot %u: op %#llx is of no kind", s, (unsigned long long)op);
+		c->busy_slots++;
+		c->busy_alloc += kind == RMP_BUDDY_SLOT_ALLOC;
+		c->busy_free += kind == RMP_BUDDY_SLOT_FREE;
+		c->abandoned_slots += (op & RMP_BUDDY_SLOT_ABANDONED) != 0;
+		if (i == RMP_BUDDY_SLOT_NO_BLOCK)
+			continue;
+		if (t > last || i >> t != 0)
+			return class_bad(c, "slot %u: op %#llx names a block outside the space", s,
+					 (unsigned long long)op);
+		k->lo[k->nnamed] = i << (last - t);
+		k->hi[k->nnamed++] = (i + 1) << (last - t);
+	}
+	return true;
+}
+
+/* The blocks, top-down: each set block that no larger one covers. */
+static bool class_blocks(struct classing *k)
+{
+	const struct rmp_buddy_geom *g = k->g;
+	struct rmp_buddy_class *c = k->c;
+	unsigned last = g->levels - 1;
+	uint64_t usable = k->w[HDR_USABLE_WORD];
+
+	for (unsigned t = 0; t < g->levels; t++) {
+		uint64_t bsz = 1ull << (g->max_order - t);
+		for (uint64_t i = 0; i < 1ull << t; i++) {
+			unsigned st = state_of(k->w[blk_word(g, t, i)], i);
+			uint64_t m0 = i << (last - t), lo = i * bsz, hi = lo + bsz;
+			if (st == ST_NONE)
+				continue;
+			if (k->cov[m0])
+				return class_bad(c, "level %u block %llu: set inside a larger block", t, (unsigned long long)i);
+			if (st == ST_FREE && t > 0 && (i & 1) == 0 && state_of(k->w[blk_word(g, t, i + 1)], i + 1) == ST_FREE)
+				return class_bad(c, "level %u block %llu: it and its buddy are both free (a lost merge)", t,
+						 (unsigned long long)i);
+			if ((st == ST_FREE || st == ST_ALLOC) && hi > usable)
+				return class_bad(c, "level %u block %llu: %s beyond the usable size", t, (unsigned long long)i,
+						 st == ST_FREE ? "free" : "allocated");
+			memset(k->cov + m0, 1, 1ull << (last - t));
+			if (st == ST_FREE) {
+				c->free_bytes += bsz;
+			} else if (st == ST_ALLOC) {
+				c->alloc_bytes += bsz;
+				k->astart[m0] = 1;
+			} else {
+				uint64_t tail = hi <= usable ? 0 : hi - (lo > usable ? lo : usable);
+				c->reserved_bytes += bsz;
+				c->tail_bytes += tail;
+				c->retired_bytes += bsz - tail;
+			}
+		}
+	}
+	return true;
+}
+
+/* Holes, cut as find_holes cuts them; lag only while a move is in transit. */
+static bool class_holes(struct classing *k)
+{
+	const struct rmp_buddy_geom *g = k->g;
+	struct rmp_buddy_class *c = k->c;
+	unsigned last = g->levels - 1;
+	uint64_t nmin = 1ull << last, first = nmin;
+
+	for (uint64_t m = 0; m < nmin;) {
+		if (k->cov[m]) {
+			m++;
+			continue;
+		}
+		uint64_t end = m;
+		while (end < nmin && !k->cov[end])
+			end++;
+		if (first == nmin)
+			first = m;
+		while (m < end) {
+			unsigned o = m ? (unsigned)__builtin_ctzll(m) : last;
+			if (o > last)
+				o = last;
+			while (m + (1ull << o) > end)
+				o--;
+			c->holes++;
+			c->hole_bytes += 1ull << (g->min_order + o);
+			c->holes_tied += class_tied(k, m, 1ull << o, false);
+			m += 1ull << o;
+		}
+	}
+	if (c->holes && c->moves == 0)
+		return class_bad(c, "%llu bytes in no block (from minimum block %llu) and no move in transit",
+				 (unsigned long long)c->hole_bytes, (unsigned long long)first);
+	return true;
+}
+
+/* Every count of every summary against the FREE blocks below it: above
+ * is drift (lag), below is corruption (find_drift's rule). */
+static bool class_counts(struct classing *k)
+{
+	const struct rmp_buddy_geom *g = k->g;
+	struct rmp_buddy_class *c = k->c;
+	bool ok = true;
+
+	for (unsigned t = 0; t < g->levels && ok; t++) {
+		uint64_t nw = level_words(t), *low = malloc(nw * sizeof(uint64_t)), total = 0;
+		if (!low) {
+			k->nomem = true;
+			return false;
+		}
+		for (uint64_t wi = 0; wi < nw; wi++) {
+			low[wi] = (uint64_t)__builtin_popcountll(free_bits(k->w[g->level_word[t] + wi]));
+			total += low[wi];
+		}
+		for (unsigned tier = 1; tier <= g->tiers[t] && ok; tier++) {
+			uint64_t below = tier_len(t, tier - 1), len = tier_len(t, tier);
+			for (uint64_t q = 0; q < len && ok; q++) {
+				uint64_t sum = 0, have = k->w[g->tier_word[t][tier - 1] + q];
+				for (uint64_t x = q << SUM_SHIFT; x < below && x < (q + 1) << SUM_SHIFT; x++)
+					sum += low[x];
+				low[q] = sum;
+				int64_t d = (int64_t)(have - sum); /* as find_drift: a count is signed */
+				if (d < 0)
+					ok = class_bad(c, "level %u: summary tier %u count %llu says %lld free, below the %llu "
+						       "its words hold", t, tier, (unsigned long long)q, (long long)have,
+						       (unsigned long long)sum);
+				else if (d > 0) {
+					c->drift_counts++;
+					c->drift_total += (uint64_t)d;
+				}
+			}
+		}
+		uint64_t have = k->w[g->count_word + t];
+		int64_t d = (int64_t)(have - total);
+		if (ok && d < 0)
+			ok = class_bad(c, "level %u: count says %lld free, below the %llu its bitmap holds", t,
+				       (long long)have, (unsigned long long)total);
+		else if (ok && d > 0) {
+			c->drift_counts++;
+			c->drift_total += (uint64_t)d;
+		}
+		free(low);
+	}
+	return ok;
+}
+
+/* The tags: 0 or a tag; pending, locked, or where no ALLOC block
+ * starts only while a slot is busy. */
+static bool class_tags(struct classing *k)
+{
+	const struct rmp_buddy_geom *g = k->g;
+	struct rmp_buddy_class *c = k->c;
+	uint64_t nmin = g->slots ? 1ull << (g->levels - 1) : 0;
+
+	for (uint64_t m = 0; m < nmin; m++) {
+		uint64_t tag = k->w[g->tag_word + m];
+		if (k->astart[m] && tag == 0) {
+			c->untagged_blocks++;
+			c->untagged_tied += class_tied(k, m, 1, true);
+		} else if (k->astart[m])
+			c->tagged_blocks++;
+		if (tag == 0)
+			continue;
+		if (!(tag & RMP_BUDDY_TAG_BIT))
+			return class_bad(c, "minimum block %llu: tag %#llx is not a tag", (unsigned long long)m,
+					 (unsigned long long)tag);
+		const char *odd = (tag & RMP_BUDDY_TAG_LOCK) ? "locked" : (tag & RMP_BUDDY_TAG_PENDING) ? "pending"
+				  : !k->astart[m] ? "left where no allocated block starts" : NULL;
+		if (!odd)
+			continue;
+		if (c->busy_slots == 0)
+			return class_bad(c, "minimum block %llu: tag %#llx %s and no slot is busy", (unsigned long long)m,
+					 (unsigned long long)tag, odd);
+		c->odd_tags++;
+		c->odd_tags_tied += class_tied(k, m, 1, true);
+	}
+	return true;
+}
+
+/* One more part of what lags, after a "; " when there is one already. */
+static void class_add(struct rmp_buddy_class *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void class_add(struct rmp_buddy_class *c, const char *fmt, ...)
+{
+	size_t n = strlen(c->error), cap = sizeof(c->error);
+	va_list ap;
+
+	if (n > 0 && n + 2 < cap) {
+		memcpy(c->error + n, "; ", 3);
+		n += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(c->error + n, cap - n, fmt, ap);
+	va_end(ap);
+}
+
+/* What lags, in words, for c->error. */
+static void class_say(struct rmp_buddy_class *c)
+{
+	c->error[0] = '\0';
+	if (c->busy_slots)
+		class_add(c, "%u busy slots (%u alloc, %u free, %u abandoned)", c->busy_slots, c->busy_alloc,
+			  c->busy_free, c->abandoned_slots);
+	if (c->drift_counts)
+		class_add(c, "%u counts above their free blocks by %llu", c->drift_counts,
+			  (unsigned long long)c->drift_total);
+	if (c->moves)
+		class_add(c, "%u moves in transit", c->moves);
+	if (c->holes)
+		class_add(c, "%u holes of %llu bytes (%u at a busy slot's block)", c->holes,
+			  (unsigned long long)c->hole_bytes, c->holes_tied);
+	if (c->odd_tags)
+		class_add(c, "%u tags in passing (%u at a busy slot's block)", c->odd_tags, c->odd_tags_tied);
+	if (c->untagged_tied)
+		class_add(c, "%u untagged blocks a busy slot names", c->untagged_tied);
+}
+
+int rmp_buddy_classify(const struct rmp_buddy *b, const uint64_t *words, struct rmp_buddy_class *c)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	uint64_t nmin = 1ull << (g->levels - 1);
+	struct classing k = { .g = g, .w = words, .c = c };
+	int rc = -ENOMEM;
+
+	memset(c, 0, sizeof(*c));
+	if (words[HDR_MAGIC_WORD] != (RMP_BUDDY_MAGIC << 16 | RMP_BUDDY_VERSION)) {
+		snprintf(c->error, sizeof(c->error), "bad magic word %#llx", (unsigned long long)words[HDR_MAGIC_WORD]);
+		return -EPROTO;
+	}
+	k.cov = calloc(nmin, 1);
+	k.astart = calloc(nmin, 1);
+	k.lo = malloc((g->slots + 1) * sizeof(uint64_t));
+	k.hi = malloc((g->slots + 1) * sizeof(uint64_t));
+	if (!k.cov || !k.astart || !k.lo || !k.hi)
+		goto out_free;
+	rc = 0;
+	c->moves = TRANSIT_MOVES(words[g->transit_word]);
+	if (class_slots(&k) && class_blocks(&k) && class_holes(&k) && class_counts(&k) && class_tags(&k)) {
+		bool lag = c->busy_slots || c->drift_counts || c->moves || c->holes || c->odd_tags;
+		c->state = lag ? RMP_BUDDY_STATE_LAGGING : RMP_BUDDY_STATE_VALID;
+		class_say(c);
+	}
+	if (k.nomem)
+		rc = -ENOMEM;
+out_free:
+	free(k.cov);
+	free(k.astart);
+	free(k.lo);
+	free(k.hi);
+	return rc;
 }
 
 void rmp_buddy_stats(const struct rmp_buddy_ctx *ctx, struct rmp_buddy_stats *out)

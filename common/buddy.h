@@ -398,6 +398,53 @@ int rmp_buddy_resolve(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, cons
  * records. The resolver finishes what it left. 0 or a store error. */
 int rmp_buddy_ctx_abandon(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx);
 
+/* --- classification: lag or corruption ---------------------------------
+ *
+ * For a checker that does not know which contexts are alive (`rmpool
+ * pool check`): what a region image (a snapshot, or any words of
+ * g.total_words) says, in three states. Corrupt: something no
+ * operation in flight and no dead consumer leaves (a block set inside a
+ * set block, two free buddies, a count below the FREE blocks under it,
+ * memory in no block while no move is in transit, a tag lock or a
+ * pending tag while no slot is busy, a slot naming no block of the
+ * space, bits that are not a tag, FREE or ALLOC past the usable size).
+ * Lagging: only what an operation in flight, or a dead or abandoned
+ * consumer the resolver has not yet reclaimed, leaves: busy slots,
+ * counts above the FREE blocks under them (drift; also a live context's
+ * credit), moves in transit, holes, odd tags, ALLOC blocks with no tag
+ * that a busy slot names; each is tied, where it can be, to a busy
+ * slot's named block. Valid: neither; then rmp_buddy_check passes on
+ * the same words. Exact only for an image no operation changed while it
+ * was read (rmpool pool check reads it until two reads agree). */
+enum rmp_buddy_state {
+	RMP_BUDDY_STATE_VALID = 0,
+	RMP_BUDDY_STATE_LAGGING = 1,
+	RMP_BUDDY_STATE_CORRUPT = 2,
+};
+struct rmp_buddy_class {
+	unsigned state;                 /* enum rmp_buddy_state */
+	uint64_t free_bytes, alloc_bytes, reserved_bytes, tail_bytes, retired_bytes; /* as walked */
+	unsigned busy_slots;            /* slots in the middle of an operation */
+	unsigned busy_alloc, busy_free; /* of them, by kind */
+	unsigned abandoned_slots;       /* of them, given up by their client (RMP_BUDDY_SLOT_ABANDONED) */
+	unsigned drift_counts;          /* count words above the FREE blocks below them */
+	uint64_t drift_total;           /* by how much, summed */
+	unsigned moves;                 /* moves in transit (the transit word's low half) */
+	unsigned holes;                 /* memory in no block, as the resolver's largest aligned blocks */
+	uint64_t hole_bytes;
+	unsigned holes_tied;            /* of them, overlapping a busy slot's named block */
+	unsigned odd_tags;              /* tags pending, locked, or where no ALLOC block starts */
+	unsigned odd_tags_tied;         /* of them, at the start of a busy slot's named block */
+	uint64_t tagged_blocks, untagged_blocks; /* ALLOC blocks with and without a tag (records) */
+	unsigned untagged_tied;         /* ALLOC blocks with no tag that a busy slot names */
+	char error[240];                /* corrupt: the first violation; lagging: what lags */
+};
+/* Classify words[0..b->g.total_words) (the geometry from its header:
+ * rmp_buddy_geom_from_header). 0 with *c filled, whatever the state;
+ * -EPROTO when the magic word is not this layout's; -ENOMEM. Reads only
+ * the words; any value of them is safe. */
+int rmp_buddy_classify(const struct rmp_buddy *b, const uint64_t *words, struct rmp_buddy_class *c);
+
 void rmp_buddy_stats(const struct rmp_buddy_ctx *ctx, struct rmp_buddy_stats *out);
 void rmp_buddy_stats_add(struct rmp_buddy_stats *sum, const struct rmp_buddy_stats *s);
 

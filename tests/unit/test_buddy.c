@@ -1853,3 +1853,229 @@ Test(buddy, reclaim_after_random_kills, .timeout = 240)
 	cr_log_info("%u random kills: the resolver freed %u garbage blocks and released %u holes", runs, garbage, holes);
 	cr_assert_gt(garbage, runs);
 }
+
+/* --- classification: lag or corruption (rmpool pool check) ------------- */
+
+static unsigned classify_state(struct engine *e, struct rmp_buddy_class *c)
+{
+	cr_assert_eq(rmp_buddy_classify(&e->b, e->words, c), 0);
+	return c->state;
+}
+
+/* A client cut after each word operation of an alloc (a split) and of a
+ * free (a merge), on the exact and on the RDMA-like store: the image is
+ * lagging (or valid, when the cut left nothing), never corrupt; after the
+ * resolver (the client dead) it is valid, and the walker agrees. */
+Test(buddy, classify_a_cut_operation_lags_and_the_resolver_makes_it_valid, .timeout = 240)
+{
+	static const unsigned modes[2] = { RMP_STORE_TRACE, RMP_STORE_STALE_LOADS | RMP_STORE_SHUFFLE };
+	unsigned lagging = 0, cuts = 0, busy = 0, drift = 0, moves = 0, holes = 0, tied = 0, odd = 0;
+	for (int m = 0; m < 2; m++)
+		for (int do_free = 0; do_free < 2; do_free++) {
+			uint64_t len = op_length(do_free, true);
+			for (uint64_t k = 1; k <= len; k++) {
+				struct reclaim_rig *rg = rig_new(modes[m]);
+				struct engine *e = rg->e;
+				struct rmp_buddy_class c;
+				uint64_t off = 0;
+				if (do_free)
+					cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &off), 0);
+				cr_assert_eq(classify_state(e, &c), RMP_BUDDY_STATE_VALID, "before: %s", c.error);
+				rmp_store_local_cut_after(k);
+				int rc = do_free ? rmp_buddy_free(&e->b, &e->ctx[1], off, 8)
+						 : rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &off);
+				rmp_store_local_cut_after(0);
+				cr_assert(rc == 0 || rc == -EIO);
+				unsigned st = classify_state(e, &c);
+				cr_assert_neq(st, RMP_BUDDY_STATE_CORRUPT, "%s mode %d cut at k=%llu: called corrupt: %s",
+					      do_free ? "free" : "alloc", m, (unsigned long long)k, c.error);
+				cuts++;
+				if (st == RMP_BUDDY_STATE_LAGGING) {
+					lagging++;
+					cr_assert_neq(c.error[0], '\0', "a lagging image says what lags");
+				}
+				busy += c.busy_slots;
+				drift += c.drift_counts;
+				moves += c.moves;
+				holes += c.holes;
+				tied += c.holes_tied;
+				odd += c.odd_tags;
+				if (c.holes)
+					cr_assert_gt(c.moves, 0);
+				struct rmp_buddy_resolve_report rep;
+				cr_assert_eq(rmp_buddy_resolve(&rg->rb, &e->ctx[0], reclaim_who, 10, &rep), 0);
+				rmp_store_local_set_mode(&e->store, RMP_STORE_TRACE, 0);
+				cr_assert_eq(classify_state(e, &c), RMP_BUDDY_STATE_VALID, "%s k=%llu after the resolver: %s",
+					     do_free ? "free" : "alloc", (unsigned long long)k, c.error);
+				struct rmp_buddy_report r;
+				check_ok(e, &r);
+				cr_assert_eq(c.free_bytes, r.free_bytes);
+				cr_assert_eq(c.alloc_bytes, r.alloc_bytes);
+				rig_free(rg);
+			}
+		}
+	cr_log_info("%u cuts: %u lagging, the rest valid, none corrupt; seen %u busy slots, %u drifting counts, %u "
+		    "moves, %u holes (%u at a busy slot's block), %u tags in passing", cuts, lagging, busy, drift, moves,
+		    holes, tied, odd);
+	cr_assert_gt(lagging, cuts / 2);
+	cr_assert_gt(holes, 0);
+	cr_assert_gt(tied, 0);
+	cr_assert_gt(drift, 0);
+	cr_assert_gt(odd, 0);
+}
+
+/* An abandoned context's cut split: lagging with the slot abandoned,
+ * valid after the resolver (the client alive). */
+Test(buddy, classify_an_abandoned_context)
+{
+	uint64_t len = op_length(0, true);
+	unsigned abandoned = 0;
+	for (uint64_t k = 2; k < len; k++) {
+		struct reclaim_rig *rg = rig_new(RMP_STORE_TRACE);
+		struct engine *e = rg->e;
+		struct rmp_buddy_class c;
+		uint64_t off;
+		rmp_store_local_cut_after(k);
+		int rc = rmp_buddy_alloc(&e->b, &e->ctx[1], 12, &off);
+		rmp_store_local_cut_after(0);
+		if (rc == 0) {
+			rig_free(rg);
+			continue;
+		}
+		cr_assert_eq(rmp_buddy_ctx_abandon(&e->b, &e->ctx[1]), 0);
+		unsigned st = classify_state(e, &c);
+		cr_assert_neq(st, RMP_BUDDY_STATE_CORRUPT, "k=%llu: %s", (unsigned long long)k, c.error);
+		abandoned += c.abandoned_slots;
+		struct rmp_buddy_who who[8];
+		memcpy(who, reclaim_who, sizeof(who));
+		who[1].party = RMP_BUDDY_PARTY_LIVE;
+		struct rmp_buddy_resolve_report rep;
+		cr_assert_eq(rmp_buddy_resolve(&rg->rb, &e->ctx[0], who, 10, &rep), 0);
+		cr_assert_eq(classify_state(e, &c), RMP_BUDDY_STATE_VALID, "k=%llu after the resolver: %s",
+			     (unsigned long long)k, c.error);
+		rig_free(rg);
+	}
+	cr_assert_gt(abandoned, 0);
+}
+
+/* A quiet heap with blocks of several contexts is valid; each corrupted
+ * word makes it corrupt (and the walker fails too); a count raised is
+ * only drift. */
+Test(buddy, classify_finds_corruption)
+{
+	struct engine *e = engine_new_records(14, 8, 15u << 10, 8);
+	struct rmp_buddy_class c;
+	struct rmp_buddy_report r;
+	uint64_t a, b2, x;
+	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &a), 0);  /* 256 B at 0: splits to the bottom */
+	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[2], 10, &b2), 0);
+	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[3], 8, &x), 0);
+	cr_assert_eq(classify_state(e, &c), RMP_BUDDY_STATE_VALID, "%s", c.error);
+	cr_assert_eq(c.alloc_bytes, 256 + 1024 + 256);
+	cr_assert_eq(c.tagged_blocks, 3);
+	uint64_t *saved = malloc(e->g.total_words * sizeof(uint64_t));
+	memcpy(saved, e->words, e->g.total_words * sizeof(uint64_t));
+	unsigned last = e->g.levels - 1, leaf = last; /* level of 256 B blocks */
+	uint64_t aw = e->g.level_word[leaf] + (a >> 8) / 32;
+	unsigned ash = 2 * ((a >> 8) % 32);
+	struct {
+		const char *what, *want;
+		uint64_t word, value;
+	} cases[] = {
+		{ "a count lowered", "below", e->g.count_word + leaf, 0 },
+		{ "a block set inside an allocated one", "inside", 0, 0 },
+		{ "two free buddies", "buddy", aw, 0 },
+		{ "memory in no block", "no block", aw, 0 },
+		{ "a locked tag, no slot busy", "no slot is busy", e->g.tag_word + (a >> 8), 0 },
+		{ "a pending tag, no slot busy", "no slot is busy", e->g.tag_word + (a >> 8), 0 },
+		{ "bits that are no tag", "not a tag", e->g.tag_word + (a >> 8), 0x1234 },
+		{ "a slot op that is not busy", "not busy", e->g.slot_word, 0x1234 },
+		{ "a busy slot naming no block of the space", "outside", e->g.slot_word, 0 },
+		{ "free past the usable size", "usable", 0, 0 },
+	};
+	for (unsigned n = 0; n < sizeof(cases) / sizeof(cases[0]); n++) {
+		memcpy(e->words, saved, e->g.total_words * sizeof(uint64_t));
+		uint64_t *w = e->words;
+		switch (n) {
+		case 0: /* the deepest level with a free block */
+			for (unsigned t = 0; t <= last; t++)
+				if (w[e->g.count_word + t] > 0)
+					cases[n].word = e->g.count_word + t;
+			cr_assert_gt(w[cases[n].word], 0);
+			cases[n].value = w[cases[n].word] - 1;
+			break;
+		case 1: { /* b2 is ALLOC at level last - 2: mark its first child FREE */
+			uint64_t i = (b2 >> 9) * 1;
+			cases[n].word = e->g.level_word[last - 1] + i / 32;
+			cases[n].value = w[cases[n].word] | 1ull << (2 * (i % 32));
+			break;
+		}
+		case 2: /* a's block FREE: its buddy (x or a free one) ... make both FREE */
+			cases[n].value = (w[aw] & ~(0xFull << (ash & ~3u))) | 0x5ull << (ash & ~3u);
+			break;
+		case 3: cases[n].value = w[aw] & ~(3ull << ash); break;
+		case 4: cases[n].value = w[cases[n].word] | RMP_BUDDY_TAG_LOCK; break;
+		case 5: cases[n].value = w[cases[n].word] | RMP_BUDDY_TAG_PENDING; break;
+		case 8: cases[n].value = RMP_BUDDY_SLOT_BUSY | (uint64_t)RMP_BUDDY_SLOT_FREE << RMP_BUDDY_SLOT_KIND_SHIFT |
+					 (uint64_t)3 << RMP_BUDDY_SLOT_LEVEL_SHIFT | 9;
+			break;
+		case 9: cases[n].word = 2; cases[n].value = 8u << 10; break; /* usable cut below the free blocks */
+		default: break;
+		}
+		w[cases[n].word] = cases[n].value;
+		unsigned st = classify_state(e, &c);
+		cr_assert_eq(st, RMP_BUDDY_STATE_CORRUPT, "%s: state %u (%s)", cases[n].what, st, c.error);
+		cr_assert(strstr(c.error, cases[n].want), "%s: says \"%s\"", cases[n].what, c.error);
+		if (n != 7) /* the walker looks at a slot's busy bit only */
+			cr_assert_neq(rmp_buddy_check(&e->b, &r), 0, "%s: the walker passed it", cases[n].what);
+	}
+	/* Raised counts and a move left in transit: lag, the walker fails. */
+	memcpy(e->words, saved, e->g.total_words * sizeof(uint64_t));
+	e->words[e->g.count_word + 3] += 2;
+	e->words[e->g.transit_word] += 1ull + (1ull << 32);
+	cr_assert_eq(classify_state(e, &c), RMP_BUDDY_STATE_LAGGING, "%s", c.error);
+	cr_assert_eq(c.drift_counts, 1);
+	cr_assert_eq(c.drift_total, 2);
+	cr_assert_eq(c.moves, 1);
+	cr_assert(strstr(c.error, "counts above") && strstr(c.error, "moves in transit"), "%s", c.error);
+	cr_assert_neq(rmp_buddy_check(&e->b, &r), 0);
+	/* The magic word: not this layout. */
+	e->words[0] ^= 1;
+	cr_assert_eq(rmp_buddy_classify(&e->b, e->words, &c), -EPROTO);
+	free(saved);
+	engine_free(e);
+}
+
+/* Any words: the classifier reads a region from the network. Random
+ * words written over a heap in use never crash it, and every image it
+ * calls valid the walker passes. */
+Test(buddy, classify_survives_any_words)
+{
+	struct engine *e = engine_new_records(14, 8, 0, 8);
+	uint64_t off, seed = 7;
+	for (int i = 0; i < 12; i++)
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[i % 4], 8 + i % 3, &off), 0);
+	uint64_t *saved = malloc(e->g.total_words * sizeof(uint64_t));
+	memcpy(saved, e->words, e->g.total_words * sizeof(uint64_t));
+	unsigned states[3] = { 0 };
+	for (int run = 0; run < 3000; run++) {
+		memcpy(e->words, saved, e->g.total_words * sizeof(uint64_t));
+		for (int n = 0; n < 1 + run % 4; n++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			uint64_t idx = 1 + (seed >> 33) % (e->g.total_words - 1);
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			e->words[idx] = run % 2 ? seed : e->words[idx] ^ 1ull << (seed >> 58);
+		}
+		struct rmp_buddy_class c;
+		cr_assert_eq(rmp_buddy_classify(&e->b, e->words, &c), 0);
+		cr_assert_lt(c.state, 3);
+		states[c.state]++;
+		struct rmp_buddy_report r;
+		if (c.state == RMP_BUDDY_STATE_VALID)
+			cr_assert_eq(rmp_buddy_check(&e->b, &r), 0, "valid by the classifier, the walker says %s", r.error);
+	}
+	cr_log_info("3000 images with random words: %u valid, %u lagging, %u corrupt", states[0], states[1], states[2]);
+	cr_assert_gt(states[2], 1000);
+	free(saved);
+	engine_free(e);
+}
