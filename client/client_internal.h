@@ -240,8 +240,16 @@ struct rmp_meta_report {
 	uint64_t usable;       /* header: bytes not reserved */
 	uint64_t free_bytes, alloc_bytes, reserved_bytes;
 	uint64_t read_ms;      /* connect + read, wall time */
-	bool valid;            /* the invariants hold */
-	char error[200];       /* first violation, or why it could not be read */
+	bool valid;            /* the invariants hold: state valid */
+	char error[200];       /* first violation, what lags, or why it could not be read */
+	/* The classification (rmp_buddy_classify) of the last image read. */
+	unsigned state;        /* RMP_CHECK_VALID, _LAGGING, _CORRUPT (rmpool.h) */
+	unsigned tries;        /* images read (rmp_meta_check: until one was quiet) */
+	unsigned busy_slots, abandoned_slots;
+	unsigned drift_counts; /* free counts above the free blocks below them */
+	uint64_t drift_total;
+	unsigned moves, holes, odd_tags, untagged_tied;
+	uint64_t hole_bytes;
 };
 
 /* Connects to the pool's metadata region (rdma_cm, to the segment
@@ -257,7 +265,9 @@ int rmp_meta_check(rmp_pool *p, unsigned timeout_ms, struct rmp_meta_report *r);
  * token) to the pool's metadata endpoint; returns what rdma_cm says. */
 int rmp_meta_try_connect(rmp_pool *p, const void *pdata, uint8_t len, unsigned timeout_ms);
 
-/* Checks a metadata image already in memory (words in host order). */
+/* Checks a metadata image already in memory (words in host order):
+ * classifies it (valid, lagging, corrupt) and runs the exact walker on
+ * it too; r->tries is left as it was. */
 int rmp_meta_check_image(const uint64_t *words, uint64_t nwords, struct rmp_meta_report *r);
 
 #endif /* RMP_CLIENT_INTERNAL_H */

@@ -455,18 +455,44 @@ struct rmp_pool_check_report {
 	uint64_t usable;         /* bytes not reserved, from the region's header */
 	uint64_t free_bytes, alloc_bytes, reserved_bytes;
 	uint64_t read_ms;        /* connect and read */
-	int valid;               /* 1: every invariant holds */
-	char error[200];         /* the first violation, or why the region could not be read */
+	int valid;               /* 1: every invariant holds (state RMP_CHECK_VALID) */
+	char error[200];         /* the first violation, what lags, or why the region could not be read */
+	/* Added with the classification (the fields above are the first
+	 * version's and stay where they are): */
+	int state;               /* RMP_CHECK_VALID, RMP_CHECK_LAGGING or RMP_CHECK_CORRUPT */
+	unsigned tries;          /* snapshots read until one was quiet (at most RMP_CHECK_TRIES) */
+	unsigned busy_slots;     /* consumer contexts in an operation, or dead or abandoned in one */
+	unsigned abandoned_slots; /* of them, given up by their client after an RDMA error */
+	unsigned drift_counts;   /* free counts above the free blocks below them */
+	uint64_t drift_total;    /* by how much, summed */
+	unsigned moves;          /* splits and merges in transit */
+	unsigned holes;          /* pieces of memory in no block (a split or merge in passing) */
+	uint64_t hole_bytes;
+	unsigned odd_tags;       /* owner tags in passing (pending, locked, left behind) */
+	unsigned untagged_busy;  /* allocated blocks with no owner tag that a busy slot names */
 };
+/* rmp_pool_check_report.state: */
+#define RMP_CHECK_VALID   0 /* every invariant holds, exactly */
+#define RMP_CHECK_LAGGING 1 /* only what operations in flight, or a dead consumer not yet
+			     * reclaimed, leave (busy slots, counts above their blocks, moves
+			     * in transit, holes): not wrong; check again later */
+#define RMP_CHECK_CORRUPT 2 /* something no operation in progress and no dead consumer leaves */
+#define RMP_CHECK_TRIES   5 /* snapshots a check reads at most, 20 ms apart */
 
 /* Connects to p's allocator metadata region over RDMA (a METADATA token
  * for this pool and client), reads all of it and walks it with the
  * buddy checker: every byte in exactly one free, allocated or reserved
- * block, no two free buddies, free counts consistent. timeout_ms bounds
- * each RDMA step (0: rdma_timeout_ms of the client). The snapshot is
- * exact only while no allocation is in flight (a violation may then be a
- * torn read). 0 with *r filled (r->valid says whether the invariants
- * hold); -EINVAL (NULL, or r->size below this version's report), an
+ * block, no two free buddies, free counts consistent. Each snapshot is
+ * the consumers' slots, the region, the slots again; it is read again
+ * (up to RMP_CHECK_TRIES, 20 ms apart) until the slots agree and none is
+ * busy, or two reads agree word for word, and the last one is
+ * classified: r->state says valid, lagging (what operations in flight or
+ * a dead consumer awaiting reclaim leave; never called corrupt) or
+ * corrupt. A pool that changed under every read is lagging. timeout_ms
+ * bounds each RDMA step (0: rdma_timeout_ms of the client). 0 with *r
+ * filled (r->valid is 1 only for the state valid, and a report of the
+ * first version's size gets valid and error only); -EINVAL (NULL, or
+ * r->size below the first version's report), an
  * RDMA error (-ETIMEDOUT, -ECONNREFUSED for a refused token, ...),
  * -EPROTO (not buddy metadata), -ENOSYS (built without RDMA). */
 RMP_API int rmp_pool_check(rmp_pool *p, unsigned timeout_ms, struct rmp_pool_check_report *r);

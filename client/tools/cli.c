@@ -22,7 +22,8 @@
  * The commands that take one NAME share one front end, one_name(): their
  * options, --help, the NAME, then the connection (and the pool).
  *
- * Exit status: 0 ok, 1 failure (one line on stderr), 2 usage.
+ * Exit status: 0 ok, 1 failure (one line on stderr), 2 usage; pool check
+ * says 3 for a pool that lags (EXIT_LAGGING).
  * The coordinator comes from --coordinator, else $RMPOOL_COORDINATOR, else
  * 127.0.0.1:7400; the secret from --secret-file, else $RMPOOL_SECRET_FILE,
  * else $RMPOOL_SECRET (read by the library), else the daemons' own secret
@@ -51,6 +52,7 @@
 #define EXIT_OK 0
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
+#define EXIT_LAGGING 3 /* pool check: not wrong, but lagging (operations in flight, a dead consumer) */
 
 #define DEFAULT_COORDINATOR "127.0.0.1:7400"
 
@@ -173,8 +175,17 @@ static const struct cli_cmd commands[] = {
 	  "(rdma_cm, with a token signed by the shared secret), read all of it and\n"
 	  "walk it: every byte in exactly one free, allocated or reserved block, no\n"
 	  "two free buddies, free counts consistent. Prints free, allocated and\n"
-	  "reserved bytes. Exits 1 when the invariants do not hold. The snapshot is\n"
-	  "exact only while no allocation is in flight.\n"
+	  "reserved bytes. Each snapshot reads the consumers' slots before and after\n"
+	  "the region; it is read again (up to 5 times, 20 ms apart) until no\n"
+	  "operation is in flight or two reads agree. Then the metadata is valid;\n"
+	  "lagging: only what operations in flight or a dead consumer that the\n"
+	  "coordinator has not yet reclaimed leave (busy slots, free counts above\n"
+	  "their blocks, moves in transit, memory in passing): not wrong, run again;\n"
+	  "or corrupt: what no operation leaves (a block inside another, a count\n"
+	  "below its blocks, two free buddies, ...).\n"
+	  "\n"
+	  "Exit status: 0 valid, 1 corrupt (or the check failed), 2 usage error,\n"
+	  "3 lagging.\n"
 	  "\n"
 	  "  --json                  machine-readable result\n"
 	  "  --rdma-timeout DURATION bound for each RDMA step (default 10s)\n" },
@@ -244,7 +255,8 @@ static void help_main(FILE *f)
 		"  -h, --help                   this text; COMMAND --help for a command's\n"
 		"      --version                print the version and exit\n"
 		"\n"
-		"Exit status: 0 success, 1 failure (one line on stderr), 2 usage error.\n",
+		"Exit status: 0 success, 1 failure (one line on stderr), 2 usage error;\n"
+		"pool check: 3 when the metadata lags (see pool check --help).\n",
 		DEFAULT_COORDINATOR);
 }
 
@@ -592,6 +604,8 @@ static int cmd_pool_check(struct cli *cli, const struct cli_cmd *self, int argc,
 		ex = fail_cmd(self, name, rc, c);
 		goto out;
 	}
+	static const char *const states[] = { "valid", "lagging", "corrupt" };
+	const char *state = r.state >= 0 && r.state <= RMP_CHECK_CORRUPT ? states[r.state] : "corrupt";
 	if (o.json) {
 		printf("{\n  \"pool\": ");
 		json_str(stdout, name);
@@ -599,16 +613,22 @@ static int cmd_pool_check(struct cli *cli, const struct cli_cmd *self, int argc,
 		       ",\n  \"metadata_bytes\": %" PRIu64 ",\n  \"read_ms\": %" PRIu64
 		       ",\n  \"max_order\": %u,\n  \"min_order\": %u,\n  \"usable\": %" PRIu64
 		       ",\n  \"free_bytes\": %" PRIu64 ",\n  \"alloc_bytes\": %" PRIu64
-		       ",\n  \"reserved_bytes\": %" PRIu64 ",\n  \"valid\": %s,\n  \"error\": ",
+		       ",\n  \"reserved_bytes\": %" PRIu64 ",\n  \"valid\": %s,\n  \"state\": \"%s\""
+		       ",\n  \"tries\": %u,\n  \"busy_slots\": %u,\n  \"abandoned_slots\": %u"
+		       ",\n  \"drift_counts\": %u,\n  \"drift_total\": %" PRIu64 ",\n  \"moves\": %u"
+		       ",\n  \"holes\": %u,\n  \"hole_bytes\": %" PRIu64 ",\n  \"odd_tags\": %u"
+		       ",\n  \"untagged_busy\": %u,\n  \"error\": ",
 		       in->pool_id, in->capacity, in->space, r.bytes_read, r.read_ms, r.max_order,
 		       r.min_order, r.usable, r.free_bytes, r.alloc_bytes, r.reserved_bytes,
-		       r.valid ? "true" : "false");
+		       r.valid ? "true" : "false", state, r.tries, r.busy_slots, r.abandoned_slots,
+		       r.drift_counts, r.drift_total, r.moves, r.holes, r.hole_bytes, r.odd_tags, r.untagged_busy);
 		json_str(stdout, r.error);
 		printf("\n}\n");
 	} else {
-		printf("pool %s: %s of allocator metadata read over RDMA from %s:%u in %" PRIu64 " ms\n",
+		printf("pool %s: %s of allocator metadata read over RDMA from %s:%u in %" PRIu64
+		       " ms (%u snapshot%s)\n",
 		       name, human(r.bytes_read, b1, sizeof(b1)), in->coordinator_host,
-		       (unsigned)in->coordinator_port, r.read_ms);
+		       (unsigned)in->coordinator_port, r.read_ms, r.tries, r.tries == 1 ? "" : "s");
 		printf("  space 2^%u bytes (%s), min block 2^%u, usable %s\n", r.max_order,
 		       human(in->space, b1, sizeof(b1)), r.min_order, human(r.usable, b2, sizeof(b2)));
 		printf("  free %s (%" PRIu64 " bytes), allocated %s, reserved %s\n",
@@ -616,15 +636,22 @@ static int cmd_pool_check(struct cli *cli, const struct cli_cmd *self, int argc,
 		       human(r.alloc_bytes, b2, sizeof(b2)), human(r.reserved_bytes, b3, sizeof(b3)));
 		printf("  capacity %s (%" PRIu64 " bytes)\n", human(in->capacity, b1, sizeof(b1)),
 		       in->capacity);
-		if (r.valid)
+		if (r.state == RMP_CHECK_VALID)
 			printf("  invariants: OK\n");
+		else if (r.state == RMP_CHECK_LAGGING)
+			printf("  invariants: OK, lagging: %s (operations in flight or a dead consumer not yet "
+			       "reclaimed; run again)\n", r.error);
 		else
-			printf("  invariants: VIOLATED: %s\n", r.error);
+			printf("  invariants: VIOLATED (corrupt): %s\n", r.error);
 	}
-	ex = r.valid ? EXIT_OK
-		     : fail("pool check %s: metadata fails its invariants: %s (a torn read if "
-			    "allocations were in flight)",
-			    name, r.error);
+	if (r.state == RMP_CHECK_VALID) {
+		ex = EXIT_OK;
+	} else if (r.state == RMP_CHECK_LAGGING) {
+		fprintf(stderr, "%s: pool check %s: lagging: %s\n", prog, name, r.error);
+		ex = EXIT_LAGGING;
+	} else {
+		ex = fail("pool check %s: metadata corrupt: %s", name, r.error);
+	}
 out:
 	rmp_pool_info_free(in);
 	rmp_pool_close(p);
