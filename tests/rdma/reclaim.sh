@@ -20,7 +20,10 @@
 #     25165824); pool check meanwhile says valid or lagging (exit 3: the
 #     repairs in passing), never corrupt;
 #   - the survivor reads every block back byte for byte, frees them all:
-#     the whole capacity is free and the metadata valid.
+#     the whole capacity is free and the metadata valid;
+#   - a consumer allocates and frees in a loop (rmpool bench) while pool
+#     check runs again and again: valid or lagging, never corrupt; after
+#     it, valid and all free.
 # Prints the time from the kill to the bytes free, and the coordinator's
 # reclaim line (blocks, bytes, the job's time). Never skips: no harness,
 # no pass.
@@ -64,11 +67,13 @@ srv_log=$RMPOOL_VM_SCRATCH/$SRV.log
 agent_job() { echo "recl_agent$1_$$"; }
 VICTIM=recl_victim_$$
 KEEPER=recl_keeper_$$
+BUSY=recl_busy_$$
 
 cleanup() {
 	local rc=$?
 	"$VM" kill "$VICTIM" KILL 2>/dev/null || true
 	"$VM" kill "$KEEPER" KILL 2>/dev/null || true
+	"$VM" kill "$BUSY" KILL 2>/dev/null || true
 	"$VM" exec --timeout 120 2 -- "$CLI" --coordinator "$coord" --secret-file "$secret" \
 		pool destroy "$POOL" >/dev/null 2>&1 || true
 	for g in 1 2 3; do "$VM" kill "$(agent_job $g)" TERM 2>/dev/null || true; done
@@ -178,4 +183,29 @@ read -r valid free alloc usable state tries < <(check_pool)
 [[ $valid == True && $state == valid ]] && ((free == usable && alloc == 0)) ||
 	fail "after the survivor freed its blocks: valid $valid, free $free of $usable, allocated $alloc"
 note "survivor's $KEEP_N blocks byte-exact and freed: the whole $usable bytes free, metadata valid"
+
+# ------------------------------------------------------------ a check on a busy pool
+# A consumer on guest 2 allocates and frees 4 KiB blocks in a loop
+# (rmpool bench's alloc phase) while guest 1 checks: every check says
+# valid or lagging (operations in flight), never corrupt; once it is
+# gone the pool is valid and all free again.
+"$VM" exec --bg "$BUSY" 2 -- sh -c 'rc=0; shift; "$@" >/dev/null || rc=$?; echo $rc >"$0.tmp" && mv "$0.tmp" "$0"' \
+	"$work/busy.rc" _ "$CLI" --coordinator "$coord" --secret-file "$secret" bench "$POOL" \
+	--lat-iters 10 --bw-iters 1 --alloc-iters 20000 || fail "cannot start the busy consumer"
+declare -A busy=()
+checks=0
+while [[ ! -e $work/busy.rc ]] && ((checks < 40)); do
+	read -r valid free alloc usable state tries < <(check_pool poll)
+	busy[$state/$tries]=$((${busy[$state/$tries]:-0} + 1))
+	checks=$((checks + 1))
+done
+rc=0
+"$VM" wait --timeout 300 "$BUSY" || rc=$?
+((rc == 0)) && [[ $(cat "$work/busy.rc") == 0 ]] || fail "the busy consumer failed (exit $rc, bench $(cat "$work/busy.rc" 2>/dev/null))"
+note "pool check on a busy pool, $checks checks (state/snapshots: checks): $(for k in "${!busy[@]}"; do printf '%s: %s, ' "$k" "${busy[$k]}"; done)"
+((checks > 0)) || fail "the busy consumer was done before the first check"
+read -r valid free alloc usable state tries < <(check_pool)
+[[ $state == valid ]] && ((free == usable && alloc == 0)) ||
+	fail "after the busy consumer: $state, free $free of $usable, allocated $alloc"
+note "after it: valid in $tries snapshot(s), the whole $usable bytes free"
 note "PASS"
