@@ -3286,6 +3286,11 @@ static bool class_blocks(struct classing *k)
 
 	for (unsigned t = 0; t < g->levels; t++) {
 		uint64_t bsz = 1ull << (g->max_order - t);
+		/* A level of fewer than 32 blocks has one word, part of it
+		 * past its blocks: nothing writes there. */
+		if (t < 5 && k->w[g->level_word[t]] >> (2u << t) != 0)
+			return class_bad(c, "level %u: bits %#llx past its %u blocks", t,
+					 (unsigned long long)k->w[g->level_word[t]], 1u << t);
 		for (uint64_t i = 0; i < 1ull << t; i++) {
 			unsigned st = state_of(k->w[blk_word(g, t, i)], i);
 			uint64_t m0 = i << (last - t), lo = i * bsz, hi = lo + bsz;

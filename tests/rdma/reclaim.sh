@@ -191,10 +191,10 @@ note "survivor's $KEEP_N blocks byte-exact and freed: the whole $usable bytes fr
 # gone the pool is valid and all free again.
 "$VM" exec --bg "$BUSY" 2 -- sh -c 'rc=0; shift; "$@" >/dev/null || rc=$?; echo $rc >"$0.tmp" && mv "$0.tmp" "$0"' \
 	"$work/busy.rc" _ "$CLI" --coordinator "$coord" --secret-file "$secret" bench "$POOL" \
-	--lat-iters 10 --bw-iters 1 --alloc-iters 20000 || fail "cannot start the busy consumer"
+	--lat-iters 10 --bw-iters 1 --alloc-iters 2000 || fail "cannot start the busy consumer"
 declare -A busy=()
 checks=0
-while [[ ! -e $work/busy.rc ]] && ((checks < 40)); do
+while [[ ! -e $work/busy.rc ]] && ((checks < 15)); do
 	read -r valid free alloc usable state tries < <(check_pool poll)
 	busy[$state/$tries]=$((${busy[$state/$tries]:-0} + 1))
 	checks=$((checks + 1))
