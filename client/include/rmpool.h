@@ -490,8 +490,8 @@ struct rmp_pool_check_report {
  * a dead consumer awaiting reclaim leave; never called corrupt) or
  * corrupt. A pool that changed under every read is lagging. timeout_ms
  * bounds each RDMA step (0: rdma_timeout_ms of the client). 0 with *r
- * filled (r->valid is 1 only for the state valid, and a report of the
- * first version's size gets valid and error only); -EINVAL (NULL, or
+ * filled (r->valid is 1 only for the state valid; a report of the
+ * first version's size gets that version's fields); -EINVAL (NULL, or
  * r->size below the first version's report), an
  * RDMA error (-ETIMEDOUT, -ECONNREFUSED for a refused token, ...),
  * -EPROTO (not buddy metadata), -ENOSYS (built without RDMA). */
