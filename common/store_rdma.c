@@ -21,11 +21,22 @@
  * The scratch region is registered once; a mutex hands it to one batch at
  * a time. Several threads therefore serialize here; the engine is still
  * lock-free towards other clients, which is what matters remotely.
+ *
+ * The test hook (rmp_store_rdma_test_kill_after; tests/rdma/crash.sh):
+ * every batch, executed or posted, is counted against a process-wide
+ * limit; the batch that reaches it sends only its operations up to it,
+ * waits for them and for every posted one, and the process SIGKILLs
+ * itself - a consumer that died right after its k-th word operation,
+ * with exactly operations 1..k landed. Counting starts at the first call
+ * of a test function: until then the hook costs one relaxed load per
+ * batch.
  */
 #include "store_rdma.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +56,49 @@ struct rmp_store_rdma {
 	uint64_t *scratch;     /* [0, SCRATCH_WORDS): a batch; then POST_SLOTS for posted results */
 	unsigned inflight;     /* posted operations not reaped yet */
 };
+
+/* The test hook (store_rdma.h), process-wide: on once a test function
+ * was called; the word operations counted since; the one to die after. */
+static _Atomic bool test_on;
+static _Atomic uint64_t test_ops;
+static _Atomic uint64_t test_kill_at;
+
+void rmp_store_rdma_test_kill_after(uint64_t k)
+{
+	atomic_store(&test_on, true);
+	atomic_store(&test_kill_at, k ? atomic_load(&test_ops) + k : 0);
+}
+
+uint64_t rmp_store_rdma_test_ops(void)
+{
+	atomic_store(&test_on, true);
+	return atomic_load(&test_ops);
+}
+
+/* How many of a batch's n operations go out: n, or those up to the limit
+ * when the hook dies in this batch (*die set: send them, wait, die). */
+static unsigned test_count(unsigned n, bool *die)
+{
+	*die = false;
+	if (!atomic_load_explicit(&test_on, memory_order_relaxed))
+		return n;
+	uint64_t before = atomic_fetch_add(&test_ops, n);
+	uint64_t at = atomic_load(&test_kill_at);
+	if (at == 0 || before + n < at)
+		return n;
+	*die = true;
+	return at > before ? (unsigned)(at - before) : 0;
+}
+
+static int reap_posted_locked(struct rmp_store_rdma *s);
+
+/* The hook's end: what was sent has completed (the caller waited for
+ * its batch), the posted operations are reaped too, then SIGKILL. */
+static void test_die_locked(struct rmp_store_rdma *s)
+{
+	reap_posted_locked(s);
+	raise(SIGKILL);
+}
 
 /* One work request per operation, its result at *slot onwards. */
 static int to_rdma_op(struct rmp_store_rdma *s, const struct rmp_wop *op, uint64_t *local, struct rmp_rdma_op *r)
@@ -93,7 +147,7 @@ static int run_batch_locked(struct rmp_store_rdma *s, struct rmp_wop *ops, unsig
 {
 	struct rmp_rdma_op rops[MAX_BATCH];
 	unsigned slot = 0;
-	bool seen_load = false;
+	bool seen_load = false, die;
 
 	if (n > MAX_BATCH)
 		return -E2BIG;
@@ -110,18 +164,22 @@ static int run_batch_locked(struct rmp_store_rdma *s, struct rmp_wop *ops, unsig
 			return rc;
 		slot += words;
 	}
+	unsigned send = test_count(n, &die);
+	if (send == 0)
+		test_die_locked(s);
 	/* Behind the posted operations, on the same queue pair; then wait for
 	 * all of them. A batch too large to post beside them goes alone. */
-	int rc = rmp_rdma_post(s->conn, rops, n, 0);
+	int rc = rmp_rdma_post(s->conn, rops, send, 0);
 	if (rc == -EAGAIN) {
-		if ((rc = reap_posted_locked(s)) != 0)
-			return rc;
-		rc = rmp_rdma_exec(s->conn, rops, n);
+		if ((rc = reap_posted_locked(s)) == 0)
+			rc = rmp_rdma_exec(s->conn, rops, send);
 	} else if (rc == 0) {
-		int got = rmp_rdma_poll(s->conn, s->inflight + n, NULL, 0);
+		int got = rmp_rdma_poll(s->conn, s->inflight + send, NULL, 0);
 		s->inflight = 0;
 		rc = got < 0 ? got : 0;
 	}
+	if (die)
+		test_die_locked(s);
 	if (rc)
 		return rc;
 	for (unsigned k = 0; k < n; k++) {
@@ -149,8 +207,10 @@ static int rdma_post(struct rmp_store *base, struct rmp_wop *ops, unsigned n)
 	struct rmp_store_rdma *s = (struct rmp_store_rdma *)base;
 	struct rmp_rdma_op rops[POST_SLOTS];
 	int rc = 0;
+	bool die;
 
 	pthread_mutex_lock(&s->lock);
+	n = test_count(n, &die);
 	for (unsigned done = 0; done < n && rc == 0;) {
 		unsigned m = n - done < POST_SLOTS ? n - done : POST_SLOTS;
 		if (s->inflight + m > POST_SLOTS && (rc = reap_posted_locked(s)) != 0)
@@ -175,6 +235,8 @@ static int rdma_post(struct rmp_store *base, struct rmp_wop *ops, unsigned n)
 			done += m;
 		}
 	}
+	if (die)
+		test_die_locked(s);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }

@@ -13,6 +13,10 @@
  *
  * Thread-safe: one store may serve many threads (a mutex covers a batch;
  * the queue pair serializes them anyway).
+ *
+ * A test hook (tests/rdma/crash_data.c; not part of librmpool's API): a
+ * process that kills itself after its k-th word operation, to show that
+ * a consumer dying at any step is reclaimed.
  */
 #ifndef RMP_STORE_RDMA_H
 #define RMP_STORE_RDMA_H
@@ -36,5 +40,17 @@ void rmp_store_rdma_destroy(rmp_store_rdma *s);
  * failed (its peer is gone), where a flush would only wait for the
  * timeout. Before the connection is closed (the scratch MR is on its PD). */
 void rmp_store_rdma_abandon(rmp_store_rdma *s);
+
+/* Tests only. Arms a process-wide counter (k = 0 disarms): after the
+ * k-th word operation from this call on (a LOAD of n words, a CAS and an
+ * FAA count 1 each, in exec batches and posted alike), over every store
+ * of the process, the process raises SIGKILL. A batch that would cross
+ * k posts only its operations up to the k-th, waits for their
+ * completions and for every posted one, then dies: operations 1..k
+ * landed, none after. */
+void rmp_store_rdma_test_kill_after(uint64_t k);
+/* Tests only. Word operations this process issued since its first call
+ * of either test function (counted like the above). */
+uint64_t rmp_store_rdma_test_ops(void);
 
 #endif /* RMP_STORE_RDMA_H */

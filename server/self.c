@@ -142,6 +142,7 @@ struct self_job {
 	uint64_t bytes; /* retire: newly RESERVED; reclaim: given back */
 	uint64_t blocks; /* reclaim: garbage blocks freed and holes released */
 	unsigned snapshots;
+	uint64_t snap_ms; /* reclaim: time spent in snapshots, clean or not */
 	uint64_t ms;
 	char err[200];
 };
@@ -262,7 +263,10 @@ static int self_resolve(struct rmp_srv_self *s, struct self_job *j, struct rmp_b
 		struct rmp_buddy_resolve_report r = { 0 };
 		if ((rc = self_who(s, j, tmp, who, n)) != 0)
 			break;
-		if ((rc = rmp_buddy_snapshot(b, ctx, who, &snap)) != 0) {
+		uint64_t ts = rmp_mono_ms();
+		rc = rmp_buddy_snapshot(b, ctx, who, &snap);
+		j->snap_ms += rmp_mono_ms() - ts;
+		if (rc != 0) {
 			snprintf(j->err, sizeof(j->err), "snapshot: %s", strerror(-rc));
 			break;
 		}
@@ -413,6 +417,9 @@ static void self_done_cb(evutil_socket_t fd, short what, void *arg)
 		struct self_job *j = list;
 		list = j->next;
 		if (j->kind == SELF_RECLAIM) {
+			rmp_log_debug("pool %s: reclaim of lease %" PRIu64 ": %u snapshot(s) in %" PRIu64
+				      " ms of its %" PRIu64 " ms", j->pool_name, j->lease_id, j->snapshots, j->snap_ms,
+				      j->ms);
 			rmp_srv_reclaim_finished(srv, j->lease_id, j->rc, j->blocks, j->bytes, j->ms,
 						 j->err);
 			job_free(j);
