@@ -73,34 +73,40 @@
 static _Atomic unsigned next_shard;
 static _Thread_local unsigned my_shard_plus1;
 
-static struct rmp_data_shard *my_shard(struct rmp_data *d)
+static unsigned my_shard(void)
 {
 	if (my_shard_plus1 == 0)
 		my_shard_plus1 = atomic_fetch_add_explicit(&next_shard, 1, memory_order_relaxed) % RMP_DATA_SHARDS + 1;
-	return &d->shards[my_shard_plus1 - 1];
+	return my_shard_plus1 - 1;
 }
 
 /* This thread's engine context for reading (a liveness check writes no
- * record, so it needs no lock). */
+ * record, so it needs no lock, and an abandoned context reads as well). */
 static struct rmp_buddy_ctx *my_ctx(struct rmp_data *d)
 {
-	return &my_shard(d)->ctx;
+	return &d->shards[my_shard()].ctx;
 }
 
-/* This thread's engine context for an allocation or a free, locked (see
- * struct rmp_data_shard); give it back with ctx_give. */
-static struct rmp_buddy_ctx *ctx_take(struct rmp_data *d)
+/* An engine context for an allocation or a free, locked: this thread's
+ * shard, or another of the lease's while this one's slot is abandoned
+ * (shard.h); give it back with ctx_give. Requires d->meta_rw for reading.
+ * 0; -EAGAIN (the detail recorded) when every shard is abandoned and none
+ * was reset within the RDMA bound; a store error. */
+static int ctx_take(rmp_pool *p, struct rmp_data *d, const char *what, struct rmp_data_shard **out)
 {
-	struct rmp_data_shard *s = my_shard(d);
-	pthread_mutex_lock(&s->lock);
-	return &s->ctx;
+	int rc = rmp_shards_take(&d->sh, my_shard(), (unsigned)d->opts.timeout_ms, out);
+	if (rc == -EAGAIN)
+		return rmp_client_fail(p->c, rc, "%s: pool %s: all %u engine contexts gave their owner-record "
+				       "slots up after RDMA errors mid-operation, and the coordinator reset none "
+				       "within %d ms (try again)", what, p->name, RMP_DATA_SHARDS, d->opts.timeout_ms);
+	return rc;
 }
 
-_Static_assert(offsetof(struct rmp_data_shard, ctx) == 0, "ctx_give finds the shard from its ctx");
-
-static void ctx_give(struct rmp_buddy_ctx *ctx)
+/* After the engine ran on a taken shard: a store error leaves it FAILED
+ * (its slot is abandoned once the store works again). */
+static void ctx_give(struct rmp_data *d, struct rmp_data_shard *sh, int rc)
 {
-	pthread_mutex_unlock(&((struct rmp_data_shard *)(void *)ctx)->lock);
+	rmp_shards_give(&d->sh, sh, rc);
 }
 
 /* rdma_cm setup needs the far side's CPU (it accepts the connection); a
@@ -236,8 +242,7 @@ void rmp_data_close(rmp_pool *p)
 	if (d->meta)
 		rmp_rdma_close(d->meta);
 	pthread_rwlock_destroy(&d->meta_rw);
-	for (unsigned s = 0; s < RMP_DATA_SHARDS; s++)
-		pthread_mutex_destroy(&d->shards[s].lock);
+	rmp_shards_destroy(&d->sh);
 	for (unsigned i = 0; i < d->ndonors; i++) {
 		struct rmp_data_donor *dn = &d->donors[i];
 		if (dn->bounce_mr)
@@ -368,21 +373,16 @@ static bool records_wanted(void)
  * slot_base + s, tag id lease_id * RMP_DATA_SHARDS + s (DESIGN.md,
  * "Reclaim of an expired consumer"), so that the coordinator can tell this lease's blocks from
  * everyone else's if it dies. At setup and after a metadata reopen (the
- * same lease, so the same slots). */
+ * same lease, so the same slots); a shard whose slot is abandoned records
+ * again only once the coordinator reset it (shard.h). */
 static int data_records(rmp_pool *p, struct rmp_data *d)
 {
 	if (p->slot_base == RMP_WIRE_NO_SLOT || d->b.g.slots == 0 || !records_wanted())
 		return 0;
-	if (p->slot_base > d->b.g.slots || d->b.g.slots - p->slot_base < RMP_DATA_SHARDS)
+	int rc = rmp_shards_record(&d->sh, p->slot_base, p->lease_id * RMP_DATA_SHARDS);
+	if (rc)
 		return rmp_client_fail(p->c, -EPROTO, "pool %s: owner-record slots %u.. given, the region has %u",
 				       p->name, p->slot_base, d->b.g.slots);
-	for (unsigned s = 0; s < RMP_DATA_SHARDS; s++) {
-		int rc = rmp_buddy_ctx_record(&d->shards[s].ctx, &d->b, p->slot_base + s,
-					      p->lease_id * RMP_DATA_SHARDS + s);
-		if (rc)
-			return rmp_client_fail(p->c, rc, "pool %s: owner records in slot %u: %s", p->name,
-					       p->slot_base + s, rmp_strerror(rc));
-	}
 	return 0;
 }
 
@@ -394,10 +394,7 @@ static int data_init_meta(rmp_pool *p, struct rmp_data *d)
 	if (rc)
 		return rc;
 	rmp_buddy_init(&d->b, &g, rmp_store_rdma_base(d->store));
-	for (unsigned s = 0; s < RMP_DATA_SHARDS; s++) {
-		rmp_buddy_ctx_init(&d->shards[s].ctx, &d->b, p->c->session_id * RMP_DATA_SHARDS + s);
-		rmp_buddy_ctx_cache(&d->shards[s].ctx, d->shards[s].words, RMP_SHARD_WORDS_CACHED);
-	}
+	rmp_shards_start(&d->sh, &d->b, p->c->session_id);
 	if ((rc = data_records(p, d)) != 0)
 		return rc;
 	return cache_setup(p, d);
@@ -431,6 +428,10 @@ static int meta_reopen(rmp_pool *p, struct rmp_data *d)
 		atomic_store_explicit(&d->meta_broken, true, memory_order_release);
 		return rc;
 	}
+	/* A shard whose operation failed in the middle gives its slot up
+	 * now that the store works (a failure here is retried by its next
+	 * use). */
+	(void)rmp_shards_abandon_failed(&d->sh);
 	atomic_store_explicit(&d->meta_broken, false, memory_order_release);
 	d->meta_reopens++;
 	return 0;
@@ -494,6 +495,16 @@ static int meta_leave(rmp_pool *p, struct rmp_data *d, int rc, const char *what)
 	return rmp_data_lease_lost(p, rc, what); /* cut off at the far side? */
 }
 
+/* ctx_take failed inside meta_enter/meta_leave: the lock goes, and the
+ * caller returns this (-EAGAIN with ctx_take's detail, or a store
+ * error as meta_leave sees it). */
+static int take_failed(rmp_pool *p, struct rmp_data *d, int rc, const char *what)
+{
+	if ((rc = meta_leave(p, d, rc, what)) == -EAGAIN || rc == -RMP_EAWAY || rc == -RMP_ELEASE)
+		return rc;
+	return rmp_client_fail(p->c, rc, "%s: metadata: %s", what, rmp_strerror(rc));
+}
+
 /* ---- donors out of service (DESIGN.md, "Donor death") ---- */
 
 /* The pool's table marks donors lost that d does not know of yet (a
@@ -547,9 +558,11 @@ static int cache_claim(void *arg, unsigned order, uint64_t *off)
 	int rc = meta_enter(p, d, "small-block cache: claiming a chunk");
 	if (rc)
 		return rc;
-	struct rmp_buddy_ctx *ctx = ctx_take(d);
-	rc = rmp_buddy_alloc(&d->b, ctx, order, off);
-	ctx_give(ctx);
+	struct rmp_data_shard *sh;
+	if ((rc = ctx_take(p, d, "small-block cache: claiming a chunk", &sh)) == 0) {
+		rc = rmp_buddy_alloc(&d->b, &sh->ctx, order, off);
+		ctx_give(d, sh, rc);
+	}
 	return meta_leave(p, d, rc, "small-block cache: claiming a chunk");
 }
 
@@ -561,12 +574,14 @@ static int cache_release(void *arg, uint64_t off, unsigned order)
 	if (rc)
 		return rc;
 	/* A chunk on a lost donor stays out of service (RESERVED). */
-	struct rmp_buddy_ctx *ctx = ctx_take(d);
+	struct rmp_data_shard *sh;
+	if ((rc = ctx_take(p, d, "small-block cache: giving a chunk back", &sh)) != 0)
+		return meta_leave(p, d, rc, "small-block cache: giving a chunk back");
 	if (block_on_lost(d, off, order))
-		rc = rmp_buddy_free_retired(&d->b, ctx, off, order);
+		rc = rmp_buddy_free_retired(&d->b, &sh->ctx, off, order);
 	else
-		rc = rmp_buddy_free(&d->b, ctx, off, order);
-	ctx_give(ctx);
+		rc = rmp_buddy_free(&d->b, &sh->ctx, off, order);
+	ctx_give(d, sh, rc);
 	return meta_leave(p, d, rc, "small-block cache: giving a chunk back");
 }
 
@@ -667,8 +682,7 @@ static int data_open(rmp_pool *p, unsigned timeout_ms)
 	memset(d, 0, sizeof(*d));
 	rmp_liveset_init(&d->live);
 	pthread_rwlock_init(&d->meta_rw, NULL);
-	for (unsigned s = 0; s < RMP_DATA_SHARDS; s++)
-		pthread_mutex_init(&d->shards[s].lock, NULL);
+	rmp_shards_init(&d->sh, d->shards);
 	p->data = d;
 	if ((rc = data_init_local(p, d, timeout_ms)) != 0 || (rc = data_init_meta(p, d)) != 0) {
 		meta_drop(d);
@@ -744,15 +758,22 @@ int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out)
 	}
 	if ((rc = meta_enter(p, d, "rmp_alloc")) != 0)
 		return rc;
-	struct rmp_buddy_ctx *ctx = ctx_take(d);
+	struct rmp_data_shard *sh;
+	if ((rc = ctx_take(p, d, "rmp_alloc", &sh)) != 0)
+		return take_failed(p, d, rc, "rmp_alloc");
+	struct rmp_buddy_ctx *ctx = &sh->ctx;
 	rc = rmp_buddy_alloc(&d->b, ctx, order, &off);
 	/* A block on a lost donor (the coordinator's retire has not reached
 	 * it yet): set aside for good (RESERVED) and another one taken. */
 	for (unsigned t = 0; rc == 0 && block_on_lost(d, off, order); t++) {
-		(void)rmp_buddy_free_retired(&d->b, ctx, off, order);
+		int frc = rmp_buddy_free_retired(&d->b, ctx, off, order);
+		if (frc < 0 && frc != -EINVAL) {
+			rc = frc; /* a store error: the shard fails */
+			break;
+		}
 		rc = t + 1 < ALLOC_LOST_TRIES ? rmp_buddy_alloc(&d->b, ctx, order, &off) : -ENOMEM;
 	}
-	ctx_give(ctx);
+	ctx_give(d, sh, rc);
 	if ((rc = meta_leave(p, d, rc, "rmp_alloc")) == -RMP_EAWAY || rc == -RMP_ELEASE)
 		return rc;
 	if (rc == -ENOMEM)
@@ -800,10 +821,12 @@ static int free_on_lost(rmp_pool *p, struct rmp_data *d, rmp_addr a, uint64_t of
 	}
 	if ((rc = meta_enter(p, d, "rmp_free")) != 0)
 		return rc;
+	struct rmp_data_shard *sh;
+	if ((rc = ctx_take(p, d, "rmp_free", &sh)) != 0)
+		return take_failed(p, d, rc, "rmp_free");
 	rmp_liveset_remove(&d->live, a);
-	struct rmp_buddy_ctx *ctx = ctx_take(d);
-	rc = rmp_buddy_free_retired(&d->b, ctx, off, order);
-	ctx_give(ctx);
+	rc = rmp_buddy_free_retired(&d->b, &sh->ctx, off, order);
+	ctx_give(d, sh, rc);
 	if ((rc = meta_leave(p, d, rc, "rmp_free")) == -RMP_EAWAY)
 		return rc;
 	if (rc == -EINVAL)
@@ -854,10 +877,12 @@ int rmp_free(rmp_pool *p, rmp_addr a)
 	 * block this process did not allocate carries another context's
 	 * tag: the foreign free locks that tag first, so that neither a
 	 * reclaim nor its owner can free it at the same time. */
+	struct rmp_data_shard *sh;
+	if ((rc = ctx_take(p, d, "rmp_free", &sh)) != 0)
+		return take_failed(p, d, rc, "rmp_free"); /* still in the set: free it again later */
 	bool mine = rmp_liveset_remove(&d->live, a);
-	struct rmp_buddy_ctx *ctx = ctx_take(d);
-	rc = mine ? rmp_buddy_free(&d->b, ctx, off, order) : rmp_buddy_free_foreign(&d->b, ctx, off, order);
-	ctx_give(ctx);
+	rc = mine ? rmp_buddy_free(&d->b, &sh->ctx, off, order) : rmp_buddy_free_foreign(&d->b, &sh->ctx, off, order);
+	ctx_give(d, sh, rc);
 	if (rc == -EINVAL && in_live_chunk(d, off, order) == 1)
 		rc = -RMP_ECACHED;
 	if ((rc = meta_leave(p, d, rc, "rmp_free")) == -RMP_EAWAY || rc == -RMP_ELEASE)

@@ -14,6 +14,9 @@
  *   buffer.c    registered buffers (rmp_buffer_*, rmp_*_buf)
  *   async.c     asynchronous operations: the worker threads (rmp_*_async,
  *               rmp_op_*)
+ *   shard.c     the engine contexts (shards): which one an operation
+ *               runs on, and a shard that failed mid-operation (its slot
+ *               abandoned until the coordinator resets it; shard.h)
  *
  * Locks, in the order they are taken:
  *   p->data_lock       the data path's setup (rmp_data_of)
@@ -42,9 +45,9 @@
 #include "liveset.h"
 #include "rdma.h"
 #include "route.h"
+#include "shard.h"
 #include "store_rdma.h"
 
-#define RMP_DATA_SHARDS 16u  /* engine contexts: one per thread, hashed */
 /* One work request moves at most this: rxe under emulation drops packets
  * of long READ bursts and retries whole requests; shorter ones recover
  * faster. */
@@ -87,20 +90,6 @@ struct rmp_data_donor {
 	struct rmp_bound_backoff backoff;
 };
 
-/* The engine's word cache per shard: the words a thread saw last, so that
- * a free or an allocation where nothing changed since is one round trip. */
-#define RMP_SHARD_WORDS_CACHED 1024u
-
-struct rmp_data_shard {
-	alignas(64) struct rmp_buddy_ctx ctx;
-	/* Held around every allocation and free on ctx: a context that keeps
-	 * owner records writes its one slot, so it serves one thread at a
-	 * time (buddy.h, rmp_buddy_ctx_record); threads beyond
-	 * RMP_DATA_SHARDS share shards. Uncontended below that. */
-	pthread_mutex_t lock;
-	_Atomic uint64_t words[2 * RMP_SHARD_WORDS_CACHED];
-};
-
 struct rmp_async;
 
 struct rmp_data {
@@ -130,6 +119,7 @@ struct rmp_data {
 	_Atomic unsigned cache_order; /* largest carved order, 0: off */
 	struct rmp_cache cache;
 	struct rmp_data_shard shards[RMP_DATA_SHARDS];
+	struct rmp_shards sh; /* their states (shard.h) */
 };
 
 /* ---- data.c ---- */

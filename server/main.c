@@ -177,6 +177,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	rmp_srv_leases_tick(srv, now);
 	rmp_srv_cuts_tick(srv, now);
 	rmp_srv_reclaims_tick(srv, now);
+	rmp_srv_self_tick(srv, now);
 	rmp_srv_donors_tick(srv, now);
 	rmp_srv_donors_reap_overdue(srv, now);
 	/* A recovering pool whose record could not be written last time. */

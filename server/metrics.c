@@ -71,6 +71,11 @@ static const struct row rows[] = {
 	    "Bytes those reclaims gave back (garbage blocks freed, holes released)."),
 	ROW(reclaim_failures_total, "counter",
 	    "Reclaim attempts that failed (the log says why; they are tried again)."),
+	ROW(abandoned_slots_reset_total, "counter",
+	    "Owner-record slots consumers abandoned mid-operation (an RDMA error), reset by the "
+	    "coordinator's resolver."),
+	ROW(abandoned_bytes_freed_total, "counter",
+	    "Bytes those resets freed (what the abandoned operations left)."),
 };
 
 /* The text being built: like snprintf, it counts what does not fit. */

@@ -51,9 +51,27 @@
  * schema-1 store) is not reclaimed: its blocks have no tag and would
  * look like garbage.
  *
+ * Abandoned slots (DESIGN.md, "Owner records"): a consumer whose
+ * operation failed in the middle on an RDMA error marks that shard's slot
+ * RMP_BUDDY_SLOT_ABANDONED and uses its other shards until the slot is
+ * idle again; only the resolver resets it, and while it is busy every
+ * snapshot of the pool is unclean for anyone else's reclaim. So every
+ * SELF_SCAN_MS the tick queues a scan job per ready pool with records and
+ * at least one lease: one READ of the pool's slot array over a loopback
+ * connection the worker keeps per pool (made once, dropped when it fails
+ * or the pool is no longer scanned); if a slot says ABANDONED the worker
+ * runs the resolver with the current parties (no lease dead), which frees
+ * what the abandoned operation left (the block it claimed when the call
+ * failed after the claim, a half-done split or merge) and resets the slot.
+ * The loop logs "pool P: slot S of lease L abandoned mid-operation:
+ * reset, N blocks / B bytes freed" and counts it
+ * (rmpool_abandoned_slots_reset_total, rmpool_abandoned_bytes_freed_total).
+ * One scan per pool is out at a time.
+ *
  * Entry points: rmp_srv_self_start/stop (main.c), rmp_srv_self_retire_lost
  * (pool.c), rmp_srv_self_reclaim (reclaim.c), rmp_srv_self_parties (pool
- * and reclaim changes), rmp_srv_self_forget_pool (a pool freed).
+ * and reclaim changes), rmp_srv_self_forget_pool (a pool freed),
+ * rmp_srv_self_tick (main.c: the scans).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -101,6 +119,13 @@ static const uint32_t self_pass_delay_ms[] = { 0, 1000, 3000, 10000 };
  * (a live consumer's operation in flight makes one unclean). */
 #define SELF_RECLAIM_TRIES 50
 #define SELF_RECLAIM_PAUSE_US 20000
+/* How often each pool's slots are read for abandoned ones; a kept
+ * connection not used for SELF_CONN_IDLE_MS (its pool no longer scanned)
+ * is closed. */
+#define SELF_SCAN_MS 1000u
+#define SELF_CONN_IDLE_MS 10000u
+/* Abandoned slots a scan names in its log line (it resets them all). */
+#define SELF_SCAN_NAMED 8u
 
 /* Who owns a slot (the values of buddy.h's enum rmp_buddy_party). */
 enum self_party { SELF_NONE = 0, SELF_LIVE = 1, SELF_DEAD = 2 };
@@ -117,7 +142,7 @@ struct self_parties {
 	struct self_slot_party *v;
 };
 
-enum self_kind { SELF_RETIRE, SELF_RECLAIM };
+enum self_kind { SELF_RETIRE, SELF_RECLAIM, SELF_SCAN };
 
 struct self_job {
 	struct self_job *next;
@@ -133,9 +158,16 @@ struct self_job {
 	unsigned segment_log2;
 	uint32_t n_segs;
 	uint32_t *segs;
-	/* reclaim: the lease, the resolver's slot */
+	/* reclaim: the lease, the resolver's slot (scan: the slot too) */
 	uint64_t lease_id;
 	unsigned self_slot;
+	/* scan: the abandoned slots seen (the first SELF_SCAN_NAMED, with
+	 * their leases), the slots the resolver reset; repeat: it failed
+	 * as the last scan of the pool did (logged quieter) */
+	unsigned abandoned, slots_reset;
+	unsigned named_slot[SELF_SCAN_NAMED];
+	uint64_t named_lease[SELF_SCAN_NAMED];
+	bool repeat;
 	/* the result, filled by the worker */
 	int rc;
 	uint32_t segs_done;
@@ -147,12 +179,28 @@ struct self_job {
 	char err[200];
 };
 
+/* A loopback connection the worker keeps for a pool's scans (only the
+ * worker touches these, and stop once it joined). */
+struct self_conn {
+	struct self_conn *next;
+	uint32_t pool_id;
+	uint64_t addr;
+	uint32_t rkey;
+	rmp_rdma_conn *conn;
+	rmp_store_rdma *st;
+	uint64_t used_ms;
+	int last_rc;
+};
+
 struct rmp_srv_self {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* CLOCK_MONOTONIC */
 	struct self_job *pending; /* by due_ms */
 	struct self_job *done;
+	struct self_job *running; /* the job the worker runs now (under lock) */
 	struct self_parties *parties;
+	struct self_conn *conns;  /* the worker's */
+	uint64_t scan_ms;         /* the loop's: the last round of scans queued */
 	bool stop;
 	pthread_t thread;
 	int pipe[2]; /* worker -> loop: results are waiting */
@@ -287,6 +335,7 @@ static int self_resolve(struct rmp_srv_self *s, struct self_job *j, struct rmp_b
 		rmp_buddy_plan_free(&plan);
 		j->blocks = r.garbage_freed + r.holes_released;
 		j->bytes = r.garbage_bytes + r.hole_bytes;
+		j->slots_reset = r.slots_reset;
 		if (rc)
 			snprintf(j->err, sizeof(j->err), "repair: %s", strerror(-rc));
 		break;
@@ -323,40 +372,184 @@ static int self_reclaim_lease(struct rmp_srv_self *s, struct self_job *j, rmp_rd
 	return rc;
 }
 
-static void self_run(struct rmp_srv_self *s, struct self_job *j)
+/* A loopback connection to j's pool's metadata: connected, a word store
+ * on it, the device's atomic byte order learned. 0, or an error with
+ * j->err set (nothing left open). */
+static int self_connect(struct self_job *j, rmp_rdma_conn **conn_out, rmp_store_rdma **st_out)
 {
 	struct rmp_rdma_opts o = { .timeout_ms = SELF_RDMA_TIMEOUT_MS, .wait = RMP_RDMA_WAIT_ADAPTIVE };
 	rmp_rdma_conn *conn = NULL;
 	rmp_store_rdma *st = NULL;
-	uint64_t t0 = rmp_mono_ms();
 
-	j->rc = rmp_rdma_connect(j->ep.host, j->ep.port, j->token, sizeof(j->token), &o, &conn);
-	if (j->rc) {
+	int rc = rmp_rdma_connect(j->ep.host, j->ep.port, j->token, sizeof(j->token), &o, &conn);
+	if (rc) {
 		rmp_errf(j->err, sizeof(j->err), "rdma_cm connect to %s:%u: %s", j->ep.host,
-			 j->ep.port, strerror(-j->rc));
-		goto out;
+			 j->ep.port, strerror(-rc));
+		return rc;
 	}
-	j->rc = rmp_store_rdma_create(conn, j->meta.addr, j->meta.rkey, j->meta.len / 8, &st);
-	if (j->rc) {
-		snprintf(j->err, sizeof(j->err), "word store: %s", strerror(-j->rc));
+	rc = rmp_store_rdma_create(conn, j->meta.addr, j->meta.rkey, j->meta.len / 8, &st);
+	if (rc) {
+		snprintf(j->err, sizeof(j->err), "word store: %s", strerror(-rc));
 		goto out_close;
 	}
 	/* Atomic replies: the device's byte order, on the magic word. */
-	j->rc = rmp_rdma_probe_atomic_order(conn, j->meta.addr, j->meta.rkey);
-	if (j->rc) {
-		snprintf(j->err, sizeof(j->err), "atomic byte order probe: %s", strerror(-j->rc));
+	rc = rmp_rdma_probe_atomic_order(conn, j->meta.addr, j->meta.rkey);
+	if (rc) {
+		snprintf(j->err, sizeof(j->err), "atomic byte order probe: %s", strerror(-rc));
 		goto out_store;
 	}
-	j->rc = j->kind == SELF_RECLAIM ? self_reclaim_lease(s, j, conn, st)
-					: self_retire_segments(j, conn, st);
+	*conn_out = conn;
+	*st_out = st;
+	return 0;
 out_store:
+	rmp_store_rdma_abandon(st);
+out_close:
+	rmp_rdma_close(conn);
+	return rc;
+}
+
+static void self_disconnect(rmp_rdma_conn *conn, rmp_store_rdma *st)
+{
 	if (rmp_rdma_conn_failed(conn))
 		rmp_store_rdma_abandon(st);
 	else
 		rmp_store_rdma_destroy(st); /* sends the count changes that wait */
-out_close:
 	rmp_rdma_close(conn);
-out:
+}
+
+static void conn_free(struct self_conn *c)
+{
+	self_disconnect(c->conn, c->st);
+	free(c);
+}
+
+/* The kept connection for j's pool (a new one when there is none, or it
+ * failed, or the pool's region was registered again). 0 with *out, or an
+ * error with j->err set. */
+static int scan_conn(struct rmp_srv_self *s, struct self_job *j, struct self_conn **out)
+{
+	struct self_conn **pp = &s->conns;
+
+	while (*pp && (*pp)->pool_id != j->pool_id)
+		pp = &(*pp)->next;
+	struct self_conn *c = *pp;
+	if (c && (c->addr != j->meta.addr || c->rkey != j->meta.rkey || rmp_rdma_conn_failed(c->conn))) {
+		*pp = c->next;
+		conn_free(c);
+		c = NULL;
+	}
+	if (!c) {
+		if (!(c = calloc(1, sizeof(*c))))
+			return -ENOMEM;
+		int rc = self_connect(j, &c->conn, &c->st);
+		if (rc) {
+			free(c);
+			return rc;
+		}
+		*c = (struct self_conn){ .next = s->conns, .pool_id = j->pool_id, .addr = j->meta.addr,
+					 .rkey = j->meta.rkey, .conn = c->conn, .st = c->st };
+		s->conns = c;
+	}
+	c->used_ms = rmp_mono_ms();
+	*out = c;
+	return 0;
+}
+
+/* Which slots of j's pool say ABANDONED (one READ per 64 KiB of slot
+ * words); with any, the resolver (the current parties, no lease dead)
+ * finishes what their operations left and resets them. */
+static int scan_slots(struct rmp_srv_self *s, struct self_job *j, struct self_conn *c)
+{
+	unsigned n = j->geom.slots;
+	uint64_t *w = malloc(2ull * n * sizeof(uint64_t));
+	struct self_slot_party *tmp = calloc(n, sizeof(*tmp));
+	struct rmp_buddy_ctx *ctx = NULL;
+	struct rmp_buddy b;
+	unsigned untagged = 0;
+	int rc = -ENOMEM;
+
+	if (!w || !tmp)
+		goto out_free;
+	rmp_buddy_init(&b, &j->geom, rmp_store_rdma_base(c->st));
+	for (uint64_t k = 0; k < 2ull * n; k += 8192) {
+		struct rmp_wop op;
+		uint64_t len = 2ull * n - k < 8192 ? 2ull * n - k : 8192;
+		rmp_wop_load(&op, j->geom.slot_word + k, (uint32_t)len, w + k);
+		if ((rc = b.store->ops->exec(b.store, &op, 1)) != 0) {
+			snprintf(j->err, sizeof(j->err), "reading the slots: %s", strerror(-rc));
+			goto out_free;
+		}
+	}
+	bool have_parties = parties_copy(s, j->pool_id, tmp, n, &untagged) == 0;
+	for (unsigned c2 = 0; c2 < n; c2++) {
+		if (!(w[2ull * c2] & RMP_BUDDY_SLOT_ABANDONED))
+			continue;
+		if (j->abandoned < SELF_SCAN_NAMED) {
+			j->named_slot[j->abandoned] = c2;
+			j->named_lease[j->abandoned] = have_parties && tmp[c2].party != SELF_NONE
+				? (tmp[c2].tag & ~RMP_BUDDY_TAG_BIT) / RMP_SRV_LEASE_SLOTS : UINT64_MAX;
+		}
+		j->abandoned++;
+	}
+	rc = 0;
+	if (j->abandoned == 0)
+		goto out_free;
+	if (!(ctx = calloc(1, sizeof(*ctx)))) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	rmp_buddy_ctx_init(ctx, &b, SELF_CLIENT_ID);
+	if ((rc = rmp_buddy_ctx_record(ctx, &b, j->self_slot, SELF_TAG_ID(j->pool_id))) != 0)
+		snprintf(j->err, sizeof(j->err), "the resolver's slot %u: %s", j->self_slot, strerror(-rc));
+	else
+		rc = self_resolve(s, j, &b, ctx);
+out_free:
+	free(ctx);
+	free(tmp);
+	free(w);
+	return rc;
+}
+
+/* A scan of j's pool on its kept connection; kept connections that
+ * failed or went unused go. */
+static void self_scan(struct rmp_srv_self *s, struct self_job *j)
+{
+	struct self_conn *c = NULL;
+
+	j->rc = scan_conn(s, j, &c);
+	if (j->rc == 0)
+		j->rc = scan_slots(s, j, c);
+	if (j->rc == 0 && c && rmp_rdma_conn_failed(c->conn))
+		j->rc = -EIO;
+	if (c) {
+		j->repeat = j->rc != 0 && j->rc == c->last_rc;
+		c->last_rc = j->rc;
+	}
+	uint64_t now = rmp_mono_ms();
+	for (struct self_conn **pp = &s->conns; *pp;) {
+		struct self_conn *k = *pp;
+		if (rmp_rdma_conn_failed(k->conn) || now - k->used_ms > SELF_CONN_IDLE_MS) {
+			*pp = k->next;
+			conn_free(k);
+		} else {
+			pp = &k->next;
+		}
+	}
+}
+
+static void self_run(struct rmp_srv_self *s, struct self_job *j)
+{
+	rmp_rdma_conn *conn = NULL;
+	rmp_store_rdma *st = NULL;
+	uint64_t t0 = rmp_mono_ms();
+
+	if (j->kind == SELF_SCAN) {
+		self_scan(s, j);
+	} else if ((j->rc = self_connect(j, &conn, &st)) == 0) {
+		j->rc = j->kind == SELF_RECLAIM ? self_reclaim_lease(s, j, conn, st)
+						: self_retire_segments(j, conn, st);
+		self_disconnect(conn, st);
+	}
 	j->ms = rmp_mono_ms() - t0;
 }
 
@@ -386,9 +579,11 @@ static void *self_main(void *arg)
 			continue;
 		}
 		s->pending = j->next;
+		s->running = j;
 		pthread_mutex_unlock(&s->lock);
 		self_run(s, j);
 		pthread_mutex_lock(&s->lock);
+		s->running = NULL;
 		j->next = s->done;
 		s->done = j;
 		/* A full pipe (EAGAIN) already holds a wake-up. */
@@ -397,6 +592,42 @@ static void *self_main(void *arg)
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
+}
+
+/* The loop's side of a scan: a reset is logged and counted; a failure is
+ * logged (quieter when the last scan of the pool failed the same way). */
+static void scan_done(struct rmp_srv *srv, const struct self_job *j)
+{
+	char names[SELF_SCAN_NAMED * 48 + 16] = "";
+	size_t at = 0;
+
+	if (j->rc == 0 && j->abandoned == 0)
+		return;
+	for (unsigned k = 0; k < j->abandoned && k < SELF_SCAN_NAMED && at < sizeof(names); k++) {
+		if (j->named_lease[k] == UINT64_MAX)
+			at += (size_t)snprintf(names + at, sizeof(names) - at, "%sslot %u (no lease)", k ? ", " : "",
+					       j->named_slot[k]);
+		else
+			at += (size_t)snprintf(names + at, sizeof(names) - at, "%sslot %u of lease %" PRIu64,
+					       k ? ", " : "", j->named_slot[k], j->named_lease[k]);
+	}
+	if (j->abandoned > SELF_SCAN_NAMED && at < sizeof(names))
+		snprintf(names + at, sizeof(names) - at, " and %u more", j->abandoned - SELF_SCAN_NAMED);
+	if (j->rc == 0) {
+		srv->m.abandoned_slots_reset_total += j->slots_reset;
+		srv->m.abandoned_bytes_freed_total += j->bytes;
+		rmp_log_info("pool %s: %s abandoned mid-operation: reset, %" PRIu64 " blocks / %" PRIu64
+			     " bytes freed (%u slot(s) reset, %u snapshot(s), %" PRIu64 " ms)",
+			     j->pool_name, names, j->blocks, j->bytes, j->slots_reset, j->snapshots, j->ms);
+	} else if (j->repeat) {
+		rmp_log_debug("pool %s: slot scan failed again: %s", j->pool_name, j->err);
+	} else if (j->abandoned) {
+		rmp_log_warn("pool %s: %s abandoned mid-operation, not reset yet: %s; the next scan tries again",
+			     j->pool_name, names, j->err[0] ? j->err : strerror(-j->rc));
+	} else {
+		rmp_log_warn("pool %s: the scan for abandoned slots failed: %s; the next scan tries again",
+			     j->pool_name, j->err[0] ? j->err : strerror(-j->rc));
+	}
 }
 
 /* The loop's side: results in, logged and counted. */
@@ -416,6 +647,11 @@ static void self_done_cb(evutil_socket_t fd, short what, void *arg)
 	while (list) {
 		struct self_job *j = list;
 		list = j->next;
+		if (j->kind == SELF_SCAN) {
+			scan_done(srv, j);
+			job_free(j);
+			continue;
+		}
 		if (j->kind == SELF_RECLAIM) {
 			rmp_log_debug("pool %s: reclaim of lease %" PRIu64 ": %u snapshot(s) in %" PRIu64
 				      " ms of its %" PRIu64 " ms", j->pool_name, j->lease_id, j->snapshots, j->snap_ms,
@@ -501,6 +737,11 @@ void rmp_srv_self_stop(struct rmp_srv *srv)
 		struct self_job *j = l;
 		l = l->next;
 		job_free(j);
+	}
+	while (s->conns) {
+		struct self_conn *c = s->conns;
+		s->conns = c->next;
+		conn_free(c);
 	}
 	while (s->parties) {
 		struct self_parties *t = s->parties;
@@ -596,6 +837,55 @@ int rmp_srv_self_reclaim(struct rmp_srv *srv, struct rmp_srv_pool *p, const stru
 	pthread_mutex_unlock(&s->lock);
 	rmp_log_info("pool %s: lease %" PRIu64 " cut off: its reclaim is queued", p->name, q->lease_id);
 	return 0;
+}
+
+/* Requires s->lock. Whether a scan of pool_id is queued, running or
+ * not yet taken in by the loop. */
+static bool scan_out_locked(const struct rmp_srv_self *s, uint32_t pool_id)
+{
+	const struct self_job *lists[2] = { s->pending, s->done };
+	for (unsigned k = 0; k < 2; k++)
+		for (const struct self_job *j = lists[k]; j; j = j->next)
+			if (j->kind == SELF_SCAN && j->pool_id == pool_id)
+				return true;
+	return s->running && s->running->kind == SELF_SCAN && s->running->pool_id == pool_id;
+}
+
+/* Whether a lease on p keeps owner records (then a shard of it may
+ * abandon a slot). */
+static bool pool_has_recorded_lease(const struct rmp_srv *srv, const struct rmp_srv_pool *p)
+{
+	for (size_t i = 0; i < srv->leases.n; i++)
+		if (srv->leases.v[i].pool_id == p->id && srv->leases.v[i].slot_base != RMP_SRV_NO_SLOT)
+			return true;
+	return false;
+}
+
+void rmp_srv_self_tick(struct rmp_srv *srv, uint64_t now_ms)
+{
+	struct rmp_srv_self *s = srv->self;
+
+	if (!s || !srv->rdma || now_ms - s->scan_ms < SELF_SCAN_MS)
+		return;
+	s->scan_ms = now_ms;
+	for (struct rmp_srv_pool *p = srv->pools; p; p = p->next) {
+		if (p->state != RMP_SRV_POOL_READY || !p->meta.mr || p->geom.slots == 0 ||
+		    !pool_has_recorded_lease(srv, p))
+			continue;
+		pthread_mutex_lock(&s->lock);
+		bool out = scan_out_locked(s, p->id);
+		pthread_mutex_unlock(&s->lock);
+		if (out)
+			continue;
+		struct self_job *j = job_base(srv, p, SELF_SCAN, now_ms);
+		if (!j)
+			return;
+		j->self_slot = rmp_srv_self_slot(p);
+		pthread_mutex_lock(&s->lock);
+		queue_locked(s, j);
+		pthread_cond_signal(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+	}
 }
 
 /* Slots base.. of one lease: its tags, one per shard. */
@@ -766,6 +1056,12 @@ void rmp_srv_self_parties(struct rmp_srv *srv, const struct rmp_srv_pool *p)
 {
 	(void)srv;
 	(void)p;
+}
+
+void rmp_srv_self_tick(struct rmp_srv *srv, uint64_t now_ms)
+{
+	(void)srv;
+	(void)now_ms;
 }
 
 #endif

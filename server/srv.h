@@ -362,6 +362,9 @@ int rmp_srv_self_reclaim(struct rmp_srv *srv, struct rmp_srv_pool *p, const stru
 /* p's leases changed (granted, closed, expired, reclaimed): the table of
  * who owns which slot that a running reclaim reads is rebuilt. */
 void rmp_srv_self_parties(struct rmp_srv *srv, const struct rmp_srv_pool *p);
+/* The tick: every second, a scan per ready pool with records for slots
+ * its consumers abandoned mid-operation; the resolver resets them. */
+void rmp_srv_self_tick(struct rmp_srv *srv, uint64_t now_ms);
 /* cutoff.c: an expired lease's client cut off at the metadata listener
  * and at every donor of its pool before anything of it is freed. */
 /* From the lease reaper (l is already out of the table). */
