@@ -57,7 +57,8 @@
  * idle again; only the resolver resets it, and while it is busy every
  * snapshot of the pool is unclean for anyone else's reclaim. So every
  * SELF_SCAN_MS the tick queues a scan job per ready pool with records and
- * at least one lease: one READ of the pool's slot array over a loopback
+ * at least one lease (its table of parties rebuilt first: after a restart
+ * no grant has built it): one READ of the pool's slot array over a loopback
  * connection the worker keeps per pool (made once, dropped when it fails
  * or the pool is no longer scanned); if a slot says ABANDONED the worker
  * runs the resolver with the current parties (no lease dead), which frees
@@ -291,6 +292,26 @@ static int self_who(struct rmp_srv_self *s, struct self_job *j, struct self_slot
 	return 0;
 }
 
+/* The slots the plan resets that their clients abandoned (any job of the
+ * resolver resets them: a reclaim's as well as a scan's), with their
+ * leases from the parties, for the log line. */
+static void name_abandoned(struct self_job *j, const struct rmp_buddy_plan *plan, const struct self_slot_party *tmp)
+{
+	j->abandoned = 0;
+	for (unsigned k = 0; k < plan->n; k++) {
+		const struct rmp_buddy_fix *f = &plan->fix[k];
+		if (f->kind != RMP_BUDDY_FIX_SLOT || !(f->word & RMP_BUDDY_SLOT_ABANDONED))
+			continue;
+		unsigned c = (unsigned)f->by;
+		if (j->abandoned < SELF_SCAN_NAMED) {
+			j->named_slot[j->abandoned] = c;
+			j->named_lease[j->abandoned] = tmp[c].party != SELF_NONE
+				? (tmp[c].tag & ~RMP_BUDDY_TAG_BIT) / RMP_SRV_LEASE_SLOTS : UINT64_MAX;
+		}
+		j->abandoned++;
+	}
+}
+
 /* The resolver with the parties read fresh: before each snapshot (busy
  * slots of live contexts make it unclean) and after a clean one (whose
  * tags are live: a lease granted meanwhile is in it). */
@@ -331,6 +352,7 @@ static int self_resolve(struct rmp_srv_self *s, struct self_job *j, struct rmp_b
 		rmp_buddy_snap_free(&snap);
 		if (rc)
 			break;
+		name_abandoned(j, &plan, tmp);
 		rc = rmp_buddy_repair(b, ctx, &plan, &r);
 		rmp_buddy_plan_free(&plan);
 		j->blocks = r.garbage_freed + r.holes_released;
@@ -596,29 +618,36 @@ static void *self_main(void *arg)
 
 /* The loop's side of a scan: a reset is logged and counted; a failure is
  * logged (quieter when the last scan of the pool failed the same way). */
+static void abandoned_names(const struct self_job *j, char *names, size_t len)
+{
+	size_t at = 0;
+
+	names[0] = 0;
+	for (unsigned k = 0; k < j->abandoned && k < SELF_SCAN_NAMED && at < len; k++) {
+		if (j->named_lease[k] == UINT64_MAX)
+			at += (size_t)snprintf(names + at, len - at, "%sslot %u (no lease)", k ? ", " : "",
+					       j->named_slot[k]);
+		else
+			at += (size_t)snprintf(names + at, len - at, "%sslot %u of lease %" PRIu64, k ? ", " : "",
+					       j->named_slot[k], j->named_lease[k]);
+	}
+	if (j->abandoned > SELF_SCAN_NAMED && at < len)
+		snprintf(names + at, len - at, " and %u more", j->abandoned - SELF_SCAN_NAMED);
+}
+
 static void scan_done(struct rmp_srv *srv, const struct self_job *j)
 {
-	char names[SELF_SCAN_NAMED * 48 + 16] = "";
-	size_t at = 0;
+	char names[SELF_SCAN_NAMED * 48 + 16];
 
 	if (j->rc == 0 && j->abandoned == 0)
 		return;
-	for (unsigned k = 0; k < j->abandoned && k < SELF_SCAN_NAMED && at < sizeof(names); k++) {
-		if (j->named_lease[k] == UINT64_MAX)
-			at += (size_t)snprintf(names + at, sizeof(names) - at, "%sslot %u (no lease)", k ? ", " : "",
-					       j->named_slot[k]);
-		else
-			at += (size_t)snprintf(names + at, sizeof(names) - at, "%sslot %u of lease %" PRIu64,
-					       k ? ", " : "", j->named_slot[k], j->named_lease[k]);
-	}
-	if (j->abandoned > SELF_SCAN_NAMED && at < sizeof(names))
-		snprintf(names + at, sizeof(names) - at, " and %u more", j->abandoned - SELF_SCAN_NAMED);
+	abandoned_names(j, names, sizeof(names));
 	if (j->rc == 0) {
-		srv->m.abandoned_slots_reset_total += j->slots_reset;
+		srv->m.abandoned_slots_reset_total += j->abandoned;
 		srv->m.abandoned_bytes_freed_total += j->bytes;
 		rmp_log_info("pool %s: %s abandoned mid-operation: reset, %" PRIu64 " blocks / %" PRIu64
-			     " bytes freed (%u slot(s) reset, %u snapshot(s), %" PRIu64 " ms)",
-			     j->pool_name, names, j->blocks, j->bytes, j->slots_reset, j->snapshots, j->ms);
+			     " bytes freed (%u snapshot(s), %" PRIu64 " ms)",
+			     j->pool_name, names, j->blocks, j->bytes, j->snapshots, j->ms);
 	} else if (j->repeat) {
 		rmp_log_debug("pool %s: slot scan failed again: %s", j->pool_name, j->err);
 	} else if (j->abandoned) {
@@ -651,6 +680,16 @@ static void self_done_cb(evutil_socket_t fd, short what, void *arg)
 			scan_done(srv, j);
 			job_free(j);
 			continue;
+		}
+		if (j->kind == SELF_RECLAIM && j->rc == 0 && j->abandoned) {
+			/* The reclaim's resolver reset abandoned slots of live
+			 * leases too: said and counted as a scan's are (their
+			 * bytes are in the reclaim's). */
+			char names[SELF_SCAN_NAMED * 48 + 16];
+			abandoned_names(j, names, sizeof(names));
+			srv->m.abandoned_slots_reset_total += j->abandoned;
+			rmp_log_info("pool %s: %s abandoned mid-operation: reset with the reclaim of lease %" PRIu64,
+				     j->pool_name, names, j->lease_id);
 		}
 		if (j->kind == SELF_RECLAIM) {
 			rmp_log_debug("pool %s: reclaim of lease %" PRIu64 ": %u snapshot(s) in %" PRIu64
@@ -877,6 +916,9 @@ void rmp_srv_self_tick(struct rmp_srv *srv, uint64_t now_ms)
 		pthread_mutex_unlock(&s->lock);
 		if (out)
 			continue;
+		/* The parties as they are now: after a restart no grant built
+		 * the table yet, and a closed lease is nobody's. */
+		rmp_srv_self_parties(srv, p);
 		struct self_job *j = job_base(srv, p, SELF_SCAN, now_ms);
 		if (!j)
 			return;

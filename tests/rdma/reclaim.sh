@@ -5,28 +5,35 @@
 # Usage: reclaim.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor PATH/TO/reclaim_data
 # Run:   deploy/vm/rmpool-vm run --hosts 3 -- ctest --test-dir build -R rdma_reclaim -V
 #
-# Scenario (coordinator on guest 1 with --lease-timeout 2s, an agent on
+# Scenario (coordinator on guest 1 with --lease-timeout 4s, an agent on
 # every guest, a 96M pool whose donors lie on the 3 hosts):
 #   - a survivor on guest 3 allocates 64 blocks of 256 KiB (16 MiB) from
 #     4 threads and writes a pattern into each;
 #   - a victim on guest 2 allocates 96 blocks of 256 KiB (24 MiB) from 4
 #     threads (4 shards, 4 tags) and writes them; `rmpool pool check`
 #     counts both sets allocated;
-#   - the victim is SIGKILLed. Within 2 lease periods (4 s) of the kill
-#     its bytes are free again: pool check says free bytes == capacity -
+#   - the victim is SIGKILLed. Within 2 lease periods (8 s) of the kill
+#     its bytes are free again (the coordinator's reclaim line, watched
+#     in its log every 100 ms, then confirmed by one pool check): pool
+#     check says free bytes == capacity -
 #     the survivor's 16 MiB, allocated == 16 MiB, valid; the coordinator
 #     logged "pool P: lease L reclaimed: 96 blocks, 25165824 bytes back"
 #     and counts it (rmpool_reclaims_total 1, rmpool_reclaimed_bytes_total
-#     25165824); pool check meanwhile says valid or lagging (exit 3: the
-#     repairs in passing), never corrupt;
+#     25165824); pool check, run again and again meanwhile (in the
+#     background, so that it does not delay the watch), says valid or
+#     lagging (exit 3: the repairs in passing), never corrupt;
 #   - the survivor reads every block back byte for byte, frees them all:
 #     the whole capacity is free and the metadata valid;
 #   - a consumer allocates and frees in a loop (rmpool bench) while pool
 #     check runs again and again: valid or lagging, never corrupt; after
 #     it, valid and all free.
-# Prints the time from the kill to the bytes free, and the coordinator's
-# reclaim line (blocks, bytes, the job's time). Never skips: no harness,
-# no pass.
+# Prints the time from the kill to the bytes free against the nominal
+# bound, and the coordinator's reclaim line (blocks, bytes, the job's
+# time, the time after the expiry). The margin: the expiry alone takes up
+# to one lease period after the kill (the last renewal's lease runs out),
+# so the bound leaves the coordinator's own part (the cut-off and the
+# reclaim, about 0.5 s) a whole lease period - the figure "after the
+# expiry" is printed against it. Never skips: no harness, no pass.
 set -euo pipefail
 
 usage="usage: reclaim.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor PATH/TO/reclaim_data"
@@ -40,7 +47,7 @@ VM=$(cd "$(dirname "$(readlink -f "$0")")/../../deploy/vm" && pwd)/rmpool-vm
 PROCESS_LIMIT=44M
 BUDGET=64M
 POOL_SIZE=96M
-LEASE_MS=2000
+LEASE_MS=4000
 BLOCK=$((256 << 10))
 KEEP_N=64
 HOLD_N=96
@@ -115,7 +122,7 @@ wait_file() { # FILE SECONDS
 }
 
 # ------------------------------------------------------------ the pool
-start_coordinator --lease-timeout 2s
+start_coordinator --lease-timeout 4s
 for g in 1 2 3; do
 	stack_agent "$(agent_job $g)" "$g" "$BUDGET" "$PROCESS_LIMIT"
 done
@@ -143,25 +150,37 @@ note "before the kill: valid $valid ($state, $tries snapshot(s)), free $free, al
 "$VM" kill "$VICTIM" KILL
 t_kill=$(date +%s%N)
 bound_ms=$((2 * LEASE_MS))
-back_ms=
-declare -A seen=()
-for _ in $(seq 1 200); do
-	read -r valid free alloc usable state tries < <(check_pool poll)
-	seen[$state/$tries]=$((${seen[$state/$tries]:-0} + 1))
-	now=$(date +%s%N)
-	if [[ $valid == True ]] && ((alloc == keep_bytes && free == usable - keep_bytes)); then
-		back_ms=$(((now - t_kill) / 1000000))
-		break
-	fi
-	(((now - t_kill) / 1000000 > 30000)) && break
-	sleep 0.2
+# pool check again and again in the background (its states tallied),
+# the reclaim line watched in the foreground.
+rm -f "$work/polls.stop"
+: >"$work/polls"
+(
+	while [[ ! -e $work/polls.stop ]]; do
+		read -r valid free alloc usable state tries < <(check_pool poll)
+		echo "$state/$tries" >>"$work/polls"
+		sleep 0.2
+	done
+) >/dev/null &
+poller=$!
+line= back_ms=
+for _ in $(seq 1 300); do
+	line=$(grep -m1 "pool $POOL: lease $lease reclaimed:" "$srv_log" || true)
+	[[ -n $line ]] && { back_ms=$((($(date +%s%N) - t_kill) / 1000000)); break; }
+	sleep 0.1
 done
-[[ -n $back_ms ]] ||
-	fail "30 s after the kill: valid $valid, free $free, allocated $alloc; want free $((usable - keep_bytes)), allocated $keep_bytes"
-line=$(grep "pool $POOL: lease $lease reclaimed:" "$srv_log" || true)
-[[ -n $line ]] || fail "no reclaim line for lease $lease in the coordinator's log"
+touch "$work/polls.stop"
+prc=0
+wait "$poller" || prc=$?
+[[ -n $back_ms ]] || fail "no reclaim line for lease $lease in the coordinator's log 30 s after the kill"
+((prc == 0)) || fail "a pool check while the reclaim ran said corrupt (or failed): $(cat "$work/check.json.err" 2>/dev/null)"
+declare -A seen=()
+while read -r k; do seen[$k]=$((${seen[$k]:-0} + 1)); done <"$work/polls"
+read -r valid free alloc usable state tries < <(check_pool)
+[[ $valid == True ]] && ((alloc == keep_bytes && free == usable - keep_bytes)) ||
+	fail "after the reclaim line: valid $valid, free $free, allocated $alloc; want free $((usable - keep_bytes)), allocated $keep_bytes"
+after_ms=$(sed -n 's/.* (\([0-9]*\) ms after the expiry).*/\1/p' <<<"$line")
 note "coordinator: ${line#*INFO: }"
-note "victim's $hold_bytes bytes free again $back_ms ms after its SIGKILL (bound: 2 lease periods, $bound_ms ms)"
+note "victim's $hold_bytes bytes free again $back_ms ms after its SIGKILL (nominal bound: 2 lease periods, $bound_ms ms; ${after_ms:-?} ms of it after the expiry, against the lease period $LEASE_MS ms the bound leaves for it); pool check: free == capacity - survivor's, valid"
 note "pool check while the reclaim ran (state/snapshots: checks): $(for k in "${!seen[@]}"; do printf '%s: %s, ' "$k" "${seen[$k]}"; done)"
 ((back_ms <= bound_ms)) || fail "the victim's bytes came back after $back_ms ms, more than $bound_ms"
 read -r blocks bytes < <(sed -n 's/.*reclaimed: \([0-9]*\) blocks, \([0-9]*\) bytes back.*/\1 \2/p' <<<"$line")

@@ -15,11 +15,35 @@
  *       lease meanwhile) and reads every block back: byte for byte its
  *       pattern (else exit 1, saying how many bytes of which block
  *       differ); then frees them all and closes.
+ *   reclaim_data churn NAME FIXED SIZE READY CTL
+ *       a survivor under load (tests/rdma/reclaim_restart.sh): FIXED
+ *       blocks of SIZE bytes from THREADS threads, each written with its
+ *       pattern; READY as above; then every thread allocates and frees
+ *       blocks of SIZE in a loop (up to CHURN_LIVE at a time, the first
+ *       4 KiB of each written with a pattern of its own and checked before
+ *       its free), non-stop, so that a coordinator killed meanwhile cuts
+ *       operations in the middle. A handle that overlaps a block this
+ *       process holds is an error (an owner map over the pool's space,
+ *       claimed with CAS). Errors of alloc and free while the coordinator
+ *       is away are counted and the loop goes on; a free that failed is
+ *       not retried (it may have landed: the block may be another's by
+ *       then) and its block is given up (leaked at worst: the lease's end
+ *       gives it back). Files: CTL.gentle - from then on the threads work
+ *       only 250 ms of every 400 (the resolver needs a moment with no
+ *       operation in flight for a clean snapshot); CTL.quiet - they stop,
+ *       free their churn blocks, the fixed blocks are read back byte for
+ *       byte (else exit 1) and freed, the pool is closed, and CTL.done
+ *       gets
+ *         ops N failed F away A overlaps O bad B
+ *       (failed: alloc/free calls that failed with anything but
+ *       -RMP_EAWAY, -ENOMEM, -EAGAIN - each may leave one block behind).
  * Coordinator from RMPOOL_COORDINATOR, secret from RMPOOL_SECRET.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +179,193 @@ static int cmd_keep(const char *name, unsigned count, uint64_t size, const char 
 	return bad_blocks ? 1 : 0;
 }
 
+/* ---- churn ---- */
+
+#define CHURN_LIVE 8u
+#define CHURN_HEAD 4096u /* bytes of a churn block written and checked */
+
+static const char *churn_ctl;
+static _Atomic uint8_t *owner; /* per SIZE unit of the pool's space: 1 while this process holds it */
+static uint64_t owner_units;
+static _Atomic uint64_t c_ops, c_failed, c_away, c_overlaps, c_bad;
+
+static bool ctl_has(const char *what)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s.%s", churn_ctl, what);
+	return access(path, F_OK) == 0;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void owner_take(rmp_addr a, uint64_t size)
+{
+	uint64_t u = RMP_ADDR_OFFSET(a) / size;
+	uint8_t want = 0;
+	if (u >= owner_units || !atomic_compare_exchange_strong(&owner[u], &want, 1)) {
+		fprintf(stderr, "reclaim_data: FAILED: rmp_alloc returned %#" PRIx64 ", which overlaps a block this "
+			"process holds\n", (uint64_t)a);
+		atomic_fetch_add(&c_overlaps, 1);
+	}
+}
+
+static void owner_drop(rmp_addr a, uint64_t size)
+{
+	uint64_t u = RMP_ADDR_OFFSET(a) / size;
+	if (u < owner_units)
+		atomic_store(&owner[u], 0);
+}
+
+/* An error of rmp_alloc/rmp_free in the loop: counted; only an RDMA error
+ * (not -RMP_EAWAY, not the allocator's own answers) may leave a block. */
+static void churn_error(int rc)
+{
+	if (rc == -RMP_EAWAY) {
+		atomic_fetch_add(&c_away, 1);
+		usleep(5000); /* the coordinator is away: no busy loop on a 1-vCPU guest */
+	}
+	else if (rc != -ENOMEM && rc != -EAGAIN)
+		atomic_fetch_add(&c_failed, 1);
+}
+
+struct churn {
+	rmp_pool *p;
+	uint64_t size;
+	unsigned id;
+	rmp_addr live[CHURN_LIVE];
+	uint64_t seed[CHURN_LIVE];
+	unsigned n;
+	uint64_t next_seed;
+};
+
+static void churn_free(struct churn *c, unsigned k)
+{
+	uint8_t got[CHURN_HEAD], want[CHURN_HEAD];
+	size_t head = c->size < CHURN_HEAD ? c->size : CHURN_HEAD;
+	int rc = rmp_read(c->p, got, c->live[k], head);
+	if (rc == 0) {
+		du_fill(want, head, c->seed[k]);
+		if (memcmp(got, want, head) != 0) {
+			fprintf(stderr, "reclaim_data: FAILED: churn block %#" PRIx64 " lost its bytes\n",
+				(uint64_t)c->live[k]);
+			atomic_fetch_add(&c_bad, 1);
+		}
+	}
+	/* Out of the owner map first: once the free lands another thread
+	 * may get the block. */
+	owner_drop(c->live[k], c->size);
+	if ((rc = rmp_free(c->p, c->live[k])) != 0)
+		churn_error(rc); /* given up: it may have landed */
+	atomic_fetch_add(&c_ops, 1);
+	c->live[k] = c->live[--c->n];
+	c->seed[k] = c->seed[c->n];
+}
+
+static void churn_step(struct churn *c)
+{
+	uint8_t buf[CHURN_HEAD];
+	size_t head = c->size < CHURN_HEAD ? c->size : CHURN_HEAD;
+	c->next_seed = c->next_seed * 6364136223846793005ull + 1442695040888963407ull;
+	if (c->n == CHURN_LIVE || (c->n > 0 && (c->next_seed >> 40) % 2)) {
+		churn_free(c, (unsigned)(c->next_seed >> 20) % c->n);
+		return;
+	}
+	rmp_addr a;
+	int rc = rmp_alloc(c->p, c->size, &a);
+	atomic_fetch_add(&c_ops, 1);
+	if (rc) {
+		churn_error(rc);
+		return;
+	}
+	owner_take(a, c->size);
+	du_fill(buf, head, c->next_seed);
+	if (rmp_write(c->p, a, buf, head) != 0) {
+		owner_drop(a, c->size);
+		(void)rmp_free(c->p, a); /* a failed write is not what this tests */
+		return;
+	}
+	c->live[c->n] = a;
+	c->seed[c->n++] = c->next_seed;
+}
+
+static void *churn_main(void *arg)
+{
+	struct churn *c = arg;
+	c->next_seed = 0xC4u + c->id;
+	while (!ctl_has("quiet")) {
+		if (ctl_has("gentle") && mono_ms() % 400 >= 250) {
+			usleep(10000);
+			continue;
+		}
+		churn_step(c);
+	}
+	while (c->n)
+		churn_free(c, c->n - 1);
+	return NULL;
+}
+
+static int cmd_churn(const char *name, unsigned count, uint64_t size, const char *ready, const char *ctl)
+{
+	static rmp_addr a[MAX_BLOCKS];
+	static struct churn c[THREADS];
+	pthread_t t[THREADS];
+	rmp_client *cl;
+	struct rmp_pool_info *in;
+	rmp_pool *p = fill(name, &cl, count, size, 0xC0DE, a, ready);
+	uint8_t *want = malloc(size), *got = malloc(size);
+	unsigned bad_blocks = 0;
+
+	churn_ctl = ctl;
+	du_require_ok(rmp_pool_info(p, &in), "rmp_pool_info");
+	owner_units = in->space / size + 1;
+	rmp_pool_info_free(in);
+	owner = calloc(owner_units, 1);
+	if (!owner || !want || !got)
+		check_die("out of memory");
+	for (unsigned i = 0; i < count; i++)
+		owner_take(a[i], size);
+	for (unsigned k = 0; k < THREADS; k++) {
+		c[k] = (struct churn){ .p = p, .size = size, .id = k };
+		if (pthread_create(&t[k], NULL, churn_main, &c[k]))
+			check_die("pthread_create");
+	}
+	for (unsigned k = 0; k < THREADS; k++)
+		pthread_join(t[k], NULL);
+	for (unsigned i = 0; i < count; i++) {
+		du_require_ok(rmp_read(p, got, a[i], size), "rmp_read");
+		du_fill(want, size, seed_of(0xC0DE, i));
+		if (memcmp(got, want, size) != 0) {
+			fprintf(stderr, "reclaim_data: FAILED: fixed block %u (%#" PRIx64 ") lost its bytes\n", i,
+				(uint64_t)a[i]);
+			bad_blocks++;
+		}
+		du_require_ok(rmp_free(p, a[i]), "rmp_free of a fixed block");
+	}
+	du_require_ok(rmp_pool_close(p), "rmp_pool_close");
+	rmp_disconnect(cl);
+	char path[512], tmp[520];
+	snprintf(path, sizeof(path), "%s.done", ctl);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	uint64_t bad = atomic_load(&c_bad) + bad_blocks;
+	if (!f || fprintf(f, "ops %" PRIu64 " failed %" PRIu64 " away %" PRIu64 " overlaps %" PRIu64 " bad %" PRIu64 "\n",
+			  atomic_load(&c_ops), atomic_load(&c_failed), atomic_load(&c_away), atomic_load(&c_overlaps),
+			  bad) < 0 || fclose(f) || rename(tmp, path))
+		check_die("cannot write %s", path);
+	printf("reclaim_data: churn: %" PRIu64 " operations, %" PRIu64 " failed mid-way, %" PRIu64 " while away, "
+	       "%" PRIu64 " overlaps; %u fixed blocks read back, %" PRIu64 " blocks wrong\n",
+	       atomic_load(&c_ops), atomic_load(&c_failed), atomic_load(&c_away), atomic_load(&c_overlaps), count,
+	       bad);
+	free(want);
+	free(got);
+	return bad || atomic_load(&c_overlaps) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -172,7 +383,15 @@ int main(int argc, char **argv)
 			check_die("keep: COUNT 1..%u, SIZE > 0", MAX_BLOCKS);
 		return cmd_keep(argv[2], n, size, argv[5], argv[6]);
 	}
+	if (argc >= 7 && strcmp(argv[1], "churn") == 0) {
+		unsigned n = (unsigned)strtoul(argv[3], NULL, 0);
+		uint64_t size = strtoull(argv[4], NULL, 0);
+		if (n == 0 || n > MAX_BLOCKS || size == 0)
+			check_die("churn: COUNT 1..%u, SIZE > 0", MAX_BLOCKS);
+		return cmd_churn(argv[2], n, size, argv[5], argv[6]);
+	}
 	fprintf(stderr, "usage: reclaim_data hold NAME COUNT SIZE READY\n"
-			"       reclaim_data keep NAME COUNT SIZE READY GO\n");
+			"       reclaim_data keep NAME COUNT SIZE READY GO\n"
+			"       reclaim_data churn NAME FIXED SIZE READY CTL\n");
 	return 2;
 }
