@@ -202,6 +202,7 @@ struct rmp_srv_self {
 	struct self_parties *parties;
 	struct self_conn *conns;  /* the worker's */
 	uint64_t scan_ms;         /* the loop's: the last round of scans queued */
+	uint64_t scan_warn_ms;    /* the loop's: the last warning of a failed scan */
 	bool stop;
 	pthread_t thread;
 	int pipe[2]; /* worker -> loop: results are waiting */
@@ -635,6 +636,10 @@ static void abandoned_names(const struct self_job *j, char *names, size_t len)
 		snprintf(names + at, len - at, " and %u more", j->abandoned - SELF_SCAN_NAMED);
 }
 
+/* A scan that failed with no abandoned slot seen (the loopback
+ * connection): warned at most this often, else logged at debug. */
+#define SELF_SCAN_WARN_MS 60000u
+
 static void scan_done(struct rmp_srv *srv, const struct self_job *j)
 {
 	char names[SELF_SCAN_NAMED * 48 + 16];
@@ -648,12 +653,14 @@ static void scan_done(struct rmp_srv *srv, const struct self_job *j)
 		rmp_log_info("pool %s: %s abandoned mid-operation: reset, %" PRIu64 " blocks / %" PRIu64
 			     " bytes freed (%u snapshot(s), %" PRIu64 " ms)",
 			     j->pool_name, names, j->blocks, j->bytes, j->snapshots, j->ms);
-	} else if (j->repeat) {
-		rmp_log_debug("pool %s: slot scan failed again: %s", j->pool_name, j->err);
+	} else if (j->repeat || (!j->abandoned && srv->self->scan_warn_ms &&
+				  rmp_mono_ms() - srv->self->scan_warn_ms < SELF_SCAN_WARN_MS)) {
+		rmp_log_debug("pool %s: slot scan failed again: %s", j->pool_name, j->err[0] ? j->err : strerror(-j->rc));
 	} else if (j->abandoned) {
 		rmp_log_warn("pool %s: %s abandoned mid-operation, not reset yet: %s; the next scan tries again",
 			     j->pool_name, names, j->err[0] ? j->err : strerror(-j->rc));
 	} else {
+		srv->self->scan_warn_ms = rmp_mono_ms();
 		rmp_log_warn("pool %s: the scan for abandoned slots failed: %s; the next scan tries again",
 			     j->pool_name, j->err[0] ? j->err : strerror(-j->rc));
 	}
