@@ -27,6 +27,15 @@
  * no operation runs on a half-replaced engine. The engine's per-thread
  * state (cursors, credit) stays: the metadata are the same memory.
  *
+ * An operation that failed in the middle on an RDMA error (the
+ * coordinator died mid-alloc, any connection error) leaves its shard's
+ * owner-record slot maybe busy: the shard gives the slot up once the
+ * metadata connection works again (meta_reopen, or its next use) and its
+ * threads use the lease's other shards until the coordinator reset the
+ * slot; then it records again with the same slot and tag (shard.h;
+ * DESIGN.md, "Abandoned slots"). A busy slot left behind would make
+ * every resolver snapshot of the pool unclean.
+ *
  * Donors out of service (DESIGN.md, "Donor death"): when the pool's
  * table marks donors lost (client.c: pushed by the coordinator), the
  * next call here marks their slots lost (rmp_data_donor_lost), so every
