@@ -18,10 +18,10 @@
  *   reclaim_data churn NAME FIXED SIZE READY CTL
  *       a survivor under load (tests/rdma/reclaim_restart.sh): FIXED
  *       blocks of SIZE bytes from THREADS threads, each written with its
- *       pattern; READY as above; then every thread allocates and frees
- *       blocks of SIZE in a loop (up to CHURN_LIVE at a time, the first
- *       4 KiB of each written with a pattern of its own and checked before
- *       its free), non-stop, so that a coordinator killed meanwhile cuts
+ *       pattern; READY as above; then each of CHURN_THREADS threads
+ *       allocates and frees blocks of SIZE in a loop (up to CHURN_LIVE at
+ *       a time, the first 4 KiB of every other one written with a pattern
+ *       of its own and checked before its free), non-stop, so that a coordinator killed meanwhile cuts
  *       operations in the middle. A handle that overlaps a block this
  *       process holds is an error (an owner map over the pool's space,
  *       claimed with CAS). Errors of alloc and free while the coordinator
@@ -182,6 +182,9 @@ static int cmd_keep(const char *name, unsigned count, uint64_t size, const char 
 /* ---- churn ---- */
 
 #define CHURN_LIVE 8u
+/* Threads of the churn loop: enough that some operation is nearly always
+ * in the middle of its metadata round trips when the coordinator dies. */
+#define CHURN_THREADS 8u
 #define CHURN_HEAD 4096u /* bytes of a churn block written and checked */
 
 static const char *churn_ctl;
@@ -247,7 +250,7 @@ static void churn_free(struct churn *c, unsigned k)
 {
 	uint8_t got[CHURN_HEAD], want[CHURN_HEAD];
 	size_t head = c->size < CHURN_HEAD ? c->size : CHURN_HEAD;
-	int rc = rmp_read(c->p, got, c->live[k], head);
+	int rc = c->seed[k] ? rmp_read(c->p, got, c->live[k], head) : -1;
 	if (rc == 0) {
 		du_fill(want, head, c->seed[k]);
 		if (memcmp(got, want, head) != 0) {
@@ -283,14 +286,17 @@ static void churn_step(struct churn *c)
 		return;
 	}
 	owner_take(a, c->size);
-	du_fill(buf, head, c->next_seed);
-	if (rmp_write(c->p, a, buf, head) != 0) {
+	/* Every other block's head carries a pattern (checked at its free);
+	 * the rest keep the loop on the metadata. */
+	uint64_t seed = (c->next_seed >> 30) & 1 ? c->next_seed | 1 : 0;
+	du_fill(buf, head, seed);
+	if (seed && rmp_write(c->p, a, buf, head) != 0) {
 		owner_drop(a, c->size);
 		(void)rmp_free(c->p, a); /* a failed write is not what this tests */
 		return;
 	}
 	c->live[c->n] = a;
-	c->seed[c->n++] = c->next_seed;
+	c->seed[c->n++] = seed;
 }
 
 static void *churn_main(void *arg)
@@ -312,8 +318,8 @@ static void *churn_main(void *arg)
 static int cmd_churn(const char *name, unsigned count, uint64_t size, const char *ready, const char *ctl)
 {
 	static rmp_addr a[MAX_BLOCKS];
-	static struct churn c[THREADS];
-	pthread_t t[THREADS];
+	static struct churn c[CHURN_THREADS];
+	pthread_t t[CHURN_THREADS];
 	rmp_client *cl;
 	struct rmp_pool_info *in;
 	rmp_pool *p = fill(name, &cl, count, size, 0xC0DE, a, ready);
@@ -329,12 +335,12 @@ static int cmd_churn(const char *name, unsigned count, uint64_t size, const char
 		check_die("out of memory");
 	for (unsigned i = 0; i < count; i++)
 		owner_take(a[i], size);
-	for (unsigned k = 0; k < THREADS; k++) {
+	for (unsigned k = 0; k < CHURN_THREADS; k++) {
 		c[k] = (struct churn){ .p = p, .size = size, .id = k };
 		if (pthread_create(&t[k], NULL, churn_main, &c[k]))
 			check_die("pthread_create");
 	}
-	for (unsigned k = 0; k < THREADS; k++)
+	for (unsigned k = 0; k < CHURN_THREADS; k++)
 		pthread_join(t[k], NULL);
 	for (unsigned i = 0; i < count; i++) {
 		du_require_ok(rmp_read(p, got, a[i], size), "rmp_read");
