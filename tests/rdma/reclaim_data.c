@@ -21,22 +21,25 @@
  *       pattern; READY as above; then each of CHURN_THREADS threads
  *       allocates and frees blocks of SIZE in a loop (up to CHURN_LIVE at
  *       a time, the first 4 KiB of every other one written with a pattern
- *       of its own and checked before its free), non-stop, so that a coordinator killed meanwhile cuts
- *       operations in the middle. A handle that overlaps a block this
- *       process holds is an error (an owner map over the pool's space,
- *       claimed with CAS). Errors of alloc and free while the coordinator
- *       is away are counted and the loop goes on; a free that failed is
- *       not retried (it may have landed: the block may be another's by
- *       then) and its block is given up (leaked at worst: the lease's end
- *       gives it back). Files: CTL.gentle - from then on the threads work
- *       only 250 ms of every 400 (the resolver needs a moment with no
- *       operation in flight for a clean snapshot); CTL.quiet - they stop,
- *       free their churn blocks, the fixed blocks are read back byte for
- *       byte (else exit 1) and freed, the pool is closed, and CTL.done
- *       gets
- *         ops N failed F away A overlaps O bad B
- *       (failed: alloc/free calls that failed with anything but
- *       -RMP_EAWAY, -ENOMEM, -EAGAIN - each may leave one block behind).
+ *       of its own and checked before its free), non-stop, so that a
+ *       coordinator killed meanwhile cuts operations in the middle. A
+ *       handle that overlaps a block this process holds is an error (an
+ *       owner map over the pool's space, claimed with CAS). Errors of
+ *       alloc and free while the coordinator is away are counted and the
+ *       loop goes on; a free that failed is not retried (one cut mid-way
+ *       may have landed - -RMP_EAWAY does not tell - and the block be
+ *       another's by then) and its block is given up: it stays with the
+ *       churner's tag until its lease ends, and the next resolver run
+ *       after that gives it back. Files: CTL.gentle - from then on the
+ *       threads work only 250 ms of every 400 (the resolver needs a
+ *       moment with no operation in flight for a clean snapshot);
+ *       CTL.quiet - they stop, free their churn blocks, the fixed blocks
+ *       are read back byte for byte (else exit 1) and freed, the pool is
+ *       closed, and CTL.done gets
+ *         ops N failed F away A free_failed R overlaps O bad B
+ *       (failed: calls that failed with anything but -RMP_EAWAY, -ENOMEM,
+ *       -EAGAIN; free_failed: frees that failed, whose blocks were given
+ *       up).
  * Coordinator from RMPOOL_COORDINATOR, secret from RMPOOL_SECRET.
  */
 #include <errno.h>
@@ -190,7 +193,7 @@ static int cmd_keep(const char *name, unsigned count, uint64_t size, const char 
 static const char *churn_ctl;
 static _Atomic uint8_t *owner; /* per SIZE unit of the pool's space: 1 while this process holds it */
 static uint64_t owner_units;
-static _Atomic uint64_t c_ops, c_failed, c_away, c_overlaps, c_bad;
+static _Atomic uint64_t c_ops, c_failed, c_away, c_free_failed, c_overlaps, c_bad;
 
 static bool ctl_has(const char *what)
 {
@@ -262,8 +265,10 @@ static void churn_free(struct churn *c, unsigned k)
 	/* Out of the owner map first: once the free lands another thread
 	 * may get the block. */
 	owner_drop(c->live[k], c->size);
-	if ((rc = rmp_free(c->p, c->live[k])) != 0)
+	if ((rc = rmp_free(c->p, c->live[k])) != 0) {
 		churn_error(rc); /* given up: it may have landed */
+		atomic_fetch_add(&c_free_failed, 1);
+	}
 	atomic_fetch_add(&c_ops, 1);
 	c->live[k] = c->live[--c->n];
 	c->seed[k] = c->seed[c->n];
@@ -359,14 +364,16 @@ static int cmd_churn(const char *name, unsigned count, uint64_t size, const char
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	FILE *f = fopen(tmp, "w");
 	uint64_t bad = atomic_load(&c_bad) + bad_blocks;
-	if (!f || fprintf(f, "ops %" PRIu64 " failed %" PRIu64 " away %" PRIu64 " overlaps %" PRIu64 " bad %" PRIu64 "\n",
-			  atomic_load(&c_ops), atomic_load(&c_failed), atomic_load(&c_away), atomic_load(&c_overlaps),
-			  bad) < 0 || fclose(f) || rename(tmp, path))
+	if (!f || fprintf(f, "ops %" PRIu64 " failed %" PRIu64 " away %" PRIu64 " free_failed %" PRIu64
+			  " overlaps %" PRIu64 " bad %" PRIu64 "\n",
+			  atomic_load(&c_ops), atomic_load(&c_failed), atomic_load(&c_away), atomic_load(&c_free_failed),
+			  atomic_load(&c_overlaps), bad) < 0 || fclose(f) || rename(tmp, path))
 		check_die("cannot write %s", path);
-	printf("reclaim_data: churn: %" PRIu64 " operations, %" PRIu64 " failed mid-way, %" PRIu64 " while away, "
-	       "%" PRIu64 " overlaps; %u fixed blocks read back, %" PRIu64 " blocks wrong\n",
-	       atomic_load(&c_ops), atomic_load(&c_failed), atomic_load(&c_away), atomic_load(&c_overlaps), count,
-	       bad);
+	printf("reclaim_data: churn: %" PRIu64 " operations, %" PRIu64 " failed with an RDMA error, %" PRIu64
+	       " with the coordinator away (%" PRIu64 " frees failed: blocks given up), %" PRIu64
+	       " overlaps; %u fixed blocks read back, %" PRIu64 " blocks wrong\n",
+	       atomic_load(&c_ops), atomic_load(&c_failed), atomic_load(&c_away), atomic_load(&c_free_failed),
+	       atomic_load(&c_overlaps), count, bad);
 	free(want);
 	free(got);
 	return bad || atomic_load(&c_overlaps) ? 1 : 0;
