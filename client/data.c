@@ -33,7 +33,7 @@
  * metadata connection works again (meta_reopen, or its next use) and its
  * threads use the lease's other shards until the coordinator reset the
  * slot; then it records again with the same slot and tag (shard.h;
- * DESIGN.md, "Abandoned slots"). A busy slot left behind would make
+ * DESIGN.md, "Reclaim of an expired consumer"). A busy slot left behind would make
  * every resolver snapshot of the pool unclean.
  *
  * Donors out of service (DESIGN.md, "Donor death"): when the pool's
