@@ -296,7 +296,10 @@ RMP_API void rmp_pool_info_free(struct rmp_pool_info *info);
  * (like malloc). -EINVAL (size 0 or above the pool's usable capacity),
  * -ENOMEM (no free block that large), -EAGAIN (the memory that could
  * serve is held in passing by another client stalled in the middle of a
- * split or merge; the call does not wait for it: try again), -RMP_EAWAY
+ * split or merge; the call does not wait for it: try again; also when
+ * every engine context of this process gave its owner-record slot up
+ * after RDMA errors mid-operation and the coordinator reset none within
+ * rdma_timeout_ms), -RMP_EAWAY
  * (the coordinator is away or the pool is being re-adopted: try again),
  * an RDMA error (-ETIMEDOUT, -EIO, -ECONNREFUSED, -EOPNOTSUPP: a device
  * without atomics). */
@@ -305,7 +308,8 @@ RMP_API int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out);
  * including a second free, also when another process freed it: that is
  * decided from the pool's shared metadata. Nothing changes then.
  * -RMP_EAWAY while the coordinator is away: the block stays allocated
- * (and readable); free it again later. */
+ * (and readable); free it again later. -EAGAIN as for rmp_alloc (every
+ * engine context waits for the coordinator): the block stays allocated. */
 RMP_API int rmp_free(rmp_pool *p, rmp_addr a);
 /* Copies len > 0 bytes from src to the pool at dst (= a block's handle
  * plus an offset), or from src to dst for rmp_read. The range must lie
