@@ -894,6 +894,11 @@ struct rec {
 	uint64_t op;     /* the slot's op word now: 0 idle */
 	uint64_t tag;    /* the ctx's tag */
 	uint64_t pend;   /* the tag word of a block claimed, tagged PENDING until the end; 0: none */
+	/* The caller holds the block's tag locked and ends the operation
+	 * itself: a free refused (-EINVAL) leaves the slot busy, so that the
+	 * lock is never left with the slot idle (the caller puts the tag
+	 * back first, then ends). */
+	bool hold;
 };
 
 static inline bool rec_wanted(const struct rmp_buddy *b, const struct rmp_buddy_ctx *ctx)
@@ -1550,7 +1555,7 @@ static int free_abort(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, stru
 		uint64_t seen;
 		rec_tag_cas(tl, f->tidx, 0, f->texp, &seen);
 	}
-	if (rc == -EINVAL || rc == -ESTALE)
+	if (rc == -ESTALE || (rc == -EINVAL && !(tl->rec && tl->rec->hold)))
 		rec_end(tl); /* nothing half done: a refused free, a hole gone */
 	return rc;
 }
@@ -1837,9 +1842,12 @@ int rmp_buddy_free_foreign(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx,
 	uint64_t i = offset >> order;
 	int rc = foreign_lock(b, &tl, t, i, &was);
 	if (rc == 0) {
+		rec.hold = true;
 		rc = do_free(b, ctx, &tl, t, i, NULL, RMP_BUDDY_TAG_LOCK | rec.tag);
-		if (rc == -EINVAL) /* not freed: the tag it had comes back */
+		if (rc == -EINVAL) { /* not freed: the tag it had comes back, then the slot goes idle */
 			rec_tag_cas(&tl, tag_idx(g, t, i), RMP_BUDDY_TAG_LOCK | rec.tag, was, &seen);
+			rec_end(&tl);
+		}
 	} else if (rc == -EINVAL || rc == -EAGAIN)
 		rec_end(&tl);
 	tl_add(&tl, C_CALLS, 1);
@@ -2767,6 +2775,16 @@ static unsigned party_of(const struct rmp_buddy_who *who, unsigned c, uint64_t o
 	return who ? who[c].party : RMP_BUDDY_PARTY_NONE;
 }
 
+/* The same in a snapshot: the resolver's own slot is dead (buddy.h,
+ * struct rmp_buddy_snap). */
+static unsigned snap_party(const struct rmp_buddy_snap *snap, const struct rmp_buddy_who *who, unsigned c,
+			   uint64_t op)
+{
+	if (snap->own && c == snap->own_slot)
+		return RMP_BUDDY_PARTY_DEAD;
+	return party_of(who, c, op);
+}
+
 int rmp_buddy_snapshot(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, const struct rmp_buddy_who *who,
 		       struct rmp_buddy_snap *snap)
 {
@@ -2789,9 +2807,11 @@ int rmp_buddy_snapshot(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, con
 	    (rc = read_span(b, &tl, g->slot_word, ns, snap->words + g->slot_word)) != 0)
 		goto out_free;
 	snap->moved = memcmp(first, snap->words + g->slot_word, ns * sizeof(uint64_t)) != 0;
+	snap->own = ctx->rec_tag != 0 && ctx->rec_slot < g->slots;
+	snap->own_slot = ctx->rec_slot;
 	for (unsigned c = 0; c < g->slots; c++) {
 		uint64_t op = snap->words[g->slot_word + 2ull * c];
-		unsigned party = party_of(who, c, op);
+		unsigned party = snap_party(snap, who, c, op);
 		if ((op & RMP_BUDDY_SLOT_BUSY) && party != RMP_BUDDY_PARTY_DEAD && party != RMP_BUDDY_PARTY_ABANDONED)
 			snap->busy++;
 	}
@@ -2843,6 +2863,7 @@ static int cmp_u64(const void *a, const void *b)
  * starts there. */
 struct finding {
 	const struct rmp_buddy_geom *g;
+	const struct rmp_buddy_snap *snap;
 	const uint64_t *w;
 	uint64_t *live;
 	size_t nlive;
@@ -2991,7 +3012,7 @@ static int find_rest(struct finding *fd, const struct rmp_buddy_who *who)
 		fd->plan->moves = moves;
 	for (unsigned c = 0; c < g->slots && rc == 0; c++) {
 		uint64_t op = fd->w[g->slot_word + 2ull * c];
-		unsigned party = party_of(who, c, op);
+		unsigned party = snap_party(fd->snap, who, c, op);
 		if (op != 0 && (party == RMP_BUDDY_PARTY_DEAD || party == RMP_BUDDY_PARTY_ABANDONED) &&
 		    (rc = plan_add(fd->plan, RMP_BUDDY_FIX_SLOT, 0, 0, op, c)) == 0)
 			fd->plan->slots++;
@@ -3003,7 +3024,7 @@ int rmp_buddy_find_garbage(const struct rmp_buddy *b, const struct rmp_buddy_sna
 			   const struct rmp_buddy_who *who, struct rmp_buddy_plan *plan)
 {
 	const struct rmp_buddy_geom *g = &b->g;
-	struct finding fd = { .g = g, .w = snap->words, .plan = plan };
+	struct finding fd = { .g = g, .snap = snap, .w = snap->words, .plan = plan };
 	uint64_t nmin = 1ull << (g->levels - 1);
 	int rc = -ENOMEM;
 
@@ -3019,7 +3040,7 @@ int rmp_buddy_find_garbage(const struct rmp_buddy *b, const struct rmp_buddy_sna
 		goto out_free;
 	for (unsigned c = 0; c < g->slots; c++) {
 		uint64_t op = snap->words[g->slot_word + 2ull * c];
-		unsigned party = party_of(who, c, op);
+		unsigned party = snap_party(snap, who, c, op);
 		if (who && who[c].tag && (party == RMP_BUDDY_PARTY_LIVE || party == RMP_BUDDY_PARTY_ABANDONED))
 			fd.live[fd.nlive++] = who[c].tag;
 		if (who && party == RMP_BUDDY_PARTY_ABANDONED && (op & RMP_BUDDY_SLOT_DONE) &&
@@ -3042,22 +3063,38 @@ out_free:
 	return rc;
 }
 
-/* A garbage block: lock its tag (T as the snapshot saw it -> LOCK | own),
- * and only while the lock holds free it; a free that finds it no longer
- * ALLOC puts T back. 1 freed, 0 skipped (the tag moved on: the block was
- * freed, and maybe allocated again, since the snapshot), or a store
- * error. */
+/* A garbage block: lock its tag (T as the snapshot saw it -> LOCK | own)
+ * in one batch behind the slot naming the block, and only while the lock
+ * holds free it; a free that finds it no longer ALLOC puts T back, and
+ * only then does the slot go idle. So a resolver killed anywhere leaves
+ * its lock with its slot busy: lag, never a lock with no busy slot, and
+ * the next resolver (the same slot and tag: its own slot is dead in its
+ * snapshot) finds the block garbage under LOCK | own and frees it. 1
+ * freed, 0 skipped (the tag moved on: the block was freed, and maybe
+ * allocated again, since the snapshot), or a store error. */
 static int repair_garbage(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct tally *tl,
 			  const struct rmp_buddy_fix *f)
 {
+	struct rec *r = tl->rec;
 	uint64_t tidx = tag_idx(&b->g, f->level, f->index), lock = RMP_BUDDY_TAG_LOCK | ctx->rec_tag, seen;
-	int rc = rec_tag_cas(tl, tidx, f->word, lock, &seen);
+	struct rmp_wop ops[3];
+	unsigned n = rec_name_ops(r, f->level, f->index, ops);
 
-	if (rc != 1)
+	rmp_wop_cas(&ops[n], tidx, f->word, lock);
+	ops[n++].after = 1; /* the slot names the block before the lock lands */
+	atomic_fetch_add_explicit(&ctx->rec_fixes, 1, memory_order_relaxed);
+	int rc = st_exec(b, tl, ops, n);
+	if (rc)
 		return rc;
+	if (ops[n - 1].old != f->word)
+		return rec_end(tl);
+	r->hold = true;
 	rc = do_free(b, ctx, tl, f->level, f->index, NULL, lock);
+	r->hold = false;
 	if (rc == -EINVAL) {
 		rc = rec_tag_cas(tl, tidx, lock, f->word, &seen);
+		if (rc >= 0)
+			rc = rec_end(tl);
 		return rc < 0 ? rc : 0;
 	}
 	return rc < 0 ? rc : 1;
@@ -3102,6 +3139,13 @@ int rmp_buddy_repair(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, const
 	if (!rec_wanted(b, ctx))
 		return -EINVAL; /* the garbage frees lock tags with this ctx's own */
 	tl.rec = &rec;
+	/* Its own slot left busy by a killed earlier resolver: what it holds
+	 * is the slot's op now (only this ctx writes it), and it stays busy
+	 * until an operation of this repair names its own block. */
+	for (unsigned k = 0; k < plan->n; k++)
+		if (plan->fix[k].kind == RMP_BUDDY_FIX_SLOT && (unsigned)plan->fix[k].by == ctx->rec_slot)
+			rec.op = plan->fix[k].word;
+	uint64_t own_op = rec.op;
 	/* Blocks first, holes next (memory is FREE again before the moves
 	 * that held it end: no false ENOMEM meanwhile), then the tags, the
 	 * counts, transit, and last the slots. */
@@ -3138,9 +3182,16 @@ int rmp_buddy_repair(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, const
 		rc = repair_faa(b, &tl, plan, RMP_BUDDY_FIX_TRANSIT, r);
 	for (unsigned k = 0; k < plan->n && rc >= 0; k++) {
 		const struct rmp_buddy_fix *f = &plan->fix[k];
-		if (f->kind == RMP_BUDDY_FIX_SLOT &&
-		    (rc = st_cas(b, &tl, g->slot_word + 2ull * (uint64_t)f->by, f->word, 0, &seen)) == 1)
+		if (f->kind != RMP_BUDDY_FIX_SLOT)
+			continue;
+		if ((unsigned)f->by == ctx->rec_slot && rec.op != own_op) {
+			r->slots_reset++; /* idle already: ended by this repair's first operation */
+			continue;
+		}
+		if ((rc = st_cas(b, &tl, g->slot_word + 2ull * (uint64_t)f->by, f->word, 0, &seen)) == 1)
 			r->slots_reset++;
+		if ((unsigned)f->by == ctx->rec_slot)
+			rec.op = 0;
 	}
 	r->round_trips += atomic_load_explicit(&ctx->ctr[OP_FREE][C_RTS], memory_order_relaxed) - rts0;
 	return rc < 0 ? rc : 0;

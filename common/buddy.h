@@ -331,12 +331,18 @@ struct rmp_buddy_who {
 /* A snapshot: the slots, the whole region, the slots again. Clean when
  * both slot reads agree and no context the caller did not call dead or
  * abandoned is busy (a slot marked RMP_BUDDY_SLOT_ABANDONED counts as
- * abandoned). Nothing may be written from an unclean one. */
+ * abandoned). Nothing may be written from an unclean one. The slot of the
+ * ctx that takes it (the resolver's, when it keeps records) is DEAD
+ * whatever who says: the resolver is between operations, so what its slot
+ * and its tag show is a killed earlier resolver's in the same slot (a
+ * restarted coordinator's), to be finished like any dead context's. */
 struct rmp_buddy_snap {
 	uint64_t *words;    /* g.total_words, malloc'd */
 	bool clean;
 	unsigned busy;      /* busy slots of live (or unknown) contexts */
 	bool moved;         /* the two slot reads differ */
+	bool own;           /* own_slot is the resolver's */
+	unsigned own_slot;
 };
 int rmp_buddy_snapshot(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, const struct rmp_buddy_who *who,
 		       struct rmp_buddy_snap *snap);
@@ -383,9 +389,14 @@ struct rmp_buddy_resolve_report {
 	uint64_t round_trips;       /* the repairs' (the snapshots read the region besides) */
 };
 /* Carry the plan out, concurrently with live clients, in this order:
- * garbage frees (CAS tag T -> RMP_BUDDY_TAG_LOCK | own, and only if that
- * held, the free), holes, stale tags, counts (FAA -drift), transit (FAA
- * -moves), slots (CAS op -> idle). 0 or a store error. */
+ * garbage frees (the resolver's slot names the block and, in the same
+ * batch, CAS tag T -> RMP_BUDDY_TAG_LOCK | own; only if that held, the
+ * free), holes, stale tags, counts (FAA -drift), transit (FAA -moves),
+ * slots (CAS op -> idle). A plan that resets ctx's own slot (a killed
+ * earlier resolver left it busy) is carried out from that op: the slot
+ * stays busy until this repair's first operation names its own block.
+ * 0 or a store error; killed anywhere (its word operations cut), what it
+ * leaves is lag (rmp_buddy_classify) that the next repair finishes. */
 int rmp_buddy_repair(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, const struct rmp_buddy_plan *plan,
 		     struct rmp_buddy_resolve_report *r);
 /* Snapshot until clean (at most `tries`), find, repair: the resolver in

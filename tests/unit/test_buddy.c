@@ -2079,3 +2079,270 @@ Test(buddy, classify_survives_any_words)
 	free(saved);
 	engine_free(e);
 }
+
+/* --- the resolver's own death (a coordinator killed mid-repair) ---------
+ *
+ * A heap with garbage of every kind: a live consumer (slot 2) holds
+ * blocks; a dead one (slot 1) holds blocks and was cut inside an alloc
+ * that splits; another dead one (slot 3) holds a block and was cut inside
+ * a free that merges. The resolver (slot 0, as self.c's: its own slot
+ * DEAD) takes a clean snapshot and finds the plan, then is cut after the
+ * k-th word operation of its repair, for every k. The image is then
+ * lagging or valid, never corrupt; a restarted resolver (a fresh ctx in
+ * the same slot with the same tag, what a restarted coordinator sets up)
+ * runs with the consumers still dead, and the heap is whole: the walker
+ * passes, the classifier says valid, every garbage byte is free, the live
+ * consumer's blocks are live and its own. */
+
+static const struct rmp_buddy_who restart_who[8] = {
+	{ RMP_BUDDY_TAG_BIT | 1, RMP_BUDDY_PARTY_DEAD }, /* the resolver: self.c's SELF_DEAD */
+	{ RMP_BUDDY_TAG_BIT | 2, RMP_BUDDY_PARTY_DEAD },
+	{ RMP_BUDDY_TAG_BIT | 3, RMP_BUDDY_PARTY_LIVE },
+	{ RMP_BUDDY_TAG_BIT | 4, RMP_BUDDY_PARTY_DEAD },
+};
+
+struct restart_figures {
+	unsigned runs, cuts, lagging, valid;
+	unsigned first_garbage, first_holes, second_garbage, second_holes, second_tags, second_counts,
+		second_moves, second_slots;
+};
+
+/* The restarted resolver, then everything that must hold. live[]: the
+ * live consumer's blocks (order 9). */
+static void restart_verify(struct reclaim_rig *rg, const struct rmp_buddy_who *who, const uint64_t *live,
+			   unsigned nlive, const char *what, uint64_t k, struct restart_figures *fig)
+{
+	struct engine *e = rg->e;
+	struct rmp_buddy_ctx *fresh = calloc(1, sizeof(*fresh));
+	rmp_buddy_ctx_init(fresh, &rg->rb, 0);
+	cr_assert_eq(rmp_buddy_ctx_record(fresh, &rg->rb, 0, 1), 0);
+	struct rmp_buddy_resolve_report rep;
+	int rc = rmp_buddy_resolve(&rg->rb, fresh, who, 10, &rep);
+	cr_assert_eq(rc, 0, "%s k=%llu: the restarted resolver: %d", what, (unsigned long long)k, rc);
+	fig->second_garbage += rep.garbage_freed;
+	fig->second_holes += rep.holes_released;
+	fig->second_tags += rep.tags_cleared;
+	fig->second_counts += rep.counts_fixed;
+	fig->second_moves += rep.moves_ended;
+	fig->second_slots += rep.slots_reset;
+	struct rmp_buddy_report r;
+	rc = rmp_buddy_check(&e->b, &r);
+	cr_assert_eq(rc, 0, "%s k=%llu: walker after the restarted resolver: %s", what, (unsigned long long)k, r.error);
+	struct rmp_buddy_class c;
+	cr_assert_eq(rmp_buddy_classify(&e->b, e->words, &c), 0);
+	cr_assert_eq(c.state, RMP_BUDDY_STATE_VALID, "%s k=%llu: classified %u after the restarted resolver: %s", what,
+		     (unsigned long long)k, c.state, c.error);
+	for (unsigned i = 0; i < nlive; i++) {
+		cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[2], live[i], 9), 1, "%s k=%llu: a live block was freed",
+			     what, (unsigned long long)k);
+		cr_assert_eq(e->words[e->g.tag_word + (live[i] >> 8)], RMP_BUDDY_TAG_BIT | 3);
+	}
+	cr_assert_eq(r.alloc_bytes, nlive * 512ull, "%s k=%llu: %llu bytes allocated", what, (unsigned long long)k,
+		     (unsigned long long)r.alloc_bytes);
+	/* A third pass finds nothing to do. */
+	cr_assert_eq(rmp_buddy_resolve(&rg->rb, fresh, who, 10, &rep), 0);
+	cr_assert_eq(rep.garbage_freed + rep.holes_released + rep.counts_fixed + rep.moves_ended + rep.tags_cleared +
+			     rep.slots_reset, 0, "%s k=%llu: a third pass repaired something", what, (unsigned long long)k);
+	free(fresh);
+}
+
+/* The dead consumers' garbage: slot 1 cut at ka inside an alloc that
+ * splits (after two blocks of its own), slot 3 cut at kf inside a free
+ * that merges; ka = 0: neither operation, only their blocks (every slot
+ * idle). The live consumer's three blocks go to live[]. */
+static void restart_garbage(struct engine *e, uint64_t ka, uint64_t kf, uint64_t live[3])
+{
+	uint64_t off, x;
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[2], 9, &live[i]), 0);
+	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &off), 0);
+	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 10, &off), 0);
+	cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[3], 8, &x), 0);
+	if (ka == 0)
+		return; /* only blocks: no slot busy */
+	rmp_store_local_cut_after(ka);
+	int rc = rmp_buddy_alloc(&e->b, &e->ctx[1], 12, &off); /* a split from 2^13 */
+	rmp_store_local_cut_after(0);
+	cr_assert(rc == 0 || rc == -EIO, "%d", rc);
+	rmp_store_local_cut_after(kf);
+	rc = rmp_buddy_free(&e->b, &e->ctx[3], x, 8); /* merges with its buddy, FREE */
+	rmp_store_local_cut_after(0);
+	cr_assert(rc == 0 || rc == -EIO, "%d", rc);
+}
+
+/* Word operations of one repair, cut after the k-th. The image right
+ * after is never corrupt. 0 when the repair finished inside k. */
+static int restart_cut_repair(struct reclaim_rig *rg, const struct rmp_buddy_who *who, uint64_t k,
+			      struct restart_figures *fig, const char *what)
+{
+	struct engine *e = rg->e;
+	struct rmp_buddy_snap snap;
+	struct rmp_buddy_plan plan;
+	cr_assert_eq(rmp_buddy_snapshot(&rg->rb, &e->ctx[0], who, &snap), 0);
+	cr_assert(snap.clean, "%s k=%llu: the first snapshot is unclean", what, (unsigned long long)k);
+	int rc = rmp_buddy_find_garbage(&rg->rb, &snap, who, &plan);
+	cr_assert_eq(rc, 0, "%s k=%llu: find_garbage: %d", what, (unsigned long long)k, rc);
+	rmp_buddy_snap_free(&snap);
+	struct rmp_buddy_resolve_report rep = { 0 };
+	rmp_store_local_cut_after(k);
+	rc = rmp_buddy_repair(&rg->rb, &e->ctx[0], &plan, &rep);
+	rmp_store_local_cut_after(0);
+	rmp_buddy_plan_free(&plan);
+	cr_assert(rc == 0 || rc == -EIO, "%s k=%llu: repair: %d", what, (unsigned long long)k, rc);
+	fig->first_garbage += rep.garbage_freed;
+	fig->first_holes += rep.holes_released;
+	struct rmp_buddy_class c;
+	cr_assert_eq(rmp_buddy_classify(&e->b, e->words, &c), 0);
+	cr_assert_neq(c.state, RMP_BUDDY_STATE_CORRUPT, "%s: the resolver cut at k=%llu: called corrupt: %s", what,
+		      (unsigned long long)k, c.error);
+	fig->lagging += c.state == RMP_BUDDY_STATE_LAGGING;
+	fig->valid += c.state == RMP_BUDDY_STATE_VALID;
+	fig->cuts++;
+	return rc;
+}
+
+static void run_resolver_killed(const struct rmp_buddy_who *who, struct restart_figures *fig)
+{
+	uint64_t la = 0, lf = 0;
+	{
+		/* The dead consumers' operations, uncut, for their lengths. */
+		struct engine *e = engine_new_records(14, 8, 0, 8);
+		uint64_t live[3], before = rmp_store_local_thread_ops(), off, x;
+		for (int i = 0; i < 3; i++)
+			cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[2], 9, &live[i]), 0);
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &off), 0);
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 10, &off), 0);
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[3], 8, &x), 0);
+		before = rmp_store_local_thread_ops();
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 12, &off), 0);
+		la = rmp_store_local_thread_ops() - before;
+		before = rmp_store_local_thread_ops();
+		cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[3], x, 8), 0);
+		lf = rmp_store_local_thread_ops() - before;
+		engine_free(e);
+	}
+	cr_assert_gt(la, 3);
+	cr_assert_gt(lf, 2);
+	for (uint64_t ka = 0; ka <= la; ka++) {
+		uint64_t kf = ka ? 1 + (ka * 5) % lf : 0;
+		for (uint64_t k = 1;; k++) {
+			cr_assert_lt(k, 5000, "the repair never finished");
+			struct reclaim_rig *rg = rig_new(RMP_STORE_TRACE);
+			uint64_t live[3];
+			restart_garbage(rg->e, ka, kf, live);
+			char what[64];
+			snprintf(what, sizeof(what), "garbage ka=%llu kf=%llu", (unsigned long long)ka,
+				 (unsigned long long)kf);
+			int rc = restart_cut_repair(rg, who, k, fig, what);
+			restart_verify(rg, who, live, 3, what, k, fig);
+			rig_free(rg);
+			fig->runs++;
+			if (rc == 0)
+				break;
+		}
+	}
+}
+
+Test(buddy, reclaim_the_resolver_killed_at_every_step_and_restarted, .timeout = 240)
+{
+	struct restart_figures f = { 0 };
+	run_resolver_killed(restart_who, &f);
+	/* A caller that calls the resolver's own slot live: its slot is dead
+	 * in the snapshot all the same, and LOCK | own tags are garbage. */
+	struct rmp_buddy_who who[8];
+	memcpy(who, restart_who, sizeof(who));
+	who[0].party = RMP_BUDDY_PARTY_LIVE;
+	run_resolver_killed(who, &f);
+	cr_log_info("the resolver cut after each word operation of its repair, %u runs: after the cut %u lagging, %u "
+		    "valid, none corrupt; the first resolver freed %u garbage blocks and released %u holes, the restarted "
+		    "one freed %u, released %u, cleared %u tags, fixed %u counts, ended %u moves, reset %u slots",
+		    f.runs, f.lagging, f.valid, f.first_garbage, f.first_holes, f.second_garbage, f.second_holes,
+		    f.second_tags, f.second_counts, f.second_moves, f.second_slots);
+	cr_assert_gt(f.second_garbage, 0);
+	cr_assert_gt(f.second_holes, 0);
+	cr_assert_gt(f.second_slots, 0);
+	cr_assert_gt(f.lagging, 0);
+}
+
+/* A retire killed at every step (a coordinator killed mid-retire: its
+ * retire keeps no records, so no slot is busy) on a heap where a live
+ * consumer holds blocks: a retire of 4 KiB at 0 (FREE blocks around the
+ * live ones become RESERVED) and of 1 KiB at 12 KiB (a FREE 8 KiB block
+ * claimed and split down), cut after the k-th word operation. The image
+ * is lagging or valid, never corrupt; a resolver with no consumer dead
+ * makes it whole; the retires run again then (as its later passes do)
+ * and every byte of both ranges but the live blocks is RESERVED. */
+static const struct rmp_buddy_who retire_who[8] = {
+	{ RMP_BUDDY_TAG_BIT | 1, RMP_BUDDY_PARTY_DEAD }, /* the resolver */
+	[2] = { RMP_BUDDY_TAG_BIT | 3, RMP_BUDDY_PARTY_LIVE },
+};
+
+static int retire_both(struct engine *e, struct rmp_buddy_ctx *rc_ctx)
+{
+	int rc = rmp_buddy_retire(&e->b, rc_ctx, 0, 12, NULL);
+	if (rc == 0)
+		rc = rmp_buddy_retire(&e->b, rc_ctx, 12288, 10, NULL);
+	return rc;
+}
+
+Test(buddy, reclaim_after_a_retire_killed_at_every_step, .timeout = 240)
+{
+	struct rmp_buddy_ctx *rt = calloc(1, sizeof(*rt));
+	uint64_t len;
+	{
+		struct engine *e = engine_new_records(14, 8, 0, 8);
+		uint64_t live[3];
+		for (int i = 0; i < 3; i++)
+			cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[2], 9, &live[i]), 0);
+		rmp_buddy_ctx_init(rt, &e->b, 9);
+		uint64_t before = rmp_store_local_thread_ops();
+		cr_assert_eq(retire_both(e, rt), 0);
+		len = rmp_store_local_thread_ops() - before;
+		engine_free(e);
+	}
+	cr_assert_gt(len, 4);
+	struct restart_figures f = { 0 };
+	unsigned holes = 0, moves = 0, drift = 0;
+	for (uint64_t k = 1; k <= len; k++) {
+		struct reclaim_rig *rg = rig_new(RMP_STORE_TRACE);
+		struct engine *e = rg->e;
+		uint64_t live[3];
+		for (int i = 0; i < 3; i++)
+			cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[2], 9, &live[i]), 0);
+		cr_assert_lt(live[2], 4096);
+		rmp_buddy_ctx_init(rt, &e->b, 9); /* no records: as self.c's retire */
+		rmp_store_local_cut_after(k);
+		int rc = retire_both(e, rt);
+		rmp_store_local_cut_after(0);
+		cr_assert(rc == 0 || rc == -EIO, "k=%llu: %d", (unsigned long long)k, rc);
+		struct rmp_buddy_class c;
+		cr_assert_eq(rmp_buddy_classify(&e->b, e->words, &c), 0);
+		cr_assert_neq(c.state, RMP_BUDDY_STATE_CORRUPT, "retire cut at k=%llu: called corrupt: %s",
+			      (unsigned long long)k, c.error);
+		cr_assert_eq(c.busy_slots, 0);
+		f.lagging += c.state == RMP_BUDDY_STATE_LAGGING;
+		f.valid += c.state == RMP_BUDDY_STATE_VALID;
+		holes += c.holes;
+		moves += c.moves;
+		drift += c.drift_counts;
+		restart_verify(rg, retire_who, live, 3, "retire", k, &f);
+		cr_assert_eq(retire_both(e, rt), 0, "k=%llu: the retires again", (unsigned long long)k);
+		struct rmp_buddy_report r;
+		check_ok(e, &r);
+		cr_assert_eq(r.retired_bytes, (4096 - 1536) + 1024, "k=%llu: %llu bytes retired", (unsigned long long)k,
+			     (unsigned long long)r.retired_bytes);
+		cr_assert_eq(r.alloc_bytes, 1536);
+		rig_free(rg);
+		f.runs++;
+	}
+	cr_log_info("a retire cut after each of its %u word operations: %u lagging, %u valid, none corrupt (seen %u "
+		    "holes, %u moves, %u drifting counts, no busy slot); the resolver released %u holes, fixed %u counts, "
+		    "ended %u moves", f.runs, f.lagging, f.valid, holes, moves, drift, f.second_holes, f.second_counts,
+		    f.second_moves);
+	cr_assert_gt(f.lagging, 0);
+	cr_assert_gt(holes, 0);
+	cr_assert_gt(f.second_holes, 0);
+	cr_assert_gt(f.second_moves, 0);
+	cr_assert_gt(f.second_counts, 0);
+	free(rt);
+}
