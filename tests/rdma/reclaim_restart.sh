@@ -226,7 +226,7 @@ sed "s/^/$T: churner: /" "$RMPOOL_VM_SCRATCH/$CHURNER.log" | grep -v '^$' | tail
 note "churner: $(cat "$work/churn.done")"
 read -r valid free alloc usable < <(check_pool)
 leaked=$((alloc - keep_bytes - hold_bytes))
-note "after the churner closed: valid $valid, allocated $alloc = survivor $keep_bytes + victim 2 $hold_bytes + $leaked left by operations cut mid-way"
+note "after the churner closed: valid $valid, allocated $alloc = survivor $keep_bytes + victim 2 $hold_bytes + $leaked left by the churner's failed operations"
 [[ $valid == True ]] || fail "pool check invalid after the churner closed: $(cat "$work/check.json")"
 # Left behind: the blocks of the frees that failed (given up, see
 # reclaim_data.c), and at most one block per churner thread (8) whose
