@@ -26,6 +26,11 @@
 #     of lease C abandoned mid-operation: reset" with the churner's lease
 #     (time from the start printed), counted in
 #     rmpool_abandoned_slots_reset_total;
+#   - the second coordinator is SIGKILLed too, the churner under load
+#     again, and a third started: with no reclaim pending, its 1 s slot
+#     scan finds the slots the churner abandoned and resets them ("slot S
+#     of lease C abandoned mid-operation: reset, N blocks / B bytes
+#     freed"; the time from the pool ready again printed);
 #   - the churner stops, its churn blocks and its fixed ones (read back
 #     byte for byte first) freed, no handle it got overlapped one it
 #     held, and it closes; pool check: valid, and what is allocated is the
@@ -216,6 +221,28 @@ note "the churner's abandoned slot(s) reset $(log_gap "$ready" "$reset") ms afte
 n_reset=$(metric rmpool_abandoned_slots_reset_total)
 ((n_reset >= 1)) || fail "rmpool_abandoned_slots_reset_total is $n_reset"
 
+# ------------------------------------------------------------ again, with no reclaim pending: the scan
+rm -f "$work/churn.gentle" # the churner under full load again
+sleep 1
+"$VM" kill "$SRV" KILL
+"$VM" wait --timeout 30 "$SRV" >/dev/null 2>&1 || true
+note "second coordinator SIGKILLed with the churner under load (no reclaim pending)"
+sleep 1
+SRV=rrst_srv3_$$
+start_coordinator --lease-timeout 3s --reclaim-delay 0s
+log3=$RMPOOL_VM_SCRATCH/$SRV.log
+srv_logs+=("$log3")
+touch "$work/churn.gentle"
+ready3=$(wait_log "$log3" "pool $POOL \(id [0-9]+\) re-adopted and ready" 90) ||
+	fail "the third coordinator did not have $POOL ready within 90 s"
+scan=$(wait_log "$log3" "pool $POOL: .*of lease $lease_c.* abandoned mid-operation: reset, [0-9]+ blocks" 60) ||
+	fail "the third coordinator's slot scan reset no abandoned slot of lease $lease_c within 60 s: $(grep -c 'abandoned' "$log3") abandoned line(s)"
+note "third coordinator: ${scan#*INFO: }"
+note "the churner's abandoned slot(s) reset by the 1 s scan $(log_gap "$ready3" "$scan") ms after the pool was ready again"
+n_reset=$(metric rmpool_abandoned_slots_reset_total)
+((n_reset >= 1)) || fail "rmpool_abandoned_slots_reset_total is $n_reset on the third coordinator"
+note "metrics: rmpool_abandoned_slots_reset_total $n_reset, rmpool_abandoned_bytes_freed_total $(metric rmpool_abandoned_bytes_freed_total)"
+
 # ------------------------------------------------------------ the churner stops
 sleep 2 # a few more rounds of churn on the shards recorded again
 touch "$work/churn.quiet"
@@ -240,7 +267,7 @@ leak_max=$(((free_failed + 8) * BLOCK))
 # ------------------------------------------------------------ victim 2
 "$VM" kill "$VICTIM2" KILL
 t_kill=$(date +%s%N)
-line=$(wait_log "$log2" "pool $POOL: lease $lease2 reclaimed:" 60) ||
+line=$(wait_log "$log3" "pool $POOL: lease $lease2 reclaimed:" 60) ||
 	fail "victim 2's lease $lease2 was not reclaimed within 60 s of its SIGKILL"
 back_ms=$(ms_since "$t_kill")
 note "second coordinator: ${line#*INFO: }"
