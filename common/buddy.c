@@ -3063,6 +3063,79 @@ out_free:
 	return rc;
 }
 
+/* The dead-tag sweep (DESIGN.md, Reclaim): from any snapshot, clean or
+ * not, the ALLOC blocks whose tag at their first minimum block is
+ * exactly a DEAD party's tag (no lock, no pending bit) and that overlap
+ * no busy slot's named block. Only a context writes its own tag, and a
+ * dead one writes nothing more; a free clears or locks the tag (an own
+ * free cut between its bitmap CAS and its tag clear is named by its busy
+ * slot, and so is every block later starting there until that slot is
+ * reset); a dead block was ALLOC all through the read, so nothing else
+ * overlapping it was set then, even in a torn read. The repair locks T
+ * first, so a foreign free of a copied handle meanwhile is one or the
+ * other. Everything else waits for a clean snapshot. A busy slot naming
+ * no block, or the resolver's own slot busy (a killed earlier resolver's
+ * lock to finish), plans nothing. */
+int rmp_buddy_find_dead_blocks(const struct rmp_buddy *b, const struct rmp_buddy_snap *snap,
+			       const struct rmp_buddy_who *who, struct rmp_buddy_plan *plan)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	const uint64_t *w = snap->words;
+	unsigned last = g->levels - 1, ndead = 0, nbusy = 0;
+	uint64_t *dead = NULL, *lo = NULL, *hi = NULL;
+	int rc = -ENOMEM;
+
+	memset(plan, 0, sizeof(*plan));
+	if (!w || !who || g->slots == 0)
+		return -EINVAL;
+	dead = malloc(g->slots * sizeof(uint64_t));
+	lo = malloc(g->slots * sizeof(uint64_t));
+	hi = malloc(g->slots * sizeof(uint64_t));
+	if (!dead || !lo || !hi)
+		goto out_free;
+	rc = 0;
+	for (unsigned c = 0; c < g->slots; c++) {
+		uint64_t op = w[g->slot_word + 2ull * c];
+		bool own = snap->own && c == snap->own_slot;
+		if (!own && party_of(who, c, op) == RMP_BUDDY_PARTY_DEAD && (who[c].tag & RMP_BUDDY_TAG_BIT) &&
+		    !(who[c].tag & (RMP_BUDDY_TAG_LOCK | RMP_BUDDY_TAG_PENDING)))
+			dead[ndead++] = who[c].tag;
+		if (!(op & RMP_BUDDY_SLOT_BUSY))
+			continue;
+		unsigned t = (unsigned)(op >> RMP_BUDDY_SLOT_LEVEL_SHIFT & 0xff);
+		uint64_t i = op & RMP_BUDDY_SLOT_NO_BLOCK;
+		if (own || i == RMP_BUDDY_SLOT_NO_BLOCK || t > last || i >> t != 0)
+			goto out_free; /* nothing to plan: rc 0, the plan empty */
+		lo[nbusy] = i << (last - t);
+		hi[nbusy++] = (i + 1) << (last - t);
+	}
+	qsort(dead, ndead, sizeof(uint64_t), cmp_u64);
+	for (unsigned t = 0; t < g->levels && rc == 0 && ndead; t++) {
+		for (uint64_t i = 0; i < 1ull << t && rc == 0; i++) {
+			if (state_of(w[blk_word(g, t, i)], i) != ST_ALLOC)
+				continue;
+			uint64_t m0 = i << (last - t), m1 = (i + 1) << (last - t), tag = w[g->tag_word + m0];
+			if (!bsearch(&tag, dead, ndead, sizeof(uint64_t), cmp_u64))
+				continue;
+			bool named = false;
+			for (unsigned k = 0; k < nbusy && !named; k++)
+				named = lo[k] < m1 && m0 < hi[k];
+			if (named)
+				continue;
+			rc = plan_add(plan, RMP_BUDDY_FIX_GARBAGE, t, i, tag, 0);
+			plan->garbage_blocks++;
+			plan->garbage_bytes += 1ull << (g->max_order - t);
+		}
+	}
+out_free:
+	free(dead);
+	free(lo);
+	free(hi);
+	if (rc)
+		rmp_buddy_plan_free(plan);
+	return rc;
+}
+
 /* A garbage block: lock its tag (T as the snapshot saw it -> LOCK | own)
  * in one batch behind the slot naming the block, and only while the lock
  * holds free it; a free that finds it no longer ALLOC puts T back, and

@@ -377,6 +377,16 @@ struct rmp_buddy_plan {
 int rmp_buddy_find_garbage(const struct rmp_buddy *b, const struct rmp_buddy_snap *snap,
 			   const struct rmp_buddy_who *who, struct rmp_buddy_plan *plan);
 void rmp_buddy_plan_free(struct rmp_buddy_plan *plan);
+/* The dead-tag sweep, from any snapshot (clean or not; the DEAD
+ * parties' slots must be cut off): GARBAGE fixes only, for the ALLOC
+ * blocks tagged exactly with a DEAD party's tag (no lock, no pending bit)
+ * that overlap no busy slot's named block; rmp_buddy_repair frees them
+ * under the tag lock while live clients go on. The rest (holes, stale
+ * tags, drift, transit, slots) waits for a clean snapshot. An empty plan
+ * when a busy slot names no block or the resolver's own slot is busy. 0,
+ * -EINVAL (no who), -ENOMEM. */
+int rmp_buddy_find_dead_blocks(const struct rmp_buddy *b, const struct rmp_buddy_snap *snap,
+			       const struct rmp_buddy_who *who, struct rmp_buddy_plan *plan);
 
 struct rmp_buddy_resolve_report {
 	unsigned snapshots;         /* taken until one was clean */

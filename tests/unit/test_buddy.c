@@ -1697,6 +1697,135 @@ Test(buddy, reclaim_a_client_killed_inside_a_free_with_a_merge, .timeout = 240)
 	cr_assert_gt(f.moves, 0);
 }
 
+/* The dead-tag sweep from unclean snapshots: a victim (slot 1) holds 12
+ * blocks and is cut inside a 13th operation (a free of one of them, or
+ * an alloc) after its k-th word operation, for every k; the survivor
+ * (slot 2) allocates and frees all along, never paused, so no snapshot
+ * need be clean; the resolver sweeps again and again. The survivor never
+ * loses a block (owner array, is_live, its tags), the sweeps free at
+ * least the victim's 11 blocks no operation of its touched, and a last
+ * sweep of the quiet heap finds no victim block outside its busy slot's;
+ * then a full resolve leaves the heap valid with every victim byte free. */
+static void run_swept(int do_free, unsigned *sweeps_out, unsigned *unclean_out, unsigned *freed_out)
+{
+	uint64_t len = op_length(do_free, true) + 4;
+	for (uint64_t k = 1; k <= len; k++) {
+		struct reclaim_rig *rg = rig_new(RMP_STORE_TRACE);
+		struct engine *e = rg->e;
+		uint64_t vb[13];
+		for (unsigned i = 0; i < 12; i++)
+			cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &vb[i]), 0);
+		rmp_store_local_cut_after(k);
+		int rc = do_free ? rmp_buddy_free(&e->b, &e->ctx[1], vb[5], 8) : rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &vb[12]);
+		rmp_store_local_cut_after(0);
+		cr_assert(rc == 0 || rc == -EIO, "k=%llu: %d", (unsigned long long)k, rc);
+		pthread_t st;
+		cr_assert_eq(pthread_create(&st, NULL, survivor_main, rg), 0);
+		unsigned freed = 0;
+		for (unsigned s = 0; s < 40; s++) {
+			struct rmp_buddy_snap snap;
+			struct rmp_buddy_plan plan;
+			struct rmp_buddy_resolve_report rep = { 0 };
+			for (unsigned w = 0, s0 = rg->steps; rg->steps < s0 + 3 && w < 100000; w++)
+				sched_yield();
+			cr_assert_eq(rmp_buddy_snapshot(&rg->rb, &e->ctx[0], reclaim_who, &snap), 0);
+			*unclean_out += !snap.clean;
+			cr_assert_eq(rmp_buddy_find_dead_blocks(&rg->rb, &snap, reclaim_who, &plan), 0);
+			rmp_buddy_snap_free(&snap);
+			for (unsigned f = 0; f < plan.n; f++)
+				cr_assert_eq(plan.fix[f].kind, RMP_BUDDY_FIX_GARBAGE);
+			cr_assert_eq(rmp_buddy_repair(&rg->rb, &e->ctx[0], &plan, &rep), 0);
+			rmp_buddy_plan_free(&plan);
+			cr_assert_eq(rg->failures, 0, "k=%llu sweep %u: the survivor lost a block", (unsigned long long)k, s);
+			freed += rep.garbage_freed;
+			(*sweeps_out)++;
+		}
+		atomic_store(&rg->stop, 1);
+		pthread_join(st, NULL);
+		cr_assert_geq(freed, 11, "k=%llu: %u victim blocks swept", (unsigned long long)k, freed);
+		/* Quiet now: what the sweep sees is exact, and it leaves no victim
+		 * block but one a busy slot of the victim names. */
+		struct rmp_buddy_snap snap;
+		struct rmp_buddy_plan plan;
+		cr_assert_eq(rmp_buddy_snapshot(&rg->rb, &e->ctx[0], reclaim_who, &snap), 0);
+		cr_assert_eq(rmp_buddy_find_dead_blocks(&rg->rb, &snap, reclaim_who, &plan), 0);
+		cr_assert_eq(plan.n, 0, "k=%llu: a victim block left after the sweeps", (unsigned long long)k);
+		rmp_buddy_plan_free(&plan);
+		rmp_buddy_snap_free(&snap);
+		for (unsigned i = 0; i < 12; i++)
+			if (!(do_free && i == 5))
+				cr_assert_neq(e->words[e->g.tag_word + (vb[i] >> 8)], RMP_BUDDY_TAG_BIT | 2,
+					      "k=%llu: victim block %u still tagged", (unsigned long long)k, i);
+		struct rmp_buddy_resolve_report rep;
+		cr_assert_eq(rmp_buddy_resolve(&rg->rb, &e->ctx[0], reclaim_who, 10, &rep), 0);
+		rig_verify(rg, 0, do_free ? "swept free" : "swept alloc", k);
+		*freed_out += freed;
+		rig_free(rg);
+	}
+}
+
+Test(buddy, reclaim_sweep_frees_dead_blocks_from_unclean_snapshots, .timeout = 240)
+{
+	unsigned sweeps = 0, unclean = 0, freed = 0;
+	run_swept(1, &sweeps, &unclean, &freed);
+	run_swept(0, &sweeps, &unclean, &freed);
+	cr_log_info("dead-tag sweep: %u sweeps (%u from unclean snapshots) beside a running survivor freed %u "
+		    "victim blocks; the survivor lost none", sweeps, unclean, freed);
+	cr_assert_gt(unclean, 0, "no sweep ran from an unclean snapshot");
+}
+
+/* The stale-tag case, exactly: the victim's free of a block is cut after
+ * its bitmap step and before its tag clear (the block FREE, the dead
+ * tag still on it, the victim's slot busy naming it), then a live client
+ * (slot 3) claims the block and stops before its settle overwrites that
+ * tag. The block is ALLOC with exactly the dead tag, and it is the live
+ * client's: the sweep must leave it (both busy slots name it). */
+Test(buddy, reclaim_sweep_leaves_a_stale_dead_tag_on_a_live_claim)
+{
+	struct rmp_buddy_who who[8] = {
+		{ RMP_BUDDY_TAG_BIT | 1, RMP_BUDDY_PARTY_LIVE },
+		{ RMP_BUDDY_TAG_BIT | 2, RMP_BUDDY_PARTY_DEAD },
+		{ RMP_BUDDY_TAG_BIT | 3, RMP_BUDDY_PARTY_LIVE },
+		{ RMP_BUDDY_TAG_BIT | 4, RMP_BUDDY_PARTY_LIVE },
+	};
+	uint64_t lf = op_length(1, true) + 4, la = op_length(0, true) + 4;
+	unsigned cases = 0;
+	for (uint64_t kf = 1; kf <= lf; kf++) {
+		for (uint64_t ka = 1; ka <= la; ka++) {
+			struct engine *e = engine_remote_like_rec(14, 8, true);
+			uint64_t vb[12], off = 0;
+			for (unsigned i = 0; i < 12; i++)
+				cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &vb[i]), 0);
+			uint64_t m0 = vb[5] >> 8, *tag = &e->words[e->g.tag_word + m0];
+			rmp_store_local_cut_after(kf);
+			(void)rmp_buddy_free(&e->b, &e->ctx[1], vb[5], 8);
+			rmp_store_local_cut_after(0);
+			bool stale = rmp_buddy_is_live(&e->b, &e->ctx[0], vb[5], 8) == 0 && *tag == (RMP_BUDDY_TAG_BIT | 2);
+			rmp_store_local_cut_after(ka);
+			(void)rmp_buddy_alloc(&e->b, &e->ctx[3], 8, &off);
+			rmp_store_local_cut_after(0);
+			if (stale && rmp_buddy_is_live(&e->b, &e->ctx[0], vb[5], 8) == 1 && *tag == (RMP_BUDDY_TAG_BIT | 2)) {
+				struct rmp_buddy_snap snap;
+				struct rmp_buddy_plan plan;
+				cases++;
+				cr_assert_eq(rmp_buddy_snapshot(&e->b, &e->ctx[0], who, &snap), 0);
+				cr_assert_eq(rmp_buddy_find_dead_blocks(&e->b, &snap, who, &plan), 0);
+				rmp_buddy_snap_free(&snap);
+				cr_assert_eq(plan.n, 11, "kf=%llu ka=%llu: %u blocks planned, the victim's other 11 are due",
+					     (unsigned long long)kf, (unsigned long long)ka, plan.n);
+				for (unsigned f = 0; f < plan.n; f++)
+					cr_assert_neq(plan.fix[f].index << (e->g.levels - 1 - plan.fix[f].level), m0,
+						      "kf=%llu ka=%llu: the sweep planned the live claim",
+						      (unsigned long long)kf, (unsigned long long)ka);
+				rmp_buddy_plan_free(&plan);
+			}
+			engine_free(e);
+		}
+	}
+	cr_log_info("stale dead tag under a live claim: %u cut points, the sweep left every one", cases);
+	cr_assert_gt(cases, 0, "no cut left a live claim under the dead tag");
+}
+
 /* The same kills with stale loads and shuffled batches (the victim's cut
  * then leaves a random part of its batch landed), three times over. */
 Test(buddy, reclaim_kills_in_rdma_like_mode, .timeout = 240)
