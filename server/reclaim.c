@@ -26,7 +26,9 @@
  *      N blocks, B bytes back in T ms" is logged and counted
  *      (rmpool_reclaims_total, rmpool_reclaimed_bytes_total); a failure
  *      is logged, counted (rmpool_reclaim_failures_total) and tried again
- *      after a pause that doubles up to RECLAIM_RETRY_MAX_MS.
+ *      after a pause that doubles up to RECLAIM_RETRY_MAX_MS, except "no
+ *      clean snapshot" (-EAGAIN, a busy pool), tried again every
+ *      RECLAIM_RETRY_MS (the job's sweep gave the bulk back already).
  * After a restart the cut records are gone (cutoff.c keeps them in
  * memory), so a restored pending lease is cut off again by this process
  * once its pool is ready, and reclaimed once that cut is complete.
@@ -202,7 +204,10 @@ void rmp_srv_reclaim_finished(struct rmp_srv *srv, uint64_t lease_id, int rc, ui
 	q->attempts++;
 	if (rc) {
 		uint64_t pause = RECLAIM_RETRY_MS;
-		for (uint32_t k = 1; k < q->attempts && pause < RECLAIM_RETRY_MAX_MS; k++)
+		/* No clean snapshot (a busy pool): the sweep gave the bulk
+		 * back; the rest is done soon after the pool is quiet for a
+		 * moment, so it is tried at a steady 1 s, never doubled. */
+		for (uint32_t k = 1; rc != -EAGAIN && k < q->attempts && pause < RECLAIM_RETRY_MAX_MS; k++)
 			pause *= 2;
 		if (pause > RECLAIM_RETRY_MAX_MS)
 			pause = RECLAIM_RETRY_MAX_MS;

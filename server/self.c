@@ -35,7 +35,12 @@
  * contexts DEAD: a clean
  * snapshot, the garbage it shows (ALLOC blocks with no live tag, holes
  * of a dead split or merge, count and transit drift, busy dead slots),
- * and the repairs, concurrently with the live consumers. The resolver's
+ * and the repairs, concurrently with the live consumers. A busy pool
+ * (SELF_SWEEP_AFTER unclean snapshots) is swept first: the dead lease's
+ * blocks tagged exactly with its tags that no busy slot names are freed
+ * from the unclean snapshot (rmp_buddy_find_dead_blocks), logged "pool P:
+ * lease L: N blocks, B bytes swept from a busy pool" and counted in
+ * rmpool_reclaimed_bytes_total; the rest waits for a clean one. The resolver's
  * own context keeps records in the pool's last slot (reclaim.c,
  * rmp_srv_self_slot). Who owns which slot (the parties) is the one
  * thing the worker must see current, not as copied when the job was
@@ -120,6 +125,10 @@ static const uint32_t self_pass_delay_ms[] = { 0, 1000, 3000, 10000 };
  * (a live consumer's operation in flight makes one unclean). */
 #define SELF_RECLAIM_TRIES 50
 #define SELF_RECLAIM_PAUSE_US 20000
+/* After this many unclean snapshots a reclaim sweeps the last one for
+ * the dead lease's blocks (rmp_buddy_find_dead_blocks: no clean snapshot
+ * needed), then goes on for a clean one for the rest. */
+#define SELF_SWEEP_AFTER 3
 /* How often each pool's slots are read for abandoned ones; a kept
  * connection not used for SELF_CONN_IDLE_MS (its pool no longer scanned)
  * is closed. */
@@ -174,6 +183,7 @@ struct self_job {
 	uint32_t segs_done;
 	uint64_t bytes; /* retire: newly RESERVED; reclaim: given back */
 	uint64_t blocks; /* reclaim: garbage blocks freed and holes released */
+	uint64_t swept_blocks, swept_bytes; /* reclaim: of them, by the sweep of a busy pool */
 	unsigned snapshots;
 	uint64_t snap_ms; /* reclaim: time spent in snapshots, clean or not */
 	uint64_t ms;
@@ -313,6 +323,30 @@ static void name_abandoned(struct self_job *j, const struct rmp_buddy_plan *plan
 	}
 }
 
+/* The dead-tag sweep of an unclean snapshot (a busy pool): the dead
+ * lease's blocks that no busy slot names, freed under the tag lock. 0 or
+ * an error with j->err set. */
+static int self_sweep(struct self_job *j, struct rmp_buddy *b, struct rmp_buddy_ctx *ctx,
+		      const struct rmp_buddy_snap *snap, const struct rmp_buddy_who *who)
+{
+	struct rmp_buddy_plan plan;
+	struct rmp_buddy_resolve_report r = { 0 };
+	int rc = rmp_buddy_find_dead_blocks(b, snap, who, &plan);
+
+	if (rc) {
+		snprintf(j->err, sizeof(j->err), "sweeping the dead blocks: %s", strerror(-rc));
+		return rc;
+	}
+	if (plan.n)
+		rc = rmp_buddy_repair(b, ctx, &plan, &r);
+	rmp_buddy_plan_free(&plan);
+	j->swept_blocks += r.garbage_freed;
+	j->swept_bytes += r.garbage_bytes;
+	if (rc)
+		snprintf(j->err, sizeof(j->err), "sweep repair: %s", strerror(-rc));
+	return rc;
+}
+
 /* The resolver with the parties read fresh: before each snapshot (busy
  * slots of live contexts make it unclean) and after a clean one (whose
  * tags are live: a lease granted meanwhile is in it). */
@@ -342,7 +376,12 @@ static int self_resolve(struct rmp_srv_self *s, struct self_job *j, struct rmp_b
 		}
 		j->snapshots++;
 		if (!snap.clean) {
+			/* A busy pool: the dead lease's blocks come back now
+			 * from this one, the rest with a clean one. */
+			rc = j->kind == SELF_RECLAIM && k + 1 == SELF_SWEEP_AFTER ? self_sweep(j, b, ctx, &snap, who) : 0;
 			rmp_buddy_snap_free(&snap);
+			if (rc)
+				break;
 			rc = -EAGAIN;
 			usleep(SELF_RECLAIM_PAUSE_US);
 			continue;
@@ -356,8 +395,8 @@ static int self_resolve(struct rmp_srv_self *s, struct self_job *j, struct rmp_b
 		name_abandoned(j, &plan, tmp);
 		rc = rmp_buddy_repair(b, ctx, &plan, &r);
 		rmp_buddy_plan_free(&plan);
-		j->blocks = r.garbage_freed + r.holes_released;
-		j->bytes = r.garbage_bytes + r.hole_bytes;
+		j->blocks = r.garbage_freed + r.holes_released + j->swept_blocks;
+		j->bytes = r.garbage_bytes + r.hole_bytes + j->swept_bytes;
 		j->slots_reset = r.slots_reset;
 		if (rc)
 			snprintf(j->err, sizeof(j->err), "repair: %s", strerror(-rc));
@@ -697,6 +736,15 @@ static void self_done_cb(evutil_socket_t fd, short what, void *arg)
 			srv->m.abandoned_slots_reset_total += j->abandoned;
 			rmp_log_info("pool %s: %s abandoned mid-operation: reset with the reclaim of lease %" PRIu64,
 				     j->pool_name, names, j->lease_id);
+		}
+		if (j->kind == SELF_RECLAIM && j->swept_blocks) {
+			/* Counted here when the rest failed (a success counts
+			 * them in its own bytes). */
+			if (j->rc)
+				srv->m.reclaimed_bytes_total += j->swept_bytes;
+			rmp_log_info("pool %s: lease %" PRIu64 ": %" PRIu64 " blocks, %" PRIu64 " bytes swept from a "
+				     "busy pool; %s", j->pool_name, j->lease_id, j->swept_blocks, j->swept_bytes,
+				     j->rc ? "the rest waits for a quiet snapshot" : "the rest done with a quiet one");
 		}
 		if (j->kind == SELF_RECLAIM) {
 			rmp_log_debug("pool %s: reclaim of lease %" PRIu64 ": %u snapshot(s) in %" PRIu64
