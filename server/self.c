@@ -178,6 +178,9 @@ struct self_job {
 	unsigned named_slot[SELF_SCAN_NAMED];
 	uint64_t named_lease[SELF_SCAN_NAMED];
 	bool repeat;
+	/* scan: the resolver ran for what a killed resolver or retire left
+	 * (its own slot busy, or moves in transit with no slot busy) */
+	bool leftover;
 	/* the result, filled by the worker */
 	int rc;
 	uint32_t segs_done;
@@ -518,8 +521,13 @@ static int scan_conn(struct rmp_srv_self *s, struct self_job *j, struct self_con
 }
 
 /* Which slots of j's pool say ABANDONED (one READ per 64 KiB of slot
- * words); with any, the resolver (the current parties, no lease dead)
- * finishes what their operations left and resets them. */
+ * words, the first with the transit word); with any, the resolver (the
+ * current parties, no lease dead) finishes what their operations left and
+ * resets them. It runs too for what a killed coordinator's resolver or
+ * retire left (DESIGN.md, Reclaim): the resolver's own slot busy (no
+ * resolver is running: this worker runs them), or moves in transit while
+ * no slot is busy (a live move is inside a busy period of its slot; a
+ * retire keeps no slot, but runs on this worker too). */
 static int scan_slots(struct rmp_srv_self *s, struct self_job *j, struct self_conn *c)
 {
 	unsigned n = j->geom.slots;
@@ -527,23 +535,26 @@ static int scan_slots(struct rmp_srv_self *s, struct self_job *j, struct self_co
 	struct self_slot_party *tmp = calloc(n, sizeof(*tmp));
 	struct rmp_buddy_ctx *ctx = NULL;
 	struct rmp_buddy b;
-	unsigned untagged = 0;
+	unsigned untagged = 0, busy = 0;
+	uint64_t transit = 0;
 	int rc = -ENOMEM;
 
 	if (!w || !tmp)
 		goto out_free;
 	rmp_buddy_init(&b, &j->geom, rmp_store_rdma_base(c->st));
 	for (uint64_t k = 0; k < 2ull * n; k += 8192) {
-		struct rmp_wop op;
+		struct rmp_wop op[2];
 		uint64_t len = 2ull * n - k < 8192 ? 2ull * n - k : 8192;
-		rmp_wop_load(&op, j->geom.slot_word + k, (uint32_t)len, w + k);
-		if ((rc = b.store->ops->exec(b.store, &op, 1)) != 0) {
+		rmp_wop_load(&op[0], j->geom.transit_word, 1, &transit);
+		rmp_wop_load(&op[1], j->geom.slot_word + k, (uint32_t)len, w + k);
+		if ((rc = b.store->ops->exec(b.store, k ? &op[1] : op, k ? 1 : 2)) != 0) {
 			snprintf(j->err, sizeof(j->err), "reading the slots: %s", strerror(-rc));
 			goto out_free;
 		}
 	}
 	bool have_parties = parties_copy(s, j->pool_id, tmp, n, &untagged) == 0;
 	for (unsigned c2 = 0; c2 < n; c2++) {
+		busy += (w[2ull * c2] & RMP_BUDDY_SLOT_BUSY) != 0;
 		if (!(w[2ull * c2] & RMP_BUDDY_SLOT_ABANDONED))
 			continue;
 		if (j->abandoned < SELF_SCAN_NAMED) {
@@ -554,7 +565,9 @@ static int scan_slots(struct rmp_srv_self *s, struct self_job *j, struct self_co
 		j->abandoned++;
 	}
 	rc = 0;
-	if (j->abandoned == 0)
+	j->leftover = j->self_slot < n && (w[2ull * j->self_slot] & RMP_BUDDY_SLOT_BUSY);
+	j->leftover |= (uint32_t)transit != 0 && busy == 0 && have_parties && untagged == 0;
+	if (j->abandoned == 0 && !j->leftover)
 		goto out_free;
 	if (!(ctx = calloc(1, sizeof(*ctx)))) {
 		rc = -ENOMEM;
@@ -683,6 +696,12 @@ static void scan_done(struct rmp_srv *srv, const struct self_job *j)
 {
 	char names[SELF_SCAN_NAMED * 48 + 16];
 
+	if (j->rc == 0 && j->abandoned == 0 && j->leftover) {
+		rmp_log_info("pool %s: what a killed resolver or retire left repaired: %" PRIu64 " blocks / %" PRIu64
+			     " bytes freed (%u snapshot(s), %" PRIu64 " ms)",
+			     j->pool_name, j->blocks, j->bytes, j->snapshots, j->ms);
+		return;
+	}
 	if (j->rc == 0 && j->abandoned == 0)
 		return;
 	abandoned_names(j, names, sizeof(names));
