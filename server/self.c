@@ -72,7 +72,10 @@
  * The loop logs "pool P: slot S of lease L abandoned mid-operation:
  * reset, N blocks / B bytes freed" and counts it
  * (rmpool_abandoned_slots_reset_total, rmpool_abandoned_bytes_freed_total).
- * One scan per pool is out at a time.
+ * The scan runs the resolver too when the resolver's own slot is busy or
+ * the transit word (read with the slots) shows moves while no slot is
+ * busy: what a coordinator killed mid-repair or mid-retire left (DESIGN.md,
+ * Reclaim). One scan per pool is out at a time.
  *
  * Entry points: rmp_srv_self_start/stop (main.c), rmp_srv_self_retire_lost
  * (pool.c), rmp_srv_self_reclaim (reclaim.c), rmp_srv_self_parties (pool
