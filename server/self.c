@@ -700,9 +700,15 @@ static void scan_done(struct rmp_srv *srv, const struct self_job *j)
 	char names[SELF_SCAN_NAMED * 48 + 16];
 
 	if (j->rc == 0 && j->abandoned == 0 && j->leftover) {
-		rmp_log_info("pool %s: what a killed resolver or retire left repaired: %" PRIu64 " blocks / %" PRIu64
-			     " bytes freed (%u snapshot(s), %" PRIu64 " ms)",
-			     j->pool_name, j->blocks, j->bytes, j->snapshots, j->ms);
+		/* Nothing freed nor reset: moves ended only, or a live move
+		 * that ended between the transit word's read and the slots'. */
+		if (j->blocks == 0 && j->slots_reset == 0)
+			rmp_log_debug("pool %s: the resolver ran for moves in transit with no slot busy (%u "
+				      "snapshot(s), %" PRIu64 " ms)", j->pool_name, j->snapshots, j->ms);
+		else
+			rmp_log_info("pool %s: what a killed resolver or retire left repaired: %" PRIu64
+				     " blocks / %" PRIu64 " bytes freed (%u snapshot(s), %" PRIu64 " ms)",
+				     j->pool_name, j->blocks, j->bytes, j->snapshots, j->ms);
 		return;
 	}
 	if (j->rc == 0 && j->abandoned == 0)
