@@ -270,7 +270,7 @@ t_kill=$(date +%s%N)
 line=$(wait_log "$log3" "pool $POOL: lease $lease2 reclaimed:" 60) ||
 	fail "victim 2's lease $lease2 was not reclaimed within 60 s of its SIGKILL"
 back_ms=$(ms_since "$t_kill")
-note "second coordinator: ${line#*INFO: }"
+note "third coordinator: ${line#*INFO: }"
 read -r blocks bytes < <(sed -n 's/.*reclaimed: \([0-9]*\) blocks, \([0-9]*\) bytes back.*/\1 \2/p' <<<"$line")
 # The churner's leftovers go with the first resolver run after its close
 # (this reclaim, or a scan just before it).
