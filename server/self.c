@@ -66,7 +66,8 @@
  * no grant has built it): one READ of the pool's slot array over a loopback
  * connection the worker keeps per pool (made once, dropped when it fails
  * or the pool is no longer scanned); if a slot says ABANDONED the worker
- * runs the resolver with the current parties (no lease dead), which frees
+ * runs the resolver with the current parties (no lease dead: while one
+ * is, its reclaim is queued and resets them; the scan defers), which frees
  * what the abandoned operation left (the block it claimed when the call
  * failed after the claim, a half-done split or merge) and resets the slot.
  * The loop logs "pool P: slot S of lease L abandoned mid-operation:
@@ -184,6 +185,7 @@ struct self_job {
 	/* scan: the resolver ran for what a killed resolver or retire left
 	 * (its own slot busy, or moves in transit with no slot busy) */
 	bool leftover;
+	bool deferred; /* scan: a lease of the pool is dead - its reclaim resets the slots */
 	/* the result, filled by the worker */
 	int rc;
 	uint32_t segs_done;
@@ -353,6 +355,20 @@ static int self_sweep(struct self_job *j, struct rmp_buddy *b, struct rmp_buddy_
 	return rc;
 }
 
+/* A scan leaves the pool alone while one of its leases is dead (a
+ * reclaim is queued or running: it resets the abandoned slots too), so
+ * that a dead lease's blocks come back in its reclaim, said and counted
+ * there, not as what an abandoned operation left. */
+static bool scan_defers(const struct self_job *j, const struct rmp_buddy_who *who, unsigned n)
+{
+	if (j->kind != SELF_SCAN)
+		return false;
+	for (unsigned c = 0; c < n; c++)
+		if (c != j->self_slot && who[c].party == RMP_BUDDY_PARTY_DEAD)
+			return true;
+	return false;
+}
+
 /* The resolver with the parties read fresh: before each snapshot (busy
  * slots of live contexts make it unclean) and after a clean one (whose
  * tags are live: a lease granted meanwhile is in it). */
@@ -373,6 +389,10 @@ static int self_resolve(struct rmp_srv_self *s, struct self_job *j, struct rmp_b
 		struct rmp_buddy_resolve_report r = { 0 };
 		if ((rc = self_who(s, j, tmp, who, n)) != 0)
 			break;
+		if (scan_defers(j, who, n)) {
+			j->deferred = true;
+			break;
+		}
 		uint64_t ts = rmp_mono_ms();
 		rc = rmp_buddy_snapshot(b, ctx, who, &snap);
 		j->snap_ms += rmp_mono_ms() - ts;
@@ -393,6 +413,11 @@ static int self_resolve(struct rmp_srv_self *s, struct self_job *j, struct rmp_b
 			continue;
 		}
 		rc = self_who(s, j, tmp, who, n);
+		if (rc == 0 && scan_defers(j, who, n)) {
+			j->deferred = true;
+			rmp_buddy_snap_free(&snap);
+			break;
+		}
 		if (rc == 0 && (rc = rmp_buddy_find_garbage(b, &snap, who, &plan)) != 0)
 			snprintf(j->err, sizeof(j->err), "finding the garbage: %s", strerror(-rc));
 		rmp_buddy_snap_free(&snap);
@@ -410,6 +435,10 @@ static int self_resolve(struct rmp_srv_self *s, struct self_job *j, struct rmp_b
 	}
 	if (rc == -EAGAIN)
 		snprintf(j->err, sizeof(j->err), "no clean snapshot in %u tries", j->snapshots);
+	if (j->deferred) {
+		rc = 0;
+		j->abandoned = 0; /* the reclaim's resolver resets them, and says so */
+	}
 out_free:
 	free(tmp);
 	free(who);
@@ -699,6 +728,11 @@ static void scan_done(struct rmp_srv *srv, const struct self_job *j)
 {
 	char names[SELF_SCAN_NAMED * 48 + 16];
 
+	if (j->deferred) {
+		rmp_log_debug("pool %s: the scan's resolver run left to the reclaim queued on the pool",
+			      j->pool_name);
+		return;
+	}
 	if (j->rc == 0 && j->abandoned == 0 && j->leftover) {
 		/* Nothing freed nor reset: moves ended only, or a live move
 		 * that ended between the transit word's read and the slots'. */
