@@ -2920,6 +2920,20 @@ static int find_blocks(struct finding *fd)
 	return rc;
 }
 
+/* The largest aligned block (its order in minimum blocks, at most last)
+ * that starts at minimum block m and ends by end: how a run of uncovered
+ * minimum blocks is cut into holes (find_holes and class_holes alike). */
+static unsigned hole_order(uint64_t m, uint64_t end, unsigned last)
+{
+	unsigned o = m ? (unsigned)__builtin_ctzll(m) : last;
+
+	if (o > last)
+		o = last;
+	while (m + (1ull << o) > end)
+		o--;
+	return o;
+}
+
 /* Holes: the runs of minimum blocks no block covers, each cut into the
  * largest aligned blocks (every one NONE with all below it NONE: a dead
  * split's claimed parent or unfinished halves, a dead merge's parent). */
@@ -2938,11 +2952,7 @@ static int find_holes(struct finding *fd)
 		while (end < nmin && !fd->cov[end])
 			end++;
 		while (m < end) {
-			unsigned o = m ? (unsigned)__builtin_ctzll(m) : last;
-			if (o > last)
-				o = last;
-			while (m + (1ull << o) > end)
-				o--;
+			unsigned o = hole_order(m, end, last);
 			int rc = plan_add(fd->plan, RMP_BUDDY_FIX_HOLE, last - o, m >> o, 0, 0);
 			if (rc)
 				return rc;
@@ -3464,11 +3474,7 @@ static bool class_holes(struct classing *k)
 		if (first == nmin)
 			first = m;
 		while (m < end) {
-			unsigned o = m ? (unsigned)__builtin_ctzll(m) : last;
-			if (o > last)
-				o = last;
-			while (m + (1ull << o) > end)
-				o--;
+			unsigned o = hole_order(m, end, last);
 			c->holes++;
 			c->hole_bytes += 1ull << (g->min_order + o);
 			c->holes_tied += class_tied(k, m, 1ull << o, false);
