@@ -1041,8 +1041,9 @@ static uint64_t split_target(const struct rmp_buddy *b, const struct rmp_buddy_c
  * way stays ours and the other half becomes FREE; at level t ours becomes
  * ALLOC. Two batches, each atomic marked `after` behind the ones before it
  * (store.h):
- *   1. transit +1 (a move begins), +1 on the path of every half, then the
- *      CAS of the block FREE -> NONE (the claim; memory in passing now);
+ *   1. with records, the slot names the block; then transit +1 (a move
+ *      begins), +1 on the path of every half, then the CAS of the block
+ *      FREE -> NONE (the claim; memory in passing now);
  *   2. FAA the halves FREE and the target ALLOC (all bits touched are 0,
  *      so FAA sets them exactly, in any completion order), -1 on the
  *      claimed block's path, then transit -1.
@@ -1063,12 +1064,19 @@ static int split_claim(struct search *s, uint64_t i, uint64_t v, uint64_t *seen)
 	 * of its own range. */
 	rmp_assert(j < t && t < g->levels);
 	rmp_assert(target >> (t - j) == i);
-	rmp_wop_faa(&ops[n++], g->transit_word, TRANSIT_BEGIN);
+	/* With records the slot names the block before anything else of
+	 * the split lands: a snapshot that saw the transit word or a count
+	 * raised with the slot still idle would be clean, and its resolver
+	 * would end the move and take the counts off while this split goes
+	 * on (test_buddy: a_clean_snapshot_shows_nothing_of_a_live_operation). */
+	n += rec_name_ops(s->tl->rec, t, target, &ops[n]);
+	rmp_wop_faa(&ops[n], g->transit_word, TRANSIT_BEGIN);
+	ops[n].after = n > 0;
+	n++;
 	for (unsigned lv = j + 1; lv <= t; lv++) {
 		uint64_t half = (target >> (t - lv)) ^ 1;
 		n += count_up_ops(b, s->ctx, lv, half / BLOCKS_PER_WORD, &ops[n]);
 	}
-	n += rec_name_ops(s->tl->rec, t, target, &ops[n]);
 	unsigned claim = n++;
 	rmp_wop_cas(&ops[claim], blk_word(g, j, i), v, with_state(v, i, ST_NONE));
 	ops[claim].after = 1;
@@ -1709,8 +1717,9 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 	} else {
 		bool spec = !hole && wc_get(ctx, blk_word(g, t, i), &v) && state_of(v, i) == ST_ALLOC;
 		if (spec) {
-			n = rec_name_ops(r, t, i, ops);
+			unsigned named = n = rec_name_ops(r, t, i, ops);
 			cas = (n += step_ops(b, ctx, &f, v, &ops[n], &merge)) - 1;
+			ops[named].after |= named > 0; /* the slot first (split_claim) */
 			if (r) {
 				tagop = n;
 				rmp_wop_cas(&ops[n], f.tidx, f.texp, 0);
@@ -1755,8 +1764,9 @@ static int do_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, struct 
 		bool first = f.expect == ST_ALLOC; /* the block itself: its tag goes with this CAS */
 		if (first && f.ts == TAG_CLEARED && (rc = free_retag(tl, &f)) != 1)
 			return free_abort(b, ctx, tl, &f, rc < 0 ? rc : -EINVAL);
-		n = rec_name_ops(r, t, i, ops);
+		unsigned named = n = rec_name_ops(r, t, i, ops);
 		n += step_ops(b, ctx, &f, v, &ops[n], &merge);
+		ops[named].after |= named > 0; /* the slot first (split_claim) */
 		cas = n - 1;
 		if (first && f.ts == TAG_HELD) {
 			tagop = n;
