@@ -889,12 +889,24 @@ int rmp_free(rmp_pool *p, rmp_addr a)
 	struct rmp_data_shard *sh;
 	if ((rc = ctx_take(p, d, "rmp_free", &sh)) != 0)
 		return take_failed(p, d, rc, "rmp_free"); /* still in the set: free it again later */
-	bool mine = rmp_liveset_remove(&d->live, a);
-	rc = mine ? rmp_buddy_free(&d->b, &sh->ctx, off, order) : rmp_buddy_free_foreign(&d->b, &sh->ctx, off, order);
-	ctx_give(d, sh, rc);
+	bool mine = rmp_liveset_remove(&d->live, a), doubt = false;
+	if (mine) {
+		rc = rmp_buddy_free(&d->b, &sh->ctx, off, order);
+		/* Cut in the middle by a store error: it may have landed, so
+		 * it is not the caller's to retry (the block may be somebody
+		 * else's by then); the shard settles it (shard.h). */
+		doubt = rmp_shards_give_free(&d->sh, sh, rc, off, order);
+	} else {
+		rc = rmp_buddy_free_foreign(&d->b, &sh->ctx, off, order);
+		ctx_give(d, sh, rc);
+	}
 	if (rc == -EINVAL && in_live_chunk(d, off, order) == 1)
 		rc = -RMP_ECACHED;
-	if ((rc = meta_leave(p, d, rc, "rmp_free")) == -RMP_EAWAY || rc == -RMP_ELEASE)
+	if ((rc = meta_leave(p, d, rc, "rmp_free")) == -RMP_ELEASE)
+		return rc;
+	if (doubt)
+		return 0; /* freed exactly once: by the cut free, or by its settle */
+	if (rc == -RMP_EAWAY)
 		return rc;
 	if (rc == -RMP_ECACHED)
 		return rmp_client_fail(p->c, rc, "rmp_free: %#llx lies inside a live 1 MiB chunk of another "
@@ -906,6 +918,27 @@ int rmp_free(rmp_pool *p, rmp_addr a)
 	if (rc)
 		return rmp_client_fail(p->c, rc, "rmp_free: metadata: %s", rmp_strerror(rc));
 	return 0;
+}
+
+unsigned rmp_data_settle(rmp_pool *p, unsigned wait_ms)
+{
+	struct rmp_data *d = p->data;
+	unsigned left = 0;
+
+	if (!d || atomic_load_explicit(&d->sh.unsettled, memory_order_relaxed) == 0)
+		return 0;
+	uint64_t deadline = rmp_deadline_ms(wait_ms);
+	for (;;) {
+		if (meta_enter(p, d, "rmp_pool_close") == 0) {
+			left = rmp_shards_settle(&d->sh, 0);
+			(void)meta_leave(p, d, 0, "rmp_pool_close");
+		} else
+			left = atomic_load_explicit(&d->sh.unsettled, memory_order_relaxed);
+		int ms = rmp_ms_left(deadline);
+		if (left == 0 || ms <= 0 || atomic_load_explicit(&p->expired_flag, memory_order_acquire))
+			return left;
+		(void)poll(NULL, 0, ms < 100 ? ms : 100);
+	}
 }
 
 int rmp_data_range_check(rmp_pool *p, struct rmp_data *d, rmp_addr a, const void *buf, uint64_t len,

@@ -145,6 +145,11 @@ int rmp_data_prepare(rmp_pool *p, rmp_addr a, const void *buf, uint64_t len, con
  * a far side's refusal). 0 otherwise, and always 0 under
  * RMPOOL_TEST_NO_LEASE_CHECK=1. One atomic load: the local courtesy
  * check; the far sides do the cut-off. */
+/* rmp_pool_close: the frees in doubt (shard.h) settled first, waiting up
+ * to wait_ms for the coordinator to reset their slots; what is left
+ * carries the closed lease's tags, which the next reclaim on the pool
+ * frees. How many are left. */
+unsigned rmp_data_settle(rmp_pool *p, unsigned wait_ms);
 int rmp_data_lease_check(rmp_pool *p, const char *what);
 /* After a failed operation: -RMP_ELEASE when the pool's lease is gone
  * or unconfirmed for its time to live (not away): the failure is taken

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "client_internal.h"
+#include "data.h"
 
 static int check_name(const rmp_client *c, const char *name)
 {
@@ -102,6 +103,9 @@ int rmp_pool_close(rmp_pool *p)
 	if (!p)
 		return -EINVAL;
 	rmp_client *c = p->c;
+	/* Frees cut in the middle, settled while the lease still holds (the
+	 * coordinator's scan resets an abandoned slot within about 1 s). */
+	(void)rmp_data_settle(p, c->opts.rdma_timeout_ms ? c->opts.rdma_timeout_ms : 10000);
 	/* Out of the renewal list first: no LEASE_RENEW after the close. */
 	rmp_client_remove_pool(c, p);
 	req.u.pool_close.pool_id = p->pool_id;
@@ -238,6 +242,14 @@ int rmp_pool_info(rmp_pool *p, struct rmp_pool_info **out)
 	in->lease_ttl_ms = p->ttl_ms;
 	in->lease_expired = p->expired || p->unconfirmed;
 	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_lock(&p->data_lock);
+	if (p->data) {
+		struct rmp_shard_stats st;
+		rmp_shards_stats(&p->data->sh, &st);
+		in->frees_in_doubt = st.doubts;
+		in->frees_unsettled = (uint32_t)st.unsettled;
+	}
+	pthread_mutex_unlock(&p->data_lock);
 	*out = in;
 	return 0;
 }

@@ -27,7 +27,17 @@
 
 #include "clock.h"
 
-enum { CTR_FAILED, CTR_ABANDONED, CTR_RECORDED, CTR_FORWARDED, CTR_GAVE_UP, CTR_LAST_RESET_MS };
+enum {
+	CTR_FAILED,
+	CTR_ABANDONED,
+	CTR_RECORDED,
+	CTR_FORWARDED,
+	CTR_GAVE_UP,
+	CTR_LAST_RESET_MS,
+	CTR_DOUBTS,
+	CTR_SETTLED_FREED,
+	CTR_SETTLED_LANDED,
+};
 
 /* A pause between rounds when no shard is OK. */
 #define SHARD_WAIT_STEP_MS 10u
@@ -46,7 +56,11 @@ void rmp_shards_init(struct rmp_shards *s, struct rmp_data_shard *v)
 		atomic_init(&v[i].state, RMP_SHARD_OK);
 		v[i].check_ms = 0;
 		v[i].since_ms = 0;
+		v[i].doubt = false;
+		v[i].doubt_order = 0;
+		v[i].doubt_off = 0;
 	}
+	atomic_init(&s->unsettled, 0);
 }
 
 void rmp_shards_start(struct rmp_shards *s, const struct rmp_buddy *b, uint64_t client_id)
@@ -132,6 +146,18 @@ static int heal_locked(struct rmp_shards *s, struct rmp_data_shard *sh)
 	unsigned i = (unsigned)(sh - s->v);
 	if ((rc = record_one(s, i)) != 0)
 		return rc;
+	if (sh->doubt) {
+		/* Before anything else on this tag: the free cut in the
+		 * middle, freed now if it had not landed. */
+		rc = rmp_buddy_free_settle(s->b, &sh->ctx, sh->doubt_off, sh->doubt_order);
+		if (rc < 0 && rc != -EINVAL) {
+			atomic_store_explicit(&sh->state, RMP_SHARD_FAILED, memory_order_relaxed);
+			return rc; /* in doubt again: its slot may be busy */
+		}
+		ctr_add(s, rc == 1 ? CTR_SETTLED_FREED : CTR_SETTLED_LANDED, 1);
+		sh->doubt = false;
+		atomic_fetch_sub_explicit(&s->unsettled, 1, memory_order_relaxed);
+	}
 	atomic_store_explicit(&sh->state, RMP_SHARD_OK, memory_order_relaxed);
 	ctr_add(s, CTR_RECORDED, 1);
 	atomic_store_explicit(&s->ctr[CTR_LAST_RESET_MS], now - sh->since_ms, memory_order_relaxed);
@@ -154,6 +180,8 @@ static int try_shard(struct rmp_shards *s, unsigned i)
 int rmp_shards_take(struct rmp_shards *s, unsigned home, unsigned wait_ms, struct rmp_data_shard **out)
 {
 	home %= RMP_DATA_SHARDS;
+	if (atomic_load_explicit(&s->unsettled, memory_order_relaxed))
+		(void)rmp_shards_settle(s, 0);
 	int rc = try_shard(s, home);
 	if (rc == 1) {
 		*out = &s->v[home];
@@ -198,16 +226,61 @@ int rmp_shards_take(struct rmp_shards *s, unsigned home, unsigned wait_ms, struc
 	return -EAGAIN;
 }
 
-void rmp_shards_give(struct rmp_shards *s, struct rmp_data_shard *sh, int rc)
+/* Requires sh's lock. True when rc leaves the shard FAILED (now). */
+static bool fail_locked(struct rmp_shards *s, struct rmp_data_shard *sh, int rc)
 {
 	bool store_error = rc < 0 && rc != -ENOMEM && rc != -EAGAIN && rc != -EINVAL;
-	if (store_error && sh->ctx.rec_tag != 0 && s->records &&
-	    atomic_load_explicit(&sh->state, memory_order_relaxed) == RMP_SHARD_OK) {
-		atomic_store_explicit(&sh->state, RMP_SHARD_FAILED, memory_order_relaxed);
-		sh->since_ms = rmp_mono_ms();
-		ctr_add(s, CTR_FAILED, 1);
+	if (!store_error || sh->ctx.rec_tag == 0 || !s->records ||
+	    atomic_load_explicit(&sh->state, memory_order_relaxed) != RMP_SHARD_OK)
+		return false;
+	atomic_store_explicit(&sh->state, RMP_SHARD_FAILED, memory_order_relaxed);
+	sh->since_ms = rmp_mono_ms();
+	ctr_add(s, CTR_FAILED, 1);
+	return true;
+}
+
+void rmp_shards_give(struct rmp_shards *s, struct rmp_data_shard *sh, int rc)
+{
+	(void)fail_locked(s, sh, rc);
+	pthread_mutex_unlock(&sh->lock);
+}
+
+bool rmp_shards_give_free(struct rmp_shards *s, struct rmp_data_shard *sh, int rc, uint64_t off, unsigned order)
+{
+	bool doubt = fail_locked(s, sh, rc) && !sh->doubt;
+	if (doubt) {
+		sh->doubt = true;
+		sh->doubt_off = off;
+		sh->doubt_order = order;
+		ctr_add(s, CTR_DOUBTS, 1);
+		atomic_fetch_add_explicit(&s->unsettled, 1, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&sh->lock);
+	return doubt;
+}
+
+unsigned rmp_shards_settle(struct rmp_shards *s, unsigned wait_ms)
+{
+	uint64_t deadline = rmp_deadline_ms(wait_ms);
+	unsigned left;
+
+	for (;;) {
+		for (unsigned i = 0; i < RMP_DATA_SHARDS; i++) {
+			struct rmp_data_shard *sh = &s->v[i];
+			if (atomic_load_explicit(&sh->state, memory_order_relaxed) == RMP_SHARD_OK)
+				continue; /* a shard in doubt is never OK */
+			if (pthread_mutex_trylock(&sh->lock) != 0)
+				continue; /* another thread has it (and heals it) */
+			if (sh->doubt)
+				(void)heal_locked(s, sh);
+			pthread_mutex_unlock(&sh->lock);
+		}
+		left = atomic_load_explicit(&s->unsettled, memory_order_relaxed);
+		int ms = rmp_ms_left(deadline);
+		if (left == 0 || wait_ms == 0 || ms <= 0)
+			return left;
+		(void)poll(NULL, 0, ms < (int)SHARD_WAIT_STEP_MS ? ms : (int)SHARD_WAIT_STEP_MS);
+	}
 }
 
 int rmp_shards_abandon_failed(struct rmp_shards *s)
@@ -244,5 +317,9 @@ void rmp_shards_stats(const struct rmp_shards *s, struct rmp_shard_stats *out)
 		.forwarded = atomic_load_explicit(&s->ctr[CTR_FORWARDED], memory_order_relaxed),
 		.gave_up = atomic_load_explicit(&s->ctr[CTR_GAVE_UP], memory_order_relaxed),
 		.last_reset_ms = atomic_load_explicit(&s->ctr[CTR_LAST_RESET_MS], memory_order_relaxed),
+		.doubts = atomic_load_explicit(&s->ctr[CTR_DOUBTS], memory_order_relaxed),
+		.settled_freed = atomic_load_explicit(&s->ctr[CTR_SETTLED_FREED], memory_order_relaxed),
+		.settled_landed = atomic_load_explicit(&s->ctr[CTR_SETTLED_LANDED], memory_order_relaxed),
+		.unsettled = atomic_load_explicit(&s->unsettled, memory_order_relaxed),
 	};
 }

@@ -19,6 +19,13 @@
  *              resolver has reset it to idle, the shard records again in
  *              the same slot with the same tag (its blocks keep that
  *              tag) and is OK.
+ * A free of the shard's own block cut by the store error is in doubt: it
+ * may have landed (the block may be somebody else's by now), so it is
+ * never retried as it was. The shard keeps it and, once its slot is idle
+ * again and before it is OK, settles it (rmp_buddy_free_settle: the
+ * block is freed only if it still carries the shard's own tag). The
+ * caller's rmp_free returned 0: the block is freed exactly once, by the
+ * settle or by the free that landed (DESIGN.md, "Frees in doubt").
  * Nothing of this is on the fast path: an OK shard costs one relaxed load
  * of its state under its lock. If no shard is OK, rmp_shards_take waits
  * (bounded by the caller's wait, the operation's RDMA bound) for a reset
@@ -64,6 +71,12 @@ struct rmp_data_shard {
 	_Atomic unsigned state;
 	uint64_t check_ms;  /* ABANDONED: the next look at the slot (under the lock) */
 	uint64_t since_ms;  /* FAILED or ABANDONED since (under the lock) */
+	/* A free of this shard's own block cut by its store error (it may
+	 * or may not have landed): settled (rmp_buddy_free_settle) when the
+	 * slot is idle again, before the shard is OK (under the lock). */
+	bool doubt;
+	unsigned doubt_order;
+	uint64_t doubt_off;
 	_Atomic uint64_t words[2 * RMP_SHARD_WORDS_CACHED];
 };
 
@@ -74,6 +87,10 @@ struct rmp_shard_stats {
 	uint64_t forwarded;  /* operations run on another shard than the caller's */
 	uint64_t gave_up;    /* takes that found no OK shard within their wait */
 	uint64_t last_reset_ms; /* the last abandoned shard's time from FAILED to OK */
+	uint64_t doubts;     /* own frees cut in the middle by a store error */
+	uint64_t settled_freed;  /* of them settled: freed by the settle (had not landed) */
+	uint64_t settled_landed; /* settled: they had landed */
+	uint64_t unsettled;  /* now: frees in doubt not settled yet */
 };
 
 struct rmp_shards {
@@ -82,7 +99,8 @@ struct rmp_shards {
 	bool records;               /* slots given: the shards keep records */
 	unsigned slot_base;
 	uint64_t id_base;
-	_Atomic uint64_t ctr[6];    /* struct rmp_shard_stats, in its order */
+	_Atomic uint64_t ctr[9];    /* struct rmp_shard_stats, in its order (unsettled: counted) */
+	_Atomic unsigned unsettled; /* shards with a free in doubt: takes try to settle them */
 };
 
 /* Shards v[0..RMP_DATA_SHARDS): their locks, all OK, no engine yet. */
@@ -111,6 +129,17 @@ int rmp_shards_take(struct rmp_shards *s, unsigned home, unsigned wait_ms, struc
  * (anything but 0 and the engine's own answers -ENOMEM, -EAGAIN, -EINVAL)
  * on a shard that records leaves it FAILED. */
 void rmp_shards_give(struct rmp_shards *s, struct rmp_data_shard *sh, int rc);
+/* The same after a free of this shard's own block at off (2^order
+ * bytes): a store error leaves the free in doubt on the shard, which
+ * settles it itself (rmp_buddy_free_settle) once its slot is idle again
+ * and before it takes any other operation: the block is freed exactly
+ * once. Returns true when the free is in doubt (the caller's free is
+ * done as far as it is concerned: the handle is released). */
+bool rmp_shards_give_free(struct rmp_shards *s, struct rmp_data_shard *sh, int rc, uint64_t off, unsigned order);
+/* Settles what frees in doubt it can now (shards whose slot was reset),
+ * without waiting for a lock another thread holds; up to wait_ms for the
+ * resets when wait_ms > 0 (rmp_pool_close). The number still in doubt. */
+unsigned rmp_shards_settle(struct rmp_shards *s, unsigned wait_ms);
 /* How many shards are in state st. */
 unsigned rmp_shards_count(const struct rmp_shards *s, enum rmp_shard_state st);
 void rmp_shards_stats(const struct rmp_shards *s, struct rmp_shard_stats *out);

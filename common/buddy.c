@@ -1864,6 +1864,52 @@ int rmp_buddy_free_foreign(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx,
 	return rc;
 }
 
+int rmp_buddy_free_settle(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
+			  unsigned order)
+{
+	const struct rmp_buddy_geom *g = &b->g;
+	struct tally tl = { ctx->ctr[OP_FREE], ctx, NULL };
+	struct rec rec = { .b = b, .ctx = ctx, .kind = RMP_BUDDY_SLOT_FREE, .tag = ctx->rec_tag };
+	uint64_t seen;
+
+	if (!rec_wanted(b, ctx) || order < g->min_order || order > g->max_order || (offset >> g->max_order) != 0 ||
+	    (offset & ((1ull << order) - 1)) != 0)
+		return -EINVAL;
+	tl.rec = &rec;
+	unsigned t = g->max_order - order;
+	uint64_t i = offset >> order, tidx = tag_idx(g, t, i), lock = RMP_BUDDY_TAG_LOCK | rec.tag;
+	/* Only this ctx writes its own tag, and it writes nothing while it
+	 * settles: own there now means the cut free never cleared it, and a
+	 * landed free's stale tag was cleared by the resolver before it reset
+	 * the slot (or never written by a claimant, which makes it its own).
+	 * The lock rides behind the slot naming the block. */
+	struct rmp_wop ops[3];
+	unsigned n = rec_name_ops(&rec, t, i, ops);
+	rmp_wop_cas(&ops[n], tidx, rec.tag, lock);
+	ops[n++].after = 1;
+	int rc = st_exec(b, &tl, ops, n);
+	if (rc)
+		return rc;
+	if (ops[n - 1].old != rec.tag) {
+		rc = rec_end(&tl);
+		tl_add(&tl, C_CALLS, 1);
+		return rc < 0 ? rc : 0;
+	}
+	rec.hold = true;
+	rc = do_free(b, ctx, &tl, t, i, NULL, lock);
+	rec.hold = false;
+	if (rc == -EINVAL) {
+		/* Not ALLOC at that order after all: the tag goes back. */
+		rc = rec_tag_cas(&tl, tidx, lock, rec.tag, &seen);
+		if (rc >= 0)
+			rc = rec_end(&tl);
+		tl_add(&tl, C_CALLS, 1);
+		return rc < 0 ? rc : 0;
+	}
+	tl_add(&tl, C_CALLS, 1);
+	return rc < 0 ? rc : 1;
+}
+
 /*
  * The live block that starts at offset: walk down from the largest block
  * that may start there; above the live block every ancestor is NONE

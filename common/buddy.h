@@ -230,6 +230,19 @@ int rmp_buddy_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_
  * records it is rmp_buddy_free. */
 int rmp_buddy_free_foreign(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
 			   unsigned order);
+/* Settle a free of this ctx's own block that was cut in the middle (a
+ * store error: it may or may not have landed), once its slot is idle
+ * again (the resolver reset it after the abandon, or the cut came before
+ * the slot named the block) and before the ctx does anything else with
+ * its tag: the block is freed if it is still ALLOC at that order with
+ * this ctx's own tag (the cut free did not land), else nothing is done
+ * (it landed; the block may be somebody else's since). The tag is
+ * locked first (CAS own -> RMP_BUDDY_TAG_LOCK | own, the slot naming the
+ * block), so a settle cut in its turn leaves a lock the resolver
+ * finishes. 1 freed now, 0 it had landed, -EINVAL (no records), or a
+ * store error (still in doubt: settle again later). */
+int rmp_buddy_free_settle(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_t offset,
+			  unsigned order);
 /* Free the live block that starts at offset, whatever its order, found
  * from the metadata (for callers that keep no size, like the heap). The
  * order freed goes to *order if not NULL. -EINVAL if none starts there. */

@@ -233,8 +233,11 @@ RMP_API void rmp_client_set_progress(rmp_client *c, rmp_progress_fn *fn, void *a
 RMP_API int rmp_pool_open(rmp_client *c, const char *name, uint64_t capacity, rmp_pool **out);
 
 /* Gives up the lease and frees p (even when the coordinator cannot be
- * told: the lease then expires on its own). Allocations that are still
- * live stay allocated; the memory stays in the pool. */
+ * told: the lease then expires on its own). Frees in doubt (rmp_free)
+ * are settled first, waiting up to rdma_timeout_ms. Allocations still
+ * live carry the closed lease's tag, which no live consumer holds: the
+ * coordinator's next reclaim on the pool frees them. Free what you
+ * allocated before closing; handles do not outlive their lease. */
 RMP_API int rmp_pool_close(rmp_pool *p);
 
 /* Destroys pool `name`: its donor processes terminate and its memory
@@ -282,6 +285,11 @@ struct rmp_pool_info {
 	 * touching their segments fail with -RMP_EDONOR. */
 	uint32_t donors_lost;
 	uint64_t lost_bytes;   /* bytes of the space on them */
+	/* Frees of this process's blocks cut in the middle by an RDMA error
+	 * (rmp_free returned 0: the library settles them itself, see
+	 * rmp_free), since the pool was opened, and of them not settled yet. */
+	uint64_t frees_in_doubt;
+	uint32_t frees_unsettled;
 };
 
 /* What the client knows of p (from its last segment table). Free with
@@ -307,9 +315,25 @@ RMP_API int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out);
 /* Frees the block whose first byte is a. -EINVAL for anything else,
  * including a second free, also when another process freed it: that is
  * decided from the pool's shared metadata. Nothing changes then.
- * -RMP_EAWAY while the coordinator is away: the block stays allocated
- * (and readable); free it again later. -EAGAIN as for rmp_alloc (every
- * engine context waits for the coordinator): the block stays allocated. */
+ * -RMP_EAWAY while the coordinator is away (nothing was sent): the block
+ * stays allocated (and readable); free it again later. -EAGAIN as for
+ * rmp_alloc (every engine context waits for the coordinator): the block
+ * stays allocated.
+ * A free of a block this process allocated that an RDMA error cuts in
+ * the middle (the coordinator restarting, the network failing) may or
+ * may not have landed, and a retry could free the block for somebody
+ * who was given it since: it returns 0 and the library settles it
+ * itself, exactly once - once the coordinator has reset the engine
+ * context's record (its scan, within about 1 s of the metadata being
+ * reachable again), the block is freed if it still carries this
+ * process's tag, and left alone if the cut free had landed. Do not free
+ * it again. rmp_pool_close settles what is left first (within
+ * rdma_timeout_ms); a block still unsettled then carries the closed
+ * lease's tag and the coordinator's next reclaim frees it.
+ * rmp_pool_info counts them (frees_in_doubt, frees_unsettled). A free of
+ * another process's block (a copied handle) cut in the middle returns
+ * the error: it was freed (the coordinator finishes a free whose tag
+ * lock landed) or it was not, and it is left to the caller. */
 RMP_API int rmp_free(rmp_pool *p, rmp_addr a);
 /* Copies len > 0 bytes from src to the pool at dst (= a block's handle
  * plus an offset), or from src to dst for rmp_read. The range must lie

@@ -26,20 +26,21 @@
  *       handle that overlaps a block this process holds is an error (an
  *       owner map over the pool's space, claimed with CAS). Errors of
  *       alloc and free while the coordinator is away are counted and the
- *       loop goes on; a free that failed is not retried (one cut mid-way
- *       may have landed - -RMP_EAWAY does not tell - and the block be
- *       another's by then) and its block is given up: it stays with the
- *       churner's tag until its lease ends, and the next resolver run
- *       after that gives it back. Files: CTL.gentle - from then on the
+ *       loop goes on; a free cut mid-way returns 0 (the library
+ *       settles it: rmp_free); a free that failed (nothing sent: the
+ *       coordinator away) is not retried and its block is given up: it
+ *       stays with the churner's tag until its lease ends, and the next
+ *       resolver run after that gives it back. Files: CTL.gentle - from then on the
  *       threads work only 250 ms of every 400 (the resolver needs a
  *       moment with no operation in flight for a clean snapshot);
  *       CTL.quiet - they stop, free their churn blocks, the fixed blocks
  *       are read back byte for byte (else exit 1) and freed, the pool is
  *       closed, and CTL.done gets
- *         ops N failed F away A free_failed R overlaps O bad B
+ *         ops N failed F away A free_failed R overlaps O bad B in_doubt D unsettled U
  *       (failed: calls that failed with anything but -RMP_EAWAY, -ENOMEM,
  *       -EAGAIN; free_failed: frees that failed, whose blocks were given
- *       up).
+ *       up; in_doubt: frees cut in the middle, settled by the library;
+ *       unsettled: of them not settled yet before the close).
  * Coordinator from RMPOOL_COORDINATOR, secret from RMPOOL_SECRET.
  */
 #include <errno.h>
@@ -357,6 +358,11 @@ static int cmd_churn(const char *name, unsigned count, uint64_t size, const char
 		}
 		du_require_ok(rmp_free(p, a[i]), "rmp_free of a fixed block");
 	}
+	/* Frees the kill cut in the middle returned 0: the library settles
+	 * them (rmp_free); rmp_pool_close settles what is left. */
+	du_require_ok(rmp_pool_info(p, &in), "rmp_pool_info");
+	uint64_t in_doubt = in->frees_in_doubt, unsettled = in->frees_unsettled;
+	rmp_pool_info_free(in);
 	du_require_ok(rmp_pool_close(p), "rmp_pool_close");
 	rmp_disconnect(cl);
 	char path[512], tmp[520];
@@ -365,9 +371,9 @@ static int cmd_churn(const char *name, unsigned count, uint64_t size, const char
 	FILE *f = fopen(tmp, "w");
 	uint64_t bad = atomic_load(&c_bad) + bad_blocks;
 	if (!f || fprintf(f, "ops %" PRIu64 " failed %" PRIu64 " away %" PRIu64 " free_failed %" PRIu64
-			  " overlaps %" PRIu64 " bad %" PRIu64 "\n",
+			  " overlaps %" PRIu64 " bad %" PRIu64 " in_doubt %" PRIu64 " unsettled %" PRIu64 "\n",
 			  atomic_load(&c_ops), atomic_load(&c_failed), atomic_load(&c_away), atomic_load(&c_free_failed),
-			  atomic_load(&c_overlaps), bad) < 0 || fclose(f) || rename(tmp, path))
+			  atomic_load(&c_overlaps), bad, in_doubt, unsettled) < 0 || fclose(f) || rename(tmp, path))
 		check_die("cannot write %s", path);
 	printf("reclaim_data: churn: %" PRIu64 " operations, %" PRIu64 " failed with an RDMA error, %" PRIu64
 	       " with the coordinator away (%" PRIu64 " frees failed: blocks given up), %" PRIu64

@@ -194,6 +194,112 @@ Test(shards, free_cut_at_every_step_abandons_forwards_and_records_again)
 	cut_every_step(true);
 }
 
+
+/* A free through the shards as data.c runs it: given back with
+ * rmp_shards_give_free (*doubt: left for the shard to settle). */
+static int free_give(struct rig *r, unsigned home, uint64_t off, unsigned order, bool *doubt)
+{
+	struct rmp_data_shard *sh;
+	int rc = rmp_shards_take(&r->s, home, 1000, &sh);
+	if (rc)
+		return rc;
+	rc = rmp_buddy_free(&r->b, &sh->ctx, off, order);
+	*doubt = rmp_shards_give_free(&r->s, sh, rc, off, order);
+	return rc;
+}
+
+/* A free cut after each of its word operations is in doubt: it may have
+ * landed. It is never retried as it was: once the resolver has reset the
+ * abandoned slot the shard settles it before it takes anything else, and
+ * the block is freed exactly once - by the settle when the cut free had
+ * not landed, not at all when it had. With realloc, another shard of the
+ * lease (another tag) is given the block between the cut and the settle
+ * whenever the cut free landed (the hazard of a retry: rmpool.h used to
+ * say "free it again later"): the settle leaves that block alone. */
+static void settle_every_step(bool realloc)
+{
+	unsigned cut = 0, freed = 0, landed = 0, taken = 0;
+	for (uint64_t k = 1; k < 64; k++) {
+		struct rig *r = rig_new();
+		struct rmp_data_shard *used;
+		uint64_t keep[3], x = 0, other[16];
+		unsigned nother = 0;
+		bool doubt = false, got = false;
+		for (int i = 0; i < 3; i++)
+			cr_assert_eq(run_op(r, 0, false, &keep[i], 9, &used), 0);
+		cr_assert_eq(run_op(r, 0, false, &x, 12, &used), 0);
+		rmp_store_local_cut_after(k);
+		int rc = free_give(r, 0, x, 12, &doubt);
+		rmp_store_local_cut_after(0);
+		if (rc == 0) {
+			cr_assert(!doubt);
+			rig_free(r);
+			break; /* it finished inside k: every longer cut does too */
+		}
+		cut++;
+		cr_assert_eq(rc, -EIO);
+		cr_assert(doubt, "k=%llu: a free cut in the middle is not left in doubt", (unsigned long long)k);
+		struct rmp_shard_stats st;
+		rmp_shards_stats(&r->s, &st);
+		cr_assert_eq(st.unsettled, 1);
+		bool was_live = rmp_buddy_is_live(&r->b, &r->rctx, x, 12) == 1;
+		if (realloc && !was_live) {
+			/* The cut free landed: shard 5 allocates until it is given x
+			 * (a merge half done holds it until the resolver). */
+			uint64_t y;
+			while (nother < 16 && run_op(r, 5, false, &y, 12, &used) == 0) {
+				other[nother++] = y;
+				if (y == x) {
+					got = true;
+					break;
+				}
+			}
+		}
+		cr_assert_eq(rmp_shards_abandon_failed(&r->s), 0);
+		struct rmp_buddy_resolve_report rep;
+		cr_assert_eq(rmp_buddy_resolve(&r->rb, &r->rctx, r->who, 10, &rep), 0);
+		unsigned left = rmp_shards_settle(&r->s, 1000);
+		cr_assert_eq(left, 0, "k=%llu: %u frees still in doubt 1 s after the reset", (unsigned long long)k, left);
+		cr_assert_eq(atomic_load(&r->v[0].state), RMP_SHARD_OK, "k=%llu", (unsigned long long)k);
+		rmp_shards_stats(&r->s, &st);
+		cr_assert_eq(st.settled_freed + st.settled_landed, 1);
+		cr_assert_eq(st.settled_freed, was_live ? 1u : 0u, "k=%llu: the settle freed %llu, the block was %s",
+			     (unsigned long long)k, (unsigned long long)st.settled_freed, was_live ? "live" : "freed");
+		freed += (unsigned)st.settled_freed;
+		landed += (unsigned)st.settled_landed;
+		if (got) {
+			taken++;
+			cr_assert_eq(rmp_buddy_is_live(&r->b, &r->rctx, x, 12), 1, "k=%llu: the settle freed the block "
+				     "another shard was given", (unsigned long long)k);
+			cr_assert_eq(tag_of(r, x), RMP_BUDDY_TAG_BIT | (ID_BASE + 5));
+		} else
+			cr_assert_eq(rmp_buddy_is_live(&r->b, &r->rctx, x, 12), 0, "k=%llu: still allocated after the "
+				     "settle", (unsigned long long)k);
+		for (int i = 0; i < 3; i++)
+			cr_assert_eq(rmp_buddy_is_live(&r->b, &r->rctx, keep[i], 9), 1);
+		for (unsigned i = 0; i < nother; i++)
+			cr_assert_eq(rmp_buddy_is_live(&r->b, &r->rctx, other[i], 12), 1);
+		check_quiet(r, 3 * 512 + nother * 4096ull, k);
+		rig_free(r);
+	}
+	cr_assert_gt(cut, 5, "only %u cut points", cut);
+	cr_assert_gt(freed, 0, "no cut before the free landed");
+	cr_assert_gt(landed, 0, "no cut after the free landed");
+	if (realloc)
+		cr_assert_gt(taken, 0, "the landed frees' blocks were never given to another shard");
+	cr_log_info("free cut at %u points: %u settled by freeing (had not landed), %u had landed; %u times the "
+		    "block was given to another shard before the settle, and kept", cut, freed, landed, taken);
+}
+
+Test(shards, a_free_cut_at_every_step_is_settled_exactly_once)
+{
+	settle_every_step(false);
+}
+
+Test(shards, a_settle_never_frees_a_block_given_to_another_since)
+{
+	settle_every_step(true);
+}
 /* The engine's own answers leave a shard OK; without records nothing is
  * ever failed (there is no slot to abandon). */
 Test(shards, engine_answers_and_no_records_leave_shards_ok)
