@@ -323,6 +323,17 @@ static void dispatch_locked(rmp_client *c, struct rmp_wire_msg *m)
 				 (unsigned long long)p->lease_id);
 		}
 		break;
+	case RMP_MSG_POOL_HOLD:
+		/* A reclaim wants a quiet snapshot: new allocations and frees
+		 * wait (data.c, hold_wait); a later hold may extend it. */
+		p = pool_by_lease_locked(c, m->u.pool_hold.lease_id);
+		if (p && p->pool_id == m->u.pool_hold.pool_id) {
+			uint64_t until = now + m->u.pool_hold.hold_ms;
+			if (until > atomic_load_explicit(&p->hold_until_ms, memory_order_relaxed))
+				atomic_store_explicit(&p->hold_until_ms, until, memory_order_release);
+			atomic_fetch_add_explicit(&p->holds, 1, memory_order_relaxed);
+		}
+		break;
 	case RMP_MSG_PROGRESS:
 		if (call && call->relay_progress && !call->done) {
 			struct rmp_progress_item *it = calloc(1, sizeof(*it));

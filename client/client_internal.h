@@ -170,6 +170,10 @@ struct rmp_pool {
 	_Atomic bool resyncing;        /* == resync */
 	_Atomic uint64_t meta_epoch;   /* raised when a new table brings a new metadata key */
 	_Atomic uint64_t lost_gen;     /* raised when a table marks more donors lost */
+	/* POOL_HOLD: no allocation or free starts before this (mono ms; 0:
+	 * none); the holds received and the ms threads waited in them. */
+	_Atomic uint64_t hold_until_ms;
+	_Atomic uint64_t holds, hold_waits, hold_wait_ms;
 
 	/* data path (data.c), set up on first use under data_lock */
 	pthread_mutex_t data_lock;

@@ -446,6 +446,29 @@ static int meta_reopen(rmp_pool *p, struct rmp_data *d)
 	return 0;
 }
 
+/* POOL_HOLD (client.c): a reclaim wants a quiet snapshot of the pool's
+ * metadata, so an allocation or free waits until the hold ends (at most
+ * RMP_WIRE_HOLD_MAX_MS) before it starts; one that is on its way
+ * finishes. No hold: one relaxed load. */
+static void hold_wait(rmp_pool *p)
+{
+	uint64_t until = atomic_load_explicit(&p->hold_until_ms, memory_order_relaxed);
+	if (until == 0)
+		return;
+	uint64_t now = rmp_mono_ms();
+	if (now >= until) {
+		(void)atomic_compare_exchange_strong_explicit(&p->hold_until_ms, &until, 0, memory_order_relaxed,
+							      memory_order_relaxed);
+		return;
+	}
+	uint64_t ms = until - now;
+	if (ms > RMP_WIRE_HOLD_MAX_MS)
+		ms = RMP_WIRE_HOLD_MAX_MS;
+	(void)poll(NULL, 0, (int)ms);
+	atomic_fetch_add_explicit(&p->hold_waits, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&p->hold_wait_ms, ms, memory_order_relaxed);
+}
+
 /* Before any use of the metadata connection: -RMP_EAWAY at once while
  * the coordinator is away or the pool's table is being fetched again;
  * re-opens the connection if the table moved on or it failed. 0 with
@@ -564,6 +587,7 @@ static int cache_claim(void *arg, unsigned order, uint64_t *off)
 {
 	rmp_pool *p = arg;
 	struct rmp_data *d = p->data;
+	hold_wait(p);
 	int rc = meta_enter(p, d, "small-block cache: claiming a chunk");
 	if (rc)
 		return rc;
@@ -579,6 +603,7 @@ static int cache_release(void *arg, uint64_t off, unsigned order)
 {
 	rmp_pool *p = arg;
 	struct rmp_data *d = p->data;
+	hold_wait(p);
 	int rc = meta_enter(p, d, "small-block cache: giving a chunk back");
 	if (rc)
 		return rc;
@@ -765,6 +790,7 @@ int rmp_alloc(rmp_pool *p, uint64_t size, rmp_addr *out)
 			return rc == -RMP_EAWAY || rc == -RMP_ELEASE ? rc : rmp_client_fail(p->c, rc, "rmp_alloc: small-block cache: %s",
 								      rmp_strerror(rc));
 	}
+	hold_wait(p);
 	if ((rc = meta_enter(p, d, "rmp_alloc")) != 0)
 		return rc;
 	struct rmp_data_shard *sh;
@@ -828,6 +854,7 @@ static int free_on_lost(rmp_pool *p, struct rmp_data *d, rmp_addr a, uint64_t of
 		rmp_liveset_remove(&d->live, a);
 		return 0;
 	}
+	hold_wait(p);
 	if ((rc = meta_enter(p, d, "rmp_free")) != 0)
 		return rc;
 	struct rmp_data_shard *sh;
@@ -879,6 +906,7 @@ int rmp_free(rmp_pool *p, rmp_addr a)
 			return 0;
 		}
 	}
+	hold_wait(p);
 	if ((rc = meta_enter(p, d, "rmp_free")) != 0)
 		return rc; /* still live, still in the set: free it again later */
 	/* Out of the set first: from now on a transfer on it asks the

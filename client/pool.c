@@ -242,6 +242,9 @@ int rmp_pool_info(rmp_pool *p, struct rmp_pool_info **out)
 	in->lease_ttl_ms = p->ttl_ms;
 	in->lease_expired = p->expired || p->unconfirmed;
 	pthread_mutex_unlock(&c->lock);
+	in->holds = atomic_load_explicit(&p->holds, memory_order_relaxed);
+	in->hold_waits = atomic_load_explicit(&p->hold_waits, memory_order_relaxed);
+	in->hold_wait_ms = atomic_load_explicit(&p->hold_wait_ms, memory_order_relaxed);
 	pthread_mutex_lock(&p->data_lock);
 	if (p->data) {
 		struct rmp_shard_stats st;

@@ -1810,17 +1810,28 @@ int rmp_buddy_free(const struct rmp_buddy *b, struct rmp_buddy_ctx *ctx, uint64_
 }
 
 /* The tag lock of a foreign free: one round trip reads the tag (with the
- * slot naming the block), then CAS tag -> LOCK | own until it holds
- * (another lock there: somebody else frees the block). 0 with *was the
- * tag it replaced, -EINVAL, or a store error. */
+ * slot naming the block) and the block's word (a CAS that changes
+ * nothing: not a stale load), then CAS tag -> LOCK | own until it holds
+ * (another lock there: somebody else frees the block). A block that is
+ * not ALLOC at that order is refused before any lock: the tag word is
+ * shared by every block starting there, and a lock left on another
+ * order's live block by a consumer killed before it put the tag back
+ * would make that block garbage to the resolver (only a race - its owner
+ * freeing it and allocating another order there within the round trip -
+ * can still lock one). 0 with *was the tag it replaced, -EINVAL, or a
+ * store error. */
 static int foreign_lock(const struct rmp_buddy *b, struct tally *tl, unsigned t, uint64_t i, uint64_t *was)
 {
 	struct rec *r = tl->rec;
 	uint64_t tidx = tag_idx(&b->g, t, i), cur = 0, seen = 0;
-	struct rmp_wop ops[3];
+	struct rmp_wop ops[4];
 	unsigned n = rec_name_ops(r, t, i, ops);
 	rmp_wop_load(&ops[n++], tidx, 1, &cur);
+	unsigned word = n;
+	rmp_wop_cas(&ops[n++], blk_word(&b->g, t, i), 0, 0);
 	int rc = st_exec(b, tl, ops, n);
+	if (rc == 0 && state_of(ops[word].old, i) != ST_ALLOC)
+		return -EINVAL;
 	for (unsigned k = 0; rc == 0 && k < 8; k++) {
 		if (cur & RMP_BUDDY_TAG_LOCK)
 			return -EINVAL;

@@ -18,6 +18,8 @@
  *   LEASE_RENEW {lease}                 --->
  *                                       <---  LEASE_GRANT {lease, ttl}
  *                                       <---  LEASE_EXPIRED (renewed too late)
+ *                                       <---  POOL_HOLD {lease, pool, ms}
+ *                                             (a reclaim wants a quiet moment)
  *   SEGTAB_FETCH {pool, have_version}   --->
  *                                       <---  SEGTAB {pool, segtab}
  *                                       <---  SEGTAB_PUSH {pool, note, segtab}
@@ -539,6 +541,15 @@ static void codec_lease_expired(struct codec *c, struct rmp_wire_msg *m)
 	cd_u32(c, "pool_id", &m->u.lease_expired.pool_id);
 }
 
+static void codec_pool_hold(struct codec *c, struct rmp_wire_msg *m)
+{
+	cd_u64(c, "lease_id", &m->u.pool_hold.lease_id);
+	cd_u32(c, "pool_id", &m->u.pool_hold.pool_id);
+	cd_u32(c, "hold_ms", &m->u.pool_hold.hold_ms);
+	if (!c->rc && (m->u.pool_hold.hold_ms == 0 || m->u.pool_hold.hold_ms > RMP_WIRE_HOLD_MAX_MS))
+		cd_fail(c, "hold_ms", "value %u is out of range [1, %u]", m->u.pool_hold.hold_ms, RMP_WIRE_HOLD_MAX_MS);
+}
+
 static void codec_client_cut(struct codec *c, struct rmp_wire_msg *m)
 {
 	cd_u32(c, "pool_id", &m->u.client_cut.pool_id);
@@ -634,6 +645,7 @@ static const struct msg_desc msg_table[256] = {
 	[RMP_MSG_LEASE_EXPIRED] = {"LEASE_EXPIRED", false, codec_lease_expired},
 	[RMP_MSG_CLIENT_CUT] = {"CLIENT_CUT", false, codec_client_cut},
 	[RMP_MSG_CLIENT_CUT_ACK] = {"CLIENT_CUT_ACK", false, codec_client_cut_ack},
+	[RMP_MSG_POOL_HOLD] = {"POOL_HOLD", false, codec_pool_hold},
 	[RMP_MSG_STATUS_REQUEST] = {"STATUS_REQUEST", false, codec_status_request},
 	[RMP_MSG_STATUS_REPLY] = {"STATUS_REPLY", false, codec_status_reply},
 };

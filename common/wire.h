@@ -93,6 +93,9 @@ enum rmp_wire_type {
 	/* cut-off of a consumer whose lease expired (server/cutoff.c) */
 	RMP_MSG_CLIENT_CUT = 0x33,
 	RMP_MSG_CLIENT_CUT_ACK = 0x34,
+	/* coordinator -> consumer: hold new allocations and frees on a pool
+	 * for a moment (a reclaim wants a quiet snapshot) */
+	RMP_MSG_POOL_HOLD = 0x35,
 	/* status */
 	RMP_MSG_STATUS_REQUEST = 0x40,
 	RMP_MSG_STATUS_REPLY = 0x41,
@@ -330,6 +333,18 @@ struct rmp_wire_client_cut {
 
 /* Donor -> coordinator: the cut is in force (its connections are gone,
  * its tokens refused); dropped = connections it tore down. */
+/* Coordinator -> consumer holding lease lease_id on pool_id: start no
+ * allocation or free on the pool for hold_ms (1..RMP_WIRE_HOLD_MAX_MS)
+ * from now; operations already on their way finish. A reclaim asks it
+ * when its snapshots of a busy pool keep catching operations in flight
+ * (DESIGN.md, "Reclaim of an expired consumer"). No answer. */
+#define RMP_WIRE_HOLD_MAX_MS 1000u
+struct rmp_wire_pool_hold {
+	uint64_t lease_id;
+	uint32_t pool_id;
+	uint32_t hold_ms;
+};
+
 struct rmp_wire_client_cut_ack {
 	uint32_t pool_id;
 	uint32_t donor_id;
@@ -401,6 +416,7 @@ struct rmp_wire_msg {
 		struct rmp_wire_lease_expired lease_expired;
 		struct rmp_wire_client_cut client_cut;
 		struct rmp_wire_client_cut_ack client_cut_ack;
+		struct rmp_wire_pool_hold pool_hold;
 		/* RMP_MSG_STATUS_REQUEST has an empty payload */
 		struct rmp_wire_status_reply status;
 	} u;

@@ -76,6 +76,9 @@ static const struct row rows[] = {
 	    "coordinator's resolver."),
 	ROW(abandoned_bytes_freed_total, "counter",
 	    "Bytes those resets freed (what the abandoned operations left)."),
+	ROW(reclaim_holds_total, "counter",
+	    "POOL_HOLD rounds: a reclaim or scan whose snapshot caught an operation in flight asked "
+	    "the pool's consumers for a quiet moment."),
 };
 
 /* The text being built: like snprintf, it counts what does not fit. */

@@ -89,6 +89,7 @@ struct rmp_srv_metrics {
 	uint64_t reclaim_failures_total;
 	uint64_t abandoned_slots_reset_total;
 	uint64_t abandoned_bytes_freed_total;
+	uint64_t reclaim_holds_total;
 	/* labelled series (n_* 0: none) */
 	const char *version; /* rmpool_build_info; NULL: not printed */
 	const struct rmp_srv_metrics_pool *pool;

@@ -290,6 +290,12 @@ struct rmp_pool_info {
 	 * rmp_free), since the pool was opened, and of them not settled yet. */
 	uint64_t frees_in_doubt;
 	uint32_t frees_unsettled;
+	/* A reclaim of another consumer's memory that kept finding this
+	 * pool's operations in flight asked for quiet moments (a hold: no
+	 * allocation or free starts for up to 1 s, typically 150 ms): the
+	 * holds received, the allocations and frees that waited in one, and
+	 * the ms they waited in all. */
+	uint64_t holds, hold_waits, hold_wait_ms;
 };
 
 /* What the client knows of p (from its last segment table). Free with

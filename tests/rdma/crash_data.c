@@ -607,6 +607,11 @@ static int cmd_survivor(const char *name, unsigned nthreads, uint64_t gap_us)
 		free(th[i].buf);
 		free(th[i].buf2);
 	}
+	/* What the reclaims' quiet moments cost this consumer. */
+	du_require_ok(rmp_pool_info(p, &in), "rmp_pool_info");
+	printf("crash_data: survivor: %" PRIu64 " POOL_HOLDs received, %" PRIu64 " allocations and frees waited in "
+	       "them, %" PRIu64 " ms in all\n", in->holds, in->hold_waits, in->hold_wait_ms);
+	rmp_pool_info_free(in);
 	du_close_pool(p, cl);
 	printf("crash_data: survivor: %" PRIu64 " operations; at the end %" PRIu64 " blocks read back, %" PRIu64
 	       " differ; %" PRIu64 " wrong bytes in all, %" PRIu64 " handed out twice\n", ops, blocks, bad,

@@ -1922,6 +1922,49 @@ Test(buddy, reclaim_kills_in_rdma_like_mode, .timeout = 240)
 	cr_assert_gt(holes, 0);
 }
 
+/* A foreign free of a copied handle of the wrong order (a block of
+ * another order starts at its offset: they share the tag word), killed
+ * after each of its word operations: it never locks the live block's
+ * tag, so the resolver (the killed client dead) leaves that block to its
+ * owner. Before the free read the block's word with its tag, a kill
+ * between its lock and the tag's put-back left LOCK | dead on the live
+ * block, which the resolver then freed as garbage. */
+Test(buddy, a_wrong_order_foreign_free_killed_anywhere_never_costs_the_owner_its_block)
+{
+	static const struct rmp_buddy_who who[8] = {
+		{ RMP_BUDDY_TAG_BIT | 1, RMP_BUDDY_PARTY_LIVE }, /* the resolver */
+		{ RMP_BUDDY_TAG_BIT | 2, RMP_BUDDY_PARTY_LIVE }, /* the owner */
+		[3] = { RMP_BUDDY_TAG_BIT | 4, RMP_BUDDY_PARTY_DEAD }, /* the late freer */
+	};
+	unsigned cuts = 0;
+	for (uint64_t k = 1; k < 32; k++) {
+		struct engine *e = engine_new_records(14, 8, 0, 8);
+		uint64_t x;
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 10, &x), 0);
+		rmp_store_local_cut_after(k);
+		int rc = rmp_buddy_free_foreign(&e->b, &e->ctx[3], x, 9); /* the handle says 512 B, the block is 1 KiB */
+		rmp_store_local_cut_after(0);
+		cr_assert(rc == -EINVAL || rc == -EIO, "k=%llu: %d", (unsigned long long)k, rc);
+		struct rmp_buddy_resolve_report rep;
+		cr_assert_eq(rmp_buddy_resolve(&e->b, &e->ctx[0], who, 10, &rep), 0);
+		cr_assert_eq(rmp_buddy_is_live(&e->b, &e->ctx[1], x, 10), 1, "k=%llu: the owner's block was freed "
+			     "(%u garbage freed)", (unsigned long long)k, rep.garbage_freed);
+		cr_assert_eq(e->words[e->g.tag_word + (x >> 8)], RMP_BUDDY_TAG_BIT | 2, "k=%llu: the owner's tag",
+			     (unsigned long long)k);
+		cr_assert_eq(rmp_buddy_free(&e->b, &e->ctx[1], x, 10), 0);
+		struct rmp_buddy_report r;
+		check_ok(e, &r);
+		cr_assert_eq(r.free_bytes, 1u << 14);
+		engine_free(e);
+		if (rc == -EINVAL)
+			break; /* it ran to its end inside k */
+		cuts++;
+	}
+	cr_assert_gt(cuts, 0);
+	cr_log_info("a wrong-order foreign free cut at %u points, and run to its end (-EINVAL): the owner's block "
+		    "kept each time", cuts);
+}
+
 /* The tag lock: the resolver's snapshot calls a dead client's block
  * garbage, then a late free by a process holding a copy of its handle
  * (rmp_buddy_free_foreign) frees it and the survivor gets the same block

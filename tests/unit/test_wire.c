@@ -21,7 +21,7 @@ static const enum rmp_wire_type all_types[] = {
 	RMP_MSG_POOL_DESTROY,	RMP_MSG_LEASE_RENEW,	  RMP_MSG_LEASE_GRANT,
 	RMP_MSG_LEASE_EXPIRED,	RMP_MSG_STATUS_REQUEST,	  RMP_MSG_STATUS_REPLY,
 	RMP_MSG_POOL_FORGET,	RMP_MSG_SEGTAB_PUSH,
-	RMP_MSG_CLIENT_CUT,	  RMP_MSG_CLIENT_CUT_ACK,
+	RMP_MSG_CLIENT_CUT,	  RMP_MSG_CLIENT_CUT_ACK, RMP_MSG_POOL_HOLD,
 };
 #define N_TYPES (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -174,6 +174,9 @@ static void sample(enum rmp_wire_type type, struct rmp_wire_msg *m)
 		break;
 	case RMP_MSG_CLIENT_CUT_ACK:
 		m->u.client_cut_ack = (struct rmp_wire_client_cut_ack){4, 11, 0x123456789abcull, 3};
+		break;
+	case RMP_MSG_POOL_HOLD:
+		m->u.pool_hold = (struct rmp_wire_pool_hold){0xbeef01ull, 4, 150};
 		break;
 	case RMP_MSG_STATUS_REQUEST:
 		break;
@@ -517,6 +520,9 @@ Test(wire, bad_payloads)
 		 19,
 		 "power of two"},
 		{"segment_size 0", RMP_MSG_SPAWN, {0}, 32, "segment_size"},
+		{"hold 0 ms", RMP_MSG_POOL_HOLD, {0}, 16, "hold_ms"},
+		{"hold past the maximum", RMP_MSG_POOL_HOLD, {[12] = 0, [13] = 0, [14] = 0x03, [15] = 0xe9}, 16,
+		 "[1, 1000]"},
 		{"progress state 0", RMP_MSG_PROGRESS, {[12] = 0}, 23, "state"},
 		{"progress state 9", RMP_MSG_PROGRESS, {[12] = 9}, 23, "state"},
 		{"endpoint port 0",
