@@ -43,10 +43,14 @@
  * block on one releases the handle and leaves the block RESERVED
  * (rmp_buddy_free_retired); rmp_alloc sets aside a block it got there
  * before the coordinator's retire reached it and takes another.
+ * A reclaim's POOL_HOLD (client.c) makes an allocation or free wait
+ * until the hold ends before it starts (hold_wait: one relaxed load when
+ * there is none).
  * An expired lease (DESIGN.md, "Cut-off of an expired consumer"): every
  * call fails with -RMP_ELEASE once the lease is known gone (the
  * coordinator said so, a renewal was refused, or a far side refused us:
- * rmp_data_lease_check, one atomic load per call), and no token is
+ * rmp_data_lease_check: two relaxed-or-acquire atomic loads per call,
+ * the test switch and the pool's expired flag), and no token is
  * minted for it any more. A lease merely unconfirmed (a coordinator
  * stalled past it) refuses nothing here: the data path needs no
  * coordinator CPU. That check is a courtesy, not the protection: the
