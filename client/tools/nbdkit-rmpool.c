@@ -1,0 +1,552 @@
+/*
+ * nbdkit-rmpool.c - an nbdkit plugin whose disk is pool memory:
+ *
+ *   nbdkit rmpool pool=NAME size=SIZE [coordinator=HOST:PORT]
+ *                 [secret-file=FILE] [chunk=SIZE]
+ *
+ * so that unmodified programs use an rmpool pool through the kernel's
+ * own NBD client (a file system on /dev/nbd0, swap), with no kernel
+ * change. nbdkit brings the protocol, TLS and multi-connection; this
+ * file is built on the public rmpool.h only (and common/'s secret
+ * reader, as the CLI).
+ *
+ * The disk model:
+ *   - The disk is cut into chunks (chunk=, 1 MiB by default: a power of
+ *     two, at least the pool's minimum block), each one pool block,
+ *     allocated on its first write (thin): a chunk never written holds
+ *     no pool memory and reads as zeros. Pool blocks are not zeroed on
+ *     allocation (they may hold an earlier tenant's bytes), so a chunk
+ *     is zeroed over RDMA when it is allocated, before the write that
+ *     needed it: sectors never written read as zeros, never as anybody
+ *     else's bytes.
+ *   - Trim and write-zeroes of whole chunks give them back to the pool
+ *     (they read as zeros again); a partial trim changes nothing (trim
+ *     is advisory), a partial write-zeroes writes zeros.
+ *   - The chunks belong to the plugin, not to a connection: data
+ *     survives `nbd-client -d` and a reconnect while nbdkit runs, and
+ *     every connection sees every other's completed writes (multi-conn
+ *     safe). When nbdkit exits the chunks are freed and the pool is
+ *     closed: the disk's contents are gone (pool memory is volatile).
+ *   - A write returns once its bytes are in the donors' memory, so flush
+ *     has nothing to do and FUA is native; neither makes anything
+ *     survive the death of a donor process or host: that needs a
+ *     replicated pool.
+ *   - A donor lost (dead, or out of service) fails the requests that
+ *     touch its memory with EIO, never with wrong data.
+ * Requests run in parallel (nbdkit's parallel thread model; librmpool is
+ * thread-safe); a request over several chunks issues its pieces as
+ * asynchronous operations and waits for all of them.
+ *
+ * Start-up: the pool must exist (it is not created here: an unknown pool
+ * is an error, and nothing is created). The configuration is checked
+ * against the coordinator before nbdkit forks into the background (so a
+ * wrong secret, an unknown pool or a size larger than the pool is an
+ * error on nbdkit's command line), and the connection the disk uses is
+ * made after the fork (librmpool runs a background thread, which a fork
+ * would lose).
+ */
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rmpool.h"
+#include "secret.h"
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+#define DEFAULT_COORDINATOR "127.0.0.1:7400"
+#define DEFAULT_CHUNK (1u << 20)
+#define MAX_CHUNK (1u << 30)
+/* Chunks share STRIPES locks: a read or write of a chunk holds its
+ * stripe for reading, its allocation and its release for writing. */
+#define STRIPES 64u
+/* Pieces of one request in flight at most (the rest wait their turn). */
+#define MAX_PIECES STRIPES
+/* Each operation's wait: librmpool's own RDMA bound answers first. */
+#define OP_WAIT_MS 60000u
+
+static struct {
+	char *pool, *coordinator, *secret_file;
+	int64_t size;
+	uint64_t chunk;
+	char *secret;
+	/* after the fork */
+	rmp_client *c;
+	rmp_pool *p;
+	uint64_t nchunks;
+	_Atomic rmp_addr *chunks; /* 0: never written (or trimmed): zeros */
+	pthread_rwlock_t stripe[STRIPES];
+	bool stripes_ready;
+	const uint8_t *zeros; /* a chunk of zeros */
+} d = { .chunk = DEFAULT_CHUNK };
+
+static void rmpool_unload(void)
+{
+	if (d.p) {
+		for (uint64_t i = 0; i < d.nchunks; i++)
+			if (d.chunks[i])
+				(void)rmp_free(d.p, d.chunks[i]);
+		(void)rmp_pool_close(d.p);
+	}
+	rmp_disconnect(d.c);
+	if (d.stripes_ready)
+		for (unsigned i = 0; i < STRIPES; i++)
+			pthread_rwlock_destroy(&d.stripe[i]);
+	free((void *)d.zeros);
+	free(d.chunks);
+	rmp_secret_free(d.secret);
+	free(d.pool);
+	free(d.coordinator);
+	free(d.secret_file);
+}
+
+static int set_string(char **dst, const char *key, const char *value)
+{
+	if (*dst) {
+		nbdkit_error("%s= given twice", key);
+		return -1;
+	}
+	if (!*value) {
+		nbdkit_error("%s= is empty", key);
+		return -1;
+	}
+	*dst = strdup(value);
+	if (!*dst) {
+		nbdkit_error("%s: %m", key);
+		return -1;
+	}
+	return 0;
+}
+
+static int rmpool_config(const char *key, const char *value)
+{
+	if (strcmp(key, "pool") == 0)
+		return set_string(&d.pool, key, value);
+	if (strcmp(key, "coordinator") == 0)
+		return set_string(&d.coordinator, key, value);
+	if (strcmp(key, "secret-file") == 0)
+		return set_string(&d.secret_file, key, value);
+	if (strcmp(key, "size") == 0) {
+		if ((d.size = nbdkit_parse_size(value)) <= 0) {
+			if (d.size == 0)
+				nbdkit_error("size=0: the disk needs at least one byte");
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(key, "chunk") == 0) {
+		int64_t v = nbdkit_parse_size(value);
+		if (v < 0)
+			return -1;
+		if (v < 4096 || v > MAX_CHUNK || (v & (v - 1)) != 0) {
+			nbdkit_error("chunk=%s: a power of two from 4K to 1G", value);
+			return -1;
+		}
+		d.chunk = (uint64_t)v;
+		return 0;
+	}
+	nbdkit_error("unknown parameter '%s' (pool, size, coordinator, secret-file, chunk)", key);
+	return -1;
+}
+
+#define rmpool_config_help                                                                                        \
+	"pool=NAME            (required) an existing rmpool pool: the disk's memory\n"                              \
+	"size=SIZE            (required) the disk's size (e.g. 256M); at most the pool's capacity\n"               \
+	"coordinator=HOST:PORT the coordinator (default $RMPOOL_COORDINATOR, else " DEFAULT_COORDINATOR ")\n"      \
+	"secret-file=FILE     the shared secret (default $RMPOOL_SECRET_FILE, else $RMPOOL_SECRET,\n"              \
+	"                     else /etc/rmpool/secret)\n"                                                          \
+	"chunk=SIZE           pool block per piece of the disk, allocated on first write (default 1M)"
+
+static int rmpool_config_complete(void)
+{
+	if (!d.pool || d.size <= 0) {
+		nbdkit_error("pool= and size= are required (nbdkit rmpool --help)");
+		return -1;
+	}
+	if (!d.coordinator) {
+		const char *e = getenv("RMPOOL_COORDINATOR");
+		if (set_string(&d.coordinator, "coordinator", e && *e ? e : DEFAULT_COORDINATOR))
+			return -1;
+	}
+	const char *file = d.secret_file;
+	if (!file) {
+		const char *e = getenv("RMPOOL_SECRET_FILE");
+		if (e && *e)
+			file = e;
+		else if (!getenv("RMPOOL_SECRET") && access("/etc/rmpool/secret", R_OK) == 0)
+			file = "/etc/rmpool/secret";
+	}
+	if (file) {
+		char err[256];
+		bool loose = false;
+		if (rmp_secret_read_file_dup(file, &d.secret, &loose, err, sizeof(err)) != 0) {
+			nbdkit_error("%s", err);
+			return -1;
+		}
+		if (loose)
+			nbdkit_debug("secret file %s can be read by group or others (chmod 600 it)", file);
+	}
+	return 0;
+}
+
+/* Connects and attaches to the pool; checks the disk fits. 0 or -1 (said). */
+static int attach(rmp_client **cp, rmp_pool **pp, uint64_t *min_block)
+{
+	int rc = rmp_connect(d.coordinator, d.secret, cp);
+	if (rc) {
+		nbdkit_error("coordinator %s: %s (%s)", d.coordinator, rmp_strerror(rc), rmp_last_error(NULL));
+		return -1;
+	}
+	rc = rmp_pool_open(*cp, d.pool, 0, pp);
+	if (rc) {
+		nbdkit_error("pool %s: %s%s (%s)", d.pool, rmp_strerror(rc),
+			     rc == -ENOENT ? ": no such pool (create it with `rmpool pool create`)" : "",
+			     rmp_last_error(*cp));
+		rmp_disconnect(*cp);
+		*cp = NULL;
+		return -1;
+	}
+	struct rmp_pool_info *in;
+	if ((rc = rmp_pool_info(*pp, &in)) != 0) {
+		nbdkit_error("pool %s: %s", d.pool, rmp_strerror(rc));
+		goto fail;
+	}
+	uint64_t cap = in->capacity, mb = in->min_block;
+	rmp_pool_info_free(in);
+	uint64_t need = ((uint64_t)d.size + d.chunk - 1) / d.chunk * d.chunk;
+	if (d.chunk < mb) {
+		nbdkit_error("chunk=%" PRIu64 " is below pool %s's minimum block of %" PRIu64, d.chunk, d.pool, mb);
+		goto fail;
+	}
+	if (need > cap) {
+		nbdkit_error("size=%" PRId64 " (%" PRIu64 " bytes in chunks of %" PRIu64 ") is larger than pool %s's "
+			     "capacity of %" PRIu64 " bytes", d.size, need, d.chunk, d.pool, cap);
+		goto fail;
+	}
+	*min_block = mb;
+	return 0;
+fail:
+	rmp_pool_close(*pp);
+	rmp_disconnect(*cp);
+	*pp = NULL;
+	*cp = NULL;
+	return -1;
+}
+
+/* Before the fork: the configuration against the coordinator, so that a
+ * mistake is an error on the command line. */
+static int rmpool_get_ready(void)
+{
+	rmp_client *c;
+	rmp_pool *p;
+	uint64_t mb;
+
+	if (attach(&c, &p, &mb))
+		return -1;
+	rmp_pool_close(p);
+	rmp_disconnect(c);
+	return 0;
+}
+
+/* After the fork: the connection the disk uses. */
+static int rmpool_after_fork(void)
+{
+	uint64_t mb;
+
+	if (attach(&d.c, &d.p, &mb))
+		return -1;
+	d.nchunks = ((uint64_t)d.size + d.chunk - 1) / d.chunk;
+	d.chunks = calloc(d.nchunks, sizeof(*d.chunks));
+	d.zeros = calloc(1, d.chunk);
+	if (!d.chunks || !d.zeros) {
+		nbdkit_error("out of memory for %" PRIu64 " chunks", d.nchunks);
+		return -1;
+	}
+	for (unsigned i = 0; i < STRIPES; i++)
+		pthread_rwlock_init(&d.stripe[i], NULL);
+	d.stripes_ready = true;
+	nbdkit_debug("pool %s: a %" PRId64 "-byte disk in %" PRIu64 " chunks of %" PRIu64 " bytes", d.pool, d.size,
+		     d.nchunks, d.chunk);
+	return 0;
+}
+
+static void *rmpool_open(int readonly)
+{
+	(void)readonly;
+	return &d; /* one disk for every connection */
+}
+
+static int64_t rmpool_get_size(void *h)
+{
+	(void)h;
+	return d.size;
+}
+
+static int rmpool_can_multi_conn(void *h)
+{
+	(void)h;
+	return 1;
+}
+
+static int rmpool_can_fua(void *h)
+{
+	(void)h;
+	return NBDKIT_FUA_NATIVE;
+}
+
+static int rmpool_can_flush(void *h)
+{
+	(void)h;
+	return 1;
+}
+
+static int rmpool_can_trim(void *h)
+{
+	(void)h;
+	return 1;
+}
+
+static int rmpool_can_zero(void *h)
+{
+	(void)h;
+	return 1;
+}
+
+/* librmpool's error as the errno nbdkit sends: a lost donor or an RDMA
+ * error is EIO, no memory ENOSPC. */
+static int to_errno(int rc)
+{
+	if (rc == -ENOMEM)
+		return ENOSPC;
+	if (rc == -EINVAL || rc == -E2BIG)
+		return EINVAL;
+	return EIO;
+}
+
+static int fail(const char *what, uint64_t off, int rc)
+{
+	nbdkit_error("%s at byte %" PRIu64 ": %s (%s)", what, off, rmp_strerror(rc), rmp_last_error(d.c));
+	nbdkit_set_error(to_errno(rc));
+	return -1;
+}
+
+static pthread_rwlock_t *stripe_of(uint64_t ci)
+{
+	return &d.stripe[ci % STRIPES];
+}
+
+/* Chunk ci for a write, returned with its stripe held for reading:
+ * allocated and zeroed now if it never was. That takes the stripe for
+ * writing, which a thread holding other stripes must not wait for (two
+ * such threads would wait for each other): with `holding`, 1 says "let
+ * go of yours and ask again". 0, 1, or -1 (said). */
+static int chunk_for_write(uint64_t ci, rmp_addr *out, bool holding)
+{
+	pthread_rwlock_t *l = stripe_of(ci);
+	pthread_rwlock_rdlock(l);
+	rmp_addr a = atomic_load_explicit(&d.chunks[ci], memory_order_acquire);
+	if (a) {
+		*out = a;
+		return 0;
+	}
+	pthread_rwlock_unlock(l);
+	if (holding)
+		return 1;
+	pthread_rwlock_wrlock(l);
+	a = atomic_load_explicit(&d.chunks[ci], memory_order_acquire);
+	int rc = 0;
+	if (!a) {
+		rc = rmp_alloc(d.p, d.chunk, &a);
+		if (rc == 0 && (rc = rmp_write(d.p, a, d.zeros, d.chunk)) != 0) {
+			(void)rmp_free(d.p, a);
+			a = 0;
+		}
+		if (rc == 0)
+			atomic_store_explicit(&d.chunks[ci], a, memory_order_release);
+	}
+	pthread_rwlock_unlock(l);
+	if (rc)
+		return fail("allocating a chunk", ci * d.chunk, rc);
+	pthread_rwlock_rdlock(l); /* a trim may free it meanwhile: look again */
+	a = atomic_load_explicit(&d.chunks[ci], memory_order_acquire);
+	if (!a) {
+		pthread_rwlock_unlock(l);
+		return chunk_for_write(ci, out, false);
+	}
+	*out = a;
+	return 0;
+}
+
+/* Reads or writes [off, off + count) piece by piece (one per chunk),
+ * the pieces in flight together. At most MAX_PIECES (= STRIPES) pieces
+ * of consecutive chunks are in flight, so they hold distinct stripes. */
+static int transfer(bool write, void *buf, uint32_t count, uint64_t off)
+{
+	rmp_op *ops[MAX_PIECES];
+	pthread_rwlock_t *held[MAX_PIECES];
+	uint64_t at[MAX_PIECES];
+	unsigned n = 0;
+	int err = 0;
+	uint8_t *b = buf;
+
+	while (count > 0 || n > 0) {
+		if (count > 0 && n < MAX_PIECES && err == 0) {
+			uint64_t ci = off / d.chunk, in = off % d.chunk, len = d.chunk - in;
+			if (len > count)
+				len = count;
+			rmp_addr a;
+			int rc = 0;
+			if (write) {
+				int got = chunk_for_write(ci, &a, n > 0);
+				if (got == 1)
+					goto reap; /* a new chunk: let go of the stripes first */
+				if (got != 0) {
+					err = -1;
+					count = 0;
+					continue;
+				}
+			} else {
+				pthread_rwlock_rdlock(stripe_of(ci));
+				a = atomic_load_explicit(&d.chunks[ci], memory_order_acquire);
+				if (!a) {
+					memset(b, 0, len); /* never written: zeros */
+					pthread_rwlock_unlock(stripe_of(ci));
+				}
+			}
+			if (a) {
+				rc = write ? rmp_write_async(d.p, a + in, b, len, &ops[n])
+					   : rmp_read_async(d.p, b, a + in, len, &ops[n]);
+				if (rc) {
+					pthread_rwlock_unlock(stripe_of(ci));
+					err = fail(write ? "write" : "read", off, rc);
+				} else {
+					held[n] = stripe_of(ci);
+					at[n++] = off;
+				}
+			}
+			b += len;
+			off += len;
+			count -= (uint32_t)len;
+			continue;
+		}
+reap:
+		if (n == 0)
+			break; /* an error stopped the issue: nothing in flight */
+		/* Reap the oldest. */
+		int rc = rmp_op_wait(ops[0], OP_WAIT_MS);
+		pthread_rwlock_unlock(held[0]);
+		if (rc && err == 0)
+			err = fail(write ? "write" : "read", at[0], rc);
+		memmove(ops, ops + 1, (n - 1) * sizeof(ops[0]));
+		memmove(held, held + 1, (n - 1) * sizeof(held[0]));
+		memmove(at, at + 1, (n - 1) * sizeof(at[0]));
+		n--;
+		if (err && count > 0)
+			count = 0; /* the rest is not issued; what is in flight is reaped */
+	}
+	return err ? -1 : 0;
+}
+
+static int rmpool_pread(void *h, void *buf, uint32_t count, uint64_t off, uint32_t flags)
+{
+	(void)h;
+	(void)flags;
+	return transfer(false, buf, count, off);
+}
+
+static int rmpool_pwrite(void *h, const void *buf, uint32_t count, uint64_t off, uint32_t flags)
+{
+	(void)h;
+	(void)flags; /* FUA: native, a write is in the donors' memory when it returns */
+	return transfer(true, (void *)buf, count, off);
+}
+
+static int rmpool_flush(void *h, uint32_t flags)
+{
+	(void)h;
+	(void)flags;
+	return 0; /* every write completed in the donors' memory already */
+}
+
+/* Whole chunks of [off, off + count) go back to the pool (zeros again);
+ * with zero set, the partial ends are written with zeros. */
+static int release_range(uint32_t count, uint64_t off, bool zero)
+{
+	uint64_t end = off + count;
+	while (off < end) {
+		uint64_t ci = off / d.chunk, in = off % d.chunk, len = d.chunk - in;
+		if (len > end - off)
+			len = end - off;
+		pthread_rwlock_t *l = stripe_of(ci);
+		if (in == 0 && len == d.chunk) {
+			pthread_rwlock_wrlock(l);
+			rmp_addr a = atomic_exchange_explicit(&d.chunks[ci], 0, memory_order_acq_rel);
+			pthread_rwlock_unlock(l);
+			int rc = a ? rmp_free(d.p, a) : 0;
+			if (rc)
+				nbdkit_debug("chunk %" PRIu64 ": free: %s (left to the pool's reclaim)", ci,
+					     rmp_strerror(rc));
+		} else if (zero) {
+			pthread_rwlock_rdlock(l);
+			rmp_addr a = atomic_load_explicit(&d.chunks[ci], memory_order_acquire);
+			int rc = a ? rmp_write(d.p, a + in, d.zeros, len) : 0;
+			pthread_rwlock_unlock(l);
+			if (rc)
+				return fail("write-zeroes", off, rc);
+		}
+		off += len;
+	}
+	return 0;
+}
+
+static int rmpool_trim(void *h, uint32_t count, uint64_t off, uint32_t flags)
+{
+	(void)h;
+	(void)flags;
+	return release_range(count, off, false);
+}
+
+static int rmpool_zero(void *h, uint32_t count, uint64_t off, uint32_t flags)
+{
+	(void)h;
+	(void)flags; /* may_trim or not, whole chunks are released: they read as zeros */
+	return release_range(count, off, true);
+}
+
+static struct nbdkit_plugin plugin = {
+	.name = "rmpool",
+	.longname = "rmpool: a disk of networked pool memory over RDMA",
+	.version = "1",
+	.description = "The disk is memory of an rmpool pool, chunks allocated on first write.",
+	.unload = rmpool_unload,
+	.config = rmpool_config,
+	.config_complete = rmpool_config_complete,
+	.config_help = rmpool_config_help,
+	.get_ready = rmpool_get_ready,
+	.after_fork = rmpool_after_fork,
+	.open = rmpool_open,
+	.get_size = rmpool_get_size,
+	.can_multi_conn = rmpool_can_multi_conn,
+	.can_fua = rmpool_can_fua,
+	.can_flush = rmpool_can_flush,
+	.can_trim = rmpool_can_trim,
+	.can_zero = rmpool_can_zero,
+	.pread = rmpool_pread,
+	.pwrite = rmpool_pwrite,
+	.flush = rmpool_flush,
+	.trim = rmpool_trim,
+	.zero = rmpool_zero,
+	.errno_is_preserved = 0,
+};
+
+NBDKIT_REGISTER_PLUGIN(plugin)
