@@ -37,6 +37,10 @@
  * thread-safe); a request over several chunks issues its pieces as
  * asynchronous operations and waits for all of them.
  *
+ * Swap on the disk: mlock=true locks nbdkit's memory (mlockall after the
+ * fork), so that the server is never paged out to the disk it serves;
+ * run it outside the memory cgroup that swaps.
+ *
  * Start-up: the pool must exist (it is not created here: an unknown pool
  * is an error, and nothing is created). The configuration is checked
  * against the coordinator before nbdkit forks into the background (so a
@@ -57,6 +61,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "rmpool.h"
@@ -79,6 +84,7 @@ static struct {
 	char *pool, *coordinator, *secret_file;
 	int64_t size;
 	uint64_t chunk;
+	bool mlock; /* mlock=true: all of nbdkit's memory locked (swap on the disk) */
 	char *secret;
 	/* after the fork */
 	rmp_client *c;
@@ -155,7 +161,14 @@ static int rmpool_config(const char *key, const char *value)
 		d.chunk = (uint64_t)v;
 		return 0;
 	}
-	nbdkit_error("unknown parameter '%s' (pool, size, coordinator, secret-file, chunk)", key);
+	if (strcmp(key, "mlock") == 0) {
+		int v = nbdkit_parse_bool(value);
+		if (v < 0)
+			return -1;
+		d.mlock = v;
+		return 0;
+	}
+	nbdkit_error("unknown parameter '%s' (pool, size, coordinator, secret-file, chunk, mlock)", key);
 	return -1;
 }
 
@@ -165,7 +178,9 @@ static int rmpool_config(const char *key, const char *value)
 	"coordinator=HOST:PORT the coordinator (default $RMPOOL_COORDINATOR, else " DEFAULT_COORDINATOR ")\n"      \
 	"secret-file=FILE     the shared secret (default $RMPOOL_SECRET_FILE, else $RMPOOL_SECRET,\n"              \
 	"                     else /etc/rmpool/secret)\n"                                                          \
-	"chunk=SIZE           pool block per piece of the disk, allocated on first write (default 1M)"
+	"chunk=SIZE           pool block per piece of the disk, allocated on first write (default 1M)\n"            \
+	"mlock=true           lock all of nbdkit's memory (swap on the disk: the server must never be\n"        \
+	"                     paged out itself; needs RLIMIT_MEMLOCK or CAP_IPC_LOCK)"
 
 static int rmpool_config_complete(void)
 {
@@ -263,6 +278,13 @@ static int rmpool_after_fork(void)
 {
 	uint64_t mb;
 
+	/* Swap on the disk: a page of the server paged out to the disk it
+	 * serves could never come back (the kernel waits for the server,
+	 * the server for the page). Locked now and for what comes. */
+	if (d.mlock && mlockall(MCL_CURRENT | MCL_FUTURE) != 0) {
+		nbdkit_error("mlock=true: mlockall: %m (raise RLIMIT_MEMLOCK: ulimit -l unlimited)");
+		return -1;
+	}
 	if (attach(&d.c, &d.p, &mb))
 		return -1;
 	d.nchunks = ((uint64_t)d.size + d.chunk - 1) / d.chunk;

@@ -4,7 +4,7 @@
 # NBD client makes it /dev/nbd0, and ext4 on it keeps a file tree across
 # an unmount, a disconnect and a reconnect.
 #
-# Usage: nbd.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor PATH/TO/nbdkit-rmpool-plugin.so
+# Usage: nbd.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor PATH/TO/nbdkit-rmpool-plugin.so PATH/TO/swap_touch
 # Run:   deploy/vm/rmpool-vm run --hosts 3 -- ctest --test-dir build -R rdma_nbd -V
 #
 # Scenario (coordinator on guest 1, an agent on every guest, a 256M pool
@@ -20,16 +20,24 @@
 #     sha256 sums taken; the pool's allocated bytes show the disk is
 #     pool memory (at least the bytes written);
 #   - unmount, nbd-client -d, nbd-client again, mount: every sum checks;
+#   - swap: nbdkit runs with mlock=true outside the limited cgroup; the
+#     device is unmounted, mkswap'd and swapped on; swap_touch (128 MiB
+#     of pages written, then checked and rewritten once) runs first with
+#     enough memory (the baseline), then in a cgroup v2 whose memory.max
+#     is 32 MiB: it completes with every page right, /proc/vmstat's
+#     pswpout grows by at least the 96 MiB it could not keep, and the
+#     guest's rxe counters show the packets sent; swapoff;
 #   - unmount, disconnect, nbdkit stopped: its chunks go back, the whole
 #     pool is free and valid.
 # Never skips: no harness, no plugin, no nbdkit: fail.
 set -euo pipefail
 
-usage="usage: nbd.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor PATH/TO/nbdkit-rmpool-plugin.so"
+usage="usage: nbd.sh PATH/TO/rmpool PATH/TO/rmpool-server PATH/TO/rmpool-donor PATH/TO/nbdkit-rmpool-plugin.so PATH/TO/swap_touch"
 CLI=${1:?$usage}
 SERVER=${2:?$usage}
 DONOR=${3:?$usage}
 PLUGIN=${4:?$usage}
+TOUCH=${5:?$usage}
 VM=$(cd "$(dirname "$(readlink -f "$0")")/../../deploy/vm" && pwd)/rmpool-vm
 
 BUDGET=128M
@@ -42,13 +50,16 @@ RDMA_PORT=7522
 NBD_PORT=10809
 FILES=24
 FILE_KIB=512
+SWAP_MIB=128
+CG_MAX=32M
+SWAP_PASSES=1
 POOL=nbd$$
 
 T=rdma_nbd
 source "$(dirname "$(readlink -f "$0")")/cluster-lib.sh"
-cluster_need "$T" "$CLI" "$SERVER" "$DONOR"
+cluster_need "$T" "$CLI" "$SERVER" "$DONOR" "$TOUCH"
 [[ -f $PLUGIN ]] || fail "$PLUGIN is not built (nbdkit-plugin-dev missing? deploy/install-deps.sh installs it)"
-for tool in nbdkit nbd-client mkfs.ext4 sha256sum; do
+for tool in nbdkit nbd-client mkfs.ext4 sha256sum mkswap swapon; do
 	command -v "$tool" >/dev/null || fail "$tool is not installed (deploy/install-deps.sh installs it)"
 done
 export RMPOOL_COORDINATOR=$coord
@@ -64,6 +75,7 @@ SRV=nbd_srv_$$
 agent_job() { echo "nbd_agent$1_$$"; }
 KIT=nbd_kit_$$
 MNT=/tmp/rmpool-nbd-$$
+CG=/sys/fs/cgroup/rmpool-swap-$$
 
 g2() { # SECONDS SCRIPT (sh -c on guest 2)
 	"$VM" exec --timeout "$1" 2 -- sh -c "$2"
@@ -71,7 +83,8 @@ g2() { # SECONDS SCRIPT (sh -c on guest 2)
 
 cleanup() {
 	local rc=$?
-	g2 60 "umount $MNT 2>/dev/null; nbd-client -d /dev/nbd0 >/dev/null 2>&1; true" || true
+	g2 60 "umount $MNT 2>/dev/null; swapoff /dev/nbd0 2>/dev/null; rmdir $CG 2>/dev/null
+		nbd-client -d /dev/nbd0 >/dev/null 2>&1; true" || true
 	"$VM" kill "$KIT" TERM 2>/dev/null || true
 	"$VM" exec --timeout 120 2 -- "$CLI" --coordinator "$coord" --secret-file "$secret" \
 		pool destroy "$POOL" >/dev/null 2>&1 || true
@@ -135,7 +148,7 @@ note "after the bad starts: the pool list and the pool's $free free bytes as bef
 
 # ------------------------------------------------------------ the disk
 "$VM" exec --bg "$KIT" 2 -- nbdkit -f -v -i 127.0.0.1 -p "$NBD_PORT" "$PLUGIN" pool="$POOL" size="$DISK_SIZE" \
-	secret-file="$secret" coordinator="$coord" || fail "cannot start nbdkit"
+	secret-file="$secret" coordinator="$coord" mlock=true || fail "cannot start nbdkit"
 up=
 for _ in $(seq 1 120); do
 	if g2 30 "nbd-client 127.0.0.1 $NBD_PORT /dev/nbd0 -timeout 30 -block-size 4096 >/dev/null 2>&1"; then
@@ -183,8 +196,36 @@ ok=$(grep -c ': OK$' "$work/check.out")
 ((ok == FILES)) || fail "$ok of $FILES sums checked"
 note "after umount, nbd-client -d and a reconnect: $ok of $FILES files' sha256 sums check"
 
+# ------------------------------------------------------------ swap on the disk
+g2 120 "umount $MNT" || fail "umount before the swap part failed"
+t0=$(date +%s%N)
+g2 600 "$TOUCH $SWAP_MIB $SWAP_PASSES" >"$work/touch0.out" 2>&1 ||
+	fail "swap_touch with enough memory failed: $(cat "$work/touch0.out")"
+base_ms=$((($(date +%s%N) - t0) / 1000000))
+g2 60 "set -e; mkswap /dev/nbd0 >/dev/null; swapon /dev/nbd0
+	grep -q cgroup2 /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup
+	grep -qw memory /sys/fs/cgroup/cgroup.subtree_control || echo +memory >/sys/fs/cgroup/cgroup.subtree_control
+	mkdir -p $CG; echo $CG_MAX >$CG/memory.max" || fail "mkswap, swapon or the memory cgroup failed"
+counters() { # -> "pswpout sent_pkts" on guest 2
+	g2 30 "awk '\$1 == \"pswpout\" { print \$2 }' /proc/vmstat | tr '\n' ' '
+		cat /sys/class/infiniband/*/ports/1/hw_counters/sent_pkts | awk '{ s += \$1 } END { print s }'"
+}
+read -r out0 pkts0 < <(counters)
+t0=$(date +%s%N)
+g2 900 "echo \$\$ >$CG/cgroup.procs && exec $TOUCH $SWAP_MIB $SWAP_PASSES" >"$work/touch1.out" 2>&1 ||
+	fail "swap_touch in a $CG_MAX cgroup with swap on /dev/nbd0 failed: $(cat "$work/touch1.out")"
+swap_ms=$((($(date +%s%N) - t0) / 1000000))
+read -r out1 pkts1 < <(counters)
+peak=$(g2 30 "cat $CG/memory.peak 2>/dev/null || echo ?")
+want_pages=$(((SWAP_MIB - $(to_bytes $CG_MAX) / 1048576) * 256))
+(((out1 - out0) >= want_pages)) ||
+	fail "pswpout grew by $((out1 - out0)) pages, want at least $want_pages (the $SWAP_MIB MiB set less the cgroup's $CG_MAX)"
+((pkts1 > pkts0)) || fail "guest 2's rxe counters show no packet sent during the swap run"
+g2 120 "swapoff /dev/nbd0 && rmdir $CG" || fail "swapoff or the cgroup's removal failed"
+note "swap: $(cat "$work/touch1.out") in a $CG_MAX cgroup (memory.peak $peak): $((out1 - out0)) pages swapped out (want >= $want_pages), rxe sent $((pkts1 - pkts0)) packets; $swap_ms ms against $base_ms ms with enough memory ($(cat "$work/touch0.out"))"
+
 # ------------------------------------------------------------ the end: the chunks go back
-g2 120 "umount $MNT && nbd-client -d /dev/nbd0 >/dev/null" || fail "the last umount or disconnect failed"
+g2 120 "nbd-client -d /dev/nbd0 >/dev/null" || fail "the last disconnect failed"
 "$VM" kill "$KIT" TERM || true
 rc=0
 "$VM" wait --timeout 60 "$KIT" || rc=$?
