@@ -110,6 +110,9 @@ static void fill(unsigned type, struct rmp_wire_msg *m)
 	case RMP_MSG_POOL_FORGET:
 		strcpy(m->u.pool_forget.name, "seed-pool");
 		break;
+	case RMP_MSG_POOL_HOLD:
+		m->u.pool_hold = (struct rmp_wire_pool_hold){ 7, 1, 150 }; /* hold_ms 1..RMP_WIRE_HOLD_MAX_MS */
+		break;
 	case RMP_MSG_STATUS_REPLY:
 		strcpy(pools[0].name, "seed-pool");
 		pools[0].state = RMP_POOL_LOST;
