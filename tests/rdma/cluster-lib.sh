@@ -34,6 +34,21 @@ cluster_need() { # TEST BINARY...
 	coord=$coord_ip:$PORT
 }
 
+# The test's scratch folder on the guests' shared export and its secret:
+# work=$RMPOOL_VM_SCRATCH/NAME_$$ and secret=$work/secret (24 random
+# bytes, base64, mode 600); with "export", RMPOOL_SECRET holds it too,
+# for the consumers the test starts.
+cluster_scratch() { # NAME [export]
+	work=$RMPOOL_VM_SCRATCH/$1_$$
+	mkdir -p "$work"
+	secret=$work/secret
+	(umask 077 && head -c 24 /dev/urandom | base64 >"$secret")
+	if [[ ${2:-} == export ]]; then
+		RMPOOL_SECRET=$(cat "$secret")
+		export RMPOOL_SECRET
+	fi
+}
+
 to_bytes() { # 64M -> 67108864
 	local v=$1 n=${1%[KMGT]}
 	case $v in

@@ -76,12 +76,7 @@ cluster_need "$T" "$CLI" "$SERVER" "$DONOR" "$CDATA"
 export RMPOOL_COORDINATOR=$coord
 export RMPOOL_WAIT=event # 1-vCPU guests: block, do not spin (DESIGN.md, Soft-RoCE)
 
-work=$RMPOOL_VM_SCRATCH/crash_$$
-mkdir -p "$work"
-secret=$work/secret
-(umask 077 && head -c 24 /dev/urandom | base64 >"$secret")
-RMPOOL_SECRET=$(cat "$secret")
-export RMPOOL_SECRET
+cluster_scratch crash export
 STACK_STATE_DIR=/tmp/rmpool-state.crash.$$
 SRV=crash_srv_$$
 srv_log=$RMPOOL_VM_SCRATCH/$SRV.log

@@ -56,10 +56,7 @@ source "$(dirname "$(readlink -f "$0")")/cluster-lib.sh"
 
 cluster_need rdma_donor_death "$CLI" "$SERVER" "$DONOR" "$DDATA"
 
-work=$RMPOOL_VM_SCRATCH/donor_death_$$
-mkdir -p "$work"
-secret=$work/secret
-(umask 077 && head -c 24 /dev/urandom | base64 >"$secret")
+cluster_scratch donor_death
 STACK_STATE_DIR=/tmp/rmpool-state.death.$$
 SRV=death_srv_$$
 agent_job() { echo "death_agent$1_$$"; }

@@ -44,10 +44,7 @@ source "$(dirname "$(readlink -f "$0")")/cluster-lib.sh"
 
 cluster_need rdma_fastfail "$CLI" "$SERVER" "$DONOR" "$FDATA"
 
-work=$RMPOOL_VM_SCRATCH/fastfail_$$
-mkdir -p "$work"
-secret=$work/secret
-(umask 077 && head -c 24 /dev/urandom | base64 >"$secret")
+cluster_scratch fastfail
 SRV=ff_srv_$$
 agent_job() { echo "ff_agent$1_$$"; }
 STOPPED_JOB=ff_stopped_$$

@@ -65,12 +65,7 @@ done
 export RMPOOL_COORDINATOR=$coord
 export RMPOOL_WAIT=event # 1-vCPU guests: block, do not spin (DESIGN.md, Soft-RoCE)
 
-work=$RMPOOL_VM_SCRATCH/nbd_$$
-mkdir -p "$work"
-secret=$work/secret
-(umask 077 && head -c 24 /dev/urandom | base64 >"$secret")
-RMPOOL_SECRET=$(cat "$secret")
-export RMPOOL_SECRET
+cluster_scratch nbd export
 SRV=nbd_srv_$$
 agent_job() { echo "nbd_agent$1_$$"; }
 KIT=nbd_kit_$$

@@ -58,12 +58,7 @@ coord_ip=${hosts[0]}
 coord=$coord_ip:$PORT
 export RMPOOL_COORDINATOR=$coord
 export RMPOOL_WAIT=${RMPOOL_WAIT:-event} # 1-vCPU guests: block, do not spin (DESIGN.md, Soft-RoCE)
-work=$RMPOOL_VM_SCRATCH/pool_data_$$
-mkdir -p "$work"
-secret=$work/secret
-(umask 077 && head -c 24 /dev/urandom | base64 >"$secret")
-RMPOOL_SECRET=$(cat "$secret")
-export RMPOOL_SECRET
+cluster_scratch pool_data export
 SRV=pd_srv_$$
 agent_job() { echo "pd_agent$1_$$"; }
 

@@ -56,10 +56,7 @@ cluster_need rdma_provision "$CLI" "$SERVER" "$DONOR" "$PROBE"
 limit_bytes=$(to_bytes "$PROCESS_LIMIT")
 size_bytes=$(to_bytes "$POOL_SIZE")
 
-work=$RMPOOL_VM_SCRATCH/provision_$$
-mkdir -p "$work"
-secret=$work/secret
-(umask 077 && head -c 24 /dev/urandom | base64 >"$secret")
+cluster_scratch provision
 SRV=prov_srv_$$
 LEASE_JOB=prov_lease_$$
 agent_job() { echo "prov_agent$1_$$"; }

@@ -62,12 +62,7 @@ cluster_need rdma_reclaim "$CLI" "$SERVER" "$DONOR" "$RDATA"
 export RMPOOL_COORDINATOR=$coord
 export RMPOOL_WAIT=event # 1-vCPU guests: block, do not spin (DESIGN.md, Soft-RoCE)
 
-work=$RMPOOL_VM_SCRATCH/reclaim_$$
-mkdir -p "$work"
-secret=$work/secret
-(umask 077 && head -c 24 /dev/urandom | base64 >"$secret")
-RMPOOL_SECRET=$(cat "$secret")
-export RMPOOL_SECRET
+cluster_scratch reclaim export
 STACK_STATE_DIR=/tmp/rmpool-state.reclaim.$$
 SRV=recl_srv_$$
 srv_log=$RMPOOL_VM_SCRATCH/$SRV.log

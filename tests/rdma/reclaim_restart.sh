@@ -74,12 +74,7 @@ cluster_need rdma_reclaim_restart "$CLI" "$SERVER" "$DONOR" "$RDATA"
 export RMPOOL_COORDINATOR=$coord
 export RMPOOL_WAIT=event # 1-vCPU guests: block, do not spin (DESIGN.md, Soft-RoCE)
 
-work=$RMPOOL_VM_SCRATCH/reclaim_restart_$$
-mkdir -p "$work"
-secret=$work/secret
-(umask 077 && head -c 24 /dev/urandom | base64 >"$secret")
-RMPOOL_SECRET=$(cat "$secret")
-export RMPOOL_SECRET
+cluster_scratch reclaim_restart export
 # One state directory for both coordinators (the job names differ).
 STACK_STATE_DIR=/tmp/rmpool-state.reclaim_restart.$$
 SRV=rrst_srv1_$$

@@ -75,10 +75,7 @@ source "$(dirname "$(readlink -f "$0")")/cluster-lib.sh"
 
 cluster_need rdma_restart "$CLI" "$SERVER" "$DONOR" "$RDATA" "$PROBE"
 
-work=$RMPOOL_VM_SCRATCH/restart_$$
-mkdir -p "$work"
-secret=$work/secret
-(umask 077 && head -c 24 /dev/urandom | base64 >"$secret")
+cluster_scratch restart
 # One state directory for every coordinator of the run (stack-lib.sh).
 STACK_STATE_DIR=/tmp/rmpool-state.restart.$$
 SRV=restart_srv0_$$

@@ -58,10 +58,7 @@ sa_bytes=$(to_bytes "$STANDALONE_SIZE")
 size_bytes=$(to_bytes "$POOL_SIZE")
 ((size_bytes > sa_bytes)) || fail "test setup: the pool ($POOL_SIZE) must be larger than the standalone region ($STANDALONE_SIZE)"
 
-work=$RMPOOL_VM_SCRATCH/standalone_$$
-mkdir -p "$work"
-secret=$work/secret
-(umask 077 && head -c 24 /dev/urandom | base64 >"$secret")
+cluster_scratch standalone
 SRV=sa_srv_$$
 AGENT=sa_agent_$$
 AGENT2=sa_agent2_$$

@@ -58,10 +58,7 @@ source "$(dirname "$(readlink -f "$0")")/cluster-lib.sh"
 
 cluster_need rdma_state "$CLI" "$SERVER" "$DONOR"
 
-work=$RMPOOL_VM_SCRATCH/state_faults_$$
-mkdir -p "$work"
-secret=$work/secret
-(umask 077 && head -c 24 /dev/urandom | base64 >"$secret")
+cluster_scratch state_faults
 STACK_STATE_DIR=/tmp/rmpool-state.state_faults.$$
 n_srv=0
 SRV=state_faults_srv0_$$

@@ -433,6 +433,25 @@ static uint64_t op_length(int do_free, bool records)
 	return len;
 }
 
+/* The victim of a freeze test on a thread of its own, on engine e (whose
+ * store is put in mode first): for a free, the block it frees is
+ * allocated now; it freezes after its k-th word operation (or finishes
+ * before it), which f->frozen says. */
+static pthread_t victim_start(struct victim *v, struct freeze *f, struct engine *e, uint64_t k, int do_free,
+			      unsigned mode)
+{
+	pthread_t vt;
+	*f = (struct freeze){ .froze = 0 };
+	*v = (struct victim){ .e = e, .f = f, .k = k, .do_free = do_free };
+	sem_init(&f->frozen, 0, 0);
+	sem_init(&f->release, 0, 0);
+	if (do_free)
+		cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &v->off), 0);
+	rmp_store_local_set_mode(&e->store, mode, 0);
+	pthread_create(&vt, NULL, victim_main, v);
+	return vt;
+}
+
 static void run_frozen(int do_free, bool records)
 {
 	uint64_t len = op_length(do_free, records);
@@ -441,14 +460,9 @@ static void run_frozen(int do_free, bool records)
 		/* A fresh 16 KiB engine of 256 B blocks: the victim's alloc
 		 * splits from the top; its free merges back to the top. */
 		struct engine *e = engine_new_records(14, 8, 0, records ? 8 : 0);
-		struct freeze f = { .froze = 0 };
-		struct victim v = { .e = e, .f = &f, .k = k, .do_free = do_free };
-		sem_init(&f.frozen, 0, 0);
-		sem_init(&f.release, 0, 0);
-		if (do_free)
-			cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &v.off), 0);
-		pthread_t vt;
-		pthread_create(&vt, NULL, victim_main, &v);
+		struct freeze f;
+		struct victim v;
+		pthread_t vt = victim_start(&v, &f, e, k, do_free, RMP_STORE_TRACE);
 		cr_assert_eq(sem_wait_secs(&f.frozen, 20), 0, "victim never froze nor finished (k=%llu)",
 			     (unsigned long long)k);
 		cr_assert(atomic_load(&f.froze), "victim finished before its word op %llu of %llu",
@@ -566,14 +580,9 @@ static void run_frozen_no_enomem(int do_free, bool records)
 	unsigned saw_eagain = 0;
 	for (uint64_t k = 1; k <= len; k++) {
 		struct engine *e = engine_new_records(14, 8, 0, records ? 8 : 0);
-		struct freeze f = { .froze = 0 };
-		struct victim v = { .e = e, .f = &f, .k = k, .do_free = do_free };
-		sem_init(&f.frozen, 0, 0);
-		sem_init(&f.release, 0, 0);
-		if (do_free)
-			cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &v.off), 0);
-		pthread_t vt;
-		pthread_create(&vt, NULL, victim_main, &v);
+		struct freeze f;
+		struct victim v;
+		pthread_t vt = victim_start(&v, &f, e, k, do_free, RMP_STORE_TRACE);
 		cr_assert_eq(sem_wait_secs(&f.frozen, 20), 0, "victim never froze nor finished (k=%llu)",
 			     (unsigned long long)k);
 		cr_assert(atomic_load(&f.froze), "victim finished before its word op %llu of %llu",
@@ -1720,15 +1729,9 @@ static void run_snapshot_frozen(int do_free, unsigned mode, unsigned *clean)
 	*clean = 0;
 	for (uint64_t k = 1; k <= len; k++) {
 		struct engine *e = engine_new_records(14, 8, 0, 8);
-		struct freeze f = { .froze = 0 };
-		struct victim v = { .e = e, .f = &f, .k = k, .do_free = do_free };
-		sem_init(&f.frozen, 0, 0);
-		sem_init(&f.release, 0, 0);
-		if (do_free)
-			cr_assert_eq(rmp_buddy_alloc(&e->b, &e->ctx[1], 8, &v.off), 0);
-		rmp_store_local_set_mode(&e->store, mode, 0);
-		pthread_t vt;
-		pthread_create(&vt, NULL, victim_main, &v);
+		struct freeze f;
+		struct victim v;
+		pthread_t vt = victim_start(&v, &f, e, k, do_free, mode);
 		cr_assert_eq(sem_wait_secs(&f.frozen, 20), 0, "k=%llu: the client never froze nor finished",
 			     (unsigned long long)k);
 		struct rmp_buddy_snap snap;
