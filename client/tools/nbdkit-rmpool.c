@@ -85,6 +85,7 @@ static struct {
 	int64_t size;
 	uint64_t chunk;
 	bool mlock; /* mlock=true: all of nbdkit's memory locked (swap on the disk) */
+	uint64_t segment_size; /* the pool's: a chunk's donor, for the debug log */
 	char *secret;
 	/* after the fork */
 	rmp_client *c;
@@ -237,6 +238,7 @@ static int attach(rmp_client **cp, rmp_pool **pp, uint64_t *min_block)
 		goto fail;
 	}
 	uint64_t cap = in->capacity, mb = in->min_block;
+	d.segment_size = in->segment_size;
 	rmp_pool_info_free(in);
 	uint64_t need = ((uint64_t)d.size + d.chunk - 1) / d.chunk * d.chunk;
 	if (d.chunk < mb) {
@@ -393,8 +395,17 @@ static int chunk_for_write(uint64_t ci, rmp_addr *out, bool holding)
 			(void)rmp_free(d.p, a);
 			a = 0;
 		}
-		if (rc == 0)
+		if (rc == 0) {
 			atomic_store_explicit(&d.chunks[ci], a, memory_order_release);
+			/* Where it lies (nbdkit -v): tests kill the donor of
+			 * chunks they wrote (tests/rdma/nbd.sh). */
+			uint32_t donor = RMP_NO_DONOR;
+			uint64_t po = RMP_ADDR_OFFSET(a);
+			if (d.segment_size)
+				(void)rmp_pool_segment_donor(d.p, po / d.segment_size, &donor);
+			nbdkit_debug("chunk %" PRIu64 " (disk bytes %" PRIu64 "..): pool offset %#" PRIx64 ", donor %" PRIu32,
+				     ci, ci * d.chunk, po, donor);
+		}
 	}
 	pthread_rwlock_unlock(l);
 	if (rc)
