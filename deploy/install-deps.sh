@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # Install the Debian packages rmpool needs (build, tests, the Soft-RoCE
 # qemu harness), only the missing ones. Run as root; safe to re-run.
+# --bench: also the benchmarks' own (deploy/bench-packages.txt: fio),
+# which neither the build nor the tests need.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+lists=("$here/packages.txt" "$here/vm/packages.txt")
+case ${1:-} in
+'') ;;
+--bench) lists+=("$here/bench-packages.txt") ;;
+-h | --help) echo "usage: install-deps.sh [--bench]   (Debian packages to build and test rmpool; --bench: and to benchmark it)"; exit 0 ;;
+*) echo "install-deps: unknown option '$1' (usage: install-deps.sh [--bench])" >&2; exit 2 ;;
+esac
 
-wanted=$(cat "$here/packages.txt" "$here/vm/packages.txt" | sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u)
+wanted=$(cat "${lists[@]}" | sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u)
 missing=()
 for p in $wanted; do
 	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

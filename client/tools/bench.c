@@ -6,6 +6,9 @@
  * Measures, in this order:
  *   read_lat / write_lat  64-byte rmp_read / rmp_write, one at a time:
  *                         median and 99th percentile, microseconds
+ *   read4k_lat / write4k_lat
+ *                         the same of 4 KiB (a page: tests/bench/nbd-bench.sh
+ *                         sets it beside 4 KiB disk requests)
  *   alloc_free_lat        rmp_alloc + rmp_free of one minimum block when
  *                         a block of that order is free (steady state):
  *                         median microseconds, round trips and work
@@ -131,6 +134,7 @@ struct bench_opts {
 /* What a run measured (bench.c's opening comment says what each is). */
 struct bench_figures {
 	double read_med, read_p99, write_med, write_p99;
+	double read4k_med, read4k_p99, write4k_med, write4k_p99;
 	double af_med, rt_alloc, rt_free, wr_alloc, wr_free, pk_pair;
 	double read_bw, write_bw, read_buf_bw, write_buf_bw;
 	double read_stream_bw, write_stream_bw, read_buf_stream_bw, write_buf_stream_bw;
@@ -159,7 +163,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 			o->af_iters = (unsigned)strtoul(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			printf("Usage: rmpool bench NAME [--lat-iters N (200)] [--bw-iters N (20)] [--alloc-iters N (200)]\n"
-			       "Latency of 64-byte reads and writes, alloc+free latency with round trips per\n"
+			       "Latency of 64-byte and 4 KiB reads and writes, alloc+free latency with round trips per\n"
 			       "operation, and 1 MiB read/write bandwidth on pool NAME, from this host.\n"
 			       "RMPOOL_WAIT=poll|event|adaptive picks how completions are awaited.\n");
 			return 0;
@@ -204,6 +208,23 @@ static int bench_latency(struct bench *b)
 	}
 	b->f.write_med = pct(b->t, b->o.lat_iters, 0.5);
 	b->f.write_p99 = pct(b->t, b->o.lat_iters, 0.99);
+	static uint8_t page[4096];
+	for (unsigned i = 0; i < b->o.lat_iters; i++) {
+		uint64_t t0 = rmp_mono_ns();
+		if ((rc = rmp_read(b->p, page, b->a, sizeof(page))) != 0)
+			return fail("rmp_read of 4 KiB", rc, b->c);
+		b->t[i] = us_since(t0);
+	}
+	b->f.read4k_med = pct(b->t, b->o.lat_iters, 0.5);
+	b->f.read4k_p99 = pct(b->t, b->o.lat_iters, 0.99);
+	for (unsigned i = 0; i < b->o.lat_iters; i++) {
+		uint64_t t0 = rmp_mono_ns();
+		if ((rc = rmp_write(b->p, b->a, page, sizeof(page))) != 0)
+			return fail("rmp_write of 4 KiB", rc, b->c);
+		b->t[i] = us_since(t0);
+	}
+	b->f.write4k_med = pct(b->t, b->o.lat_iters, 0.5);
+	b->f.write4k_p99 = pct(b->t, b->o.lat_iters, 0.99);
 	return 0;
 }
 
@@ -303,6 +324,8 @@ static void print_figures(const struct bench_figures *f)
 	printf("mode=%s\n", mode);
 	printf("read_lat.median_us=%.2f\nread_lat.p99_us=%.2f\n", f->read_med, f->read_p99);
 	printf("write_lat.median_us=%.2f\nwrite_lat.p99_us=%.2f\n", f->write_med, f->write_p99);
+	printf("read4k_lat.median_us=%.2f\nread4k_lat.p99_us=%.2f\n", f->read4k_med, f->read4k_p99);
+	printf("write4k_lat.median_us=%.2f\nwrite4k_lat.p99_us=%.2f\n", f->write4k_med, f->write4k_p99);
 	printf("alloc_free_lat.median_us=%.2f\n", f->af_med);
 	printf("alloc.round_trips=%.2f\nfree.round_trips=%.2f\n", f->rt_alloc, f->rt_free);
 	printf("alloc.work_requests=%.2f\nfree.work_requests=%.2f\n", f->wr_alloc, f->wr_free);

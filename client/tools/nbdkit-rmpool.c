@@ -2,7 +2,7 @@
  * nbdkit-rmpool.c - an nbdkit plugin whose disk is pool memory:
  *
  *   nbdkit rmpool pool=NAME size=SIZE [coordinator=HOST:PORT]
- *                 [secret-file=FILE] [chunk=SIZE]
+ *                 [secret-file=FILE] [chunk=SIZE] [buffers=N]
  *
  * so that unmodified programs use an rmpool pool through the kernel's
  * own NBD client (a file system on /dev/nbd0, swap), with no kernel
@@ -34,8 +34,13 @@
  *   - A donor lost (dead, or out of service) fails the requests that
  *     touch its memory with EIO, never with wrong data.
  * Requests run in parallel (nbdkit's parallel thread model; librmpool is
- * thread-safe); a request over several chunks issues its pieces as
- * asynchronous operations and waits for all of them.
+ * thread-safe); a request of one piece (at most a chunk and a slot) is
+ * done in nbdkit's thread, a longer one issues its pieces as
+ * asynchronous operations and waits for all of them. The bytes move
+ * through registered buffers of the plugin's own (buffers=N slots of
+ * 1 MiB, registered once): copied into a slot and written from it,
+ * read into it and copied out, so librmpool posts them as they are and
+ * its donor lock never covers a copy.
  *
  * Swap on the disk: mlock=true locks nbdkit's memory (mlockall after the
  * fork), so that the server is never paged out to the disk it serves;
@@ -77,6 +82,11 @@
 #define STRIPES 64u
 /* Pieces of one request in flight at most (the rest wait their turn). */
 #define MAX_PIECES STRIPES
+/* Registered request buffers (buffers=N): N slots of SLOT_MAX bytes (or
+ * of a chunk, if smaller), at most MAX_SLOTS (one bit each in a word). */
+#define SLOT_MAX (1u << 20)
+#define MAX_SLOTS 64u
+#define DEFAULT_SLOTS 16u
 /* Each operation's wait: librmpool's own RDMA bound answers first. */
 #define OP_WAIT_MS 60000u
 
@@ -85,6 +95,7 @@ static struct {
 	int64_t size;
 	uint64_t chunk;
 	bool mlock; /* mlock=true: all of nbdkit's memory locked (swap on the disk) */
+	unsigned nslots; /* buffers=N */
 	uint64_t segment_size; /* the pool's: a chunk's donor, for the debug log */
 	char *secret;
 	/* after the fork */
@@ -95,10 +106,24 @@ static struct {
 	pthread_rwlock_t stripe[STRIPES];
 	bool stripes_ready;
 	const uint8_t *zeros; /* a chunk of zeros */
-} d = { .chunk = DEFAULT_CHUNK };
+	rmp_buffer *zeros_buf; /* d.zeros, registered */
+	/* Registered slots for the requests' bytes: a piece is copied into a
+	 * free slot and written from it, or read into it and copied out, so
+	 * librmpool posts it with no bounce buffer of its own (whose donor
+	 * lock would cover the copy as well); a piece that finds no free
+	 * slot goes through librmpool's bounce buffer instead. */
+	uint8_t *slots;
+	rmp_buffer *slots_buf;
+	uint64_t slot_bytes;
+	_Atomic uint64_t slots_free; /* bit i: slot i is free */
+	_Atomic uint64_t via_slot, via_bounce; /* pieces moved each way (nbdkit -v, at exit) */
+} d = { .chunk = DEFAULT_CHUNK, .nslots = DEFAULT_SLOTS };
 
 static void rmpool_unload(void)
 {
+	if (d.p)
+		nbdkit_debug("pieces moved: %" PRIu64 " through registered buffers, %" PRIu64 " through librmpool's "
+			     "bounce buffers", atomic_load(&d.via_slot), atomic_load(&d.via_bounce));
 	if (d.p) {
 		for (uint64_t i = 0; i < d.nchunks; i++)
 			if (d.chunks[i])
@@ -110,6 +135,7 @@ static void rmpool_unload(void)
 		for (unsigned i = 0; i < STRIPES; i++)
 			pthread_rwlock_destroy(&d.stripe[i]);
 	free((void *)d.zeros);
+	free(d.slots);
 	free(d.chunks);
 	rmp_secret_free(d.secret);
 	free(d.pool);
@@ -162,6 +188,18 @@ static int rmpool_config(const char *key, const char *value)
 		d.chunk = (uint64_t)v;
 		return 0;
 	}
+	if (strcmp(key, "buffers") == 0) {
+		char *end;
+		errno = 0;
+		unsigned long v = strtoul(value, &end, 10);
+		if (errno || end == value || *end || v > MAX_SLOTS || value[0] == '-') {
+			nbdkit_error("buffers=%s: a count from 0 (no registered buffers: librmpool's bounce "
+				     "buffers) to %u", value, MAX_SLOTS);
+			return -1;
+		}
+		d.nslots = (unsigned)v;
+		return 0;
+	}
 	if (strcmp(key, "mlock") == 0) {
 		int v = nbdkit_parse_bool(value);
 		if (v < 0)
@@ -169,7 +207,7 @@ static int rmpool_config(const char *key, const char *value)
 		d.mlock = v;
 		return 0;
 	}
-	nbdkit_error("unknown parameter '%s' (pool, size, coordinator, secret-file, chunk, mlock)", key);
+	nbdkit_error("unknown parameter '%s' (pool, size, coordinator, secret-file, chunk, buffers, mlock)", key);
 	return -1;
 }
 
@@ -180,6 +218,8 @@ static int rmpool_config(const char *key, const char *value)
 	"secret-file=FILE     the shared secret (default $RMPOOL_SECRET_FILE, else $RMPOOL_SECRET,\n"              \
 	"                     else /etc/rmpool/secret)\n"                                                          \
 	"chunk=SIZE           pool block per piece of the disk, allocated on first write (default 1M)\n"            \
+	"buffers=N            registered 1M buffers for requests' bytes, 0 to 64 (default 16;\n"             \
+	"                     0: every request through librmpool's bounce buffers)\n"                        \
 	"mlock=true           lock all of nbdkit's memory (swap on the disk: the server must never be\n"        \
 	"                     paged out itself; needs RLIMIT_MEMLOCK or CAP_IPC_LOCK)"
 
@@ -296,11 +336,31 @@ static int rmpool_after_fork(void)
 		nbdkit_error("out of memory for %" PRIu64 " chunks", d.nchunks);
 		return -1;
 	}
+	int rc = rmp_buffer_register(d.p, (void *)d.zeros, d.chunk, &d.zeros_buf);
+	if (rc) {
+		nbdkit_error("registering %" PRIu64 " bytes of zeros: %s", d.chunk, rmp_strerror(rc));
+		return -1;
+	}
+	d.slot_bytes = d.chunk < SLOT_MAX ? d.chunk : SLOT_MAX;
+	if (d.nslots) {
+		size_t bytes = (size_t)d.nslots * d.slot_bytes;
+		d.slots = aligned_alloc(4096, bytes);
+		if (!d.slots) {
+			nbdkit_error("buffers=%u: out of memory for %zu bytes", d.nslots, bytes);
+			return -1;
+		}
+		memset(d.slots, 0, bytes);
+		if ((rc = rmp_buffer_register(d.p, d.slots, bytes, &d.slots_buf)) != 0) {
+			nbdkit_error("buffers=%u: registering %zu bytes: %s", d.nslots, bytes, rmp_strerror(rc));
+			return -1;
+		}
+		atomic_store(&d.slots_free, d.nslots == 64 ? UINT64_MAX : (UINT64_C(1) << d.nslots) - 1);
+	}
 	for (unsigned i = 0; i < STRIPES; i++)
 		pthread_rwlock_init(&d.stripe[i], NULL);
 	d.stripes_ready = true;
-	nbdkit_debug("pool %s: a %" PRId64 "-byte disk in %" PRIu64 " chunks of %" PRIu64 " bytes", d.pool, d.size,
-		     d.nchunks, d.chunk);
+	nbdkit_debug("pool %s: a %" PRId64 "-byte disk in %" PRIu64 " chunks of %" PRIu64 " bytes; %u registered "
+		     "buffers of %" PRIu64 " bytes", d.pool, d.size, d.nchunks, d.chunk, d.nslots, d.slot_bytes);
 	return 0;
 }
 
@@ -391,7 +451,7 @@ static int chunk_for_write(uint64_t ci, rmp_addr *out, bool holding)
 	int rc = 0;
 	if (!a) {
 		rc = rmp_alloc(d.p, d.chunk, &a);
-		if (rc == 0 && (rc = rmp_write(d.p, a, d.zeros, d.chunk)) != 0) {
+		if (rc == 0 && (rc = rmp_write_buf(d.p, a, d.zeros_buf, 0, d.chunk)) != 0) {
 			(void)rmp_free(d.p, a);
 			a = 0;
 		}
@@ -420,14 +480,49 @@ static int chunk_for_write(uint64_t ci, rmp_addr *out, bool holding)
 	return 0;
 }
 
-/* Reads or writes [off, off + count) piece by piece (one per chunk),
- * the pieces in flight together. At most MAX_PIECES (= STRIPES) pieces
- * of consecutive chunks are in flight, so they hold distinct stripes. */
+/* A free registered slot, or -1 (none free, or buffers=0). */
+static int slot_take(void)
+{
+	uint64_t f = atomic_load_explicit(&d.slots_free, memory_order_relaxed);
+	while (f) {
+		int i = __builtin_ctzll(f);
+		if (atomic_compare_exchange_weak_explicit(&d.slots_free, &f, f & ~(UINT64_C(1) << i),
+							  memory_order_acquire, memory_order_relaxed))
+			return i;
+	}
+	return -1;
+}
+
+static void slot_give(int i)
+{
+	atomic_fetch_or_explicit(&d.slots_free, UINT64_C(1) << i, memory_order_release);
+}
+
+/* A piece in flight: its operation, its chunk's stripe (held for
+ * reading), where it starts on the disk, and its registered slot (-1:
+ * through librmpool's bounce buffer) with the caller's bytes it holds. */
+struct piece {
+	rmp_op *op;
+	pthread_rwlock_t *held;
+	uint64_t at;
+	int slot;
+	uint8_t *user;
+	uint64_t len;
+};
+
+/* Reads or writes [off, off + count) piece by piece (one per chunk, and
+ * at most a slot's bytes each), the pieces in flight together. At most
+ * MAX_PIECES (= STRIPES) pieces are in flight, in consecutive chunks, so
+ * they hold distinct stripes - but for the pieces of one chunk longer
+ * than a slot, which take its stripe for reading once each (glibc's
+ * reader-writer locks prefer readers: a reader holding it takes it
+ * again even while a writer waits). A piece that finds no free slot
+ * waits for this request's oldest piece (whose slot then comes back)
+ * or, with none in flight, goes through librmpool's bounce buffer:
+ * a request never waits for another's slots. */
 static int transfer(bool write, void *buf, uint32_t count, uint64_t off)
 {
-	rmp_op *ops[MAX_PIECES];
-	pthread_rwlock_t *held[MAX_PIECES];
-	uint64_t at[MAX_PIECES];
+	struct piece q[MAX_PIECES];
 	unsigned n = 0;
 	int err = 0;
 	uint8_t *b = buf;
@@ -437,10 +532,19 @@ static int transfer(bool write, void *buf, uint32_t count, uint64_t off)
 			uint64_t ci = off / d.chunk, in = off % d.chunk, len = d.chunk - in;
 			if (len > count)
 				len = count;
+			int slot = -1;
+			if (d.nslots) {
+				if (len > d.slot_bytes)
+					len = d.slot_bytes;
+				if ((slot = slot_take()) < 0 && n > 0)
+					goto reap; /* this request's own slots come back first */
+			}
 			rmp_addr a;
 			int rc = 0;
 			if (write) {
 				int got = chunk_for_write(ci, &a, n > 0);
+				if (got != 0 && slot >= 0)
+					slot_give(slot);
 				if (got == 1)
 					goto reap; /* a new chunk: let go of the stripes first */
 				if (got != 0) {
@@ -454,17 +558,59 @@ static int transfer(bool write, void *buf, uint32_t count, uint64_t off)
 				if (!a) {
 					memset(b, 0, len); /* never written: zeros */
 					pthread_rwlock_unlock(stripe_of(ci));
+					if (slot >= 0)
+						slot_give(slot);
 				}
 			}
-			if (a) {
-				rc = write ? rmp_write_async(d.p, a + in, b, len, &ops[n])
-					   : rmp_read_async(d.p, b, a + in, len, &ops[n]);
+			if (a && n == 0 && len == count) {
+				/* The whole request in one piece (a page, a chunk):
+				 * this thread does it, with no hand-off to
+				 * librmpool's workers and back (two thread switches,
+				 * dear on a busy host). */
+				size_t so = slot >= 0 ? (size_t)slot * d.slot_bytes : 0;
+				if (slot >= 0) {
+					if (write) {
+						memcpy(d.slots + so, b, len);
+						rc = rmp_write_buf(d.p, a + in, d.slots_buf, so, len);
+					} else if ((rc = rmp_read_buf(d.p, d.slots_buf, so, a + in, len)) == 0) {
+						memcpy(b, d.slots + so, len);
+					}
+					slot_give(slot);
+				} else {
+					rc = write ? rmp_write(d.p, a + in, b, len) : rmp_read(d.p, b, a + in, len);
+				}
+				pthread_rwlock_unlock(stripe_of(ci));
+				atomic_fetch_add_explicit(slot >= 0 ? &d.via_slot : &d.via_bounce, 1, memory_order_relaxed);
+				if (rc)
+					err = fail(write ? "write" : "read", off, rc);
+			} else if (a) {
+				struct piece *x = &q[n];
+				x->slot = slot;
+				x->user = b;
+				x->len = len;
+				if (slot >= 0) {
+					size_t so = (size_t)slot * d.slot_bytes;
+					if (write) {
+						memcpy(d.slots + so, b, len);
+						rc = rmp_write_buf_async(d.p, a + in, d.slots_buf, so, len, &x->op);
+					} else {
+						rc = rmp_read_buf_async(d.p, d.slots_buf, so, a + in, len, &x->op);
+					}
+				} else {
+					rc = write ? rmp_write_async(d.p, a + in, b, len, &x->op)
+						   : rmp_read_async(d.p, b, a + in, len, &x->op);
+				}
 				if (rc) {
 					pthread_rwlock_unlock(stripe_of(ci));
+					if (slot >= 0)
+						slot_give(slot);
 					err = fail(write ? "write" : "read", off, rc);
 				} else {
-					held[n] = stripe_of(ci);
-					at[n++] = off;
+					x->held = stripe_of(ci);
+					x->at = off;
+					n++;
+					atomic_fetch_add_explicit(slot >= 0 ? &d.via_slot : &d.via_bounce, 1,
+								  memory_order_relaxed);
 				}
 			}
 			b += len;
@@ -476,13 +622,15 @@ reap:
 		if (n == 0)
 			break; /* an error stopped the issue: nothing in flight */
 		/* Reap the oldest. */
-		int rc = rmp_op_wait(ops[0], OP_WAIT_MS);
-		pthread_rwlock_unlock(held[0]);
+		int rc = rmp_op_wait(q[0].op, OP_WAIT_MS);
+		pthread_rwlock_unlock(q[0].held);
+		if (rc == 0 && !write && q[0].slot >= 0)
+			memcpy(q[0].user, d.slots + (size_t)q[0].slot * d.slot_bytes, q[0].len);
+		if (q[0].slot >= 0)
+			slot_give(q[0].slot);
 		if (rc && err == 0)
-			err = fail(write ? "write" : "read", at[0], rc);
-		memmove(ops, ops + 1, (n - 1) * sizeof(ops[0]));
-		memmove(held, held + 1, (n - 1) * sizeof(held[0]));
-		memmove(at, at + 1, (n - 1) * sizeof(at[0]));
+			err = fail(write ? "write" : "read", q[0].at, rc);
+		memmove(q, q + 1, (n - 1) * sizeof(q[0]));
 		n--;
 		if (err && count > 0)
 			count = 0; /* the rest is not issued; what is in flight is reaped */
@@ -532,7 +680,7 @@ static int release_range(uint32_t count, uint64_t off, bool zero)
 		} else if (zero) {
 			pthread_rwlock_rdlock(l);
 			rmp_addr a = atomic_load_explicit(&d.chunks[ci], memory_order_acquire);
-			int rc = a ? rmp_write(d.p, a + in, d.zeros, len) : 0;
+			int rc = a ? rmp_write_buf(d.p, a + in, d.zeros_buf, 0, len) : 0;
 			pthread_rwlock_unlock(l);
 			if (rc)
 				return fail("write-zeroes", off, rc);

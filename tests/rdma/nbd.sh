@@ -35,7 +35,10 @@
 #     on the dead host fail with EIO, every other one is byte-exact (at
 #     least one of each);
 #   - disconnect, nbdkit stopped: its chunks go back (those on the dead
-#     donors out of service), nothing allocated, the pool valid.
+#     donors out of service), nothing allocated, the pool valid; nbdkit
+#     ran with buffers=4 (of 32 by default), and its log counts pieces
+#     moved both through those registered buffers and, when all 4 were
+#     taken, through librmpool's bounce buffers: both ran.
 # Never skips: no harness, no plugin, no nbdkit: fail.
 set -euo pipefail
 
@@ -61,6 +64,9 @@ SWAP_MIB=128
 CG_MAX=32M
 SWAP_PASSES=1
 PAT_MIB=40
+# Few registered slots (the default is 32), so that swap's parallel
+# writes also take the path for a piece that finds none free.
+NBD_SLOTS=4
 PAT_STRIDE=6
 POOL=nbd$$
 
@@ -143,6 +149,7 @@ bad "an unknown pool" "no such pool" pool=nosuch$$ size=16M secret-file="$secret
 bad "a wrong secret" "coordinator $coord" pool="$POOL" size=16M secret-file="$wrong" coordinator="$coord"
 bad "a size larger than the pool" "larger than pool $POOL" pool="$POOL" size=1G secret-file="$secret" coordinator="$coord"
 bad "no size" "required" pool="$POOL" secret-file="$secret" coordinator="$coord"
+bad "too many buffers" "buffers=65" pool="$POOL" size=16M buffers=65 secret-file="$secret" coordinator="$coord"
 pools1=$(pools)
 [[ $pools1 == "$pools0" ]] || fail "the pools changed after the bad starts: '$pools0' -> '$pools1'"
 read -r valid free alloc usable < <(check_pool)
@@ -152,7 +159,7 @@ note "after the bad starts: the pool list and the pool's $free free bytes as bef
 
 # ------------------------------------------------------------ the disk
 "$VM" exec --bg "$KIT" 2 -- nbdkit -f -v -i 127.0.0.1 -p "$NBD_PORT" "$PLUGIN" pool="$POOL" size="$DISK_SIZE" \
-	secret-file="$secret" coordinator="$coord" mlock=true || fail "cannot start nbdkit"
+	secret-file="$secret" coordinator="$coord" mlock=true buffers=$NBD_SLOTS || fail "cannot start nbdkit"
 up=
 for _ in $(seq 1 120); do
 	if g2 30 "nbd-client 127.0.0.1 $NBD_PORT /dev/nbd0 -timeout 30 -block-size 4096 >/dev/null 2>&1"; then
@@ -294,4 +301,12 @@ read -r valid free alloc usable < <(check_pool)
 [[ $valid == True ]] && ((alloc == 0)) ||
 	fail "after nbdkit exited (status $rc): valid $valid, $alloc bytes still allocated, free $free of $usable"
 note "nbdkit stopped (status $rc): its chunks are back (those on the dead donors out of service), $free of $usable bytes free, 0 allocated, valid"
+# Both ways of moving a piece ran: the registered slots, and librmpool's
+# bounce buffers when all NBD_SLOTS were taken (swap's parallel writes).
+read -r via_slot via_bounce < <(sed -n 's/.*pieces moved: \([0-9]*\) through registered buffers, \([0-9]*\) through.*/\1 \2/p' \
+	"$RMPOOL_VM_SCRATCH/$KIT.log" | tail -n1)
+[[ -n ${via_slot:-} ]] || fail "nbdkit's log has no count of the pieces moved"
+((via_slot > 0 && via_bounce > 0)) ||
+	fail "want pieces through both the $NBD_SLOTS registered buffers and the bounce buffers: $via_slot and $via_bounce"
+note "pieces moved: $via_slot through the $NBD_SLOTS registered buffers, $via_bounce through librmpool's bounce buffers (all slots taken)"
 note "PASS"
