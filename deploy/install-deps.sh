@@ -31,6 +31,16 @@ fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq || { echo "install-deps: apt-get update failed" >&2; exit 1; }
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-	{ echo "install-deps: apt-get install ${missing[*]} failed" >&2; exit 1; }
+# No service starts on this machine while packages are installed: the
+# guests' openssh-server (deploy/vm/packages.txt) must not start an sshd
+# here. A policy-rc.d that refuses them, unless the machine has its own.
+pol=/usr/sbin/policy-rc.d
+made_pol=0
+if [[ ! -e $pol ]]; then
+	printf '#!/bin/sh\n# rmpool: no service starts while packages are installed\nexit 101\n' >"$pol" && chmod 0755 "$pol" && made_pol=1
+fi
+rc=0
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+((made_pol == 0)) || rm -f "$pol"
+((rc == 0)) || { echo "install-deps: apt-get install ${missing[*]} failed" >&2; exit 1; }
 echo "install-deps: done"

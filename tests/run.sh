@@ -4,7 +4,9 @@
 #   use), builds into ./build with warnings as errors, runs the unit and
 #   stress tests, then boots Soft-RoCE hosts (qemu guests, or the host's
 #   own RDMA device where it has one) and runs the tests labelled `rdma`
-#   in them. Fails when any test fails, and when the RDMA tests did not
+#   in them, then boots 3 guests with systemd and sshd (rmpool-vm --init
+#   systemd --ssh) for the deployment tests (label rdma-deploy). Fails
+#   when any test fails, and when the RDMA or deployment tests did not
 #   all run: they are never skipped.
 #
 #   tests/run.sh [--build-dir DIR] [--hosts N] [--no-rdma]
@@ -37,7 +39,7 @@ ctest --test-dir "$build" -LE rdma --output-on-failure --no-tests=error --timeou
 ((rdma)) || { echo "tests/run.sh: RDMA tests not run (--no-rdma)"; exit 0; }
 
 step "RDMA tests on Soft-RoCE ($hosts hosts)"
-expected=$(ctest --test-dir "$build" -N -L rdma | sed -n 's/^Total Tests: *//p')
+expected=$(ctest --test-dir "$build" -N -L rdma -LE deploy | sed -n 's/^Total Tests: *//p')
 if [[ -z "$expected" || "$expected" -lt 1 ]]; then
 	echo "tests/run.sh: FAILED: no test carries the label rdma" >&2
 	exit 1
@@ -48,7 +50,7 @@ set +e
 # (no KVM) rdma_pool_data alone takes about 5 minutes and rdma_restart
 # more; the harness's default of 20 minutes is less than the suite.
 "$root/deploy/vm/rmpool-vm" run --hosts "$hosts" --timeout 3600 -- \
-	ctest --test-dir "$build" -L rdma -V --no-tests=error 2>&1 | tee "$log"
+	ctest --test-dir "$build" -L rdma -LE deploy -V --no-tests=error 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 ran=$(sed -n 's/.*tests passed, [0-9]* tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -n1)
@@ -61,3 +63,26 @@ if [[ "$ran" != "$expected" ]]; then
 	exit 1
 fi
 echo "tests/run.sh: all $expected RDMA tests ran on Soft-RoCE and passed"
+
+step "deployment tests (3 guests with systemd and sshd)"
+dexpected=$(ctest --test-dir "$build" -N -L deploy | sed -n 's/^Total Tests: *//p')
+if [[ -z "$dexpected" || "$dexpected" -lt 1 ]]; then
+	echo "tests/run.sh: FAILED: no test carries the label rdma-deploy" >&2
+	exit 1
+fi
+dlog="$build/deploy-tests.log"
+set +e
+"$root/deploy/vm/rmpool-vm" run --hosts 3 --init systemd --ssh --timeout 900 -- \
+	ctest --test-dir "$build" -L deploy -V --no-tests=error 2>&1 | tee "$dlog"
+rc=${PIPESTATUS[0]}
+set -e
+dran=$(sed -n 's/.*tests passed, [0-9]* tests failed out of \([0-9]*\).*/\1/p' "$dlog" | tail -n1)
+if ((rc != 0)); then
+	echo "tests/run.sh: FAILED: deployment tests (exit $rc)" >&2
+	exit 1
+fi
+if [[ "$dran" != "$dexpected" ]]; then
+	echo "tests/run.sh: FAILED: expected $dexpected deployment tests to run, ${dran:-none} ran" >&2
+	exit 1
+fi
+echo "tests/run.sh: all $dexpected deployment tests ran in systemd guests and passed"

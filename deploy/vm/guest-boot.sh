@@ -11,7 +11,12 @@
 #    bind-mounted at its host path: it is the only place writes reach the host.
 # 3. Soft-RoCE device rxe0 on eth0; wait until its port is ACTIVE.
 # 4. Mark the guest ready and run the exec agent in the chroot until the host
-#    asks for power-off. Each failing step names itself through fail().
+#    asks for power-off; with --ssh, sshd (in the chroot) first. Each failing
+#    step names itself through fail().
+#    With --init systemd (RMPOOL_VM_INIT), instead: the units of
+#    guest-systemd.sh are written into the overlay and stage 2 switch_roots
+#    into it with systemd as PID 1 at rmpool-guest.target, which starts
+#    sshd (--ssh) and the agent, and writes the ready marker.
 R=/newroot
 GDIR=/rmp/g$G
 # For the commands run with chroot (the host's merged /usr); busybox's own
@@ -50,6 +55,24 @@ for d in uverbs0 rdma_cm; do
 	[ -c "$R/dev/infiniband/$d" ] || fail "/dev/infiniband/$d in the chroot"
 done
 
+if [ "${RMPOOL_VM_INIT:-busybox}" = systemd ]; then
+	[ -r "/host$RMPOOL_VM_SYSTEMD_UNITS" ] || fail "systemd: find /host$RMPOOL_VM_SYSTEMD_UNITS"
+	[ -x "$R/lib/systemd/systemd" ] || fail "systemd: no /lib/systemd/systemd on the host (apt-get install systemd)"
+	. "/host$RMPOOL_VM_SYSTEMD_UNITS"
+	echo "rmpool-vm guest $G: switch_root to systemd at rmpool-guest.target"
+	exec switch_root "$R" /lib/systemd/systemd --unit=rmpool-guest.target
+	fail "systemd: switch_root $R /lib/systemd/systemd"
+fi
+if [ "${RMPOOL_VM_SSH:-0}" = 1 ]; then
+	# Not the host's shell start-up files for ssh's commands (see
+	# guest-systemd.sh): /etc/skel's, as on a fresh host.
+	for f in .bashrc .profile; do
+		[ -r "$R/etc/skel/$f" ] && cp "$R/etc/skel/$f" "$R/root/$f"
+	done
+	rm -f "$R/var/lib/man-db/auto-update" # see guest-systemd.sh
+	mkdir -p "$R/run/sshd"
+	chroot "$R" /usr/sbin/sshd -f "$RMPOOL_VM_DIR/ssh/sshd_config.g$G" || fail "ssh: sshd -f $RMPOOL_VM_DIR/ssh/sshd_config.g$G"
+fi
 read -r up _ </proc/uptime
 echo "$up" >"$GDIR/ready"
 echo "rmpool-vm guest $G: ready after ${up}s of guest uptime"

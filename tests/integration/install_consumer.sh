@@ -45,6 +45,10 @@ prefix=$tmp/prefix
 
 "$cmake" --install "$build" --prefix "$prefix" >"$tmp/install.log" ||
 	{ cat "$tmp/install.log" >&2; fail "cmake --install"; }
+# Nothing outside the prefix: an install into a scratch prefix that
+# writes elsewhere (an absolute DESTINATION) changes the machine.
+outside=$(sed -n 's/^-- \(Installing\|Up-to-date\): //p' "$tmp/install.log" | grep -v "^$prefix/" || true)
+[[ -z $outside ]] || fail "cmake --install --prefix $prefix wrote outside it: $(echo "$outside" | tr '\n' ' ')"
 
 # 1. what an outside project needs
 libdir=$(dirname "$(find "$prefix" -name rmpool.pc -path '*/pkgconfig/*' | head -n 1)")
