@@ -27,6 +27,9 @@
 #     is 32 MiB: it completes with every page right, /proc/vmstat's
 #     pswpout grows by at least the 96 MiB it could not keep, and the
 #     guest's rxe counters show the packets sent; swapoff;
+#   - trim: a 4 KiB blkdiscard frees nothing, one of the first 32 MiB gives
+#     their chunks back to the pool (whole chunks, 1 to 32 MiB) and they
+#     read as zeros again;
 #   - a host's donors die: 1 MiB of random bytes written to every 6th
 #     chunk of the raw device (40); nbdkit's debug log names each chunk's
 #     donor, and the host whose donors hold the most (not all) of those
@@ -234,6 +237,29 @@ want_pages=$(((SWAP_MIB - $(to_bytes $CG_MAX) / 1048576) * 256))
 ((pkts1 > pkts0)) || fail "guest 2's rxe counters show no packet sent during the swap run"
 g2 120 "swapoff /dev/nbd0 && rmdir $CG" || fail "swapoff or the cgroup's removal failed"
 note "swap: $(cat "$work/touch1.out") in a $CG_MAX cgroup (memory.peak $peak): $((out1 - out0)) pages swapped out (want >= $want_pages), rxe sent $((pkts1 - pkts0)) packets; $swap_ms ms against $base_ms ms with enough memory ($(cat "$work/touch0.out"))"
+
+# ------------------------------------------------------------ trim: chunks back to the pool
+# The kernel passes discards on (the plugin says it can trim). A partial
+# one frees nothing (trim is advisory); the whole disk's frees every chunk.
+dmax=$(g2 30 "cat /sys/block/nbd0/queue/discard_max_bytes")
+((dmax > 0)) || fail "/dev/nbd0 takes no discards (discard_max_bytes $dmax): the plugin's can_trim did not reach the kernel"
+read -r _ _ alloc0 _ < <(check_pool)
+((alloc0 > 0)) || fail "before trim: the pool has nothing allocated, want the swap's chunks"
+g2 60 "blkdiscard -o 1048576 -l 4096 /dev/nbd0" || fail "blkdiscard of 4 KiB failed"
+read -r _ _ alloc1 _ < <(check_pool)
+((alloc1 == alloc0)) || fail "a 4 KiB discard changed the pool's allocated bytes: $alloc0 -> $alloc1 (a partial trim must free nothing)"
+# The first 32 chunks only: the rest stay where ext4 and swap put them,
+# on every host (the lost-donor part below needs chunks spread over the
+# hosts; a whole-disk trim made its 40 new chunks land on one).
+g2 120 "blkdiscard -o 0 -l $((32 << 20)) /dev/nbd0" || fail "blkdiscard of the first 32 MiB failed"
+read -r valid _ alloc2 _ < <(check_pool)
+freed=$((alloc0 - alloc2))
+[[ $valid == True ]] && ((freed > 0 && freed <= 32 << 20 && freed % (1 << 20) == 0)) ||
+	fail "after discarding the first 32 MiB: valid $valid, $freed bytes freed (want whole chunks, 1..32 MiB)"
+g2 60 "dd if=/dev/nbd0 bs=1M count=32 iflag=direct 2>/dev/null | od -An -tx1 | sort -u" >"$work/zeros2"
+[[ $(tr -d ' \n' <"$work/zeros2") == 00* && $(wc -l <"$work/zeros2") -le 2 ]] ||
+	fail "after trim the first 32 MiB do not read as zeros: $(head -c 300 "$work/zeros2")"
+note "trim: a 4 KiB discard freed nothing ($alloc0 bytes allocated before and after); discarding the first 32 MiB gave back $((freed >> 20)) whole chunks (valid), and they read as zeros again"
 
 # ------------------------------------------------------------ a host's donors die: EIO, never wrong data
 # 1 MiB at every PAT_STRIDE-th chunk of the disk: chunks allocated at
