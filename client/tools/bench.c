@@ -182,50 +182,40 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 	return -1;
 }
 
-/* 64-byte read and write latency, after a warm-up that makes the
- * connections. 0, or 1 after saying what failed. */
+/* lat_iters rmp_read (or rmp_write) calls of len bytes of buf at b->a,
+ * one at a time: their median and 99th percentile in *med and *p99. 0, or
+ * 1 after saying what failed. */
+static int time_one_way(struct bench *b, bool write, uint8_t *buf, uint64_t len, const char *what, double *med,
+			double *p99)
+{
+	for (unsigned i = 0; i < b->o.lat_iters; i++) {
+		uint64_t t0 = rmp_mono_ns();
+		int rc = write ? rmp_write(b->p, b->a, buf, len) : rmp_read(b->p, buf, b->a, len);
+		if (rc != 0)
+			return fail(what, rc, b->c);
+		b->t[i] = us_since(t0);
+	}
+	*med = pct(b->t, b->o.lat_iters, 0.5);
+	*p99 = pct(b->t, b->o.lat_iters, 0.99);
+	return 0;
+}
+
+/* 64-byte and 4 KiB read and write latency, after a warm-up that makes
+ * the connections. 0, or 1 after saying what failed. */
 static int bench_latency(struct bench *b)
 {
 	uint8_t small[64] = { 0 };
+	static uint8_t page[4096];
 	int rc;
 
 	if ((rc = rmp_alloc(b->p, 4096, &b->a)) != 0 || (rc = rmp_write(b->p, b->a, small, 64)) != 0 ||
 	    (rc = rmp_read(b->p, small, b->a, 64)) != 0)
 		return fail("warm-up", rc, b->c);
-	for (unsigned i = 0; i < b->o.lat_iters; i++) {
-		uint64_t t0 = rmp_mono_ns();
-		if ((rc = rmp_read(b->p, small, b->a, 64)) != 0)
-			return fail("rmp_read", rc, b->c);
-		b->t[i] = us_since(t0);
-	}
-	b->f.read_med = pct(b->t, b->o.lat_iters, 0.5);
-	b->f.read_p99 = pct(b->t, b->o.lat_iters, 0.99);
-	for (unsigned i = 0; i < b->o.lat_iters; i++) {
-		uint64_t t0 = rmp_mono_ns();
-		if ((rc = rmp_write(b->p, b->a, small, 64)) != 0)
-			return fail("rmp_write", rc, b->c);
-		b->t[i] = us_since(t0);
-	}
-	b->f.write_med = pct(b->t, b->o.lat_iters, 0.5);
-	b->f.write_p99 = pct(b->t, b->o.lat_iters, 0.99);
-	static uint8_t page[4096];
-	for (unsigned i = 0; i < b->o.lat_iters; i++) {
-		uint64_t t0 = rmp_mono_ns();
-		if ((rc = rmp_read(b->p, page, b->a, sizeof(page))) != 0)
-			return fail("rmp_read of 4 KiB", rc, b->c);
-		b->t[i] = us_since(t0);
-	}
-	b->f.read4k_med = pct(b->t, b->o.lat_iters, 0.5);
-	b->f.read4k_p99 = pct(b->t, b->o.lat_iters, 0.99);
-	for (unsigned i = 0; i < b->o.lat_iters; i++) {
-		uint64_t t0 = rmp_mono_ns();
-		if ((rc = rmp_write(b->p, b->a, page, sizeof(page))) != 0)
-			return fail("rmp_write of 4 KiB", rc, b->c);
-		b->t[i] = us_since(t0);
-	}
-	b->f.write4k_med = pct(b->t, b->o.lat_iters, 0.5);
-	b->f.write4k_p99 = pct(b->t, b->o.lat_iters, 0.99);
-	return 0;
+	struct bench_figures *f = &b->f;
+	return time_one_way(b, false, small, sizeof(small), "rmp_read", &f->read_med, &f->read_p99) ||
+	       time_one_way(b, true, small, sizeof(small), "rmp_write", &f->write_med, &f->write_p99) ||
+	       time_one_way(b, false, page, sizeof(page), "rmp_read of 4 KiB", &f->read4k_med, &f->read4k_p99) ||
+	       time_one_way(b, true, page, sizeof(page), "rmp_write of 4 KiB", &f->write4k_med, &f->write4k_p99);
 }
 
 /* alloc+free of a minimum block when a block of that order is free:
